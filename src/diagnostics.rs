@@ -35,7 +35,12 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
-    pub fn error(code: &'static str, message: impl Into<String>, span: Option<Span>, help: impl Into<String>) -> Self {
+    pub fn error(
+        code: &'static str,
+        message: impl Into<String>,
+        span: Option<Span>,
+        help: impl Into<String>,
+    ) -> Self {
         Diagnostic {
             code,
             severity: if code.starts_with('W') { Severity::Warning } else { Severity::Error },

@@ -173,11 +173,8 @@ impl MeshGraph {
             graph.add_edge(right, left, Edge::FederatesWith);
         }
 
-        let agent_trust_domains = topology
-            .agents
-            .iter()
-            .map(|agent| topology.sites[agent.site].trust_domain.clone())
-            .collect();
+        let agent_trust_domains =
+            topology.agents.iter().map(|agent| topology.sites[agent.site].trust_domain.clone()).collect();
 
         MeshGraph {
             graph,
@@ -254,10 +251,7 @@ impl MeshGraph {
 
     /// The actions of the declared edge caller → callee, if there is one.
     pub fn edge_actions(&self, caller: usize, callee: usize) -> Option<&[String]> {
-        self.calls[caller]
-            .iter()
-            .find(|(target, _)| *target == callee)
-            .map(|(_, actions)| actions.as_slice())
+        self.calls[caller].iter().find(|(target, _)| *target == callee).map(|(_, actions)| actions.as_slice())
     }
 
     /// The trust domain of an agent.
@@ -309,9 +303,5 @@ impl MeshGraph {
 }
 
 fn ordered(left: &str, right: &str) -> (String, String) {
-    if left <= right {
-        (left.to_owned(), right.to_owned())
-    } else {
-        (right.to_owned(), left.to_owned())
-    }
+    if left <= right { (left.to_owned(), right.to_owned()) } else { (right.to_owned(), left.to_owned()) }
 }

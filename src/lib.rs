@@ -23,9 +23,8 @@ pub struct Compiled {
 /// Returns every diagnostic when any is an error.
 pub fn compile(file_name: &str, text: &str) -> Result<Compiled, Vec<Diagnostic>> {
     let _ = file_name;
-    let value: serde_json::Value = serde_yaml_ng::from_str(text).map_err(|error| {
-        vec![Diagnostic::error("E000", error.to_string(), None, "fix the YAML syntax")]
-    })?;
+    let value: serde_json::Value = serde_yaml_ng::from_str(text)
+        .map_err(|error| vec![Diagnostic::error("E000", error.to_string(), None, "fix the YAML syntax")])?;
     let topology = model::normalize(&value)
         .map_err(|error| vec![Diagnostic::error("E001", error, None, "fix the type")])?;
     let graph = MeshGraph::build(&topology);

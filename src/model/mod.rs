@@ -126,14 +126,8 @@ pub enum Provider {
 }
 
 impl Provider {
-    pub const ALL: [Provider; 6] = [
-        Provider::Aws,
-        Provider::Gcp,
-        Provider::Azure,
-        Provider::Onprem,
-        Provider::Oracle,
-        Provider::Ibm,
-    ];
+    pub const ALL: [Provider; 6] =
+        [Provider::Aws, Provider::Gcp, Provider::Azure, Provider::Onprem, Provider::Oracle, Provider::Ibm];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -187,12 +181,8 @@ pub enum NodeAttestor {
 }
 
 impl NodeAttestor {
-    pub const ALL: [NodeAttestor; 4] = [
-        NodeAttestor::AwsIid,
-        NodeAttestor::GcpIit,
-        NodeAttestor::AzureMsi,
-        NodeAttestor::K8sPsat,
-    ];
+    pub const ALL: [NodeAttestor; 4] =
+        [NodeAttestor::AwsIid, NodeAttestor::GcpIit, NodeAttestor::AzureMsi, NodeAttestor::K8sPsat];
 
     /// The plugin name SPIRE knows it by.
     pub fn as_str(self) -> &'static str {

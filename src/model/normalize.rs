@@ -287,9 +287,7 @@ fn build(raw: RawTopology) -> Topology {
                 Some(Value::Number(version)) => version.to_string(),
                 _ => defaults::KUBERNETES_VERSION.to_owned(),
             },
-            node_type: raw_cluster
-                .node_type
-                .or_else(|| provider.default_node_type().map(str::to_owned)),
+            node_type: raw_cluster.node_type.or_else(|| provider.default_node_type().map(str::to_owned)),
             nodes: raw_cluster.nodes.unwrap_or(defaults::NODES),
             spot: raw_cluster.spot.unwrap_or(false),
             pod_cidr: raw_cluster.pod_cidr,
@@ -337,10 +335,9 @@ fn build(raw: RawTopology) -> Topology {
                 spiffe_id,
                 capabilities: raw_agent.capabilities.unwrap_or_default(),
                 calls,
-                fallback: raw_agent.fallback.map(|fallback| Named {
-                    name: fallback,
-                    pointer: format!("{agent_pointer}/fallback"),
-                }),
+                fallback: raw_agent
+                    .fallback
+                    .map(|fallback| Named { name: fallback, pointer: format!("{agent_pointer}/fallback") }),
                 tier: match raw_agent.tier.as_deref() {
                     Some("edge") => Some(Tier::Edge),
                     _ => None,
@@ -348,15 +345,7 @@ fn build(raw: RawTopology) -> Topology {
                 pointer: agent_pointer,
             });
         }
-        sites.push(Site {
-            name,
-            provider,
-            region,
-            trust_domain,
-            cluster,
-            agents: site_agents,
-            pointer,
-        });
+        sites.push(Site { name, provider, region, trust_domain, cluster, agents: site_agents, pointer });
     }
 
     let declared_trust_domains = raw.global.and_then(|global| global.trust_domains).map(|domains| {
@@ -470,10 +459,9 @@ fn build(raw: RawTopology) -> Topology {
         },
         metrics: Metrics {
             enabled: raw_metrics.enabled.unwrap_or(true),
-            central: raw_metrics.central.map(|name| Named {
-                name,
-                pointer: "/observability/metrics/central".to_owned(),
-            }),
+            central: raw_metrics
+                .central
+                .map(|name| Named { name, pointer: "/observability/metrics/central".to_owned() }),
             scrape_interval: raw_metrics
                 .scrape_interval
                 .unwrap_or_else(|| defaults::SCRAPE_INTERVAL.to_owned()),
