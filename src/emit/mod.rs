@@ -113,3 +113,53 @@ pub fn json_pretty<T: serde::Serialize>(value: &T) -> Vec<u8> {
     bytes.push(b'\n');
     bytes
 }
+
+/// Conventions several targets share. Each is defined once here so that, for example, the user the
+/// Deployment runs as and the user the image declares cannot drift apart.
+pub mod conventions {
+    use crate::model::{Agent, Site, Topology};
+
+    /// The non-root user and group every agent container runs as (image `User`, pod `runAsUser`).
+    pub const AGENT_UID: u32 = 10001;
+
+    /// Where the SPIRE agent's Workload API socket directory is mounted in every workload.
+    pub const SPIRE_SOCKET_DIR: &str = "/run/spire/sockets";
+
+    /// The SPIRE agent's Workload API socket inside `SPIRE_SOCKET_DIR`.
+    pub const SPIRE_SOCKET_PATH: &str = "/run/spire/sockets/agent.sock";
+
+    /// The agent's HTTP health endpoint, served on `mesh.metricsPort` (image HEALTHCHECK, pod probes).
+    pub const HEALTH_PATH: &str = "/health";
+
+    /// The agent's Prometheus metrics endpoint, served on `mesh.metricsPort`.
+    pub const METRICS_PATH: &str = "/metrics";
+
+    /// The namespace of each site's Prometheus and OpenTelemetry collector.
+    pub const MONITORING_NAMESPACE: &str = "monitoring";
+
+    /// The Tailscale tag of one agent: `tag:<mesh>-<agent>` (DESIGN.md §4).
+    pub fn tailscale_agent_tag(topology: &Topology, agent: &Agent) -> String {
+        format!("tag:{}-{}", topology.mesh.name, agent.name)
+    }
+
+    /// Every Tailscale tag an agent's node advertises: its own, then the shared tags, sorted after it.
+    pub fn tailscale_tags(topology: &Topology, agent: &Agent) -> Vec<String> {
+        let mut shared: Vec<String> =
+            topology.networking.tailscale.tags.iter().map(|tag| tailscale_tag(tag)).collect();
+        shared.sort();
+        shared.dedup();
+        let mut tags = vec![tailscale_agent_tag(topology, agent)];
+        tags.extend(shared);
+        tags
+    }
+
+    /// A tag as Tailscale spells it: `production` and `tag:production` both become `tag:production`.
+    pub fn tailscale_tag(name: &str) -> String {
+        format!("tag:{}", name.strip_prefix("tag:").unwrap_or(name))
+    }
+
+    /// The Tailscale tag of one site's Prometheus (the central one scrapes agents' metrics ports).
+    pub fn tailscale_prometheus_tag(topology: &Topology, site: &Site) -> String {
+        format!("tag:{}-prometheus-{}", topology.mesh.name, site.name)
+    }
+}
