@@ -1,14 +1,29 @@
 //! weave compiles one multi-cloud agent mesh topology (`multi-cloud-values.yaml`) into every artifact
 //! the mesh needs. See ARCHITECTURE.md for the pipeline and its invariants.
+//!
+//! The functions here are the API the CLI and the tests drive: [`analyze`] runs the front half of
+//! the pipeline (load → schema → model → graph → check) and [`emit`] the back half (every target
+//! into a [`emit::Sink`]).
 
+pub mod check;
+pub mod cli;
 pub mod diagnostics;
 pub mod emit;
 pub mod graph;
+pub mod load;
 pub mod model;
+pub mod review;
+pub mod schema;
+pub mod source;
+pub mod write;
+
+use std::io;
 
 use diagnostics::Diagnostic;
 use graph::MeshGraph;
+use load::Limits;
 use model::Topology;
+use source::Source;
 
 /// A topology that passed every check, ready to emit.
 #[derive(Debug)]
@@ -19,14 +34,76 @@ pub struct Compiled {
     pub diagnostics: Vec<Diagnostic>,
 }
 
-/// Runs the front half of the pipeline on a topology's text: load, schema, model, graph, check.
-/// Returns every diagnostic when any is an error.
-pub fn compile(file_name: &str, text: &str) -> Result<Compiled, Vec<Diagnostic>> {
-    let _ = file_name;
-    let value: serde_json::Value = serde_yaml_ng::from_str(text)
-        .map_err(|error| vec![Diagnostic::error("E000", error.to_string(), None, "fix the YAML syntax")])?;
-    let topology = model::normalize(&value)
-        .map_err(|error| vec![Diagnostic::error("E001", error, None, "fix the type")])?;
+/// What the front half of the pipeline found: the model and graph when the input could be read into
+/// one, and every diagnostic, sorted by position.
+#[derive(Debug)]
+pub struct Analysis {
+    pub model: Option<(Topology, MeshGraph)>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Analysis {
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+
+    /// The compiled topology when there is no error.
+    pub fn into_compiled(self) -> Result<Compiled, Vec<Diagnostic>> {
+        if self.has_errors() {
+            return Err(self.diagnostics);
+        }
+        match self.model {
+            Some((topology, graph)) => Ok(Compiled { topology, graph, diagnostics: self.diagnostics }),
+            None => Err(self.diagnostics),
+        }
+    }
+}
+
+/// Runs load, schema, model, graph and check on one source file. Semantic checks run even when the
+/// schema found problems, as long as the input still reads into a model, so that one run reports
+/// everything.
+pub fn analyze(source: &Source, limits: &Limits) -> Analysis {
+    let document = match load::load(source, limits) {
+        Ok(document) => document,
+        Err(diagnostics) => return Analysis { model: None, diagnostics },
+    };
+    let value = document.to_json();
+    let mut diagnostics = schema::check(&document, &value);
+    let topology = match model::normalize(&value) {
+        Ok(topology) => topology,
+        Err(reason) => {
+            if diagnostics.is_empty() {
+                diagnostics.push(Diagnostic::error(
+                    "E001",
+                    format!("the topology does not have the expected shape: {reason}"),
+                    Some(document.root.span),
+                    "see `weave schema` or docs/topology.md for the shape of each section",
+                ));
+            }
+            check::sort(&mut diagnostics);
+            return Analysis { model: None, diagnostics };
+        }
+    };
     let graph = MeshGraph::build(&topology);
-    Ok(Compiled { topology, graph, diagnostics: Vec::new() })
+    let context = check::CheckContext { topology: &topology, graph: &graph, document: &document, limits };
+    diagnostics.extend(check::run(&context));
+    check::sort(&mut diagnostics);
+    Analysis { model: Some((topology, graph)), diagnostics }
+}
+
+/// Runs the front half of the pipeline on a topology's text with the default limits. Returns every
+/// diagnostic when any is an error.
+pub fn compile(file_name: &str, text: &str) -> Result<Compiled, Vec<Diagnostic>> {
+    analyze(&Source::new(file_name, text), &Limits::default()).into_compiled()
+}
+
+/// Emits the artifacts of the selected targets (all when `only` is empty), then `graph.mmd`.
+pub fn emit(compiled: &Compiled, only: &[String], sink: &mut dyn emit::Sink) -> io::Result<()> {
+    let context = emit::EmitContext::new(&compiled.topology, &compiled.graph);
+    for target in emit::TARGETS {
+        if only.is_empty() || only.iter().any(|name| name == target.name) {
+            (target.emit)(&context, sink)?;
+        }
+    }
+    sink.put("graph.mmd".to_owned(), graph::to_mermaid(&compiled.topology, &compiled.graph).into_bytes())
 }

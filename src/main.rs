@@ -1,1 +1,5 @@
-fn main() {}
+//! The `weave` binary: arguments → `cli::run` → exit code.
+
+fn main() -> std::process::ExitCode {
+    weave::cli::run()
+}

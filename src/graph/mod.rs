@@ -305,3 +305,7 @@ impl MeshGraph {
 fn ordered(left: &str, right: &str) -> (String, String) {
     if left <= right { (left.to_owned(), right.to_owned()) } else { (right.to_owned(), left.to_owned()) }
 }
+
+mod render;
+
+pub use render::{to_dot, to_json, to_mermaid};

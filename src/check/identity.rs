@@ -1,0 +1,221 @@
+//! Identity: trust domain names and SPIFFE IDs (E004), the declared trust domains against the sites
+//! (E005), shared trust domains (E014, W106).
+
+use std::collections::BTreeSet;
+
+use super::CheckContext;
+use crate::diagnostics::Diagnostic;
+use crate::schema::did_you_mean;
+
+/// The placeholders `identity.idTemplate` may use.
+pub const TEMPLATE_PLACEHOLDERS: [&str; 5] = ["trustDomain", "site", "provider", "region", "name"];
+
+pub(super) fn check(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
+    let topology = context.topology;
+
+    template(context, diagnostics);
+
+    for site in &topology.sites {
+        if let Some(problem) = trust_domain_problem(&site.trust_domain) {
+            diagnostics.push(Diagnostic::error(
+                "E004",
+                format!("trust domain `{}` {problem}", site.trust_domain),
+                context.value_at(&format!("{}/trustDomain", site.pointer)),
+                "a SPIFFE trust domain holds only lowercase letters, digits, `.`, `-` and `_` (for example `aws.company.com`)",
+            ));
+        }
+    }
+
+    for agent in &topology.agents {
+        let site = &topology.sites[agent.site];
+        if trust_domain_problem(&site.trust_domain).is_some() {
+            continue;
+        }
+        let pointer = if agent.explicit_spiffe_id {
+            format!("{}/spiffeId", agent.pointer)
+        } else {
+            "/identity/idTemplate".to_owned()
+        };
+        match spiffe_id_problem(&agent.spiffe_id) {
+            Some(problem) => diagnostics.push(Diagnostic::error(
+                "E004",
+                format!("the SPIFFE ID of `{}`, `{}`, {problem}", agent.name, agent.spiffe_id),
+                context.value_at(&pointer),
+                "a SPIFFE ID is `spiffe://<trust domain>/<path>`, with path segments of letters, digits, `.`, `-` and `_`",
+            )),
+            None => {
+                let id_domain = agent.spiffe_id["spiffe://".len()..].split('/').next().unwrap_or_default();
+                if agent.explicit_spiffe_id && id_domain != site.trust_domain {
+                    diagnostics.push(Diagnostic::error(
+                        "E004",
+                        format!(
+                            "the SPIFFE ID of `{}` is in trust domain `{id_domain}`, but its site `{}` is in `{}`",
+                            agent.name, site.name, site.trust_domain
+                        ),
+                        context.value_at(&pointer),
+                        format!("SPIRE in `{}` can only issue IDs of its own trust domain; write `spiffe://{}/...`", site.trust_domain, site.trust_domain),
+                    ));
+                }
+            }
+        }
+    }
+
+    declared_domains(context, diagnostics);
+    shared_domains(context, diagnostics);
+}
+
+fn template(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
+    let template = &context.topology.identity.id_template;
+    let mut rest = template.as_str();
+    while let Some(open) = rest.find('{') {
+        let after = &rest[open + 1..];
+        let Some(close) = after.find('}') else { break };
+        let placeholder = &after[..close];
+        if !TEMPLATE_PLACEHOLDERS.contains(&placeholder) {
+            let known: Vec<String> = TEMPLATE_PLACEHOLDERS.iter().map(|name| name.to_string()).collect();
+            diagnostics.push(Diagnostic::error(
+                "E004",
+                format!("identity.idTemplate uses `{{{placeholder}}}`, which is not a placeholder"),
+                context.value_at("/identity/idTemplate"),
+                match did_you_mean(placeholder, &known) {
+                    Some(suggestion) => format!("did you mean `{{{suggestion}}}`?"),
+                    None => format!("the placeholders are {{{}}}", TEMPLATE_PLACEHOLDERS.join("}, {")),
+                },
+            ));
+        }
+        rest = &after[close + 1..];
+    }
+    if context.written("/identity/idTemplate")
+        && !template.contains("{name}")
+        && context.topology.agents.len() > 1
+    {
+        diagnostics.push(Diagnostic::error(
+            "E004",
+            "identity.idTemplate does not contain `{name}`, so agents would share SPIFFE IDs",
+            context.value_at("/identity/idTemplate"),
+            "include `{name}` in the path, as in `spiffe://{trustDomain}/agent/{name}`",
+        ));
+    }
+}
+
+fn declared_domains(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
+    let topology = context.topology;
+    let Some(declared) = &topology.declared_trust_domains else { return };
+    let used: BTreeSet<&str> = topology.sites.iter().map(|site| site.trust_domain.as_str()).collect();
+    let declared_names: BTreeSet<&str> = declared.iter().map(|named| named.name.as_str()).collect();
+    let used_list: Vec<String> = used.iter().map(|name| name.to_string()).collect();
+    for named in declared {
+        if !used.contains(named.name.as_str()) {
+            let help = match did_you_mean(&named.name, &used_list) {
+                Some(suggestion) => format!(
+                    "the sites use `{suggestion}`: write that here, so SPIRE, OPA and the trust bundles agree"
+                ),
+                None => "remove it, or add a site in this trust domain".to_owned(),
+            };
+            diagnostics.push(
+                Diagnostic::error(
+                    "E005",
+                    format!("global.trustDomains lists `{}`, which no enabled site uses", named.name),
+                    context.value_at(&named.pointer),
+                    help,
+                )
+                .with_label("declared here, used nowhere"),
+            );
+        }
+    }
+    for site in &topology.sites {
+        if !declared_names.contains(site.trust_domain.as_str()) {
+            diagnostics.push(Diagnostic::error(
+                "E005",
+                format!(
+                    "site `{}` uses trust domain `{}`, which global.trustDomains does not list",
+                    site.name, site.trust_domain
+                ),
+                context.value_at(&format!("{}/trustDomain", site.pointer)),
+                "add it to global.trustDomains, or correct the spelling here",
+            ));
+        }
+    }
+}
+
+fn shared_domains(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
+    let topology = context.topology;
+    for domain in context.graph.trust_domains() {
+        let sites = context.graph.sites_of_trust_domain(domain);
+        if sites.len() < 2 {
+            continue;
+        }
+        let second = &topology.sites[sites[1]];
+        let names: Vec<&str> = sites.iter().map(|&site| topology.sites[site].name.as_str()).collect();
+        if topology.spire.upstream_authority.is_none() {
+            diagnostics.push(Diagnostic::error(
+                "E014",
+                format!("trust domain `{domain}` spans sites {} without a shared upstream CA", names.join(", ")),
+                context.value_at(&format!("{}/trustDomain", second.pointer)),
+                "set `spire.upstreamAuthority: disk` so every SPIRE server of the domain signs with one CA, or give each site its own trust domain and federate them",
+            ));
+        }
+        if topology.authorization.allow_same_trust_domain {
+            diagnostics.push(Diagnostic::error(
+                "W106",
+                format!(
+                    "allowSameTrustDomain with trust domain `{domain}` spanning sites {}: every agent may call every other across clouds",
+                    names.join(", ")
+                ),
+                context.value_at("/authorization/allowSameTrustDomain"),
+                "declare the calls you need instead, or give each site its own trust domain",
+            ));
+        }
+    }
+}
+
+/// Why `name` is not a valid SPIFFE trust domain name, if it is not.
+pub(crate) fn trust_domain_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        return Some("is empty");
+    }
+    if name.len() > 255 {
+        return Some("is longer than 255 characters");
+    }
+    if name.contains("://") {
+        return Some("is a URL; a trust domain is a bare name");
+    }
+    if !name
+        .bytes()
+        .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || matches!(byte, b'.' | b'-' | b'_'))
+    {
+        return Some("may hold only lowercase letters, digits, `.`, `-` and `_`");
+    }
+    None
+}
+
+/// Why `id` is not a valid SPIFFE ID, if it is not.
+pub(crate) fn spiffe_id_problem(id: &str) -> Option<String> {
+    let Some(rest) = id.strip_prefix("spiffe://") else {
+        return Some("does not start with `spiffe://`".into());
+    };
+    let (domain, path) = match rest.find('/') {
+        Some(slash) => (&rest[..slash], &rest[slash..]),
+        None => (rest, ""),
+    };
+    if let Some(problem) = trust_domain_problem(domain) {
+        return Some(format!("has a trust domain that {problem}"));
+    }
+    if path.is_empty() {
+        return Some("has no path, so it names the trust domain rather than a workload".into());
+    }
+    for segment in path[1..].split('/') {
+        if segment.is_empty() {
+            return Some("has an empty path segment (`//` or a trailing `/`)".into());
+        }
+        if segment == "." || segment == ".." {
+            return Some("has a `.` or `..` path segment".into());
+        }
+        if !segment.bytes().all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'-' | b'_')) {
+            return Some(format!(
+                "has path segment `{segment}` with characters other than letters, digits, `.`, `-` and `_`"
+            ));
+        }
+    }
+    None
+}

@@ -1,0 +1,163 @@
+//! Names: duplicates (E002) and names that become Kubernetes names or file paths (E013).
+
+use std::collections::BTreeMap;
+
+use super::CheckContext;
+use crate::diagnostics::Diagnostic;
+use crate::model::Provider;
+
+pub(super) fn check(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
+    duplicates(context, diagnostics);
+    labels(context, diagnostics);
+}
+
+fn duplicates(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
+    let topology = context.topology;
+    let mut sites: BTreeMap<&str, &str> = BTreeMap::new();
+    for site in &topology.sites {
+        if let Some(first) = sites.insert(&site.name, &site.pointer) {
+            diagnostics.push(Diagnostic::error(
+                "E002",
+                format!("site `{}` is defined twice", site.name),
+                context.at(&site.pointer),
+                format!(
+                    "the seed shorthand `{}:` and `sites.{}` name the same site (first at {}); keep one",
+                    site.name,
+                    site.name,
+                    crate::schema::display_pointer(first)
+                ),
+            ));
+        }
+    }
+    let mut agents: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut spiffe_ids: BTreeMap<&str, usize> = BTreeMap::new();
+    for (position, agent) in topology.agents.iter().enumerate() {
+        if let Some(&first) = agents.get(agent.name.as_str()) {
+            let first_site = &topology.sites[topology.agents[first].site].name;
+            diagnostics.push(
+                Diagnostic::error(
+                    "E002",
+                    format!("agent name `{}` is used twice", agent.name),
+                    context.value_at(&format!("{}/name", agent.pointer)),
+                    format!(
+                        "agent names are unique in the whole mesh (they name Deployments, tags and policy entries); the first `{}` is in site `{first_site}`: rename one",
+                        agent.name
+                    ),
+                )
+                .with_label("second definition"),
+            );
+        } else {
+            agents.insert(&agent.name, position);
+        }
+        if let Some(&first) = spiffe_ids.get(agent.spiffe_id.as_str()) {
+            if topology.agents[first].name != agent.name {
+                let pointer = if agent.explicit_spiffe_id {
+                    format!("{}/spiffeId", agent.pointer)
+                } else {
+                    format!("{}/name", agent.pointer)
+                };
+                diagnostics.push(Diagnostic::error(
+                    "E002",
+                    format!(
+                        "agent `{}` has the SPIFFE ID `{}`, already the identity of agent `{}`",
+                        agent.name, agent.spiffe_id, topology.agents[first].name
+                    ),
+                    context.value_at(&pointer),
+                    "two workloads with one identity cannot be told apart by mTLS or policy; give each agent its own spiffeId (or use {name} in identity.idTemplate)",
+                ));
+            }
+        } else {
+            spiffe_ids.insert(&agent.spiffe_id, position);
+        }
+    }
+}
+
+fn labels(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
+    let topology = context.topology;
+    let mut named: Vec<(String, &str, &str)> = vec![
+        ("/mesh/name".into(), topology.mesh.name.as_str(), "mesh name"),
+        ("/mesh/namespace".into(), topology.mesh.namespace.as_str(), "namespace"),
+        ("/spire/namespace".into(), topology.spire.namespace.as_str(), "namespace"),
+        (
+            "/networking/tailscale/authKeySecret".into(),
+            topology.networking.tailscale.auth_key_secret.as_str(),
+            "Secret name",
+        ),
+    ];
+    if let Some(secret) = &topology.spire.datastore.connection_secret {
+        named.push(("/spire/datastore/connectionSecret".into(), secret.as_str(), "Secret name"));
+    }
+    for site in &topology.sites {
+        // A shorthand site's name is its provider key, always a valid label.
+        if Provider::parse(site.pointer.trim_start_matches('/')).is_none() {
+            named.push((site.pointer.clone(), site.name.as_str(), "site name"));
+        }
+        named.push((format!("{}/cluster/name", site.pointer), site.cluster.name.as_str(), "cluster name"));
+    }
+    for agent in &topology.agents {
+        named.push((format!("{}/name", agent.pointer), agent.name.as_str(), "agent name"));
+    }
+    for (pointer, name, what) in named {
+        if super::secrets::known_secret(name).is_some() {
+            // A pasted secret is reported once, as E012, and never echoed back into a log.
+            continue;
+        }
+        if let Some(problem) = label_problem(name) {
+            if !context.written(&pointer) && what == "cluster name" {
+                // A defaulted cluster name is derived from the mesh and site names, which are
+                // checked themselves; one diagnostic at the source is enough.
+                continue;
+            }
+            let escapes = name.contains('/') || name.contains('\\') || name == "." || name == "..";
+            let help = if escapes {
+                format!(
+                    "this {what} becomes a directory or file name under the output directory; use letters, digits and `-` only"
+                )
+            } else {
+                format!(
+                    "a {what} must be a DNS-1123 label: at most 63 lowercase letters, digits and `-`, starting and ending with a letter or digit (for example `{}`)",
+                    suggest_label(name)
+                )
+            };
+            let located = context.document.locate(&pointer);
+            let span = match located {
+                // A site is named by its key; every other name by its value.
+                Some(located) if what == "site name" => located.key.or(Some(located.value)),
+                Some(located) => Some(located.value),
+                None => context.at(&pointer),
+            };
+            diagnostics.push(Diagnostic::error("E013", format!("{what} `{name}` {problem}"), span, help));
+        }
+    }
+}
+
+/// Why `name` is not a DNS-1123 label, if it is not.
+pub(crate) fn label_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        return Some("is empty");
+    }
+    if name.contains('/') || name.contains('\\') || name == "." || name == ".." {
+        return Some("would escape the output directory");
+    }
+    if name.len() > 63 {
+        return Some("is longer than 63 characters");
+    }
+    if !name.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-') {
+        return Some("may hold only lowercase letters, digits and `-`");
+    }
+    if name.starts_with('-') || name.ends_with('-') {
+        return Some("must start and end with a letter or digit");
+    }
+    None
+}
+
+fn suggest_label(name: &str) -> String {
+    let mut label: String = name
+        .to_lowercase()
+        .chars()
+        .map(|character| if character.is_ascii_alphanumeric() { character } else { '-' })
+        .collect();
+    label = label.trim_matches('-').to_owned();
+    label.truncate(63);
+    if label.is_empty() { "agent-1".into() } else { label }
+}

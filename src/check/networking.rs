@@ -1,0 +1,138 @@
+//! Networking: pod CIDRs for the VPN (E010) and the Tailscale settings (E015).
+
+use std::net::Ipv4Addr;
+
+use super::CheckContext;
+use crate::diagnostics::Diagnostic;
+use crate::model::NetworkKind;
+
+pub(super) fn check(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
+    if context.topology.networking.kind == NetworkKind::Vpn {
+        pod_cidrs(context, diagnostics);
+    }
+    tailscale(context, diagnostics);
+}
+
+fn pod_cidrs(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
+    let topology = context.topology;
+    if topology.sites.len() < 2 {
+        return;
+    }
+    let mut parsed: Vec<(usize, u32, u32)> = Vec::new();
+    for (position, site) in topology.sites.iter().enumerate() {
+        let pointer = format!("{}/cluster/podCidr", site.pointer);
+        match &site.cluster.pod_cidr {
+            None => diagnostics.push(Diagnostic::error(
+                "E010",
+                format!("site `{}` has no cluster.podCidr, which networking.type vpn needs", site.name),
+                context.at(&site.pointer),
+                "set `cluster.podCidr` (for example 10.1.0.0/16), distinct from every other site's, so the VPN can route to this site's pods",
+            )),
+            Some(cidr) => match parse_cidr(cidr) {
+                Some((network, prefix)) => parsed.push((position, network, prefix)),
+                None => diagnostics.push(Diagnostic::error(
+                    "E010",
+                    format!("cluster.podCidr of `{}` is not an IPv4 CIDR: `{cidr}`", site.name),
+                    context.value_at(&pointer),
+                    "write the range as address/prefix, for example 10.1.0.0/16",
+                )),
+            },
+        }
+    }
+    for (index, &(left, left_network, left_prefix)) in parsed.iter().enumerate() {
+        for &(right, right_network, right_prefix) in &parsed[index + 1..] {
+            let shorter = left_prefix.min(right_prefix);
+            let mask = if shorter == 0 { 0 } else { u32::MAX << (32 - shorter) };
+            if left_network & mask == right_network & mask {
+                let (left_site, right_site) = (&topology.sites[left], &topology.sites[right]);
+                diagnostics.push(Diagnostic::error(
+                    "E010",
+                    format!(
+                        "the pod CIDRs of `{}` ({}) and `{}` ({}) overlap",
+                        left_site.name,
+                        left_site.cluster.pod_cidr.as_deref().unwrap_or_default(),
+                        right_site.name,
+                        right_site.cluster.pod_cidr.as_deref().unwrap_or_default()
+                    ),
+                    context.value_at(&format!("{}/cluster/podCidr", right_site.pointer)),
+                    "routes over the VPN need distinct ranges; give this site a range no other site uses",
+                ));
+            }
+        }
+    }
+}
+
+/// `10.1.0.0/16` → (network address with host bits cleared, prefix length).
+fn parse_cidr(text: &str) -> Option<(u32, u32)> {
+    let (address, prefix) = text.split_once('/')?;
+    let address: Ipv4Addr = address.parse().ok()?;
+    let prefix: u32 = prefix.parse().ok()?;
+    if prefix > 32 {
+        return None;
+    }
+    let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - prefix) };
+    Some((u32::from(address) & mask, prefix))
+}
+
+fn tailscale(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
+    let topology = context.topology;
+    let networking = &topology.networking;
+    let is_tailscale = networking.kind == NetworkKind::Tailscale;
+    if networking.tailscale.enabled != is_tailscale {
+        let pointer = "/networking/tailscale/enabled";
+        diagnostics.push(Diagnostic::error(
+            "E015",
+            format!(
+                "networking.type is `{}` but networking.tailscale.enabled is {}",
+                networking.kind.as_str(),
+                networking.tailscale.enabled
+            ),
+            if context.written(pointer) {
+                context.value_at(pointer)
+            } else {
+                context.value_at("/networking/type")
+            },
+            if is_tailscale {
+                "set `tailscale.enabled: true`, or choose another networking.type"
+            } else {
+                "set `tailscale.enabled: false`, or `networking.type: tailscale`"
+            },
+        ));
+    }
+    if is_tailscale && networking.tailscale.tailnet.is_none() && crosses_sites(context) {
+        diagnostics.push(Diagnostic::error(
+            "E015",
+            "agents call across sites over Tailscale, but networking.tailscale.tailnet is not set",
+            context.at("/networking/tailscale"),
+            "set `tailnet:` to your tailnet's name; agents are reached at <agent>.<tailnet>.ts.net",
+        ));
+    }
+}
+
+/// Whether any reachable pair of agents (DESIGN.md §4) runs in two different sites.
+fn crosses_sites(context: &CheckContext<'_>) -> bool {
+    let topology = context.topology;
+    let graph = context.graph;
+    if topology.sites.len() < 2 {
+        return false;
+    }
+    let populated = topology.sites.iter().filter(|site| !site.agents.is_empty()).count();
+    if graph.everything_reachable() && populated > 1 {
+        return true;
+    }
+    if topology.authorization.allow_same_trust_domain
+        && graph.trust_domains().any(|domain| {
+            graph
+                .sites_of_trust_domain(domain)
+                .iter()
+                .filter(|&&site| !topology.sites[site].agents.is_empty())
+                .count()
+                > 1
+        })
+    {
+        return true;
+    }
+    topology.agents.iter().enumerate().any(|(caller, agent)| {
+        graph.calls_from(caller).iter().any(|(callee, _)| topology.agents[*callee].site != agent.site)
+    })
+}

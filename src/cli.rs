@@ -1,0 +1,403 @@
+//! The command line: clap types and one `run` per subcommand. Only this module, `load` (through the
+//! files it is handed) and `write` touch the filesystem.
+
+use std::io::{IsTerminal, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::diagnostics::{self, Diagnostic};
+use crate::load::Limits;
+use crate::source::Source;
+use crate::{Analysis, Compiled, emit, graph, schema, write};
+
+/// Exit code: the topology is valid (or the output fresh, or nothing changed).
+pub const EXIT_OK: u8 = 0;
+/// Exit code: the topology is invalid (or the output stale, or something changed).
+pub const EXIT_INVALID: u8 = 1;
+/// Exit code: a usage error or an I/O error.
+pub const EXIT_USAGE: u8 = 2;
+
+/// The default topology file.
+pub const DEFAULT_FILE: &str = "multi-cloud-values.yaml";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "weave",
+    version,
+    about = "Compile one multi-cloud agent mesh topology into every artifact the mesh needs",
+    long_about = "weave reads multi-cloud-values.yaml (sites, trust domains, federation, networking, agents and who may call whom, observability) and writes Terraform, SPIRE, Kubernetes, Tailscale, OPA, Prometheus, OpenTelemetry and agent image artifacts that agree with each other by construction."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check a topology and report every problem at once
+    Validate(ValidateArgs),
+    /// Write every artifact of a topology into an output directory
+    Build(BuildArgs),
+    /// Compare the artifacts of two topologies (or of a topology and an output directory)
+    Diff(DiffArgs),
+    /// Print the dependency graph of a topology
+    Graph(GraphArgs),
+    /// Explain, layer by layer, whether one agent may call another with an action
+    Explain(ExplainArgs),
+    /// Print the JSON Schema of the topology file
+    Schema,
+    /// Write a commented starter topology
+    Init(InitArgs),
+    /// Print a shell completion script
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DiagnosticFormat {
+    Human,
+    Json,
+    Sarif,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ValidateArgs {
+    /// The topology file
+    #[arg(default_value = DEFAULT_FILE)]
+    pub file: PathBuf,
+    /// How to print diagnostics
+    #[arg(long, value_enum, default_value_t = DiagnosticFormat::Human)]
+    pub format: DiagnosticFormat,
+    /// Fail on warnings too
+    #[arg(long)]
+    pub deny_warnings: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BuildArgs {
+    /// The topology file
+    #[arg(default_value = DEFAULT_FILE)]
+    pub file: PathBuf,
+    /// The output directory (replaced as a whole)
+    #[arg(short, long, default_value = "out")]
+    pub out: PathBuf,
+    /// Build only these targets (comma-separated)
+    #[arg(long, value_delimiter = ',', value_parser = target_names())]
+    pub only: Vec<String>,
+    /// Write nothing; exit 1 if OUT differs from what the topology produces
+    #[arg(long)]
+    pub check: bool,
+    /// Replace OUT even when it is not a weave output
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DiffArgs {
+    /// The old topology file, or an output directory
+    pub old: PathBuf,
+    /// The new topology file
+    pub new: PathBuf,
+    /// Print counts only
+    #[arg(long)]
+    pub stat: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GraphFormat {
+    Mermaid,
+    Dot,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct GraphArgs {
+    /// The topology file
+    #[arg(default_value = DEFAULT_FILE)]
+    pub file: PathBuf,
+    #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
+    pub format: GraphFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExplainFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExplainArgs {
+    /// The topology file
+    #[arg(default_value = DEFAULT_FILE)]
+    pub file: PathBuf,
+    /// The calling agent
+    #[arg(long)]
+    pub from: String,
+    /// The called agent
+    #[arg(long)]
+    pub to: String,
+    /// The action requested
+    #[arg(long)]
+    pub action: String,
+    #[arg(long, value_enum, default_value_t = ExplainFormat::Human)]
+    pub format: ExplainFormat,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct InitArgs {
+    /// Where to write the starter topology
+    #[arg(default_value = DEFAULT_FILE)]
+    pub file: PathBuf,
+    /// Overwrite an existing file
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CompletionsArgs {
+    pub shell: clap_complete::Shell,
+}
+
+fn target_names() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(emit::TARGETS.iter().map(|target| target.name))
+}
+
+/// The starter topology `weave init` writes.
+pub const INIT_TEMPLATE: &str = include_str!("../targets/init.yaml");
+
+/// Parses the arguments and runs the subcommand.
+pub fn run() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            return ExitCode::from(if error.use_stderr() { EXIT_USAGE } else { EXIT_OK });
+        }
+    };
+    let code = match cli.command {
+        Command::Validate(args) => validate(&args),
+        Command::Build(args) => build(&args),
+        Command::Diff(args) => crate::review::diff::run(&args),
+        Command::Graph(args) => graph_command(&args),
+        Command::Explain(args) => crate::review::explain::run(&args),
+        Command::Schema => {
+            print!("{}", schema::SCHEMA_TEXT);
+            EXIT_OK
+        }
+        Command::Init(args) => init(&args),
+        Command::Completions(args) => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(args.shell, &mut command, "weave", &mut std::io::stdout());
+            EXIT_OK
+        }
+    };
+    ExitCode::from(code)
+}
+
+/// Whether to colour output on stderr: only on a terminal, and never with `NO_COLOR` set.
+pub fn stderr_color() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty())
+}
+
+/// Whether to colour output on stdout.
+pub fn stdout_color() -> bool {
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty())
+}
+
+/// Reads a topology file; an unreadable file is a usage error (exit 2).
+pub fn read_source(path: &Path) -> Result<(Source, Vec<u8>), u8> {
+    let limits = Limits::default();
+    match std::fs::metadata(path) {
+        Ok(metadata) if metadata.len() > limits.max_bytes as u64 => {
+            // Too large to read at all: say so without loading it into memory.
+            let source = Source::new(path.display().to_string(), "");
+            let diagnostic = Diagnostic::error(
+                "E000",
+                format!("the file is {} bytes, over the limit of {} bytes", metadata.len(), limits.max_bytes),
+                None,
+                "split the mesh into smaller topologies, or check that this is the right file",
+            );
+            eprint!("{}", diagnostics::render_human(&[diagnostic], &source, stderr_color()));
+            return Err(EXIT_INVALID);
+        }
+        _ => {}
+    }
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(error) => {
+            eprintln!("error: cannot read {}: {error}", path.display());
+            if path == Path::new(DEFAULT_FILE) {
+                eprintln!(
+                    "help: pass the topology file, or run `weave init` to write a starter {DEFAULT_FILE}"
+                );
+            }
+            return Err(EXIT_USAGE);
+        }
+    };
+    let text = match String::from_utf8(bytes.clone()) {
+        Ok(text) => text,
+        Err(error) => {
+            let valid = error.utf8_error().valid_up_to();
+            let source = Source::new(
+                path.display().to_string(),
+                String::from_utf8_lossy(&bytes[..valid]).into_owned(),
+            );
+            let span = source.span_of_bytes(valid, valid);
+            let diagnostic = Diagnostic::error(
+                "E000",
+                "the file is not UTF-8 text",
+                Some(span),
+                "save the topology as UTF-8",
+            );
+            eprint!("{}", diagnostics::render_human(&[diagnostic], &source, stderr_color()));
+            return Err(EXIT_INVALID);
+        }
+    };
+    Ok((Source::new(path.display().to_string(), text), bytes))
+}
+
+/// Reads and analyzes a topology, printing its diagnostics (human form) to stderr. Returns the
+/// compiled topology, or the exit code to stop with.
+pub fn compile_file(path: &Path) -> Result<(Compiled, Source, Vec<u8>), u8> {
+    let (source, bytes) = read_source(path)?;
+    let analysis = crate::analyze(&source, &Limits::default());
+    if !analysis.diagnostics.is_empty() {
+        eprint!("{}", diagnostics::render_human(&analysis.diagnostics, &source, stderr_color()));
+    }
+    match analysis.into_compiled() {
+        Ok(compiled) => Ok((compiled, source, bytes)),
+        Err(_) => Err(EXIT_INVALID),
+    }
+}
+
+fn validate(args: &ValidateArgs) -> u8 {
+    let (source, _) = match read_source(&args.file) {
+        Ok(read) => read,
+        Err(code) => {
+            if args.format != DiagnosticFormat::Human && code == EXIT_USAGE {
+                let json = diagnostics::render_json(&[], &args.file.display().to_string(), false);
+                println!("{json}");
+            }
+            return code;
+        }
+    };
+    let analysis: Analysis = crate::analyze(&source, &Limits::default());
+    let failed = analysis.has_errors() || (args.deny_warnings && !analysis.diagnostics.is_empty());
+    match args.format {
+        DiagnosticFormat::Human => {
+            if analysis.diagnostics.is_empty() {
+                eprintln!("{}: valid", source.name);
+            } else {
+                eprint!("{}", diagnostics::render_human(&analysis.diagnostics, &source, stderr_color()));
+            }
+        }
+        DiagnosticFormat::Json => {
+            let json = diagnostics::render_json(&analysis.diagnostics, &source.name, !failed);
+            println!("{}", serde_json::to_string_pretty(&json).unwrap_or_default());
+        }
+        DiagnosticFormat::Sarif => {
+            let sarif = diagnostics::render_sarif(&analysis.diagnostics, &source.name);
+            println!("{}", serde_json::to_string_pretty(&sarif).unwrap_or_default());
+        }
+    }
+    if failed { EXIT_INVALID } else { EXIT_OK }
+}
+
+fn build(args: &BuildArgs) -> u8 {
+    let (compiled, source, bytes) = match compile_file(&args.file) {
+        Ok(compiled) => compiled,
+        Err(code) => return code,
+    };
+    if args.check {
+        let mut sink = write::CheckSink::new(args.out.clone());
+        if let Err(error) = crate::emit(&compiled, &args.only, &mut sink) {
+            eprintln!("error: {error}");
+            return EXIT_USAGE;
+        }
+        let staleness = match sink.finish(&source.name, &bytes) {
+            Ok(staleness) => staleness,
+            Err(error) => {
+                eprintln!("error: {}: {error}", args.out.display());
+                return EXIT_USAGE;
+            }
+        };
+        if staleness.is_fresh() {
+            eprintln!("{} is up to date with {}", args.out.display(), source.name);
+            return EXIT_OK;
+        }
+        let mut stdout = std::io::stdout().lock();
+        for (mark, paths) in
+            [("added", &staleness.added), ("removed", &staleness.removed), ("changed", &staleness.changed)]
+        {
+            for path in paths {
+                let _ = writeln!(stdout, "{mark:<8} {path}");
+            }
+        }
+        eprintln!(
+            "{} is stale: {} added, {} removed, {} changed; run `weave build {} -o {}`",
+            args.out.display(),
+            staleness.added.len(),
+            staleness.removed.len(),
+            staleness.changed.len(),
+            args.file.display(),
+            args.out.display()
+        );
+        return EXIT_INVALID;
+    }
+    let result = write::build_atomically(&args.out, args.force, &source.name, &bytes, |sink| {
+        crate::emit(&compiled, &args.only, sink)
+    });
+    match result {
+        Ok(written) => {
+            eprintln!("wrote {} files to {}", written.lock.files.len() + 1, args.out.display());
+            EXIT_OK
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            EXIT_USAGE
+        }
+    }
+}
+
+fn graph_command(args: &GraphArgs) -> u8 {
+    let (compiled, _, _) = match compile_file(&args.file) {
+        Ok(compiled) => compiled,
+        Err(code) => return code,
+    };
+    let text = match args.format {
+        GraphFormat::Mermaid => graph::to_mermaid(&compiled.topology, &compiled.graph),
+        GraphFormat::Dot => graph::to_dot(&compiled.topology, &compiled.graph),
+        GraphFormat::Json => {
+            let json = graph::to_json(&compiled.topology, &compiled.graph);
+            format!("{}\n", serde_json::to_string_pretty(&json).unwrap_or_default())
+        }
+    };
+    print!("{text}");
+    EXIT_OK
+}
+
+fn init(args: &InitArgs) -> u8 {
+    if args.file.as_os_str() == "-" {
+        print!("{INIT_TEMPLATE}");
+        return EXIT_OK;
+    }
+    if args.file.exists() && !args.force {
+        eprintln!("error: {} exists; pass --force to overwrite it", args.file.display());
+        return EXIT_USAGE;
+    }
+    match std::fs::write(&args.file, INIT_TEMPLATE) {
+        Ok(()) => {
+            eprintln!(
+                "wrote {}; check it with `weave validate {}`",
+                args.file.display(),
+                args.file.display()
+            );
+            EXIT_OK
+        }
+        Err(error) => {
+            eprintln!("error: cannot write {}: {error}", args.file.display());
+            EXIT_USAGE
+        }
+    }
+}

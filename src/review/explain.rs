@@ -1,0 +1,210 @@
+//! `weave explain`: the verdict of each layer of DESIGN.md §4 for one call — network, mTLS trust,
+//! OPA — each with the generated rule or data entry that decides it, and the first layer that
+//! blocks.
+//!
+//! The verdicts are read from the graph, the same relations the emitters render, so they agree with
+//! the generated artifacts by construction; the tests check that against the artifacts themselves
+//! (the Rego evaluated with regorus, the Tailscale policy's rules).
+
+use serde::Serialize;
+
+use crate::Compiled;
+use crate::cli::{EXIT_INVALID, EXIT_OK, EXIT_USAGE, ExplainArgs, ExplainFormat, compile_file};
+use crate::emit::conventions;
+use crate::model::NetworkKind;
+use crate::schema::did_you_mean;
+
+/// The verdict on one call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Explanation {
+    pub allowed: bool,
+    /// The first layer that blocks: `network`, `trust` or `opa`.
+    pub blocked_by: Option<&'static str>,
+    pub layers: Vec<Layer>,
+}
+
+/// One layer's verdict.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Layer {
+    pub layer: &'static str,
+    pub allowed: bool,
+    pub reason: String,
+    /// The generated file whose rule or entry decides it.
+    pub source: String,
+}
+
+/// Explains the call `from` → `to` with `action`. `None` when either agent does not exist.
+pub fn explain(compiled: &Compiled, from: &str, to: &str, action: &str) -> Option<Explanation> {
+    let topology = &compiled.topology;
+    let graph = &compiled.graph;
+    let caller = topology.agent_position(from)?;
+    let callee = topology.agent_position(to)?;
+    let caller_agent = &topology.agents[caller];
+    let callee_agent = &topology.agents[callee];
+    let callee_site = &topology.sites[callee_agent.site];
+    let caller_site = &topology.sites[caller_agent.site];
+    let public = topology.authorization.public_actions.iter().any(|public| public == action);
+    let edge = graph.edge_actions(caller, callee);
+    let same_domain = graph.trust_domain_of(caller) == graph.trust_domain_of(callee);
+    let same_domain_rule = topology.authorization.allow_same_trust_domain && same_domain;
+
+    // Network: DESIGN.md §4 reachable(A → B).
+    let reachable = graph.reachable(caller, callee);
+    let why_reachable = if graph.everything_reachable() {
+        format!(
+            "public actions ({}) make every agent reachable",
+            topology.authorization.public_actions.join(", ")
+        )
+    } else if edge.is_some() {
+        format!("the declared call {from} → {to}")
+    } else if same_domain_rule {
+        format!("allowSameTrustDomain, both in {}", graph.trust_domain_of(caller))
+    } else {
+        format!("no declared call {from} → {to}, no public action and no same-trust-domain rule")
+    };
+    let network = match topology.networking.kind {
+        NetworkKind::Tailscale => Layer {
+            layer: "network",
+            allowed: reachable,
+            reason: if reachable {
+                format!(
+                    "Tailscale ACL accepts {} → {}:{} ({why_reachable})",
+                    conventions::tailscale_agent_tag(topology, caller_agent),
+                    conventions::tailscale_agent_tag(topology, callee_agent),
+                    topology.mesh.port
+                )
+            } else {
+                format!(
+                    "no Tailscale ACL rule accepts {} → {}:{} ({why_reachable}); the default is deny",
+                    conventions::tailscale_agent_tag(topology, caller_agent),
+                    conventions::tailscale_agent_tag(topology, callee_agent),
+                    topology.mesh.port
+                )
+            },
+            source: "tailscale/policy.hujson".to_owned(),
+        },
+        NetworkKind::Vpn | NetworkKind::Istio => {
+            let path = if caller_site.name == callee_site.name {
+                "pod selector in the same cluster".to_owned()
+            } else if topology.networking.kind == NetworkKind::Vpn {
+                format!(
+                    "pod CIDR {} of site {} over the VPN",
+                    caller_site.cluster.pod_cidr.as_deref().unwrap_or("?"),
+                    caller_site.name
+                )
+            } else {
+                format!("the Istio east-west gateway from site {}", caller_site.name)
+            };
+            Layer {
+                layer: "network",
+                allowed: reachable,
+                reason: if reachable {
+                    format!(
+                        "NetworkPolicy of {to} admits {from} on port {} via {path} ({why_reachable})",
+                        topology.mesh.port
+                    )
+                } else {
+                    format!(
+                        "the default-deny NetworkPolicy of {to} admits nothing from {from} ({why_reachable})"
+                    )
+                },
+                source: format!("k8s/{}/networkpolicy.yaml", callee_site.name),
+            }
+        }
+    };
+
+    // mTLS trust: DESIGN.md §4 trusted(A → B).
+    let trusted = graph.trusted(caller, callee);
+    let (from_domain, to_domain) = (graph.trust_domain_of(caller), graph.trust_domain_of(callee));
+    let trust = Layer {
+        layer: "trust",
+        allowed: trusted,
+        reason: if same_domain {
+            format!("both SVIDs are issued in trust domain {from_domain}")
+        } else if trusted {
+            format!(
+                "{from_domain} and {to_domain} federate: each server's federates_with holds the other's bundle endpoint"
+            )
+        } else if topology.federation.enabled {
+            format!(
+                "{from_domain} and {to_domain} are not a federated pair, so {to} rejects the caller's SVID"
+            )
+        } else {
+            format!("federation is off, so {to} ({to_domain}) does not trust SVIDs of {from_domain}")
+        },
+        source: format!("spire/{}/server.conf", callee_site.name),
+    };
+
+    // OPA: DESIGN.md §4 allowed(A, B, action).
+    let opa_allowed = graph.allowed(caller, callee, action);
+    let granted = edge.is_some_and(|actions| actions.iter().any(|granted| granted == action));
+    let opa = Layer {
+        layer: "opa",
+        allowed: opa_allowed,
+        reason: if !trusted {
+            format!(
+                "the caller's trust domain {from_domain} is neither the callee's nor federated with it: deny"
+            )
+        } else if public {
+            format!("`{action}` is a public action")
+        } else if granted {
+            format!("edge {} → {} grants `{action}`", caller_agent.spiffe_id, callee_agent.spiffe_id)
+        } else if same_domain_rule {
+            format!("allow_same_trust_domain: both in {from_domain}")
+        } else if let Some(actions) = edge {
+            format!(
+                "edge {from} → {to} grants only {}; `{action}` is not among them: default deny",
+                actions.join(", ")
+            )
+        } else {
+            format!("no edge {from} → {to} and `{action}` is not public: default deny")
+        },
+        source: "opa/data.json".to_owned(),
+    };
+
+    let layers = vec![network, trust, opa];
+    let blocked_by = layers.iter().find(|layer| !layer.allowed).map(|layer| layer.layer);
+    Some(Explanation { allowed: blocked_by.is_none(), blocked_by, layers })
+}
+
+/// `weave explain`.
+pub fn run(args: &ExplainArgs) -> u8 {
+    let (compiled, _, _) = match compile_file(&args.file) {
+        Ok(compiled) => compiled,
+        Err(code) => return code,
+    };
+    for name in [&args.from, &args.to] {
+        if compiled.topology.agent(name).is_none() {
+            let known: Vec<String> =
+                compiled.topology.agents.iter().map(|agent| agent.name.clone()).collect();
+            eprintln!("error: `{name}` is not an agent of {}", args.file.display());
+            if let Some(suggestion) = did_you_mean(name, &known) {
+                eprintln!("help: did you mean `{suggestion}`?");
+            }
+            return EXIT_USAGE;
+        }
+    }
+    let Some(explanation) = explain(&compiled, &args.from, &args.to, &args.action) else { return EXIT_USAGE };
+    match args.format {
+        ExplainFormat::Json => {
+            println!("{}", serde_json::to_string_pretty(&explanation).unwrap_or_default());
+        }
+        ExplainFormat::Human => print!("{}", render(&explanation, &args.from, &args.to, &args.action)),
+    }
+    if explanation.allowed { EXIT_OK } else { EXIT_INVALID }
+}
+
+/// The human form: one line per layer, then the verdict.
+pub fn render(explanation: &Explanation, from: &str, to: &str, action: &str) -> String {
+    let mut out = format!("{from} → {to}  action `{action}`\n");
+    for (position, layer) in explanation.layers.iter().enumerate() {
+        let verdict = if layer.allowed { "allow" } else { "deny " };
+        out.push_str(&format!("  {}. {:<8} {verdict}  {}\n", position + 1, layer.layer, layer.reason));
+        out.push_str(&format!("     {:<8}        ({})\n", "", layer.source));
+    }
+    match explanation.blocked_by {
+        None => out.push_str("allowed: every layer allows this call\n"),
+        Some(layer) => out.push_str(&format!("blocked by {layer}\n")),
+    }
+    out
+}

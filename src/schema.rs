@@ -1,0 +1,257 @@
+//! Schema: the input's shape, checked against `schema/topology.schema.json` (JSON Schema 2020-12).
+//!
+//! Every error is mapped back to the offending node's span through the loaded document (the error's
+//! instance path is a JSON pointer into it). Unknown keys are reported one by one at the key itself,
+//! with a "did you mean" drawn from the keys the schema allows at that place.
+//!
+//! The schema is compiled once per process.
+
+use std::sync::OnceLock;
+
+use jsonschema::error::ValidationErrorKind;
+use serde_json::Value;
+
+use crate::diagnostics::Diagnostic;
+use crate::load::Document;
+
+/// The schema's text, as `weave schema` prints it.
+pub const SCHEMA_TEXT: &str = include_str!("../schema/topology.schema.json");
+
+fn schema_value() -> &'static Value {
+    static SCHEMA: OnceLock<Value> = OnceLock::new();
+    SCHEMA.get_or_init(|| serde_json::from_str(SCHEMA_TEXT).expect("the bundled schema is valid JSON"))
+}
+
+fn validator() -> &'static jsonschema::Validator {
+    static VALIDATOR: OnceLock<jsonschema::Validator> = OnceLock::new();
+    VALIDATOR
+        .get_or_init(|| jsonschema::draft202012::new(schema_value()).expect("the bundled schema compiles"))
+}
+
+/// Checks a loaded document's shape. Returns every problem, each located.
+pub fn check(document: &Document, value: &Value) -> Vec<Diagnostic> {
+    let mut diagnostics = Vec::new();
+    for error in validator().iter_errors(value) {
+        let pointer = error.instance_path().as_str().to_owned();
+        let schema_path = error.schema_path().as_str().to_owned();
+        match error.kind() {
+            ValidationErrorKind::AdditionalProperties { unexpected } => {
+                let allowed = allowed_keys(&schema_path);
+                for key in unexpected {
+                    let escaped = key.replace('~', "~0").replace('/', "~1");
+                    let located = document.locate_nearest(&format!("{pointer}/{escaped}"));
+                    let help = match did_you_mean(key, &allowed) {
+                        Some(suggestion) => format!("did you mean `{suggestion}`?"),
+                        None if allowed.is_empty() => "remove this key".to_owned(),
+                        None => format!("remove it; the keys allowed here are: {}", allowed.join(", ")),
+                    };
+                    diagnostics.push(
+                        Diagnostic::error(
+                            "E001",
+                            format!("unknown key `{key}`"),
+                            Some(located.primary()),
+                            help,
+                        )
+                        .with_label("not a key of this section"),
+                    );
+                }
+            }
+            ValidationErrorKind::UnevaluatedProperties { unexpected } => {
+                let allowed = allowed_keys(&schema_path);
+                for key in unexpected {
+                    let escaped = key.replace('~', "~0").replace('/', "~1");
+                    let located = document.locate_nearest(&format!("{pointer}/{escaped}"));
+                    let help = match did_you_mean(key, &allowed) {
+                        Some(suggestion) => format!("did you mean `{suggestion}`?"),
+                        None => "remove this key".to_owned(),
+                    };
+                    diagnostics.push(
+                        Diagnostic::error(
+                            "E001",
+                            format!("unknown key `{key}`"),
+                            Some(located.primary()),
+                            help,
+                        )
+                        .with_label("not a key of this section"),
+                    );
+                }
+            }
+            ValidationErrorKind::Required { property } => {
+                let located = document.locate_nearest(&pointer);
+                let name = property.as_str().unwrap_or_default();
+                let place = if pointer.is_empty() {
+                    "the topology".to_owned()
+                } else {
+                    format!("`{}`", display_pointer(&pointer))
+                };
+                diagnostics.push(Diagnostic::error(
+                    "E001",
+                    format!("{place} is missing the required key `{name}`"),
+                    Some(located.primary()),
+                    format!("add `{name}:` here{}", describe_property(&schema_path, name)),
+                ));
+            }
+            _ => {
+                let located = document.locate_nearest(&pointer);
+                let place = if pointer.is_empty() {
+                    "the topology".to_owned()
+                } else {
+                    format!("`{}`", display_pointer(&pointer))
+                };
+                diagnostics.push(
+                    Diagnostic::error(
+                        "E001",
+                        format!("{place}: {}", error.kind_message()),
+                        Some(located.value),
+                        help_for(error.kind()),
+                    )
+                    .with_label("here"),
+                );
+            }
+        }
+    }
+    diagnostics
+}
+
+/// `/sites/aws/agents/0/replicas` → `sites.aws.agents[0].replicas`, as a user reads it.
+pub fn display_pointer(pointer: &str) -> String {
+    let mut out = String::new();
+    for token in pointer.split('/').skip(1) {
+        let token = token.replace("~1", "/").replace("~0", "~");
+        if token.parse::<usize>().is_ok() && !out.is_empty() {
+            out.push_str(&format!("[{token}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(&token);
+        }
+    }
+    out
+}
+
+trait KindMessage {
+    fn kind_message(&self) -> String;
+}
+
+impl KindMessage for jsonschema::ValidationError<'_> {
+    fn kind_message(&self) -> String {
+        match self.kind() {
+            ValidationErrorKind::Type { kind } => {
+                format!("expected {}, found {}", describe_type(kind), describe_value(self.instance()))
+            }
+            ValidationErrorKind::Enum { options } => {
+                format!("{} is not one of {}", describe_value(self.instance()), options)
+            }
+            _ => self.to_string(),
+        }
+    }
+}
+
+fn describe_type(kind: &jsonschema::error::TypeKind) -> String {
+    match kind {
+        jsonschema::error::TypeKind::Single(single) => a_type(&single.to_string()),
+        jsonschema::error::TypeKind::Multiple(many) => {
+            let names: Vec<String> = many.iter().map(|single| a_type(&single.to_string())).collect();
+            names.join(" or ")
+        }
+    }
+}
+
+fn a_type(name: &str) -> String {
+    match name {
+        "object" => "a mapping".into(),
+        "array" => "a list".into(),
+        "string" => "a string".into(),
+        "integer" => "an integer".into(),
+        "number" => "a number".into(),
+        "boolean" => "true or false".into(),
+        "null" => "nothing".into(),
+        other => other.into(),
+    }
+}
+
+fn describe_value(value: &Value) -> String {
+    match value {
+        Value::Null => "nothing (null)".into(),
+        Value::Bool(flag) => format!("`{flag}`"),
+        Value::Number(number) => format!("the number `{number}`"),
+        Value::String(text) => format!("the string `{text}`"),
+        Value::Array(_) => "a list".into(),
+        Value::Object(_) => "a mapping".into(),
+    }
+}
+
+fn help_for(kind: &ValidationErrorKind) -> String {
+    match kind {
+        ValidationErrorKind::Type { kind } => {
+            let wanted = describe_type(kind);
+            if wanted == "a string" {
+                "quote the value (a version like 1.30 unquoted is read as the number 1.3)".into()
+            } else {
+                format!("write {wanted} here")
+            }
+        }
+        ValidationErrorKind::Enum { options } => format!("use one of {options}"),
+        ValidationErrorKind::Minimum { limit } | ValidationErrorKind::ExclusiveMinimum { limit } => {
+            format!("use a value of at least {limit}")
+        }
+        ValidationErrorKind::Maximum { limit } | ValidationErrorKind::ExclusiveMaximum { limit } => {
+            format!("use a value of at most {limit}")
+        }
+        _ => "see `weave schema` or docs/topology.md for the shape this key takes".into(),
+    }
+}
+
+/// The property names the schema allows for the object whose `additionalProperties` (or
+/// `unevaluatedProperties`) keyword is at `schema_path`.
+fn allowed_keys(schema_path: &str) -> Vec<String> {
+    let object_path = schema_path.rsplit_once('/').map_or("", |(parent, _)| parent);
+    let mut keys: Vec<String> = schema_value()
+        .pointer(object_path)
+        .and_then(|object| object.get("properties"))
+        .and_then(Value::as_object)
+        .map(|properties| properties.keys().cloned().collect())
+        .unwrap_or_default();
+    keys.sort();
+    keys
+}
+
+fn describe_property(schema_path: &str, name: &str) -> String {
+    let object_path = schema_path.rsplit_once('/').map_or("", |(parent, _)| parent);
+    schema_value()
+        .pointer(&format!("{object_path}/properties/{name}/description"))
+        .and_then(Value::as_str)
+        .map(|description| format!(" ({})", description.trim_end_matches('.')))
+        .unwrap_or_default()
+}
+
+/// The allowed key closest to `key`, when it is close enough to be a likely typo.
+pub fn did_you_mean<'a>(key: &str, allowed: &'a [String]) -> Option<&'a str> {
+    let lowered = key.to_lowercase();
+    allowed
+        .iter()
+        .map(|candidate| (strsim::jaro_winkler(&lowered, &candidate.to_lowercase()), candidate))
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|left, right| left.0.total_cmp(&right.0))
+        .map(|(_, candidate)| candidate.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggestions() {
+        let allowed: Vec<String> =
+            ["replicas", "name", "capabilities"].iter().map(|key| key.to_string()).collect();
+        assert_eq!(did_you_mean("replica", &allowed), Some("replicas"));
+        assert_eq!(did_you_mean("capabilites", &allowed), Some("capabilities"));
+        assert_eq!(did_you_mean("zzz", &allowed), None);
+    }
+
+    #[test]
+    fn pointers_read_like_paths() {
+        assert_eq!(display_pointer("/sites/aws/agents/0/replicas"), "sites.aws.agents[0].replicas");
+    }
+}
