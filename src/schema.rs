@@ -222,7 +222,11 @@ fn describe_property(schema_path: &str, name: &str) -> String {
     schema_value()
         .pointer(&format!("{object_path}/properties/{name}/description"))
         .and_then(Value::as_str)
-        .map(|description| format!(" ({})", description.trim_end_matches('.')))
+        .map(|description| {
+            // The first sentence says what the key is; the rest is reference material.
+            let first = description.split(". ").next().unwrap_or(description);
+            format!(" ({})", first.trim_end_matches('.'))
+        })
         .unwrap_or_default()
 }
 

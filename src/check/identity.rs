@@ -16,6 +16,10 @@ pub(super) fn check(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic
     template(context, diagnostics);
 
     for site in &topology.sites {
+        if !context.written(&format!("{}/trustDomain", site.pointer)) {
+            // A missing trust domain is a schema error (E001), reported there.
+            continue;
+        }
         if let Some(problem) = trust_domain_problem(&site.trust_domain) {
             diagnostics.push(Diagnostic::error(
                 "E004",

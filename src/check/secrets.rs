@@ -83,7 +83,9 @@ pub(crate) fn suspicious(text: &str) -> Option<&'static str> {
         ("AIza", "a Google API key"),
     ];
     for token in
-        text.split(|character: char| character.is_whitespace() || matches!(character, '"' | '\'' | '=' | ','))
+        text.split(|character: char| {
+        character.is_whitespace() || matches!(character, '"' | '\'' | '=' | ',' | ':' | '/' | '@' | ';')
+    })
     {
         for (prefix, kind) in PREFIXES {
             if token.starts_with(prefix)

@@ -309,3 +309,10 @@ fn ordered(left: &str, right: &str) -> (String, String) {
 mod render;
 
 pub use render::{to_dot, to_json, to_mermaid};
+
+impl MeshGraph {
+    /// Whether a call passes every layer: reachable on the network and allowed by trust and policy.
+    pub fn reachable_and_allowed(&self, caller: usize, callee: usize, action: &str) -> bool {
+        self.reachable(caller, callee) && self.allowed(caller, callee, action)
+    }
+}

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The test command of README.md: the Rust test suite, then every valid fixture built and checked by
+# third-party tools (promtool, HashiCorp's HCL parser, kubernetes-validate in strict mode, kustomize,
+# two Rego engines, hadolint, the OCI image-spec schemas, SPIRE's key sets, checkov).
+#
+#   bash scripts/test.sh             everything
+#   WEAVE_SKIP_VALIDATE=1 bash ...   the Rust tests only
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cargo test --locked
+
+if [[ "${WEAVE_SKIP_VALIDATE:-0}" == 1 ]]; then
+  exit 0
+fi
+
+validate_dir="${WEAVE_VALIDATE_DIR:-../shared/validate}"
+if [[ ! -x "$validate_dir/check-artifacts" ]]; then
+  echo "error: $validate_dir/check-artifacts not found; set WEAVE_VALIDATE_DIR" >&2
+  exit 2
+fi
+WEAVE_VALIDATE_CHECKOV=1 bash "$validate_dir/install.sh" >/dev/null
+
+cargo build --locked --release
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+skip="$(grep -v '^#' security/checkov-skip.txt 2>/dev/null | paste -sd, - || true)"
+failed=0
+for fixture in fixtures/valid/*.yaml; do
+  name="$(basename "$fixture" .yaml)"
+  ./target/release/weave build "$fixture" -o "$work/$name" 2>/dev/null
+  if WEAVE_VALIDATE_CHECKOV=1 WEAVE_VALIDATE_CHECKOV_SKIP="$skip" \
+      "$validate_dir/check-artifacts" "$work/$name" >"$work/$name.log" 2>&1; then
+    echo "ok   $fixture: $(tail -n 1 "$work/$name.log")"
+  else
+    echo "FAIL $fixture:"
+    grep -E '^FAIL' "$work/$name.log" || tail -n 20 "$work/$name.log"
+    failed=1
+  fi
+done
+exit "$failed"
