@@ -284,6 +284,8 @@ fn validate(args: &ValidateArgs) -> u8 {
     };
     let analysis: Analysis = crate::analyze(&source, &Limits::default());
     let failed = analysis.has_errors() || (args.deny_warnings && !analysis.diagnostics.is_empty());
+    // The process ends right after this; freeing a large model piece by piece only costs time.
+    let analysis = std::mem::ManuallyDrop::new(analysis);
     match args.format {
         DiagnosticFormat::Human => {
             if analysis.diagnostics.is_empty() {
@@ -311,7 +313,7 @@ fn build(args: &BuildArgs) -> u8 {
     };
     if args.check {
         let mut sink = write::CheckSink::new(args.out.clone());
-        if let Err(error) = crate::emit(&compiled, &args.only, &mut sink) {
+        if let Err(error) = crate::emit_parallel(&compiled, &args.only, &mut sink) {
             eprintln!("error: {error}");
             return EXIT_USAGE;
         }
@@ -346,7 +348,7 @@ fn build(args: &BuildArgs) -> u8 {
         return EXIT_INVALID;
     }
     let result = write::build_atomically(&args.out, args.force, &source.name, &bytes, |sink| {
-        crate::emit(&compiled, &args.only, sink)
+        crate::emit_parallel(&compiled, &args.only, sink)
     });
     match result {
         Ok(written) => {

@@ -138,33 +138,56 @@ impl Document {
         }
     }
 
-    /// Every string scalar of the document with its JSON pointer and span, in document order.
-    pub fn strings(&self) -> Vec<(String, &str, Span)> {
-        let mut found = Vec::new();
-        collect_strings(&self.root, &mut String::new(), &mut found);
-        found
+    /// Calls `visit` with every string scalar of the document and its span, in document order. The
+    /// scalar's JSON pointer is built only when `visit` asks for it (through the closure it is
+    /// handed), so a walk over a large document allocates nothing for the strings it passes over.
+    pub fn visit_strings(&self, visit: &mut dyn FnMut(&str, Span, &dyn Fn() -> String)) {
+        let mut path: Vec<PathToken<'_>> = Vec::new();
+        visit_strings(&self.root, &mut path, visit);
     }
 }
 
-fn collect_strings<'a>(node: &'a Node, pointer: &mut String, found: &mut Vec<(String, &'a str, Span)>) {
+/// One step of the path from the root to a node.
+#[derive(Clone, Copy)]
+enum PathToken<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+fn pointer_of(path: &[PathToken<'_>]) -> String {
+    let mut pointer = String::new();
+    for token in path {
+        pointer.push('/');
+        match token {
+            PathToken::Key(key) => pointer.push_str(&key.replace('~', "~0").replace('/', "~1")),
+            PathToken::Index(index) => pointer.push_str(&index.to_string()),
+        }
+    }
+    pointer
+}
+
+fn visit_strings<'a>(
+    node: &'a Node,
+    path: &mut Vec<PathToken<'a>>,
+    visit: &mut dyn FnMut(&str, Span, &dyn Fn() -> String),
+) {
     match &node.kind {
-        NodeKind::String(text) => found.push((pointer.clone(), text.as_str(), node.span)),
+        NodeKind::String(text) => {
+            let path: &[PathToken<'_>] = path;
+            visit(text, node.span, &|| pointer_of(path));
+        }
         NodeKind::Sequence(items) => {
             for (index, item) in items.iter().enumerate() {
-                let length = pointer.len();
-                pointer.push('/');
-                pointer.push_str(&index.to_string());
-                collect_strings(item, pointer, found);
-                pointer.truncate(length);
+                path.push(PathToken::Index(index));
+                visit_strings(item, path, visit);
+                path.pop();
             }
         }
         NodeKind::Mapping(entries) => {
             for (key, value) in entries {
-                let length = pointer.len();
-                pointer.push('/');
-                pointer.push_str(&key.name.replace('~', "~0").replace('/', "~1"));
-                collect_strings(value, pointer, found);
-                pointer.truncate(length);
+                path.push(PathToken::Key(&key.name));
+                visit_strings(value, path, visit);
+                path.pop();
             }
         }
         _ => {}
@@ -199,6 +222,17 @@ pub fn load(source: &Source, limits: &Limits) -> Result<Document, Vec<Diagnostic
             "split the mesh into smaller topologies, or check that this is the right file",
         )]);
     }
+    if let Some(offset) = lone_carriage_return(&source.text) {
+        // YAML (and the parser) counts a lone carriage return as a line break, while spans, editors
+        // and terminals count lines by line feeds: every later diagnostic would point at the wrong
+        // line, so such a file is refused where the first one is.
+        return Err(vec![Diagnostic::error(
+            "E000",
+            "a carriage return without a line feed (an old Mac line ending)",
+            Some(source.span_of_bytes(offset, offset + 1)),
+            "save the file with LF or CRLF line endings",
+        )]);
+    }
     let mut loader = Loader {
         source,
         limits,
@@ -208,6 +242,7 @@ pub fn load(source: &Source, limits: &Limits) -> Result<Document, Vec<Diagnostic
         root: None,
         diagnostics: Vec::new(),
         documents: 0,
+        cursor: Cursor::default(),
     };
     let mut parser = Parser::new_from_str(&source.text);
     loop {
@@ -220,8 +255,17 @@ pub fn load(source: &Source, limits: &Limits) -> Result<Document, Vec<Diagnostic
                 }
             }
             Some(Err(error)) => {
+                // The parser may place an error at end of input, on a line past the last one; the
+                // cursor stops at the end of the text, and an empty span there would underline
+                // nothing, so the error underlines the text's last character instead.
                 let marker = error.marker();
-                let span = source.span((marker.line(), marker.col()), (marker.line(), marker.col() + 1));
+                let mut span = loader.span_at(marker.index(), marker.index() + 1);
+                let content = source.text.trim_end();
+                if span.start == span.end
+                    && let Some((offset, last)) = content.char_indices().next_back()
+                {
+                    span = source.span_of_bytes(offset, offset + last.len_utf8());
+                }
                 loader.diagnostics.push(Diagnostic::error(
                     "E000",
                     format!("YAML syntax error: {}", error.info()),
@@ -263,11 +307,76 @@ struct Loader<'a> {
     root: Option<Node>,
     diagnostics: Vec<Diagnostic>,
     documents: usize,
+    cursor: Cursor,
+}
+
+/// A position in the text, kept in step with the parser's character positions.
+///
+/// The parser counts positions in characters from the start of the text, while spans are byte
+/// ranges. Converting each position from its line's start would cost the length of the line, which
+/// makes a long single-line flow collection quadratic (a 2 MB line took minutes); events arrive
+/// almost in text order, so walking from the previous position costs next to nothing per event.
+/// The line and column are counted here too, the way editors count them (`\n` ends a line; every
+/// character, a byte order mark included, is one column), so they always agree with the byte offset.
+#[derive(Debug, Clone, Copy)]
+struct Cursor {
+    characters: usize,
+    byte: usize,
+    /// 1-based.
+    line: usize,
+    /// 0-based, in characters.
+    column: usize,
+}
+
+impl Default for Cursor {
+    fn default() -> Cursor {
+        Cursor { characters: 0, byte: 0, line: 1, column: 0 }
+    }
+}
+
+impl Cursor {
+    /// Moves to the character at index `target`, or to the end of the text when it is past it.
+    fn seek(&mut self, text: &str, target: usize) {
+        while self.characters < target {
+            let Some(next) = text[self.byte..].chars().next() else { break };
+            self.byte += next.len_utf8();
+            self.characters += 1;
+            if next == '\n' {
+                self.line += 1;
+                self.column = 0;
+            } else {
+                self.column += 1;
+            }
+        }
+        while self.characters > target {
+            let Some(previous) = text[..self.byte].chars().next_back() else { break };
+            self.byte -= previous.len_utf8();
+            self.characters -= 1;
+            if previous == '\n' {
+                // Stepping back over a line break is rare (an event that starts before the previous
+                // one ended); only then is the column recounted from the line's start.
+                self.line -= 1;
+                let line_start = text[..self.byte].rfind('\n').map_or(0, |newline| newline + 1);
+                self.column = text[line_start..self.byte].chars().count();
+            } else {
+                self.column -= 1;
+            }
+        }
+    }
 }
 
 impl Loader<'_> {
-    fn span(&self, span: YamlSpan) -> Span {
-        self.source.span((span.start.line(), span.start.col()), (span.end.line(), span.end.col()))
+    fn span(&mut self, span: YamlSpan) -> Span {
+        self.span_at(span.start.index(), span.end.index())
+    }
+
+    /// The span between two character indexes of the text.
+    fn span_at(&mut self, start: usize, end: usize) -> Span {
+        let text = self.source.text.as_str();
+        self.cursor.seek(text, start);
+        let (start_byte, line, column) = (self.cursor.byte, self.cursor.line, self.cursor.column);
+        self.cursor.seek(text, end.max(start));
+        Span { start: start_byte, end: self.cursor.byte, line, column: column + 1 }
     }
 
     fn event(&mut self, event: Event<'_>, yaml_span: YamlSpan) -> Result<(), Diagnostic> {
@@ -420,6 +529,16 @@ impl Loader<'_> {
     }
 }
 
+/// The byte offset of the first `\r` that is not part of a `\r\n` pair.
+fn lone_carriage_return(text: &str) -> Option<usize> {
+    let bytes = text.as_bytes();
+    bytes
+        .iter()
+        .enumerate()
+        .find(|&(offset, &byte)| byte == b'\r' && bytes.get(offset + 1) != Some(&b'\n'))
+        .map(|(offset, _)| offset)
+}
+
 fn join(start: Span, end: Span) -> Span {
     Span { start: start.start, end: end.end.max(start.end), line: start.line, column: start.column }
 }
@@ -556,6 +675,46 @@ mod tests {
         let errors = load_text("a: 1\nb: [1, 2\nc: 3\n").unwrap_err();
         assert_eq!(errors[0].code, "E000");
         assert!(errors[0].span.is_some());
+    }
+
+    #[test]
+    fn long_single_line_costs_linear_time() {
+        // 50,000 scalars on one line: converting each position from the line's start would walk
+        // billions of characters.
+        let text = format!("a: [{}x]\n", "é, ".repeat(50_000));
+        let document = load_text(&text).unwrap();
+        let last = document.locate("/a/50000").unwrap().value;
+        assert_eq!(&text[last.start..last.end], "x");
+        assert_eq!((last.line, last.column), (1, 5 + 50_000 * 3));
+    }
+
+    #[test]
+    fn positions_count_a_byte_order_mark_as_a_column() {
+        let text = "\u{feff}a: 1\nb: x # é\nc: [y]\n";
+        let document = load_text(text).unwrap();
+        let a = document.locate("/a").unwrap().key.unwrap();
+        assert_eq!((&text[a.start..a.end], a.line, a.column), ("a", 1, 2));
+        let y = document.locate("/c/0").unwrap().value;
+        assert_eq!((&text[y.start..y.end], y.line, y.column), ("y", 3, 5));
+    }
+
+    #[test]
+    fn errors_at_the_end_stay_on_the_last_line() {
+        let errors = load_text("a:\n  b: 1\nc").unwrap_err();
+        let span = errors[0].span.unwrap();
+        assert_eq!((span.line, span.column, span.start, span.end), (3, 1, 10, 11));
+        let errors = load_text("a: [1, 2\n\n").unwrap_err();
+        let span = errors[0].span.unwrap();
+        assert_eq!((span.line, span.column, span.start), (1, 8, 7));
+    }
+
+    #[test]
+    fn lone_carriage_returns_are_refused_where_they_are() {
+        let errors = load_text("a: 1\r\nb: 2\nc:\r  d: 3\n").unwrap_err();
+        assert!(errors[0].message.contains("carriage return"));
+        let span = errors[0].span.unwrap();
+        assert_eq!((span.line, span.column, span.start), (3, 3, 13));
+        assert!(load_text("a: 1\r\nb: 2\r\n").is_ok());
     }
 
     #[test]

@@ -143,6 +143,29 @@ impl Sink for DirectorySink {
     }
 }
 
+impl crate::emit::ForkSink for DirectorySink {
+    fn fork(&self) -> Self {
+        DirectorySink::new(self.root.clone())
+    }
+
+    fn join(&mut self, other: Self) {
+        self.files.extend(other.files);
+        self.created.extend(other.created);
+    }
+}
+
+impl crate::emit::ForkSink for CheckSink {
+    fn fork(&self) -> Self {
+        CheckSink::new(self.root.clone())
+    }
+
+    fn join(&mut self, other: Self) {
+        self.files.extend(other.files);
+        self.staleness.added.extend(other.staleness.added);
+        self.staleness.changed.extend(other.staleness.changed);
+    }
+}
+
 /// What a finished build wrote.
 #[derive(Debug)]
 pub struct Written {
@@ -157,7 +180,7 @@ pub fn build_atomically(
     force: bool,
     input_name: &str,
     input: &[u8],
-    emit: impl FnOnce(&mut dyn Sink) -> io::Result<()>,
+    emit: impl FnOnce(&mut DirectorySink) -> io::Result<()>,
 ) -> Result<Written, WriteError> {
     check_replaceable(out, force)?;
     let parent = match out.parent() {

@@ -28,7 +28,8 @@ pub(super) fn check(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic
             }
             let callee = topology.agent(&call.agent);
             for (position, action) in call.actions.iter().enumerate() {
-                let span = context.value_at(&format!("{actions_pointer}/{position}"));
+                // Locating a node walks the document; do it only for a diagnostic.
+                let span = || context.value_at(&format!("{actions_pointer}/{position}"));
                 if action == "*" || action.contains('*') {
                     diagnostics.push(Diagnostic::error(
                         "W107",
@@ -36,7 +37,7 @@ pub(super) fn check(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic
                             "the call from `{}` to `{}` grants the wildcard action `{action}`",
                             agent.name, call.agent
                         ),
-                        span,
+                        span(),
                         "weave grants actions by exact name; list the actions this call needs",
                     ));
                     continue;
@@ -45,7 +46,7 @@ pub(super) fn check(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic
                     diagnostics.push(Diagnostic::error(
                         "W102",
                         format!("`{action}` is a public action; granting it on this call is redundant"),
-                        span,
+                        span(),
                         "remove it from this call: authorization.publicActions already lets every mesh member call it",
                     ));
                 }
@@ -60,7 +61,7 @@ pub(super) fn check(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic
                         Diagnostic::error(
                             "E008",
                             format!("`{}` is granted `{action}` on `{}`, which {served}", agent.name, callee.name),
-                            span,
+                            span(),
                             format!("grant one of the callee's capabilities, or add `{action}` to the capabilities of `{}`", callee.name),
                         )
                         .with_label("not served by the callee"),

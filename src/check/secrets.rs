@@ -7,8 +7,9 @@ use super::CheckContext;
 use crate::diagnostics::Diagnostic;
 
 pub(super) fn check(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
-    for (pointer, text, span) in context.document.strings() {
+    context.document.visit_strings(&mut |text, span, pointer| {
         if let Some(kind) = known_secret(text) {
+            let pointer = pointer();
             let help = match pointer.as_str() {
                 "/networking/tailscale/authKeySecret" => {
                     "store the key in a Kubernetes Secret (`kubectl create secret generic tailscale-auth --from-literal=TS_AUTHKEY=...`) and write the Secret's name here".to_owned()
@@ -31,14 +32,14 @@ pub(super) fn check(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic
             diagnostics.push(
                 Diagnostic::error(
                     "W104",
-                    format!("{} looks like {kind}", crate::schema::display_pointer(&pointer)),
+                    format!("{} looks like {kind}", crate::schema::display_pointer(&pointer())),
                     Some(span),
                     "if it is a credential, move it into a Kubernetes Secret and reference the Secret by name",
                 )
                 .with_label("secret-looking value"),
             );
         }
-    }
+    });
 }
 
 /// A value that is certainly a secret, and what kind.
@@ -82,11 +83,9 @@ pub(crate) fn suspicious(text: &str) -> Option<&'static str> {
         ("sk_live_", "a Stripe key"),
         ("AIza", "a Google API key"),
     ];
-    for token in
-        text.split(|character: char| {
+    for token in text.split(|character: char| {
         character.is_whitespace() || matches!(character, '"' | '\'' | '=' | ',' | ':' | '/' | '@' | ';')
-    })
-    {
+    }) {
         for (prefix, kind) in PREFIXES {
             if token.starts_with(prefix)
                 && token.len() >= prefix.len() + 16

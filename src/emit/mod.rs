@@ -35,6 +35,24 @@ pub trait Sink {
     fn put(&mut self, path: String, bytes: Vec<u8>) -> io::Result<()>;
 }
 
+/// A sink that can be split for a second thread and joined back (see `weave::emit_parallel`).
+pub trait ForkSink: Sink + Send + Sized {
+    /// A sink for another thread, writing to the same place.
+    fn fork(&self) -> Self;
+    /// Takes back what a forked sink received.
+    fn join(&mut self, other: Self);
+}
+
+impl ForkSink for MemorySink {
+    fn fork(&self) -> Self {
+        MemorySink::default()
+    }
+
+    fn join(&mut self, other: Self) {
+        self.artifacts.extend(other.artifacts);
+    }
+}
+
 /// Keeps every artifact in memory, sorted by path.
 #[derive(Debug, Default)]
 pub struct MemorySink {

@@ -1,11 +1,642 @@
-//! Tailscale tailnet policy.
+//! The Tailscale tailnet policy of the mesh, `tailscale/policy.hujson`, written when
+//! `networking.type` is `tailscale`.
+//!
+//! Every agent's node carries its own tag (`tag:<mesh>-<agent>`) and the shared tags of
+//! `networking.tailscale.tags` ([`conventions::tailscale_tags`], the same function the Kubernetes
+//! sidecar advertises from). The policy holds:
+//!
+//! - `tagOwners`: every tag used anywhere in the file, owned by `networking.tailscale.tagOwners`. A tag
+//!   named as an owner is declared too (owned by the admins, `[]`), and a group named as an owner is
+//!   declared in `groups` without members, so that the file is complete on its own and fails closed
+//!   until someone lists the group's members.
+//! - `acls`: exactly the pairs of DESIGN.md §4's `reachable` relation, on `mesh.port` over TCP, plus the
+//!   central Prometheus's access to every agent's metrics port and to each other site's Prometheus.
+//! - `tests`: an accept for every declared call and, when `publicActions` is empty, a deny for a few
+//!   pairs that are not reachable. Tailscale runs them on every policy change and refuses a policy
+//!   that breaks one.
+//!
+//! # Staying linear in the number of agents
+//!
+//! Writing one rule per reachable pair would be quadratic: with public actions every agent reaches
+//! every other, and with `allowSameTrustDomain` every agent reaches its whole trust domain. Instead:
+//!
+//! - When public actions make everything reachable, one rule lists every agent tag as source and as
+//!   destination.
+//! - With `allowSameTrustDomain`, one rule per trust domain lists that domain's agent tags as source and
+//!   as destination.
+//! - Every other declared call is granted by one rule per caller, with all its remaining callees as
+//!   destinations.
+//!
+//! The file is therefore linear in agents plus declared calls. The group rules name agent tags rather
+//! than a shared tag (or a new per-site or per-trust-domain tag): the shared tags are the operator's
+//! and may be carried by devices outside the mesh, and Tailscale evaluates a test whose `src` is a
+//! tag from the point of view of a node carrying only that tag, so the per-agent tests below can only
+//! pass against rules that name agent tags. Hence no tag beyond the conventions is introduced, and the
+//! sidecar needs to advertise nothing more.
 
+use std::collections::BTreeMap;
 use std::io;
 
-use super::{EmitContext, Sink, Target};
+use serde::{Deserialize, Serialize};
+
+use super::conventions::{tailscale_agent_tag, tailscale_prometheus_tag, tailscale_tag};
+use super::{EmitContext, Sink, Target, WEAVE_VERSION, prometheus};
+use crate::model::NetworkKind;
 
 pub const TARGET: Target = Target { name: "tailscale", description: "Tailscale tailnet policy", emit };
 
-fn emit(_context: &EmitContext<'_>, _sink: &mut dyn Sink) -> io::Result<()> {
-    Ok(())
+/// Where the policy is written, relative to the output directory.
+pub const POLICY_PATH: &str = "tailscale/policy.hujson";
+
+/// How many unreachable peers the test of each agent asserts a deny for. A handful catches a rule that
+/// grants too much without making the tests quadratic.
+pub const DENY_TESTS_PER_AGENT: usize = 2;
+
+/// The tailnet policy file, in the order its sections are written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Policy {
+    #[serde(rename = "tagOwners")]
+    pub tag_owners: BTreeMap<String, Vec<String>>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub groups: BTreeMap<String, Vec<String>>,
+    pub acls: Vec<Rule>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tests: Vec<PolicyTest>,
+}
+
+/// One entry of `acls`: `src` may open TCP connections to each `host:port` of `dst`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rule {
+    pub action: String,
+    pub src: Vec<String>,
+    pub proto: String,
+    pub dst: Vec<String>,
+}
+
+/// One entry of `tests`: from a node carrying `src`, every `accept` destination is reachable and no
+/// `deny` destination is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyTest {
+    pub src: String,
+    pub proto: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accept: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deny: Vec<String>,
+}
+
+/// Whether the topology gets a tailnet policy.
+pub fn applies(context: &EmitContext<'_>) -> bool {
+    context.topology.networking.kind == NetworkKind::Tailscale
+}
+
+/// The policy file's bytes: a comment header, then the policy as JSON (HuJSON is a superset of JSON).
+pub fn render(context: &EmitContext<'_>) -> Vec<u8> {
+    let policy = policy(context);
+    let mut bytes = header(context, &policy).into_bytes();
+    bytes.extend(super::json_pretty(&policy));
+    bytes
+}
+
+/// The policy of the mesh (see the module documentation for its shape).
+pub fn policy(context: &EmitContext<'_>) -> Policy {
+    let topology = context.topology;
+    let graph = context.graph;
+    let agent_tags: Vec<String> =
+        topology.agents.iter().map(|agent| tailscale_agent_tag(topology, agent)).collect();
+    let mesh_port = topology.mesh.port;
+    let on_port = |agent: usize, port: u16| format!("{}:{port}", agent_tags[agent]);
+    let allow_same_trust_domain = topology.authorization.allow_same_trust_domain;
+
+    let mut acls = Vec::new();
+    if graph.everything_reachable() {
+        if !agent_tags.is_empty() {
+            acls.push(Rule::accept(
+                agent_tags.clone(),
+                (0..agent_tags.len()).map(|agent| on_port(agent, mesh_port)).collect(),
+            ));
+        }
+    } else {
+        if allow_same_trust_domain {
+            for trust_domain in graph.trust_domains() {
+                let members: Vec<usize> = graph
+                    .sites_of_trust_domain(trust_domain)
+                    .into_iter()
+                    .flat_map(|site| topology.sites[site].agents.iter().copied())
+                    .collect();
+                if !members.is_empty() {
+                    acls.push(Rule::accept(
+                        members.iter().map(|&agent| agent_tags[agent].clone()).collect(),
+                        members.iter().map(|&agent| on_port(agent, mesh_port)).collect(),
+                    ));
+                }
+            }
+        }
+        for (caller, caller_tag) in agent_tags.iter().enumerate() {
+            let callees: Vec<String> = graph
+                .calls_from(caller)
+                .iter()
+                .map(|(callee, _)| *callee)
+                .filter(|&callee| {
+                    !(allow_same_trust_domain
+                        && graph.trust_domain_of(caller) == graph.trust_domain_of(callee))
+                })
+                .map(|callee| on_port(callee, mesh_port))
+                .collect();
+            if !callees.is_empty() {
+                acls.push(Rule::accept(vec![caller_tag.clone()], callees));
+            }
+        }
+    }
+
+    let mut prometheus_tags = Vec::new();
+    let mut tests = Vec::new();
+    let central = prometheus::applies(context).then(|| topology.central_metrics_site()).flatten();
+    if let Some(central) = central {
+        let central_tag = tailscale_prometheus_tag(topology, central);
+        prometheus_tags.push(central_tag.clone());
+        let metrics_port = topology.mesh.metrics_port;
+        if !agent_tags.is_empty() {
+            acls.push(Rule::accept(
+                vec![central_tag.clone()],
+                (0..agent_tags.len()).map(|agent| on_port(agent, metrics_port)).collect(),
+            ));
+        }
+        let federated: Vec<String> = prometheus::federated_sites(topology)
+            .map(|site| tailscale_prometheus_tag(topology, site))
+            .collect();
+        if !federated.is_empty() {
+            acls.push(Rule::accept(
+                vec![central_tag.clone()],
+                federated.iter().map(|tag| format!("{tag}:{}", prometheus::PROMETHEUS_PORT)).collect(),
+            ));
+        }
+        // The central Prometheus reaches one agent per site on the metrics port, and each federated
+        // Prometheus, but never an agent's mTLS port.
+        let first_agents: Vec<usize> =
+            topology.sites.iter().filter_map(|site| site.agents.first().copied()).collect();
+        let mut accept: Vec<String> =
+            first_agents.iter().map(|&agent| on_port(agent, metrics_port)).collect();
+        accept.extend(federated.iter().map(|tag| format!("{tag}:{}", prometheus::PROMETHEUS_PORT)));
+        let deny: Vec<String> =
+            first_agents.first().map(|&agent| on_port(agent, mesh_port)).into_iter().collect();
+        if !accept.is_empty() || !deny.is_empty() {
+            tests.push(PolicyTest::tcp(central_tag, accept, deny));
+        }
+        prometheus_tags.extend(federated);
+    }
+
+    let sampler = UnreachableSampler::new(context);
+    let mut agent_tests = Vec::with_capacity(topology.agents.len());
+    for (caller, caller_tag) in agent_tags.iter().enumerate() {
+        let accept: Vec<String> =
+            graph.calls_from(caller).iter().map(|(callee, _)| on_port(*callee, mesh_port)).collect();
+        let deny: Vec<String> = sampler
+            .sample(caller, DENY_TESTS_PER_AGENT)
+            .into_iter()
+            .map(|callee| on_port(callee, mesh_port))
+            .collect();
+        if !accept.is_empty() || !deny.is_empty() {
+            agent_tests.push(PolicyTest::tcp(caller_tag.clone(), accept, deny));
+        }
+    }
+    agent_tests.append(&mut tests);
+
+    let (tag_owners, groups) = ownership(context, agent_tags.into_iter().chain(prometheus_tags));
+    Policy { tag_owners, groups, acls, tests: agent_tests }
+}
+
+fn emit(context: &EmitContext<'_>, sink: &mut dyn Sink) -> io::Result<()> {
+    if !applies(context) {
+        return Ok(());
+    }
+    sink.put(POLICY_PATH.to_owned(), render(context))
+}
+
+impl Rule {
+    fn accept(src: Vec<String>, dst: Vec<String>) -> Rule {
+        Rule { action: "accept".to_owned(), src, proto: "tcp".to_owned(), dst }
+    }
+}
+
+impl PolicyTest {
+    fn tcp(src: String, accept: Vec<String>, deny: Vec<String>) -> PolicyTest {
+        PolicyTest { src, proto: "tcp".to_owned(), accept, deny }
+    }
+}
+
+/// `tagOwners` and `groups`: every tag of the policy (the agents', the shared ones, the Prometheus
+/// servers') owned by the configured owners; tags and groups named as owners declared as well.
+fn ownership(
+    context: &EmitContext<'_>,
+    tags: impl Iterator<Item = String>,
+) -> (BTreeMap<String, Vec<String>>, BTreeMap<String, Vec<String>>) {
+    let tailscale = &context.topology.networking.tailscale;
+    let owners: Vec<String> = tailscale.tag_owners.clone();
+    let mut tag_owners: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for tag in tags.chain(tailscale.tags.iter().map(|tag| tailscale_tag(tag))) {
+        tag_owners.insert(tag, owners.clone());
+    }
+    let mut groups = BTreeMap::new();
+    for owner in &owners {
+        if owner.starts_with("tag:") {
+            // An empty owner list is Tailscale's shorthand for the admins.
+            tag_owners.entry(owner.clone()).or_default();
+        } else if owner.starts_with("group:") {
+            groups.insert(owner.clone(), Vec::new());
+        }
+    }
+    (tag_owners, groups)
+}
+
+/// The comment block at the top of the file.
+fn header(context: &EmitContext<'_>, policy: &Policy) -> String {
+    let topology = context.topology;
+    let mesh = &topology.mesh.name;
+    let mut lines = vec![
+        format!("Tailscale tailnet policy of the `{mesh}` agent mesh, compiled by weave {WEAVE_VERSION}."),
+        String::new(),
+        format!(
+            "Each agent's node carries tag:{mesh}-<agent> and the mesh's shared tags. The acls allow exactly"
+        ),
+        format!(
+            "the agent-to-agent connections the topology makes reachable, on port {}/tcp.",
+            topology.mesh.port
+        ),
+    ];
+    if prometheus::applies(context) {
+        lines.push(format!(
+            "The central Prometheus may scrape every agent's metrics port ({}/tcp) and federate each site's",
+            topology.mesh.metrics_port
+        ));
+        lines.push(format!("Prometheus (port {}/tcp).", prometheus::PROMETHEUS_PORT));
+    }
+    lines.push(
+        "Mutual TLS (SPIFFE) and OPA still decide every call: this is the network layer beneath them.".into(),
+    );
+    lines.push("Tailscale runs the tests on every change and refuses a policy that breaks one.".into());
+    if !policy.groups.is_empty() {
+        let names: Vec<&str> = policy.groups.keys().map(String::as_str).collect();
+        lines.push(String::new());
+        lines.push(
+            "These tag owner groups are declared without members: list their members here, or merge".into(),
+        );
+        lines.push(format!(
+            "this policy into the tailnet's own policy, which defines them: {}.",
+            names.join(", ")
+        ));
+    }
+    let mut text = String::new();
+    for line in lines {
+        text.push_str(if line.is_empty() { "//" } else { "// " });
+        text.push_str(&line);
+        text.push('\n');
+    }
+    text
+}
+
+/// Picks, for an agent, a few agents it cannot reach, in time proportional to its declared calls
+/// rather than to the size of the mesh.
+struct UnreachableSampler<'a> {
+    context: &'a EmitContext<'a>,
+    /// Agent indices grouped by trust domain (then by index).
+    order: Vec<usize>,
+    /// For each agent: its position in `order` and the bounds of its trust domain's block there.
+    place: Vec<(usize, usize, usize)>,
+}
+
+impl<'a> UnreachableSampler<'a> {
+    fn new(context: &'a EmitContext<'a>) -> UnreachableSampler<'a> {
+        let graph = context.graph;
+        let count = context.topology.agents.len();
+        let mut order: Vec<usize> = (0..count).collect();
+        order.sort_by(|&left, &right| {
+            graph.trust_domain_of(left).cmp(graph.trust_domain_of(right)).then(left.cmp(&right))
+        });
+        let mut place = vec![(0, 0, 0); count];
+        let mut start = 0;
+        while start < count {
+            let trust_domain = graph.trust_domain_of(order[start]);
+            let mut end = start;
+            while end < count && graph.trust_domain_of(order[end]) == trust_domain {
+                end += 1;
+            }
+            for (position, &agent) in order.iter().enumerate().take(end).skip(start) {
+                place[agent] = (position, start, end);
+            }
+            start = end;
+        }
+        UnreachableSampler { context, order, place }
+    }
+
+    /// Up to `limit` agents `caller` cannot reach, none when public actions make everything reachable.
+    /// The scan skips the caller's own trust domain when that domain is reachable as a whole, so the
+    /// only agents it passes over are declared callees.
+    fn sample(&self, caller: usize, limit: usize) -> Vec<usize> {
+        let graph = self.context.graph;
+        let count = self.order.len();
+        if graph.everything_reachable() || count == 0 {
+            return Vec::new();
+        }
+        let (position, block_start, block_end) = self.place[caller];
+        let (first, steps) = if self.context.topology.authorization.allow_same_trust_domain {
+            (block_end, count - (block_end - block_start))
+        } else {
+            (position + 1, count - 1)
+        };
+        let mut found = Vec::with_capacity(limit);
+        for step in 0..steps {
+            if found.len() == limit {
+                break;
+            }
+            let candidate = self.order[(first + step) % count];
+            if candidate != caller && !graph.reachable(caller, candidate) {
+                found.push(candidate);
+            }
+        }
+        found
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::Compiled;
+
+    fn compiled(text: &str) -> Compiled {
+        match crate::compile("test.yaml", text) {
+            Ok(compiled) => compiled,
+            Err(diagnostics) => panic!("topology does not compile: {diagnostics:#?}"),
+        }
+    }
+
+    /// Parses the file back the way Tailscale does: strip the `//` comment lines of the header, then
+    /// read the rest as JSON.
+    fn parse(bytes: &[u8]) -> Policy {
+        let text = std::str::from_utf8(bytes).expect("policy is UTF-8");
+        let body: String = text.lines().filter(|line| !line.starts_with("//")).collect::<Vec<_>>().join("\n");
+        serde_json::from_str(&body).expect("policy body is JSON")
+    }
+
+    fn render_policy(compiled: &Compiled) -> Policy {
+        let context = EmitContext::new(&compiled.topology, &compiled.graph);
+        parse(&render(&context))
+    }
+
+    /// Whether a node carrying exactly `src_tag` may reach `dst_tag:port` under the policy's acls.
+    fn allows(policy: &Policy, src_tag: &str, dst_tag: &str, port: u16) -> bool {
+        let destination = format!("{dst_tag}:{port}");
+        policy.acls.iter().any(|rule| {
+            rule.action == "accept"
+                && rule.src.iter().any(|src| src == src_tag)
+                && rule.dst.contains(&destination)
+        })
+    }
+
+    const SMALL: &str = r#"
+mesh: { name: mesh }
+sites:
+  east:
+    provider: aws
+    region: us-east-1
+    trustDomain: east.example.org
+    agents:
+      - name: planner
+        capabilities: [plan]
+        calls:
+          - { agent: searcher, actions: [search] }
+          - { agent: ranker, actions: [rank] }
+      - name: ranker
+        capabilities: [rank]
+  west:
+    provider: gcp
+    region: us-west1
+    trustDomain: west.example.org
+    agents:
+      - name: searcher
+        capabilities: [search]
+        calls:
+          - { agent: ranker, actions: [rank] }
+      - name: idle
+        capabilities: [idle]
+federation:
+  enabled: true
+  bundleEndpoints:
+    east: https://spire-east.example.org:8443
+    west: https://spire-west.example.org:8443
+networking:
+  type: tailscale
+  tailscale:
+    tailnet: example
+    tags: [mesh, production]
+    tagOwners: [ops@example.org, "group:sre", "tag:k8s-operator"]
+authorization:
+  allowSameTrustDomain: false
+  publicActions: []
+observability:
+  metrics: { enabled: true, central: east }
+"#;
+
+    #[test]
+    fn allows_exactly_the_reachable_pairs_without_public_actions() {
+        let compiled = compiled(SMALL);
+        let policy = render_policy(&compiled);
+        let topology = &compiled.topology;
+        for (caller, caller_agent) in topology.agents.iter().enumerate() {
+            for (callee, callee_agent) in topology.agents.iter().enumerate() {
+                let expected = compiled.graph.reachable(caller, callee);
+                let actual = allows(
+                    &policy,
+                    &tailscale_agent_tag(topology, caller_agent),
+                    &tailscale_agent_tag(topology, callee_agent),
+                    topology.mesh.port,
+                );
+                assert_eq!(actual, expected, "{} -> {}", caller_agent.name, callee_agent.name);
+            }
+        }
+        // Declared edges only: planner → searcher, planner → ranker, searcher → ranker.
+        assert!(allows(&policy, "tag:mesh-planner", "tag:mesh-searcher", 8443));
+        assert!(!allows(&policy, "tag:mesh-searcher", "tag:mesh-planner", 8443));
+        assert!(!allows(&policy, "tag:mesh-planner", "tag:mesh-searcher", 9090));
+    }
+
+    #[test]
+    fn every_tag_is_owned_and_every_agent_is_in_the_policy() {
+        let compiled = compiled(SMALL);
+        let policy = render_policy(&compiled);
+        let topology = &compiled.topology;
+        for agent in &topology.agents {
+            let tag = tailscale_agent_tag(topology, agent);
+            assert_eq!(policy.tag_owners[&tag], ["ops@example.org", "group:sre", "tag:k8s-operator"]);
+        }
+        for tag in ["tag:mesh", "tag:production", "tag:mesh-prometheus-east", "tag:mesh-prometheus-west"] {
+            assert!(policy.tag_owners.contains_key(tag), "{tag} has no owners");
+        }
+        assert_eq!(policy.tag_owners["tag:k8s-operator"], Vec::<String>::new());
+        assert_eq!(policy.groups.keys().collect::<Vec<_>>(), ["group:sre"]);
+        let used = policy
+            .acls
+            .iter()
+            .flat_map(|rule| rule.src.iter().chain(&rule.dst))
+            .chain(
+                policy
+                    .tests
+                    .iter()
+                    .flat_map(|test| std::iter::once(&test.src).chain(&test.accept).chain(&test.deny)),
+            )
+            .map(|entry| match entry.rsplit_once(':') {
+                Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) => host.to_owned(),
+                _ => entry.clone(),
+            });
+        for tag in used {
+            assert!(policy.tag_owners.contains_key(&tag), "{tag} is used but has no owners");
+        }
+    }
+
+    #[test]
+    fn tests_agree_with_the_acls() {
+        let compiled = compiled(SMALL);
+        let policy = render_policy(&compiled);
+        let declared: usize =
+            (0..compiled.topology.agents.len()).map(|agent| compiled.graph.calls_from(agent).len()).sum();
+        let mut accepts = 0;
+        let mut denies = 0;
+        for test in &policy.tests {
+            for (destinations, expected) in [(&test.accept, true), (&test.deny, false)] {
+                for destination in destinations {
+                    let (tag, port) = destination.rsplit_once(':').expect("host:port");
+                    let port: u16 = port.parse().expect("numeric port");
+                    assert_eq!(
+                        allows(&policy, &test.src, tag, port),
+                        expected,
+                        "{} -> {destination}",
+                        test.src
+                    );
+                    if test.src.starts_with("tag:mesh-prometheus") {
+                        continue;
+                    }
+                    if expected {
+                        accepts += 1;
+                    } else {
+                        denies += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(accepts, declared, "one accept per declared call");
+        assert!(denies > 0, "unreachable pairs are asserted");
+    }
+
+    #[test]
+    fn central_prometheus_reaches_metrics_ports_and_federated_servers() {
+        let compiled = compiled(SMALL);
+        let policy = render_policy(&compiled);
+        for agent in &compiled.topology.agents {
+            let tag = tailscale_agent_tag(&compiled.topology, agent);
+            assert!(allows(&policy, "tag:mesh-prometheus-east", &tag, 9090));
+            assert!(!allows(&policy, "tag:mesh-prometheus-east", &tag, 8443));
+        }
+        assert!(allows(&policy, "tag:mesh-prometheus-east", "tag:mesh-prometheus-west", 9090));
+        assert!(!allows(&policy, "tag:mesh-prometheus-west", "tag:mesh-prometheus-east", 9090));
+    }
+
+    #[test]
+    fn same_trust_domain_is_one_rule_per_domain() {
+        let text = SMALL.replace("allowSameTrustDomain: false", "allowSameTrustDomain: true");
+        let compiled = compiled(&text);
+        let policy = render_policy(&compiled);
+        let topology = &compiled.topology;
+        for (caller, caller_agent) in topology.agents.iter().enumerate() {
+            for (callee, callee_agent) in topology.agents.iter().enumerate() {
+                assert_eq!(
+                    allows(
+                        &policy,
+                        &tailscale_agent_tag(topology, caller_agent),
+                        &tailscale_agent_tag(topology, callee_agent),
+                        8443
+                    ),
+                    compiled.graph.reachable(caller, callee),
+                    "{} -> {}",
+                    caller_agent.name,
+                    callee_agent.name
+                );
+            }
+        }
+        // Two trust-domain rules, then planner's cross-domain call to searcher and searcher's to ranker.
+        let mesh_rules: Vec<&Rule> =
+            policy.acls.iter().filter(|rule| rule.dst.iter().all(|dst| dst.ends_with(":8443"))).collect();
+        assert_eq!(mesh_rules.len(), 4);
+        assert_eq!(mesh_rules[2].src, ["tag:mesh-planner"]);
+        assert_eq!(mesh_rules[2].dst, ["tag:mesh-searcher:8443"]);
+    }
+
+    #[test]
+    fn public_actions_make_one_rule_and_no_denies() {
+        let text = SMALL.replace("publicActions: []", "publicActions: [ping]");
+        let compiled = compiled(&text);
+        let policy = render_policy(&compiled);
+        let mesh_rules: Vec<&Rule> =
+            policy.acls.iter().filter(|rule| rule.dst.iter().all(|dst| dst.ends_with(":8443"))).collect();
+        assert_eq!(mesh_rules.len(), 1);
+        assert_eq!(mesh_rules[0].src.len(), compiled.topology.agents.len());
+        assert_eq!(mesh_rules[0].dst.len(), compiled.topology.agents.len());
+        let agent_denies = policy
+            .tests
+            .iter()
+            .filter(|test| !test.src.starts_with("tag:mesh-prometheus"))
+            .flat_map(|test| &test.deny)
+            .count();
+        assert_eq!(agent_denies, 0);
+    }
+
+    #[test]
+    fn unreachable_samples_are_unreachable_and_bounded() {
+        for allow in ["false", "true"] {
+            let text =
+                SMALL.replace("allowSameTrustDomain: false", &format!("allowSameTrustDomain: {allow}"));
+            let compiled = compiled(&text);
+            let context = EmitContext::new(&compiled.topology, &compiled.graph);
+            let sampler = UnreachableSampler::new(&context);
+            for caller in 0..compiled.topology.agents.len() {
+                let sample = sampler.sample(caller, DENY_TESTS_PER_AGENT);
+                assert!(sample.len() <= DENY_TESTS_PER_AGENT);
+                let distinct: BTreeSet<usize> = sample.iter().copied().collect();
+                assert_eq!(distinct.len(), sample.len());
+                for callee in sample {
+                    assert!(!compiled.graph.reachable(caller, callee));
+                }
+                let unreachable = (0..compiled.topology.agents.len())
+                    .filter(|&callee| callee != caller && !compiled.graph.reachable(caller, callee))
+                    .count();
+                assert_eq!(
+                    sampler.sample(caller, DENY_TESTS_PER_AGENT).len(),
+                    unreachable.min(DENY_TESTS_PER_AGENT)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn header_is_a_comment_and_output_is_deterministic() {
+        let compiled = compiled(SMALL);
+        let context = EmitContext::new(&compiled.topology, &compiled.graph);
+        let first = render(&context);
+        assert_eq!(first, render(&context));
+        let text = String::from_utf8(first).expect("UTF-8");
+        assert!(text.starts_with("// Tailscale tailnet policy of the `mesh` agent mesh"));
+        assert!(text.contains("which defines them: group:sre.\n"));
+        assert!(text.ends_with("}\n"));
+    }
+
+    #[test]
+    fn no_policy_without_tailscale() {
+        let text = SMALL.replace("type: tailscale", "type: istio");
+        let compiled = compiled(&text);
+        let context = EmitContext::new(&compiled.topology, &compiled.graph);
+        let mut sink = crate::emit::MemorySink::default();
+        emit(&context, &mut sink).expect("memory sink");
+        assert!(sink.artifacts.is_empty());
+    }
 }
