@@ -109,7 +109,11 @@ pub fn emit(compiled: &Compiled, only: &[String], sink: &mut dyn emit::Sink) -> 
 /// Like [`emit`], with the Kubernetes target (the largest output by far) rendered and written on a
 /// second thread while the other targets run on this one. The artifacts are the same; only the
 /// order in which the sink receives them differs, which no sink depends on.
-pub fn emit_parallel<S: emit::ForkSink>(compiled: &Compiled, only: &[String], sink: &mut S) -> io::Result<()> {
+pub fn emit_parallel<S: emit::ForkSink>(
+    compiled: &Compiled,
+    only: &[String],
+    sink: &mut S,
+) -> io::Result<()> {
     let context = emit::EmitContext::new(&compiled.topology, &compiled.graph);
     let (heavy, light): (Vec<&emit::Target>, Vec<&emit::Target>) =
         selected_targets(only).partition(|target| target.name == "k8s");

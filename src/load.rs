@@ -12,7 +12,8 @@
 //! Scalars resolve with the YAML 1.2 core schema (`yes`/`no`/`on`/`off` are strings).
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::fmt::Write as _;
 
 use saphyr_parser::{Event, Parser, ScalarStyle, Span as YamlSpan};
 use serde_json::{Map, Number, Value};
@@ -33,6 +34,13 @@ pub struct Limits {
     pub max_sites: usize,
     /// Most agents in one topology.
     pub max_agents: usize,
+    /// Most values (scalars, lists and mappings, keys included) in the document. The loaded tree and
+    /// its JSON copy cost a few hundred bytes per value, so this bounds the memory an input can
+    /// claim; the largest topology weave accepts (100,000 agents) has about 2 million.
+    pub max_nodes: usize,
+    /// Longest accepted scalar (a key or a value), in bytes. Each stage of the pipeline keeps its
+    /// own copy of a value, so one huge scalar costs several times its size.
+    pub max_scalar_bytes: usize,
 }
 
 impl Default for Limits {
@@ -43,6 +51,8 @@ impl Default for Limits {
             max_alias_nodes: 10_000,
             max_sites: 1_000,
             max_agents: 100_000,
+            max_nodes: 4_000_000,
+            max_scalar_bytes: 1024 * 1024,
         }
     }
 }
@@ -91,7 +101,16 @@ impl Located {
 #[derive(Debug, Clone)]
 pub struct Document {
     pub root: Node,
+    /// For each large mapping, by its JSON pointer: key → entry position. Diagnostics locate nodes
+    /// by pointer, and a linear search of a 100,000-key mapping per diagnostic is quadratic.
+    large_mappings: HashMap<String, HashMap<String, usize>>,
 }
+
+/// Mappings with at least this many entries are indexed for [`Document::locate`].
+const INDEXED_MAPPING_ENTRIES: usize = 32;
+
+/// At most this many duplicate keys are reported; past it, the loader stops reading.
+const MAX_DUPLICATE_KEYS: usize = 100;
 
 impl Document {
     /// The document as JSON (mapping keys sorted, as `serde_json::Map` keeps them).
@@ -106,11 +125,20 @@ impl Document {
         if pointer.is_empty() {
             return Some(Located { key: None, value: node.span });
         }
-        for token in pointer.strip_prefix('/')?.split('/') {
-            let token = token.replace("~1", "/").replace("~0", "~");
+        // The pointer up to the current node, as the caller wrote it: a large mapping's index is
+        // found by it (a pointer spelt differently finds no index and falls back to the search).
+        let mut prefix_length = 0;
+        for raw_token in pointer.strip_prefix('/')?.split('/') {
+            let token = raw_token.replace("~1", "/").replace("~0", "~");
+            let prefix = &pointer[..prefix_length];
+            prefix_length += 1 + raw_token.len();
             match &node.kind {
                 NodeKind::Mapping(entries) => {
-                    let (entry_key, value) = entries.iter().find(|(entry_key, _)| entry_key.name == token)?;
+                    let position = match self.large_mappings.get(prefix) {
+                        Some(positions) => *positions.get(&token)?,
+                        None => entries.iter().position(|(entry_key, _)| entry_key.name == token)?,
+                    };
+                    let (entry_key, value) = entries.get(position)?;
                     key = Some(entry_key.span);
                     node = value;
                 }
@@ -141,11 +169,15 @@ impl Document {
     /// Calls `visit` with every string scalar of the document and its span, in document order. The
     /// scalar's JSON pointer is built only when `visit` asks for it (through the closure it is
     /// handed), so a walk over a large document allocates nothing for the strings it passes over.
-    pub fn visit_strings(&self, visit: &mut dyn FnMut(&str, Span, &dyn Fn() -> String)) {
+    pub fn visit_strings(&self, visit: &mut StringVisitor<'_>) {
         let mut path: Vec<PathToken<'_>> = Vec::new();
         visit_strings(&self.root, &mut path, visit);
     }
 }
+
+/// What `Document::visit_strings` calls: the string, its span, and a closure that builds its JSON
+/// pointer on demand.
+pub type StringVisitor<'v> = dyn FnMut(&str, Span, &dyn Fn() -> String) + 'v;
 
 /// One step of the path from the root to a node.
 #[derive(Clone, Copy)]
@@ -166,11 +198,7 @@ fn pointer_of(path: &[PathToken<'_>]) -> String {
     pointer
 }
 
-fn visit_strings<'a>(
-    node: &'a Node,
-    path: &mut Vec<PathToken<'a>>,
-    visit: &mut dyn FnMut(&str, Span, &dyn Fn() -> String),
-) {
+fn visit_strings<'a>(node: &'a Node, path: &mut Vec<PathToken<'a>>, visit: &mut StringVisitor<'_>) {
     match &node.kind {
         NodeKind::String(text) => {
             let path: &[PathToken<'_>] = path;
@@ -214,6 +242,17 @@ fn to_json(node: &Node) -> Value {
 /// Loads one YAML document. Returns every E000 problem found (duplicate keys are all reported; a
 /// syntax error or an exceeded limit stops the parse there).
 pub fn load(source: &Source, limits: &Limits) -> Result<Document, Vec<Diagnostic>> {
+    load_document(source, limits).map_err(|mut diagnostics| {
+        // A duplicate key is quoted in its diagnostic, and a key may be megabytes long.
+        for diagnostic in &mut diagnostics {
+            crate::check::shorten(&mut diagnostic.message);
+            crate::check::shorten(&mut diagnostic.help);
+        }
+        diagnostics
+    })
+}
+
+fn load_document(source: &Source, limits: &Limits) -> Result<Document, Vec<Diagnostic>> {
     if source.text.len() > limits.max_bytes {
         return Err(vec![Diagnostic::error(
             "E000",
@@ -243,6 +282,8 @@ pub fn load(source: &Source, limits: &Limits) -> Result<Document, Vec<Diagnostic
         diagnostics: Vec::new(),
         documents: 0,
         cursor: Cursor::default(),
+        nodes: 0,
+        duplicate_keys: 0,
     };
     let mut parser = Parser::new_from_str(&source.text);
     loop {
@@ -280,7 +321,47 @@ pub fn load(source: &Source, limits: &Limits) -> Result<Document, Vec<Diagnostic
         return Err(loader.diagnostics);
     }
     let root = loader.root.unwrap_or(Node { span: source.line_span(1), kind: NodeKind::Null });
-    Ok(Document { root })
+    let mut large_mappings = HashMap::new();
+    index_large_mappings(&root, &mut String::new(), &mut large_mappings);
+    Ok(Document { root, large_mappings })
+}
+
+fn index_large_mappings(
+    node: &Node,
+    pointer: &mut String,
+    index: &mut HashMap<String, HashMap<String, usize>>,
+) {
+    let length = pointer.len();
+    match &node.kind {
+        NodeKind::Sequence(items) => {
+            for (position, item) in items.iter().enumerate() {
+                // Writing into a String cannot fail.
+                let _ = write!(pointer, "/{position}");
+                index_large_mappings(item, pointer, index);
+                pointer.truncate(length);
+            }
+        }
+        NodeKind::Mapping(entries) => {
+            if entries.len() >= INDEXED_MAPPING_ENTRIES {
+                let mut positions = HashMap::with_capacity(entries.len());
+                for (position, (key, _)) in entries.iter().enumerate() {
+                    positions.entry(key.name.clone()).or_insert(position);
+                }
+                index.insert(pointer.clone(), positions);
+            }
+            for (key, value) in entries {
+                pointer.push('/');
+                if key.name.contains(['~', '/']) {
+                    pointer.push_str(&key.name.replace('~', "~0").replace('/', "~1"));
+                } else {
+                    pointer.push_str(&key.name);
+                }
+                index_large_mappings(value, pointer, index);
+                pointer.truncate(length);
+            }
+        }
+        _ => {}
+    }
 }
 
 enum Frame {
@@ -294,7 +375,8 @@ enum Frame {
         anchor: usize,
         entries: Vec<(Key, Node)>,
         pending_key: Option<Key>,
-        seen: HashSet<String>,
+        /// Each key written so far, with the line it is on.
+        seen: HashMap<String, usize>,
     },
 }
 
@@ -308,6 +390,8 @@ struct Loader<'a> {
     diagnostics: Vec<Diagnostic>,
     documents: usize,
     cursor: Cursor,
+    nodes: usize,
+    duplicate_keys: usize,
 }
 
 /// A position in the text, kept in step with the parser's character positions.
@@ -365,6 +449,8 @@ impl Cursor {
     }
 }
 
+// A loader error ends the parse, so its size on the error path costs nothing worth boxing for.
+#[allow(clippy::result_large_err)]
 impl Loader<'_> {
     fn span(&mut self, span: YamlSpan) -> Span {
         self.span_at(span.start.index(), span.end.index())
@@ -394,6 +480,21 @@ impl Loader<'_> {
                 }
             }
             Event::Scalar(value, style, anchor, tag) => {
+                if value.len() > self.limits.max_scalar_bytes {
+                    // Only its first character is underlined: the value may fill a 50 MB line.
+                    let first = self.source.text[span.start..].chars().next().map_or(0, char::len_utf8);
+                    let start = Span { end: span.start + first, ..span };
+                    return Err(Diagnostic::error(
+                        "E000",
+                        format!(
+                            "a value of {} bytes, over the limit of {} bytes",
+                            value.len(),
+                            self.limits.max_scalar_bytes
+                        ),
+                        Some(start),
+                        "no setting of a topology holds more than a few hundred bytes; check that this is the right file",
+                    ));
+                }
                 let tag = tag.map(|tag| format!("{}{}", tag.handle, tag.suffix));
                 let kind = resolve_scalar(value, style, tag.as_deref());
                 self.value(Node { span, kind }, anchor)?;
@@ -409,16 +510,20 @@ impl Loader<'_> {
                     anchor,
                     entries: Vec::new(),
                     pending_key: None,
-                    seen: HashSet::new(),
+                    seen: HashMap::new(),
                 });
             }
             Event::SequenceEnd | Event::MappingEnd => {
                 let Some(frame) = self.stack.pop() else { return Ok(()) };
+                // A growing list keeps room for at least four entries; most lists and mappings of a
+                // topology hold one or two, so the spare room would be most of the tree's memory.
                 let (node, anchor) = match frame {
-                    Frame::Sequence { start, anchor, items } => {
+                    Frame::Sequence { start, anchor, mut items } => {
+                        items.shrink_to_fit();
                         (Node { span: join(start, span), kind: NodeKind::Sequence(items) }, anchor)
                     }
-                    Frame::Mapping { start, anchor, entries, .. } => {
+                    Frame::Mapping { start, anchor, mut entries, .. } => {
+                        entries.shrink_to_fit();
                         (Node { span: join(start, span), kind: NodeKind::Mapping(entries) }, anchor)
                     }
                 };
@@ -478,6 +583,15 @@ impl Loader<'_> {
     /// A complete node: a key or value of the enclosing mapping, an item of the enclosing sequence,
     /// or the document's root.
     fn value(&mut self, node: Node, anchor: usize) -> Result<(), Diagnostic> {
+        self.nodes += 1;
+        if self.nodes > self.limits.max_nodes {
+            return Err(Diagnostic::error(
+                "E000",
+                format!("the document holds more than {} values", self.limits.max_nodes),
+                Some(node.span),
+                "a topology of the largest accepted size needs fewer; check that this is the right file, or split the mesh",
+            ));
+        }
         if anchor != 0 {
             self.anchors.insert(anchor, node.clone());
         }
@@ -501,25 +615,31 @@ impl Loader<'_> {
                             ));
                         }
                     };
-                    if !seen.insert(name.clone()) {
-                        let first =
-                            entries.iter().find(|(key, _)| key.name == name).map(|(key, _)| key.span.line);
+                    if let Some(&first_line) = seen.get(&name) {
+                        self.duplicate_keys += 1;
+                        if self.duplicate_keys > MAX_DUPLICATE_KEYS {
+                            // Past this many, the file is not a topology with a few slips; reporting
+                            // each of a million duplicates would only flood the terminal.
+                            return Err(Diagnostic::error(
+                                "E000",
+                                format!(
+                                    "more than {MAX_DUPLICATE_KEYS} duplicate keys; stopped reading here"
+                                ),
+                                Some(node.span),
+                                "remove the duplicate keys reported above, then validate again",
+                            ));
+                        }
                         self.diagnostics.push(
                             Diagnostic::error(
                                 "E000",
                                 format!("duplicate key `{name}`"),
                                 Some(node.span),
-                                match first {
-                                    Some(line) => {
-                                        format!("`{name}` is already set on line {line}; keep one of the two")
-                                    }
-                                    None => format!(
-                                        "`{name}` is already set in this mapping; keep one of the two"
-                                    ),
-                                },
+                                format!("`{name}` is already set on line {first_line}; keep one of the two"),
                             )
                             .with_label("set again here"),
                         );
+                    } else {
+                        seen.insert(name.clone(), node.span.line);
                     }
                     *pending_key = Some(Key { name, span: node.span });
                 }
@@ -706,6 +826,42 @@ mod tests {
         let errors = load_text("a: [1, 2\n\n").unwrap_err();
         let span = errors[0].span.unwrap();
         assert_eq!((span.line, span.column, span.start), (1, 8, 7));
+    }
+
+    #[test]
+    fn large_mappings_are_located_by_index() {
+        let text: String = (0..1_000).map(|index| format!("key{index}: {{a~/b: {index}}}\n")).collect();
+        let document = load_text(&text).unwrap();
+        let located = document.locate("/key999/a~0~1b").unwrap();
+        assert_eq!((located.key.unwrap().line, located.value.line), (1000, 1000));
+        assert!(document.locate("/key1000").is_none());
+        assert_eq!(document.locate_nearest("/key7/missing").key.unwrap().line, 8);
+    }
+
+    #[test]
+    fn duplicate_keys_past_the_cap_stop_the_load() {
+        let errors = load_text(&"a: 1\n".repeat(1_000)).unwrap_err();
+        assert_eq!(errors.len(), MAX_DUPLICATE_KEYS + 1);
+        assert!(errors.last().unwrap().message.contains("stopped reading"));
+        assert_eq!(errors.last().unwrap().span.unwrap().line, MAX_DUPLICATE_KEYS + 2);
+    }
+
+    #[test]
+    fn huge_scalars_are_refused_at_their_start() {
+        let text = format!("mesh:\n  name: {}\n", "a".repeat(2 * 1024 * 1024));
+        let errors = load_text(&text).unwrap_err();
+        let span = errors[0].span.unwrap();
+        assert!(errors[0].message.contains("over the limit"), "{}", errors[0].message);
+        assert_eq!((span.line, span.column, span.end - span.start), (2, 9, 1));
+    }
+
+    #[test]
+    fn the_number_of_values_is_bounded() {
+        let limits = Limits { max_nodes: 1_000, ..Limits::default() };
+        let text = format!("a: [{}x]\n", "x, ".repeat(2_000));
+        let errors = load(&Source::new("test.yaml", text), &limits).unwrap_err();
+        assert!(errors[0].message.contains("more than 1000 values"));
+        assert_eq!(errors[0].span.unwrap().line, 1);
     }
 
     #[test]

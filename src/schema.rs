@@ -28,16 +28,49 @@ fn validator() -> &'static jsonschema::Validator {
         .get_or_init(|| jsonschema::draft202012::new(schema_value()).expect("the bundled schema compiles"))
 }
 
-/// Checks a loaded document's shape. Returns every problem, each located.
+/// At most this many shape problems are reported. A file with more is not a topology with a few
+/// slips (100,000 unknown keys would print a 40 MB report nobody reads); the rest are summed up in
+/// one last diagnostic.
+const MAX_DIAGNOSTICS: usize = 200;
+
+/// Checks a loaded document's shape. Returns every problem, each located (past
+/// [`MAX_DIAGNOSTICS`], the first ones and a note where the next one is).
 pub fn check(document: &Document, value: &Value) -> Vec<Diagnostic> {
+    let mut diagnostics = shape_problems(document, value);
+    for diagnostic in &mut diagnostics {
+        // Messages quote the offending value, which may be megabytes long.
+        crate::check::shorten(&mut diagnostic.message);
+        crate::check::shorten(&mut diagnostic.help);
+    }
+    if diagnostics.len() > MAX_DIAGNOSTICS {
+        let first_not_shown = diagnostics[MAX_DIAGNOSTICS].span;
+        diagnostics.truncate(MAX_DIAGNOSTICS);
+        diagnostics.push(Diagnostic::error(
+            "E001",
+            format!("more than {MAX_DIAGNOSTICS} problems with the topology's shape; the first {MAX_DIAGNOSTICS} are shown"),
+            first_not_shown,
+            "fix the problems shown (often one misplaced indentation causes many), then validate again",
+        ));
+    }
+    diagnostics
+}
+
+/// Every shape problem, stopping soon after [`MAX_DIAGNOSTICS`].
+fn shape_problems(document: &Document, value: &Value) -> Vec<Diagnostic> {
     let mut diagnostics = Vec::new();
     for error in validator().iter_errors(value) {
+        if diagnostics.len() > MAX_DIAGNOSTICS {
+            break;
+        }
         let pointer = error.instance_path().as_str().to_owned();
         let schema_path = error.schema_path().as_str().to_owned();
         match error.kind() {
             ValidationErrorKind::AdditionalProperties { unexpected } => {
                 let allowed = allowed_keys(&schema_path);
                 for key in unexpected {
+                    if diagnostics.len() > MAX_DIAGNOSTICS {
+                        break;
+                    }
                     let escaped = key.replace('~', "~0").replace('/', "~1");
                     let located = document.locate_nearest(&format!("{pointer}/{escaped}"));
                     let help = match did_you_mean(key, &allowed) {
@@ -59,6 +92,9 @@ pub fn check(document: &Document, value: &Value) -> Vec<Diagnostic> {
             ValidationErrorKind::UnevaluatedProperties { unexpected } => {
                 let allowed = allowed_keys(&schema_path);
                 for key in unexpected {
+                    if diagnostics.len() > MAX_DIAGNOSTICS {
+                        break;
+                    }
                     let escaped = key.replace('~', "~0").replace('/', "~1");
                     let located = document.locate_nearest(&format!("{pointer}/{escaped}"));
                     let help = match did_you_mean(key, &allowed) {
@@ -252,6 +288,18 @@ mod tests {
         assert_eq!(did_you_mean("replica", &allowed), Some("replicas"));
         assert_eq!(did_you_mean("capabilites", &allowed), Some("capabilities"));
         assert_eq!(did_you_mean("zzz", &allowed), None);
+    }
+
+    #[test]
+    fn a_flood_of_problems_is_cut_short_and_located() {
+        let text: String = (0..5_000).map(|index| format!("key{index}: 1\n")).collect();
+        let source = crate::source::Source::new("flood.yaml", text);
+        let document = crate::load::load(&source, &crate::load::Limits::default()).unwrap();
+        let diagnostics = check(&document, &document.to_json());
+        assert_eq!(diagnostics.len(), MAX_DIAGNOSTICS + 1);
+        let last = diagnostics.last().unwrap();
+        assert!(last.message.starts_with("more than 200 problems"));
+        assert!(last.span.is_some_and(|span| span.line > 1));
     }
 
     #[test]

@@ -130,11 +130,11 @@ impl Sink for DirectorySink {
         let relative = safe_relative_path(&path)
             .map_err(|error| io::Error::new(io::ErrorKind::InvalidInput, error.to_string()))?;
         let target = self.root.join(relative);
-        if let Some(parent) = target.parent() {
-            if !self.created.contains(parent) {
-                fs::create_dir_all(parent)?;
-                self.created.insert(parent.to_path_buf());
-            }
+        if let Some(parent) = target.parent()
+            && !self.created.contains(parent)
+        {
+            fs::create_dir_all(parent)?;
+            self.created.insert(parent.to_path_buf());
         }
         let mut file = fs::File::create(&target)?;
         file.write_all(&bytes)?;

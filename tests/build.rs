@@ -28,17 +28,26 @@ fn parse_back(path: &str, bytes: &[u8]) {
             value.unwrap_or_else(|error| panic!("{path} is not YAML: {error}"));
         }
     } else if name.ends_with(".json") {
-        serde_json::from_str::<serde_json::Value>(text).unwrap_or_else(|error| panic!("{path} is not JSON: {error}"));
+        serde_json::from_str::<serde_json::Value>(text)
+            .unwrap_or_else(|error| panic!("{path} is not JSON: {error}"));
     } else if name.ends_with(".hujson") {
         // HuJSON is JSON with comments and trailing commas; weave writes only whole-line comments.
-        let json: String = text.lines().filter(|line| !line.trim_start().starts_with("//")).collect::<Vec<_>>().join("\n");
-        serde_json::from_str::<serde_json::Value>(&json).unwrap_or_else(|error| panic!("{path} is not HuJSON: {error}"));
+        let json: String =
+            text.lines().filter(|line| !line.trim_start().starts_with("//")).collect::<Vec<_>>().join("\n");
+        serde_json::from_str::<serde_json::Value>(&json)
+            .unwrap_or_else(|error| panic!("{path} is not HuJSON: {error}"));
     } else if name.ends_with(".rego") {
         let mut engine = regorus::Engine::new();
-        engine.add_policy(path.to_owned(), text.to_owned()).unwrap_or_else(|error| panic!("{path} is not Rego: {error}"));
+        engine
+            .add_policy(path.to_owned(), text.to_owned())
+            .unwrap_or_else(|error| panic!("{path} is not Rego: {error}"));
     } else if name == "Dockerfile" {
-        let first = text.lines().find(|line| !line.starts_with('#') && !line.trim().is_empty()).unwrap_or_default();
-        assert!(first.starts_with("FROM ") || first.starts_with("ARG "), "{path}: first instruction is `{first}`");
+        let first =
+            text.lines().find(|line| !line.starts_with('#') && !line.trim().is_empty()).unwrap_or_default();
+        assert!(
+            first.starts_with("FROM ") || first.starts_with("ARG "),
+            "{path}: first instruction is `{first}`"
+        );
         assert!(text.lines().any(|line| line.starts_with("USER ")), "{path} sets no USER");
     } else if name.ends_with(".sh") {
         assert!(text.starts_with("#!"), "{path} has no shebang");
@@ -70,7 +79,11 @@ fn no_secret_values_in_any_artifact() {
     insta::glob!("../fixtures/valid", "*.yaml", |path| {
         for (artifact, bytes) in build(path) {
             let text = String::from_utf8_lossy(&bytes);
-            for (needle, what) in [("tskey-", "a Tailscale key"), ("PRIVATE KEY-----", "a private key"), ("password=", "a password")] {
+            for (needle, what) in [
+                ("tskey-", "a Tailscale key"),
+                ("PRIVATE KEY-----", "a private key"),
+                ("password=", "a password"),
+            ] {
                 assert!(!text.contains(needle), "{artifact} holds {what}");
             }
         }
@@ -100,7 +113,11 @@ fn embedded_copies_are_byte_identical() {
                         _ => continue,
                     };
                     let Some(original) = artifacts.get(&standalone) else { continue };
-                    assert_eq!(content.as_str().unwrap_or_default().as_bytes(), original.as_slice(), "{artifact}: {key} differs from {standalone}");
+                    assert_eq!(
+                        content.as_str().unwrap_or_default().as_bytes(),
+                        original.as_slice(),
+                        "{artifact}: {key} differs from {standalone}"
+                    );
                 }
             }
         }

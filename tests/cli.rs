@@ -67,7 +67,9 @@ fn graph_formats() {
         assert_eq!(code(&output), 0, "{format}");
         assert!(!output.stdout.is_empty());
     }
-    let dot = String::from_utf8(weave(&["graph", "--format", "dot", "fixtures/valid/federated-mesh.yaml"]).stdout).unwrap();
+    let dot =
+        String::from_utf8(weave(&["graph", "--format", "dot", "fixtures/valid/federated-mesh.yaml"]).stdout)
+            .unwrap();
     assert!(dot.starts_with("digraph mesh {") && dot.trim_end().ends_with('}'));
 }
 
@@ -88,9 +90,19 @@ fn builds_are_deterministic_and_locked() {
         assert_eq!(&weave::write::sha256_hex(&first_tree[path]), digest, "{path}");
     }
     // --check: fresh, then stale after a change.
-    assert_eq!(code(&weave(&["build", "--check", "fixtures/valid/federated-mesh.yaml", "-o", first.to_str().unwrap()])), 0);
+    assert_eq!(
+        code(&weave(&[
+            "build",
+            "--check",
+            "fixtures/valid/federated-mesh.yaml",
+            "-o",
+            first.to_str().unwrap()
+        ])),
+        0
+    );
     std::fs::write(first.join("graph.mmd"), "flowchart LR\n").unwrap();
-    let stale = weave(&["build", "--check", "fixtures/valid/federated-mesh.yaml", "-o", first.to_str().unwrap()]);
+    let stale =
+        weave(&["build", "--check", "fixtures/valid/federated-mesh.yaml", "-o", first.to_str().unwrap()]);
     assert_eq!(code(&stale), 1);
     assert!(String::from_utf8_lossy(&stale.stdout).contains("changed  graph.mmd"));
 }

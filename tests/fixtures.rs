@@ -14,7 +14,11 @@ use weave::source::Source;
 
 fn analyze(path: &Path) -> (Source, weave::Analysis) {
     let text = std::fs::read_to_string(path).unwrap();
-    let name = format!("fixtures/{}/{}", path.parent().unwrap().file_name().unwrap().to_string_lossy(), path.file_name().unwrap().to_string_lossy());
+    let name = format!(
+        "fixtures/{}/{}",
+        path.parent().unwrap().file_name().unwrap().to_string_lossy(),
+        path.file_name().unwrap().to_string_lossy()
+    );
     let source = Source::new(name, text);
     let analysis = weave::analyze(&source, &Limits::default());
     (source, analysis)
@@ -23,7 +27,8 @@ fn analyze(path: &Path) -> (Source, weave::Analysis) {
 /// Parses `# expect: E008 line 13 | E003 line 4` into (code, line) alternatives.
 fn expectations(text: &str) -> Vec<(String, usize)> {
     let first = text.lines().next().unwrap_or_default();
-    let spec = first.strip_prefix("# expect:").unwrap_or_else(|| panic!("missing `# expect:` header: {first}"));
+    let spec =
+        first.strip_prefix("# expect:").unwrap_or_else(|| panic!("missing `# expect:` header: {first}"));
     spec.split('|')
         .map(|alternative| {
             let words: Vec<&str> = alternative.split_whitespace().collect();
@@ -40,14 +45,20 @@ fn invalid_fixtures_report_their_expected_code_and_line() {
         let expected = expectations(&source.text);
         assert!(!analysis.diagnostics.is_empty(), "{}: no diagnostic at all", source.name);
         let found = analysis.diagnostics.iter().any(|diagnostic| {
-            expected.iter().any(|(code, line)| diagnostic.code == code && diagnostic.span.is_some_and(|span| span.line == *line))
+            expected.iter().any(|(code, line)| {
+                diagnostic.code == code && diagnostic.span.is_some_and(|span| span.line == *line)
+            })
         });
         assert!(
             found,
             "{}: expected one of {:?}, got {:?}",
             source.name,
             expected,
-            analysis.diagnostics.iter().map(|diagnostic| (diagnostic.code, diagnostic.span.map(|span| span.line))).collect::<Vec<_>>()
+            analysis
+                .diagnostics
+                .iter()
+                .map(|diagnostic| (diagnostic.code, diagnostic.span.map(|span| span.line)))
+                .collect::<Vec<_>>()
         );
         for diagnostic in &analysis.diagnostics {
             assert!(diagnostic.span.is_some(), "{}: {} has no span", source.name, diagnostic.code);
@@ -77,7 +88,12 @@ fn valid_fixtures_validate_and_snapshot_their_model_and_graph() {
     insta::glob!("../fixtures/valid", "*.yaml", |path| {
         let (source, analysis) = analyze(path);
         let errors: Vec<_> = analysis.diagnostics.iter().filter(|diagnostic| diagnostic.is_error()).collect();
-        assert!(errors.is_empty(), "{}: {}", source.name, render_human(&analysis.diagnostics, &source, false));
+        assert!(
+            errors.is_empty(),
+            "{}: {}",
+            source.name,
+            render_human(&analysis.diagnostics, &source, false)
+        );
         let (topology, graph) = analysis.model.unwrap();
         insta::assert_yaml_snapshot!("model", topology);
         insta::assert_json_snapshot!("graph", weave::graph::to_json(&topology, &graph));
@@ -98,7 +114,8 @@ fn valid_fixtures_pass_the_schema() {
     let schema: serde_json::Value = serde_json::from_str(weave::schema::SCHEMA_TEXT).unwrap();
     let validator = jsonschema::draft202012::new(&schema).unwrap();
     insta::glob!("../fixtures/valid", "*.yaml", |path| {
-        let value: serde_json::Value = serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let value: serde_json::Value =
+            serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         let errors: Vec<String> = validator.iter_errors(&value).map(|error| error.to_string()).collect();
         assert!(errors.is_empty(), "{}: {errors:?}", path.display());
     });

@@ -66,9 +66,12 @@ fn consistency(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
         }
     }
 
-    // Every federated trust domain needs a bundle endpoint its peers can fetch from.
+    // Every federated trust domain needs a bundle endpoint its peers can fetch from. The federated
+    // domains are collected in one pass over the pairs: asking for each domain's peers would scan
+    // every pair once per domain (500,000 pairs × 1,000 domains in a 1,000-site mesh).
+    let federated: BTreeSet<&str> = graph.federated_pairs().flat_map(|(left, right)| [left, right]).collect();
     for domain in graph.trust_domains() {
-        if graph.federated_with(domain).is_empty() {
+        if !federated.contains(domain) {
             continue;
         }
         let sites = graph.sites_of_trust_domain(domain);

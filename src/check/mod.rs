@@ -64,14 +64,56 @@ const RULES: &[Rule] = &[
     secrets::check,
 ];
 
-/// Runs every rule. Diagnostics come back sorted by position, then code.
+/// At most this many semantic diagnostics are reported; the rest are counted in one last
+/// diagnostic. 100,000 calls to a misspelt agent would otherwise print a 30 MB report.
+const MAX_DIAGNOSTICS: usize = 200;
+
+/// Messages quote names and values from the input; a quote longer than this is cut, so that a
+/// 50 MB value cannot make a 50 MB message.
+const MAX_MESSAGE_BYTES: usize = 400;
+
+/// Runs every rule. Diagnostics come back sorted by position, then code (past [`MAX_DIAGNOSTICS`],
+/// the first ones and a count of the rest).
 pub fn run(context: &CheckContext<'_>) -> Vec<Diagnostic> {
     let mut diagnostics = Vec::new();
     for rule in RULES {
         rule(context, &mut diagnostics);
     }
     sort(&mut diagnostics);
+    for diagnostic in &mut diagnostics {
+        shorten(&mut diagnostic.message);
+        shorten(&mut diagnostic.help);
+    }
+    if diagnostics.len() > MAX_DIAGNOSTICS {
+        let not_shown = diagnostics.len() - MAX_DIAGNOSTICS;
+        let first = diagnostics[MAX_DIAGNOSTICS].clone();
+        diagnostics.truncate(MAX_DIAGNOSTICS);
+        diagnostics.push(Diagnostic::error(
+            first.code,
+            format!("{not_shown} more problems are not shown; the first of them: {}", first.message),
+            first.span,
+            first.help,
+        ));
+    }
     diagnostics
+}
+
+/// Cuts the middle out of a message longer than [`MAX_MESSAGE_BYTES`], marking the cut. The middle
+/// goes because a long message is a long quoted value: its start names the thing and its end says
+/// what is wrong with it.
+pub(crate) fn shorten(text: &mut String) {
+    if text.len() <= MAX_MESSAGE_BYTES {
+        return;
+    }
+    let mut head_end = MAX_MESSAGE_BYTES * 3 / 4;
+    while !text.is_char_boundary(head_end) {
+        head_end -= 1;
+    }
+    let mut tail_start = text.len() - MAX_MESSAGE_BYTES / 4;
+    while !text.is_char_boundary(tail_start) {
+        tail_start += 1;
+    }
+    *text = format!("{}…{}", &text[..head_end], &text[tail_start..]);
 }
 
 /// Sorts diagnostics by line, column and code, and drops exact duplicates.
@@ -115,3 +157,38 @@ pub const CODES: &[(&str, &str)] = &[
     ("W106", "allowSameTrustDomain while one trust domain spans several sites"),
     ("W107", "a wildcard or empty action list on a call"),
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_messages_keep_their_start_and_end() {
+        let mut message = format!("agent name `{}é` is longer than 63 characters", "a".repeat(10_000));
+        shorten(&mut message);
+        assert!(message.len() <= MAX_MESSAGE_BYTES + "…".len() + 1);
+        assert!(message.starts_with("agent name `aaa"));
+        assert!(message.ends_with("é` is longer than 63 characters"));
+        let mut short = "duplicate key `a`".to_owned();
+        shorten(&mut short);
+        assert_eq!(short, "duplicate key `a`");
+    }
+
+    #[test]
+    fn a_flood_of_problems_is_cut_short_and_counted() {
+        let calls: String = (0..1_000)
+            .map(|index| format!("          - agent: ghost{index}\n            actions: [a]\n"))
+            .collect();
+        let text = format!(
+            "sites:\n  aws:\n    provider: aws\n    region: us-east-1\n    trustDomain: aws.example.com\n    agents:\n      - name: caller\n        calls:\n{calls}"
+        );
+        let analysis =
+            crate::analyze(&crate::source::Source::new("flood.yaml", text), &crate::load::Limits::default());
+        let unknown: Vec<&Diagnostic> =
+            analysis.diagnostics.iter().filter(|diagnostic| diagnostic.code == "E003").collect();
+        assert!(unknown.len() <= MAX_DIAGNOSTICS + 1, "{} diagnostics", unknown.len());
+        let last = analysis.diagnostics.last().unwrap();
+        assert!(last.message.contains("more problems are not shown"), "{}", last.message);
+        assert!(last.span.is_some());
+    }
+}

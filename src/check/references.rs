@@ -35,41 +35,38 @@ pub(super) fn check(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic
                 );
             }
         }
-        if let Some(fallback) = &agent.fallback {
-            if topology.agent(&fallback.name).is_none() {
-                diagnostics.push(
-                    Diagnostic::error(
-                        "E003",
-                        format!(
-                            "the fallback of `{}` is `{}`, which is not an agent of an enabled site",
-                            agent.name, fallback.name
-                        ),
-                        context.value_at(&fallback.pointer),
-                        hint(&fallback.name, &agent_names, "agent"),
-                    )
-                    .with_label("unknown agent"),
-                );
-            }
+        if let Some(fallback) = &agent.fallback
+            && topology.agent(&fallback.name).is_none()
+        {
+            diagnostics.push(
+                Diagnostic::error(
+                    "E003",
+                    format!(
+                        "the fallback of `{}` is `{}`, which is not an agent of an enabled site",
+                        agent.name, fallback.name
+                    ),
+                    context.value_at(&fallback.pointer),
+                    hint(&fallback.name, &agent_names, "agent"),
+                )
+                .with_label("unknown agent"),
+            );
         }
     }
 
-    if let Some(central) = &topology.observability.metrics.central {
-        if topology.site(&central.name).is_none() {
-            let help = if disabled(&central.name) {
-                format!(
-                    "site `{}` is disabled; choose an enabled site for the central Prometheus",
-                    central.name
-                )
-            } else {
-                hint(&central.name, &site_names, "site")
-            };
-            diagnostics.push(Diagnostic::error(
-                "E003",
-                format!("metrics.central names `{}`, which is not an enabled site", central.name),
-                context.value_at(&central.pointer),
-                help,
-            ));
-        }
+    if let Some(central) = &topology.observability.metrics.central
+        && topology.site(&central.name).is_none()
+    {
+        let help = if disabled(&central.name) {
+            format!("site `{}` is disabled; choose an enabled site for the central Prometheus", central.name)
+        } else {
+            hint(&central.name, &site_names, "site")
+        };
+        diagnostics.push(Diagnostic::error(
+            "E003",
+            format!("metrics.central names `{}`, which is not an enabled site", central.name),
+            context.value_at(&central.pointer),
+            help,
+        ));
     }
 
     for endpoint in &topology.federation.bundle_endpoints {

@@ -1,12 +1,738 @@
-//! Kubernetes manifests with a kustomization per site.
+//! Kubernetes manifests, one directory per site (`k8s/<site>/`) with a `kustomization.yaml` that lists
+//! every file in it, so that `kubectl apply -k k8s/<site>` and GitOps tools take the site as a unit.
+//!
+//! Layout of a site directory:
+//!
+//! | file | objects |
+//! |---|---|
+//! | `namespaces.yaml` | the SPIRE namespace, the agents' namespace (Pod Security labels), `istio-system` with Istio |
+//! | `spire-server.yaml` | SPIRE server: ServiceAccount, RBAC, ConfigMaps (`server.conf`, trust bundle), StatefulSet, Services |
+//! | `spire-agent.yaml` | SPIRE agent: ServiceAccount, RBAC, ConfigMap (`agent.conf`), DaemonSet |
+//! | `spiffe-csi-driver.yaml` | the SPIFFE CSI driver that hands the Workload API socket to agent pods |
+//! | `networkpolicy.yaml` | default deny for the agents' namespace, then the allow rules of DESIGN.md §4 |
+//! | `agents/<agent>.yaml` | per agent: ServiceAccount, ConfigMap (agent config), Deployment, Service, PodDisruptionBudget |
+//! | `istio.yaml` | with `networking.type: istio`: IstioOperator (control plane, east-west gateway) and Gateway |
+//!
+//! The OPA ConfigMaps (policy and data, byte-identical to `opa/authz.rego` and `opa/data.json`) are
+//! the same for every site, so they live once in `k8s/_mesh/`, a kustomize base that every site with
+//! agents includes (`../_mesh`): each cluster still gets its own copy in the agents' namespace, and a
+//! mesh of a hundred sites does not carry a hundred copies of a policy that can be megabytes.
+//!
+//! Architecture invariant: every object is a typed serde value ([`objects`]); nothing here formats YAML
+//! by hand. The bytes of `server.conf`, `agent.conf`, `authz.rego` and `data.json` come from the
+//! `spire` and `opa` emitters, rendered once per site or once per build, never once per agent.
 
+mod agents;
+mod istio;
+mod network_policy;
+mod objects;
+mod spire;
+
+use std::collections::BTreeMap;
 use std::io;
 
-use super::{EmitContext, Sink, Target};
+use super::{EmitContext, Sink, Target, yaml_documents};
+use crate::graph::MeshGraph;
+use crate::model::{NetworkKind, Site, Topology};
+use objects::{Body, Kustomization, Manifest, ObjectMeta, StringMap};
 
 pub const TARGET: Target =
     Target { name: "k8s", description: "Kubernetes manifests with a kustomization per site", emit };
 
-fn emit(_context: &EmitContext<'_>, _sink: &mut dyn Sink) -> io::Result<()> {
+/// The value of `app.kubernetes.io/managed-by` on every object weave writes.
+pub const MANAGED_BY: &str = "weave";
+
+/// The label key that carries the site name on every object.
+pub const SITE_LABEL: &str = "agentweave.io/site";
+
+/// The label key that carries the cloud provider on every object.
+pub const PROVIDER_LABEL: &str = "agentweave.io/provider";
+
+/// The label key of `app.kubernetes.io/name`; with [`COMPONENT_LABEL`], the pod selector of every workload.
+pub const NAME_LABEL: &str = "app.kubernetes.io/name";
+
+/// The label key of `app.kubernetes.io/component`: `agent` on every agent pod.
+pub const COMPONENT_LABEL: &str = "app.kubernetes.io/component";
+
+/// The component label value of agent pods; network policies select agents by it.
+pub const AGENT_COMPONENT: &str = "agent";
+
+/// The path, inside each site directory, of the file that holds one agent's objects.
+pub fn agent_file(agent_name: &str) -> String {
+    format!("agents/{agent_name}.yaml")
+}
+
+fn emit(context: &EmitContext<'_>, sink: &mut dyn Sink) -> io::Result<()> {
+    let topology = context.topology;
+    let any_agents = topology.sites.iter().any(|site| !site.agents.is_empty());
+    if any_agents {
+        // The OPA policy and data are the mesh's, the same bytes for every site: one shared base,
+        // which the kustomization of every site with agents includes.
+        let kustomization = Kustomization {
+            api_version: "kustomize.config.k8s.io/v1beta1",
+            kind: "Kustomization",
+            resources: vec!["opa.yaml".to_owned()],
+        };
+        sink.put(format!("k8s/{MESH_BASE}/opa.yaml"), opa_configmaps(context))?;
+        sink.put(format!("k8s/{MESH_BASE}/kustomization.yaml"), super::yaml(&kustomization).into_bytes())?;
+    }
+    let workers = std::thread::available_parallelism().map_or(1, usize::from).min(MAX_WORKERS);
+    for (site_index, site) in topology.sites.iter().enumerate() {
+        let site_context = SiteContext::new(context, site_index);
+        let mut files: Vec<(String, Vec<u8>)> = vec![
+            ("namespaces.yaml".to_owned(), yaml_documents(&namespaces(&site_context))),
+            ("spire-server.yaml".to_owned(), spire::server_file(&site_context)),
+            ("spire-agent.yaml".to_owned(), spire::agent_file(&site_context)),
+            ("spiffe-csi-driver.yaml".to_owned(), spire::csi_driver_file(&site_context)),
+        ];
+        if !site.agents.is_empty() {
+            files.push(("networkpolicy.yaml".to_owned(), network_policy::file(&site_context)));
+            files.extend(agent_files(&site_context, workers));
+        }
+        if topology.networking.kind == NetworkKind::Istio {
+            files.push(("istio.yaml".to_owned(), yaml_documents(&istio::manifests(&site_context))));
+        }
+        let mut resources: Vec<String> = files.iter().map(|(name, _)| name.clone()).collect();
+        if !site.agents.is_empty() {
+            resources.insert(1, format!("../{MESH_BASE}"));
+        }
+        let kustomization = Kustomization {
+            api_version: "kustomize.config.k8s.io/v1beta1",
+            kind: "Kustomization",
+            resources,
+        };
+        files.push(("kustomization.yaml".to_owned(), super::yaml(&kustomization).into_bytes()));
+        for (name, bytes) in files {
+            sink.put(format!("k8s/{}/{name}", site.name), bytes)?;
+        }
+    }
     Ok(())
+}
+
+/// The directory (beside the sites' directories) of the objects every site shares: the OPA
+/// ConfigMaps. The underscore keeps it apart from site names, which are DNS labels.
+pub const MESH_BASE: &str = "_mesh";
+
+/// At most this many threads render agent files; beyond it the sink (disk) is the bottleneck.
+const MAX_WORKERS: usize = 8;
+
+/// Below this many agents in a site, its files are rendered on the calling thread.
+const PARALLEL_THRESHOLD: usize = 64;
+
+/// The files of a site's agents, in agent order. Large sites are split into contiguous runs of
+/// agents rendered on scoped threads; the result is the same as rendering them one by one.
+fn agent_files(site: &SiteContext<'_>, workers: usize) -> Vec<(String, Vec<u8>)> {
+    let render = |agents: &[usize]| -> Vec<(String, Vec<u8>)> {
+        agents
+            .iter()
+            .map(|&agent_index| {
+                (agent_file(&site.topology.agents[agent_index].name), agents::file(site, agent_index))
+            })
+            .collect()
+    };
+    let agents = site.site.agents.as_slice();
+    if workers <= 1 || agents.len() < PARALLEL_THRESHOLD {
+        return render(agents);
+    }
+    let run = agents.len().div_ceil(workers);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = agents.chunks(run).map(|chunk| scope.spawn(move || render(chunk))).collect();
+        handles
+            .into_iter()
+            .flat_map(|handle| handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            .collect()
+    })
+}
+
+/// What the builders of one site's objects read.
+#[derive(Clone, Copy)]
+pub struct SiteContext<'a> {
+    pub topology: &'a Topology,
+    pub graph: &'a MeshGraph,
+    pub emit: &'a EmitContext<'a>,
+    pub site: &'a Site,
+    pub site_index: usize,
+}
+
+impl<'a> SiteContext<'a> {
+    pub fn new(emit: &'a EmitContext<'a>, site_index: usize) -> Self {
+        SiteContext {
+            topology: emit.topology,
+            graph: emit.graph,
+            emit,
+            site: &emit.topology.sites[site_index],
+            site_index,
+        }
+    }
+
+    /// The labels of an object of this site: name, component, mesh, manager, site and provider.
+    pub fn labels(&self, name: &str, component: &str) -> Labels {
+        Labels(StringMap::from([
+            (NAME_LABEL.to_owned(), name.to_owned()),
+            (COMPONENT_LABEL.to_owned(), component.to_owned()),
+            ("app.kubernetes.io/part-of".to_owned(), self.topology.mesh.name.clone()),
+            ("app.kubernetes.io/managed-by".to_owned(), MANAGED_BY.to_owned()),
+            (SITE_LABEL.to_owned(), self.site.name.clone()),
+            (PROVIDER_LABEL.to_owned(), self.site.provider.as_str().to_owned()),
+        ]))
+    }
+
+    /// Whether the agents reach each other across sites over Tailscale.
+    pub fn tailscale(&self) -> bool {
+        self.topology.networking.kind == NetworkKind::Tailscale
+    }
+
+    /// Whether the Tailscale sidecar runs in kernel mode, which needs `NET_ADMIN` and root.
+    pub fn tailscale_kernel_mode(&self) -> bool {
+        self.tailscale() && !self.topology.networking.tailscale.userspace
+    }
+}
+
+/// A label set under construction.
+#[derive(Debug, Clone)]
+pub struct Labels(StringMap);
+
+impl Labels {
+    pub fn with(mut self, key: &str, value: &str) -> Labels {
+        self.0.insert(key.to_owned(), value.to_owned());
+        self
+    }
+
+    pub fn build(self) -> StringMap {
+        self.0
+    }
+}
+
+/// The selector labels of a workload: its name and component, the two labels that never change.
+pub fn selector_labels(name: &str, component: &str) -> StringMap {
+    StringMap::from([
+        (NAME_LABEL.to_owned(), name.to_owned()),
+        (COMPONENT_LABEL.to_owned(), component.to_owned()),
+    ])
+}
+
+/// The namespaces of a site. The SPIRE namespace runs node agents (host PID, host paths, the
+/// privileged CSI driver), so it is labelled `privileged`; the agents' namespace enforces the
+/// `restricted` Pod Security Standard unless the Tailscale sidecar runs in kernel mode (root with
+/// `NET_ADMIN`), which only `privileged` admits.
+fn namespaces(site: &SiteContext<'_>) -> Vec<Manifest> {
+    let topology = site.topology;
+    let mut levels: BTreeMap<&str, &str> = BTreeMap::new();
+    levels.insert(topology.spire.namespace.as_str(), "privileged");
+    if !site.site.agents.is_empty() {
+        let agents_level = if site.tailscale_kernel_mode() { "privileged" } else { "restricted" };
+        // A namespace shared by SPIRE and the agents takes the laxer level SPIRE needs.
+        levels.entry(topology.mesh.namespace.as_str()).or_insert(agents_level);
+    }
+    let mut manifests: Vec<Manifest> = levels
+        .into_iter()
+        .map(|(name, level)| {
+            let component = if name == topology.spire.namespace { "spire" } else { "agents" };
+            let mut labels = site.labels(name, component);
+            for mode in ["enforce", "audit", "warn"] {
+                labels = labels.with(&format!("pod-security.kubernetes.io/{mode}"), level);
+            }
+            if name == topology.mesh.namespace && topology.networking.kind == NetworkKind::Istio {
+                labels = labels.with("istio-injection", "enabled");
+            }
+            namespace(name, labels.build())
+        })
+        .collect();
+    if topology.networking.kind == NetworkKind::Istio {
+        let labels = site
+            .labels(istio::ISTIO_NAMESPACE, "istio")
+            .with("topology.istio.io/network", &istio::network_name(&site.site.name))
+            .build();
+        manifests.push(namespace(istio::ISTIO_NAMESPACE, labels));
+    }
+    manifests
+}
+
+fn namespace(name: &str, labels: StringMap) -> Manifest {
+    Manifest {
+        api_version: "v1",
+        kind: "Namespace",
+        metadata: ObjectMeta::cluster(name, labels),
+        body: Body::Empty {},
+    }
+}
+
+/// The ConfigMaps holding the mesh's OPA policy and data, serialized once for every site. They carry
+/// no site label: the policy is the mesh's, the same bytes everywhere.
+fn opa_configmaps(context: &EmitContext<'_>) -> Vec<u8> {
+    let topology = context.topology;
+    let labels = |name: &str| {
+        StringMap::from([
+            (NAME_LABEL.to_owned(), name.to_owned()),
+            (COMPONENT_LABEL.to_owned(), "policy".to_owned()),
+            ("app.kubernetes.io/part-of".to_owned(), topology.mesh.name.clone()),
+            ("app.kubernetes.io/managed-by".to_owned(), MANAGED_BY.to_owned()),
+        ])
+    };
+    let policy = String::from_utf8_lossy(&super::opa::policy(context).into_bytes()).into_owned();
+    let data = String::from_utf8_lossy(&super::opa::data_json(context)).into_owned();
+    let configmap = |name: &str, key: &str, value: String| Manifest {
+        api_version: "v1",
+        kind: "ConfigMap",
+        metadata: ObjectMeta::namespaced(name, &topology.mesh.namespace, labels(name)),
+        body: Body::ConfigMap { data: StringMap::from([(key.to_owned(), value)]) },
+    };
+    yaml_documents(&[
+        configmap(agents::OPA_POLICY_CONFIGMAP, agents::OPA_POLICY_KEY, policy),
+        configmap(agents::OPA_DATA_CONFIGMAP, agents::OPA_DATA_KEY, data),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use serde::Deserialize;
+    use serde_yaml_ng::Value;
+
+    use super::*;
+    use crate::emit::MemorySink;
+
+    /// Compiles a topology and returns the k8s target's artifacts.
+    fn build(text: &str) -> BTreeMap<String, Vec<u8>> {
+        let compiled = match crate::compile("topology.yaml", text) {
+            Ok(compiled) => compiled,
+            Err(diagnostics) => panic!("the test topology is invalid: {diagnostics:?}"),
+        };
+        let context = EmitContext::new(&compiled.topology, &compiled.graph);
+        let mut sink = MemorySink::default();
+        (TARGET.emit)(&context, &mut sink).expect("memory sink");
+        sink.artifacts
+    }
+
+    fn documents(bytes: &[u8]) -> Vec<Value> {
+        let text = std::str::from_utf8(bytes).expect("UTF-8");
+        serde_yaml_ng::Deserializer::from_str(text)
+            .map(|document| Value::deserialize(document).expect("valid YAML"))
+            .filter(|document| !document.is_null())
+            .collect()
+    }
+
+    fn fixture(name: &str) -> String {
+        let path = format!("{}/fixtures/valid/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{path}: {error}"))
+    }
+
+    fn fixtures() -> Vec<(String, String)> {
+        let directory = format!("{}/fixtures/valid", env!("CARGO_MANIFEST_DIR"));
+        let mut names: Vec<String> = std::fs::read_dir(&directory)
+            .expect("fixtures directory")
+            .filter_map(|entry| entry.ok())
+            .map(|entry| entry.file_name().to_string_lossy().into_owned())
+            .filter(|name| name.ends_with(".yaml"))
+            .collect();
+        names.sort();
+        names.into_iter().map(|name| (fixture(&name), name)).collect()
+    }
+
+    fn objects_of_kind<'a>(
+        artifacts: &'a BTreeMap<String, Vec<u8>>,
+        kind: &'a str,
+    ) -> impl Iterator<Item = (String, Value)> + 'a {
+        artifacts.iter().flat_map(move |(path, bytes)| {
+            let path = path.clone();
+            documents(bytes)
+                .into_iter()
+                .filter(move |document| document["kind"].as_str() == Some(kind))
+                .map(move |document| (path.clone(), document))
+        })
+    }
+
+    const TAILSCALE_TOPOLOGY: &str = r#"
+mesh: { name: agentweave, namespace: agentweave }
+sites:
+  aws-east:
+    provider: aws
+    region: us-east-1
+    trustDomain: aws.example.com
+    cluster: { spot: true }
+    agents:
+      - name: orchestrator
+        replicas: 3
+        capabilities: [orchestrate]
+        calls: [{ agent: search, actions: [search] }]
+      - name: worker
+        capabilities: [work]
+        tier: edge
+  gcp-west:
+    provider: gcp
+    region: us-west1
+    trustDomain: gcp.example.com
+    agents:
+      - name: search
+        replicas: 3
+        capabilities: [search]
+federation:
+  enabled: true
+  profile: https_web
+  acmeEmail: admin@example.com
+  bundleEndpoints:
+    aws-east: https://spire-aws.example.com:8443
+    gcp-west: https://spire-gcp.example.com:8443
+spire:
+  datastore: { type: postgres, connectionSecret: spire-db }
+networking:
+  type: tailscale
+  tailscale: { enabled: true, authKeySecret: ts-auth, tailnet: example, tags: [mesh] }
+authorization:
+  allowSameTrustDomain: false
+  publicActions: []
+resilience:
+  minAvailable: 2
+"#;
+
+    #[test]
+    fn every_document_is_a_named_kubernetes_object_and_the_kustomization_lists_every_file() {
+        for (text, name) in fixtures() {
+            let artifacts = build(&text);
+            let mut by_site: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+            for path in artifacts.keys() {
+                let rest = path.strip_prefix("k8s/").expect("under k8s/");
+                let (site, file) = rest.split_once('/').expect("k8s/<site>/<file>");
+                by_site.entry(site.to_owned()).or_default().insert(file.to_owned());
+            }
+            assert!(!by_site.is_empty(), "{name}: no sites");
+            for (site, files) in by_site {
+                let kustomization = documents(&artifacts[&format!("k8s/{site}/kustomization.yaml")]);
+                let resources: Vec<String> = kustomization[0]["resources"]
+                    .as_sequence()
+                    .expect("resources")
+                    .iter()
+                    .map(|resource| resource.as_str().expect("path").to_owned())
+                    .collect();
+                // A `../<dir>` entry is the mesh-wide component every site includes; it must be a
+                // kustomization of its own.
+                for shared in resources.iter().filter_map(|resource| resource.strip_prefix("../")) {
+                    assert!(
+                        artifacts.contains_key(&format!("k8s/{shared}/kustomization.yaml")),
+                        "{name}: {site} includes ../{shared}, which has no kustomization"
+                    );
+                }
+                let listed: BTreeSet<String> =
+                    resources.into_iter().filter(|resource| !resource.starts_with("../")).collect();
+                let expected: BTreeSet<String> =
+                    files.iter().filter(|file| *file != "kustomization.yaml").cloned().collect();
+                assert_eq!(listed, expected, "{name}: kustomization of {site}");
+                for file in &files {
+                    let bytes = &artifacts[&format!("k8s/{site}/{file}")];
+                    assert!(bytes.ends_with(b"\n"), "{name}: {file} lacks a final newline");
+                    if file == "kustomization.yaml" {
+                        continue;
+                    }
+                    for document in documents(bytes) {
+                        assert!(document["apiVersion"].as_str().is_some(), "{name}: {file}: apiVersion");
+                        assert!(document["kind"].as_str().is_some(), "{name}: {file}: kind");
+                        assert!(document["metadata"]["name"].as_str().is_some(), "{name}: {file}: name");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn configmaps_embed_the_spire_and_opa_bytes() {
+        for (text, name) in fixtures() {
+            let compiled = crate::compile("topology.yaml", &text).expect("valid fixture");
+            let context = EmitContext::new(&compiled.topology, &compiled.graph);
+            let artifacts = build(&text);
+            for site in &compiled.topology.sites {
+                let server = crate::emit::spire::server_conf(&context, site);
+                let agent = crate::emit::spire::agent_conf(&context, site);
+                let mut found = 0;
+                for (path, document) in objects_of_kind(&artifacts, "ConfigMap") {
+                    if !path.starts_with(&format!("k8s/{}/", site.name)) {
+                        continue;
+                    }
+                    if let Some(conf) = document["data"]["server.conf"].as_str() {
+                        assert_eq!(conf, server, "{name}: server.conf of {}", site.name);
+                        found += 1;
+                    }
+                    if let Some(conf) = document["data"]["agent.conf"].as_str() {
+                        assert_eq!(conf, agent, "{name}: agent.conf of {}", site.name);
+                        found += 1;
+                    }
+                    if let Some(policy) = document["data"]["authz.rego"].as_str() {
+                        assert_eq!(policy, crate::emit::opa::policy(&context), "{name}: authz.rego");
+                    }
+                    if let Some(data) = document["data"]["data.json"].as_str() {
+                        assert_eq!(
+                            data.as_bytes(),
+                            crate::emit::opa::data_json(&context),
+                            "{name}: data.json"
+                        );
+                    }
+                }
+                assert_eq!(found, 2, "{name}: {} holds server.conf and agent.conf once each", site.name);
+            }
+        }
+    }
+
+    #[test]
+    fn output_is_the_same_on_every_run() {
+        for (text, name) in fixtures() {
+            assert_eq!(build(&text), build(&text), "{name}");
+        }
+    }
+
+    #[test]
+    fn agent_pods_are_hardened_and_read_secrets_only_from_secrets() {
+        for (text, name) in
+            fixtures().into_iter().chain([(TAILSCALE_TOPOLOGY.to_owned(), "inline".to_owned())])
+        {
+            let artifacts = build(&text);
+            let mut deployments = 0;
+            for (path, deployment) in objects_of_kind(&artifacts, "Deployment") {
+                deployments += 1;
+                let pod = &deployment["spec"]["template"]["spec"];
+                assert_eq!(pod["automountServiceAccountToken"], Value::Bool(false), "{name}: {path}");
+                assert_eq!(pod["securityContext"]["runAsNonRoot"], Value::Bool(true), "{name}: {path}");
+                assert!(
+                    pod["volumes"]
+                        .as_sequence()
+                        .expect("volumes")
+                        .iter()
+                        .all(|volume| volume["hostPath"].is_null())
+                );
+                for container in pod["containers"].as_sequence().expect("containers") {
+                    let security = &container["securityContext"];
+                    assert_eq!(security["allowPrivilegeEscalation"], Value::Bool(false), "{name}: {path}");
+                    assert_eq!(security["readOnlyRootFilesystem"], Value::Bool(true), "{name}: {path}");
+                    assert_eq!(security["capabilities"]["drop"][0].as_str(), Some("ALL"), "{name}: {path}");
+                    assert!(
+                        security["capabilities"]["add"].is_null(),
+                        "{name}: {path}: userspace adds nothing"
+                    );
+                    assert!(container["resources"]["limits"]["memory"].as_str().is_some(), "{name}: {path}");
+                    assert!(container["resources"]["requests"]["cpu"].as_str().is_some(), "{name}: {path}");
+                    assert!(container["livenessProbe"].is_mapping(), "{name}: {path}");
+                    assert!(container["readinessProbe"].is_mapping(), "{name}: {path}");
+                    for variable in container["env"].as_sequence().into_iter().flatten() {
+                        let value = variable["value"].as_str().unwrap_or_default();
+                        assert!(!value.starts_with("tskey-"), "{name}: {path}: inline Tailscale key");
+                        assert!(!value.contains("password"), "{name}: {path}: inline password");
+                    }
+                }
+            }
+            assert!(deployments > 0, "{name}: no Deployment");
+        }
+    }
+
+    #[test]
+    fn the_tailscale_sidecar_follows_the_topology() {
+        let artifacts = build(TAILSCALE_TOPOLOGY);
+        let orchestrator = documents(&artifacts["k8s/aws-east/agents/orchestrator.yaml"]);
+        let deployment =
+            orchestrator.iter().find(|document| document["kind"] == "Deployment").expect("Deployment");
+        let pod = &deployment["spec"]["template"]["spec"];
+        let sidecar = pod["containers"]
+            .as_sequence()
+            .expect("containers")
+            .iter()
+            .find(|container| container["name"] == "tailscale")
+            .expect("sidecar");
+        let env: BTreeMap<&str, &Value> = sidecar["env"]
+            .as_sequence()
+            .expect("env")
+            .iter()
+            .map(|variable| (variable["name"].as_str().expect("name"), &variable["value"]))
+            .collect();
+        assert_eq!(env["TS_USERSPACE"].as_str(), Some("true"));
+        assert_eq!(env["TS_HOSTNAME"].as_str(), Some("orchestrator"));
+        assert_eq!(
+            env["TS_EXTRA_ARGS"].as_str(),
+            Some("--advertise-tags=tag:agentweave-orchestrator,tag:mesh")
+        );
+        assert_eq!(env["TS_AUTHKEY"].as_str(), Some("file:/etc/tailscale/auth/TS_AUTHKEY"));
+        let auth = pod["volumes"]
+            .as_sequence()
+            .expect("volumes")
+            .iter()
+            .find(|volume| volume["name"] == "tailscale-auth")
+            .expect("auth key volume");
+        assert_eq!(auth["secret"]["secretName"].as_str(), Some("ts-auth"));
+
+        // Kernel mode is the one case with NET_ADMIN, and the namespace admits it.
+        let kernel = build(&TAILSCALE_TOPOLOGY.replace("tags: [mesh] }", "tags: [mesh], userspace: false }"));
+        let orchestrator = documents(&kernel["k8s/aws-east/agents/orchestrator.yaml"]);
+        let deployment =
+            orchestrator.iter().find(|document| document["kind"] == "Deployment").expect("Deployment");
+        let containers =
+            deployment["spec"]["template"]["spec"]["containers"].as_sequence().expect("containers");
+        let added: Vec<&str> = containers
+            .iter()
+            .flat_map(|container| {
+                container["securityContext"]["capabilities"]["add"].as_sequence().into_iter().flatten()
+            })
+            .filter_map(Value::as_str)
+            .collect();
+        assert!(added.contains(&"NET_ADMIN"));
+        let agent = containers.iter().find(|container| container["name"] == "agent").expect("agent");
+        assert!(agent["securityContext"]["capabilities"]["add"].is_null());
+        let namespaces = documents(&kernel["k8s/aws-east/namespaces.yaml"]);
+        let agents_namespace =
+            namespaces.iter().find(|document| document["metadata"]["name"] == "agentweave").expect("ns");
+        assert_eq!(
+            agents_namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"].as_str(),
+            Some("privileged")
+        );
+    }
+
+    #[test]
+    fn scheduling_follows_tier_spot_and_resilience() {
+        let artifacts = build(TAILSCALE_TOPOLOGY);
+        let worker = documents(&artifacts["k8s/aws-east/agents/worker.yaml"]);
+        let deployment = worker.iter().find(|document| document["kind"] == "Deployment").expect("Deployment");
+        let pod = &deployment["spec"]["template"]["spec"];
+        let required = &pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"];
+        assert_eq!(
+            required["nodeSelectorTerms"][0]["matchExpressions"][0]["key"].as_str(),
+            Some(agents::EDGE_NODE_LABEL)
+        );
+        let preferred = &pod["affinity"]["nodeAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"];
+        assert_eq!(
+            preferred[0]["preference"]["matchExpressions"][0]["key"].as_str(),
+            Some("eks.amazonaws.com/capacityType")
+        );
+        assert_eq!(
+            pod["topologySpreadConstraints"][0]["topologyKey"].as_str(),
+            Some("topology.kubernetes.io/zone")
+        );
+        assert!(
+            !worker.iter().any(|document| document["kind"] == "PodDisruptionBudget"),
+            "one replica: no PDB"
+        );
+
+        let orchestrator = documents(&artifacts["k8s/aws-east/agents/orchestrator.yaml"]);
+        let budget =
+            orchestrator.iter().find(|document| document["kind"] == "PodDisruptionBudget").expect("PDB");
+        assert_eq!(budget["spec"]["minAvailable"].as_u64(), Some(2));
+        let without = build(&TAILSCALE_TOPOLOGY.replace("resilience:\n  minAvailable: 2\n", ""));
+        let orchestrator = documents(&without["k8s/aws-east/agents/orchestrator.yaml"]);
+        let budget =
+            orchestrator.iter().find(|document| document["kind"] == "PodDisruptionBudget").expect("PDB");
+        assert_eq!(budget["spec"]["maxUnavailable"].as_u64(), Some(1));
+        assert!(budget["spec"]["minAvailable"].is_null());
+    }
+
+    #[test]
+    fn spire_server_reads_the_datastore_from_its_secret_and_exposes_the_bundle_endpoint() {
+        let artifacts = build(TAILSCALE_TOPOLOGY);
+        let server = documents(&artifacts["k8s/aws-east/spire-server.yaml"]);
+        let statefulset =
+            server.iter().find(|document| document["kind"] == "StatefulSet").expect("StatefulSet");
+        let container = &statefulset["spec"]["template"]["spec"]["containers"][0];
+        let args: Vec<&str> =
+            container["args"].as_sequence().expect("args").iter().filter_map(Value::as_str).collect();
+        assert!(args.contains(&"-expandEnv"));
+        let variable = container["env"]
+            .as_sequence()
+            .expect("env")
+            .iter()
+            .find(|variable| variable["name"] == crate::emit::spire::DATASTORE_CONNECTION_ENV)
+            .expect("connection string variable");
+        assert_eq!(variable["valueFrom"]["secretKeyRef"]["name"].as_str(), Some("spire-db"));
+        assert!(variable["value"].is_null());
+        assert_eq!(statefulset["spec"]["volumeClaimTemplates"][0]["metadata"]["name"].as_str(), Some("data"));
+
+        let endpoint = server
+            .iter()
+            .find(|document| document["metadata"]["name"] == "spire-bundle-endpoint")
+            .expect("bundle endpoint Service");
+        assert_eq!(endpoint["spec"]["type"].as_str(), Some("LoadBalancer"));
+        let annotations = &endpoint["metadata"]["annotations"];
+        assert_eq!(
+            annotations["service.beta.kubernetes.io/aws-load-balancer-type"].as_str(),
+            Some("external")
+        );
+        assert_eq!(
+            annotations["service.beta.kubernetes.io/aws-load-balancer-nlb-target-type"].as_str(),
+            Some("ip")
+        );
+        let gcp = documents(&artifacts["k8s/gcp-west/spire-server.yaml"]);
+        let endpoint = gcp
+            .iter()
+            .find(|document| document["metadata"]["name"] == "spire-bundle-endpoint")
+            .expect("bundle endpoint Service");
+        assert_eq!(endpoint["metadata"]["annotations"]["cloud.google.com/l4-rbs"].as_str(), Some("enabled"));
+
+        let without_federation = build(&fixture("single-trust-domain.yaml"));
+        for (path, service) in objects_of_kind(&without_federation, "Service") {
+            assert_ne!(service["spec"]["type"].as_str(), Some("LoadBalancer"), "{path}: federation is off");
+        }
+    }
+
+    #[test]
+    fn network_policies_allow_exactly_the_reachable_pairs() {
+        let artifacts = build(TAILSCALE_TOPOLOGY);
+        let policies = documents(&artifacts["k8s/gcp-west/networkpolicy.yaml"]);
+        let names: Vec<&str> =
+            policies.iter().filter_map(|policy| policy["metadata"]["name"].as_str()).collect();
+        assert_eq!(names[0], "default-deny");
+        let search =
+            policies.iter().find(|policy| policy["metadata"]["name"] == "search-mesh").expect("search");
+        // The only caller is in another site: the Tailscale range, no pod selector.
+        let from = search["spec"]["ingress"][0]["from"].as_sequence().expect("from");
+        assert_eq!(from.len(), 1);
+        assert_eq!(from[0]["ipBlock"]["cidr"].as_str(), Some("100.64.0.0/10"));
+        assert!(search["spec"]["egress"].is_null(), "search calls nothing");
+
+        let aws = documents(&artifacts["k8s/aws-east/networkpolicy.yaml"]);
+        // The worker is neither called nor calling, and nothing is public: no rule at all.
+        assert!(!aws.iter().any(|policy| policy["metadata"]["name"] == "worker-mesh"));
+        let orchestrator =
+            aws.iter().find(|policy| policy["metadata"]["name"] == "orchestrator-mesh").expect("orch");
+        assert_eq!(orchestrator["spec"]["policyTypes"][0].as_str(), Some("Egress"));
+
+        // Public actions make everything reachable: one policy covers all agents however many there are.
+        let public = TAILSCALE_TOPOLOGY.replace("publicActions: []", "publicActions: [ping]");
+        let artifacts = build(&public);
+        let policies = documents(&artifacts["k8s/aws-east/networkpolicy.yaml"]);
+        assert!(policies.iter().any(|policy| policy["metadata"]["name"] == "allow-mesh"));
+        assert!(!policies.iter().any(|policy| {
+            policy["metadata"]["name"]
+                .as_str()
+                .is_some_and(|name| name.ends_with("-mesh") && name != "allow-mesh")
+        }));
+    }
+
+    #[test]
+    fn vpn_peers_are_reached_through_their_pod_cidrs() {
+        let vpn = TAILSCALE_TOPOLOGY
+            .replace("cluster: { spot: true }", "cluster: { spot: true, podCidr: 10.1.0.0/16 }")
+            .replace("    trustDomain: gcp.example.com\n", "    trustDomain: gcp.example.com\n    cluster: { podCidr: 10.2.0.0/16 }\n")
+            .replace("  type: tailscale\n  tailscale: { enabled: true, authKeySecret: ts-auth, tailnet: example, tags: [mesh] }", "  type: vpn");
+        let artifacts = build(&vpn);
+        let policies = documents(&artifacts["k8s/gcp-west/networkpolicy.yaml"]);
+        let search =
+            policies.iter().find(|policy| policy["metadata"]["name"] == "search-mesh").expect("search");
+        assert_eq!(search["spec"]["ingress"][0]["from"][0]["ipBlock"]["cidr"].as_str(), Some("10.1.0.0/16"));
+        let deployments: Vec<(String, Value)> = objects_of_kind(&artifacts, "Deployment").collect();
+        for (path, deployment) in deployments {
+            let containers =
+                deployment["spec"]["template"]["spec"]["containers"].as_sequence().expect("containers").len();
+            assert_eq!(containers, 1, "{path}: no sidecar without Tailscale");
+        }
+    }
+
+    #[test]
+    fn istio_sites_get_their_operator_and_gateway() {
+        let istio = TAILSCALE_TOPOLOGY.replace(
+            "  type: tailscale\n  tailscale: { enabled: true, authKeySecret: ts-auth, tailnet: example, tags: [mesh] }",
+            "  type: istio\n  istio: { meshId: corp-mesh }",
+        );
+        let artifacts = build(&istio);
+        let documents = documents(&artifacts["k8s/aws-east/istio.yaml"]);
+        let control_plane = &documents[0];
+        assert_eq!(control_plane["kind"].as_str(), Some("IstioOperator"));
+        let global = &control_plane["spec"]["values"]["global"];
+        assert_eq!(global["meshID"].as_str(), Some("corp-mesh"));
+        assert_eq!(global["network"].as_str(), Some("aws-east-network"));
+        assert_eq!(documents[2]["kind"].as_str(), Some("Gateway"));
+        assert!(!build(TAILSCALE_TOPOLOGY).contains_key("k8s/aws-east/istio.yaml"));
+    }
 }

@@ -66,6 +66,12 @@ pub struct MeshGraph {
     allow_same_trust_domain: bool,
     public_actions: BTreeSet<String>,
     agent_trust_domains: Vec<String>,
+    /// Trust domain name → dense id, and each agent's trust domain id: the hot queries compare ids
+    /// rather than strings.
+    trust_domain_ids: BTreeMap<String, usize>,
+    agent_trust_domain_ids: Vec<usize>,
+    /// Federated pairs of trust domain ids, both orders (looked up, never iterated).
+    federated_ids: std::collections::HashSet<(usize, usize)>,
 }
 
 impl MeshGraph {
@@ -138,10 +144,10 @@ impl MeshGraph {
                     }
                 }
             }
-            if let Some(fallback) = &agent.fallback {
-                if let Some(target) = topology.agent_position(&fallback.name) {
-                    graph.add_edge(agent_nodes[position], agent_nodes[target], Edge::FallsBackTo);
-                }
+            if let Some(fallback) = &agent.fallback
+                && let Some(target) = topology.agent_position(&fallback.name)
+            {
+                graph.add_edge(agent_nodes[position], agent_nodes[target], Edge::FallsBackTo);
             }
         }
 
@@ -173,8 +179,18 @@ impl MeshGraph {
             graph.add_edge(right, left, Edge::FederatesWith);
         }
 
-        let agent_trust_domains =
+        let agent_trust_domains: Vec<String> =
             topology.agents.iter().map(|agent| topology.sites[agent.site].trust_domain.clone()).collect();
+        let trust_domain_ids: BTreeMap<String, usize> =
+            trust_domain_nodes.keys().enumerate().map(|(id, name)| (name.clone(), id)).collect();
+        let agent_trust_domain_ids = agent_trust_domains.iter().map(|name| trust_domain_ids[name]).collect();
+        let federated_ids = federated
+            .iter()
+            .flat_map(|(left, right)| {
+                let (left, right) = (trust_domain_ids[left], trust_domain_ids[right]);
+                [(left, right), (right, left)]
+            })
+            .collect();
 
         MeshGraph {
             graph,
@@ -187,6 +203,9 @@ impl MeshGraph {
             allow_same_trust_domain: topology.authorization.allow_same_trust_domain,
             public_actions: topology.authorization.public_actions.iter().cloned().collect(),
             agent_trust_domains,
+            trust_domain_ids,
+            agent_trust_domain_ids,
+            federated_ids,
         }
     }
 
@@ -212,7 +231,10 @@ impl MeshGraph {
 
     /// Whether two distinct trust domains federate (in either direction; the relation is mutual).
     pub fn federated(&self, left: &str, right: &str) -> bool {
-        left != right && self.federated.contains(&ordered(left, right))
+        match (self.trust_domain_ids.get(left), self.trust_domain_ids.get(right)) {
+            (Some(&left), Some(&right)) => self.federated_ids.contains(&(left, right)),
+            _ => false,
+        }
     }
 
     /// The trust domains federated with `trust_domain`, sorted.
@@ -283,8 +305,8 @@ impl MeshGraph {
 
     /// DESIGN.md §4: `trusted(A → B)` — would the mTLS handshake succeed.
     pub fn trusted(&self, caller: usize, callee: usize) -> bool {
-        self.same_trust_domain(caller, callee)
-            || self.federated(self.trust_domain_of(caller), self.trust_domain_of(callee))
+        let (left, right) = (self.agent_trust_domain_ids[caller], self.agent_trust_domain_ids[callee]);
+        left == right || self.federated_ids.contains(&(left, right))
     }
 
     /// DESIGN.md §4: `allowed(A, B, action)` — the verdict every layer together must give.
@@ -298,7 +320,7 @@ impl MeshGraph {
     }
 
     fn same_trust_domain(&self, caller: usize, callee: usize) -> bool {
-        self.agent_trust_domains[caller] == self.agent_trust_domains[callee]
+        self.agent_trust_domain_ids[caller] == self.agent_trust_domain_ids[callee]
     }
 }
 

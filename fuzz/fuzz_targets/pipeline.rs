@@ -1,0 +1,130 @@
+//! Fuzz target over the whole pipeline: load → schema → model → graph → check → every emitter.
+//!
+//! Any panic is a crash. Beyond "does not panic", the target asserts the promises a user relies on:
+//!
+//! - every diagnostic points into the input (a span inside the text, on character boundaries, whose
+//!   line and column agree with its byte offset) and says how to fix it;
+//! - the diagnostics render for a terminal and as JSON, as `weave validate` prints them;
+//! - a topology that passes every check builds: every emitter runs, every artifact path stays inside
+//!   the output directory, and every artifact parses back with its consumer's grammar;
+//! - the same small input builds byte-identically twice (a cheap determinism oracle; large inputs
+//!   skip it so that the fuzzer keeps its pace).
+
+#![no_main]
+
+use std::collections::BTreeMap;
+
+use libfuzzer_sys::fuzz_target;
+use weave::diagnostics::{Diagnostic, render_human, render_json};
+use weave::emit::MemorySink;
+use weave::load::Limits;
+use weave::source::Source;
+
+/// Inputs up to this size are built twice to compare the bytes.
+const DETERMINISM_MAX_BYTES: usize = 4096;
+
+/// Rendering many diagnostics with miette costs more than the rest of the pipeline; past this count
+/// only the first ones are rendered (rendering is per diagnostic, so nothing is lost in kind).
+const RENDER_MAX_DIAGNOSTICS: usize = 32;
+
+fuzz_target!(|data: &[u8]| run(data));
+
+fn run(data: &[u8]) {
+    // The CLI refuses text that is not UTF-8 before the pipeline runs; the lossy conversion still
+    // lets the fuzzer reach the pipeline from any bytes it tries.
+    let text = String::from_utf8_lossy(data);
+    let source = Source::new("fuzz.yaml", text.as_ref());
+    let analysis = weave::analyze(&source, &Limits::default());
+    for diagnostic in &analysis.diagnostics {
+        assert_located(&source, diagnostic);
+    }
+    let shown = &analysis.diagnostics[..analysis.diagnostics.len().min(RENDER_MAX_DIAGNOSTICS)];
+    let human = render_human(shown, &source, false);
+    assert!(human.contains(&source.name), "the human rendering names no file");
+    let json = render_json(&analysis.diagnostics, &source.name, !analysis.has_errors());
+    assert!(json["diagnostics"].is_array(), "the JSON rendering has no diagnostics list");
+
+    let Ok(compiled) = analysis.into_compiled() else { return };
+    let artifacts = build(&compiled);
+    assert!(!artifacts.is_empty(), "a valid topology built no artifact");
+    for (path, bytes) in &artifacts {
+        if let Err(error) = weave::write::safe_relative_path(path) {
+            panic!("unsafe artifact path: {error}");
+        }
+        parse_back(path, bytes);
+    }
+    if data.len() <= DETERMINISM_MAX_BYTES {
+        let again = match weave::compile("fuzz.yaml", text.as_ref()) {
+            Ok(compiled) => compiled,
+            Err(diagnostics) => panic!("the same text compiled once and failed once: {diagnostics:?}"),
+        };
+        assert!(artifacts == build(&again), "two builds of the same text differ");
+    }
+}
+
+/// Every emitter into memory. A memory sink never fails, so an error here is an emitter's own.
+fn build(compiled: &weave::Compiled) -> BTreeMap<String, Vec<u8>> {
+    let mut sink = MemorySink::default();
+    if let Err(error) = weave::emit(compiled, &[], &mut sink) {
+        panic!("an emitter failed on a topology that passed every check: {error}");
+    }
+    sink.artifacts
+}
+
+/// A diagnostic must carry a span inside the text that miette can underline, and a help line.
+fn assert_located(source: &Source, diagnostic: &Diagnostic) {
+    let Some(span) = diagnostic.span else {
+        panic!("{} has no span: {}", diagnostic.code, diagnostic.message);
+    };
+    let text = &source.text;
+    assert!(
+        span.start <= span.end && span.end <= text.len(),
+        "{} span {span:?} is outside the text",
+        diagnostic.code
+    );
+    assert!(
+        text.is_char_boundary(span.start) && text.is_char_boundary(span.end),
+        "{} span {span:?} splits a character",
+        diagnostic.code
+    );
+    let before = &text[..span.start];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |rest| rest.chars().count()) + 1;
+    assert!(
+        (span.line, span.column) == (line, column),
+        "{} says line {} column {} but its span starts at line {line} column {column}: {}",
+        diagnostic.code,
+        span.line,
+        span.column,
+        diagnostic.message
+    );
+    assert!(!diagnostic.help.trim().is_empty(), "{} has no help: {}", diagnostic.code, diagnostic.message);
+}
+
+/// Parses one artifact with the grammar its consumer uses; panics with the reason when it fails.
+fn parse_back(path: &str, bytes: &[u8]) {
+    let Ok(text) = std::str::from_utf8(bytes) else { panic!("{path} is not UTF-8") };
+    let name = path.rsplit('/').next().unwrap_or(path);
+    if name.ends_with(".tf") || name.ends_with(".conf") {
+        if let Err(error) = hcl::parse(text) {
+            panic!("{path} is not HCL: {error}");
+        }
+    } else if name.ends_with(".yaml") || name.ends_with(".yml") {
+        for document in serde_yaml_ng::Deserializer::from_str(text) {
+            if let Err(error) = <serde_yaml_ng::Value as serde::Deserialize>::deserialize(document) {
+                panic!("{path} is not YAML: {error}");
+            }
+        }
+    } else if name.ends_with(".json") || name.ends_with(".hujson") {
+        // HuJSON is JSON with comments; weave writes only whole-line comments.
+        let json: Vec<&str> = text.lines().filter(|line| !line.trim_start().starts_with("//")).collect();
+        if let Err(error) = serde_json::from_str::<serde_json::Value>(&json.join("\n")) {
+            panic!("{path} is not JSON: {error}");
+        }
+    } else if name.ends_with(".rego") {
+        let mut engine = regorus::Engine::new();
+        if let Err(error) = engine.add_policy(path.to_owned(), text.to_owned()) {
+            panic!("{path} is not Rego: {error}");
+        }
+    }
+}

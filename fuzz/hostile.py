@@ -1,0 +1,252 @@
+#!/usr/bin/env python3
+"""Hostile inputs for `weave validate`, and what each costs.
+
+Writes each input into a directory, runs `/usr/bin/time -v weave validate --format json FILE` on it
+and prints one table row per input: wall time, CPU time (user + system: steadier than wall time on a
+busy machine), peak memory (max RSS), exit code and the first diagnostic's code and line. The promise being measured (README, "Fuzzing"): every hostile input
+exits 1 with a located diagnostic within 2 s and under 200 MB; a valid giant topology exits 0.
+
+    cargo build --release
+    python3 fuzz/hostile.py [--weave target/release/weave] [--dir /tmp/weave-hostile] [--only NAME,...]
+"""
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+
+LIMIT_BYTES = 64 * 1024 * 1024
+MIB = 1024 * 1024
+
+VALID_HEAD = """\
+sites:
+  aws:
+    provider: aws
+    region: us-east-1
+    trustDomain: aws.company.com
+    agents:
+      - name: orchestrator
+        capabilities: [orchestrate]
+"""
+
+
+def padded_to(size, head, filler_line):
+    """`head` followed by copies of `filler_line` (then spaces) up to exactly `size` bytes."""
+    body = bytearray(head.encode())
+    line = filler_line.encode()
+    copies = (size - len(body)) // len(line)
+    body += line * copies
+    body += b" " * (size - len(body))
+    return bytes(body)
+
+
+def alias_bomb():
+    text = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n"
+    for level in range(1, 20):
+        previous = f"*a{level - 1}"
+        text += f"a{level}: &a{level} [{', '.join([previous] * 10)}]\n"
+    return text.encode()
+
+
+def wide_alias_bomb():
+    # One anchor of 9,000 nodes, aliased twice: just under, then over the alias budget.
+    items = ", ".join(f"k{index}: v" for index in range(9_000))
+    return f"big: &big {{{items}}}\ncopy1: *big\ncopy2: *big\n".encode()
+
+
+def many_small_aliases():
+    return ("anchor: &x value\n" + "".join(f"k{index}: *x\n" for index in range(200_000))).encode()
+
+
+def deep_flow(depth):
+    return ("mesh: " + "[" * depth + "]" * depth + "\n").encode()
+
+
+def deep_block(depth):
+    # One space of indentation per level keeps 10,000 levels under the size limit.
+    lines = [" " * level + f"k{level}:" for level in range(depth)]
+    return ("\n".join(lines) + " end\n").encode()
+
+
+def deep_block_sequence(depth):
+    return ("mesh: " + "- " * depth + "x\n").encode()
+
+
+def many_keys(count):
+    return "".join(f"key{index}: {index}\n" for index in range(count)).encode()
+
+
+def many_keys_flow(count):
+    return ("{" + ", ".join(f"key{index}: {index}" for index in range(count)) + "}\n").encode()
+
+
+def long_line_scalar(size):
+    return b"mesh:\n  name: " + b"a" * size + b"\n"
+
+
+def long_line_flow_sequence(size):
+    return b"mesh: [" + b"a, " * (size // 3) + b"a]\n"
+
+
+def long_line_multibyte(size):
+    # Every character takes three bytes: column arithmetic that walks characters pays per scalar.
+    item = "\u00e9\u00e9, ".encode()
+    return b"mesh: [" + item * (size // len(item)) + b"x]\n"
+
+
+def duplicate_keys_same(count):
+    return b"a: 1\n" * count
+
+
+def duplicate_keys_distinct(count):
+    keys = "".join(f"key{index}: 1\n" for index in range(count))
+    return (keys + keys).encode()
+
+
+def deep_flow_sequences_many():
+    # 60 levels (under the depth limit), repeated 20,000 times in one list.
+    one = "[" * 60 + "x" + "]" * 60
+    return ("mesh: [" + ", ".join([one] * 20_000) + "]\n").encode()
+
+
+def invalid_utf8():
+    return VALID_HEAD.encode() + b"    region: \xff\xfe\xc3\x28\n"
+
+
+def lone_carriage_returns():
+    return VALID_HEAD.replace("\n", "\r").encode()
+
+
+def nul_bytes():
+    return VALID_HEAD.encode() + b"\x00" * 1000
+
+
+def many_documents(count):
+    return b"a: 1\n---\n" * count
+
+
+def many_bad_agents(count):
+    agents = "".join(f"      - name: Agent_{index}\n        replicas: many\n" for index in range(count))
+    return (VALID_HEAD + agents).encode()
+
+
+def many_calls_to_ghosts(count):
+    calls = "".join(f"          - agent: ghost{index}\n            actions: [a]\n" for index in range(count))
+    return (VALID_HEAD + "        calls:\n" + calls).encode()
+
+
+def huge_comment_under_limit():
+    return padded_to(LIMIT_BYTES - 1, VALID_HEAD, "# " + "x" * 1021 + "\n")
+
+
+def huge_valid_shaped_under_limit():
+    # Just under the limit, all of it one big (unknown-key) mapping of short entries.
+    return padded_to(LIMIT_BYTES - 1, "", "k: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]\n")
+
+
+def over_limit():
+    return padded_to(LIMIT_BYTES + 1, VALID_HEAD, "# " + "x" * 1021 + "\n")
+
+
+def giant_topology(agents, sites):
+    generator = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "bench", "gen-topology.py")
+    if not os.path.exists(generator):
+        generator = "/work/shared/bench/gen-topology.py"
+    return subprocess.run(
+        [sys.executable, generator, "--agents", str(agents), "--sites", str(sites)],
+        check=True,
+        capture_output=True,
+    ).stdout
+
+
+# (name, what it is, how to make it, expected exit code)
+INPUTS = [
+    ("under-limit-comment", "64 MiB - 1 byte: a topology and one long comment block", huge_comment_under_limit, 0),
+    ("under-limit-mapping", "64 MiB - 1 byte: 1.3M duplicate keys with flow lists", huge_valid_shaped_under_limit, 1),
+    ("over-limit", "64 MiB + 1 byte", over_limit, 1),
+    ("alias-bomb", "20 levels of 10 aliases each (10^20 nodes expanded)", alias_bomb, 1),
+    ("alias-wide", "a 9,000-entry anchor aliased twice", wide_alias_bomb, 1),
+    ("alias-many-small", "200,000 aliases of one scalar", many_small_aliases, 1),
+    ("deep-flow-10000", "10,000 nested flow sequences", lambda: deep_flow(10_000), 1),
+    ("deep-block-10000", "10,000 nested block mappings", lambda: deep_block(10_000), 1),
+    ("deep-block-seq-10000", "10,000 nested compact block sequences", lambda: deep_block_sequence(10_000), 1),
+    ("flow-seqs-many", "20,000 flow sequences 60 deep", deep_flow_sequences_many, 1),
+    ("keys-100k", "a mapping of 100,000 unknown keys", lambda: many_keys(100_000), 1),
+    ("keys-100k-flow", "a flow mapping of 100,000 keys on one line", lambda: many_keys_flow(100_000), 1),
+    ("line-50mb-scalar", "a 50 MB scalar on one line", lambda: long_line_scalar(50 * MIB), 1),
+    ("line-50mb-flow", "a 50 MB flow sequence on one line (13M scalars)", lambda: long_line_flow_sequence(50 * MIB), 1),
+    ("line-50mb-multibyte", "a 50 MB line of two-byte characters in a flow sequence", lambda: long_line_multibyte(50 * MIB), 1),
+    ("dup-keys-same-1m", "one key repeated 1,000,000 times", lambda: duplicate_keys_same(1_000_000), 1),
+    ("dup-keys-distinct-100k", "100,000 keys, each written twice", lambda: duplicate_keys_distinct(100_000), 1),
+    ("invalid-utf8", "bytes that are not UTF-8", invalid_utf8, 1),
+    ("lone-cr", "old Mac line endings", lone_carriage_returns, 1),
+    ("nul-bytes", "NUL bytes after a topology", nul_bytes, 1),
+    ("documents-100k", "100,000 YAML documents", lambda: many_documents(100_000), 1),
+    ("bad-agents-50k", "50,000 agents with a bad name and a wrong type each", lambda: many_bad_agents(50_000), 1),
+    ("ghost-calls-100k", "100,000 calls to unknown agents", lambda: many_calls_to_ghosts(100_000), 1),
+    ("giant-100k-agents", "gen-topology.py --agents 100000 --sites 1000", lambda: giant_topology(100_000, 1_000), 0),
+]
+
+
+def measure(weave, path):
+    command = ["/usr/bin/time", "-v", weave, "validate", "--format", "json", path]
+    result = subprocess.run(command, capture_output=True)
+    stderr = result.stderr.decode(errors="replace")
+    wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (\S+)", stderr).group(1)
+    parts = [float(part) for part in wall.split(":")]
+    seconds = parts[-1] + 60 * parts[-2] + (3600 * parts[-3] if len(parts) > 2 else 0)
+    cpu = float(re.search(r"User time \(seconds\): (\S+)", stderr).group(1))
+    cpu += float(re.search(r"System time \(seconds\): (\S+)", stderr).group(1))
+    rss_mb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", stderr).group(1)) / 1024
+    code = int(re.search(r"Exit status: (\d+)", stderr).group(1))
+    first = "-"
+    try:
+        diagnostics = json.loads(result.stdout)["diagnostics"]
+        if diagnostics:
+            located = "line" in diagnostics[0]
+            where = f" line {diagnostics[0]['line']}" if located else " (no line)"
+            first = f"{diagnostics[0]['code']}{where} ({len(diagnostics)} in all)"
+    except (ValueError, KeyError):
+        # Refused before analysis (unreadable or not UTF-8): the human report is on stderr.
+        match = re.search(r"(E\d{3})", stderr)
+        line = re.search(r":(\d+):\d+\]", stderr)
+        if match:
+            first = match.group(1) + (f" line {line.group(1)}" if line else " (no line)") + " (stderr)"
+    return seconds, cpu, rss_mb, code, first, len(result.stdout)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--weave", default="target/release/weave")
+    parser.add_argument("--dir", default="/tmp/weave-hostile")
+    parser.add_argument("--only", default="")
+    args = parser.parse_args()
+    os.makedirs(args.dir, exist_ok=True)
+    only = {name for name in args.only.split(",") if name}
+    print("| input | what | size | wall s | cpu s | max RSS MB | exit | expected | first diagnostic | stdout bytes |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    failures = 0
+    for name, what, make, expected in INPUTS:
+        if only and name not in only:
+            continue
+        path = os.path.join(args.dir, name + ".yaml")
+        if not os.path.exists(path):
+            with open(path, "wb") as file:
+                file.write(make())
+        size = os.path.getsize(path)
+        seconds, cpu, rss_mb, code, first, stdout_bytes = measure(args.weave, path)
+        within = seconds <= 2.0 and rss_mb <= 200 and code == expected
+        failures += 0 if within else 1
+        mark = "" if within else " **over**"
+        print(
+            f"| {name} | {what} | {size / MIB:.1f} MiB | {seconds:.2f} | {cpu:.2f} | {rss_mb:.0f} | {code}{mark} | {expected} "
+            f"| {first} | {stdout_bytes} |",
+            flush=True,
+        )
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,753 @@
+//! One agent's objects (`agents/<agent>.yaml`): ServiceAccount, the ConfigMap holding the agent
+//! config of the seed tutorial's Step 5, the Deployment (with the Tailscale sidecar when the mesh runs
+//! on Tailscale), the ClusterIP Service and, for agents with more than one replica, the
+//! PodDisruptionBudget.
+//!
+//! Decisions a reviewer will look for:
+//! - The Workload API socket comes from the SPIFFE CSI driver (`csi.spiffe.io`), never a hostPath, so
+//!   the agents' namespace can enforce the `restricted` Pod Security Standard.
+//! - The Tailscale sidecar keeps its state in an `emptyDir` (`TS_KUBE_SECRET=""`, `TS_STATE_DIR`):
+//!   a state Secret shared by the replicas of a Deployment would make them fight over one node key,
+//!   and per-pod Secrets would need a Role that reads every Secret of the namespace. The state survives
+//!   container restarts, which is all a Deployment's pod can keep anyway; use a reusable, ephemeral,
+//!   pre-tagged auth key. The sidecar gets no Kubernetes permissions at all: its projected service
+//!   account files only satisfy the client it starts.
+//! - In userspace mode the sidecar needs no capability; the agent reaches other sites through its
+//!   HTTP/SOCKS5 proxy on localhost (`HTTPS_PROXY`), and inbound tailnet connections are delivered to
+//!   the agent's port on localhost. Kernel mode (`userspace: false`) is the only case with
+//!   `NET_ADMIN` (plus `MKNOD` for `/dev/net/tun`), and it runs that one container as root.
+//! - `tier: edge` requires nodes labelled `node-role.kubernetes.io/edge` and tolerates that taint.
+//!   Kubelets may not set `node-role.kubernetes.io/*` labels on themselves (NodeRestriction), so the
+//!   cluster admin or the node pool's controller labels edge nodes.
+//! - On spot sites the pods prefer (not require) the provider's spot nodes and tolerate their taint,
+//!   so they still run when the spot pool is empty.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::objects::{
+    Affinity, Body, Capabilities, Container, ContainerPort, DeploymentSpec, DeploymentStrategy, EnvVar,
+    IntOrString, LabelSelector, LabelSelectorRequirement, Manifest, NodeAffinity, NodeSelector,
+    NodeSelectorTerm, ObjectMeta, PodDisruptionBudgetSpec, PodMeta, PodSecurityContext, PodSpec,
+    PodTemplateSpec, PreferredSchedulingTerm, Probe, ResourceRequirements, RollingUpdateDeployment,
+    SeccompProfile, SecurityContext, ServicePort, ServiceSpec, StringMap, Toleration,
+    TopologySpreadConstraint, Volume, VolumeMount, VolumeProjection,
+};
+use super::{AGENT_COMPONENT, SiteContext, selector_labels};
+use crate::emit::conventions::{
+    AGENT_UID, HEALTH_PATH, METRICS_PATH, SPIRE_SOCKET_DIR, SPIRE_SOCKET_PATH, tailscale_tags,
+};
+use crate::emit::yaml_documents;
+use crate::model::{Agent, Provider, Tier};
+
+/// The ConfigMap (in the agents' namespace) holding `authz.rego`.
+pub const OPA_POLICY_CONFIGMAP: &str = "opa-policy";
+pub const OPA_POLICY_KEY: &str = "authz.rego";
+/// The ConfigMap (in the agents' namespace) holding `data.json`.
+pub const OPA_DATA_CONFIGMAP: &str = "opa-data";
+pub const OPA_DATA_KEY: &str = "data.json";
+
+/// Where the agent config is mounted, and its file name there.
+pub const CONFIG_DIR: &str = "/etc/agentweave/config";
+pub const CONFIG_KEY: &str = "config.yaml";
+/// Where the OPA policy and data are mounted (`authz.rego`, `data.json`).
+pub const OPA_DIR: &str = "/etc/agentweave/opa";
+/// The OPA package of the mesh's policy (DESIGN.md §4) and the rule the agent queries.
+pub const OPA_PACKAGE_PATH: &str = "agentweave/authz";
+pub const OPA_DECISION: &str = "data.agentweave.authz.allow";
+
+/// The Tailscale container image, pinned.
+pub const TAILSCALE_IMAGE: &str = "ghcr.io/tailscale/tailscale:v1.86.5";
+/// The key of the auth key in `networking.tailscale.authKeySecret`, and where the sidecar mounts it.
+pub const TAILSCALE_AUTH_KEY: &str = "TS_AUTHKEY";
+pub const TAILSCALE_AUTH_DIR: &str = "/etc/tailscale/auth";
+/// Where the sidecar keeps its state (an `emptyDir`).
+pub const TAILSCALE_STATE_DIR: &str = "/var/lib/tailscale";
+/// The ports the sidecar prefers for its local proxy and health endpoint (containerboot's default
+/// `TS_LOCAL_ADDR_PORT` is `[::]:9002`); moved up past the agent's own ports if those take them.
+const TAILSCALE_PROXY_PORT: u16 = 1055;
+const TAILSCALE_HEALTH_PORT: u16 = 9002;
+
+/// The CSI driver that mounts the SPIRE agent's Workload API socket directory into pods.
+pub const SPIFFE_CSI_DRIVER: &str = "csi.spiffe.io";
+
+/// The file of one agent: its objects as a multi-document YAML stream.
+pub fn file(site: &SiteContext<'_>, agent_index: usize) -> Vec<u8> {
+    yaml_documents(&manifests(site, agent_index))
+}
+
+/// The objects of one agent.
+pub fn manifests(site: &SiteContext<'_>, agent_index: usize) -> Vec<Manifest> {
+    let topology = site.topology;
+    let agent = &topology.agents[agent_index];
+    let namespace = topology.mesh.namespace.as_str();
+    let labels = site.labels(&agent.name, AGENT_COMPONENT).build();
+    let config_text = crate::emit::yaml(&agent_config(site, agent_index));
+    let config_name = format!("{}-config", agent.name);
+
+    let mut manifests = vec![
+        Manifest {
+            api_version: "v1",
+            kind: "ServiceAccount",
+            metadata: ObjectMeta::namespaced(&agent.name, namespace, labels.clone()),
+            body: Body::ServiceAccount { automount_service_account_token: false },
+        },
+        Manifest {
+            api_version: "v1",
+            kind: "ConfigMap",
+            metadata: ObjectMeta::namespaced(&config_name, namespace, labels.clone()),
+            body: Body::ConfigMap { data: StringMap::from([(CONFIG_KEY.to_owned(), config_text.clone())]) },
+        },
+        Manifest {
+            api_version: "apps/v1",
+            kind: "Deployment",
+            metadata: ObjectMeta::namespaced(&agent.name, namespace, labels.clone()),
+            body: Body::Deployment { spec: deployment(site, agent, &labels, &config_name, &config_text) },
+        },
+        Manifest {
+            api_version: "v1",
+            kind: "Service",
+            metadata: ObjectMeta::namespaced(&agent.name, namespace, labels.clone()),
+            body: Body::Service {
+                spec: ServiceSpec {
+                    kind: "ClusterIP",
+                    cluster_ip: None,
+                    load_balancer_class: None,
+                    external_traffic_policy: None,
+                    selector: selector_labels(&agent.name, AGENT_COMPONENT),
+                    ports: vec![
+                        ServicePort::tcp("mtls", topology.mesh.port, IntOrString::name("mtls")),
+                        ServicePort::tcp("metrics", topology.mesh.metrics_port, IntOrString::name("metrics")),
+                    ],
+                },
+            },
+        },
+    ];
+    if crate::emit::prometheus::applies(site.emit) {
+        // Each site's Prometheus finds the agents' pods through this headless Service's DNS name (one
+        // A record per ready pod), so every replica is scraped rather than one at random.
+        manifests.push(Manifest {
+            api_version: "v1",
+            kind: "Service",
+            metadata: ObjectMeta::namespaced(
+                crate::emit::prometheus::metrics_service_name(&agent.name),
+                namespace,
+                labels.clone(),
+            ),
+            body: Body::Service {
+                spec: ServiceSpec {
+                    kind: "ClusterIP",
+                    cluster_ip: Some("None"),
+                    load_balancer_class: None,
+                    external_traffic_policy: None,
+                    selector: selector_labels(&agent.name, AGENT_COMPONENT),
+                    ports: vec![ServicePort::tcp(
+                        crate::emit::prometheus::METRICS_PORT_NAME,
+                        topology.mesh.metrics_port,
+                        IntOrString::name("metrics"),
+                    )],
+                },
+            },
+        });
+    }
+    if agent.replicas > 1 {
+        let (min_available, max_unavailable) = match topology.resilience.min_available {
+            Some(minimum) => (Some(IntOrString::Int(minimum)), None),
+            None => (None, Some(IntOrString::Int(1))),
+        };
+        manifests.push(Manifest {
+            api_version: "policy/v1",
+            kind: "PodDisruptionBudget",
+            metadata: ObjectMeta::namespaced(&agent.name, namespace, labels),
+            body: Body::PodDisruptionBudget {
+                spec: PodDisruptionBudgetSpec {
+                    min_available,
+                    max_unavailable,
+                    selector: LabelSelector::labels(selector_labels(&agent.name, AGENT_COMPONENT)),
+                    unhealthy_pod_eviction_policy: "AlwaysAllow",
+                },
+            },
+        });
+    }
+    manifests
+}
+
+// ------------------------------------------------------------------------------------- agent config
+
+/// The agent configuration of the seed tutorial's Step 5, completed with the registry of what the
+/// agent may call (its callees and their fallbacks) and its own fallback.
+///
+/// The trust domains an agent accepts are deliberately not listed: the SPIRE Workload API hands the
+/// agent the bundles of exactly the federated domains, and the OPA policy's `trusted` rule decides
+/// each call. A list here would only repeat the federation, once per agent.
+#[derive(Debug, Serialize)]
+pub struct AgentConfig<'a> {
+    pub identity: IdentityConfig<'a>,
+    pub authorization: AuthorizationConfig,
+    pub server: ServerConfig,
+    /// Callees and their fallbacks, by agent name.
+    pub agent_registry: BTreeMap<&'a str, RegistryEntry<'a>>,
+    /// The agent that takes over this agent's actions when this one is down.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<RegistryEntry<'a>>,
+    pub observability: ObservabilityConfig<'a>,
+    pub metadata: BTreeMap<&'static str, &'a str>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct IdentityConfig<'a> {
+    pub provider: &'static str,
+    pub spiffe_id: &'a str,
+    pub trust_domain: &'a str,
+    pub spire_socket: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AuthorizationConfig {
+    pub engine: &'static str,
+    pub default_policy: &'static str,
+    pub policy_path: &'static str,
+    pub opa: OpaConfig,
+}
+
+#[derive(Debug, Serialize)]
+pub struct OpaConfig {
+    pub enabled: bool,
+    pub policy_file: String,
+    pub data_file: String,
+    pub decision: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ServerConfig {
+    pub host: &'static str,
+    pub port: u16,
+    pub mtls: MtlsConfig,
+    pub advertise_address: String,
+    pub health: HealthConfig,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MtlsConfig {
+    pub enabled: bool,
+    pub cert_source: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+pub struct HealthConfig {
+    pub port: u16,
+    pub path: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RegistryEntry<'a> {
+    /// The agent's name; left out inside `agent_registry`, whose keys are the names.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<&'a str>,
+    pub spiffe_id: &'a str,
+    pub address: String,
+    /// The actions this agent may invoke there.
+    pub actions: Vec<&'a str>,
+    /// The agent to call when this one is down.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<&'a str>,
+    /// The agents this one stands in for.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fallback_for: Vec<&'a str>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ObservabilityConfig<'a> {
+    pub logging: LoggingConfig<'a>,
+    pub metrics: MetricsConfig<'a>,
+    pub tracing: TracingConfig<'a>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LoggingConfig<'a> {
+    pub level: &'a str,
+    pub format: &'a str,
+    pub default_fields: BTreeMap<&'static str, &'a str>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MetricsConfig<'a> {
+    pub enabled: bool,
+    pub port: u16,
+    pub path: &'static str,
+    pub labels: BTreeMap<&'static str, &'a str>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TracingConfig<'a> {
+    pub enabled: bool,
+    pub service_name: &'a str,
+}
+
+/// The agent config of one agent, read from the model and the graph.
+pub fn agent_config<'a>(site: &SiteContext<'a>, agent_index: usize) -> AgentConfig<'a> {
+    let topology = site.topology;
+    let graph = site.graph;
+    let agent = &topology.agents[agent_index];
+    let trust_domain = graph.trust_domain_of(agent_index);
+
+    let mut registry: BTreeMap<&'a str, RegistryEntry<'a>> = BTreeMap::new();
+    for (callee_index, actions) in graph.calls_from(agent_index) {
+        let callee = &topology.agents[*callee_index];
+        let entry = registry
+            .entry(callee.name.as_str())
+            .or_insert_with(|| RegistryEntry { actions: Vec::new(), ..registry_entry(site, callee) });
+        for action in actions {
+            if !entry.actions.contains(&action.as_str()) {
+                entry.actions.push(action);
+            }
+        }
+    }
+    // A callee's fallback is listed when this agent may invoke at least one of the callee's actions
+    // there; otherwise failing over would only trade one refusal for another.
+    for (callee_index, actions) in graph.calls_from(agent_index) {
+        let callee = &topology.agents[*callee_index];
+        let Some(fallback_name) = callee.fallback.as_ref().map(|fallback| fallback.name.as_str()) else {
+            continue;
+        };
+        let Some(fallback_index) = topology.agent_position(fallback_name) else { continue };
+        let fallback = &topology.agents[fallback_index];
+        let permitted: Vec<&'a str> = actions
+            .iter()
+            .filter(|action| graph.allowed(agent_index, fallback_index, action))
+            .map(String::as_str)
+            .collect();
+        if permitted.is_empty() {
+            continue;
+        }
+        if let Some(entry) = registry.get_mut(callee.name.as_str()) {
+            entry.fallback = Some(fallback.name.as_str());
+        }
+        let entry = registry
+            .entry(fallback.name.as_str())
+            .or_insert_with(|| RegistryEntry { actions: Vec::new(), ..registry_entry(site, fallback) });
+        for action in permitted {
+            if !entry.actions.contains(&action) {
+                entry.actions.push(action);
+            }
+        }
+        if !entry.fallback_for.contains(&callee.name.as_str()) {
+            entry.fallback_for.push(callee.name.as_str());
+        }
+    }
+    let own_fallback =
+        agent.fallback.as_ref().and_then(|fallback| topology.agent(&fallback.name)).map(|fallback| {
+            RegistryEntry {
+                actions: agent.capabilities.iter().map(String::as_str).collect(),
+                fallback_for: vec![agent.name.as_str()],
+                ..registry_entry(site, fallback)
+            }
+        });
+
+    let region = site.site.region_or_name();
+    let provider = site.site.provider.as_str();
+    let cluster = site.site.cluster.name.as_str();
+    let observed = BTreeMap::from([
+        ("site", site.site.name.as_str()),
+        ("provider", provider),
+        ("region", region),
+        ("cluster", cluster),
+    ]);
+    let observability = &topology.observability;
+    AgentConfig {
+        identity: IdentityConfig {
+            provider: "spiffe",
+            spiffe_id: &agent.spiffe_id,
+            trust_domain,
+            spire_socket: SPIRE_SOCKET_PATH,
+        },
+        authorization: AuthorizationConfig {
+            engine: "opa",
+            default_policy: "deny_all",
+            policy_path: OPA_PACKAGE_PATH,
+            opa: OpaConfig {
+                enabled: true,
+                policy_file: format!("{OPA_DIR}/{OPA_POLICY_KEY}"),
+                data_file: format!("{OPA_DIR}/{OPA_DATA_KEY}"),
+                decision: OPA_DECISION,
+            },
+        },
+        server: ServerConfig {
+            host: "0.0.0.0",
+            port: topology.mesh.port,
+            mtls: MtlsConfig { enabled: true, cert_source: "spire" },
+            advertise_address: advertise_address(site, agent),
+            health: HealthConfig { port: topology.mesh.metrics_port, path: HEALTH_PATH },
+        },
+        agent_registry: registry,
+        fallback: own_fallback,
+        observability: ObservabilityConfig {
+            logging: LoggingConfig {
+                level: &observability.logging.level,
+                format: &observability.logging.format,
+                default_fields: observed.clone(),
+            },
+            metrics: MetricsConfig {
+                enabled: observability.metrics.enabled,
+                port: topology.mesh.metrics_port,
+                path: METRICS_PATH,
+                labels: observed.clone(),
+            },
+            tracing: TracingConfig { enabled: observability.tracing.enabled, service_name: &agent.name },
+        },
+        metadata: {
+            let mut metadata = observed;
+            metadata.insert("name", &agent.name);
+            metadata.insert("trust_domain", trust_domain);
+            metadata
+        },
+    }
+}
+
+fn registry_entry<'a>(site: &SiteContext<'a>, target: &'a Agent) -> RegistryEntry<'a> {
+    RegistryEntry {
+        name: None,
+        spiffe_id: &target.spiffe_id,
+        address: format!("https://{}", address(site, target)),
+        actions: Vec::new(),
+        fallback: None,
+        fallback_for: Vec::new(),
+    }
+}
+
+/// Where an agent of this site reaches `target`: the in-cluster Service in the same site; across
+/// sites, the target's MagicDNS name on Tailscale, its Service name otherwise (Istio's multi-cluster
+/// DNS resolves it across networks; with VPN peering the clusters' DNS must forward to each other).
+pub fn address(site: &SiteContext<'_>, target: &Agent) -> String {
+    let topology = site.topology;
+    match (&topology.networking.tailscale.tailnet, site.tailscale()) {
+        (Some(tailnet), true) if target.site != site.site_index => {
+            format!("{}.{tailnet}.ts.net:{}", target.name, topology.mesh.port)
+        }
+        _ => service_address(site, target),
+    }
+}
+
+fn service_address(site: &SiteContext<'_>, target: &Agent) -> String {
+    format!("{}.{}.svc.cluster.local:{}", target.name, site.topology.mesh.namespace, site.topology.mesh.port)
+}
+
+/// The address other sites reach this agent at.
+pub fn advertise_address(site: &SiteContext<'_>, agent: &Agent) -> String {
+    let topology = site.topology;
+    match (&topology.networking.tailscale.tailnet, site.tailscale()) {
+        (Some(tailnet), true) => format!("{}.{tailnet}.ts.net:{}", agent.name, topology.mesh.port),
+        _ => service_address(site, agent),
+    }
+}
+
+// --------------------------------------------------------------------------------------- deployment
+
+fn deployment(
+    site: &SiteContext<'_>,
+    agent: &Agent,
+    labels: &StringMap,
+    config_name: &str,
+    config_text: &str,
+) -> DeploymentSpec {
+    let topology = site.topology;
+    let selector = selector_labels(&agent.name, AGENT_COMPONENT);
+    let config_digest: String =
+        Sha256::digest(config_text.as_bytes()).iter().map(|byte| format!("{byte:02x}")).collect();
+    let annotations = StringMap::from([
+        ("kubectl.kubernetes.io/default-container".to_owned(), "agent".to_owned()),
+        // A changed agent config rolls the pods; policy changes reach them through the mounted
+        // ConfigMaps without a restart.
+        ("agentweave.io/config-sha256".to_owned(), config_digest),
+        ("prometheus.io/scrape".to_owned(), topology.observability.metrics.enabled.to_string()),
+        ("prometheus.io/port".to_owned(), topology.mesh.metrics_port.to_string()),
+        ("prometheus.io/path".to_owned(), METRICS_PATH.to_owned()),
+    ]);
+
+    let mut containers = vec![agent_container(site, agent)];
+    let mut volumes = vec![
+        Volume::config_map("config", config_name),
+        Volume::projected(
+            "opa",
+            vec![
+                VolumeProjection::config_map(OPA_POLICY_CONFIGMAP, &[(OPA_POLICY_KEY, OPA_POLICY_KEY)]),
+                VolumeProjection::config_map(OPA_DATA_CONFIGMAP, &[(OPA_DATA_KEY, OPA_DATA_KEY)]),
+            ],
+        ),
+        Volume::csi("spire-agent-socket", SPIFFE_CSI_DRIVER),
+        Volume::empty_dir("tmp", "64Mi"),
+    ];
+    if site.tailscale() {
+        containers.push(tailscale_container(site, agent));
+        volumes.push(Volume::secret_items(
+            "tailscale-auth",
+            &topology.networking.tailscale.auth_key_secret,
+            &[(TAILSCALE_AUTH_KEY, TAILSCALE_AUTH_KEY)],
+        ));
+        volumes.push(Volume::empty_dir("tailscale-state", "16Mi"));
+        volumes.push(Volume::empty_dir("tailscale-tmp", "16Mi"));
+        volumes.push(Volume::projected(
+            "tailscale-kube-api",
+            vec![
+                VolumeProjection::token(None, 3607, "token"),
+                VolumeProjection::config_map("kube-root-ca.crt", &[("ca.crt", "ca.crt")]),
+                VolumeProjection::downward_api(&[("namespace", "metadata.namespace")]),
+            ],
+        ));
+    }
+
+    DeploymentSpec {
+        replicas: agent.replicas,
+        revision_history_limit: 3,
+        selector: LabelSelector::labels(selector.clone()),
+        // One new pod before an old one goes: a single-replica agent never has zero ready pods.
+        strategy: DeploymentStrategy {
+            kind: "RollingUpdate",
+            rolling_update: RollingUpdateDeployment {
+                max_surge: IntOrString::Int(1),
+                max_unavailable: IntOrString::Int(0),
+            },
+        },
+        template: PodTemplateSpec {
+            metadata: PodMeta { labels: labels.clone(), annotations },
+            spec: PodSpec {
+                service_account_name: Some(agent.name.clone()),
+                automount_service_account_token: false,
+                enable_service_links: Some(false),
+                security_context: PodSecurityContext {
+                    run_as_non_root: Some(true),
+                    run_as_user: Some(AGENT_UID),
+                    run_as_group: Some(AGENT_UID),
+                    fs_group: Some(AGENT_UID),
+                    seccomp_profile: SeccompProfile::default(),
+                },
+                affinity: affinity(site, agent),
+                tolerations: tolerations(site, agent),
+                topology_spread_constraints: spread(site, &selector),
+                containers,
+                volumes,
+                ..PodSpec::default()
+            },
+        },
+    }
+}
+
+fn agent_container(site: &SiteContext<'_>, agent: &Agent) -> Container {
+    let topology = site.topology;
+    let mut env = vec![
+        EnvVar::value("AGENTWEAVE_CONFIG", format!("{CONFIG_DIR}/{CONFIG_KEY}")),
+        EnvVar::value("SPIFFE_ENDPOINT_SOCKET", format!("unix://{SPIRE_SOCKET_PATH}")),
+    ];
+    if topology.observability.tracing.enabled {
+        env.push(EnvVar::value("OTEL_SERVICE_NAME", agent.name.clone()));
+        env.push(EnvVar::value(
+            "OTEL_RESOURCE_ATTRIBUTES",
+            format!(
+                "cloud.provider={},cloud.region={},k8s.cluster.name={},agentweave.site={}",
+                site.site.provider.as_str(),
+                site.site.region_or_name(),
+                site.site.cluster.name,
+                site.site.name
+            ),
+        ));
+    }
+    if site.tailscale() && !site.tailscale_kernel_mode() {
+        // Userspace Tailscale has no network interface: the agent reaches other sites through the
+        // sidecar's proxy, and everything in the cluster directly.
+        let proxy_port = tailscale_ports(site).0;
+        env.push(EnvVar::value("HTTPS_PROXY", format!("http://127.0.0.1:{proxy_port}")));
+        env.push(EnvVar::value("ALL_PROXY", format!("socks5h://127.0.0.1:{proxy_port}")));
+        env.push(EnvVar::value("NO_PROXY", ".svc,.svc.cluster.local,localhost,127.0.0.1"));
+    }
+    Container {
+        name: "agent".to_owned(),
+        image: agent.image.clone(),
+        image_pull_policy: "Always",
+        args: Vec::new(),
+        env,
+        ports: vec![
+            ContainerPort::tcp("mtls", topology.mesh.port),
+            ContainerPort::tcp("metrics", topology.mesh.metrics_port),
+        ],
+        resources: ResourceRequirements::new("100m", "128Mi", "1", "512Mi"),
+        liveness_probe: Some(Probe::http(HEALTH_PATH, IntOrString::name("metrics"), 10, 10)),
+        readiness_probe: Some(Probe::http(HEALTH_PATH, IntOrString::name("metrics"), 5, 5)),
+        security_context: SecurityContext::restricted(AGENT_UID),
+        volume_mounts: vec![
+            VolumeMount::read_only("config", CONFIG_DIR),
+            VolumeMount::read_only("opa", OPA_DIR),
+            VolumeMount::read_only("spire-agent-socket", SPIRE_SOCKET_DIR),
+            VolumeMount::writable("tmp", "/tmp"),
+        ],
+    }
+}
+
+/// The sidecar's local proxy port and health port, clear of the agent's own ports.
+fn tailscale_ports(site: &SiteContext<'_>) -> (u16, u16) {
+    let taken = [site.topology.mesh.port, site.topology.mesh.metrics_port];
+    let free = |mut port: u16, also_taken: Option<u16>| {
+        while taken.contains(&port) || also_taken == Some(port) {
+            port = port.wrapping_add(1).max(1024);
+        }
+        port
+    };
+    let proxy = free(TAILSCALE_PROXY_PORT, None);
+    (proxy, free(TAILSCALE_HEALTH_PORT, Some(proxy)))
+}
+
+fn tailscale_container(site: &SiteContext<'_>, agent: &Agent) -> Container {
+    let topology = site.topology;
+    let kernel_mode = site.tailscale_kernel_mode();
+    let (proxy_port, health_port) = tailscale_ports(site);
+    let tags = tailscale_tags(topology, agent).join(",");
+    let mut env = vec![
+        // The key stays in the Secret's file; `file:` makes `tailscale up` read it from there.
+        EnvVar::value("TS_AUTHKEY", format!("file:{TAILSCALE_AUTH_DIR}/{TAILSCALE_AUTH_KEY}")),
+        EnvVar::value("TS_HOSTNAME", agent.name.clone()),
+        EnvVar::value("TS_EXTRA_ARGS", format!("--advertise-tags={tags}")),
+        EnvVar::value("TS_USERSPACE", (!kernel_mode).to_string()),
+        // State in the pod's emptyDir rather than a Kubernetes Secret (see the module docs).
+        EnvVar::value("TS_KUBE_SECRET", ""),
+        EnvVar::value("TS_STATE_DIR", TAILSCALE_STATE_DIR),
+        EnvVar::value("TS_AUTH_ONCE", "true"),
+        EnvVar::value("TS_ENABLE_HEALTH_CHECK", "true"),
+    ];
+    if health_port != TAILSCALE_HEALTH_PORT {
+        env.push(EnvVar::value("TS_LOCAL_ADDR_PORT", format!("[::]:{health_port}")));
+    }
+    if !kernel_mode {
+        env.push(EnvVar::value("TS_SOCKS5_SERVER", format!("127.0.0.1:{proxy_port}")));
+        env.push(EnvVar::value("TS_OUTBOUND_HTTP_PROXY_LISTEN", format!("127.0.0.1:{proxy_port}")));
+    }
+    let security_context = if kernel_mode {
+        // Kernel mode creates /dev/net/tun and programs routes and netfilter: root with NET_ADMIN
+        // and MKNOD, every other capability still dropped.
+        SecurityContext {
+            run_as_non_root: Some(false),
+            run_as_user: Some(0),
+            run_as_group: Some(0),
+            capabilities: Capabilities { add: vec!["MKNOD", "NET_ADMIN"], drop: vec!["ALL"] },
+            ..SecurityContext::restricted(0)
+        }
+    } else {
+        SecurityContext::restricted(AGENT_UID)
+    };
+    Container {
+        name: "tailscale".to_owned(),
+        image: TAILSCALE_IMAGE.to_owned(),
+        image_pull_policy: "Always",
+        args: Vec::new(),
+        env,
+        ports: vec![ContainerPort::tcp("ts-health", health_port)],
+        resources: ResourceRequirements::new("50m", "64Mi", "500m", "256Mi"),
+        // `/healthz` answers 200 once the node has a tailnet address.
+        liveness_probe: Some(Probe {
+            failure_threshold: 6,
+            ..Probe::http("/healthz", IntOrString::name("ts-health"), 30, 10)
+        }),
+        readiness_probe: Some(Probe::http("/healthz", IntOrString::name("ts-health"), 5, 5)),
+        security_context,
+        volume_mounts: vec![
+            VolumeMount::read_only("tailscale-auth", TAILSCALE_AUTH_DIR),
+            VolumeMount::writable("tailscale-state", TAILSCALE_STATE_DIR),
+            VolumeMount::writable("tailscale-tmp", "/tmp"),
+            VolumeMount::read_only("tailscale-kube-api", "/var/run/secrets/kubernetes.io/serviceaccount"),
+        ],
+    }
+}
+
+// ---------------------------------------------------------------------------------------- scheduling
+
+/// The node label (and taint) of edge nodes.
+pub const EDGE_NODE_LABEL: &str = "node-role.kubernetes.io/edge";
+
+/// The label and taint each provider puts on its spot / preemptible nodes; none for providers
+/// without a standard one (on-prem, Oracle, IBM).
+fn spot_label(provider: Provider) -> Option<(&'static str, &'static str)> {
+    match provider {
+        Provider::Aws => Some(("eks.amazonaws.com/capacityType", "SPOT")),
+        Provider::Gcp => Some(("cloud.google.com/gke-spot", "true")),
+        Provider::Azure => Some(("kubernetes.azure.com/scalesetpriority", "spot")),
+        Provider::Onprem | Provider::Oracle | Provider::Ibm => None,
+    }
+}
+
+fn affinity(site: &SiteContext<'_>, agent: &Agent) -> Option<Affinity> {
+    let mut node_affinity = NodeAffinity::default();
+    if agent.tier == Some(Tier::Edge) {
+        node_affinity.required_during_scheduling_ignored_during_execution = Some(NodeSelector {
+            node_selector_terms: vec![NodeSelectorTerm {
+                match_expressions: vec![LabelSelectorRequirement {
+                    key: EDGE_NODE_LABEL.to_owned(),
+                    operator: "Exists",
+                    values: Vec::new(),
+                }],
+            }],
+        });
+    }
+    if site.site.cluster.spot
+        && let Some((key, value)) = spot_label(site.site.provider)
+    {
+        node_affinity.preferred_during_scheduling_ignored_during_execution.push(PreferredSchedulingTerm {
+            weight: 100,
+            preference: NodeSelectorTerm {
+                match_expressions: vec![LabelSelectorRequirement {
+                    key: key.to_owned(),
+                    operator: "In",
+                    values: vec![value.to_owned()],
+                }],
+            },
+        });
+    }
+    let empty = node_affinity.required_during_scheduling_ignored_during_execution.is_none()
+        && node_affinity.preferred_during_scheduling_ignored_during_execution.is_empty();
+    (!empty).then_some(Affinity { node_affinity })
+}
+
+fn tolerations(site: &SiteContext<'_>, agent: &Agent) -> Vec<Toleration> {
+    let mut tolerations = Vec::new();
+    if agent.tier == Some(Tier::Edge) {
+        tolerations.push(Toleration {
+            key: Some(EDGE_NODE_LABEL.to_owned()),
+            operator: "Exists",
+            value: None,
+            effect: Some("NoSchedule"),
+        });
+    }
+    if site.site.cluster.spot
+        && let Some((key, value)) = spot_label(site.site.provider)
+    {
+        tolerations.push(Toleration {
+            key: Some(key.to_owned()),
+            operator: "Equal",
+            value: Some(value.to_owned()),
+            effect: Some("NoSchedule"),
+        });
+    }
+    tolerations
+}
+
+/// Spread over zones (hard, except on-prem where nodes often carry no zone label and a hard
+/// constraint would leave the pods pending) and over regions (soft: a cluster is usually regional).
+fn spread(site: &SiteContext<'_>, selector: &StringMap) -> Vec<TopologySpreadConstraint> {
+    let resilience = &site.topology.resilience;
+    let zone_rule = if site.site.provider == Provider::Onprem { "ScheduleAnyway" } else { "DoNotSchedule" };
+    vec![
+        TopologySpreadConstraint {
+            max_skew: resilience.zone_max_skew,
+            topology_key: "topology.kubernetes.io/zone",
+            when_unsatisfiable: zone_rule,
+            label_selector: LabelSelector::labels(selector.clone()),
+            match_label_keys: vec!["pod-template-hash"],
+        },
+        TopologySpreadConstraint {
+            max_skew: resilience.region_max_skew,
+            topology_key: "topology.kubernetes.io/region",
+            when_unsatisfiable: "ScheduleAnyway",
+            label_selector: LabelSelector::labels(selector.clone()),
+            match_label_keys: vec!["pod-template-hash"],
+        },
+    ]
+}

@@ -1,0 +1,230 @@
+//! `istio.yaml`: the multi-network, multi-primary Istio install of one site.
+//!
+//! Each site is its own primary cluster on its own network (`<site>-network`), all sharing one mesh
+//! ID (`networking.istio.meshId`), as in Istio's "multi-primary on different networks" install and
+//! the seed deployment guide. Two `IstioOperator` documents are the input of `istioctl install -f`:
+//! the control plane (with the Istio CNI node agent, so that injected pods need no `NET_ADMIN` and the
+//! agents' namespace can enforce the `restricted` Pod Security Standard) and the east-west gateway.
+//! The `Gateway` then exposes the agents' namespace, and only it, to the other networks through that
+//! gateway in `AUTO_PASSTHROUGH` mode (mTLS end to end, SNI routing).
+
+use serde::Serialize;
+
+use super::SiteContext;
+use super::objects::{Body, Manifest, ObjectMeta, StringMap};
+use crate::model::Provider;
+
+/// The namespace Istio's control plane and gateways run in.
+pub const ISTIO_NAMESPACE: &str = "istio-system";
+
+/// The label and value that select the east-west gateway pods.
+pub const EAST_WEST_GATEWAY_LABEL: (&str, &str) = ("istio", "eastwestgateway");
+
+/// The port of the east-west gateway that carries cross-network mTLS traffic.
+pub const EAST_WEST_MTLS_PORT: u16 = 15443;
+
+/// The port of istiod's xDS and CA service (sidecars connect to it).
+pub const ISTIOD_XDS_PORT: u16 = 15012;
+
+/// The Istio network name of a site.
+pub fn network_name(site_name: &str) -> String {
+    format!("{site_name}-network")
+}
+
+/// The `IstioOperator` spec: weave writes `profile`, `components` and `values`.
+#[derive(Debug, Clone, Serialize)]
+pub struct IstioOperatorSpec {
+    pub profile: &'static str,
+    pub components: Components,
+    pub values: Values,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Components {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cni: Option<Enabled>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ingress_gateways: Vec<GatewayComponent>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Enabled {
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GatewayComponent {
+    pub name: &'static str,
+    pub enabled: bool,
+    pub label: StringMap,
+    pub k8s: GatewayKubernetes,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GatewayKubernetes {
+    pub env: Vec<NameValue>,
+    pub service: GatewayService,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NameValue {
+    pub name: &'static str,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GatewayService {
+    pub ports: Vec<GatewayServicePort>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayServicePort {
+    pub name: &'static str,
+    pub port: u16,
+    pub target_port: u16,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Values {
+    pub global: GlobalValues,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GlobalValues {
+    #[serde(rename = "meshID")]
+    pub mesh_id: String,
+    pub multi_cluster: MultiCluster,
+    pub network: String,
+    /// `gke` makes the CNI node agent use GKE's CNI binary directory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub platform: Option<&'static str>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MultiCluster {
+    pub cluster_name: String,
+}
+
+/// The spec of a `networking.istio.io/v1` `Gateway`.
+#[derive(Debug, Clone, Serialize)]
+pub struct GatewaySpec {
+    pub selector: StringMap,
+    pub servers: Vec<Server>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Server {
+    pub port: ServerPort,
+    pub tls: ServerTls,
+    pub hosts: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerPort {
+    pub number: u16,
+    pub name: &'static str,
+    pub protocol: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerTls {
+    pub mode: &'static str,
+}
+
+/// The documents of `istio.yaml` for one site.
+pub fn manifests(site: &SiteContext<'_>) -> Vec<Manifest> {
+    let topology = site.topology;
+    let network = network_name(&site.site.name);
+    let global = GlobalValues {
+        mesh_id: topology.networking.istio.mesh_id.clone(),
+        multi_cluster: MultiCluster { cluster_name: site.site.cluster.name.clone() },
+        network: network.clone(),
+        platform: (site.site.provider == Provider::Gcp).then_some("gke"),
+    };
+    let labels = |component: &str| site.labels(component, "istio").build();
+
+    let control_plane = Manifest {
+        api_version: "install.istio.io/v1alpha1",
+        kind: "IstioOperator",
+        metadata: ObjectMeta::namespaced("istio-controlplane", ISTIO_NAMESPACE, labels("istio-controlplane")),
+        body: Body::IstioOperator {
+            spec: IstioOperatorSpec {
+                profile: "default",
+                components: Components { cni: Some(Enabled { enabled: true }), ingress_gateways: Vec::new() },
+                values: Values { global: global.clone() },
+            },
+        },
+    };
+
+    let gateway_labels = StringMap::from([
+        ("app".to_owned(), "istio-eastwestgateway".to_owned()),
+        (EAST_WEST_GATEWAY_LABEL.0.to_owned(), EAST_WEST_GATEWAY_LABEL.1.to_owned()),
+        ("topology.istio.io/network".to_owned(), network.clone()),
+    ]);
+    let port = |name, port| GatewayServicePort { name, port, target_port: port };
+    let east_west = Manifest {
+        api_version: "install.istio.io/v1alpha1",
+        kind: "IstioOperator",
+        metadata: ObjectMeta::namespaced("eastwest", ISTIO_NAMESPACE, labels("istio-eastwestgateway")),
+        body: Body::IstioOperator {
+            spec: IstioOperatorSpec {
+                profile: "empty",
+                components: Components {
+                    cni: None,
+                    ingress_gateways: vec![GatewayComponent {
+                        name: "istio-eastwestgateway",
+                        enabled: true,
+                        label: gateway_labels,
+                        k8s: GatewayKubernetes {
+                            env: vec![
+                                // `sni-dnat` adds the clusters AUTO_PASSTHROUGH routing needs.
+                                NameValue { name: "ISTIO_META_ROUTER_MODE", value: "sni-dnat".to_owned() },
+                                // Traffic entering through this gateway stays inside this network.
+                                NameValue { name: "ISTIO_META_REQUESTED_NETWORK_VIEW", value: network },
+                            ],
+                            service: GatewayService {
+                                ports: vec![
+                                    port("status-port", 15021),
+                                    port("tls", EAST_WEST_MTLS_PORT),
+                                    port("tls-istiod", ISTIOD_XDS_PORT),
+                                    port("tls-webhook", 15017),
+                                ],
+                            },
+                        },
+                    }],
+                },
+                values: Values { global },
+            },
+        },
+    };
+
+    let cross_network = Manifest {
+        api_version: "networking.istio.io/v1",
+        kind: "Gateway",
+        metadata: ObjectMeta::namespaced(
+            "cross-network-gateway",
+            ISTIO_NAMESPACE,
+            labels("cross-network-gateway"),
+        ),
+        body: Body::IstioGateway {
+            spec: GatewaySpec {
+                selector: StringMap::from([(
+                    EAST_WEST_GATEWAY_LABEL.0.to_owned(),
+                    EAST_WEST_GATEWAY_LABEL.1.to_owned(),
+                )]),
+                servers: vec![Server {
+                    port: ServerPort { number: EAST_WEST_MTLS_PORT, name: "tls", protocol: "TLS" },
+                    tls: ServerTls { mode: "AUTO_PASSTHROUGH" },
+                    // Only the agents' Services cross networks, not every Service of the cluster.
+                    hosts: vec![format!("*.{}.svc.cluster.local", topology.mesh.namespace)],
+                }],
+            },
+        },
+    };
+
+    vec![control_plane, east_west, cross_network]
+}

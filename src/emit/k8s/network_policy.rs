@@ -1,0 +1,343 @@
+//! `networkpolicy.yaml`: default deny in the agents' namespace, then exactly the traffic of DESIGN.md
+//! §4 (`reachable(A → B)`) on the mesh port, plus what the pods need to run.
+//!
+//! - Mesh traffic. Within the cluster, a pod selector of the callers (ingress) or callees (egress).
+//!   From other sites, the overlay: Tailscale's CGNAT range `100.64.0.0/10`, the peer sites' pod CIDRs
+//!   with VPN peering, the local east-west gateway with Istio. When the public actions make every
+//!   agent reachable from every other, one compact policy covers all agents instead of one per agent,
+//!   so the file grows with the number of agents, never with its square.
+//! - Metrics: ingress on the metrics port from the monitoring namespace. Traces: egress to the
+//!   OpenTelemetry collector there (OTLP gRPC 4317, HTTP 4318).
+//! - DNS: egress to kube-system on port 53 (UDP and TCP).
+//! - SPIRE and OPA need no rule: the Workload API is a Unix socket handed in by the CSI driver, and
+//!   the policy is evaluated in the pod against the mounted ConfigMaps.
+//! - Tailscale: the sidecar's WireGuard traffic leaves the pod as UDP to the peers' NAT-mapped ports
+//!   (any port) and falls back to the DERP relays and the coordination server on TCP 443; both are
+//!   allowed to public addresses only. Decrypted tailnet traffic is delivered inside the pod, so the
+//!   `100.64.0.0/10` rule matters where the tailnet is routed into the pod network (kernel mode, a
+//!   subnet router); the tailnet ACL is what enforces the pairs there.
+//! - Istio: the sidecar's xDS connection to istiod, and cross-network egress to the other networks'
+//!   east-west gateways on 15443.
+
+use std::collections::BTreeSet;
+
+use super::istio::{EAST_WEST_GATEWAY_LABEL, EAST_WEST_MTLS_PORT, ISTIO_NAMESPACE, ISTIOD_XDS_PORT};
+use super::objects::{
+    Body, LabelSelector, LabelSelectorRequirement, Manifest, NetworkPolicyEgressRule,
+    NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec, ObjectMeta, StringMap,
+};
+use super::{AGENT_COMPONENT, COMPONENT_LABEL, NAME_LABEL, SiteContext};
+use crate::emit::conventions::MONITORING_NAMESPACE;
+use crate::emit::yaml_documents;
+use crate::model::NetworkKind;
+
+/// Tailscale's address range (RFC 6598 shared address space).
+pub const TAILSCALE_RANGE: &str = "100.64.0.0/10";
+
+/// Private ranges left out of the Tailscale sidecar's internet egress.
+const PRIVATE_RANGES: [&str; 3] = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"];
+
+/// The file: every NetworkPolicy of the site's agents' namespace.
+pub fn file(site: &SiteContext<'_>) -> Vec<u8> {
+    yaml_documents(&manifests(site))
+}
+
+/// The NetworkPolicies of one site.
+pub fn manifests(site: &SiteContext<'_>) -> Vec<Manifest> {
+    let topology = site.topology;
+    let all_agents = agents_selector();
+    let mut policies = vec![policy(
+        site,
+        "default-deny",
+        LabelSelector::default(),
+        vec!["Ingress", "Egress"],
+        Vec::new(),
+        Vec::new(),
+    )];
+
+    let dns = NetworkPolicyPeer::namespace_pods("kube-system", LabelSelector::default());
+    policies.push(policy(
+        site,
+        "allow-dns",
+        all_agents.clone(),
+        vec!["Egress"],
+        Vec::new(),
+        vec![NetworkPolicyEgressRule {
+            to: vec![dns],
+            ports: vec![NetworkPolicyPort::udp(53), NetworkPolicyPort::tcp(53)],
+        }],
+    ));
+
+    let monitoring = NetworkPolicyPeer::namespace_pods(MONITORING_NAMESPACE, LabelSelector::default());
+    if topology.observability.metrics.enabled {
+        policies.push(policy(
+            site,
+            "allow-metrics-scrape",
+            all_agents.clone(),
+            vec!["Ingress"],
+            vec![NetworkPolicyIngressRule {
+                from: vec![monitoring.clone()],
+                ports: vec![NetworkPolicyPort::tcp(topology.mesh.metrics_port)],
+            }],
+            Vec::new(),
+        ));
+    }
+    if topology.observability.tracing.enabled {
+        policies.push(policy(
+            site,
+            "allow-trace-export",
+            all_agents.clone(),
+            vec!["Egress"],
+            Vec::new(),
+            vec![NetworkPolicyEgressRule {
+                to: vec![monitoring],
+                ports: vec![NetworkPolicyPort::tcp(4317), NetworkPolicyPort::tcp(4318)],
+            }],
+        ));
+    }
+
+    match topology.networking.kind {
+        NetworkKind::Tailscale => {
+            let internet = NetworkPolicyPeer::ip_block_except("0.0.0.0/0", &PRIVATE_RANGES);
+            policies.push(policy(
+                site,
+                "allow-tailscale",
+                all_agents.clone(),
+                vec!["Egress"],
+                Vec::new(),
+                vec![NetworkPolicyEgressRule {
+                    to: vec![internet],
+                    ports: vec![NetworkPolicyPort::any("UDP"), NetworkPolicyPort::tcp(443)],
+                }],
+            ));
+        }
+        NetworkKind::Istio => {
+            let istiod = NetworkPolicyPeer::namespace_pods(
+                ISTIO_NAMESPACE,
+                LabelSelector::labels(StringMap::from([("app".to_owned(), "istiod".to_owned())])),
+            );
+            policies.push(policy(
+                site,
+                "allow-istio",
+                all_agents.clone(),
+                vec!["Egress"],
+                Vec::new(),
+                vec![NetworkPolicyEgressRule {
+                    to: vec![istiod],
+                    ports: vec![NetworkPolicyPort::tcp(ISTIOD_XDS_PORT)],
+                }],
+            ));
+        }
+        NetworkKind::Vpn => {}
+    }
+
+    let remote = RemoteSites::new(site);
+    if site.graph.everything_reachable() {
+        // Every agent may open a connection to every other: one rule for all of them.
+        let everywhere: BTreeSet<usize> = remote.sites_with_agents.iter().copied().collect();
+        let mut from = vec![NetworkPolicyPeer::pods(all_agents.clone())];
+        from.extend(remote.ingress_peers(site, &everywhere));
+        let mut to = vec![NetworkPolicyPeer::pods(all_agents.clone())];
+        to.extend(remote.egress_peers(site, &everywhere));
+        let mut egress =
+            vec![NetworkPolicyEgressRule { to, ports: vec![NetworkPolicyPort::tcp(topology.mesh.port)] }];
+        egress.extend(remote.egress_extra_rules(site, &everywhere));
+        policies.push(policy(
+            site,
+            "allow-mesh",
+            all_agents,
+            vec!["Ingress", "Egress"],
+            vec![NetworkPolicyIngressRule { from, ports: vec![NetworkPolicyPort::tcp(topology.mesh.port)] }],
+            egress,
+        ));
+    } else {
+        for &agent_index in &site.site.agents {
+            if let Some(manifest) = agent_policy(site, &remote, agent_index) {
+                policies.push(manifest);
+            }
+        }
+    }
+    policies
+}
+
+/// The ingress and egress on the mesh port of one agent, from and to the agents it is reachable
+/// from and can reach. `None` when there is neither.
+fn agent_policy(site: &SiteContext<'_>, remote: &RemoteSites, agent_index: usize) -> Option<Manifest> {
+    let topology = site.topology;
+    let graph = site.graph;
+    let agent = &topology.agents[agent_index];
+    let same_domain_reachable = topology.authorization.allow_same_trust_domain;
+
+    // Callers (ingress) and callees (egress): local agents by name, remote ones by site.
+    let mut local_callers: BTreeSet<&str> = BTreeSet::new();
+    let mut remote_callers: BTreeSet<usize> = BTreeSet::new();
+    for &caller in graph.callers_of(agent_index) {
+        let caller_agent = &topology.agents[caller];
+        if caller_agent.site == site.site_index {
+            local_callers.insert(&caller_agent.name);
+        } else {
+            remote_callers.insert(caller_agent.site);
+        }
+    }
+    let mut local_callees: BTreeSet<&str> = BTreeSet::new();
+    let mut remote_callees: BTreeSet<usize> = BTreeSet::new();
+    for (callee, _) in graph.calls_from(agent_index) {
+        let callee_agent = &topology.agents[*callee];
+        if callee_agent.site == site.site_index {
+            local_callees.insert(&callee_agent.name);
+        } else {
+            remote_callees.insert(callee_agent.site);
+        }
+    }
+    if same_domain_reachable {
+        // Every agent of this site shares its trust domain; so do the agents of the listed sites.
+        remote_callers.extend(remote.same_trust_domain.iter().copied());
+        remote_callees.extend(remote.same_trust_domain.iter().copied());
+    }
+    let local_selector = |names: &BTreeSet<&str>| {
+        if same_domain_reachable {
+            Some(agents_selector())
+        } else if names.is_empty() {
+            None
+        } else {
+            Some(LabelSelector {
+                match_labels: StringMap::from([(COMPONENT_LABEL.to_owned(), AGENT_COMPONENT.to_owned())]),
+                match_expressions: vec![LabelSelectorRequirement {
+                    key: NAME_LABEL.to_owned(),
+                    operator: "In",
+                    values: names.iter().map(|name| (*name).to_owned()).collect(),
+                }],
+            })
+        }
+    };
+
+    let mut from: Vec<NetworkPolicyPeer> =
+        local_selector(&local_callers).map(NetworkPolicyPeer::pods).into_iter().collect();
+    from.extend(remote.ingress_peers(site, &remote_callers));
+    let mut to: Vec<NetworkPolicyPeer> =
+        local_selector(&local_callees).map(NetworkPolicyPeer::pods).into_iter().collect();
+    to.extend(remote.egress_peers(site, &remote_callees));
+
+    let mesh_port = vec![NetworkPolicyPort::tcp(topology.mesh.port)];
+    let mut policy_types = Vec::new();
+    let mut ingress = Vec::new();
+    let mut egress = Vec::new();
+    if !from.is_empty() {
+        policy_types.push("Ingress");
+        ingress.push(NetworkPolicyIngressRule { from, ports: mesh_port.clone() });
+    }
+    if !to.is_empty() {
+        policy_types.push("Egress");
+        egress.push(NetworkPolicyEgressRule { to, ports: mesh_port });
+    }
+    egress.extend(remote.egress_extra_rules(site, &remote_callees));
+    if policy_types.is_empty() {
+        return None;
+    }
+    let selector = LabelSelector::labels(super::selector_labels(&agent.name, AGENT_COMPONENT));
+    Some(policy(site, &format!("{}-mesh", agent.name), selector, policy_types, ingress, egress))
+}
+
+/// What this site knows about the other sites, computed once per site.
+struct RemoteSites {
+    /// Other sites that run agents.
+    sites_with_agents: Vec<usize>,
+    /// Other sites (with agents) in this site's trust domain.
+    same_trust_domain: Vec<usize>,
+}
+
+impl RemoteSites {
+    fn new(site: &SiteContext<'_>) -> RemoteSites {
+        let topology = site.topology;
+        let sites_with_agents: Vec<usize> = (0..topology.sites.len())
+            .filter(|&index| index != site.site_index && !topology.sites[index].agents.is_empty())
+            .collect();
+        let same_trust_domain = site
+            .graph
+            .sites_of_trust_domain(&site.site.trust_domain)
+            .into_iter()
+            .filter(|&index| index != site.site_index && !topology.sites[index].agents.is_empty())
+            .collect();
+        RemoteSites { sites_with_agents, same_trust_domain }
+    }
+
+    /// Where connections from agents of `sites` arrive from.
+    fn ingress_peers(&self, site: &SiteContext<'_>, sites: &BTreeSet<usize>) -> Vec<NetworkPolicyPeer> {
+        if sites.is_empty() {
+            return Vec::new();
+        }
+        match site.topology.networking.kind {
+            NetworkKind::Tailscale => vec![NetworkPolicyPeer::ip_block(TAILSCALE_RANGE)],
+            NetworkKind::Vpn => pod_cidrs(site, sites),
+            // Cross-network traffic enters through this cluster's east-west gateway.
+            NetworkKind::Istio => vec![NetworkPolicyPeer::namespace_pods(
+                ISTIO_NAMESPACE,
+                LabelSelector::labels(StringMap::from([(
+                    EAST_WEST_GATEWAY_LABEL.0.to_owned(),
+                    EAST_WEST_GATEWAY_LABEL.1.to_owned(),
+                )])),
+            )],
+        }
+    }
+
+    /// Where connections to agents of `sites` go on the mesh port.
+    fn egress_peers(&self, site: &SiteContext<'_>, sites: &BTreeSet<usize>) -> Vec<NetworkPolicyPeer> {
+        if sites.is_empty() {
+            return Vec::new();
+        }
+        match site.topology.networking.kind {
+            NetworkKind::Tailscale => vec![NetworkPolicyPeer::ip_block(TAILSCALE_RANGE)],
+            NetworkKind::Vpn => pod_cidrs(site, sites),
+            // With Istio the sidecar sends cross-network traffic to the gateways on 15443 instead.
+            NetworkKind::Istio => Vec::new(),
+        }
+    }
+
+    /// Egress rules on other ports that reaching `sites` needs: with Istio, the other networks'
+    /// east-west gateways, whose public addresses are not known here.
+    fn egress_extra_rules(
+        &self,
+        site: &SiteContext<'_>,
+        sites: &BTreeSet<usize>,
+    ) -> Vec<NetworkPolicyEgressRule> {
+        if sites.is_empty() || site.topology.networking.kind != NetworkKind::Istio {
+            return Vec::new();
+        }
+        vec![NetworkPolicyEgressRule {
+            to: vec![NetworkPolicyPeer::ip_block("0.0.0.0/0")],
+            ports: vec![NetworkPolicyPort::tcp(EAST_WEST_MTLS_PORT)],
+        }]
+    }
+}
+
+/// The pod CIDRs of the given sites, for VPN peering (sites without one have been reported by E010).
+fn pod_cidrs(site: &SiteContext<'_>, sites: &BTreeSet<usize>) -> Vec<NetworkPolicyPeer> {
+    let cidrs: BTreeSet<&str> =
+        sites.iter().filter_map(|&index| site.topology.sites[index].cluster.pod_cidr.as_deref()).collect();
+    cidrs.into_iter().map(NetworkPolicyPeer::ip_block).collect()
+}
+
+/// Every agent pod of the namespace.
+fn agents_selector() -> LabelSelector {
+    LabelSelector::labels(StringMap::from([(COMPONENT_LABEL.to_owned(), AGENT_COMPONENT.to_owned())]))
+}
+
+fn policy(
+    site: &SiteContext<'_>,
+    name: &str,
+    pod_selector: LabelSelector,
+    policy_types: Vec<&'static str>,
+    ingress: Vec<NetworkPolicyIngressRule>,
+    egress: Vec<NetworkPolicyEgressRule>,
+) -> Manifest {
+    Manifest {
+        api_version: "networking.k8s.io/v1",
+        kind: "NetworkPolicy",
+        metadata: ObjectMeta::namespaced(
+            name,
+            &site.topology.mesh.namespace,
+            site.labels(name, "network-policy").build(),
+        ),
+        body: Body::NetworkPolicy { spec: NetworkPolicySpec { pod_selector, policy_types, ingress, egress } },
+    }
+}

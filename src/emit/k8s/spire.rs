@@ -1,0 +1,675 @@
+//! The SPIRE objects of one site: the server (`spire-server.yaml`), the node agent
+//! (`spire-agent.yaml`) and the SPIFFE CSI driver (`spiffe-csi-driver.yaml`) that hands the agent's
+//! Workload API socket to workload pods.
+//!
+//! The ConfigMaps hold the exact bytes of `spire/<site>/server.conf` and `agent.conf`, rendered once
+//! per site by the `spire` emitter. The RBAC follows the plugins that rendered configuration actually
+//! configures (`k8s_psat` node attestation, the `k8sbundle` notifier), so the two cannot disagree.
+//!
+//! Host access is confined to the SPIRE namespace and to what each component cannot work without:
+//! the agent shares the host PID namespace (the `k8s` workload attestor reads the caller's cgroup in
+//! `/proc`), uses the host network when a cloud node attestor must reach the instance metadata
+//! service, and owns the one host directory holding the Workload API socket; the CSI driver is
+//! privileged because it bind-mounts that directory into pods.
+
+use super::objects::{
+    Body, Container, ContainerPort, CsiDriverSpec, DaemonSetSpec, DaemonSetUpdateStrategy, EnvVar,
+    IntOrString, LabelSelector, Manifest, ObjectMeta, PersistentVolumeClaimSpec,
+    PersistentVolumeClaimTemplate, PodMeta, PodSecurityContext, PodSpec, PodTemplateSpec, PolicyRule, Probe,
+    ResourceRequirements, RoleRef, RollingUpdateDaemonSet, SeccompProfile, SecurityContext, ServicePort,
+    ServiceSpec, StatefulSetSpec, StringMap, Subject, Toleration, Volume, VolumeMount, VolumeProjection,
+    VolumeResourceRequirements,
+};
+use super::{SiteContext, selector_labels};
+use crate::emit::conventions::SPIRE_SOCKET_DIR;
+use crate::emit::spire::{
+    self as spire_config, AGENT_NAME, BUNDLE_CONFIGMAP, EnvironmentSource, HEALTH_PORT, LIVE_PATH,
+    READY_PATH, SERVER_NAME, TELEMETRY_PORT,
+};
+use crate::emit::yaml_documents;
+use crate::model::Provider;
+
+/// Pinned images.
+pub const SPIRE_SERVER_IMAGE: &str = "ghcr.io/spiffe/spire-server:1.13.3";
+pub const SPIRE_AGENT_IMAGE: &str = "ghcr.io/spiffe/spire-agent:1.13.3";
+pub const SPIFFE_CSI_DRIVER_IMAGE: &str = "ghcr.io/spiffe/spiffe-csi-driver:0.2.7";
+pub const NODE_DRIVER_REGISTRAR_IMAGE: &str = "registry.k8s.io/sig-storage/csi-node-driver-registrar:v2.13.0";
+
+/// The host directory that holds the SPIRE agent's Workload API socket: the one host path the
+/// agent writes, read by the CSI driver.
+pub const AGENT_SOCKET_HOST_DIR: &str = "/run/spire/agent-sockets";
+
+/// The non-root user the SPIRE server runs as.
+pub const SPIRE_SERVER_UID: u32 = 10002;
+
+/// `spire-server.yaml`.
+pub fn server_file(site: &SiteContext<'_>) -> Vec<u8> {
+    let documents = yaml_documents(&server_manifests(site));
+    if bundle_endpoint_exposed(site) {
+        with_header(&bundle_endpoint_header(site.site.provider), documents)
+    } else {
+        documents
+    }
+}
+
+/// `spire-agent.yaml`.
+pub fn agent_file(site: &SiteContext<'_>) -> Vec<u8> {
+    yaml_documents(&agent_manifests(site))
+}
+
+/// `spiffe-csi-driver.yaml`.
+pub fn csi_driver_file(site: &SiteContext<'_>) -> Vec<u8> {
+    yaml_documents(&csi_driver_manifests(site))
+}
+
+fn with_header(lines: &[&str], body: Vec<u8>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + 512);
+    for line in lines {
+        out.extend_from_slice(b"# ");
+        out.extend_from_slice(line.as_bytes());
+        out.push(b'\n');
+    }
+    out.extend_from_slice(&body);
+    out
+}
+
+fn bundle_endpoint_header(provider: Provider) -> Vec<&'static str> {
+    let mut lines =
+        vec!["spire-bundle-endpoint exposes the SPIRE bundle endpoint to the federated trust domains."];
+    lines.extend_from_slice(match provider {
+        Provider::Aws => {
+            &["AWS: an internet-facing NLB of the AWS Load Balancer Controller, targeting pod IPs."][..]
+        }
+        Provider::Gcp => &["GCP: a backend service-based external passthrough Network Load Balancer."][..],
+        Provider::Azure => &["Azure: a public Standard Load Balancer."][..],
+        Provider::Oracle => &["Oracle Cloud: an OCI Network Load Balancer."][..],
+        Provider::Ibm => &["IBM Cloud: a VPC Network Load Balancer."][..],
+        Provider::Onprem => &[
+            "On-prem: a plain LoadBalancer Service without annotations, for MetalLB, kube-vip or the",
+            "cluster's own load balancer. A NodePort would not do: the bundle endpoint URL the other",
+            "trust domains fetch carries spire.bundlePort, which is outside the NodePort range.",
+        ][..],
+    });
+    lines.push("Point the DNS name of federation.bundleEndpoints at the load balancer's address.");
+    lines
+}
+
+// -------------------------------------------------------------------------------------------- server
+
+/// Whether the rendered configuration configures a plugin (`NodeAttestor "k8s_psat"`, ...).
+fn configures(conf: &str, plugin_type: &str, plugin_name: &str) -> bool {
+    conf.lines().any(|line| {
+        let mut words = line.split_whitespace();
+        words.next() == Some(plugin_type) && words.next() == Some(&format!("\"{plugin_name}\""))
+    })
+}
+
+fn bundle_endpoint_exposed(site: &SiteContext<'_>) -> bool {
+    site.topology.federation.enabled && site.topology.federation.bundle_endpoint(&site.site.name).is_some()
+}
+
+fn server_manifests(site: &SiteContext<'_>) -> Vec<Manifest> {
+    let topology = site.topology;
+    let namespace = topology.spire.namespace.as_str();
+    let conf = spire_config::server_conf(site.emit, site.site);
+    let psat = configures(&conf, "NodeAttestor", "k8s_psat");
+    let bundle_publisher =
+        configures(&conf, "BundlePublisher", "k8s_configmap") || configures(&conf, "Notifier", "k8sbundle");
+    let labels = site.labels(SERVER_NAME, "spire-server").build();
+    let cluster_role = format!("{}-{}-spire-server", topology.mesh.name, namespace);
+    let mut manifests = vec![Manifest {
+        api_version: "v1",
+        kind: "ServiceAccount",
+        metadata: ObjectMeta::namespaced("spire-server", namespace, labels.clone()),
+        body: Body::ServiceAccount { automount_service_account_token: psat || bundle_publisher },
+    }];
+    if psat {
+        // k8s_psat: validate the agents' projected tokens and look up their pods and nodes.
+        manifests.push(cluster_role_manifest(
+            &cluster_role,
+            labels.clone(),
+            vec![
+                PolicyRule {
+                    api_groups: vec!["authentication.k8s.io"],
+                    resources: vec!["tokenreviews"],
+                    resource_names: Vec::new(),
+                    verbs: vec!["create"],
+                },
+                PolicyRule {
+                    api_groups: vec![""],
+                    resources: vec!["pods", "nodes"],
+                    resource_names: Vec::new(),
+                    verbs: vec!["get"],
+                },
+            ],
+        ));
+        manifests.push(binding(
+            "ClusterRoleBinding",
+            &cluster_role,
+            None,
+            "ClusterRole",
+            "spire-server",
+            namespace,
+            labels.clone(),
+        ));
+    }
+    if bundle_publisher {
+        // The bundle publisher keeps the trust bundle ConfigMap current, and touches nothing else.
+        manifests.push(Manifest {
+            api_version: "rbac.authorization.k8s.io/v1",
+            kind: "Role",
+            metadata: ObjectMeta::namespaced("spire-server-bundle", namespace, labels.clone()),
+            body: Body::Role {
+                rules: vec![PolicyRule {
+                    api_groups: vec![""],
+                    resources: vec!["configmaps"],
+                    resource_names: vec![BUNDLE_CONFIGMAP.to_owned()],
+                    verbs: vec!["get", "patch"],
+                }],
+            },
+        });
+        manifests.push(binding(
+            "RoleBinding",
+            "spire-server-bundle",
+            Some(namespace),
+            "Role",
+            "spire-server",
+            namespace,
+            labels.clone(),
+        ));
+    }
+    let statefulset = server_statefulset(site, &labels, &conf);
+    manifests.push(configmap(SERVER_NAME, namespace, labels.clone(), "server.conf", conf));
+    // The bundle publisher fills this ConfigMap; weave only creates it, without data, so that
+    // re-applying the manifests never wipes the bundle.
+    manifests.push(Manifest {
+        api_version: "v1",
+        kind: "ConfigMap",
+        metadata: ObjectMeta::namespaced(
+            BUNDLE_CONFIGMAP,
+            namespace,
+            site.labels(BUNDLE_CONFIGMAP, "spire-server").build(),
+        ),
+        body: Body::ConfigMap { data: StringMap::new() },
+    });
+    manifests.push(Manifest {
+        api_version: "apps/v1",
+        kind: "StatefulSet",
+        metadata: ObjectMeta::namespaced("spire-server", namespace, labels.clone()),
+        body: Body::StatefulSet { spec: statefulset },
+    });
+    manifests.push(Manifest {
+        api_version: "v1",
+        kind: "Service",
+        metadata: ObjectMeta::namespaced("spire-server", namespace, labels.clone()),
+        body: Body::Service {
+            spec: ServiceSpec {
+                kind: "ClusterIP",
+                cluster_ip: None,
+                load_balancer_class: None,
+                external_traffic_policy: None,
+                selector: selector_labels("spire-server", "spire-server"),
+                ports: vec![ServicePort::tcp("grpc", topology.spire.server_port, IntOrString::name("grpc"))],
+            },
+        },
+    });
+    if bundle_endpoint_exposed(site) {
+        let mut metadata = ObjectMeta::namespaced("spire-bundle-endpoint", namespace, labels);
+        metadata.annotations = load_balancer_annotations(site.site.provider);
+        manifests.push(Manifest {
+            api_version: "v1",
+            kind: "Service",
+            metadata,
+            body: Body::Service {
+                spec: ServiceSpec {
+                    kind: "LoadBalancer",
+                    cluster_ip: None,
+                    load_balancer_class: None,
+                    // Keep the fetching server's address: the bundle endpoint's only clients are the
+                    // other trust domains' servers, and their addresses belong in its logs.
+                    external_traffic_policy: Some("Local"),
+                    selector: selector_labels("spire-server", "spire-server"),
+                    ports: vec![ServicePort::tcp(
+                        "bundle",
+                        topology.spire.bundle_port,
+                        IntOrString::name("bundle"),
+                    )],
+                },
+            },
+        });
+    }
+    manifests
+}
+
+/// The provider's current annotations for an internet-facing layer-4 load balancer.
+fn load_balancer_annotations(provider: Provider) -> StringMap {
+    let pairs: &[(&str, &str)] = match provider {
+        // AWS Load Balancer Controller (the in-tree "nlb" value is legacy).
+        Provider::Aws => &[
+            ("service.beta.kubernetes.io/aws-load-balancer-type", "external"),
+            ("service.beta.kubernetes.io/aws-load-balancer-nlb-target-type", "ip"),
+            ("service.beta.kubernetes.io/aws-load-balancer-scheme", "internet-facing"),
+        ],
+        Provider::Gcp => &[("cloud.google.com/l4-rbs", "enabled")],
+        Provider::Azure => &[("service.beta.kubernetes.io/azure-load-balancer-internal", "false")],
+        Provider::Oracle => &[("oci.oraclecloud.com/load-balancer-type", "nlb")],
+        Provider::Ibm => &[("service.kubernetes.io/ibm-load-balancer-cloud-provider-enable-features", "nlb")],
+        Provider::Onprem => &[],
+    };
+    pairs.iter().map(|(key, value)| ((*key).to_owned(), (*value).to_owned())).collect()
+}
+
+fn server_statefulset(site: &SiteContext<'_>, labels: &StringMap, conf: &str) -> StatefulSetSpec {
+    let topology = site.topology;
+    let spire = &topology.spire;
+    // The datastore connection string and the cloud account facts reach server.conf through the
+    // environment (`-expandEnv`), never inline.
+    let env = spire_config::server_environment(site.emit, site.site)
+        .into_iter()
+        .map(|variable| match variable.source {
+            EnvironmentSource::Secret { name, key } => EnvVar::secret(&variable.name, &name, &key),
+            EnvironmentSource::ConfigMap { name, key } => EnvVar::config_map(&variable.name, &name, &key),
+        })
+        .collect();
+    let mut ports =
+        vec![ContainerPort::tcp("grpc", spire.server_port), ContainerPort::tcp("healthz", HEALTH_PORT)];
+    if bundle_endpoint_exposed(site) {
+        ports.push(ContainerPort::tcp("bundle", spire.bundle_port));
+    }
+    if topology.observability.metrics.enabled {
+        ports.push(ContainerPort::tcp("metrics", TELEMETRY_PORT));
+    }
+    let mut volumes = vec![Volume::config_map("config", SERVER_NAME), Volume::empty_dir("tmp", "64Mi")];
+    let mut mounts = vec![
+        VolumeMount::read_only("config", spire_config::CONFIG_DIR),
+        VolumeMount::writable("data", spire_config::SERVER_DATA_DIR),
+        // The server's API socket lives under /tmp.
+        VolumeMount::writable("tmp", "/tmp"),
+    ];
+    if conf.contains(spire_config::UPSTREAM_CA_CERT_PATH) {
+        volumes.push(Volume::secret("upstream-ca", spire_config::UPSTREAM_CA_SECRET));
+        mounts.push(VolumeMount::read_only("upstream-ca", spire_config::UPSTREAM_CA_DIR));
+    }
+    if conf.contains(spire_config::BUNDLE_ENDPOINT_CERT_PATH) {
+        volumes.push(Volume::secret("bundle-endpoint-tls", spire_config::BUNDLE_ENDPOINT_TLS_SECRET));
+        mounts.push(VolumeMount::read_only("bundle-endpoint-tls", spire_config::BUNDLE_ENDPOINT_TLS_DIR));
+    }
+    let selector = selector_labels(SERVER_NAME, "spire-server");
+    StatefulSetSpec {
+        replicas: 1,
+        service_name: SERVER_NAME.to_owned(),
+        selector: LabelSelector::labels(selector),
+        template: PodTemplateSpec {
+            metadata: PodMeta {
+                labels: labels.clone(),
+                annotations: StringMap::from([(
+                    "kubectl.kubernetes.io/default-container".to_owned(),
+                    "spire-server".to_owned(),
+                )]),
+            },
+            spec: PodSpec {
+                service_account_name: Some("spire-server".to_owned()),
+                automount_service_account_token: true,
+                enable_service_links: Some(false),
+                security_context: PodSecurityContext {
+                    run_as_non_root: Some(true),
+                    run_as_user: Some(SPIRE_SERVER_UID),
+                    run_as_group: Some(SPIRE_SERVER_UID),
+                    fs_group: Some(SPIRE_SERVER_UID),
+                    seccomp_profile: SeccompProfile::default(),
+                },
+                containers: vec![Container {
+                    name: "spire-server".to_owned(),
+                    image: SPIRE_SERVER_IMAGE.to_owned(),
+                    image_pull_policy: "Always",
+                    args: spire_config::SERVER_ARGS.iter().map(|arg| (*arg).to_owned()).collect(),
+                    env,
+                    ports,
+                    resources: ResourceRequirements::new("100m", "256Mi", "1", "1Gi"),
+                    liveness_probe: Some(Probe {
+                        failure_threshold: 2,
+                        ..Probe::http(LIVE_PATH, IntOrString::name("healthz"), 15, 60)
+                    }),
+                    readiness_probe: Some(Probe::http(READY_PATH, IntOrString::name("healthz"), 5, 5)),
+                    security_context: SecurityContext::restricted(SPIRE_SERVER_UID),
+                    volume_mounts: mounts,
+                }],
+                volumes,
+                ..PodSpec::default()
+            },
+        },
+        volume_claim_templates: vec![PersistentVolumeClaimTemplate {
+            metadata: ObjectMeta { name: "data".to_owned(), ..ObjectMeta::default() },
+            spec: PersistentVolumeClaimSpec {
+                access_modes: vec!["ReadWriteOnce"],
+                resources: VolumeResourceRequirements {
+                    requests: StringMap::from([("storage".to_owned(), "1Gi".to_owned())]),
+                },
+            },
+        }],
+    }
+}
+
+// --------------------------------------------------------------------------------------------- agent
+
+fn agent_manifests(site: &SiteContext<'_>) -> Vec<Manifest> {
+    let topology = site.topology;
+    let namespace = topology.spire.namespace.as_str();
+    let conf = spire_config::agent_conf(site.emit, site.site);
+    let psat = configures(&conf, "NodeAttestor", "k8s_psat");
+    let labels = site.labels(AGENT_NAME, "spire-agent").build();
+    let cluster_role = format!("{}-{}-spire-agent", topology.mesh.name, namespace);
+    let daemonset = agent_daemonset(site, &labels, psat);
+    vec![
+        Manifest {
+            api_version: "v1",
+            kind: "ServiceAccount",
+            metadata: ObjectMeta::namespaced("spire-agent", namespace, labels.clone()),
+            body: Body::ServiceAccount { automount_service_account_token: true },
+        },
+        // The k8s workload attestor asks the kubelet (nodes/proxy) about the pod of each caller.
+        cluster_role_manifest(
+            &cluster_role,
+            labels.clone(),
+            vec![PolicyRule {
+                api_groups: vec![""],
+                resources: vec!["pods", "nodes", "nodes/proxy"],
+                resource_names: Vec::new(),
+                verbs: vec!["get"],
+            }],
+        ),
+        binding(
+            "ClusterRoleBinding",
+            &cluster_role,
+            None,
+            "ClusterRole",
+            "spire-agent",
+            namespace,
+            labels.clone(),
+        ),
+        configmap("spire-agent", namespace, labels.clone(), "agent.conf", conf),
+        Manifest {
+            api_version: "apps/v1",
+            kind: "DaemonSet",
+            metadata: ObjectMeta::namespaced("spire-agent", namespace, labels),
+            body: Body::DaemonSet { spec: daemonset },
+        },
+    ]
+}
+
+fn agent_daemonset(site: &SiteContext<'_>, labels: &StringMap, psat: bool) -> DaemonSetSpec {
+    // Cloud node attestors read the instance metadata service, which pods on GKE (Workload Identity)
+    // and EKS (IMDSv2 hop limit) cannot reach from the pod network.
+    let host_network = !psat;
+    let mut volumes = vec![
+        Volume::config_map("config", "spire-agent"),
+        Volume::config_map("bundle", BUNDLE_CONFIGMAP),
+        Volume::host_path("agent-socket", AGENT_SOCKET_HOST_DIR, "DirectoryOrCreate"),
+        Volume::empty_dir("data", "64Mi"),
+        Volume::empty_dir("tmp", "64Mi"),
+    ];
+    let mut mounts = vec![
+        VolumeMount::read_only("config", spire_config::CONFIG_DIR),
+        VolumeMount::read_only("bundle", spire_config::BUNDLE_DIR),
+        VolumeMount::writable("agent-socket", SPIRE_SOCKET_DIR),
+        VolumeMount::writable("data", spire_config::AGENT_DATA_DIR),
+        VolumeMount::writable("tmp", "/tmp"),
+    ];
+    if psat {
+        let (token_dir, token_file) = spire_config::PSAT_TOKEN_PATH
+            .rsplit_once('/')
+            .unwrap_or(("/var/run/secrets/tokens", "spire-agent"));
+        volumes.push(Volume::projected(
+            "psat-token",
+            vec![VolumeProjection::token(Some(spire_config::PSAT_AUDIENCE), 7200, token_file)],
+        ));
+        mounts.push(VolumeMount::read_only("psat-token", token_dir));
+    }
+    let mut ports = vec![ContainerPort::tcp("healthz", HEALTH_PORT)];
+    if site.topology.observability.metrics.enabled {
+        ports.push(ContainerPort::tcp("metrics", TELEMETRY_PORT));
+    }
+    let container = Container {
+        name: "spire-agent".to_owned(),
+        image: SPIRE_AGENT_IMAGE.to_owned(),
+        image_pull_policy: "Always",
+        args: spire_config::AGENT_ARGS.iter().map(|arg| (*arg).to_owned()).collect(),
+        // The k8s workload attestor finds the kubelet by the node's name.
+        env: vec![EnvVar::field(spire_config::NODE_NAME_ENV, "spec.nodeName")],
+        ports,
+        resources: ResourceRequirements::new("50m", "128Mi", "500m", "512Mi"),
+        liveness_probe: Some(Probe {
+            failure_threshold: 2,
+            ..Probe::http(LIVE_PATH, IntOrString::name("healthz"), 15, 60)
+        }),
+        readiness_probe: Some(Probe::http(READY_PATH, IntOrString::name("healthz"), 5, 5)),
+        // Root, to create the socket in the root-owned host directory; every capability dropped.
+        security_context: SecurityContext {
+            run_as_non_root: Some(false),
+            run_as_user: Some(0),
+            run_as_group: Some(0),
+            ..SecurityContext::restricted(0)
+        },
+        volume_mounts: mounts,
+    };
+    DaemonSetSpec {
+        selector: LabelSelector::labels(selector_labels("spire-agent", "spire-agent")),
+        update_strategy: rolling_daemonset(),
+        template: PodTemplateSpec {
+            metadata: PodMeta {
+                labels: labels.clone(),
+                annotations: StringMap::from([(
+                    "kubectl.kubernetes.io/default-container".to_owned(),
+                    "spire-agent".to_owned(),
+                )]),
+            },
+            spec: PodSpec {
+                service_account_name: Some("spire-agent".to_owned()),
+                automount_service_account_token: true,
+                enable_service_links: Some(false),
+                host_pid: Some(true),
+                host_network: host_network.then_some(true),
+                dns_policy: host_network.then_some("ClusterFirstWithHostNet"),
+                security_context: PodSecurityContext::default(),
+                tolerations: vec![tolerate_everything()],
+                containers: vec![container],
+                volumes,
+                ..PodSpec::default()
+            },
+        },
+    }
+}
+
+// ---------------------------------------------------------------------------------------- CSI driver
+
+fn csi_driver_manifests(site: &SiteContext<'_>) -> Vec<Manifest> {
+    let namespace = site.topology.spire.namespace.as_str();
+    let labels = site.labels("spiffe-csi-driver", "csi-driver").build();
+    let plugin_dir = format!("/var/lib/kubelet/plugins/{}", super::agents::SPIFFE_CSI_DRIVER);
+    let driver = Container {
+        name: "spiffe-csi-driver".to_owned(),
+        image: SPIFFE_CSI_DRIVER_IMAGE.to_owned(),
+        image_pull_policy: "Always",
+        args: vec![
+            "-workload-api-socket-dir".to_owned(),
+            "/spire-agent-socket".to_owned(),
+            "-plugin-name".to_owned(),
+            super::agents::SPIFFE_CSI_DRIVER.to_owned(),
+            "-csi-socket-path".to_owned(),
+            "/spiffe-csi/csi.sock".to_owned(),
+        ],
+        env: vec![EnvVar::field("MY_NODE_NAME", "spec.nodeName")],
+        ports: Vec::new(),
+        resources: ResourceRequirements::new("10m", "32Mi", "100m", "64Mi"),
+        liveness_probe: None,
+        readiness_probe: None,
+        // Privileged: bind mounts into pods' volumes need bidirectional mount propagation.
+        security_context: SecurityContext {
+            privileged: Some(true),
+            run_as_non_root: None,
+            run_as_user: None,
+            run_as_group: None,
+            allow_privilege_escalation: true,
+            ..SecurityContext::restricted(0)
+        },
+        volume_mounts: vec![
+            VolumeMount::read_only("agent-socket", "/spire-agent-socket"),
+            VolumeMount::writable("csi-socket", "/spiffe-csi"),
+            VolumeMount {
+                mount_propagation: Some("Bidirectional"),
+                ..VolumeMount::writable("kubelet-pods", "/var/lib/kubelet/pods")
+            },
+        ],
+    };
+    let registrar = Container {
+        name: "node-driver-registrar".to_owned(),
+        image: NODE_DRIVER_REGISTRAR_IMAGE.to_owned(),
+        image_pull_policy: "Always",
+        args: vec![
+            "-csi-address".to_owned(),
+            "/spiffe-csi/csi.sock".to_owned(),
+            "-kubelet-registration-path".to_owned(),
+            format!("{plugin_dir}/csi.sock"),
+            "-health-port".to_owned(),
+            "9809".to_owned(),
+        ],
+        env: Vec::new(),
+        ports: vec![ContainerPort::tcp("healthz", 9809)],
+        resources: ResourceRequirements::new("10m", "32Mi", "100m", "64Mi"),
+        // The registrar's health endpoint checks the driver's socket as well.
+        liveness_probe: Some(Probe::http("/healthz", IntOrString::name("healthz"), 5, 10)),
+        readiness_probe: Some(Probe::http("/healthz", IntOrString::name("healthz"), 5, 10)),
+        // Root: it writes its registration socket into the kubelet's root-owned plugin directory.
+        security_context: SecurityContext {
+            run_as_non_root: Some(false),
+            run_as_user: Some(0),
+            run_as_group: Some(0),
+            ..SecurityContext::restricted(0)
+        },
+        volume_mounts: vec![
+            VolumeMount::writable("csi-socket", "/spiffe-csi"),
+            VolumeMount::writable("registration", "/registration"),
+        ],
+    };
+    vec![
+        Manifest {
+            api_version: "v1",
+            kind: "ServiceAccount",
+            metadata: ObjectMeta::namespaced("spiffe-csi-driver", namespace, labels.clone()),
+            body: Body::ServiceAccount { automount_service_account_token: false },
+        },
+        Manifest {
+            api_version: "storage.k8s.io/v1",
+            kind: "CSIDriver",
+            metadata: ObjectMeta::cluster(super::agents::SPIFFE_CSI_DRIVER, labels.clone()),
+            body: Body::CsiDriver {
+                spec: CsiDriverSpec {
+                    // Inline ephemeral volumes only: nothing to attach.
+                    attach_required: false,
+                    // The driver checks that the mount was requested as an ephemeral volume.
+                    pod_info_on_mount: true,
+                    // The socket is world-accessible; changing ownership would only cost time.
+                    fs_group_policy: "None",
+                    volume_lifecycle_modes: vec!["Ephemeral"],
+                },
+            },
+        },
+        Manifest {
+            api_version: "apps/v1",
+            kind: "DaemonSet",
+            metadata: ObjectMeta::namespaced("spiffe-csi-driver", namespace, labels.clone()),
+            body: Body::DaemonSet {
+                spec: DaemonSetSpec {
+                    selector: LabelSelector::labels(selector_labels("spiffe-csi-driver", "csi-driver")),
+                    update_strategy: rolling_daemonset(),
+                    template: PodTemplateSpec {
+                        metadata: PodMeta { labels, annotations: StringMap::new() },
+                        spec: PodSpec {
+                            service_account_name: Some("spiffe-csi-driver".to_owned()),
+                            automount_service_account_token: false,
+                            enable_service_links: Some(false),
+                            security_context: PodSecurityContext::default(),
+                            tolerations: vec![tolerate_everything()],
+                            containers: vec![driver, registrar],
+                            volumes: vec![
+                                Volume::host_path("agent-socket", AGENT_SOCKET_HOST_DIR, "DirectoryOrCreate"),
+                                Volume::host_path("csi-socket", &plugin_dir, "DirectoryOrCreate"),
+                                Volume::host_path("kubelet-pods", "/var/lib/kubelet/pods", "Directory"),
+                                Volume::host_path(
+                                    "registration",
+                                    "/var/lib/kubelet/plugins_registry",
+                                    "Directory",
+                                ),
+                            ],
+                            ..PodSpec::default()
+                        },
+                    },
+                },
+            },
+        },
+    ]
+}
+
+// ----------------------------------------------------------------------------------------- helpers
+
+/// Node agents run on every node, tainted ones (spot, edge) included.
+fn tolerate_everything() -> Toleration {
+    Toleration { key: None, operator: "Exists", value: None, effect: None }
+}
+
+fn rolling_daemonset() -> DaemonSetUpdateStrategy {
+    DaemonSetUpdateStrategy {
+        kind: "RollingUpdate",
+        rolling_update: RollingUpdateDaemonSet { max_unavailable: IntOrString::Int(1) },
+    }
+}
+
+fn configmap(name: &str, namespace: &str, labels: StringMap, key: &str, value: String) -> Manifest {
+    Manifest {
+        api_version: "v1",
+        kind: "ConfigMap",
+        metadata: ObjectMeta::namespaced(name, namespace, labels),
+        body: Body::ConfigMap { data: StringMap::from([(key.to_owned(), value)]) },
+    }
+}
+
+fn cluster_role_manifest(name: &str, labels: StringMap, rules: Vec<PolicyRule>) -> Manifest {
+    Manifest {
+        api_version: "rbac.authorization.k8s.io/v1",
+        kind: "ClusterRole",
+        metadata: ObjectMeta::cluster(name, labels),
+        body: Body::Role { rules },
+    }
+}
+
+fn binding(
+    kind: &'static str,
+    name: &str,
+    namespace: Option<&str>,
+    role_kind: &'static str,
+    service_account: &str,
+    service_account_namespace: &str,
+    labels: StringMap,
+) -> Manifest {
+    let metadata = match namespace {
+        Some(namespace) => ObjectMeta::namespaced(name, namespace, labels),
+        None => ObjectMeta::cluster(name, labels),
+    };
+    Manifest {
+        api_version: "rbac.authorization.k8s.io/v1",
+        kind,
+        metadata,
+        body: Body::Binding {
+            role_ref: RoleRef {
+                api_group: "rbac.authorization.k8s.io",
+                kind: role_kind,
+                name: name.to_owned(),
+            },
+            subjects: vec![Subject {
+                kind: "ServiceAccount",
+                name: service_account.to_owned(),
+                namespace: service_account_namespace.to_owned(),
+            }],
+        },
+    }
+}

@@ -1,0 +1,317 @@
+//! Google Kubernetes Engine: a regional VPC-native cluster (private nodes, Dataplane V2 for
+//! NetworkPolicy enforcement, Workload Identity, shielded nodes, legacy ABAC and client
+//! certificates off) whose default node pool is replaced by a separately managed pool (Spot VMs
+//! when `cluster.spot`) running as a dedicated least-privilege service account, and the Cloud DNS
+//! record of the SPIRE bundle endpoint.
+//!
+//! The user brings the network (`network`, `subnetwork`, with Cloud NAT for the private nodes'
+//! egress). The pods' range is `cluster.podCidr` when the topology gives one.
+
+use hcl::expr::{BinaryOperator, Expression};
+
+use super::{
+    Module, Output, SiteFacts, Variable, api_allowed_cidrs_variable, binary, body, call, conditional,
+    count_when_set, data, dynamic, interpolate, limited_name, list, local, locals, nested, one_of, reference,
+    resource, strings, template, text, types, var,
+};
+
+pub(super) const PROVIDER_VERSION: &str = ">= 6.0, < 8.0";
+
+/// Zones the node pool is spread over, at most.
+const MAX_NODE_ZONES: u32 = 3;
+
+pub(super) fn cluster(facts: &SiteFacts<'_>, module: &mut Module) {
+    let cluster_name = facts.cluster_name();
+    let region = facts.region();
+    module.require_provider("google", "hashicorp/google", PROVIDER_VERSION);
+    module.provider(
+        nested("provider")
+            .add_label("google")
+            .add_attribute(("project", var("project_id")))
+            .add_attribute(("region", region))
+            .add_attribute(("default_labels", facts.labels_object()))
+            .build(),
+    );
+
+    module.variable(Variable::new(
+        "project_id",
+        types::string(),
+        "ID of the Google Cloud project of the cluster.",
+    ));
+    module.variable(Variable::new(
+        "network",
+        types::string(),
+        "Name or self link of the VPC network of the cluster.",
+    ));
+    module.variable(Variable::new(
+        "subnetwork",
+        types::string(),
+        "Name or self link of the subnetwork of the nodes, in the cluster's region. The nodes have no \
+         public addresses: give the subnetwork Cloud NAT for outbound traffic.",
+    ));
+    module.variable(api_allowed_cidrs_variable(
+        "CIDR blocks allowed to reach the Kubernetes API (master authorized networks). An empty list \
+         allows no address outside the VPC.",
+        false,
+    ));
+    module.variable(
+        Variable::new(
+            "database_encryption_key",
+            types::string(),
+            "Cloud KMS key (projects/P/locations/L/keyRings/R/cryptoKeys/K) for application-layer \
+             encryption of Secrets; the GKE service agent needs roles/cloudkms.cryptoKeyEncrypterDecrypter \
+             on it. Null keeps Google-managed encryption.",
+        )
+        .default(Expression::Null),
+    );
+
+    module.main(data(
+        "google_compute_zones",
+        "available",
+        body().add_attribute(("region", region)).add_attribute(("status", "UP")),
+    ));
+    let zone_names = reference("data.google_compute_zones.available.names");
+    module.main(locals([(
+        "node_zones",
+        call(
+            "slice",
+            [
+                call("sort", [zone_names.clone()]),
+                0.into(),
+                call("min", [MAX_NODE_ZONES.into(), call("length", [zone_names])]),
+            ],
+        ),
+    )]));
+
+    module.main(resource(
+        "google_service_account",
+        "nodes",
+        body()
+            .add_attribute(("account_id", limited_name(cluster_name, "nodes", 30)))
+            .add_attribute(("display_name", template([text("Nodes of GKE cluster "), text(cluster_name)]))),
+    ));
+    module.main(resource(
+        "google_project_iam_member",
+        "nodes",
+        body()
+            .add_attribute(("project", var("project_id")))
+            .add_attribute(("role", "roles/container.defaultNodeServiceAccount"))
+            .add_attribute((
+                "member",
+                template([
+                    text("serviceAccount:"),
+                    interpolate(reference("google_service_account.nodes.email")),
+                ]),
+            )),
+    ));
+
+    let mut ip_allocation_policy = nested("ip_allocation_policy");
+    if let Some(pod_cidr) = &facts.site.cluster.pod_cidr {
+        ip_allocation_policy =
+            ip_allocation_policy.add_attribute(("cluster_ipv4_cidr_block", pod_cidr.as_str()));
+    }
+    let encryption_key = var("database_encryption_key");
+    module.main(resource(
+        "google_container_cluster",
+        "this",
+        body()
+            .add_attribute(("name", cluster_name))
+            .add_attribute(("location", region))
+            .add_attribute(("network", var("network")))
+            .add_attribute(("subnetwork", var("subnetwork")))
+            .add_attribute(("min_master_version", facts.kubernetes_version()))
+            .add_attribute(("remove_default_node_pool", true))
+            .add_attribute(("initial_node_count", 1))
+            .add_attribute(("deletion_protection", true))
+            .add_attribute(("datapath_provider", "ADVANCED_DATAPATH"))
+            .add_attribute(("enable_intranode_visibility", true))
+            .add_attribute(("enable_legacy_abac", false))
+            .add_attribute(("enable_shielded_nodes", true))
+            .add_attribute(("resource_labels", facts.labels_object()))
+            .add_block(nested("release_channel").add_attribute(("channel", "REGULAR")).build())
+            // Dataplane V2 enforces NetworkPolicy itself; the Calico add-on must stay off with it.
+            .add_block(nested("network_policy").add_attribute(("enabled", false)).build())
+            .add_block(
+                nested("workload_identity_config")
+                    .add_attribute((
+                        "workload_pool",
+                        template([interpolate(var("project_id")), text(".svc.id.goog")]),
+                    ))
+                    .build(),
+            )
+            .add_block(ip_allocation_policy.build())
+            .add_block(
+                nested("private_cluster_config")
+                    .add_attribute(("enable_private_nodes", true))
+                    .add_attribute(("enable_private_endpoint", false))
+                    .build(),
+            )
+            .add_block(
+                nested("master_authorized_networks_config")
+                    .add_attribute(("gcp_public_cidrs_access_enabled", false))
+                    .add_block(dynamic(
+                        "cidr_blocks",
+                        var("api_allowed_cidrs"),
+                        nested("content")
+                            .add_attribute(("cidr_block", reference("cidr_blocks.value")))
+                            .add_attribute(("display_name", reference("cidr_blocks.value"))),
+                    ))
+                    .build(),
+            )
+            .add_block(
+                nested("master_auth")
+                    .add_block(
+                        nested("client_certificate_config")
+                            .add_attribute(("issue_client_certificate", false))
+                            .build(),
+                    )
+                    .build(),
+            )
+            .add_block(
+                nested("binary_authorization")
+                    .add_attribute(("evaluation_mode", "PROJECT_SINGLETON_POLICY_ENFORCE"))
+                    .build(),
+            )
+            .add_block(
+                nested("database_encryption")
+                    .add_attribute((
+                        "state",
+                        conditional(
+                            binary(encryption_key.clone(), BinaryOperator::Eq, Expression::Null),
+                            "DECRYPTED".into(),
+                            "ENCRYPTED".into(),
+                        ),
+                    ))
+                    .add_attribute(("key_name", encryption_key))
+                    .build(),
+            ),
+    ));
+
+    let mut node_config = nested("node_config")
+        .add_attribute(("machine_type", facts.node_type()))
+        .add_attribute(("image_type", "COS_CONTAINERD"));
+    if facts.site.cluster.spot {
+        node_config = node_config.add_attribute(("spot", true));
+    }
+    node_config = node_config
+        .add_attribute(("service_account", reference("google_service_account.nodes.email")))
+        .add_attribute(("oauth_scopes", strings(["https://www.googleapis.com/auth/cloud-platform"])))
+        .add_attribute(("tags", strings([node_tag(cluster_name)])))
+        .add_attribute(("labels", facts.labels_object()))
+        .add_attribute(("metadata", super::object([("disable-legacy-endpoints", Expression::from("true"))])))
+        .add_block(
+            nested("shielded_instance_config")
+                .add_attribute(("enable_secure_boot", true))
+                .add_attribute(("enable_integrity_monitoring", true))
+                .build(),
+        )
+        .add_block(nested("workload_metadata_config").add_attribute(("mode", "GKE_METADATA")).build());
+    module.main(resource(
+        "google_container_node_pool",
+        "this",
+        body()
+            .add_attribute(("name", limited_name(cluster_name, "nodes", 40)))
+            .add_attribute(("cluster", reference("google_container_cluster.this.id")))
+            .add_attribute(("location", region))
+            .add_attribute(("node_locations", local("node_zones")))
+            // node_count is per zone in a regional cluster: enough per zone for `nodes` in all.
+            .add_attribute((
+                "node_count",
+                call(
+                    "ceil",
+                    [binary(
+                        facts.site.cluster.nodes.into(),
+                        BinaryOperator::Div,
+                        call("length", [local("node_zones")]),
+                    )],
+                ),
+            ))
+            .add_block(
+                nested("management")
+                    .add_attribute(("auto_repair", true))
+                    .add_attribute(("auto_upgrade", true))
+                    .build(),
+            )
+            .add_block(
+                nested("upgrade_settings")
+                    .add_attribute(("max_surge", 1))
+                    .add_attribute(("max_unavailable", 0))
+                    .build(),
+            )
+            .add_block(node_config.build())
+            .add_attribute(("depends_on", list([reference("google_project_iam_member.nodes")]))),
+    ));
+
+    module.output(Output::new(
+        "cluster_name",
+        "Name of the GKE cluster.",
+        reference("google_container_cluster.this.name"),
+    ));
+    module.output(Output::new(
+        "cluster_endpoint",
+        "URL of the Kubernetes API server.",
+        template([text("https://"), interpolate(reference("google_container_cluster.this.endpoint"))]),
+    ));
+    module.output(Output::new(
+        "kubeconfig_command",
+        "Writes a kubeconfig entry for the cluster.",
+        template([
+            text("gcloud container clusters get-credentials "),
+            interpolate(reference("google_container_cluster.this.name")),
+            text(" --region "),
+            text(region),
+            text(" --project "),
+            interpolate(var("project_id")),
+        ]),
+    ));
+
+    if let Some(host) = facts.bundle_endpoint_host() {
+        bundle_endpoint_record(host, facts, module);
+    }
+}
+
+/// The network tag of the nodes; firewall rules (the VPN's) target it.
+pub(super) fn node_tag(cluster_name: &str) -> String {
+    limited_name(cluster_name, "nodes", 63)
+}
+
+/// An A record from the bundle endpoint's host name to the LoadBalancer address Kubernetes gives
+/// the SPIRE bundle endpoint Service, created once that address is known.
+fn bundle_endpoint_record(host: &str, facts: &SiteFacts<'_>, module: &mut Module) {
+    let namespace = &facts.context.topology.spire.namespace;
+    module.variable(Variable::new(
+        "dns_managed_zone",
+        types::string(),
+        "Name of the Cloud DNS managed zone that holds the SPIRE bundle endpoint's host name.",
+    ));
+    module.variable(
+        Variable::new(
+            "bundle_endpoint_load_balancer_ip",
+            types::string(),
+            [
+                "External IP address of the LoadBalancer of the SPIRE bundle endpoint Service (namespace ",
+                namespace,
+                "), known once the cluster runs the SPIRE server. Leave null on the first apply; the \
+                 DNS record is created when it is set.",
+            ]
+            .concat(),
+        )
+        .default(Expression::Null),
+    );
+    module.main(resource(
+        "google_dns_record_set",
+        "bundle_endpoint",
+        body()
+            .add_attribute(("count", count_when_set("bundle_endpoint_load_balancer_ip")))
+            .add_attribute(("managed_zone", var("dns_managed_zone")))
+            .add_attribute(("name", [host, "."].concat()))
+            .add_attribute(("type", "A"))
+            .add_attribute(("ttl", 300))
+            .add_attribute(("rrdatas", list([var("bundle_endpoint_load_balancer_ip")]))),
+    ));
+    module.output(Output::new(
+        "bundle_endpoint_dns_name",
+        "DNS name of the SPIRE bundle endpoint (null until its record exists).",
+        one_of("google_dns_record_set", "bundle_endpoint", "name"),
+    ));
+}

@@ -1,0 +1,363 @@
+//! Oracle Container Engine for Kubernetes (OKE): the cluster with VCN-native pod networking, a
+//! node pool spread over the region's availability domains (preemptible capacity when
+//! `cluster.spot`), Secrets encryption with a Vault key when one is given, and the OCI DNS record
+//! of the SPIRE bundle endpoint.
+//!
+//! OKE wants full versions (`v1.31.1`) and image OCIDs. The newest patch of the topology's minor
+//! version and the newest OKE node image for it come from the cluster and node pool option data
+//! sources, so the module follows the topology without hand-kept OCIDs; `node_image_id` pins an
+//! image instead.
+//!
+//! The user brings the network: the VCN and its subnets for the API endpoint, the nodes, the pods
+//! and the service load balancers. OKE does not enforce NetworkPolicy by itself; install Calico (or
+//! another policy engine) for weave's default-deny policies to take effect.
+
+use hcl::expr::{BinaryOperator, Expression, Traversal, TraversalOperator};
+
+use super::{
+    Module, Output, SiteFacts, Variable, binary, body, call, call_expanded, conditional, count_when_set,
+    data, dynamic, for_list, for_object, interpolate, limited_name, list, local, locals, nested, not, one_of,
+    reference, resource, template, text, types, var,
+};
+
+pub(super) const PROVIDER_VERSION: &str = ">= 6.0, < 8.0";
+
+pub(super) fn cluster(facts: &SiteFacts<'_>, module: &mut Module) {
+    let cluster_name = facts.cluster_name();
+    let region = facts.region();
+    module.require_provider("oci", "oracle/oci", PROVIDER_VERSION);
+    module.provider(nested("provider").add_label("oci").add_attribute(("region", region)).build());
+
+    module.variable(Variable::new(
+        "compartment_id",
+        types::string(),
+        "OCID of the compartment of the cluster and its node pool.",
+    ));
+    module.variable(Variable::new("vcn_id", types::string(), "OCID of the VCN of the cluster."));
+    module.variable(Variable::new(
+        "api_endpoint_subnet_id",
+        types::string(),
+        "OCID of the regional subnet of the Kubernetes API endpoint.",
+    ));
+    module.variable(
+        Variable::new(
+            "api_endpoint_public",
+            types::bool(),
+            "Whether the Kubernetes API endpoint gets a public address (the subnet must then be public; \
+             restrict it with api_endpoint_nsg_ids).",
+        )
+        .default(false),
+    );
+    module.variable(
+        Variable::new(
+            "api_endpoint_nsg_ids",
+            types::list_of_strings(),
+            "OCIDs of network security groups applied to the Kubernetes API endpoint.",
+        )
+        .default(list([])),
+    );
+    module.variable(Variable::new(
+        "node_subnet_id",
+        types::string(),
+        "OCID of the regional subnet of the worker nodes.",
+    ));
+    module.variable(Variable::new(
+        "pod_subnet_id",
+        types::string(),
+        "OCID of the regional subnet the pods take their addresses from (VCN-native pod networking).",
+    ));
+    module.variable(Variable::new(
+        "load_balancer_subnet_ids",
+        types::list_of_strings(),
+        "OCIDs of the subnets for the load balancers of Kubernetes Services (the SPIRE bundle endpoint).",
+    ));
+    module.variable(
+        Variable::new(
+            "kms_key_id",
+            types::string(),
+            "OCID of a Vault master encryption key for Kubernetes Secrets encryption. Null keeps Oracle-managed encryption.",
+        )
+        .default(Expression::Null),
+    );
+    module.variable(
+        Variable::new(
+            "node_image_id",
+            types::string(),
+            "OCID of the node image. Null selects the newest OKE image for the cluster's Kubernetes version.",
+        )
+        .default(Expression::Null),
+    );
+    let flexible_shape = facts.node_type().ends_with(".Flex");
+    if flexible_shape {
+        module.variable(
+            Variable::new("node_ocpus", types::number(), "OCPUs of each node (flexible shape).").default(2),
+        );
+        module.variable(
+            Variable::new(
+                "node_memory_in_gbs",
+                types::number(),
+                "Memory of each node in GB (flexible shape).",
+            )
+            .default(16),
+        );
+    }
+
+    module.main(data(
+        "oci_identity_availability_domains",
+        "this",
+        body().add_attribute(("compartment_id", var("compartment_id"))),
+    ));
+    module.main(data(
+        "oci_containerengine_cluster_option",
+        "this",
+        body().add_attribute(("cluster_option_id", "all")),
+    ));
+    module.main(data(
+        "oci_containerengine_node_pool_option",
+        "this",
+        body()
+            .add_attribute(("node_pool_option_id", "all"))
+            .add_attribute(("compartment_id", var("compartment_id"))),
+    ));
+    module.main(version_and_image_locals(facts));
+
+    let mut cluster = body()
+        .add_attribute(("name", cluster_name))
+        .add_attribute(("compartment_id", var("compartment_id")))
+        .add_attribute(("vcn_id", var("vcn_id")))
+        .add_attribute(("kubernetes_version", local("kubernetes_version")))
+        .add_attribute(("type", "BASIC_CLUSTER"))
+        .add_attribute(("kms_key_id", var("kms_key_id")))
+        .add_attribute(("freeform_tags", facts.labels_object()))
+        .add_block(
+            nested("cluster_pod_network_options").add_attribute(("cni_type", "OCI_VCN_IP_NATIVE")).build(),
+        )
+        .add_block(
+            nested("endpoint_config")
+                .add_attribute(("subnet_id", var("api_endpoint_subnet_id")))
+                .add_attribute(("is_public_ip_enabled", var("api_endpoint_public")))
+                .add_attribute(("nsg_ids", var("api_endpoint_nsg_ids")))
+                .build(),
+        );
+    cluster = cluster.add_block(
+        nested("options").add_attribute(("service_lb_subnet_ids", var("load_balancer_subnet_ids"))).build(),
+    );
+    module.main(resource("oci_containerengine_cluster", "this", cluster));
+
+    let mut placement = nested("content")
+        .add_attribute(("availability_domain", reference("placement_configs.value.name")))
+        .add_attribute(("subnet_id", var("node_subnet_id")));
+    if facts.site.cluster.spot {
+        placement = placement.add_block(
+            nested("preemptible_node_config")
+                .add_block(
+                    nested("preemption_action")
+                        .add_attribute(("type", "TERMINATE"))
+                        .add_attribute(("is_preserve_boot_volume", false))
+                        .build(),
+                )
+                .build(),
+        );
+    }
+    let mut node_pool = body()
+        .add_attribute(("name", limited_name(cluster_name, "nodes", 63)))
+        .add_attribute(("cluster_id", reference("oci_containerengine_cluster.this.id")))
+        .add_attribute(("compartment_id", var("compartment_id")))
+        .add_attribute(("kubernetes_version", local("kubernetes_version")))
+        .add_attribute(("node_shape", facts.node_type()))
+        .add_attribute(("freeform_tags", facts.labels_object()));
+    if flexible_shape {
+        node_pool = node_pool.add_block(
+            nested("node_shape_config")
+                .add_attribute(("ocpus", var("node_ocpus")))
+                .add_attribute(("memory_in_gbs", var("node_memory_in_gbs")))
+                .build(),
+        );
+    }
+    node_pool = node_pool
+        .add_block(
+            nested("node_source_details")
+                .add_attribute(("source_type", "IMAGE"))
+                .add_attribute(("image_id", local("node_image_id")))
+                .build(),
+        )
+        .add_block(
+            nested("node_config_details")
+                .add_attribute(("size", facts.site.cluster.nodes))
+                .add_attribute(("is_pv_encryption_in_transit_enabled", true))
+                .add_block(dynamic(
+                    "placement_configs",
+                    reference("data.oci_identity_availability_domains.this.availability_domains"),
+                    placement,
+                ))
+                .add_block(
+                    nested("node_pool_pod_network_option_details")
+                        .add_attribute(("cni_type", "OCI_VCN_IP_NATIVE"))
+                        .add_attribute(("pod_subnet_ids", list([var("pod_subnet_id")])))
+                        .build(),
+                )
+                .build(),
+        );
+    module.main(resource("oci_containerengine_node_pool", "this", node_pool));
+
+    let endpoint = conditional(
+        var("api_endpoint_public"),
+        reference("oci_containerengine_cluster.this.endpoints[0].public_endpoint"),
+        reference("oci_containerengine_cluster.this.endpoints[0].private_endpoint"),
+    );
+    module.output(Output::new(
+        "cluster_id",
+        "OCID of the OKE cluster.",
+        reference("oci_containerengine_cluster.this.id"),
+    ));
+    module.output(Output::new(
+        "cluster_endpoint",
+        "URL of the Kubernetes API server.",
+        template([text("https://"), interpolate(endpoint)]),
+    ));
+    module.output(Output::new(
+        "kubeconfig_command",
+        "Writes a kubeconfig entry for the cluster.",
+        template([
+            text("oci ce cluster create-kubeconfig --cluster-id "),
+            interpolate(reference("oci_containerengine_cluster.this.id")),
+            text(" --region "),
+            text(region),
+            text(" --file $HOME/.kube/config --token-version 2.0.0 --kube-endpoint "),
+            interpolate(conditional(
+                var("api_endpoint_public"),
+                "PUBLIC_ENDPOINT".into(),
+                "PRIVATE_ENDPOINT".into(),
+            )),
+        ]),
+    ));
+    module.output(Output::new(
+        "kubernetes_version",
+        "Kubernetes version of the cluster and its nodes.",
+        local("kubernetes_version"),
+    ));
+
+    if let Some(host) = facts.bundle_endpoint_host() {
+        bundle_endpoint_record(host, facts, module);
+    }
+}
+
+/// `kubernetes_version`: the topology's version when it names a patch, else the newest patch of
+/// its minor version OKE offers. `node_image_id`: `var.node_image_id`, else the newest OKE image
+/// (by name, which carries the OS release and build date) for that version and the shape's
+/// architecture, without GPU drivers unless the shape has GPUs.
+fn version_and_image_locals(facts: &SiteFacts<'_>) -> hcl::Block {
+    let version = facts.kubernetes_version();
+    let kubernetes_version = if version.matches('.').count() >= 2 {
+        Expression::from(["v", version].concat())
+    } else {
+        let prefix = ["v", version, "."].concat();
+        let patch = Traversal::new(
+            call("split", [".".into(), reference("version")]),
+            [TraversalOperator::Index(2u64.into())],
+        );
+        let patches = for_list(
+            "version",
+            reference("data.oci_containerengine_cluster_option.this.kubernetes_versions"),
+            call("tonumber", [patch.into()]),
+            Some(call("startswith", [reference("version"), prefix.as_str().into()])),
+        );
+        call("format", [[prefix.as_str(), "%d"].concat().into(), call_expanded("max", [patches])])
+    };
+
+    let shape = facts.node_type();
+    let arm_shape = shape.contains(".A1.") || shape.contains(".A2.") || shape.contains(".A4.");
+    let gpu_shape = shape.contains("GPU");
+    let name = reference("source.source_name");
+    let contains = |needle: Expression| call("strcontains", [name.clone(), needle]);
+    let wanted = |expression: Expression, wanted: bool| if wanted { expression } else { not(expression) };
+    let matching = binary(
+        binary(
+            contains(template([
+                text("-OKE-"),
+                interpolate(call("trimprefix", [local("kubernetes_version"), "v".into()])),
+                text("-"),
+            ])),
+            BinaryOperator::And,
+            wanted(contains("aarch64".into()), arm_shape),
+        ),
+        BinaryOperator::And,
+        wanted(contains("GPU".into()), gpu_shape),
+    );
+    let sources = reference("data.oci_containerengine_node_pool_option.this.sources");
+    let newest_name = Traversal::new(
+        local("node_image_names"),
+        [TraversalOperator::Index(binary(
+            call("length", [local("node_image_names")]),
+            BinaryOperator::Minus,
+            1.into(),
+        ))],
+    );
+    let newest_id = Traversal::new(local("node_image_ids"), [TraversalOperator::Index(newest_name.into())]);
+    locals([
+        ("kubernetes_version", kubernetes_version),
+        (
+            "node_image_names",
+            call("sort", [for_list("source", sources.clone(), name.clone(), Some(matching.clone()))]),
+        ),
+        (
+            "node_image_ids",
+            for_object("source", sources, name.clone(), reference("source.image_id"), Some(matching)),
+        ),
+        (
+            "node_image_id",
+            conditional(
+                binary(var("node_image_id"), BinaryOperator::NotEq, Expression::Null),
+                var("node_image_id"),
+                call("try", [newest_id.into(), Expression::Null]),
+            ),
+        ),
+    ])
+}
+
+/// An A record from the bundle endpoint's host name to the LoadBalancer address Kubernetes gives
+/// the SPIRE bundle endpoint Service, created once that address is known.
+fn bundle_endpoint_record(host: &str, facts: &SiteFacts<'_>, module: &mut Module) {
+    let namespace = &facts.context.topology.spire.namespace;
+    module.variable(Variable::new(
+        "dns_zone_name",
+        types::string(),
+        "Name or OCID of the OCI DNS zone that holds the SPIRE bundle endpoint's host name.",
+    ));
+    module.variable(
+        Variable::new(
+            "bundle_endpoint_load_balancer_ip",
+            types::string(),
+            [
+                "Public IP address of the LoadBalancer of the SPIRE bundle endpoint Service (namespace ",
+                namespace,
+                "), known once the cluster runs the SPIRE server. Leave null on the first apply; the \
+                 DNS record is created when it is set.",
+            ]
+            .concat(),
+        )
+        .default(Expression::Null),
+    );
+    module.main(resource(
+        "oci_dns_rrset",
+        "bundle_endpoint",
+        body()
+            .add_attribute(("count", count_when_set("bundle_endpoint_load_balancer_ip")))
+            .add_attribute(("zone_name_or_id", var("dns_zone_name")))
+            .add_attribute(("domain", host))
+            .add_attribute(("rtype", "A"))
+            .add_block(
+                nested("items")
+                    .add_attribute(("domain", host))
+                    .add_attribute(("rtype", "A"))
+                    .add_attribute(("rdata", var("bundle_endpoint_load_balancer_ip")))
+                    .add_attribute(("ttl", 300))
+                    .build(),
+            ),
+    ));
+    module.output(Output::new(
+        "bundle_endpoint_dns_name",
+        "DNS name of the SPIRE bundle endpoint (null until its record exists).",
+        one_of("oci_dns_rrset", "bundle_endpoint", "domain"),
+    ));
+}

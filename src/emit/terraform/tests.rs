@@ -1,0 +1,509 @@
+//! Tests of the Terraform emitter: every file parses back with hcl-rs, every reference is declared
+//! in its module, and each cloud's resources carry what the topology asks for.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use hcl::expr::Expression;
+use hcl::{Block, Body};
+
+use super::TARGET;
+use crate::emit::{EmitContext, MemorySink};
+
+/// Builds a topology and returns the Terraform files by path.
+fn emit(yaml: &str) -> BTreeMap<String, String> {
+    let compiled = match crate::compile("test.yaml", yaml) {
+        Ok(compiled) => compiled,
+        Err(diagnostics) => panic!("the test topology is invalid: {diagnostics:?}"),
+    };
+    let context = EmitContext::new(&compiled.topology, &compiled.graph);
+    let mut sink = MemorySink::default();
+    (TARGET.emit)(&context, &mut sink).expect("memory sink accepts everything");
+    sink.artifacts
+        .into_iter()
+        .map(|(path, bytes)| (path, String::from_utf8(bytes).expect("Terraform files are UTF-8")))
+        .collect()
+}
+
+fn parse(files: &BTreeMap<String, String>, path: &str) -> Body {
+    let text = files.get(path).unwrap_or_else(|| panic!("{path} was not emitted; got {:?}", files.keys()));
+    hcl::parse(text).unwrap_or_else(|error| panic!("{path} does not parse: {error}\n{text}"))
+}
+
+/// The first block `<keyword> "<kind>" "<name>"` (or `<keyword> "<kind>"` when `name` is empty).
+fn block<'a>(body: &'a Body, keyword: &str, labels: &[&str]) -> Option<&'a Block> {
+    body.blocks().find(|block| {
+        block.identifier() == keyword
+            && block.labels().len() == labels.len()
+            && block.labels().iter().zip(labels).all(|(label, wanted)| label.as_str() == *wanted)
+    })
+}
+
+fn resource<'a>(body: &'a Body, kind: &str, name: &str) -> &'a Block {
+    block(body, "resource", &[kind, name]).unwrap_or_else(|| panic!("no resource {kind}.{name}"))
+}
+
+fn attribute<'a>(block: &'a Block, key: &str) -> &'a Expression {
+    block
+        .body()
+        .attributes()
+        .find(|attribute| attribute.key() == key)
+        .map(|attribute| attribute.expr())
+        .unwrap_or_else(|| panic!("no attribute {key} in {} {:?}", block.identifier(), block.labels()))
+}
+
+fn nested<'a>(block: &'a Block, name: &str) -> &'a Block {
+    block
+        .body()
+        .blocks()
+        .find(|nested| nested.identifier() == name)
+        .unwrap_or_else(|| panic!("no block {name}"))
+}
+
+fn string(expression: &Expression) -> &str {
+    match expression {
+        Expression::String(value) => value,
+        other => panic!("expected a string, got {other:?}"),
+    }
+}
+
+/// Every `<root>.<name>` written in the module's files, as (root, name).
+fn references(text: &str, root: &str) -> BTreeSet<String> {
+    let prefix = [root, "."].concat();
+    let mut found = BTreeSet::new();
+    for (position, _) in text.match_indices(&prefix) {
+        let before = text[..position].chars().next_back();
+        if before.is_some_and(|character| character.is_alphanumeric() || character == '_' || character == '.')
+        {
+            continue;
+        }
+        let name: String = text[position + prefix.len()..]
+            .chars()
+            .take_while(|character| character.is_alphanumeric() || *character == '_' || *character == '-')
+            .collect();
+        if !name.is_empty() {
+            found.insert(name);
+        }
+    }
+    found
+}
+
+/// What `terraform validate` checks about declarations: every `var.` and `local.` reference is
+/// declared in the module, no variable or output is declared twice, and every resource type's
+/// provider is in `required_providers`.
+fn assert_module_consistent(files: &BTreeMap<String, String>, site: &str) {
+    let prefix = ["terraform/", site, "/"].concat();
+    let module: Vec<(&String, &String)> =
+        files.iter().filter(|(path, _)| path.starts_with(&prefix)).collect();
+    let mut variables = BTreeSet::new();
+    let mut outputs = BTreeSet::new();
+    let mut local_names = BTreeSet::new();
+    let mut providers = BTreeSet::new();
+    let mut resource_types = BTreeSet::new();
+    let mut all_text = String::new();
+    for (path, text) in &module {
+        let body = parse(files, path);
+        for block in body.blocks() {
+            let first_label =
+                block.labels().first().map(|label| label.as_str().to_owned()).unwrap_or_default();
+            match block.identifier() {
+                "variable" => assert!(variables.insert(first_label.clone()), "variable {first_label} twice"),
+                "output" => assert!(outputs.insert(first_label.clone()), "output {first_label} twice"),
+                "locals" => {
+                    local_names.extend(block.body().attributes().map(|attribute| attribute.key().to_owned()))
+                }
+                "resource" | "data" => {
+                    resource_types.insert(first_label);
+                }
+                "terraform" => {
+                    let required = nested(block, "required_providers");
+                    providers
+                        .extend(required.body().attributes().map(|attribute| attribute.key().to_owned()));
+                }
+                _ => {}
+            }
+        }
+        all_text.push_str(text);
+    }
+    for name in references(&all_text, "var") {
+        assert!(variables.contains(&name), "{site}: var.{name} is not declared");
+    }
+    for name in references(&all_text, "local") {
+        assert!(local_names.contains(&name), "{site}: local.{name} is not declared");
+    }
+    for kind in resource_types {
+        let provider = kind.split('_').next().unwrap_or_default();
+        assert!(providers.contains(provider), "{site}: {kind} needs provider {provider}");
+    }
+}
+
+const THREE_CLOUDS: &str = r#"
+mesh: { name: mesh }
+sites:
+  aws:
+    provider: aws
+    region: us-east-1
+    trustDomain: aws.example.com
+    cluster: { nodeType: m6i.large, nodes: 4, spot: true, kubernetesVersion: "1.30" }
+    agents:
+      - name: planner
+        capabilities: [plan]
+        calls: [{ agent: searcher, actions: [search] }]
+  gcp:
+    provider: gcp
+    region: us-central1
+    trustDomain: gcp.example.com
+    cluster: { spot: true, podCidr: 10.20.0.0/16 }
+    agents:
+      - name: searcher
+        capabilities: [search]
+  azure:
+    provider: azure
+    region: eastus
+    trustDomain: azure.example.com
+    cluster: { spot: true, nodes: 2 }
+    agents:
+      - name: worker
+        capabilities: [work]
+  dc:
+    provider: onprem
+    trustDomain: dc.example.com
+    agents:
+      - name: keeper
+        capabilities: [keep]
+federation:
+  enabled: true
+  bundleEndpoints:
+    aws: https://spire-aws.example.com:8443
+    gcp: https://spire-gcp.example.com:8443
+    azure: https://spire.azure.example.com:8443
+    dc: https://spire.dc.example.com:8443
+networking:
+  type: tailscale
+  tailscale: { enabled: true, authKeySecret: ts, tailnet: example }
+authorization: { publicActions: [] }
+"#;
+
+#[test]
+fn every_cloud_site_gets_the_five_files_and_on_prem_none() {
+    let files = emit(THREE_CLOUDS);
+    for site in ["aws", "azure", "gcp"] {
+        for file in ["main.tf", "outputs.tf", "providers.tf", "variables.tf", "versions.tf"] {
+            assert!(files.contains_key(&["terraform/", site, "/", file].concat()), "{site}/{file} missing");
+        }
+        assert!(
+            !files.contains_key(&["terraform/", site, "/vpn.tf"].concat()),
+            "no VPN without networking vpn"
+        );
+        assert_module_consistent(&files, site);
+    }
+    assert!(!files.keys().any(|path| path.starts_with("terraform/dc/")), "on-prem sites get no Terraform");
+}
+
+#[test]
+fn eks_takes_node_type_count_version_and_spot_from_the_topology() {
+    let files = emit(THREE_CLOUDS);
+    let main = parse(&files, "terraform/aws/main.tf");
+    let cluster = resource(&main, "aws_eks_cluster", "this");
+    assert_eq!(string(attribute(cluster, "name")), "mesh-aws");
+    assert_eq!(string(attribute(cluster, "version")), "1.30");
+    let encryption = nested(cluster, "encryption_config");
+    assert_eq!(attribute(encryption, "resources"), &Expression::Array(vec!["secrets".into()]));
+
+    let nodes = resource(&main, "aws_eks_node_group", "this");
+    assert_eq!(string(attribute(nodes, "capacity_type")), "SPOT");
+    assert_eq!(attribute(nodes, "instance_types"), &Expression::Array(vec!["m6i.large".into()]));
+    let scaling = nested(nodes, "scaling_config");
+    for size in ["desired_size", "min_size", "max_size"] {
+        assert_eq!(attribute(scaling, size), &Expression::from(4));
+    }
+    for (name, _) in super::aws::NODE_POLICIES {
+        resource(&main, "aws_iam_role_policy_attachment", name);
+    }
+    resource(&main, "aws_iam_role_policy_attachment", "cluster_amazon_eks_cluster_policy");
+    let record = resource(&main, "aws_route53_record", "bundle_endpoint");
+    assert_eq!(string(attribute(record, "name")), "spire-aws.example.com");
+    assert_eq!(string(attribute(record, "type")), "CNAME");
+}
+
+#[test]
+fn gke_replaces_the_default_pool_and_uses_workload_identity() {
+    let files = emit(THREE_CLOUDS);
+    let main = parse(&files, "terraform/gcp/main.tf");
+    let cluster = resource(&main, "google_container_cluster", "this");
+    assert_eq!(attribute(cluster, "remove_default_node_pool"), &Expression::Bool(true));
+    assert_eq!(attribute(cluster, "initial_node_count"), &Expression::from(1));
+    let pool = attribute(nested(cluster, "workload_identity_config"), "workload_pool");
+    assert!(
+        matches!(pool, Expression::TemplateExpr(template) if template.to_string() == "${var.project_id}.svc.id.goog")
+    );
+    let allocation = nested(cluster, "ip_allocation_policy");
+    assert_eq!(string(attribute(allocation, "cluster_ipv4_cidr_block")), "10.20.0.0/16");
+
+    let node_pool = resource(&main, "google_container_node_pool", "this");
+    let node_config = nested(node_pool, "node_config");
+    assert_eq!(string(attribute(node_config, "machine_type")), "e2-medium");
+    assert_eq!(attribute(node_config, "spot"), &Expression::Bool(true));
+    let record = resource(&main, "google_dns_record_set", "bundle_endpoint");
+    assert_eq!(string(attribute(record, "name")), "spire-gcp.example.com.");
+}
+
+#[test]
+fn aks_spot_pool_has_the_priority_eviction_price_taint_and_label_aks_sets() {
+    let files = emit(THREE_CLOUDS);
+    let main = parse(&files, "terraform/azure/main.tf");
+    let cluster = resource(&main, "azurerm_kubernetes_cluster", "this");
+    assert_eq!(string(attribute(nested(cluster, "identity"), "type")), "SystemAssigned");
+    assert_eq!(string(attribute(cluster, "kubernetes_version")), "1.31");
+    assert_eq!(string(attribute(nested(cluster, "network_profile"), "network_policy")), "calico");
+
+    let spot = resource(&main, "azurerm_kubernetes_cluster_node_pool", "spot");
+    assert_eq!(string(attribute(spot, "priority")), "Spot");
+    assert_eq!(string(attribute(spot, "eviction_policy")), "Delete");
+    assert_eq!(attribute(spot, "spot_max_price"), &Expression::from(-1));
+    assert_eq!(attribute(spot, "node_count"), &Expression::from(2));
+    assert_eq!(
+        attribute(spot, "node_taints"),
+        &Expression::Array(vec!["kubernetes.azure.com/scalesetpriority=spot:NoSchedule".into()])
+    );
+    let Expression::Object(labels) = attribute(spot, "node_labels") else {
+        panic!("node_labels is an object")
+    };
+    assert!(
+        labels.iter().any(|(key, value)| key.to_string().contains("kubernetes.azure.com/scalesetpriority")
+            && value == &Expression::from("spot"))
+    );
+
+    let variables = parse(&files, "terraform/azure/variables.tf");
+    let zone = block(&variables, "variable", &["dns_zone_name"]).expect("the DNS zone is a variable");
+    nested(zone, "validation");
+}
+
+#[test]
+fn variables_are_typed_and_described_and_optional_ones_default_to_null() {
+    let files = emit(THREE_CLOUDS);
+    for site in ["aws", "azure", "gcp"] {
+        let variables = parse(&files, &["terraform/", site, "/variables.tf"].concat());
+        for variable in variables.blocks() {
+            attribute(variable, "type");
+            assert!(!string(attribute(variable, "description")).is_empty());
+        }
+    }
+    let variables = parse(&files, "terraform/aws/variables.tf");
+    let hostname =
+        block(&variables, "variable", &["bundle_endpoint_load_balancer_hostname"]).expect("declared");
+    assert_eq!(attribute(hostname, "default"), &Expression::Null);
+}
+
+#[test]
+fn versions_pin_terraform_and_every_provider_source() {
+    let files = emit(THREE_CLOUDS);
+    for (site, provider, source) in [
+        ("aws", "aws", "hashicorp/aws"),
+        ("gcp", "google", "hashicorp/google"),
+        ("azure", "azurerm", "hashicorp/azurerm"),
+    ] {
+        let versions = parse(&files, &["terraform/", site, "/versions.tf"].concat());
+        let terraform = block(&versions, "terraform", &[]).expect("terraform block");
+        assert_eq!(string(attribute(terraform, "required_version")), super::REQUIRED_TERRAFORM_VERSION);
+        let required = nested(terraform, "required_providers");
+        let Expression::Object(entry) = attribute(required, provider) else {
+            panic!("{provider} is an object")
+        };
+        let fields: BTreeMap<String, &Expression> =
+            entry.iter().map(|(key, value)| (key.to_string(), value)).collect();
+        assert_eq!(fields.get("source"), Some(&&Expression::from(source)));
+        assert!(fields.contains_key("version"));
+    }
+}
+
+const ORACLE_IBM: &str = r#"
+sites:
+  oci:
+    provider: oracle
+    region: us-ashburn-1
+    trustDomain: oci.example.com
+    cluster: { nodes: 3, spot: true }
+    agents: [{ name: a, capabilities: [x] }]
+  ibm:
+    provider: ibm
+    region: us-south
+    trustDomain: ibm.example.com
+    cluster: { nodes: 4 }
+    agents: [{ name: b, capabilities: [y], calls: [{ agent: a, actions: [x] }] }]
+federation:
+  enabled: true
+  bundleEndpoints:
+    oci: https://spire.oci.example.com:8443
+    ibm: https://spire.ibm.example.com:8443
+networking:
+  type: tailscale
+  tailscale: { enabled: true, authKeySecret: ts, tailnet: example }
+"#;
+
+#[test]
+fn oke_and_iks_modules_are_complete() {
+    let files = emit(ORACLE_IBM);
+    assert_module_consistent(&files, "oci");
+    assert_module_consistent(&files, "ibm");
+
+    let oracle = parse(&files, "terraform/oci/main.tf");
+    let pool = resource(&oracle, "oci_containerengine_node_pool", "this");
+    assert_eq!(string(attribute(pool, "node_shape")), "VM.Standard.E4.Flex");
+    nested(pool, "node_shape_config");
+    let details = nested(pool, "node_config_details");
+    assert_eq!(attribute(details, "size"), &Expression::from(3));
+    let placement = nested(details, "dynamic");
+    let content = nested(placement, "content");
+    nested(content, "preemptible_node_config");
+    resource(&oracle, "oci_dns_rrset", "bundle_endpoint");
+
+    let ibm = parse(&files, "terraform/ibm/main.tf");
+    let cluster = resource(&ibm, "ibm_container_vpc_cluster", "this");
+    assert_eq!(string(attribute(cluster, "flavor")), "bx2.4x16");
+    assert_eq!(string(attribute(cluster, "kube_version")), "1.31");
+    resource(&ibm, "ibm_cis_dns_record", "bundle_endpoint");
+}
+
+const VPN: &str = r#"
+mesh: { name: vpn, port: 9443, metricsPort: 9100 }
+sites:
+  aws-east:
+    provider: aws
+    region: us-east-1
+    trustDomain: aws.example.com
+    cluster: { podCidr: 10.10.0.0/16 }
+    agents:
+      - name: planner
+        capabilities: [plan]
+        calls:
+          - { agent: searcher, actions: [search] }
+          - { agent: keeper, actions: [keep] }
+          - { agent: other, actions: [plan] }
+          - { agent: indexer, actions: [index] }
+  aws-west:
+    provider: aws
+    region: us-west-2
+    trustDomain: west.example.com
+    cluster: { podCidr: 10.11.0.0/16 }
+    agents: [{ name: other, capabilities: [plan] }]
+  azure:
+    provider: azure
+    region: westeurope
+    trustDomain: azure.example.com
+    cluster: { podCidr: 10.30.0.0/16 }
+    agents:
+      - name: searcher
+        capabilities: [search]
+  dc:
+    provider: onprem
+    trustDomain: dc.example.com
+    cluster: { podCidr: 10.40.0.0/16 }
+    agents: [{ name: keeper, capabilities: [keep] }]
+  gcp:
+    provider: gcp
+    region: europe-west1
+    trustDomain: gcp.example.com
+    cluster: { podCidr: 10.20.0.0/16 }
+    agents: [{ name: indexer, capabilities: [index] }]
+  gcp-idle:
+    provider: gcp
+    region: europe-west4
+    trustDomain: idle.example.com
+    cluster: { podCidr: 10.21.0.0/16 }
+    agents: [{ name: lonely, capabilities: [idle] }]
+federation:
+  enabled: true
+  bundleEndpoints:
+    aws-east: https://spire-east.example.com:8443
+    aws-west: https://spire-west.example.com:8443
+    azure: https://spire-azure.example.com:8443
+    dc: https://spire-dc.example.com:8443
+    gcp: https://spire-gcp.example.com:8443
+    gcp-idle: https://spire-idle.example.com:8443
+networking:
+  type: vpn
+authorization: { publicActions: [], allowSameTrustDomain: true }
+observability:
+  metrics: { enabled: true, central: aws-east }
+"#;
+
+#[test]
+fn vpn_links_follow_reachability_and_each_side_builds_only_its_own() {
+    let files = emit(VPN);
+    for site in ["aws-east", "aws-west", "azure", "gcp", "gcp-idle"] {
+        assert_module_consistent(&files, site);
+    }
+    // gcp-idle's agent is reached by no one and reaches no one; two AWS sites cannot link.
+    assert!(!files.contains_key("terraform/gcp-idle/vpn.tf"));
+    assert!(!files.contains_key("terraform/aws-west/vpn.tf"));
+
+    let aws = parse(&files, "terraform/aws-east/vpn.tf");
+    resource(&aws, "aws_vpn_gateway", "this");
+    let to_azure = resource(&aws, "aws_vpn_connection", "peer_azure");
+    resource(&aws, "aws_vpn_connection", "peer_dc");
+    assert!(block(&aws, "resource", &["aws_vpn_connection", "peer_aws_west"]).is_none());
+    assert!(block(&aws, "resource", &["aws_vpn_connection", "peer_gcp_idle"]).is_none());
+    // Links touching Azure take the first inside addresses; AWS holds the first address.
+    assert_eq!(string(attribute(to_azure, "tunnel1_inside_cidr")), "169.254.21.0/30");
+    let ingress = resource(&aws, "aws_vpc_security_group_ingress_rule", "peer_azure_agents");
+    assert_eq!(attribute(ingress, "from_port"), &Expression::from(9443));
+
+    let azure = parse(&files, "terraform/azure/vpn.tf");
+    let connection = resource(&azure, "azurerm_virtual_network_gateway_connection", "peer_aws_east");
+    assert_eq!(string(attribute(nested(connection, "custom_bgp_addresses"), "primary")), "169.254.21.2");
+    let local_gateway = resource(&azure, "azurerm_local_network_gateway", "peer_aws_east");
+    assert_eq!(
+        string(attribute(nested(local_gateway, "bgp_settings"), "bgp_peering_address")),
+        "169.254.21.1"
+    );
+    assert_eq!(attribute(local_gateway, "address_space"), &Expression::Array(vec!["10.10.0.0/16".into()]));
+
+    // The pre-shared key: one sensitive variable per link, without a default, named alike on both sides.
+    for site in ["aws-east", "azure"] {
+        let variables = parse(&files, &["terraform/", site, "/variables.tf"].concat());
+        let key = block(&variables, "variable", &["vpn_shared_key_aws_east_azure"])
+            .expect("declared on both sides");
+        assert_eq!(attribute(key, "sensitive"), &Expression::Bool(true));
+        assert!(key.body().attributes().all(|attribute| attribute.key() != "default"));
+    }
+    // The on-prem peer is described by variables, its pod range as the default.
+    let variables = parse(&files, "terraform/aws-east/variables.tf");
+    let cidrs = block(&variables, "variable", &["vpn_peer_dc_cidrs"]).expect("declared");
+    assert_eq!(attribute(cidrs, "default"), &Expression::Array(vec!["10.40.0.0/16".into()]));
+    block(&variables, "variable", &["vpn_peer_dc_public_ip"]).expect("declared");
+    block(&variables, "variable", &["vpn_peer_dc_bgp_asn"]).expect("declared");
+}
+
+#[test]
+fn the_central_metrics_site_may_scrape_across_the_vpn() {
+    let files = emit(VPN);
+    // aws-east is the central metrics site: gcp opens the agents' and the metrics port to it, and
+    // aws-east opens only the agents' port to gcp.
+    let gcp = parse(&files, "terraform/gcp/vpn.tf");
+    let firewall = resource(&gcp, "google_compute_firewall", "peer_aws_east");
+    assert_eq!(attribute(firewall, "source_ranges"), &Expression::Array(vec!["10.10.0.0/16".into()]));
+    let allow = nested(firewall, "allow");
+    assert_eq!(attribute(allow, "ports"), &Expression::Array(vec!["9443".into(), "9100".into()]));
+    let aws = parse(&files, "terraform/aws-east/vpn.tf");
+    resource(&aws, "aws_vpc_security_group_ingress_rule", "peer_gcp_agents");
+    assert!(block(&aws, "resource", &["aws_vpc_security_group_ingress_rule", "peer_gcp_metrics"]).is_none());
+    // The GCP router peers with the AWS gateway's inside address and ASN.
+    let peer = resource(&gcp, "google_compute_router_peer", "peer_aws_east");
+    let aws_outputs = parse(&files, "terraform/aws-east/outputs.tf");
+    let asn = attribute(block(&aws_outputs, "output", &["vpn_bgp_asn"]).expect("declared"), "value");
+    assert_eq!(attribute(peer, "peer_asn"), asn);
+}
+
+#[test]
+fn output_is_the_same_on_every_run() {
+    assert_eq!(emit(VPN), emit(VPN));
+    assert_eq!(emit(THREE_CLOUDS), emit(THREE_CLOUDS));
+}
+
+#[test]
+fn output_is_already_terraform_formatted() {
+    // Formatting twice changes nothing: the layout pass is idempotent on its own output.
+    for text in emit(VPN).values() {
+        assert_eq!(&super::format::canonical_layout(text), text);
+    }
+}
