@@ -45,7 +45,7 @@ pub fn to_dot(topology: &Topology, graph: &MeshGraph) -> String {
             Node::TrustDomain { .. } => "hexagon",
             Node::Site { .. } => "box3d",
             Node::Agent { .. } => "ellipse",
-            Node::Network { .. } => "cloud",
+            Node::Network { .. } => "doubleoctagon",
             _ => "box",
         };
         let _ = writeln!(
