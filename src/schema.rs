@@ -65,7 +65,8 @@ fn shape_problems(document: &Document, value: &Value) -> Vec<Diagnostic> {
         let pointer = error.instance_path().as_str().to_owned();
         let schema_path = error.schema_path().as_str().to_owned();
         match error.kind() {
-            ValidationErrorKind::AdditionalProperties { unexpected } => {
+            ValidationErrorKind::AdditionalProperties { unexpected }
+            | ValidationErrorKind::UnevaluatedProperties { unexpected } => {
                 let allowed = allowed_keys(&schema_path);
                 for key in unexpected {
                     if diagnostics.len() > MAX_DIAGNOSTICS {
@@ -77,29 +78,6 @@ fn shape_problems(document: &Document, value: &Value) -> Vec<Diagnostic> {
                         Some(suggestion) => format!("did you mean `{suggestion}`?"),
                         None if allowed.is_empty() => "remove this key".to_owned(),
                         None => format!("remove it; the keys allowed here are: {}", allowed.join(", ")),
-                    };
-                    diagnostics.push(
-                        Diagnostic::error(
-                            "E001",
-                            format!("unknown key `{key}`"),
-                            Some(located.primary()),
-                            help,
-                        )
-                        .with_label("not a key of this section"),
-                    );
-                }
-            }
-            ValidationErrorKind::UnevaluatedProperties { unexpected } => {
-                let allowed = allowed_keys(&schema_path);
-                for key in unexpected {
-                    if diagnostics.len() > MAX_DIAGNOSTICS {
-                        break;
-                    }
-                    let escaped = key.replace('~', "~0").replace('/', "~1");
-                    let located = document.locate_nearest(&format!("{pointer}/{escaped}"));
-                    let help = match did_you_mean(key, &allowed) {
-                        Some(suggestion) => format!("did you mean `{suggestion}`?"),
-                        None => "remove this key".to_owned(),
                     };
                     diagnostics.push(
                         Diagnostic::error(

@@ -123,9 +123,18 @@ impl SiteFacts<'_> {
         self.site.cluster.node_type.as_deref().or(self.site.provider.default_node_type()).unwrap_or_default()
     }
 
-    /// The Kubernetes minor version as written (`1.31`).
+    /// The Kubernetes version as written (`1.31`, or `1.31.2` with a patch).
     pub fn kubernetes_version(&self) -> &str {
         &self.site.cluster.kubernetes_version
+    }
+
+    /// The Kubernetes minor version (`1.31` of `1.31.2`), for clouds that take nothing finer.
+    pub fn kubernetes_minor_version(&self) -> &str {
+        let version = self.kubernetes_version();
+        match version.match_indices('.').nth(1) {
+            Some((second_dot, _)) => &version[..second_dot],
+            None => version,
+        }
     }
 
     /// Labels every resource of the site carries, as (key, value), sorted by key.

@@ -85,7 +85,7 @@ pub(super) fn cluster(facts: &SiteFacts<'_>, module: &mut Module) {
         "this",
         body()
             .add_attribute(("name", cluster_name))
-            .add_attribute(("version", facts.kubernetes_version()))
+            .add_attribute(("version", facts.kubernetes_minor_version()))
             .add_attribute(("role_arn", reference("aws_iam_role.cluster.arn")))
             .add_attribute(("enabled_cluster_log_types", strings(CONTROL_PLANE_LOGS)))
             .add_block(
