@@ -209,3 +209,139 @@ fn explain_output() {
         insta::assert_json_snapshot!(format!("explain-{from}-{to}-{action}-json"), explanation);
     }
 }
+
+/// The NetworkPolicies of a site's agents' namespace.
+fn network_policies(artifacts: &BTreeMap<String, Vec<u8>>, site: &str) -> Vec<serde_yaml_ng::Value> {
+    let text = std::str::from_utf8(&artifacts[&format!("k8s/{site}/networkpolicy.yaml")]).unwrap().to_owned();
+    serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|document| <serde_yaml_ng::Value as serde::Deserialize>::deserialize(document).unwrap())
+        .collect()
+}
+
+/// Whether a `matchLabels` selector (absent or empty: everything) selects an agent's pods.
+fn selects(selector: &serde_yaml_ng::Value, agent: &str) -> bool {
+    let Some(labels) = selector["matchLabels"].as_mapping() else { return true };
+    labels.iter().all(|(key, value)| match key.as_str() {
+        Some("app.kubernetes.io/component") => value.as_str() == Some("agent"),
+        Some("app.kubernetes.io/name") => value.as_str() == Some(agent),
+        _ => false,
+    })
+}
+
+fn ipv4_range(cidr: &str) -> (u32, u32) {
+    let (address, prefix) = cidr.split_once('/').unwrap();
+    let address: std::net::Ipv4Addr = address.parse().unwrap();
+    let prefix: u32 = prefix.parse().unwrap();
+    let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - prefix) };
+    (u32::from(address) & mask, prefix)
+}
+
+/// Whether CIDR `outer` contains CIDR `inner`.
+fn contains(outer: &str, inner: &str) -> bool {
+    let ((outer_network, outer_prefix), (inner_network, inner_prefix)) =
+        (ipv4_range(outer), ipv4_range(inner));
+    let mask = if outer_prefix == 0 { 0 } else { u32::MAX << (32 - outer_prefix) };
+    outer_prefix <= inner_prefix && inner_network & mask == outer_network
+}
+
+fn port_listed(rule: &serde_yaml_ng::Value, port: u16) -> bool {
+    match rule["ports"].as_sequence() {
+        None => true,
+        Some(ports) => ports.iter().any(|entry| entry["port"].as_u64() == Some(u64::from(port))),
+    }
+}
+
+/// Whether a peer entry of a rule stands for `agent` of `site` seen from `own_site`: a pod selector
+/// in the same cluster; from another site, its pod CIDR (vpn) or Istio's east-west gateway.
+fn peer_matches(
+    peer: &serde_yaml_ng::Value,
+    compiled: &Compiled,
+    own_site: &str,
+    agent: &weave::model::Agent,
+) -> bool {
+    let site = &compiled.topology.sites[agent.site];
+    if site.name == own_site {
+        return peer["ipBlock"].is_null()
+            && peer["namespaceSelector"].is_null()
+            && selects(&peer["podSelector"], &agent.name);
+    }
+    match compiled.topology.networking.kind {
+        NetworkKind::Vpn => {
+            let (Some(cidr), Some(pod_cidr)) =
+                (peer["ipBlock"]["cidr"].as_str(), site.cluster.pod_cidr.as_deref())
+            else {
+                return false;
+            };
+            contains(cidr, pod_cidr)
+        }
+        NetworkKind::Istio => peer["podSelector"]["matchLabels"]["istio"].as_str() == Some("eastwestgateway"),
+        NetworkKind::Tailscale => peer["ipBlock"]["cidr"].as_str() == Some("100.64.0.0/10"),
+    }
+}
+
+/// Whether the generated NetworkPolicies let `caller` open a connection to `callee` on the mesh port:
+/// egress allowed in the caller's cluster and ingress in the callee's (the default is deny).
+fn network_policies_allow(
+    compiled: &Compiled,
+    artifacts: &BTreeMap<String, Vec<u8>>,
+    caller: &weave::model::Agent,
+    callee: &weave::model::Agent,
+) -> bool {
+    let port = compiled.topology.mesh.port;
+    let caller_site = &compiled.topology.sites[caller.site].name;
+    let callee_site = &compiled.topology.sites[callee.site].name;
+    let ingress = network_policies(artifacts, callee_site).iter().any(|policy| {
+        selects(&policy["spec"]["podSelector"], &callee.name)
+            && policy["spec"]["ingress"].as_sequence().into_iter().flatten().any(|rule| {
+                port_listed(rule, port)
+                    && rule["from"]
+                        .as_sequence()
+                        .into_iter()
+                        .flatten()
+                        .any(|peer| peer_matches(peer, compiled, callee_site, caller))
+            })
+    });
+    let egress = network_policies(artifacts, caller_site).iter().any(|policy| {
+        selects(&policy["spec"]["podSelector"], &caller.name)
+            && policy["spec"]["egress"].as_sequence().into_iter().flatten().any(|rule| {
+                rule["to"].as_sequence().into_iter().flatten().any(|peer| {
+                    if caller_site != callee_site && compiled.topology.networking.kind == NetworkKind::Istio {
+                        // Istio sends cross-network traffic to the peer's east-west gateway on 15443.
+                        return peer["ipBlock"]["cidr"].as_str().is_some() && port_listed(rule, 15443);
+                    }
+                    port_listed(rule, port) && peer_matches(peer, compiled, caller_site, callee)
+                })
+            })
+    });
+    ingress && egress
+}
+
+#[test]
+fn explain_agrees_with_the_generated_network_policies() {
+    for entry in std::fs::read_dir("fixtures/valid").unwrap() {
+        let path = entry.unwrap().path();
+        let (compiled, bytes) = compile(&path);
+        if compiled.topology.networking.kind == NetworkKind::Tailscale {
+            continue;
+        }
+        let artifacts = diff::artifacts(&compiled, "t.yaml", &bytes);
+        for caller in &compiled.topology.agents {
+            for callee in &compiled.topology.agents {
+                if caller.name == callee.name {
+                    continue;
+                }
+                let explanation =
+                    explain::explain(&compiled, &caller.name, &callee.name, "never-granted").unwrap();
+                let network = explanation.layers.iter().find(|layer| layer.layer == "network").unwrap();
+                assert_eq!(
+                    network.allowed,
+                    network_policies_allow(&compiled, &artifacts, caller, callee),
+                    "{}: network {} → {}",
+                    path.display(),
+                    caller.name,
+                    callee.name
+                );
+            }
+        }
+    }
+}
