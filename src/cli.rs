@@ -182,13 +182,15 @@ pub fn run() -> ExitCode {
         Command::Graph(args) => graph_command(&args),
         Command::Explain(args) => crate::review::explain::run(&args),
         Command::Schema => {
-            print!("{}", schema::SCHEMA_TEXT);
+            stdout!("{}", schema::SCHEMA_TEXT);
             EXIT_OK
         }
         Command::Init(args) => init(&args),
         Command::Completions(args) => {
             let mut command = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(args.shell, &mut command, "weave", &mut std::io::stdout());
+            let mut script = Vec::new();
+            clap_complete::generate(args.shell, &mut command, "weave", &mut script);
+            stdout!("{}", String::from_utf8_lossy(&script));
             EXIT_OK
         }
     };
@@ -277,7 +279,7 @@ fn validate(args: &ValidateArgs) -> u8 {
         Err(code) => {
             if args.format != DiagnosticFormat::Human && code == EXIT_USAGE {
                 let json = diagnostics::render_json(&[], &args.file.display().to_string(), false);
-                println!("{json}");
+                stdoutln!("{json}");
             }
             return code;
         }
@@ -296,11 +298,11 @@ fn validate(args: &ValidateArgs) -> u8 {
         }
         DiagnosticFormat::Json => {
             let json = diagnostics::render_json(&analysis.diagnostics, &source.name, !failed);
-            println!("{}", serde_json::to_string_pretty(&json).unwrap_or_default());
+            stdoutln!("{}", serde_json::to_string_pretty(&json).unwrap_or_default());
         }
         DiagnosticFormat::Sarif => {
             let sarif = diagnostics::render_sarif(&analysis.diagnostics, &source.name);
-            println!("{}", serde_json::to_string_pretty(&sarif).unwrap_or_default());
+            stdoutln!("{}", serde_json::to_string_pretty(&sarif).unwrap_or_default());
         }
     }
     if failed { EXIT_INVALID } else { EXIT_OK }
@@ -375,13 +377,13 @@ fn graph_command(args: &GraphArgs) -> u8 {
             format!("{}\n", serde_json::to_string_pretty(&json).unwrap_or_default())
         }
     };
-    print!("{text}");
+    stdout!("{text}");
     EXIT_OK
 }
 
 fn init(args: &InitArgs) -> u8 {
     if args.file.as_os_str() == "-" {
-        print!("{INIT_TEMPLATE}");
+        stdout!("{INIT_TEMPLATE}");
         return EXIT_OK;
     }
     if args.file.exists() && !args.force {

@@ -5,6 +5,22 @@
 //! the pipeline (load → schema → model → graph → check) and [`emit`] the back half (every target
 //! into a [`emit::Sink`]).
 
+/// `print!` that ends quietly on a closed pipe (`weave graph | head`) instead of panicking.
+macro_rules! stdout {
+    ($($argument:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout().lock(), $($argument)*);
+    }};
+}
+
+/// `println!` that ends quietly on a closed pipe.
+macro_rules! stdoutln {
+    ($($argument:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($argument)*);
+    }};
+}
+
 pub mod check;
 pub mod cli;
 pub mod diagnostics;

@@ -330,7 +330,7 @@ pub fn run(args: &DiffArgs) -> u8 {
         let old_tree = artifacts(&old, &old_source.name, &old_bytes);
         compare(Some(graph_changes(&old, &new)), old_tree, new_tree)
     };
-    print!("{}", render(&comparison, args.stat, stdout_color()));
+    stdout!("{}", render(&comparison, args.stat, stdout_color()));
     if comparison.is_empty() { EXIT_OK } else { EXIT_INVALID }
 }
 

@@ -187,9 +187,9 @@ pub fn run(args: &ExplainArgs) -> u8 {
     let Some(explanation) = explain(&compiled, &args.from, &args.to, &args.action) else { return EXIT_USAGE };
     match args.format {
         ExplainFormat::Json => {
-            println!("{}", serde_json::to_string_pretty(&explanation).unwrap_or_default());
+            stdoutln!("{}", serde_json::to_string_pretty(&explanation).unwrap_or_default());
         }
-        ExplainFormat::Human => print!("{}", render(&explanation, &args.from, &args.to, &args.action)),
+        ExplainFormat::Human => stdout!("{}", render(&explanation, &args.from, &args.to, &args.action)),
     }
     if explanation.allowed { EXIT_OK } else { EXIT_INVALID }
 }
