@@ -110,6 +110,7 @@ enum Fault {
     DeclaredDomainTypo,
     OverlappingPodCidrs,
     InlineSecret,
+    NonAsciiValues,
 }
 
 fn agent_plan() -> impl Strategy<Value = AgentPlan> {
@@ -213,6 +214,7 @@ fn fault() -> impl Strategy<Value = Fault> {
         Just(Fault::DeclaredDomainTypo),
         Just(Fault::OverlappingPodCidrs),
         Just(Fault::InlineSecret),
+        Just(Fault::NonAsciiValues),
     ]
 }
 
@@ -561,6 +563,16 @@ fn apply_fault(root: &mut Value, fault: Fault, pick: &Index) {
             for site in sites_mut(root) {
                 site["cluster"]["podCidr"] = json!("10.0.0.0/8");
             }
+        }
+        Fault::NonAsciiValues => {
+            // Free-form values outside ASCII reach every emitter unchanged (no check constrains
+            // them); each artifact must still be well-formed.
+            for site in sites_mut(root) {
+                site["region"] = json!("us-éast-1");
+                site["cluster"]["nodeType"] = json!("t3.médium");
+            }
+            root["mesh"]["image"] = json!("registry.example.com/agënt:1.0");
+            root["observability"]["tracing"]["endpoint"] = json!("otel-collector.exämple.com:4317");
         }
         Fault::InlineSecret => {
             root["spire"]["datastore"]["connectionSecret"] = json!("postgresql://spire:S3cret@db:5432/spire");

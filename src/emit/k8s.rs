@@ -10,7 +10,7 @@
 //! | `spire-agent.yaml` | SPIRE agent: ServiceAccount, RBAC, ConfigMap (`agent.conf`), DaemonSet |
 //! | `spiffe-csi-driver.yaml` | the SPIFFE CSI driver that hands the Workload API socket to agent pods |
 //! | `networkpolicy.yaml` | default deny for the agents' namespace, then the allow rules of DESIGN.md §4 |
-//! | `agents/<agent>.yaml` | per agent: ServiceAccount, ConfigMap (agent config), Deployment, Service, PodDisruptionBudget |
+//! | `agents/<agent>.yaml` | per agent: ServiceAccount, ConfigMap (agent config), Deployment, Service, headless metrics Service (with Prometheus), PodDisruptionBudget |
 //! | `istio.yaml` | with `networking.type: istio`: IstioOperator (control plane, east-west gateway) and Gateway |
 //!
 //! The OPA ConfigMaps (policy and data, byte-identical to `opa/authz.rego` and `opa/data.json`) are

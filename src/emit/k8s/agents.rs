@@ -461,9 +461,6 @@ fn deployment(
         // A changed agent config rolls the pods; policy changes reach them through the mounted
         // ConfigMaps without a restart.
         ("agentweave.io/config-sha256".to_owned(), config_digest),
-        ("prometheus.io/scrape".to_owned(), topology.observability.metrics.enabled.to_string()),
-        ("prometheus.io/port".to_owned(), topology.mesh.metrics_port.to_string()),
-        ("prometheus.io/path".to_owned(), METRICS_PATH.to_owned()),
     ]);
 
     let mut containers = vec![agent_container(site, agent)];

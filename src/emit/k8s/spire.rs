@@ -178,7 +178,7 @@ fn server_manifests(site: &SiteContext<'_>) -> Vec<Manifest> {
             labels.clone(),
         ));
     }
-    let statefulset = server_statefulset(site, &labels, &conf);
+    let statefulset = server_statefulset(site, &labels, &conf, psat || bundle_publisher);
     manifests.push(configmap(SERVER_NAME, namespace, labels.clone(), "server.conf", conf));
     // The bundle publisher fills this ConfigMap; weave only creates it, without data, so that
     // re-applying the manifests never wipes the bundle.
@@ -253,13 +253,21 @@ fn load_balancer_annotations(provider: Provider) -> StringMap {
         Provider::Gcp => &[("cloud.google.com/l4-rbs", "enabled")],
         Provider::Azure => &[("service.beta.kubernetes.io/azure-load-balancer-internal", "false")],
         Provider::Oracle => &[("oci.oraclecloud.com/load-balancer-type", "nlb")],
-        Provider::Ibm => &[("service.kubernetes.io/ibm-load-balancer-cloud-provider-enable-features", "nlb")],
+        Provider::Ibm => &[
+            ("service.kubernetes.io/ibm-load-balancer-cloud-provider-enable-features", "nlb"),
+            ("service.kubernetes.io/ibm-load-balancer-cloud-provider-ip-type", "public"),
+        ],
         Provider::Onprem => &[],
     };
     pairs.iter().map(|(key, value)| ((*key).to_owned(), (*value).to_owned())).collect()
 }
 
-fn server_statefulset(site: &SiteContext<'_>, labels: &StringMap, conf: &str) -> StatefulSetSpec {
+fn server_statefulset(
+    site: &SiteContext<'_>,
+    labels: &StringMap,
+    conf: &str,
+    kubernetes_api: bool,
+) -> StatefulSetSpec {
     let topology = site.topology;
     let spire = &topology.spire;
     // The datastore connection string and the cloud account facts reach server.conf through the
@@ -309,7 +317,8 @@ fn server_statefulset(site: &SiteContext<'_>, labels: &StringMap, conf: &str) ->
             },
             spec: PodSpec {
                 service_account_name: Some("spire-server".to_owned()),
-                automount_service_account_token: true,
+                // The API token only where a plugin talks to the API server.
+                automount_service_account_token: kubernetes_api,
                 enable_service_links: Some(false),
                 security_context: PodSecurityContext {
                     run_as_non_root: Some(true),
