@@ -16,6 +16,7 @@ pub mod prometheus;
 pub mod spire;
 pub mod tailscale;
 pub mod terraform;
+pub mod yaml;
 
 use std::collections::BTreeMap;
 use std::io;
@@ -121,8 +122,11 @@ pub fn yaml_documents<T: serde::Serialize>(documents: &[T]) -> Vec<u8> {
 
 /// Serializes one value as YAML.
 pub fn yaml<T: serde::Serialize>(value: &T) -> String {
-    // Serializing plain data (maps, lists, strings, numbers) cannot fail.
-    serde_yaml_ng::to_string(value).expect("plain data serializes to YAML")
+    // The block writer covers the objects weave builds; anything else goes to serde_yaml_ng, whose
+    // bytes the block writer reproduces. Serializing plain data (maps, lists, strings, numbers)
+    // cannot fail.
+    yaml::to_string(value)
+        .unwrap_or_else(|| serde_yaml_ng::to_string(value).expect("plain data serializes to YAML"))
 }
 
 /// Serializes one value as pretty JSON with a final newline.
