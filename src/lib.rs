@@ -122,37 +122,62 @@ pub fn emit(compiled: &Compiled, only: &[String], sink: &mut dyn emit::Sink) -> 
     sink.put("graph.mmd".to_owned(), graph::to_mermaid(&compiled.topology, &compiled.graph).into_bytes())
 }
 
-/// Like [`emit`], with the Kubernetes target (the largest output by far) rendered and written on a
-/// second thread while the other targets run on this one. The artifacts are the same; only the
-/// order in which the sink receives them differs, which no sink depends on.
+/// Like [`emit`], with the work spread over threads: every target, and every part of the targets
+/// that split (see [`emit::Split`]), is a task; each thread takes the next task and writes into a
+/// fork of `sink` of its own, and the forks are joined back in thread order. The artifacts are the
+/// same as [`emit`]'s; only the order in which the sinks receive them differs, which no sink
+/// depends on.
 pub fn emit_parallel<S: emit::ForkSink>(
     compiled: &Compiled,
     only: &[String],
     sink: &mut S,
 ) -> io::Result<()> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
     let context = emit::EmitContext::new(&compiled.topology, &compiled.graph);
-    let (heavy, light): (Vec<&emit::Target>, Vec<&emit::Target>) =
-        selected_targets(only).partition(|target| target.name == "k8s");
-    std::thread::scope(|scope| {
-        let mut forked = sink.fork();
-        let context = &context;
-        let worker = scope.spawn(move || -> io::Result<S> {
-            for target in heavy {
-                (target.emit)(context, &mut forked)?;
-            }
-            Ok(forked)
-        });
-        let mut result = Ok(());
-        for target in light {
-            result = (target.emit)(context, sink);
-            if result.is_err() {
-                break;
-            }
+    // Whole targets first, the largest single tasks; then the parts, longest first within a target.
+    let mut tasks: Vec<(&emit::Target, Option<usize>)> = Vec::new();
+    tasks.extend(selected_targets(only).filter(|target| target.split.is_none()).map(|target| (target, None)));
+    for target in selected_targets(only) {
+        if let Some(split) = &target.split {
+            tasks.extend((0..(split.parts)(&context)).map(|part| (target, Some(part))));
         }
-        let forked = worker.join().map_err(|_| io::Error::other("an emitter thread panicked"))??;
-        sink.join(forked);
-        result
+    }
+    let threads =
+        std::thread::available_parallelism().map_or(1, usize::from).clamp(1, 8).min(tasks.len().max(1));
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let (context, tasks, next, failed) = (&context, &tasks, &next, &failed);
+    let forks = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                let mut fork = sink.fork();
+                scope.spawn(move || -> io::Result<S> {
+                    while !failed.load(Ordering::Relaxed) {
+                        let Some(&(target, part)) = tasks.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                            break;
+                        };
+                        let result = match (part, &target.split) {
+                            (Some(part), Some(split)) => (split.emit_part)(context, part, &mut fork),
+                            _ => (target.emit)(context, &mut fork),
+                        };
+                        if result.is_err() {
+                            failed.store(true, Ordering::Relaxed);
+                            return result.map(|()| fork);
+                        }
+                    }
+                    Ok(fork)
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|worker| worker.join().map_err(|_| io::Error::other("an emitter thread panicked"))?)
+            .collect::<io::Result<Vec<S>>>()
     })?;
+    for fork in forks {
+        sink.join(fork);
+    }
     sink.put("graph.mmd".to_owned(), graph::to_mermaid(&compiled.topology, &compiled.graph).into_bytes())
 }
 

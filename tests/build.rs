@@ -15,6 +15,56 @@ fn build(path: &Path) -> BTreeMap<String, Vec<u8>> {
     sink.artifacts
 }
 
+fn build_parallel(path: &Path) -> BTreeMap<String, Vec<u8>> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let compiled = weave::compile(&path.display().to_string(), &text).unwrap();
+    let mut sink = MemorySink::default();
+    weave::emit_parallel(&compiled, &[], &mut sink).unwrap();
+    sink.artifacts
+}
+
+/// A valid topology of `sites` sites with `per_site` agents each, every agent calling the next one.
+fn large_topology(sites: usize, per_site: usize) -> String {
+    let mut text = String::from("sites:\n");
+    let total = sites * per_site;
+    for site in 0..sites {
+        let provider = ["aws", "gcp", "azure"][site % 3];
+        text.push_str(&format!("  site-{site}:\n    provider: {provider}\n    region: r{site}\n"));
+        text.push_str(&format!("    trustDomain: site-{site}.example.org\n    agents:\n"));
+        for index in site * per_site..(site + 1) * per_site {
+            text.push_str(&format!("      - name: agent-{index}\n        capabilities: [work]\n"));
+            text.push_str(&format!(
+                "        calls: [{{ agent: agent-{}, actions: [work] }}]\n",
+                (index + 1) % total
+            ));
+        }
+    }
+    text.push_str("networking:\n  type: tailscale\n  tailscale: { enabled: true, tailnet: example, authKeySecret: ts-auth }\n");
+    text.push_str("federation:\n  enabled: true\n  pairs: all\n  bundleEndpoints:\n");
+    for site in 0..sites {
+        text.push_str(&format!("    site-{site}: https://spire.site-{site}.example.org:8443\n"));
+    }
+    text
+}
+
+/// Large sites are rendered in parts on several threads; the result is the sequential build's.
+#[test]
+fn parallel_build_equals_sequential_build_on_large_sites() {
+    let text = large_topology(3, 150);
+    let compiled =
+        weave::compile("large.yaml", &text).unwrap_or_else(|diagnostics| panic!("{diagnostics:?}"));
+    let mut sequential = MemorySink::default();
+    weave::emit(&compiled, &[], &mut sequential).unwrap();
+    let mut parallel = MemorySink::default();
+    weave::emit_parallel(&compiled, &[], &mut parallel).unwrap();
+    assert_eq!(sequential.artifacts.len(), parallel.artifacts.len());
+    assert!(sequential.artifacts == parallel.artifacts, "the parallel build differs");
+    let kustomization =
+        String::from_utf8(sequential.artifacts["k8s/site-1/kustomization.yaml"].clone()).unwrap();
+    let listed = kustomization.lines().filter(|line| line.starts_with("- agents/")).count();
+    assert_eq!(listed, 150, "{kustomization}");
+}
+
 /// Parses one artifact with the grammar its consumer uses; panics with the reason when it fails.
 fn parse_back(path: &str, bytes: &[u8]) {
     let text = std::str::from_utf8(bytes).unwrap_or_else(|_| panic!("{path} is not UTF-8"));
@@ -65,6 +115,7 @@ fn artifacts_of_valid_fixtures() {
     insta::glob!("../fixtures/valid", "*.yaml", |path| {
         let artifacts = build(path);
         assert_eq!(artifacts, build(path), "two builds differ");
+        assert!(artifacts == build_parallel(path), "the parallel build differs");
         let mut listing = String::new();
         for (artifact, bytes) in &artifacts {
             parse_back(artifact, bytes);

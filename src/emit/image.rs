@@ -26,11 +26,18 @@ use std::io;
 use serde::{Deserialize, Serialize};
 
 use super::conventions::{AGENT_UID, HEALTH_PATH, SPIRE_SOCKET_DIR, SPIRE_SOCKET_PATH};
-use super::{EmitContext, Sink, Target, WEAVE_VERSION};
+use super::{EmitContext, Sink, Split, Target, WEAVE_VERSION};
 use crate::model::{Agent, Topology};
 
-pub const TARGET: Target =
-    Target { name: "image", description: "Agent runtime image specs (Dockerfile, OCI config)", emit };
+pub const TARGET: Target = Target {
+    name: "image",
+    description: "Agent runtime image specs (Dockerfile, OCI config)",
+    emit,
+    split: Some(Split { parts, emit_part }),
+};
+
+/// Agents per part of the target: enough to make a part worth a thread's while.
+const AGENTS_PER_PART: usize = 256;
 
 /// The label key prefix of weave's own image labels.
 pub const LABEL_PREFIX: &str = "io.agentweave";
@@ -197,8 +204,19 @@ pub struct History {
 }
 
 fn emit(context: &EmitContext<'_>, sink: &mut dyn Sink) -> io::Result<()> {
+    (0..parts(context)).try_for_each(|part| emit_part(context, part, sink))
+}
+
+fn parts(context: &EmitContext<'_>) -> usize {
+    context.topology.agents.len().div_ceil(AGENTS_PER_PART)
+}
+
+/// The images of a run of agents, in the topology's order.
+fn emit_part(context: &EmitContext<'_>, part: usize, sink: &mut dyn Sink) -> io::Result<()> {
     let topology = context.topology;
-    for agent in &topology.agents {
+    let start = (part * AGENTS_PER_PART).min(topology.agents.len());
+    let end = (start + AGENTS_PER_PART).min(topology.agents.len());
+    for agent in &topology.agents[start..end] {
         let spec = spec(topology, agent);
         let directory = image_dir(agent);
         sink.put(format!("{directory}/Dockerfile"), dockerfile(topology, agent, &spec).into_bytes())?;

@@ -31,13 +31,17 @@ mod spire;
 use std::collections::BTreeMap;
 use std::io;
 
-use super::{EmitContext, Sink, Target, yaml_documents};
+use super::{EmitContext, Sink, Split, Target, yaml_documents};
 use crate::graph::MeshGraph;
 use crate::model::{NetworkKind, Site, Topology};
 use objects::{Body, Kustomization, Manifest, ObjectMeta, StringMap};
 
-pub const TARGET: Target =
-    Target { name: "k8s", description: "Kubernetes manifests with a kustomization per site", emit };
+pub const TARGET: Target = Target {
+    name: "k8s",
+    description: "Kubernetes manifests with a kustomization per site",
+    emit,
+    split: Some(Split { parts, emit_part }),
+};
 
 /// The value of `app.kubernetes.io/managed-by` on every object weave writes.
 pub const MANAGED_BY: &str = "weave";
@@ -63,48 +67,105 @@ pub fn agent_file(agent_name: &str) -> String {
 }
 
 fn emit(context: &EmitContext<'_>, sink: &mut dyn Sink) -> io::Result<()> {
-    let topology = context.topology;
-    let any_agents = topology.sites.iter().any(|site| !site.agents.is_empty());
-    if any_agents {
-        // The OPA policy and data are the mesh's, the same bytes for every site: one shared base,
-        // which the kustomization of every site with agents includes.
-        let kustomization = Kustomization {
-            api_version: "kustomize.config.k8s.io/v1beta1",
-            kind: "Kustomization",
-            resources: vec!["opa.yaml".to_owned()],
-        };
-        sink.put(format!("k8s/{MESH_BASE}/opa.yaml"), opa_configmaps(context))?;
-        sink.put(format!("k8s/{MESH_BASE}/kustomization.yaml"), super::yaml(&kustomization).into_bytes())?;
+    (0..parts(context)).try_for_each(|part| emit_part(context, part, sink))
+}
+
+/// Agents per part of the target: enough to make a part worth a thread's while.
+const AGENTS_PER_PART: usize = 64;
+
+/// The independent parts of the target, in output order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    /// `k8s/_mesh/`, when any site has agents.
+    MeshBase,
+    /// A site's own files: namespaces, SPIRE, network policy, Istio and the kustomization.
+    Site(usize),
+    /// The files of a run of a site's agents (positions in `site.agents`).
+    Agents { site: usize, start: usize, end: usize },
+}
+
+fn part_list(context: &EmitContext<'_>) -> Vec<Part> {
+    let sites = &context.topology.sites;
+    let mut parts = Vec::new();
+    if sites.iter().any(|site| !site.agents.is_empty()) {
+        parts.push(Part::MeshBase);
     }
-    let workers = std::thread::available_parallelism().map_or(1, usize::from).min(MAX_WORKERS);
-    for (site_index, site) in topology.sites.iter().enumerate() {
-        let site_context = SiteContext::new(context, site_index);
-        let mut files: Vec<(String, Vec<u8>)> = vec![
-            ("namespaces.yaml".to_owned(), yaml_documents(&namespaces(&site_context))),
-            ("spire-server.yaml".to_owned(), spire::server_file(&site_context)),
-            ("spire-agent.yaml".to_owned(), spire::agent_file(&site_context)),
-            ("spiffe-csi-driver.yaml".to_owned(), spire::csi_driver_file(&site_context)),
-        ];
-        if !site.agents.is_empty() {
-            files.push(("networkpolicy.yaml".to_owned(), network_policy::file(&site_context)));
-            files.extend(agent_files(&site_context, workers));
+    for (site_index, site) in sites.iter().enumerate() {
+        parts.push(Part::Site(site_index));
+        parts.extend((0..site.agents.len()).step_by(AGENTS_PER_PART).map(|start| Part::Agents {
+            site: site_index,
+            start,
+            end: (start + AGENTS_PER_PART).min(site.agents.len()),
+        }));
+    }
+    parts
+}
+
+fn parts(context: &EmitContext<'_>) -> usize {
+    part_list(context).len()
+}
+
+fn emit_part(context: &EmitContext<'_>, part: usize, sink: &mut dyn Sink) -> io::Result<()> {
+    match part_list(context).get(part) {
+        Some(Part::MeshBase) => mesh_base(context, sink),
+        Some(&Part::Site(site_index)) => site_files(&SiteContext::new(context, site_index), sink),
+        Some(&Part::Agents { site, start, end }) => {
+            let site_context = SiteContext::new(context, site);
+            for &agent_index in &site_context.site.agents[start..end] {
+                let path = format!(
+                    "k8s/{}/{}",
+                    site_context.site.name,
+                    agent_file(&context.topology.agents[agent_index].name)
+                );
+                sink.put(path, agents::file(&site_context, agent_index))?;
+            }
+            Ok(())
         }
-        if topology.networking.kind == NetworkKind::Istio {
-            files.push(("istio.yaml".to_owned(), yaml_documents(&istio::manifests(&site_context))));
-        }
-        let mut resources: Vec<String> = files.iter().map(|(name, _)| name.clone()).collect();
-        if !site.agents.is_empty() {
-            resources.insert(1, format!("../{MESH_BASE}"));
-        }
-        let kustomization = Kustomization {
-            api_version: "kustomize.config.k8s.io/v1beta1",
-            kind: "Kustomization",
-            resources,
-        };
-        files.push(("kustomization.yaml".to_owned(), super::yaml(&kustomization).into_bytes()));
-        for (name, bytes) in files {
-            sink.put(format!("k8s/{}/{name}", site.name), bytes)?;
-        }
+        None => Ok(()),
+    }
+}
+
+/// The OPA policy and data are the mesh's, the same bytes for every site: one shared base, which
+/// the kustomization of every site with agents includes.
+fn mesh_base(context: &EmitContext<'_>, sink: &mut dyn Sink) -> io::Result<()> {
+    let kustomization = Kustomization {
+        api_version: "kustomize.config.k8s.io/v1beta1",
+        kind: "Kustomization",
+        resources: vec!["opa.yaml".to_owned()],
+    };
+    sink.put(format!("k8s/{MESH_BASE}/opa.yaml"), opa_configmaps(context))?;
+    sink.put(format!("k8s/{MESH_BASE}/kustomization.yaml"), super::yaml(&kustomization).into_bytes())
+}
+
+/// A site's files other than its agents', and the kustomization that lists them all.
+fn site_files(site_context: &SiteContext<'_>, sink: &mut dyn Sink) -> io::Result<()> {
+    let site = site_context.site;
+    let mut files: Vec<(String, Vec<u8>)> = vec![
+        ("namespaces.yaml".to_owned(), yaml_documents(&namespaces(site_context))),
+        ("spire-server.yaml".to_owned(), spire::server_file(site_context)),
+        ("spire-agent.yaml".to_owned(), spire::agent_file(site_context)),
+        ("spiffe-csi-driver.yaml".to_owned(), spire::csi_driver_file(site_context)),
+    ];
+    let mut resources: Vec<String> = files.iter().map(|(name, _)| name.clone()).collect();
+    if !site.agents.is_empty() {
+        resources.insert(1, format!("../{MESH_BASE}"));
+        files.push(("networkpolicy.yaml".to_owned(), network_policy::file(site_context)));
+        resources.push("networkpolicy.yaml".to_owned());
+        resources.extend(
+            site.agents
+                .iter()
+                .map(|&agent_index| agent_file(&site_context.topology.agents[agent_index].name)),
+        );
+    }
+    if site_context.topology.networking.kind == NetworkKind::Istio {
+        files.push(("istio.yaml".to_owned(), yaml_documents(&istio::manifests(site_context))));
+        resources.push("istio.yaml".to_owned());
+    }
+    let kustomization =
+        Kustomization { api_version: "kustomize.config.k8s.io/v1beta1", kind: "Kustomization", resources };
+    files.push(("kustomization.yaml".to_owned(), super::yaml(&kustomization).into_bytes()));
+    for (name, bytes) in files {
+        sink.put(format!("k8s/{}/{name}", site.name), bytes)?;
     }
     Ok(())
 }
@@ -112,37 +173,6 @@ fn emit(context: &EmitContext<'_>, sink: &mut dyn Sink) -> io::Result<()> {
 /// The directory (beside the sites' directories) of the objects every site shares: the OPA
 /// ConfigMaps. The underscore keeps it apart from site names, which are DNS labels.
 pub const MESH_BASE: &str = "_mesh";
-
-/// At most this many threads render agent files; beyond it the sink (disk) is the bottleneck.
-const MAX_WORKERS: usize = 8;
-
-/// Below this many agents in a site, its files are rendered on the calling thread.
-const PARALLEL_THRESHOLD: usize = 64;
-
-/// The files of a site's agents, in agent order. Large sites are split into contiguous runs of
-/// agents rendered on scoped threads; the result is the same as rendering them one by one.
-fn agent_files(site: &SiteContext<'_>, workers: usize) -> Vec<(String, Vec<u8>)> {
-    let render = |agents: &[usize]| -> Vec<(String, Vec<u8>)> {
-        agents
-            .iter()
-            .map(|&agent_index| {
-                (agent_file(&site.topology.agents[agent_index].name), agents::file(site, agent_index))
-            })
-            .collect()
-    };
-    let agents = site.site.agents.as_slice();
-    if workers <= 1 || agents.len() < PARALLEL_THRESHOLD {
-        return render(agents);
-    }
-    let run = agents.len().div_ceil(workers);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = agents.chunks(run).map(|chunk| scope.spawn(move || render(chunk))).collect();
-        handles
-            .into_iter()
-            .flat_map(|handle| handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
-            .collect()
-    })
-}
 
 /// What the builders of one site's objects read.
 #[derive(Clone, Copy)]

@@ -87,7 +87,20 @@ pub const WEAVE_VERSION: &str = env!("CARGO_PKG_VERSION");
 pub struct Target {
     pub name: &'static str,
     pub description: &'static str,
+    /// Renders every artifact of the target and hands each to the sink.
     pub emit: fn(&EmitContext<'_>, &mut dyn Sink) -> io::Result<()>,
+    /// For the targets whose output grows with the number of agents: the same artifacts in
+    /// independent parts, which `weave::emit_parallel` spreads over threads.
+    pub split: Option<Split>,
+}
+
+/// A target's artifacts in independent parts: `emit` of the target is `emit_part` of every part in
+/// order, and no two parts write the same path.
+pub struct Split {
+    /// How many parts the target has for this topology.
+    pub parts: fn(&EmitContext<'_>) -> usize,
+    /// Renders part `index` (`0..parts`) and hands its artifacts to the sink.
+    pub emit_part: fn(&EmitContext<'_>, usize, &mut dyn Sink) -> io::Result<()>,
 }
 
 /// Every target, in the order they are built.

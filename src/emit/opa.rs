@@ -48,7 +48,7 @@ use serde::ser::{SerializeStruct, Serializer};
 use super::{EmitContext, Sink, Target};
 
 pub const TARGET: Target =
-    Target { name: "opa", description: "OPA authorization policy, data and tests", emit };
+    Target { name: "opa", description: "OPA authorization policy, data and tests", emit, split: None };
 
 /// The Rego package of the policy.
 pub const PACKAGE: &str = "agentweave.authz";

@@ -26,7 +26,7 @@ use super::{EmitContext, Sink, Target, WEAVE_VERSION};
 use crate::model::{Provider, Site};
 
 pub const TARGET: Target =
-    Target { name: "otel", description: "OpenTelemetry collector configuration per site", emit };
+    Target { name: "otel", description: "OpenTelemetry collector configuration per site", emit, split: None };
 
 /// The collector's OTLP gRPC port.
 pub const OTLP_GRPC_PORT: u16 = 4317;

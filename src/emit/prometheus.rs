@@ -44,7 +44,8 @@ use super::conventions::METRICS_PATH;
 use super::{EmitContext, Sink, Target, WEAVE_VERSION};
 use crate::model::{NetworkKind, Site, Topology};
 
-pub const TARGET: Target = Target { name: "prometheus", description: "Prometheus federation", emit };
+pub const TARGET: Target =
+    Target { name: "prometheus", description: "Prometheus federation", emit, split: None };
 
 /// The central server's configuration, relative to the output directory.
 pub const CENTRAL_PATH: &str = "prometheus/prometheus.yml";

@@ -37,8 +37,12 @@ use super::conventions;
 use super::{EmitContext, Sink, Target};
 use crate::model::{DatastoreKind, FederationProfile, NodeAttestor, Site};
 
-pub const TARGET: Target =
-    Target { name: "spire", description: "SPIRE server and agent configuration, federation bootstrap", emit };
+pub const TARGET: Target = Target {
+    name: "spire",
+    description: "SPIRE server and agent configuration, federation bootstrap",
+    emit,
+    split: None,
+};
 
 /// The oldest SPIRE release that has every plugin and key these files use (the `k8s_configmap`
 /// BundlePublisher).

@@ -43,7 +43,8 @@ use super::conventions::{tailscale_agent_tag, tailscale_prometheus_tag, tailscal
 use super::{EmitContext, Sink, Target, WEAVE_VERSION, prometheus};
 use crate::model::NetworkKind;
 
-pub const TARGET: Target = Target { name: "tailscale", description: "Tailscale tailnet policy", emit };
+pub const TARGET: Target =
+    Target { name: "tailscale", description: "Tailscale tailnet policy", emit, split: None };
 
 /// Where the policy is written, relative to the output directory.
 pub const POLICY_PATH: &str = "tailscale/policy.hujson";

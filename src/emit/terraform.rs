@@ -39,8 +39,12 @@ pub use format::format_body;
 use super::{EmitContext, Sink, Target};
 use crate::model::{Provider, Site};
 
-pub const TARGET: Target =
-    Target { name: "terraform", description: "Terraform for each cloud site's cluster, DNS and VPN", emit };
+pub const TARGET: Target = Target {
+    name: "terraform",
+    description: "Terraform for each cloud site's cluster, DNS and VPN",
+    emit,
+    split: None,
+};
 
 /// The Terraform version every module requires (`startswith`, `strcontains` and `endswith` are 1.5).
 pub const REQUIRED_TERRAFORM_VERSION: &str = ">= 1.5.0";

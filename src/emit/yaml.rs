@@ -183,14 +183,8 @@ impl Writer {
         }
         let position = self.begin_node()?;
         if ambiguous(value) {
-            // YAML could read it back as something else (a number, a boolean, null): serde_yaml_ng
-            // decides, on this one string.
-            let text = serde_yaml_ng::to_string(value).map_err(|_| Unsupported)?;
-            let text = text.strip_suffix('\n').ok_or(Unsupported)?;
-            if text.contains('\n') {
-                return Err(Unsupported);
-            }
-            return self.put_inline(position, text);
+            let text = resolve_ambiguous(value)?;
+            return self.put_inline(position, &text);
         }
         if plain_allowed(value.as_bytes()) {
             self.put_inline(position, value)
@@ -272,6 +266,38 @@ impl Writer {
         self.end_node();
         Ok(())
     }
+}
+
+/// How serde_yaml_ng writes a one-line string that YAML might read back as something else (a
+/// number, a boolean, null): it decides, on this one string. The same few strings (`"0.0.0.0"`,
+/// `"500m"`) recur in every manifest, so each thread remembers its answers.
+fn resolve_ambiguous(value: &str) -> Result<std::rc::Rc<str>> {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    use std::rc::Rc;
+
+    /// Bounds the memory of the cache when the strings do not recur.
+    const CAPACITY: usize = 4096;
+    thread_local! {
+        static RESOLVED: RefCell<HashMap<Box<str>, Rc<str>>> = RefCell::new(HashMap::new());
+    }
+    if let Some(text) = RESOLVED.with(|cache| cache.borrow().get(value).cloned()) {
+        return Ok(text);
+    }
+    let text = serde_yaml_ng::to_string(value).map_err(|_| Unsupported)?;
+    let text = text.strip_suffix('\n').ok_or(Unsupported)?;
+    if text.contains('\n') {
+        return Err(Unsupported);
+    }
+    let text: Rc<str> = Rc::from(text);
+    RESOLVED.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if cache.len() >= CAPACITY {
+            cache.clear();
+        }
+        cache.insert(value.into(), Rc::clone(&text));
+    });
+    Ok(text)
 }
 
 /// Whether YAML might resolve this plain scalar to something other than a string: a number, a
