@@ -84,8 +84,14 @@ pub fn analyze(source: &Source, limits: &Limits) -> Analysis {
         Err(diagnostics) => return Analysis { model: None, diagnostics },
     };
     let value = document.to_json();
-    let mut diagnostics = schema::check(&document, &value);
-    let topology = match model::normalize(&value) {
+    // The schema and the model both only read the value: the schema is checked on a second thread
+    // while the model is built.
+    let (mut diagnostics, topology) = std::thread::scope(|scope| {
+        let schema = scope.spawn(|| schema::check(&document, &value));
+        let topology = model::normalize(&value);
+        (schema.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)), topology)
+    });
+    let topology = match topology {
         Ok(topology) => topology,
         Err(reason) => {
             if diagnostics.is_empty() {

@@ -75,10 +75,7 @@ const MAX_MESSAGE_BYTES: usize = 400;
 /// Runs every rule. Diagnostics come back sorted by position, then code (past [`MAX_DIAGNOSTICS`],
 /// the first ones and a count of the rest).
 pub fn run(context: &CheckContext<'_>) -> Vec<Diagnostic> {
-    let mut diagnostics = Vec::new();
-    for rule in RULES {
-        rule(context, &mut diagnostics);
-    }
+    let mut diagnostics: Vec<Diagnostic> = run_rules(context).into_iter().flatten().collect();
     sort(&mut diagnostics);
     for diagnostic in &mut diagnostics {
         shorten(&mut diagnostic.message);
@@ -96,6 +93,35 @@ pub fn run(context: &CheckContext<'_>) -> Vec<Diagnostic> {
         ));
     }
     diagnostics
+}
+
+/// Each rule's diagnostics, in the order of [`RULES`]. The rules only read the context, so they run
+/// on two threads, each taking the next rule not yet taken; the result does not depend on which
+/// thread ran which rule.
+fn run_rules(context: &CheckContext<'_>) -> Vec<Vec<Diagnostic>> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let next = AtomicUsize::new(0);
+    let take_rules = || {
+        let mut done = Vec::new();
+        loop {
+            let index = next.fetch_add(1, Ordering::Relaxed);
+            let Some(rule) = RULES.get(index) else { return done };
+            let mut diagnostics = Vec::new();
+            rule(context, &mut diagnostics);
+            done.push((index, diagnostics));
+        }
+    };
+    let (mine, theirs) = std::thread::scope(|scope| {
+        let helper = scope.spawn(take_rules);
+        let mine = take_rules();
+        (mine, helper.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+    });
+    let mut by_rule: Vec<Vec<Diagnostic>> = vec![Vec::new(); RULES.len()];
+    for (index, diagnostics) in mine.into_iter().chain(theirs) {
+        by_rule[index] = diagnostics;
+    }
+    by_rule
 }
 
 /// Cuts the middle out of a message longer than [`MAX_MESSAGE_BYTES`], marking the cut. The middle

@@ -40,7 +40,7 @@ pub const SHORTHAND_SITES: [Provider; 3] = [Provider::Aws, Provider::Gcp, Provid
 /// Normalizes the input tree. Fails only when the tree does not have the shape serde needs (a
 /// wrong type somewhere); the schema stage has then already reported the reason with its place.
 pub fn normalize(input: &Value) -> Result<Topology, String> {
-    let raw: RawTopology = serde_json::from_value(input.clone()).map_err(|error| error.to_string())?;
+    let raw = RawTopology::deserialize(input).map_err(|error| error.to_string())?;
     Ok(build(raw))
 }
 
