@@ -72,6 +72,8 @@ pub struct MeshGraph {
     agent_trust_domain_ids: Vec<usize>,
     /// Federated pairs of trust domain ids, both orders (looked up, never iterated).
     federated_ids: std::collections::HashSet<(usize, usize)>,
+    /// Trust domain id → the names of the domains federated with it, sorted.
+    federation_peers: Vec<Vec<String>>,
 }
 
 impl MeshGraph {
@@ -192,6 +194,15 @@ impl MeshGraph {
             })
             .collect();
 
+        let mut federation_peers = vec![Vec::new(); trust_domain_ids.len()];
+        for (left, right) in &federated {
+            federation_peers[trust_domain_ids[left]].push(right.clone());
+            federation_peers[trust_domain_ids[right]].push(left.clone());
+        }
+        for peers in &mut federation_peers {
+            peers.sort_unstable();
+        }
+
         MeshGraph {
             graph,
             trust_domain_nodes,
@@ -206,6 +217,7 @@ impl MeshGraph {
             trust_domain_ids,
             agent_trust_domain_ids,
             federated_ids,
+            federation_peers,
         }
     }
 
@@ -239,21 +251,10 @@ impl MeshGraph {
 
     /// The trust domains federated with `trust_domain`, sorted.
     pub fn federated_with(&self, trust_domain: &str) -> Vec<&str> {
-        let mut peers: Vec<&str> = self
-            .federated
-            .iter()
-            .filter_map(|(left, right)| {
-                if left == trust_domain {
-                    Some(right.as_str())
-                } else if right == trust_domain {
-                    Some(left.as_str())
-                } else {
-                    None
-                }
-            })
-            .collect();
-        peers.sort_unstable();
-        peers
+        self.trust_domain_ids
+            .get(trust_domain)
+            .map(|&id| self.federation_peers[id].iter().map(String::as_str).collect())
+            .unwrap_or_default()
     }
 
     /// Every federated pair (each once, the smaller name first), sorted.
