@@ -174,3 +174,79 @@ fn embedded_copies_are_byte_identical() {
         }
     });
 }
+
+/// What checkov would report of the workloads beyond docs/security.md's accepted findings: every
+/// container has probes, limits, a read-only root file system and no capabilities, and the agents'
+/// pods get none of the exceptions the SPIRE components need (host namespaces, root, the API token,
+/// privilege, a Secret in the environment).
+#[test]
+fn workloads_are_hardened_and_the_agents_get_none_of_the_spire_exceptions() {
+    insta::glob!("../fixtures/valid", "*.yaml", |path| {
+        for (artifact, bytes) in build(path) {
+            if !artifact.starts_with("k8s/") || !artifact.ends_with(".yaml") {
+                continue;
+            }
+            for document in serde_yaml_ng::Deserializer::from_str(std::str::from_utf8(&bytes).unwrap()) {
+                let value: serde_yaml_ng::Value = serde::Deserialize::deserialize(document).unwrap();
+                let kind = value["kind"].as_str().unwrap_or_default();
+                if !["Deployment", "StatefulSet", "DaemonSet"].contains(&kind) {
+                    continue;
+                }
+                let pod = &value["spec"]["template"]["spec"];
+                let agent = kind == "Deployment";
+                if agent {
+                    for key in ["hostPID", "hostNetwork", "hostIPC"] {
+                        assert!(pod[key].is_null(), "{artifact}: {key}");
+                    }
+                    assert_eq!(pod["automountServiceAccountToken"].as_bool(), Some(false), "{artifact}");
+                    assert_eq!(pod["securityContext"]["runAsNonRoot"].as_bool(), Some(true), "{artifact}");
+                }
+                for container in pod["containers"].as_sequence().expect("containers") {
+                    let name = container["name"].as_str().unwrap_or_default();
+                    for key in ["livenessProbe", "readinessProbe"] {
+                        assert!(
+                            container[key].is_mapping(),
+                            "{artifact}: {kind} container {name} has no {key}"
+                        );
+                    }
+                    for key in ["cpu", "memory"] {
+                        assert!(
+                            container["resources"]["limits"][key].as_str().is_some(),
+                            "{artifact}: {kind} container {name} has no {key} limit"
+                        );
+                    }
+                    let security = &container["securityContext"];
+                    assert_eq!(
+                        security["readOnlyRootFilesystem"].as_bool(),
+                        Some(true),
+                        "{artifact}: {name}"
+                    );
+                    assert_eq!(
+                        security["capabilities"]["drop"][0].as_str(),
+                        Some("ALL"),
+                        "{artifact}: {name}"
+                    );
+                    if !agent {
+                        continue;
+                    }
+                    assert!(security["privileged"].is_null(), "{artifact}: {name} is privileged");
+                    assert_eq!(
+                        security["allowPrivilegeEscalation"].as_bool(),
+                        Some(false),
+                        "{artifact}: {name}"
+                    );
+                    assert!(
+                        security["runAsUser"].as_u64().is_none_or(|user| user >= 10000),
+                        "{artifact}: {name} runs as a low user id"
+                    );
+                    for variable in container["env"].as_sequence().into_iter().flatten() {
+                        assert!(
+                            variable["valueFrom"]["secretKeyRef"].is_null(),
+                            "{artifact}: {name} reads a Secret from its environment"
+                        );
+                    }
+                }
+            }
+        }
+    });
+}

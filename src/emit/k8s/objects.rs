@@ -438,7 +438,10 @@ impl ResourceRequirements {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Probe {
-    pub http_get: HttpGetAction,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_get: Option<HttpGetAction>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tcp_socket: Option<TcpSocketAction>,
     pub initial_delay_seconds: u32,
     pub period_seconds: u32,
     pub timeout_seconds: u32,
@@ -449,7 +452,20 @@ impl Probe {
     /// An HTTP GET probe on a named or numbered port.
     pub fn http(path: &str, port: IntOrString, initial_delay_seconds: u32, period_seconds: u32) -> Probe {
         Probe {
-            http_get: HttpGetAction { path: path.to_owned(), port },
+            http_get: Some(HttpGetAction { path: path.to_owned(), port }),
+            tcp_socket: None,
+            initial_delay_seconds,
+            period_seconds,
+            timeout_seconds: 3,
+            failure_threshold: 3,
+        }
+    }
+
+    /// A TCP probe: the port accepts connections.
+    pub fn tcp(port: IntOrString, initial_delay_seconds: u32, period_seconds: u32) -> Probe {
+        Probe {
+            http_get: None,
+            tcp_socket: Some(TcpSocketAction { port }),
             initial_delay_seconds,
             period_seconds,
             timeout_seconds: 3,
@@ -461,6 +477,11 @@ impl Probe {
 #[derive(Debug, Clone, Serialize)]
 pub struct HttpGetAction {
     pub path: String,
+    pub port: IntOrString,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TcpSocketAction {
     pub port: IntOrString,
 }
 

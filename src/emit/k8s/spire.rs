@@ -34,6 +34,14 @@ pub const SPIRE_SERVER_IMAGE: &str = "ghcr.io/spiffe/spire-server:1.13.3";
 pub const SPIRE_AGENT_IMAGE: &str = "ghcr.io/spiffe/spire-agent:1.13.3";
 pub const SPIFFE_CSI_DRIVER_IMAGE: &str = "ghcr.io/spiffe/spiffe-csi-driver:0.2.7";
 pub const NODE_DRIVER_REGISTRAR_IMAGE: &str = "registry.k8s.io/sig-storage/csi-node-driver-registrar:v2.13.0";
+pub const CSI_LIVENESS_PROBE_IMAGE: &str = "registry.k8s.io/sig-storage/livenessprobe:v2.15.0";
+
+/// The port of the CSI liveness probe sidecar, which answers `/healthz` by calling the driver's CSI
+/// `Probe` over its socket.
+const CSI_HEALTH_PORT: u16 = 9808;
+
+/// The port of the node driver registrar's `/healthz` (its registration socket answers).
+const REGISTRAR_HEALTH_PORT: u16 = 9809;
 
 /// The host directory that holds the SPIRE agent's Workload API socket: the one host path the
 /// agent writes, read by the CSI driver.
@@ -508,10 +516,15 @@ fn csi_driver_manifests(site: &SiteContext<'_>) -> Vec<Manifest> {
             "/spiffe-csi/csi.sock".to_owned(),
         ],
         env: vec![EnvVar::field("MY_NODE_NAME", "spec.nodeName")],
-        ports: Vec::new(),
+        // Served by the liveness-probe sidecar (same pod, same network namespace): the driver answers
+        // the CSI Probe call on its socket.
+        ports: vec![ContainerPort::tcp("healthz", CSI_HEALTH_PORT)],
         resources: ResourceRequirements::new("10m", "32Mi", "100m", "64Mi"),
-        liveness_probe: None,
-        readiness_probe: None,
+        liveness_probe: Some(Probe {
+            failure_threshold: 5,
+            ..Probe::http("/healthz", IntOrString::name("healthz"), 10, 10)
+        }),
+        readiness_probe: Some(Probe::http("/healthz", IntOrString::name("healthz"), 5, 10)),
         // Privileged: bind mounts into pods' volumes need bidirectional mount propagation.
         security_context: SecurityContext {
             privileged: Some(true),
@@ -539,15 +552,16 @@ fn csi_driver_manifests(site: &SiteContext<'_>) -> Vec<Manifest> {
             "/spiffe-csi/csi.sock".to_owned(),
             "-kubelet-registration-path".to_owned(),
             format!("{plugin_dir}/csi.sock"),
-            "-health-port".to_owned(),
-            "9809".to_owned(),
+            "-http-endpoint".to_owned(),
+            format!(":{REGISTRAR_HEALTH_PORT}"),
         ],
         env: Vec::new(),
-        ports: vec![ContainerPort::tcp("healthz", 9809)],
+        ports: vec![ContainerPort::tcp("reg-healthz", REGISTRAR_HEALTH_PORT)],
         resources: ResourceRequirements::new("10m", "32Mi", "100m", "64Mi"),
-        // The registrar's health endpoint checks the driver's socket as well.
-        liveness_probe: Some(Probe::http("/healthz", IntOrString::name("healthz"), 5, 10)),
-        readiness_probe: Some(Probe::http("/healthz", IntOrString::name("healthz"), 5, 10)),
+        // The registrar's health endpoint checks that its registration socket (the kubelet's side)
+        // answers.
+        liveness_probe: Some(Probe::http("/healthz", IntOrString::name("reg-healthz"), 5, 10)),
+        readiness_probe: Some(Probe::http("/healthz", IntOrString::name("reg-healthz"), 5, 10)),
         // Root: it writes its registration socket into the kubelet's root-owned plugin directory.
         security_context: SecurityContext {
             run_as_non_root: Some(false),
@@ -559,6 +573,31 @@ fn csi_driver_manifests(site: &SiteContext<'_>) -> Vec<Manifest> {
             VolumeMount::writable("csi-socket", "/spiffe-csi"),
             VolumeMount::writable("registration", "/registration"),
         ],
+    };
+    let liveness = Container {
+        name: "liveness-probe".to_owned(),
+        image: CSI_LIVENESS_PROBE_IMAGE.to_owned(),
+        image_pull_policy: "Always",
+        args: vec![
+            "-csi-address".to_owned(),
+            "/spiffe-csi/csi.sock".to_owned(),
+            "-http-endpoint".to_owned(),
+            format!(":{CSI_HEALTH_PORT}"),
+        ],
+        env: Vec::new(),
+        ports: Vec::new(),
+        resources: ResourceRequirements::new("10m", "16Mi", "100m", "32Mi"),
+        // Its own listener only: what it reports about the driver is the driver container's probe.
+        liveness_probe: Some(Probe::tcp(IntOrString::Int(CSI_HEALTH_PORT.into()), 5, 10)),
+        readiness_probe: Some(Probe::tcp(IntOrString::Int(CSI_HEALTH_PORT.into()), 5, 10)),
+        // Root: the driver's socket is writable by root only.
+        security_context: SecurityContext {
+            run_as_non_root: Some(false),
+            run_as_user: Some(0),
+            run_as_group: Some(0),
+            ..SecurityContext::restricted(0)
+        },
+        volume_mounts: vec![VolumeMount::read_only("csi-socket", "/spiffe-csi")],
     };
     vec![
         Manifest {
@@ -599,7 +638,7 @@ fn csi_driver_manifests(site: &SiteContext<'_>) -> Vec<Manifest> {
                             enable_service_links: Some(false),
                             security_context: PodSecurityContext::default(),
                             tolerations: vec![tolerate_everything()],
-                            containers: vec![driver, registrar],
+                            containers: vec![driver, registrar, liveness],
                             volumes: vec![
                                 Volume::host_path("agent-socket", AGENT_SOCKET_HOST_DIR, "DirectoryOrCreate"),
                                 Volume::host_path("csi-socket", &plugin_dir, "DirectoryOrCreate"),
