@@ -1,17 +1,21 @@
 //! Azure Kubernetes Service: a resource group, a Log Analytics workspace for Container Insights,
 //! the cluster (system-assigned identity, Entra ID with Azure RBAC and local accounts off, Azure
-//! CNI with Calico NetworkPolicy, authorized API ranges, Azure Policy, workload identity, automatic
-//! patch upgrades), a Spot node pool when `cluster.spot`, and the Azure DNS record of the SPIRE
-//! bundle endpoint.
+//! CNI with Calico NetworkPolicy, a private API server unless `private_cluster = false` (then
+//! authorized ranges), host-based encryption of the nodes' disks, Azure Policy, workload identity,
+//! automatic patch upgrades), a Spot node pool when `cluster.spot`, and the Azure DNS record of the
+//! SPIRE bundle endpoint.
 //!
 //! The user brings the network: the nodes' subnet (`vnet_subnet_id`). With Azure CNI, pods take
 //! their addresses from that subnet.
 
 use hcl::expr::Expression;
 
+use hcl::expr::BinaryOperator;
+
 use super::{
-    Module, Output, SiteFacts, Variable, api_allowed_cidrs_variable, body, call, count_when_set, interpolate,
-    list, nested, one_of, reference, resource, strings, template, text, types, var,
+    Module, Output, SiteFacts, Variable, api_allowed_cidrs_variable, binary, body, call, conditional,
+    count_when_set, dynamic, interpolate, list, nested, not, one_of, reference, resource, strings, template,
+    text, types, var,
 };
 
 pub(super) const PROVIDER_VERSION: &str = "~> 4.0";
@@ -50,11 +54,44 @@ pub(super) fn cluster(facts: &SiteFacts<'_>, module: &mut Module) {
         "ID of the virtual network subnet of the nodes. With Azure CNI the pods take their addresses \
          from it too, so size it for nodes times 50 pods.",
     ));
-    module.variable(api_allowed_cidrs_variable(
-        "CIDR blocks allowed to reach the Kubernetes API server. At least one is required: AKS treats \
-         an empty list as no restriction.",
-        true,
-    ));
+    module.variable(
+        Variable::new(
+            "private_cluster",
+            types::bool(),
+            "Whether the Kubernetes API server has only a private address, in the nodes' virtual network \
+             (reach it from there, over the VPN or a peering). false gives it a public address open to \
+             api_allowed_cidrs only. Changing it replaces the cluster.",
+        )
+        .default(true),
+    );
+    module.variable(
+        api_allowed_cidrs_variable(
+            "CIDR blocks allowed to reach the public Kubernetes API server when private_cluster is false; \
+             at least one is then required, as AKS treats an empty list as no restriction. Leave it \
+             empty for a private cluster.",
+            false,
+        )
+        .default(list([])),
+    );
+    module.variable(
+        Variable::new(
+            "host_encryption_enabled",
+            types::bool(),
+            "Whether the nodes' temporary disks and disk caches are encrypted on the VM host. Needs the \
+             EncryptionAtHost feature registered on the subscription (az feature register --namespace \
+             Microsoft.Compute --name EncryptionAtHost) and a VM size that supports it.",
+        )
+        .default(true),
+    );
+    module.variable(
+        Variable::new(
+            "disk_encryption_set_id",
+            types::string(),
+            "ID of a disk encryption set that encrypts the nodes' OS disks with a customer-managed key. \
+             Null keeps platform-managed keys. Changing it replaces the cluster.",
+        )
+        .default(Expression::Null),
+    );
 
     module.main(resource(
         "azurerm_resource_group",
@@ -96,6 +133,8 @@ pub(super) fn cluster(facts: &SiteFacts<'_>, module: &mut Module) {
             .add_attribute(("azure_policy_enabled", true))
             .add_attribute(("oidc_issuer_enabled", true))
             .add_attribute(("workload_identity_enabled", true))
+            .add_attribute(("private_cluster_enabled", var("private_cluster")))
+            .add_attribute(("disk_encryption_set_id", var("disk_encryption_set_id")))
             .add_attribute(("tags", facts.labels_object()))
             .add_block(
                 nested("default_node_pool")
@@ -104,6 +143,7 @@ pub(super) fn cluster(facts: &SiteFacts<'_>, module: &mut Module) {
                     .add_attribute(("node_count", system_nodes))
                     .add_attribute(("max_pods", MAX_PODS))
                     .add_attribute(("vnet_subnet_id", var("vnet_subnet_id")))
+                    .add_attribute(("host_encryption_enabled", var("host_encryption_enabled")))
                     .add_attribute(("temporary_name_for_rotation", "systemtmp"))
                     .add_attribute(("tags", facts.labels_object()))
                     .add_block(nested("upgrade_settings").add_attribute(("max_surge", "33%")).build())
@@ -115,11 +155,12 @@ pub(super) fn cluster(facts: &SiteFacts<'_>, module: &mut Module) {
                     .add_attribute(("azure_rbac_enabled", true))
                     .build(),
             )
-            .add_block(
-                nested("api_server_access_profile")
-                    .add_attribute(("authorized_ip_ranges", var("api_allowed_cidrs")))
-                    .build(),
-            )
+            // Authorized ranges apply to a public API server only.
+            .add_block(dynamic(
+                "api_server_access_profile",
+                conditional(var("private_cluster"), list([]), list([1.into()])),
+                nested("content").add_attribute(("authorized_ip_ranges", var("api_allowed_cidrs"))),
+            ))
             .add_block(
                 nested("network_profile")
                     .add_attribute(("network_plugin", "azure"))
@@ -138,6 +179,52 @@ pub(super) fn cluster(facts: &SiteFacts<'_>, module: &mut Module) {
             )
             .add_block(
                 nested("key_vault_secrets_provider").add_attribute(("secret_rotation_enabled", true)).build(),
+            )
+            .add_block(
+                nested("lifecycle")
+                    .add_block(
+                        nested("precondition")
+                            .add_attribute((
+                                "condition",
+                                binary(
+                                    var("private_cluster"),
+                                    BinaryOperator::Or,
+                                    binary(
+                                        call("length", [var("api_allowed_cidrs")]),
+                                        BinaryOperator::Greater,
+                                        0.into(),
+                                    ),
+                                ),
+                            ))
+                            .add_attribute((
+                                "error_message",
+                                "A public API server (private_cluster = false) needs at least one CIDR \
+                                 block in api_allowed_cidrs: AKS treats an empty list as no restriction.",
+                            ))
+                            .build(),
+                    )
+                    .add_block(
+                        nested("precondition")
+                            .add_attribute((
+                                "condition",
+                                binary(
+                                    not(var("private_cluster")),
+                                    BinaryOperator::Or,
+                                    binary(
+                                        call("length", [var("api_allowed_cidrs")]),
+                                        BinaryOperator::Eq,
+                                        0.into(),
+                                    ),
+                                ),
+                            ))
+                            .add_attribute((
+                                "error_message",
+                                "api_allowed_cidrs applies to a public API server only: a private \
+                                 cluster's API server is reached from its virtual network.",
+                            ))
+                            .build(),
+                    )
+                    .build(),
             ),
     ));
 
@@ -153,6 +240,7 @@ pub(super) fn cluster(facts: &SiteFacts<'_>, module: &mut Module) {
                 .add_attribute(("node_count", facts.site.cluster.nodes))
                 .add_attribute(("max_pods", MAX_PODS))
                 .add_attribute(("vnet_subnet_id", var("vnet_subnet_id")))
+                .add_attribute(("host_encryption_enabled", var("host_encryption_enabled")))
                 .add_attribute(("priority", "Spot"))
                 .add_attribute(("eviction_policy", "Delete"))
                 // -1: pay up to the on-demand price, so nodes are evicted for capacity only.
@@ -173,10 +261,14 @@ pub(super) fn cluster(facts: &SiteFacts<'_>, module: &mut Module) {
     ));
     module.output(Output::new(
         "cluster_endpoint",
-        "URL of the Kubernetes API server.",
+        "URL of the Kubernetes API server (a private cluster's name resolves inside its virtual network).",
         template([
             text("https://"),
-            interpolate(reference("azurerm_kubernetes_cluster.this.fqdn")),
+            interpolate(conditional(
+                var("private_cluster"),
+                reference("azurerm_kubernetes_cluster.this.private_fqdn"),
+                reference("azurerm_kubernetes_cluster.this.fqdn"),
+            )),
             text(":443"),
         ]),
     ));

@@ -1,8 +1,8 @@
 //! Google Kubernetes Engine: a regional VPC-native cluster (private nodes, Dataplane V2 for
 //! NetworkPolicy enforcement, Workload Identity, shielded nodes, legacy ABAC and client
 //! certificates off) whose default node pool is replaced by a separately managed pool (Spot VMs
-//! when `cluster.spot`) running as a dedicated least-privilege service account, and the Cloud DNS
-//! record of the SPIRE bundle endpoint.
+//! when `cluster.spot`), both running as a dedicated least-privilege service account behind the GKE
+//! metadata server, and the Cloud DNS record of the SPIRE bundle endpoint.
 //!
 //! The user brings the network (`network`, `subnetwork`, with Cloud NAT for the private nodes'
 //! egress). The pods' range is `cluster.podCidr` when the topology gives one.
@@ -184,7 +184,15 @@ pub(super) fn cluster(facts: &SiteFacts<'_>, module: &mut Module) {
                     ))
                     .add_attribute(("key_name", encryption_key))
                     .build(),
-            ),
+            )
+            .add_block(default_pool_node_config())
+            // The default pool's settings matter only while the cluster is created.
+            .add_block(
+                nested("lifecycle")
+                    .add_attribute(("ignore_changes", list([reference("node_config")])))
+                    .build(),
+            )
+            .add_attribute(("depends_on", list([reference("google_project_iam_member.nodes")]))),
     ));
 
     let mut node_config = nested("node_config")
@@ -268,6 +276,26 @@ pub(super) fn cluster(facts: &SiteFacts<'_>, module: &mut Module) {
     if let Some(host) = facts.bundle_endpoint_host() {
         bundle_endpoint_record(host, facts, module);
     }
+}
+
+/// The node configuration of the default node pool. GKE creates that pool with the cluster and
+/// `remove_default_node_pool` deletes it right away, but while it exists its nodes run as the
+/// nodes' own service account (not the Compute Engine default one), with shielded boot and the GKE
+/// metadata server in front of the instance metadata, like the managed pool.
+fn default_pool_node_config() -> hcl::Block {
+    nested("node_config")
+        .add_attribute(("image_type", "COS_CONTAINERD"))
+        .add_attribute(("service_account", reference("google_service_account.nodes.email")))
+        .add_attribute(("oauth_scopes", strings(["https://www.googleapis.com/auth/cloud-platform"])))
+        .add_attribute(("metadata", super::object([("disable-legacy-endpoints", Expression::from("true"))])))
+        .add_block(
+            nested("shielded_instance_config")
+                .add_attribute(("enable_secure_boot", true))
+                .add_attribute(("enable_integrity_monitoring", true))
+                .build(),
+        )
+        .add_block(nested("workload_metadata_config").add_attribute(("mode", "GKE_METADATA")).build())
+        .build()
 }
 
 /// The network tag of the nodes; firewall rules (the VPN's) target it.

@@ -9,16 +9,27 @@
 //! image instead.
 //!
 //! The user brings the network: the VCN and its subnets for the API endpoint, the nodes, the pods
-//! and the service load balancers. OKE does not enforce NetworkPolicy by itself; install Calico (or
-//! another policy engine) for weave's default-deny policies to take effect.
+//! and the service load balancers. The module adds the network security group of the API endpoint,
+//! which admits the API only from the cluster's nodes and pods and from `api_allowed_cidrs`. OKE does
+//! not enforce NetworkPolicy by itself; install Calico (or another policy engine) for weave's
+//! default-deny policies to take effect.
 
 use hcl::expr::{BinaryOperator, Expression, Traversal, TraversalOperator};
 
 use super::{
-    Module, Output, SiteFacts, Variable, binary, body, call, call_expanded, conditional, count_when_set,
-    data, dynamic, for_list, for_object, interpolate, limited_name, list, local, locals, nested, not, one_of,
-    reference, resource, template, text, types, var,
+    Module, Output, SiteFacts, Variable, api_allowed_cidrs_variable, binary, body, call, call_expanded,
+    conditional, count_when_set, data, dynamic, for_list, for_object, interpolate, limited_name, list, local,
+    locals, nested, not, one_of, reference, resource, strings, template, text, types, var,
 };
+
+use Direction::{Egress, Ingress};
+use Protocol::{PathDiscovery, Tcp};
+
+/// The Kubernetes API port of the OKE endpoint.
+const API_PORT: u16 = 6443;
+
+/// The port on which the nodes reach the OKE control plane.
+const CONTROL_PLANE_PORT: u16 = 12250;
 
 pub(super) const PROVIDER_VERSION: &str = ">= 6.0, < 8.0";
 
@@ -44,7 +55,7 @@ pub(super) fn cluster(facts: &SiteFacts<'_>, module: &mut Module) {
             "api_endpoint_public",
             types::bool(),
             "Whether the Kubernetes API endpoint gets a public address (the subnet must then be public; \
-             restrict it with api_endpoint_nsg_ids).",
+             api_allowed_cidrs says who may reach it).",
         )
         .default(false),
     );
@@ -52,10 +63,17 @@ pub(super) fn cluster(facts: &SiteFacts<'_>, module: &mut Module) {
         Variable::new(
             "api_endpoint_nsg_ids",
             types::list_of_strings(),
-            "OCIDs of network security groups applied to the Kubernetes API endpoint.",
+            "OCIDs of further network security groups applied to the Kubernetes API endpoint, besides \
+             the one this module creates.",
         )
         .default(list([])),
     );
+    module.variable(api_allowed_cidrs_variable(
+        "CIDR blocks of the clients (kubectl, CI) allowed to reach the Kubernetes API endpoint, besides \
+         the cluster's nodes and pods. The endpoint's network security group admits no one else; the \
+         security list of its subnet applies as well.",
+        false,
+    ));
     module.variable(Variable::new(
         "node_subnet_id",
         types::string(),
@@ -120,6 +138,7 @@ pub(super) fn cluster(facts: &SiteFacts<'_>, module: &mut Module) {
             .add_attribute(("compartment_id", var("compartment_id"))),
     ));
     module.main(version_and_image_locals(facts));
+    api_endpoint_security_group(facts, module);
 
     let mut cluster = body()
         .add_attribute(("name", cluster_name))
@@ -136,7 +155,16 @@ pub(super) fn cluster(facts: &SiteFacts<'_>, module: &mut Module) {
             nested("endpoint_config")
                 .add_attribute(("subnet_id", var("api_endpoint_subnet_id")))
                 .add_attribute(("is_public_ip_enabled", var("api_endpoint_public")))
-                .add_attribute(("nsg_ids", var("api_endpoint_nsg_ids")))
+                .add_attribute((
+                    "nsg_ids",
+                    call(
+                        "concat",
+                        [
+                            list([reference("oci_core_network_security_group.api_endpoint.id")]),
+                            var("api_endpoint_nsg_ids"),
+                        ],
+                    ),
+                ))
                 .build(),
         );
     cluster = cluster.add_block(
@@ -239,6 +267,166 @@ pub(super) fn cluster(facts: &SiteFacts<'_>, module: &mut Module) {
 
     if let Some(host) = facts.bundle_endpoint_host() {
         bundle_endpoint_record(host, facts, module);
+    }
+}
+
+/// The network security group of the Kubernetes API endpoint, with the rules OKE documents for the
+/// endpoint's subnet: the API and the control-plane port from the nodes and the pods (VCN-native pod
+/// networking gives pods addresses of their own subnet), the API from `api_allowed_cidrs`, the
+/// control plane to the nodes, the pods and the Oracle Services Network, and path MTU discovery.
+/// Security rules are stateful, so replies need no rule of their own.
+fn api_endpoint_security_group(facts: &SiteFacts<'_>, module: &mut Module) {
+    module.main(data("oci_core_subnet", "nodes", body().add_attribute(("subnet_id", var("node_subnet_id")))));
+    module.main(data("oci_core_subnet", "pods", body().add_attribute(("subnet_id", var("pod_subnet_id")))));
+    module.main(data(
+        "oci_core_services",
+        "all",
+        body().add_block(
+            nested("filter")
+                .add_attribute(("name", "name"))
+                .add_attribute(("values", strings(["All .* Services In Oracle Services Network"])))
+                .add_attribute(("regex", true))
+                .build(),
+        ),
+    ));
+    module.main(locals([(
+        "cluster_cidrs",
+        call(
+            "toset",
+            [list([
+                reference("data.oci_core_subnet.nodes.cidr_block"),
+                reference("data.oci_core_subnet.pods.cidr_block"),
+            ])],
+        ),
+    )]));
+    module.main(resource(
+        "oci_core_network_security_group",
+        "api_endpoint",
+        body()
+            .add_attribute(("compartment_id", var("compartment_id")))
+            .add_attribute(("vcn_id", var("vcn_id")))
+            .add_attribute(("display_name", limited_name(facts.cluster_name(), "api-endpoint", 255)))
+            .add_attribute(("freeform_tags", facts.labels_object())),
+    ));
+
+    let clients = call("toset", [var("api_allowed_cidrs")]);
+    let cluster = local("cluster_cidrs");
+    let rule = |for_each: &Expression, direction, protocol, description| Rule {
+        for_each: Some(for_each.clone()),
+        direction,
+        protocol,
+        peer: reference("each.value"),
+        peer_type: "CIDR_BLOCK",
+        description,
+    };
+    let rules = [
+        (
+            "api_from_clients",
+            rule(&clients, Ingress, Tcp(Some(API_PORT)), "Kubernetes API from an allowed client network"),
+        ),
+        (
+            "api_from_cluster",
+            rule(&cluster, Ingress, Tcp(Some(API_PORT)), "Kubernetes API from the nodes and pods"),
+        ),
+        (
+            "control_plane_from_cluster",
+            rule(
+                &cluster,
+                Ingress,
+                Tcp(Some(CONTROL_PLANE_PORT)),
+                "OKE control plane from the nodes and pods",
+            ),
+        ),
+        (
+            "path_discovery_from_cluster",
+            rule(&cluster, Ingress, PathDiscovery, "Path MTU discovery from the nodes and pods"),
+        ),
+        ("to_cluster", rule(&cluster, Egress, Tcp(None), "Control plane to the kubelets and pods")),
+        (
+            "path_discovery_to_cluster",
+            rule(&cluster, Egress, PathDiscovery, "Path MTU discovery to the nodes and pods"),
+        ),
+        (
+            "to_oracle_services",
+            Rule {
+                for_each: None,
+                direction: Egress,
+                protocol: Tcp(Some(443)),
+                peer: reference("data.oci_core_services.all.services[0].cidr_block"),
+                peer_type: "SERVICE_CIDR_BLOCK",
+                description: "Control plane to the Oracle Services Network",
+            },
+        ),
+    ];
+    for (name, rule) in rules {
+        module.main(resource("oci_core_network_security_group_security_rule", name, rule.body()));
+    }
+}
+
+/// One rule of the API endpoint's network security group.
+struct Rule {
+    for_each: Option<Expression>,
+    direction: Direction,
+    protocol: Protocol,
+    /// The source of an ingress rule, the destination of an egress rule.
+    peer: Expression,
+    peer_type: &'static str,
+    description: &'static str,
+}
+
+enum Direction {
+    Ingress,
+    Egress,
+}
+
+/// TCP to one port (`None`: every port), or the ICMP messages of path MTU discovery.
+enum Protocol {
+    Tcp(Option<u16>),
+    PathDiscovery,
+}
+
+impl Rule {
+    fn body(self) -> hcl::structure::BlockBuilder {
+        let mut rule = body();
+        if let Some(for_each) = self.for_each {
+            rule = rule.add_attribute(("for_each", for_each));
+        }
+        let (direction, peer_key, peer_type_key) = match self.direction {
+            Ingress => ("INGRESS", "source", "source_type"),
+            Egress => ("EGRESS", "destination", "destination_type"),
+        };
+        let protocol = match self.protocol {
+            Tcp(_) => "6",
+            PathDiscovery => "1",
+        };
+        rule = rule
+            .add_attribute((
+                "network_security_group_id",
+                reference("oci_core_network_security_group.api_endpoint.id"),
+            ))
+            .add_attribute(("direction", direction))
+            .add_attribute(("protocol", protocol))
+            .add_attribute((peer_key, self.peer))
+            .add_attribute((peer_type_key, self.peer_type))
+            .add_attribute(("stateless", false))
+            .add_attribute(("description", self.description));
+        match self.protocol {
+            Tcp(Some(port)) => rule.add_block(
+                nested("tcp_options")
+                    .add_block(
+                        nested("destination_port_range")
+                            .add_attribute(("min", port))
+                            .add_attribute(("max", port))
+                            .build(),
+                    )
+                    .build(),
+            ),
+            Tcp(None) => rule,
+            // Destination unreachable: fragmentation needed.
+            PathDiscovery => rule.add_block(
+                nested("icmp_options").add_attribute(("type", 3)).add_attribute(("code", 4)).build(),
+            ),
+        }
     }
 }
 

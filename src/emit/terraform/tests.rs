@@ -243,6 +243,16 @@ fn gke_replaces_the_default_pool_and_uses_workload_identity() {
     let node_config = nested(node_pool, "node_config");
     assert_eq!(string(attribute(node_config, "machine_type")), "e2-medium");
     assert_eq!(attribute(node_config, "spot"), &Expression::Bool(true));
+    // The short-lived default pool and the managed one run as the nodes' service account behind the
+    // GKE metadata server.
+    for config in [nested(cluster, "node_config"), node_config] {
+        assert_eq!(attribute(config, "service_account").to_string(), "google_service_account.nodes.email");
+        assert_eq!(string(attribute(nested(config, "workload_metadata_config"), "mode")), "GKE_METADATA");
+    }
+    assert_eq!(
+        attribute(nested(cluster, "lifecycle"), "ignore_changes"),
+        &Expression::Array(vec![hcl::expr::Variable::new("node_config").expect("identifier").into()])
+    );
     let record = resource(&main, "google_dns_record_set", "bundle_endpoint");
     assert_eq!(string(attribute(record, "name")), "spire-gcp.example.com.");
 }
@@ -276,6 +286,34 @@ fn aks_spot_pool_has_the_priority_eviction_price_taint_and_label_aks_sets() {
     let variables = parse(&files, "terraform/azure/variables.tf");
     let zone = block(&variables, "variable", &["dns_zone_name"]).expect("the DNS zone is a variable");
     nested(zone, "validation");
+}
+
+#[test]
+fn aks_is_private_by_default_and_encrypts_at_the_host() {
+    let files = emit(THREE_CLOUDS);
+    assert_module_consistent(&files, "azure");
+    let main = parse(&files, "terraform/azure/main.tf");
+    let cluster = resource(&main, "azurerm_kubernetes_cluster", "this");
+    assert_eq!(attribute(cluster, "private_cluster_enabled").to_string(), "var.private_cluster");
+    let access = nested(cluster, "dynamic");
+    assert_eq!(access.labels()[0].as_str(), "api_server_access_profile");
+    assert_eq!(attribute(access, "for_each").to_string(), "var.private_cluster ? [] : [1]");
+    let preconditions = nested(cluster, "lifecycle").body().blocks().count();
+    assert_eq!(preconditions, 2, "public needs ranges, private takes none");
+    for pool in [
+        nested(cluster, "default_node_pool"),
+        resource(&main, "azurerm_kubernetes_cluster_node_pool", "spot"),
+    ] {
+        assert_eq!(attribute(pool, "host_encryption_enabled").to_string(), "var.host_encryption_enabled");
+    }
+
+    let variables = parse(&files, "terraform/azure/variables.tf");
+    let private = block(&variables, "variable", &["private_cluster"]).expect("declared");
+    assert_eq!(attribute(private, "default"), &Expression::Bool(true));
+    let cidrs = block(&variables, "variable", &["api_allowed_cidrs"]).expect("declared");
+    assert_eq!(attribute(cidrs, "default"), &Expression::Array(Vec::new()));
+    let key = block(&variables, "variable", &["disk_encryption_set_id"]).expect("declared");
+    assert_eq!(attribute(key, "default"), &Expression::Null);
 }
 
 #[test]
@@ -356,6 +394,21 @@ fn oke_and_iks_modules_are_complete() {
     let content = nested(placement, "content");
     nested(content, "preemptible_node_config");
     resource(&oracle, "oci_dns_rrset", "bundle_endpoint");
+    // The API endpoint has a network security group of its own, open to the allowed clients, the
+    // nodes and the pods.
+    let cluster = resource(&oracle, "oci_containerengine_cluster", "this");
+    assert_eq!(
+        attribute(nested(cluster, "endpoint_config"), "nsg_ids").to_string(),
+        "concat([oci_core_network_security_group.api_endpoint.id], var.api_endpoint_nsg_ids)"
+    );
+    let clients = resource(&oracle, "oci_core_network_security_group_security_rule", "api_from_clients");
+    assert_eq!(attribute(clients, "for_each").to_string(), "toset(var.api_allowed_cidrs)");
+    assert_eq!(string(attribute(clients, "direction")), "INGRESS");
+    let range = nested(nested(clients, "tcp_options"), "destination_port_range");
+    assert_eq!(attribute(range, "min"), &Expression::from(6443));
+    for name in ["api_from_cluster", "control_plane_from_cluster", "to_cluster", "to_oracle_services"] {
+        resource(&oracle, "oci_core_network_security_group_security_rule", name);
+    }
 
     let ibm = parse(&files, "terraform/ibm/main.tf");
     let cluster = resource(&ibm, "ibm_container_vpc_cluster", "this");
