@@ -117,7 +117,7 @@ fn shape_problems(document: &Document, value: &Value) -> Vec<Diagnostic> {
                         "E001",
                         format!("{place}: {}", error.kind_message()),
                         Some(located.value),
-                        help_for(error.kind()),
+                        help_for(error.kind(), &schema_path),
                     )
                     .with_label("here"),
                 );
@@ -157,6 +157,13 @@ impl KindMessage for jsonschema::ValidationError<'_> {
             ValidationErrorKind::Enum { options } => {
                 format!("{} is not one of {}", describe_value(self.instance()), options)
             }
+            ValidationErrorKind::Pattern { .. } => {
+                format!("{} does not have the form this key takes", describe_value(self.instance()))
+            }
+            ValidationErrorKind::MaxLength { limit } => {
+                format!("{} is longer than {limit} characters", describe_value(self.instance()))
+            }
+            ValidationErrorKind::MinLength { .. } => "an empty string is not allowed here".to_owned(),
             _ => self.to_string(),
         }
     }
@@ -196,8 +203,18 @@ fn describe_value(value: &Value) -> String {
     }
 }
 
-fn help_for(kind: &ValidationErrorKind) -> String {
+fn help_for(kind: &ValidationErrorKind, schema_path: &str) -> String {
+    // The description of the schema node whose keyword failed, e.g. "An action name: up to ...".
+    let node = schema_path.rsplit_once('/').map_or("", |(parent, _)| parent);
+    let description = schema_value().pointer(&format!("{node}/description")).and_then(Value::as_str);
     match kind {
+        ValidationErrorKind::Pattern { .. }
+        | ValidationErrorKind::MaxLength { .. }
+        | ValidationErrorKind::MinLength { .. }
+            if description.is_some() =>
+        {
+            format!("expected here: {}", description.unwrap_or_default().trim_end_matches('.'))
+        }
         ValidationErrorKind::Type { kind } => {
             let wanted = describe_type(kind);
             if wanted == "a string" {
