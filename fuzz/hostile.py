@@ -186,7 +186,12 @@ INPUTS = [
     ("documents-100k", "100,000 YAML documents", lambda: many_documents(100_000), 1),
     ("bad-agents-50k", "50,000 agents with a bad name and a wrong type each", lambda: many_bad_agents(50_000), 1),
     ("ghost-calls-100k", "100,000 calls to unknown agents", lambda: many_calls_to_ghosts(100_000), 1),
-    ("giant-100k-agents", "gen-topology.py --agents 100000 --sites 1000", lambda: giant_topology(100_000, 1_000), 0),
+    ("values-many-lists", "64 MiB - 1 byte of short lists: 19M values", lambda: padded_to(LIMIT_BYTES - 1, "", "- [1, 2, 3, 4, 5, 6, 7, 8, 9]\n"), 1),
+    ("line-16mb-lists", "a line just under 16 MiB of two-item lists (2.8M values)", lambda: b"x: [" + b"[1, 2], " * ((16 * MIB - 16) // 8) + b"]\n", 1),
+    ("sites-1001", "gen-topology.py --agents 2000 --sites 1001", lambda: giant_topology(2_000, 1_001), 1),
+    ("agents-50001", "gen-topology.py --agents 50001 --sites 500", lambda: giant_topology(50_001, 500), 1),
+    ("agents-100k", "gen-topology.py --agents 100000 --sites 1000", lambda: giant_topology(100_000, 1_000), 1),
+    ("giant-50k-agents", "gen-topology.py --agents 50000 --sites 500 (valid: the largest accepted)", lambda: giant_topology(50_000, 500), 0),
 ]
 
 

@@ -208,7 +208,7 @@ pub fn stdout_color() -> bool {
 }
 
 /// Reads a topology file; an unreadable file is a usage error (exit 2).
-pub fn read_source(path: &Path) -> Result<(Source, Vec<u8>), u8> {
+pub fn read_source(path: &Path) -> Result<Source, u8> {
     let limits = Limits::default();
     match std::fs::metadata(path) {
         Ok(metadata) if metadata.len() > limits.max_bytes as u64 => {
@@ -237,10 +237,12 @@ pub fn read_source(path: &Path) -> Result<(Source, Vec<u8>), u8> {
             return Err(EXIT_USAGE);
         }
     };
-    let text = match String::from_utf8(bytes.clone()) {
+    // Converted in place: a 64 MB input is held once.
+    let text = match String::from_utf8(bytes) {
         Ok(text) => text,
         Err(error) => {
             let valid = error.utf8_error().valid_up_to();
+            let bytes = error.into_bytes();
             let source = Source::new(
                 path.display().to_string(),
                 String::from_utf8_lossy(&bytes[..valid]).into_owned(),
@@ -256,25 +258,25 @@ pub fn read_source(path: &Path) -> Result<(Source, Vec<u8>), u8> {
             return Err(EXIT_INVALID);
         }
     };
-    Ok((Source::new(path.display().to_string(), text), bytes))
+    Ok(Source::new(path.display().to_string(), text))
 }
 
 /// Reads and analyzes a topology, printing its diagnostics (human form) to stderr. Returns the
 /// compiled topology, or the exit code to stop with.
-pub fn compile_file(path: &Path) -> Result<(Compiled, Source, Vec<u8>), u8> {
-    let (source, bytes) = read_source(path)?;
+pub fn compile_file(path: &Path) -> Result<(Compiled, Source), u8> {
+    let source = read_source(path)?;
     let analysis = crate::analyze(&source, &Limits::default());
     if !analysis.diagnostics.is_empty() {
         eprint!("{}", diagnostics::render_human(&analysis.diagnostics, &source, stderr_color()));
     }
     match analysis.into_compiled() {
-        Ok(compiled) => Ok((compiled, source, bytes)),
+        Ok(compiled) => Ok((compiled, source)),
         Err(_) => Err(EXIT_INVALID),
     }
 }
 
 fn validate(args: &ValidateArgs) -> u8 {
-    let (source, _) = match read_source(&args.file) {
+    let source = match read_source(&args.file) {
         Ok(read) => read,
         Err(code) => {
             if args.format != DiagnosticFormat::Human && code == EXIT_USAGE {
@@ -309,17 +311,18 @@ fn validate(args: &ValidateArgs) -> u8 {
 }
 
 fn build(args: &BuildArgs) -> u8 {
-    let (compiled, source, bytes) = match compile_file(&args.file) {
+    let (compiled, source) = match compile_file(&args.file) {
         Ok(compiled) => compiled,
         Err(code) => return code,
     };
+    let bytes = source.text.as_bytes();
     if args.check {
         let mut sink = write::CheckSink::new(args.out.clone());
         if let Err(error) = crate::emit_parallel(&compiled, &args.only, &mut sink) {
             eprintln!("error: {error}");
             return EXIT_USAGE;
         }
-        let staleness = match sink.finish(&source.name, &bytes) {
+        let staleness = match sink.finish(&source.name, bytes) {
             Ok(staleness) => staleness,
             Err(error) => {
                 eprintln!("error: {}: {error}", args.out.display());
@@ -349,7 +352,7 @@ fn build(args: &BuildArgs) -> u8 {
         );
         return EXIT_INVALID;
     }
-    let result = write::build_atomically(&args.out, args.force, &source.name, &bytes, |sink| {
+    let result = write::build_atomically(&args.out, args.force, &source.name, bytes, |sink| {
         crate::emit_parallel(&compiled, &args.only, sink)
     });
     match result {
@@ -365,7 +368,7 @@ fn build(args: &BuildArgs) -> u8 {
 }
 
 fn graph_command(args: &GraphArgs) -> u8 {
-    let (compiled, _, _) = match compile_file(&args.file) {
+    let (compiled, _) = match compile_file(&args.file) {
         Ok(compiled) => compiled,
         Err(code) => return code,
     };

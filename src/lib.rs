@@ -98,7 +98,7 @@ pub fn analyze(source: &Source, limits: &Limits) -> Analysis {
                 diagnostics.push(Diagnostic::error(
                     "E001",
                     format!("the topology does not have the expected shape: {reason}"),
-                    Some(document.root.span),
+                    Some(document.root.span.into()),
                     "see `weave schema` or docs/topology.md for the shape of each section",
                 ));
             }

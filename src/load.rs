@@ -12,8 +12,9 @@
 //! Scalars resolve with the YAML 1.2 core schema (`yes`/`no`/`on`/`off` are strings).
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use saphyr_parser::{Event, Parser, ScalarStyle, Span as YamlSpan};
 use serde_json::{Map, Number, Value};
@@ -30,17 +31,24 @@ pub struct Limits {
     pub max_depth: usize,
     /// Most nodes that aliases may copy in all (an alias of a 10-node list copies 10).
     pub max_alias_nodes: usize,
-    /// Most sites in one topology.
+    /// Most sites in one topology. Counted while reading (`sites:` entries), so that an input
+    /// over the limit is refused before the rest of it is read.
     pub max_sites: usize,
-    /// Most agents in one topology.
+    /// Most agents in one topology. Counted while reading (items of a site's `agents:`).
     pub max_agents: usize,
     /// Most values (scalars, lists and mappings, keys included) in the document. The loaded tree and
     /// its JSON copy cost a few hundred bytes per value, so this bounds the memory an input can
-    /// claim; the largest topology weave accepts (100,000 agents) has about 2 million.
+    /// claim; a topology of the largest accepted size (50,000 agents) has about a million.
     pub max_nodes: usize,
     /// Longest accepted scalar (a key or a value), in bytes. Each stage of the pipeline keeps its
     /// own copy of a value, so one huge scalar costs several times its size.
     pub max_scalar_bytes: usize,
+    /// Longest accepted line, in bytes: checked before parsing, so that a 50 MB line is refused
+    /// before the parser buffers it. Room for a whole topology written as one line of JSON.
+    pub max_line_bytes: usize,
+    /// Most entries in one list or mapping: no list of a topology needs more than there may be
+    /// agents, and one flat list of millions of values is refused before it is all in memory.
+    pub max_entries: usize,
 }
 
 impl Default for Limits {
@@ -50,9 +58,11 @@ impl Default for Limits {
             max_depth: 64,
             max_alias_nodes: 10_000,
             max_sites: 1_000,
-            max_agents: 100_000,
-            max_nodes: 4_000_000,
+            max_agents: 50_000,
+            max_nodes: 1_500_000,
             max_scalar_bytes: 1024 * 1024,
+            max_line_bytes: 16 * 1024 * 1024,
+            max_entries: 50_000,
         }
     }
 }
@@ -60,8 +70,41 @@ impl Default for Limits {
 /// A YAML node with its place in the file.
 #[derive(Debug, Clone)]
 pub struct Node {
-    pub span: Span,
+    pub span: Pos,
     pub kind: NodeKind,
+}
+
+/// A [`Span`] as the tree stores it: half the size, since a million nodes each carry one (a file
+/// is at most a few tens of megabytes, so every offset, line and column fits in 32 bits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pos {
+    start: u32,
+    end: u32,
+    line: u32,
+    column: u32,
+}
+
+impl From<Span> for Pos {
+    fn from(span: Span) -> Pos {
+        let narrow = |value: usize| u32::try_from(value).unwrap_or(u32::MAX);
+        Pos {
+            start: narrow(span.start),
+            end: narrow(span.end),
+            line: narrow(span.line),
+            column: narrow(span.column),
+        }
+    }
+}
+
+impl From<Pos> for Span {
+    fn from(pos: Pos) -> Span {
+        Span {
+            start: pos.start as usize,
+            end: pos.end as usize,
+            line: pos.line as usize,
+            column: pos.column as usize,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -69,17 +112,18 @@ pub enum NodeKind {
     Null,
     Bool(bool),
     Number(Number),
-    String(String),
-    Sequence(Vec<Node>),
+    String(Box<str>),
+    Sequence(Box<[Node]>),
     /// Entries in the order written, each with the span of its key.
-    Mapping(Vec<(Key, Node)>),
+    Mapping(Box<[(Key, Node)]>),
 }
 
 /// A mapping key and where it is written.
 #[derive(Debug, Clone)]
 pub struct Key {
-    pub name: String,
-    pub span: Span,
+    /// Shared by every key of the same name: a topology repeats a few dozen names a million times.
+    pub name: Arc<str>,
+    pub span: Pos,
 }
 
 /// Where the node at a JSON pointer is: its key (when it is a mapping entry) and its value.
@@ -123,7 +167,7 @@ impl Document {
         let mut node = &self.root;
         let mut key = None;
         if pointer.is_empty() {
-            return Some(Located { key: None, value: node.span });
+            return Some(Located { key: None, value: node.span.into() });
         }
         // The pointer up to the current node, as the caller wrote it: a large mapping's index is
         // found by it (a pointer spelt differently finds no index and falls back to the search).
@@ -136,10 +180,10 @@ impl Document {
                 NodeKind::Mapping(entries) => {
                     let position = match self.large_mappings.get(prefix) {
                         Some(positions) => *positions.get(&token)?,
-                        None => entries.iter().position(|(entry_key, _)| entry_key.name == token)?,
+                        None => entries.iter().position(|(entry_key, _)| *entry_key.name == *token)?,
                     };
                     let (entry_key, value) = entries.get(position)?;
-                    key = Some(entry_key.span);
+                    key = Some(entry_key.span.into());
                     node = value;
                 }
                 NodeKind::Sequence(items) => {
@@ -149,7 +193,7 @@ impl Document {
                 _ => return None,
             }
         }
-        Some(Located { key, value: node.span })
+        Some(Located { key, value: node.span.into() })
     }
 
     /// The closest node that exists on the way to `pointer` (the pointer itself when it exists).
@@ -161,7 +205,7 @@ impl Document {
             }
             match candidate.rfind('/') {
                 Some(slash) => candidate = &candidate[..slash],
-                None => return Located { key: None, value: self.root.span },
+                None => return Located { key: None, value: self.root.span.into() },
             }
         }
     }
@@ -202,7 +246,7 @@ fn visit_strings<'a>(node: &'a Node, path: &mut Vec<PathToken<'a>>, visit: &mut 
     match &node.kind {
         NodeKind::String(text) => {
             let path: &[PathToken<'_>] = path;
-            visit(text, node.span, &|| pointer_of(path));
+            visit(text, node.span.into(), &|| pointer_of(path));
         }
         NodeKind::Sequence(items) => {
             for (index, item) in items.iter().enumerate() {
@@ -227,12 +271,12 @@ fn to_json(node: &Node) -> Value {
         NodeKind::Null => Value::Null,
         NodeKind::Bool(value) => Value::Bool(*value),
         NodeKind::Number(number) => Value::Number(number.clone()),
-        NodeKind::String(text) => Value::String(text.clone()),
+        NodeKind::String(text) => Value::String(text.to_string()),
         NodeKind::Sequence(items) => Value::Array(items.iter().map(to_json).collect()),
         NodeKind::Mapping(entries) => {
             let mut map = Map::new();
             for (key, value) in entries {
-                map.insert(key.name.clone(), to_json(value));
+                map.insert(key.name.to_string(), to_json(value));
             }
             Value::Object(map)
         }
@@ -272,6 +316,15 @@ fn load_document(source: &Source, limits: &Limits) -> Result<Document, Vec<Diagn
             "save the file with LF or CRLF line endings",
         )]);
     }
+    if let Some((line, start, length)) = longest_line_over(&source.text, limits.max_line_bytes) {
+        let first = source.text[start..].chars().next().map_or(0, char::len_utf8);
+        return Err(vec![Diagnostic::error(
+            "E000",
+            format!("line {line} is {length} bytes long, over the limit of {} bytes", limits.max_line_bytes),
+            Some(source.span_of_bytes(start, start + first)),
+            "no topology needs lines this long; check that this is the right file",
+        )]);
+    }
     let mut loader = Loader {
         source,
         limits,
@@ -284,6 +337,9 @@ fn load_document(source: &Source, limits: &Limits) -> Result<Document, Vec<Diagn
         cursor: Cursor::default(),
         nodes: 0,
         duplicate_keys: 0,
+        sites: 0,
+        agents: 0,
+        key_names: HashSet::new(),
     };
     let mut parser = Parser::new_from_str(&source.text);
     loop {
@@ -320,7 +376,7 @@ fn load_document(source: &Source, limits: &Limits) -> Result<Document, Vec<Diagn
     if !loader.diagnostics.is_empty() {
         return Err(loader.diagnostics);
     }
-    let root = loader.root.unwrap_or(Node { span: source.line_span(1), kind: NodeKind::Null });
+    let root = loader.root.unwrap_or(Node { span: source.line_span(1).into(), kind: NodeKind::Null });
     let mut large_mappings = HashMap::new();
     index_large_mappings(&root, &mut String::new(), &mut large_mappings);
     Ok(Document { root, large_mappings })
@@ -345,7 +401,7 @@ fn index_large_mappings(
             if entries.len() >= INDEXED_MAPPING_ENTRIES {
                 let mut positions = HashMap::with_capacity(entries.len());
                 for (position, (key, _)) in entries.iter().enumerate() {
-                    positions.entry(key.name.clone()).or_insert(position);
+                    positions.entry(key.name.to_string()).or_insert(position);
                 }
                 index.insert(pointer.clone(), positions);
             }
@@ -369,6 +425,8 @@ enum Frame {
         start: Span,
         anchor: usize,
         items: Vec<Node>,
+        /// This is a site's `agents:` list.
+        agents: bool,
     },
     Mapping {
         start: Span,
@@ -376,9 +434,14 @@ enum Frame {
         entries: Vec<(Key, Node)>,
         pending_key: Option<Key>,
         /// Each key written so far, with the line it is on.
-        seen: HashMap<String, usize>,
+        seen: HashMap<Arc<str>, usize>,
+        /// This is the top-level `sites:` mapping.
+        sites: bool,
     },
 }
+
+/// The top-level keys that hold one site each (the shorthand form of DESIGN.md §2).
+const SHORTHAND_SITES: [&str; 3] = ["aws", "gcp", "azure"];
 
 struct Loader<'a> {
     source: &'a Source,
@@ -392,6 +455,10 @@ struct Loader<'a> {
     cursor: Cursor,
     nodes: usize,
     duplicate_keys: usize,
+    sites: usize,
+    agents: usize,
+    /// Every key name read so far, each stored once.
+    key_names: HashSet<Arc<str>>,
 }
 
 /// A position in the text, kept in step with the parser's character positions.
@@ -497,20 +564,26 @@ impl Loader<'_> {
                 }
                 let tag = tag.map(|tag| format!("{}{}", tag.handle, tag.suffix));
                 let kind = resolve_scalar(value, style, tag.as_deref());
-                self.value(Node { span, kind }, anchor)?;
+                self.value(Node { span: span.into(), kind }, anchor)?;
             }
             Event::SequenceStart(anchor, _) => {
                 self.open(span)?;
-                self.stack.push(Frame::Sequence { start: span, anchor, items: Vec::new() });
+                let agents = self.opens_agents_list();
+                self.stack.push(Frame::Sequence { start: span, anchor, items: Vec::new(), agents });
             }
             Event::MappingStart(anchor, _) => {
                 self.open(span)?;
+                let sites = self.stack.len() == 1 && self.pending_key_is(0, "sites");
+                if self.stack.len() == 1 && SHORTHAND_SITES.iter().any(|name| self.pending_key_is(0, name)) {
+                    self.count_site(span)?;
+                }
                 self.stack.push(Frame::Mapping {
                     start: span,
                     anchor,
                     entries: Vec::new(),
                     pending_key: None,
                     seen: HashMap::new(),
+                    sites,
                 });
             }
             Event::SequenceEnd | Event::MappingEnd => {
@@ -518,14 +591,20 @@ impl Loader<'_> {
                 // A growing list keeps room for at least four entries; most lists and mappings of a
                 // topology hold one or two, so the spare room would be most of the tree's memory.
                 let (node, anchor) = match frame {
-                    Frame::Sequence { start, anchor, mut items } => {
-                        items.shrink_to_fit();
-                        (Node { span: join(start, span), kind: NodeKind::Sequence(items) }, anchor)
-                    }
-                    Frame::Mapping { start, anchor, mut entries, .. } => {
-                        entries.shrink_to_fit();
-                        (Node { span: join(start, span), kind: NodeKind::Mapping(entries) }, anchor)
-                    }
+                    Frame::Sequence { start, anchor, items, .. } => (
+                        Node {
+                            span: join(start, span).into(),
+                            kind: NodeKind::Sequence(items.into_boxed_slice()),
+                        },
+                        anchor,
+                    ),
+                    Frame::Mapping { start, anchor, entries, .. } => (
+                        Node {
+                            span: join(start, span).into(),
+                            kind: NodeKind::Mapping(entries.into_boxed_slice()),
+                        },
+                        anchor,
+                    ),
                 };
                 self.value(node, anchor)?;
             }
@@ -552,10 +631,41 @@ impl Loader<'_> {
                     ));
                 }
                 let mut node = target.clone();
-                node.span = span;
+                node.span = span.into();
                 self.value(node, 0)?;
             }
             Event::StreamStart | Event::StreamEnd | Event::DocumentEnd | Event::Nothing => {}
+        }
+        Ok(())
+    }
+
+    /// Whether the mapping at `depth` of the stack is waiting for the value of the key `name`.
+    fn pending_key_is(&self, depth: usize, name: &str) -> bool {
+        matches!(self.stack.get(depth), Some(Frame::Mapping { pending_key: Some(key), .. }) if *key.name == *name)
+    }
+
+    /// Whether the sequence about to open is a site's `agents:` list: `sites.<site>.agents` or,
+    /// in the shorthand form, `aws.agents`.
+    fn opens_agents_list(&self) -> bool {
+        let depth = self.stack.len();
+        let parent_is_agents = depth >= 2 && self.pending_key_is(depth - 1, "agents");
+        parent_is_agents
+            && match depth {
+                3 => self.pending_key_is(0, "sites"),
+                2 => SHORTHAND_SITES.iter().any(|name| self.pending_key_is(0, name)),
+                _ => false,
+            }
+    }
+
+    fn count_site(&mut self, span: Span) -> Result<(), Diagnostic> {
+        self.sites += 1;
+        if self.sites > self.limits.max_sites {
+            return Err(Diagnostic::error(
+                "E000",
+                format!("more than {} sites; stopped reading here", self.limits.max_sites),
+                Some(span),
+                "split the mesh into several topologies, or check that this is the right file",
+            ));
         }
         Ok(())
     }
@@ -583,17 +693,48 @@ impl Loader<'_> {
     /// A complete node: a key or value of the enclosing mapping, an item of the enclosing sequence,
     /// or the document's root.
     fn value(&mut self, node: Node, anchor: usize) -> Result<(), Diagnostic> {
+        let span: Span = node.span.into();
         self.nodes += 1;
         if self.nodes > self.limits.max_nodes {
             return Err(Diagnostic::error(
                 "E000",
                 format!("the document holds more than {} values", self.limits.max_nodes),
-                Some(node.span),
+                Some(span),
                 "a topology of the largest accepted size needs fewer; check that this is the right file, or split the mesh",
             ));
         }
         if anchor != 0 {
             self.anchors.insert(anchor, node.clone());
+        }
+        let (entries_so_far, counts_agents) = match self.stack.last() {
+            Some(Frame::Sequence { items, agents, .. }) => (items.len(), *agents),
+            Some(Frame::Mapping { entries, pending_key: Some(_), .. }) => (entries.len(), false),
+            _ => (0, false),
+        };
+        if entries_so_far >= self.limits.max_entries {
+            return Err(Diagnostic::error(
+                "E000",
+                format!(
+                    "a list or mapping of more than {} entries; stopped reading here",
+                    self.limits.max_entries
+                ),
+                Some(span),
+                "no list of a topology holds more entries than there may be agents; check that this is the right file",
+            ));
+        }
+        if counts_agents {
+            self.agents += 1;
+            if self.agents > self.limits.max_agents {
+                return Err(Diagnostic::error(
+                    "E000",
+                    format!("more than {} agents; stopped reading here", self.limits.max_agents),
+                    Some(span),
+                    "split the mesh into several topologies, or check that this is the right file",
+                ));
+            }
+        }
+        if let Some(Frame::Mapping { sites: true, pending_key: Some(_), .. }) = self.stack.last() {
+            self.count_site(span)?;
         }
         match self.stack.last_mut() {
             None => self.root = Some(node),
@@ -601,18 +742,26 @@ impl Loader<'_> {
             Some(Frame::Mapping { entries, pending_key, seen, .. }) => match pending_key.take() {
                 Some(key) => entries.push((key, node)),
                 None => {
-                    let name = match node.kind {
+                    let name: Box<str> = match node.kind {
                         NodeKind::String(text) => text,
-                        NodeKind::Null => String::new(),
-                        NodeKind::Bool(value) => value.to_string(),
-                        NodeKind::Number(number) => number.to_string(),
+                        NodeKind::Null => "".into(),
+                        NodeKind::Bool(value) => value.to_string().into(),
+                        NodeKind::Number(number) => number.to_string().into(),
                         NodeKind::Sequence(_) | NodeKind::Mapping(_) => {
                             return Err(Diagnostic::error(
                                 "E000",
                                 "a mapping key must be a plain value, not a mapping or a list",
-                                Some(node.span),
+                                Some(span),
                                 "use a string as the key",
                             ));
+                        }
+                    };
+                    let name: Arc<str> = match self.key_names.get(&*name) {
+                        Some(shared) => Arc::clone(shared),
+                        None => {
+                            let shared: Arc<str> = Arc::from(name);
+                            self.key_names.insert(Arc::clone(&shared));
+                            shared
                         }
                     };
                     if let Some(&first_line) = seen.get(&name) {
@@ -625,7 +774,7 @@ impl Loader<'_> {
                                 format!(
                                     "more than {MAX_DUPLICATE_KEYS} duplicate keys; stopped reading here"
                                 ),
-                                Some(node.span),
+                                Some(span),
                                 "remove the duplicate keys reported above, then validate again",
                             ));
                         }
@@ -633,13 +782,13 @@ impl Loader<'_> {
                             Diagnostic::error(
                                 "E000",
                                 format!("duplicate key `{name}`"),
-                                Some(node.span),
+                                Some(span),
                                 format!("`{name}` is already set on line {first_line}; keep one of the two"),
                             )
                             .with_label("set again here"),
                         );
                     } else {
-                        seen.insert(name.clone(), node.span.line);
+                        seen.insert(Arc::clone(&name), span.line);
                     }
                     *pending_key = Some(Key { name, span: node.span });
                 }
@@ -647,6 +796,21 @@ impl Loader<'_> {
         }
         Ok(())
     }
+}
+
+/// The first line longer than `limit` bytes: its number (1-based), start offset and length.
+fn longest_line_over(text: &str, limit: usize) -> Option<(usize, usize, usize)> {
+    if text.len() <= limit {
+        return None;
+    }
+    let mut start = 0;
+    for (index, line) in text.split('\n').enumerate() {
+        if line.len() > limit {
+            return Some((index + 1, start, line.len()));
+        }
+        start += line.len() + 1;
+    }
+    None
 }
 
 /// The byte offset of the first `\r` that is not part of a `\r\n` pair.
@@ -675,11 +839,11 @@ fn count_nodes(node: &Node) -> usize {
 fn resolve_scalar(value: Cow<'_, str>, style: ScalarStyle, tag: Option<&str>) -> NodeKind {
     let text = value.as_ref();
     match tag {
-        Some("!!str") | Some("tag:yaml.org,2002:str") => return NodeKind::String(value.into_owned()),
+        Some("!!str") | Some("tag:yaml.org,2002:str") => return NodeKind::String(value.into()),
         _ => {}
     }
     if style != ScalarStyle::Plain {
-        return NodeKind::String(value.into_owned());
+        return NodeKind::String(value.into());
     }
     match text {
         "" | "~" | "null" | "Null" | "NULL" => return NodeKind::Null,
@@ -690,7 +854,7 @@ fn resolve_scalar(value: Cow<'_, str>, style: ScalarStyle, tag: Option<&str>) ->
     if let Some(number) = resolve_number(text) {
         return NodeKind::Number(number);
     }
-    NodeKind::String(value.into_owned())
+    NodeKind::String(value.into())
 }
 
 fn resolve_number(text: &str) -> Option<Number> {
@@ -799,13 +963,13 @@ mod tests {
 
     #[test]
     fn long_single_line_costs_linear_time() {
-        // 50,000 scalars on one line: converting each position from the line's start would walk
+        // 40,000 scalars on one line: converting each position from the line's start would walk
         // billions of characters.
-        let text = format!("a: [{}x]\n", "é, ".repeat(50_000));
+        let text = format!("a: [{}x]\n", "é, ".repeat(40_000));
         let document = load_text(&text).unwrap();
-        let last = document.locate("/a/50000").unwrap().value;
+        let last = document.locate("/a/40000").unwrap().value;
         assert_eq!(&text[last.start..last.end], "x");
-        assert_eq!((last.line, last.column), (1, 5 + 50_000 * 3));
+        assert_eq!((last.line, last.column), (1, 5 + 40_000 * 3));
     }
 
     #[test]
@@ -862,6 +1026,38 @@ mod tests {
         let errors = load(&Source::new("test.yaml", text), &limits).unwrap_err();
         assert!(errors[0].message.contains("more than 1000 values"));
         assert_eq!(errors[0].span.unwrap().line, 1);
+    }
+
+    #[test]
+    fn agents_and_sites_are_counted_while_reading() {
+        let limits = Limits { max_agents: 3, max_sites: 2, ..Limits::default() };
+        let load_with = |text: &str| load(&Source::new("test.yaml", text), &limits);
+        let agents = "sites:\n  a:\n    agents: [{name: a1}, {name: a2}]\n  b:\n    agents:\n      - name: b1\n      - name: b2\n";
+        let errors = load_with(agents).unwrap_err();
+        assert!(errors[0].message.contains("more than 3 agents"), "{}", errors[0].message);
+        assert_eq!(errors[0].span.unwrap().line, 7);
+        let shorthand = "aws:\n  agents: [{name: a}, {name: b}]\ngcp:\n  agents: [{name: c}, {name: d}]\n";
+        assert_eq!(load_with(shorthand).unwrap_err()[0].span.unwrap().line, 4);
+        let sites = "sites:\n  a: {}\n  b: {}\n  c: {}\n";
+        let errors = load_with(sites).unwrap_err();
+        assert!(errors[0].message.contains("more than 2 sites"), "{}", errors[0].message);
+        assert_eq!(errors[0].span.unwrap().line, 4);
+        // Lists named `agents` elsewhere are not agents.
+        assert!(load_with("mesh:\n  agents: [1, 2, 3, 4]\nsites:\n  a: {}\n").is_ok());
+    }
+
+    #[test]
+    fn long_lists_and_long_lines_are_refused_before_they_are_read() {
+        let limits = Limits { max_entries: 10, max_line_bytes: 100, ..Limits::default() };
+        let load_with = |text: &str| load(&Source::new("test.yaml", text), &limits);
+        let errors =
+            load_with("a:\n  - 1\n  - 2\n  - 3\n  - 4\n  - 5\n  - 6\n  - 7\n  - 8\n  - 9\n  - 10\n  - 11\n")
+                .unwrap_err();
+        assert!(errors[0].message.contains("more than 10 entries"), "{}", errors[0].message);
+        assert_eq!(errors[0].span.unwrap().line, 12);
+        let errors = load_with(&format!("a: 1\nb: {}\n", "x".repeat(200))).unwrap_err();
+        assert!(errors[0].message.contains("line 2 is 203 bytes long"), "{}", errors[0].message);
+        assert_eq!(errors[0].span.unwrap().line, 2);
     }
 
     #[test]

@@ -308,11 +308,11 @@ pub fn render(comparison: &Comparison, stat: bool, color: bool) -> String {
 
 /// `weave diff`.
 pub fn run(args: &DiffArgs) -> u8 {
-    let (new, new_source, new_bytes) = match compile_file(&args.new) {
+    let (new, new_source) = match compile_file(&args.new) {
         Ok(compiled) => compiled,
         Err(code) => return code,
     };
-    let new_tree = artifacts(&new, &new_source.name, &new_bytes);
+    let new_tree = artifacts(&new, &new_source.name, new_source.text.as_bytes());
     let comparison = if args.old.is_dir() {
         let old_tree = match write::read_tree(&args.old) {
             Ok(tree) => tree,
@@ -323,11 +323,11 @@ pub fn run(args: &DiffArgs) -> u8 {
         };
         compare(None, old_tree, new_tree)
     } else {
-        let (old, old_source, old_bytes) = match compile_file(Path::new(&args.old)) {
+        let (old, old_source) = match compile_file(Path::new(&args.old)) {
             Ok(compiled) => compiled,
             Err(code) => return code,
         };
-        let old_tree = artifacts(&old, &old_source.name, &old_bytes);
+        let old_tree = artifacts(&old, &old_source.name, old_source.text.as_bytes());
         compare(Some(graph_changes(&old, &new)), old_tree, new_tree)
     };
     stdout!("{}", render(&comparison, args.stat, stdout_color()));

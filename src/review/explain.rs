@@ -169,7 +169,7 @@ pub fn explain(compiled: &Compiled, from: &str, to: &str, action: &str) -> Optio
 
 /// `weave explain`.
 pub fn run(args: &ExplainArgs) -> u8 {
-    let (compiled, _, _) = match compile_file(&args.file) {
+    let (compiled, _) = match compile_file(&args.file) {
         Ok(compiled) => compiled,
         Err(code) => return code,
     };
