@@ -107,7 +107,13 @@ impl Writer {
     }
 
     fn pad(&mut self, indent: usize) {
-        self.out.extend(std::iter::repeat_n(' ', indent));
+        const SPACES: &str = "                                                                ";
+        let mut left = indent;
+        while left > 0 {
+            let run = left.min(SPACES.len());
+            self.out.push_str(&SPACES[..run]);
+            left -= run;
+        }
     }
 
     /// Writes what comes before the next node, and says where it goes.
@@ -175,21 +181,28 @@ impl Writer {
     }
 
     fn string(&mut self, value: &str) -> Result {
-        if !value.bytes().all(|byte| byte == b'\n' || (b' '..=b'~').contains(&byte)) {
-            return Err(Unsupported);
-        }
-        if value.contains('\n') {
-            return self.literal(value);
-        }
+        let plain = match scan(value.as_bytes()) {
+            Scan::Unsupported => return Err(Unsupported),
+            Scan::Multiline => return self.literal(value),
+            Scan::Line { plain } => plain,
+        };
         let position = self.begin_node()?;
         if ambiguous(value) {
             let text = resolve_ambiguous(value)?;
             return self.put_inline(position, &text);
         }
-        if plain_allowed(value.as_bytes()) {
+        if plain {
             self.put_inline(position, value)
         } else {
-            let quoted = format!("'{}'", value.replace('\'', "''"));
+            let mut quoted = String::with_capacity(value.len() + 2);
+            quoted.push('\'');
+            for piece in value.split_inclusive('\'') {
+                quoted.push_str(piece);
+                if piece.ends_with('\'') {
+                    quoted.push('\'');
+                }
+            }
+            quoted.push('\'');
             self.put_inline(position, &quoted)
         }
     }
@@ -312,8 +325,45 @@ fn ambiguous(value: &str) -> bool {
     }
 }
 
-/// Whether a one-line string of printable ASCII can be written plain in block context: libyaml's
-/// analysis of indicators and surrounding spaces.
+/// What one pass over a string finds.
+enum Scan {
+    /// A byte outside printable ASCII and `\n`.
+    Unsupported,
+    /// Printable ASCII with at least one line break.
+    Multiline,
+    /// One line of printable ASCII; `plain` when libyaml would write it without quotes.
+    Line { plain: bool },
+}
+
+/// Classifies a string in one pass: its bytes, its line breaks, and the indicators inside it that
+/// keep it from being plain (`: ` and ` #`); the checks at its ends are [`plain_allowed`]'s.
+fn scan(bytes: &[u8]) -> Scan {
+    let mut multiline = false;
+    let mut inner_indicator = false;
+    let mut previous = b' ';
+    for (index, &byte) in bytes.iter().enumerate() {
+        match byte {
+            b'\n' => multiline = true,
+            b':' => {
+                if index > 0 && bytes.get(index + 1).is_none_or(|&next| next == b' ') {
+                    inner_indicator = true;
+                }
+            }
+            b'#' => {
+                if index > 0 && previous == b' ' {
+                    inner_indicator = true;
+                }
+            }
+            b' '..=b'~' => {}
+            _ => return Scan::Unsupported,
+        }
+        previous = byte;
+    }
+    if multiline { Scan::Multiline } else { Scan::Line { plain: !inner_indicator && plain_allowed(bytes) } }
+}
+
+/// Whether a one-line string of printable ASCII without `: ` or ` #` inside it (see [`scan`]) can be
+/// written plain in block context: libyaml's analysis of its first character and its ends.
 fn plain_allowed(bytes: &[u8]) -> bool {
     let Some((&first, _)) = bytes.split_first() else {
         return false;
@@ -325,15 +375,10 @@ fn plain_allowed(bytes: &[u8]) -> bool {
     }
     match first {
         b'#' | b',' | b'[' | b']' | b'{' | b'}' | b'&' | b'*' | b'!' | b'|' | b'>' | b'\'' | b'"' | b'%'
-        | b'@' | b'`' => return false,
-        b'?' | b':' | b'-' if blank_at(1) => return false,
-        _ => {}
-    }
-    bytes.iter().enumerate().skip(1).all(|(index, &byte)| match byte {
-        b':' => !blank_at(index + 1),
-        b'#' => bytes[index - 1] != b' ',
+        | b'@' | b'`' => false,
+        b'?' | b':' | b'-' => !blank_at(1),
         _ => true,
-    })
+    }
 }
 
 impl ser::Serializer for &mut Writer {
