@@ -9,6 +9,11 @@
 //!
 //! Each benchmark prepares the output of the phases before it outside the timed loop, so a figure
 //! is the cost of that phase alone.
+//!
+//! `cargo bench --bench phases -- --table [--json] FILE...` instead runs every phase a few times on
+//! each topology file, timed with a plain clock, and prints one table of the fastest time of each
+//! phase, one column per file (`bench/run.sh` prints it with `--json`). Outputs are written under
+//! `WEAVE_BENCH_OUT` (default: the temporary directory).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -30,6 +35,11 @@ use weave::source::Source;
 use weave::write;
 
 fn main() {
+    // Cargo passes `--bench` to every bench target; the table mode has no use for it.
+    let arguments: Vec<String> = std::env::args().skip(1).filter(|argument| argument != "--bench").collect();
+    if arguments.first().map(String::as_str) == Some("--table") {
+        std::process::exit(phase_table::run(&arguments[1..]));
+    }
     divan::main();
 }
 
@@ -332,4 +342,236 @@ fn put_all(sink: &mut dyn Sink, artifacts: BTreeMap<String, Vec<u8>>) -> io::Res
         sink.put(path, bytes)?;
     }
     Ok(())
+}
+
+/// The `--table` mode: each phase timed directly with a clock, a few runs per file, the fastest
+/// kept (on a shared machine the fastest run is the one least disturbed by other work).
+mod phase_table {
+    use std::collections::BTreeMap;
+    use std::path::{Path, PathBuf};
+    use std::time::{Duration, Instant};
+
+    use weave::check::{self, CheckContext};
+    use weave::emit::{self, EmitContext, MemorySink};
+    use weave::graph::{self, MeshGraph};
+    use weave::load::{self, Limits};
+    use weave::source::Source;
+    use weave::{model, schema, write};
+
+    /// Runs per file stop after this much time, or after `MAX_RUNS`; there is always one run.
+    const BUDGET: Duration = Duration::from_secs(10);
+    const MAX_RUNS: usize = 5;
+
+    /// The row of the whole back half as `weave build` runs it, after the phases one by one.
+    const BUILD_ROW: &str = "emit + write as `weave build` does (targets in parallel, straight to files)";
+
+    /// One run: the duration of each row, in the order of the table.
+    type Run = Vec<(String, Duration)>;
+
+    /// `--table [--json] FILE...`: prints a markdown table, or with `--json` one JSON object
+    /// `{"columns": [{"file", "runs", "rows": [{"phase", "ms"}]}], "schema_compile_ms"}` for
+    /// `bench/report.py`.
+    pub fn run(arguments: &[String]) -> i32 {
+        let json = arguments.iter().any(|argument| argument == "--json");
+        let files: Vec<&String> = arguments.iter().filter(|argument| *argument != "--json").collect();
+        if files.is_empty() {
+            eprintln!("usage: cargo bench --bench phases -- --table [--json] FILE...");
+            return 2;
+        }
+        let schema_compile = schema_compile_time();
+        let mut columns: Vec<(String, usize, Run)> = Vec::new();
+        for file in files {
+            let text = match std::fs::read_to_string(file) {
+                Ok(text) => text,
+                Err(error) => {
+                    eprintln!("error: cannot read {file}: {error}");
+                    return 2;
+                }
+            };
+            let name = Path::new(file)
+                .file_name()
+                .map_or_else(|| file.clone(), |name| name.to_string_lossy().into_owned());
+            eprintln!("phases: {name}");
+            let source = Source::new(name.clone(), text);
+            let started = Instant::now();
+            let mut fastest: Option<Run> = None;
+            let mut runs = 0;
+            while runs == 0 || (runs < MAX_RUNS && started.elapsed() < BUDGET) {
+                let run = match one_run(&source) {
+                    Ok(run) => run,
+                    Err(reason) => {
+                        eprintln!("error: {file}: {reason}");
+                        return 1;
+                    }
+                };
+                fastest = Some(match fastest {
+                    None => run,
+                    Some(previous) => previous
+                        .into_iter()
+                        .zip(run)
+                        .map(|((name, left), (_, right))| (name, left.min(right)))
+                        .collect(),
+                });
+                runs += 1;
+            }
+            columns.push((name, runs, fastest.unwrap_or_default()));
+        }
+        if json {
+            print_json(&columns, schema_compile);
+        } else {
+            print_table(&columns);
+            println!();
+            println!(
+                "The JSON Schema is compiled once per process, on its first use: {} ms, in no row above.",
+                milliseconds(schema_compile)
+            );
+        }
+        0
+    }
+
+    /// How long the first schema check of a process takes beyond a later one: compiling the
+    /// schema, which every `weave` process pays once and the fastest runs of the table do not show.
+    fn schema_compile_time() -> Duration {
+        let source = Source::new("seed-multi-cloud-values.yaml", super::SEED_TEXT);
+        let Ok(document) = load::load(&source, &Limits::default()) else { return Duration::ZERO };
+        let value = document.to_json();
+        let started = Instant::now();
+        schema::check(&document, &value);
+        let first = started.elapsed();
+        let started = Instant::now();
+        schema::check(&document, &value);
+        first.saturating_sub(started.elapsed())
+    }
+
+    fn timed<T>(run: &mut Run, name: &str, body: impl FnOnce() -> T) -> T {
+        let started = Instant::now();
+        let value = body();
+        run.push((name.to_owned(), started.elapsed()));
+        value
+    }
+
+    /// Where the output directories go: `WEAVE_BENCH_OUT` (bench/run.sh points it at tmpfs), else
+    /// the temporary directory.
+    fn output_parent() -> PathBuf {
+        std::env::var_os("WEAVE_BENCH_OUT").map_or_else(std::env::temp_dir, PathBuf::from)
+    }
+
+    fn one_run(source: &Source) -> Result<Run, String> {
+        let mut run = Run::new();
+        let limits = Limits::default();
+        let document = timed(&mut run, "load (YAML → located tree)", || load::load(source, &limits))
+            .map_err(|diagnostics| format!("does not load ({} diagnostics)", diagnostics.len()))?;
+        let value = timed(&mut run, "load (tree → JSON value)", || document.to_json());
+        let schema_diagnostics = timed(&mut run, "schema", || schema::check(&document, &value));
+        if schema_diagnostics.iter().any(|diagnostic| diagnostic.is_error()) {
+            return Err("does not match the schema".to_owned());
+        }
+        let topology = timed(&mut run, "model", || model::normalize(&value))?;
+        let mesh_graph = timed(&mut run, "graph", || MeshGraph::build(&topology));
+        let context =
+            CheckContext { topology: &topology, graph: &mesh_graph, document: &document, limits: &limits };
+        let diagnostics = timed(&mut run, "check", || check::run(&context));
+        if diagnostics.iter().any(|diagnostic| diagnostic.is_error()) {
+            return Err("is not valid".to_owned());
+        }
+        let emit_context = EmitContext::new(&topology, &mesh_graph);
+        let mut artifacts: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        for target in emit::TARGETS {
+            let mut sink = MemorySink::default();
+            timed(&mut run, &format!("emit {}", target.name), || (target.emit)(&emit_context, &mut sink))
+                .map_err(|error| error.to_string())?;
+            artifacts.append(&mut sink.artifacts);
+        }
+        let mermaid = timed(&mut run, "emit graph.mmd", || graph::to_mermaid(&topology, &mesh_graph));
+        artifacts.insert("graph.mmd".to_owned(), mermaid.into_bytes());
+        let parent = output_parent();
+        let directory =
+            tempfile::tempdir_in(&parent).map_err(|error| format!("{}: {error}", parent.display()))?;
+        timed(&mut run, "write (files + lock)", || {
+            write::build_atomically(
+                &directory.path().join("out"),
+                false,
+                &source.name,
+                source.text.as_bytes(),
+                |sink| super::put_all(sink, artifacts),
+            )
+        })
+        .map_err(|error| error.to_string())?;
+        // Removing the output is not part of a build; it happens here, outside every timing.
+        drop(directory);
+
+        // The same model and graph again, built outside the timing, in the form `emit_parallel` takes.
+        let compiled = weave::analyze(source, &limits)
+            .into_compiled()
+            .map_err(|diagnostics| format!("is not valid ({} diagnostics)", diagnostics.len()))?;
+        let directory =
+            tempfile::tempdir_in(&parent).map_err(|error| format!("{}: {error}", parent.display()))?;
+        timed(&mut run, BUILD_ROW, || {
+            write::build_atomically(
+                &directory.path().join("out"),
+                false,
+                &source.name,
+                source.text.as_bytes(),
+                |sink| weave::emit_parallel(&compiled, &[], sink),
+            )
+        })
+        .map_err(|error| error.to_string())?;
+        drop(directory);
+        Ok(run)
+    }
+
+    fn milliseconds(duration: Duration) -> String {
+        let value = duration.as_secs_f64() * 1000.0;
+        if value < 10.0 {
+            format!("{value:.2}")
+        } else if value < 100.0 {
+            format!("{value:.1}")
+        } else {
+            format!("{value:.0}")
+        }
+    }
+
+    /// The sum of the phases run one after the other (every row but the last).
+    fn sum_of_phases(run: &Run) -> Duration {
+        run.iter().filter(|(name, _)| name != BUILD_ROW).map(|(_, duration)| *duration).sum()
+    }
+
+    fn print_table(columns: &[(String, usize, Run)]) {
+        let header: Vec<String> =
+            columns.iter().map(|(name, runs, _)| format!("{name} ({runs} runs)")).collect();
+        println!("| phase (ms, fastest run) | {} |", header.join(" | "));
+        println!("|---|{}", "---:|".repeat(columns.len()));
+        let Some((_, _, first)) = columns.first() else { return };
+        for (position, (phase, _)) in first.iter().enumerate() {
+            if phase == BUILD_ROW {
+                let totals: Vec<String> =
+                    columns.iter().map(|(_, _, run)| milliseconds(sum_of_phases(run))).collect();
+                println!("| sum of the phases above | {} |", totals.join(" | "));
+            }
+            let cells: Vec<String> = columns
+                .iter()
+                .map(|(_, _, run)| {
+                    run.get(position).map_or_else(String::new, |(_, duration)| milliseconds(*duration))
+                })
+                .collect();
+            println!("| {phase} | {} |", cells.join(" | "));
+        }
+    }
+
+    fn print_json(columns: &[(String, usize, Run)], schema_compile: Duration) {
+        let columns: Vec<serde_json::Value> = columns
+            .iter()
+            .map(|(file, runs, run)| {
+                let rows: Vec<serde_json::Value> = run
+                    .iter()
+                    .map(|(phase, duration)| {
+                        serde_json::json!({"phase": phase, "ms": duration.as_secs_f64() * 1000.0})
+                    })
+                    .collect();
+                serde_json::json!({"file": file, "runs": runs, "rows": rows})
+            })
+            .collect();
+        let schema_compile_ms = schema_compile.as_secs_f64() * 1000.0;
+        println!("{}", serde_json::json!({ "columns": columns, "schema_compile_ms": schema_compile_ms }));
+    }
 }
