@@ -1,34 +1,44 @@
 // The Kubernetes manifests that bench/run.sh compares weave with, written the way a team would write
-// them in Jsonnet: per agent a ServiceAccount, ConfigMap (the agent config), Deployment (agent plus
-// userspace Tailscale sidecar), Service and, with more than one replica, a PodDisruptionBudget; per
-// site a Namespace and a default-deny NetworkPolicy.
+// them in Jsonnet. Per site that has agents: the agents' Namespace and the default-deny
+// NetworkPolicy. Per agent: a ServiceAccount, a ConfigMap (the agent config), a Deployment (the
+// agent plus the userspace Tailscale sidecar), a Service, a headless metrics Service (when metrics
+// are on) and, with more than one replica, a PodDisruptionBudget. Objects and fields are those of
+// `weave build --only k8s` for these kinds, except the `app.kubernetes.io/managed-by` label;
+// `run_peers.py compare` checks that.
 //
-// Input: the topology as JSON (top-level argument `topology`), in the `sites:` form that
-// gen-topology.py writes. Output: an object from file path (k8s/<site>/...) to that file's YAML
-// stream, the layout of `weave build --only k8s` for these objects.
-function(topology)
+// It covers what gen-topology.py writes (the `sites:` form, userspace Tailscale, no fallbacks, no
+// spot or edge scheduling, no minAvailable); weave also checks the topology and renders SPIRE, OPA
+// and every allow NetworkPolicy, which this program does not.
+//
+// Run with go-jsonnet (PyPI `gojsonnet`: std.parseYaml and std.sha256 are not in the C++ build).
+// Input: the topology file's text (top-level argument `topologyYaml`). Output: an object from file
+// path (k8s/<site>/...) to that file's YAML stream, as `jsonnet -m` would write them.
+function(topologyYaml)
+  local topology = std.parseYaml(topologyYaml);
   local mesh = topology.mesh;
   local namespace = mesh.namespace;
   local siteNames = std.objectFields(topology.sites);
-  local networking = if std.objectHas(topology, 'networking') then topology.networking else {};
-  local tailscale = if std.objectHas(networking, 'tailscale') then networking.tailscale else {};
-  local tailscaleOn = std.objectHas(tailscale, 'enabled') && tailscale.enabled;
-  local tailnet = if std.objectHas(tailscale, 'tailnet') then tailscale.tailnet else null;
+  local tailscale = topology.networking.tailscale;
+  local tailscaleOn = topology.networking.type == 'tailscale';
+  local tailnet = std.get(tailscale, 'tailnet');
   local observability = topology.observability;
   local tracingOn = observability.tracing.enabled;
-  local metricsOn = observability.metrics.enabled;
+  local metricsService = observability.metrics.enabled && std.objectHas(observability.metrics, 'central');
 
   local spiffeId(trustDomain, name) =
     std.strReplace(std.strReplace(topology.identity.idTemplate, '{trustDomain}', trustDomain), '{name}', name);
 
-  // Every agent by name, with its site: the callees of an agent may live in any site.
-  local agentIndex = {
-    [agent.name]: { agent: agent, site: siteName }
+  // The site of every agent by name: an agent's callees may live in any site.
+  local siteOf = {
+    [agent.name]: siteName
     for siteName in siteNames
     for agent in topology.sites[siteName].agents
   };
 
   local clusterOf(siteName) = mesh.name + '-' + siteName;
+
+  // The list without repeats, in the order of first appearance.
+  local orderedUnique(list) = std.foldl(function(kept, item) if std.member(kept, item) then kept else kept + [item], list, []);
 
   local labels(siteName, site, name, component) = {
     'agentweave.io/provider': site.provider,
@@ -42,7 +52,7 @@ function(topology)
 
   local serviceAddress(name) = name + '.' + namespace + '.svc.cluster.local:' + mesh.port;
   local address(fromSite, callee) =
-    if tailscaleOn && tailnet != null && agentIndex[callee].site != fromSite
+    if tailscaleOn && tailnet != null && siteOf[callee] != fromSite
     then callee + '.' + tailnet + '.ts.net:' + mesh.port
     else serviceAddress(callee);
   local advertise(name) =
@@ -68,8 +78,7 @@ function(topology)
 
   local agentConfig(siteName, site, agent) =
     local trustDomain = site.trustDomain;
-    local calls = if std.objectHas(agent, 'calls') then agent.calls else [];
-    local callees = std.set([call.agent for call in calls]);
+    local calls = std.get(agent, 'calls', []);
     local observed = {
       site: siteName,
       provider: site.provider,
@@ -103,13 +112,11 @@ function(topology)
       },
       agent_registry: {
         [callee]: {
-          local target = agentIndex[callee],
-          name: callee,
-          spiffe_id: spiffeId(topology.sites[target.site].trustDomain, callee),
+          spiffe_id: spiffeId(topology.sites[siteOf[callee]].trustDomain, callee),
           address: 'https://' + address(siteName, callee),
-          actions: std.uniq(std.flattenArrays([call.actions for call in calls if call.agent == callee])),
+          actions: orderedUnique(std.flattenArrays([call.actions for call in calls if call.agent == callee])),
         }
-        for callee in callees
+        for callee in std.set([call.agent for call in calls])
       },
       observability: {
         logging: {
@@ -117,7 +124,7 @@ function(topology)
           format: observability.logging.format,
           default_fields: observed,
         },
-        metrics: { enabled: metricsOn, port: mesh.metricsPort, path: '/metrics', labels: observed },
+        metrics: { enabled: observability.metrics.enabled, port: mesh.metricsPort, path: '/metrics', labels: observed },
         tracing: { enabled: tracingOn, service_name: agent.name },
       },
       metadata: observed { name: agent.name, trust_domain: trustDomain },
@@ -125,7 +132,7 @@ function(topology)
 
   local agentContainer(siteName, site, agent) = {
     name: 'agent',
-    image: mesh.image,
+    image: std.get(agent, 'image', mesh.image),
     imagePullPolicy: 'Always',
     env: [
       env('AGENTWEAVE_CONFIG', '/etc/agentweave/config/config.yaml'),
@@ -167,15 +174,13 @@ function(topology)
     env: [
       env('TS_AUTHKEY', 'file:/etc/tailscale/auth/TS_AUTHKEY'),
       env('TS_HOSTNAME', agent.name),
-      env('TS_EXTRA_ARGS', '--advertise-tags=' + std.join(',', ['tag:agentweave-' + agent.name]
-                                                          + ['tag:' + tag for tag in tailscale.tags])),
+      env('TS_EXTRA_ARGS', '--advertise-tags=' + std.join(',', ['tag:' + mesh.name + '-' + agent.name]
+                                                          + ['tag:' + tag for tag in std.set(tailscale.tags)])),
       env('TS_USERSPACE', 'true'),
       env('TS_KUBE_SECRET', ''),
       env('TS_STATE_DIR', '/var/lib/tailscale'),
       env('TS_AUTH_ONCE', 'true'),
-      env('TS_SOCKET', '/tmp/tailscaled.sock'),
       env('TS_ENABLE_HEALTH_CHECK', 'true'),
-      env('TS_LOCAL_ADDR_PORT', '[::]:9002'),
       env('TS_SOCKS5_SERVER', '127.0.0.1:1055'),
       env('TS_OUTBOUND_HTTP_PROXY_LISTEN', '127.0.0.1:1055'),
     ],
@@ -203,7 +208,7 @@ function(topology)
     local agentLabels = labels(siteName, site, agent.name, 'agent');
     local meta(name) = { name: name, namespace: namespace, labels: agentLabels };
     local configText = std.manifestYamlDoc(agentConfig(siteName, site, agent), quote_keys=false);
-    local replicas = if std.objectHas(agent, 'replicas') then agent.replicas else 1;
+    local replicas = std.get(agent, 'replicas', 1);
     [
       {
         apiVersion: 'v1',
@@ -230,12 +235,8 @@ function(topology)
             metadata: {
               labels: agentLabels,
               annotations: {
-                // C++ Jsonnet has MD5 but no SHA-256; the digest only has to change with the config.
-                'agentweave.io/config-md5': std.md5(configText),
+                'agentweave.io/config-sha256': std.sha256(configText),
                 'kubectl.kubernetes.io/default-container': 'agent',
-                'prometheus.io/path': '/metrics',
-                'prometheus.io/port': std.toString(mesh.metricsPort),
-                'prometheus.io/scrape': std.toString(metricsOn),
               },
             },
             spec: {
@@ -314,23 +315,36 @@ function(topology)
           ],
         },
       },
-    ] + (if replicas > 1 then [
+    ] + (if metricsService then [
            {
-             apiVersion: 'policy/v1',
-             kind: 'PodDisruptionBudget',
-             metadata: meta(agent.name),
+             apiVersion: 'v1',
+             kind: 'Service',
+             metadata: meta(agent.name + '-metrics'),
              spec: {
-               maxUnavailable: 1,
-               selector: { matchLabels: selector(agent.name) },
-               unhealthyPodEvictionPolicy: 'AlwaysAllow',
+               type: 'ClusterIP',
+               clusterIP: 'None',
+               selector: selector(agent.name),
+               ports: [{ name: 'metrics', port: mesh.metricsPort, targetPort: 'metrics', protocol: 'TCP' }],
              },
            },
-         ] else []);
+         ] else [])
+    + (if replicas > 1 then [
+         {
+           apiVersion: 'policy/v1',
+           kind: 'PodDisruptionBudget',
+           metadata: meta(agent.name),
+           spec: {
+             maxUnavailable: 1,
+             selector: { matchLabels: selector(agent.name) },
+             unhealthyPodEvictionPolicy: 'AlwaysAllow',
+           },
+         },
+       ] else []);
 
   // One [path, text] pair per file; a single object comprehension builds the result in one pass.
   local siteFiles(siteName) =
     local site = topology.sites[siteName];
-    [
+    if std.length(site.agents) == 0 then [] else [
       [
         'k8s/' + siteName + '/namespaces.yaml',
         std.manifestYamlStream([{
