@@ -182,6 +182,7 @@ pub const CODES: &[(&str, &str)] = &[
     ("W105", "federation.pairs is `all` while only some federated pairs are ever called"),
     ("W106", "allowSameTrustDomain while one trust domain spans several sites"),
     ("W107", "a wildcard or empty action list on a call"),
+    ("W108", "a capability asked for the Tailscale sidecar with userspace networking"),
 ];
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! Networking: pod CIDRs for the VPN (E010) and the Tailscale settings (E015).
+//! Networking: pod CIDRs for the VPN (E010), the Tailscale settings (E015) and capabilities asked
+//! for a userspace Tailscale sidecar (W108).
 
 use std::net::Ipv4Addr;
 
@@ -98,6 +99,20 @@ fn tailscale(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
                 "set `tailscale.enabled: false`, or `networking.type: tailscale`"
             },
         ));
+    }
+    if networking.tailscale.enabled && networking.tailscale.userspace {
+        for (position, capability) in networking.tailscale.capabilities.iter().enumerate() {
+            diagnostics.push(Diagnostic::error(
+                "W108",
+                format!(
+                    "the Tailscale sidecar asks for {capability}, but it runs with userspace networking, which needs no capability; it is not granted"
+                ),
+                context.value_at(&format!("/networking/tailscale/capabilities/{position}")),
+                format!(
+                    "remove {capability} from networking.tailscale.capabilities, or set `userspace: false` if the sidecar must create a TUN device (weave then grants MKNOD and NET_ADMIN itself)"
+                ),
+            ));
+        }
     }
     if is_tailscale && networking.tailscale.tailnet.is_none() && crosses_sites(context) {
         diagnostics.push(Diagnostic::error(

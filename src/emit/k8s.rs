@@ -610,6 +610,34 @@ resilience:
             agents_namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"].as_str(),
             Some("privileged")
         );
+
+        // Capabilities asked for are added in kernel mode, and never granted in userspace mode (W108).
+        let sidecar_capabilities = |topology: &str| -> Vec<String> {
+            let artifacts = build(topology);
+            let orchestrator = documents(&artifacts["k8s/aws-east/agents/orchestrator.yaml"]);
+            let deployment =
+                orchestrator.iter().find(|document| document["kind"] == "Deployment").expect("Deployment");
+            let containers = deployment["spec"]["template"]["spec"]["containers"]
+                .as_sequence()
+                .expect("containers")
+                .clone();
+            let sidecar =
+                containers.iter().find(|container| container["name"] == "tailscale").expect("sidecar");
+            sidecar["securityContext"]["capabilities"]["add"]
+                .as_sequence()
+                .into_iter()
+                .flatten()
+                .filter_map(|capability| capability.as_str().map(str::to_owned))
+                .collect()
+        };
+        let kernel_raw = TAILSCALE_TOPOLOGY.replace(
+            "tags: [mesh] }",
+            "tags: [mesh], userspace: false, capabilities: [NET_RAW, NET_ADMIN] }",
+        );
+        assert_eq!(sidecar_capabilities(&kernel_raw), ["MKNOD", "NET_ADMIN", "NET_RAW"]);
+        let userspace_admin =
+            TAILSCALE_TOPOLOGY.replace("tags: [mesh] }", "tags: [mesh], capabilities: [NET_ADMIN] }");
+        assert!(sidecar_capabilities(&userspace_admin).is_empty());
     }
 
     #[test]

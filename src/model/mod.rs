@@ -436,6 +436,8 @@ pub struct Tailscale {
     pub tag_owners: Vec<String>,
     /// Userspace networking: the sidecar needs no NET_ADMIN.
     pub userspace: bool,
+    /// Capabilities asked for beyond the derived ones; granted only in kernel mode (W108).
+    pub capabilities: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]

@@ -180,6 +180,7 @@ struct RawTailscale {
     tags: Option<Vec<String>>,
     tag_owners: Option<Vec<String>>,
     userspace: Option<bool>,
+    capabilities: Option<Vec<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -432,6 +433,7 @@ fn build(raw: RawTopology) -> Topology {
             tags: raw_tailscale.tags.unwrap_or_else(|| vec![mesh.name.clone()]),
             tag_owners: raw_tailscale.tag_owners.unwrap_or_else(|| vec!["autogroup:admin".to_owned()]),
             userspace: raw_tailscale.userspace.unwrap_or(true),
+            capabilities: raw_tailscale.capabilities.unwrap_or_default(),
         },
         istio: Istio {
             mesh_id: raw_networking

@@ -40,7 +40,7 @@ use crate::emit::conventions::{
     AGENT_UID, HEALTH_PATH, METRICS_PATH, SPIRE_SOCKET_DIR, SPIRE_SOCKET_PATH, tailscale_tags,
 };
 use crate::emit::yaml_documents;
-use crate::model::{Agent, Provider, Tier};
+use crate::model::{Agent, Provider, Tier, Topology};
 
 /// The ConfigMap (in the agents' namespace) holding `authz.rego`.
 pub const OPA_POLICY_CONFIGMAP: &str = "opa-policy";
@@ -594,6 +594,16 @@ fn tailscale_ports(site: &SiteContext<'_>) -> (u16, u16) {
     (proxy, free(TAILSCALE_HEALTH_PORT, Some(proxy)))
 }
 
+/// The capabilities of a kernel-mode Tailscale sidecar: what it needs to create its TUN device and
+/// program routes (MKNOD, NET_ADMIN), and whatever else the topology asks for, sorted.
+fn kernel_capabilities(topology: &Topology) -> Vec<String> {
+    let mut add: Vec<String> = vec!["MKNOD".to_owned(), "NET_ADMIN".to_owned()];
+    add.extend(topology.networking.tailscale.capabilities.iter().cloned());
+    add.sort();
+    add.dedup();
+    add
+}
+
 fn tailscale_container(site: &SiteContext<'_>, agent: &Agent) -> Container {
     let topology = site.topology;
     let kernel_mode = site.tailscale_kernel_mode();
@@ -625,7 +635,7 @@ fn tailscale_container(site: &SiteContext<'_>, agent: &Agent) -> Container {
             run_as_non_root: Some(false),
             run_as_user: Some(0),
             run_as_group: Some(0),
-            capabilities: Capabilities { add: vec!["MKNOD", "NET_ADMIN"], drop: vec!["ALL"] },
+            capabilities: Capabilities { add: kernel_capabilities(topology), drop: vec!["ALL"] },
             ..SecurityContext::restricted(0)
         }
     } else {

@@ -537,7 +537,7 @@ impl SecurityContext {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Capabilities {
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub add: Vec<&'static str>,
+    pub add: Vec<String>,
     pub drop: Vec<&'static str>,
 }
 
