@@ -549,44 +549,27 @@ impl ser::Serializer for &mut Writer {
     }
 }
 
-impl ser::SerializeSeq for &mut Writer {
-    type Ok = ();
-    type Error = Unsupported;
+/// A sequence-like compound (list, tuple, tuple struct): each element is the next item.
+macro_rules! sequence_compound {
+    ($trait:ident, $method:ident) => {
+        impl ser::$trait for &mut Writer {
+            type Ok = ();
+            type Error = Unsupported;
 
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result {
-        value.serialize(&mut **self)
-    }
+            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result {
+                value.serialize(&mut **self)
+            }
 
-    fn end(self) -> Result {
-        self.close()
-    }
+            fn end(self) -> Result {
+                self.close()
+            }
+        }
+    };
 }
 
-impl ser::SerializeTuple for &mut Writer {
-    type Ok = ();
-    type Error = Unsupported;
-
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result {
-        value.serialize(&mut **self)
-    }
-
-    fn end(self) -> Result {
-        self.close()
-    }
-}
-
-impl ser::SerializeTupleStruct for &mut Writer {
-    type Ok = ();
-    type Error = Unsupported;
-
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result {
-        value.serialize(&mut **self)
-    }
-
-    fn end(self) -> Result {
-        self.close()
-    }
-}
+sequence_compound!(SerializeSeq, serialize_element);
+sequence_compound!(SerializeTuple, serialize_element);
+sequence_compound!(SerializeTupleStruct, serialize_field);
 
 impl ser::SerializeMap for &mut Writer {
     type Ok = ();

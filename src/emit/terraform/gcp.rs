@@ -8,6 +8,7 @@
 //! egress). The pods' range is `cluster.podCidr` when the topology gives one.
 
 use hcl::expr::{BinaryOperator, Expression};
+use hcl::structure::BlockBuilder;
 
 use super::{
     Module, Output, SiteFacts, Variable, api_allowed_cidrs_variable, binary, body, call, conditional,
@@ -201,19 +202,11 @@ pub(super) fn cluster(facts: &SiteFacts<'_>, module: &mut Module) {
     if facts.site.cluster.spot {
         node_config = node_config.add_attribute(("spot", true));
     }
-    node_config = node_config
-        .add_attribute(("service_account", reference("google_service_account.nodes.email")))
-        .add_attribute(("oauth_scopes", strings(["https://www.googleapis.com/auth/cloud-platform"])))
-        .add_attribute(("tags", strings([node_tag(cluster_name)])))
-        .add_attribute(("labels", facts.labels_object()))
-        .add_attribute(("metadata", super::object([("disable-legacy-endpoints", Expression::from("true"))])))
-        .add_block(
-            nested("shielded_instance_config")
-                .add_attribute(("enable_secure_boot", true))
-                .add_attribute(("enable_integrity_monitoring", true))
-                .build(),
-        )
-        .add_block(nested("workload_metadata_config").add_attribute(("mode", "GKE_METADATA")).build());
+    node_config = node_hardening(
+        node_identity(node_config)
+            .add_attribute(("tags", strings([node_tag(cluster_name)])))
+            .add_attribute(("labels", facts.labels_object())),
+    );
     module.main(resource(
         "google_container_node_pool",
         "this",
@@ -283,10 +276,21 @@ pub(super) fn cluster(facts: &SiteFacts<'_>, module: &mut Module) {
 /// nodes' own service account (not the Compute Engine default one), with shielded boot and the GKE
 /// metadata server in front of the instance metadata, like the managed pool.
 fn default_pool_node_config() -> hcl::Block {
-    nested("node_config")
-        .add_attribute(("image_type", "COS_CONTAINERD"))
+    node_hardening(node_identity(nested("node_config").add_attribute(("image_type", "COS_CONTAINERD"))))
+        .build()
+}
+
+/// Nodes run as the nodes' own service account, with the cloud-platform scope (IAM decides).
+fn node_identity(node_config: BlockBuilder) -> BlockBuilder {
+    node_config
         .add_attribute(("service_account", reference("google_service_account.nodes.email")))
         .add_attribute(("oauth_scopes", strings(["https://www.googleapis.com/auth/cloud-platform"])))
+}
+
+/// No legacy metadata endpoints, shielded boot, and the GKE metadata server in front of the instance
+/// metadata (Workload Identity).
+fn node_hardening(node_config: BlockBuilder) -> BlockBuilder {
+    node_config
         .add_attribute(("metadata", super::object([("disable-legacy-endpoints", Expression::from("true"))])))
         .add_block(
             nested("shielded_instance_config")
@@ -295,7 +299,6 @@ fn default_pool_node_config() -> hcl::Block {
                 .build(),
         )
         .add_block(nested("workload_metadata_config").add_attribute(("mode", "GKE_METADATA")).build())
-        .build()
 }
 
 /// The network tag of the nodes; firewall rules (the VPN's) target it.
