@@ -537,6 +537,27 @@ pub(crate) fn for_object(
     for_expression.into()
 }
 
+/// The optional variable that carries the address Kubernetes gives the SPIRE bundle endpoint
+/// Service's load balancer (`what`: "Host name of the LoadBalancer", ...). It is known only once the
+/// cluster runs the SPIRE server, so it is null on the first apply, and the DNS record that points at
+/// it exists once it is set ([`count_when_set`]).
+pub(crate) fn load_balancer_address_variable(name: &str, what: &str, facts: &SiteFacts<'_>) -> Variable {
+    let namespace = &facts.context.topology.spire.namespace;
+    Variable::new(
+        name,
+        types::string(),
+        [
+            what,
+            " of the SPIRE bundle endpoint Service (namespace ",
+            namespace,
+            "), known once the cluster runs the SPIRE server. Leave null on the first apply; the DNS \
+             record is created when it is set.",
+        ]
+        .concat(),
+    )
+    .default(Expression::Null)
+}
+
 /// `count = <variable> == null ? 0 : 1`: the resource exists once the optional variable is set.
 pub(crate) fn count_when_set(variable: &str) -> Expression {
     conditional(binary(var(variable), BinaryOperator::Eq, Expression::Null), 0.into(), 1.into())

@@ -10,8 +10,8 @@ use hcl::expr::Expression;
 
 use super::{
     Module, Output, SiteFacts, Variable, api_allowed_cidrs_variable, api_public, body, call, conditional,
-    count_when_set, data, interpolate, limited_name, list, local, locals, nested, object, one_of, reference,
-    resource, strings, template, text, types, var,
+    count_when_set, data, interpolate, limited_name, list, load_balancer_address_variable, local, locals,
+    nested, object, one_of, reference, resource, strings, template, text, types, var,
 };
 
 pub(super) const PROVIDER_VERSION: &str = ">= 5.80, < 7.0";
@@ -373,26 +373,16 @@ fn log_group_name(cluster_name: &str) -> String {
 /// SPIRE bundle endpoint Service. That host name exists only once the cluster runs, so the record
 /// is created on the apply after `bundle_endpoint_load_balancer_hostname` is set.
 fn bundle_endpoint_record(host: &str, facts: &SiteFacts<'_>, module: &mut Module) {
-    let namespace = &facts.context.topology.spire.namespace;
     module.variable(Variable::new(
         "route53_zone_id",
         types::string(),
         "ID of the Route 53 hosted zone that holds the SPIRE bundle endpoint's host name.",
     ));
-    module.variable(
-        Variable::new(
-            "bundle_endpoint_load_balancer_hostname",
-            types::string(),
-            [
-                "Host name of the LoadBalancer of the SPIRE bundle endpoint Service (namespace ",
-                namespace,
-                "), known once the cluster runs the SPIRE server. Leave null on the first apply; the \
-                 DNS record is created when it is set.",
-            ]
-            .concat(),
-        )
-        .default(Expression::Null),
-    );
+    module.variable(load_balancer_address_variable(
+        "bundle_endpoint_load_balancer_hostname",
+        "Host name of the LoadBalancer",
+        facts,
+    ));
     module.main(resource(
         "aws_route53_record",
         "bundle_endpoint",

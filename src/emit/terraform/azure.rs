@@ -14,8 +14,8 @@ use hcl::expr::BinaryOperator;
 
 use super::{
     Module, Output, SiteFacts, Variable, api_allowed_cidrs_variable, binary, body, call, conditional,
-    count_when_set, dynamic, interpolate, list, nested, not, one_of, reference, resource, strings, template,
-    text, types, var,
+    count_when_set, dynamic, interpolate, list, load_balancer_address_variable, nested, not, one_of,
+    reference, resource, strings, template, text, types, var,
 };
 
 pub(super) const PROVIDER_VERSION: &str = "~> 4.0";
@@ -292,7 +292,6 @@ pub(super) fn cluster(facts: &SiteFacts<'_>, module: &mut Module) {
 /// the SPIRE bundle endpoint Service, created once that address is known. Azure DNS names records
 /// relative to the zone, so the zone must be a suffix of the host name.
 fn bundle_endpoint_record(host: &str, facts: &SiteFacts<'_>, module: &mut Module) {
-    let namespace = &facts.context.topology.spire.namespace;
     let zone_suffix = template([text("."), interpolate(var("dns_zone_name"))]);
     module.variable(
         Variable::new(
@@ -310,20 +309,11 @@ fn bundle_endpoint_record(host: &str, facts: &SiteFacts<'_>, module: &mut Module
         types::string(),
         "Resource group of the Azure DNS zone.",
     ));
-    module.variable(
-        Variable::new(
-            "bundle_endpoint_load_balancer_ip",
-            types::string(),
-            [
-                "External IP address of the LoadBalancer of the SPIRE bundle endpoint Service (namespace ",
-                namespace,
-                "), known once the cluster runs the SPIRE server. Leave null on the first apply; the \
-                 DNS record is created when it is set.",
-            ]
-            .concat(),
-        )
-        .default(Expression::Null),
-    );
+    module.variable(load_balancer_address_variable(
+        "bundle_endpoint_load_balancer_ip",
+        "External IP address of the LoadBalancer",
+        facts,
+    ));
     module.main(resource(
         "azurerm_dns_a_record",
         "bundle_endpoint",

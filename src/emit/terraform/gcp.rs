@@ -12,8 +12,8 @@ use hcl::structure::BlockBuilder;
 
 use super::{
     Module, Output, SiteFacts, Variable, api_allowed_cidrs_variable, binary, body, call, conditional,
-    count_when_set, data, dynamic, interpolate, limited_name, list, local, locals, nested, one_of, reference,
-    resource, strings, template, text, types, var,
+    count_when_set, data, dynamic, interpolate, limited_name, list, load_balancer_address_variable, local,
+    locals, nested, one_of, reference, resource, strings, template, text, types, var,
 };
 
 pub(super) const PROVIDER_VERSION: &str = ">= 6.0, < 8.0";
@@ -309,26 +309,16 @@ pub(super) fn node_tag(cluster_name: &str) -> String {
 /// An A record from the bundle endpoint's host name to the LoadBalancer address Kubernetes gives
 /// the SPIRE bundle endpoint Service, created once that address is known.
 fn bundle_endpoint_record(host: &str, facts: &SiteFacts<'_>, module: &mut Module) {
-    let namespace = &facts.context.topology.spire.namespace;
     module.variable(Variable::new(
         "dns_managed_zone",
         types::string(),
         "Name of the Cloud DNS managed zone that holds the SPIRE bundle endpoint's host name.",
     ));
-    module.variable(
-        Variable::new(
-            "bundle_endpoint_load_balancer_ip",
-            types::string(),
-            [
-                "External IP address of the LoadBalancer of the SPIRE bundle endpoint Service (namespace ",
-                namespace,
-                "), known once the cluster runs the SPIRE server. Leave null on the first apply; the \
-                 DNS record is created when it is set.",
-            ]
-            .concat(),
-        )
-        .default(Expression::Null),
-    );
+    module.variable(load_balancer_address_variable(
+        "bundle_endpoint_load_balancer_ip",
+        "External IP address of the LoadBalancer",
+        facts,
+    ));
     module.main(resource(
         "google_dns_record_set",
         "bundle_endpoint",

@@ -6,11 +6,12 @@
 //!
 //! The user brings the network: the VPC and one subnet per zone.
 
-use hcl::expr::{BinaryOperator, Expression};
+use hcl::expr::BinaryOperator;
 
 use super::{
     Module, Output, SiteFacts, Variable, binary, body, call, count_when_set, data, dynamic, interpolate,
-    nested, not, one_of, reference, resource, strings, template, text, types, var,
+    load_balancer_address_variable, nested, not, one_of, reference, resource, strings, template, text, types,
+    var,
 };
 
 pub(super) const PROVIDER_VERSION: &str = "~> 1.70";
@@ -114,7 +115,6 @@ pub(super) fn cluster(facts: &SiteFacts<'_>, module: &mut Module) {
 /// A CNAME from the bundle endpoint's host name to the host name of the VPC load balancer
 /// Kubernetes creates for the SPIRE bundle endpoint Service, created once that is known.
 fn bundle_endpoint_record(host: &str, facts: &SiteFacts<'_>, module: &mut Module) {
-    let namespace = &facts.context.topology.spire.namespace;
     module.variable(Variable::new(
         "cis_id",
         types::string(),
@@ -125,20 +125,11 @@ fn bundle_endpoint_record(host: &str, facts: &SiteFacts<'_>, module: &mut Module
         types::string(),
         "ID of the Cloud Internet Services domain that holds the bundle endpoint's host name.",
     ));
-    module.variable(
-        Variable::new(
-            "bundle_endpoint_load_balancer_hostname",
-            types::string(),
-            [
-                "Host name of the VPC load balancer of the SPIRE bundle endpoint Service (namespace ",
-                namespace,
-                "), known once the cluster runs the SPIRE server. Leave null on the first apply; the \
-                 DNS record is created when it is set.",
-            ]
-            .concat(),
-        )
-        .default(Expression::Null),
-    );
+    module.variable(load_balancer_address_variable(
+        "bundle_endpoint_load_balancer_hostname",
+        "Host name of the VPC load balancer",
+        facts,
+    ));
     module.main(resource(
         "ibm_cis_dns_record",
         "bundle_endpoint",

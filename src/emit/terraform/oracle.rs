@@ -18,8 +18,9 @@ use hcl::expr::{BinaryOperator, Expression, Traversal, TraversalOperator};
 
 use super::{
     Module, Output, SiteFacts, Variable, api_allowed_cidrs_variable, binary, body, call, call_expanded,
-    conditional, count_when_set, data, dynamic, for_list, for_object, interpolate, limited_name, list, local,
-    locals, nested, not, one_of, reference, resource, strings, template, text, types, var,
+    conditional, count_when_set, data, dynamic, for_list, for_object, interpolate, limited_name, list,
+    load_balancer_address_variable, local, locals, nested, not, one_of, reference, resource, strings,
+    template, text, types, var,
 };
 
 use Direction::{Egress, Ingress};
@@ -506,26 +507,16 @@ fn version_and_image_locals(facts: &SiteFacts<'_>) -> hcl::Block {
 /// An A record from the bundle endpoint's host name to the LoadBalancer address Kubernetes gives
 /// the SPIRE bundle endpoint Service, created once that address is known.
 fn bundle_endpoint_record(host: &str, facts: &SiteFacts<'_>, module: &mut Module) {
-    let namespace = &facts.context.topology.spire.namespace;
     module.variable(Variable::new(
         "dns_zone_name",
         types::string(),
         "Name or OCID of the OCI DNS zone that holds the SPIRE bundle endpoint's host name.",
     ));
-    module.variable(
-        Variable::new(
-            "bundle_endpoint_load_balancer_ip",
-            types::string(),
-            [
-                "Public IP address of the LoadBalancer of the SPIRE bundle endpoint Service (namespace ",
-                namespace,
-                "), known once the cluster runs the SPIRE server. Leave null on the first apply; the \
-                 DNS record is created when it is set.",
-            ]
-            .concat(),
-        )
-        .default(Expression::Null),
-    );
+    module.variable(load_balancer_address_variable(
+        "bundle_endpoint_load_balancer_ip",
+        "Public IP address of the LoadBalancer",
+        facts,
+    ));
     module.main(resource(
         "oci_dns_rrset",
         "bundle_endpoint",
