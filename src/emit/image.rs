@@ -293,13 +293,7 @@ mod tests {
     use super::*;
     use crate::Compiled;
     use crate::emit::MemorySink;
-
-    fn compiled(text: &str) -> Compiled {
-        match crate::compile("test.yaml", text) {
-            Ok(compiled) => compiled,
-            Err(diagnostics) => panic!("topology does not compile: {diagnostics:#?}"),
-        }
-    }
+    use crate::emit::test_support::compiled;
 
     const MESH: &str = r#"
 mesh: { name: weft, image: "registry.example.org/weft/agent:2.1.0", port: 7443, metricsPort: 9102 }

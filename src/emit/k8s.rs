@@ -321,18 +321,11 @@ mod tests {
     use serde_yaml_ng::Value;
 
     use super::*;
-    use crate::emit::MemorySink;
+    use crate::emit::test_support;
 
     /// Compiles a topology and returns the k8s target's artifacts.
     fn build(text: &str) -> BTreeMap<String, Vec<u8>> {
-        let compiled = match crate::compile("topology.yaml", text) {
-            Ok(compiled) => compiled,
-            Err(diagnostics) => panic!("the test topology is invalid: {diagnostics:?}"),
-        };
-        let context = EmitContext::new(&compiled.topology, &compiled.graph);
-        let mut sink = MemorySink::default();
-        (TARGET.emit)(&context, &mut sink).expect("memory sink");
-        sink.artifacts
+        test_support::artifacts(&test_support::compiled(text), &TARGET)
     }
 
     fn documents(bytes: &[u8]) -> Vec<Value> {

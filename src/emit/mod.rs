@@ -18,6 +18,9 @@ pub mod tailscale;
 pub mod terraform;
 pub mod yaml;
 
+#[cfg(test)]
+mod test_support;
+
 use std::collections::BTreeMap;
 use std::io;
 

@@ -728,14 +728,9 @@ mod tests {
     use serde_json::Value;
 
     use super::*;
-    use crate::Compiled;
     use crate::emit::MemorySink;
 
-    fn fixture(name: &str) -> Compiled {
-        let path = format!("{}/fixtures/valid/{name}", env!("CARGO_MANIFEST_DIR"));
-        let text = std::fs::read_to_string(&path).unwrap();
-        crate::compile(&path, &text).unwrap_or_else(|diagnostics| panic!("{diagnostics:?}"))
-    }
+    use crate::emit::test_support::{compiled, fixture};
 
     fn data(context: &EmitContext<'_>) -> Value {
         let value: Value = serde_json::from_slice(&data_json(context)).unwrap();
@@ -858,8 +853,7 @@ networking:
   tailscale:
     tailnet: example
 "#;
-        let compiled =
-            crate::compile("mesh.yaml", text).unwrap_or_else(|diagnostics| panic!("{diagnostics:?}"));
+        let compiled = compiled(text);
         let context = EmitContext::new(&compiled.topology, &compiled.graph);
         let cases = test_cases(&context);
         assert!(

@@ -258,20 +258,10 @@ fn emit(context: &EmitContext<'_>, sink: &mut dyn Sink) -> io::Result<()> {
 mod tests {
     use super::*;
     use crate::Compiled;
-    use crate::emit::MemorySink;
-
-    fn compiled(text: &str) -> Compiled {
-        match crate::compile("test.yaml", text) {
-            Ok(compiled) => compiled,
-            Err(diagnostics) => panic!("topology does not compile: {diagnostics:#?}"),
-        }
-    }
+    use crate::emit::test_support::compiled;
 
     fn artifacts(compiled: &Compiled) -> BTreeMap<String, Vec<u8>> {
-        let context = EmitContext::new(&compiled.topology, &compiled.graph);
-        let mut sink = MemorySink::default();
-        emit(&context, &mut sink).expect("memory sink");
-        sink.artifacts
+        crate::emit::test_support::artifacts(compiled, &TARGET)
     }
 
     const MESH: &str = r#"

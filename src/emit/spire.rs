@@ -675,7 +675,6 @@ mod tests {
     use hcl::{Body, Expression};
 
     use super::*;
-    use crate::Compiled;
     use crate::emit::MemorySink;
 
     /// Four sites: two of one trust domain sharing an upstream CA, an on-prem site attested with
@@ -742,14 +741,7 @@ networking:
   type: vpn
 "#;
 
-    fn compiled(text: &str) -> Compiled {
-        crate::compile("mesh.yaml", text).unwrap_or_else(|diagnostics| panic!("{diagnostics:?}"))
-    }
-
-    fn fixture(name: &str) -> Compiled {
-        let path = format!("{}/fixtures/valid/{name}", env!("CARGO_MANIFEST_DIR"));
-        compiled(&std::fs::read_to_string(&path).unwrap())
-    }
+    use crate::emit::test_support::{compiled, fixture};
 
     fn parse(text: &str) -> Body {
         hcl::parse(text).unwrap_or_else(|error| panic!("not HCL: {error}\n{text}"))

@@ -365,13 +365,7 @@ mod tests {
 
     use super::*;
     use crate::Compiled;
-
-    fn compiled(text: &str) -> Compiled {
-        match crate::compile("test.yaml", text) {
-            Ok(compiled) => compiled,
-            Err(diagnostics) => panic!("topology does not compile: {diagnostics:#?}"),
-        }
-    }
+    use crate::emit::test_support::compiled;
 
     /// Parses the file back the way Tailscale does: strip the `//` comment lines of the header, then
     /// read the rest as JSON.

@@ -7,18 +7,10 @@ use hcl::expr::Expression;
 use hcl::{Block, Body};
 
 use super::TARGET;
-use crate::emit::{EmitContext, MemorySink};
 
 /// Builds a topology and returns the Terraform files by path.
 fn emit(yaml: &str) -> BTreeMap<String, String> {
-    let compiled = match crate::compile("test.yaml", yaml) {
-        Ok(compiled) => compiled,
-        Err(diagnostics) => panic!("the test topology is invalid: {diagnostics:?}"),
-    };
-    let context = EmitContext::new(&compiled.topology, &compiled.graph);
-    let mut sink = MemorySink::default();
-    (TARGET.emit)(&context, &mut sink).expect("memory sink accepts everything");
-    sink.artifacts
+    crate::emit::test_support::artifacts(&crate::emit::test_support::compiled(yaml), &TARGET)
         .into_iter()
         .map(|(path, bytes)| (path, String::from_utf8(bytes).expect("Terraform files are UTF-8")))
         .collect()
