@@ -197,7 +197,7 @@ pub fn build_atomically(
         io::ErrorKind::InvalidInput => WriteError::UnsafePath(error.to_string()),
         _ => WriteError::Io(staging.path().to_path_buf(), error),
     })?;
-    let lock = Lock::new(input_name, input, sink.files.clone());
+    let lock = Lock::new(input_name, input, std::mem::take(&mut sink.files));
     fs::write(staging.path().join(LOCK_FILE), lock.to_bytes())
         .map_err(|error| WriteError::Io(staging.path().join(LOCK_FILE), error))?;
     set_directory_mode(staging.path());

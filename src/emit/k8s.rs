@@ -84,32 +84,28 @@ enum Part {
     Agents { site: usize, start: usize, end: usize },
 }
 
-fn part_list(context: &EmitContext<'_>) -> Vec<Part> {
+/// The parts in output order; a part's index is its position here.
+fn part_list<'a>(context: &'a EmitContext<'_>) -> impl Iterator<Item = Part> + 'a {
     let sites = &context.topology.sites;
-    let mut parts = Vec::new();
-    if sites.iter().any(|site| !site.agents.is_empty()) {
-        parts.push(Part::MeshBase);
-    }
-    for (site_index, site) in sites.iter().enumerate() {
-        parts.push(Part::Site(site_index));
-        parts.extend((0..site.agents.len()).step_by(AGENTS_PER_PART).map(|start| Part::Agents {
-            site: site_index,
-            start,
-            end: (start + AGENTS_PER_PART).min(site.agents.len()),
-        }));
-    }
-    parts
+    let mesh_base = sites.iter().any(|site| !site.agents.is_empty()).then_some(Part::MeshBase);
+    let per_site = sites.iter().enumerate().flat_map(|(site_index, site)| {
+        let agents = site.agents.len();
+        std::iter::once(Part::Site(site_index)).chain((0..agents).step_by(AGENTS_PER_PART).map(
+            move |start| Part::Agents { site: site_index, start, end: (start + AGENTS_PER_PART).min(agents) },
+        ))
+    });
+    mesh_base.into_iter().chain(per_site)
 }
 
 fn parts(context: &EmitContext<'_>) -> usize {
-    part_list(context).len()
+    part_list(context).count()
 }
 
 fn emit_part(context: &EmitContext<'_>, part: usize, sink: &mut dyn Sink) -> io::Result<()> {
-    match part_list(context).get(part) {
+    match part_list(context).nth(part) {
         Some(Part::MeshBase) => mesh_base(context, sink),
-        Some(&Part::Site(site_index)) => site_files(&SiteContext::new(context, site_index), sink),
-        Some(&Part::Agents { site, start, end }) => {
+        Some(Part::Site(site_index)) => site_files(&SiteContext::new(context, site_index), sink),
+        Some(Part::Agents { site, start, end }) => {
             let site_context = SiteContext::new(context, site);
             for &agent_index in &site_context.site.agents[start..end] {
                 let path = format!(
@@ -299,8 +295,10 @@ fn opa_configmaps(context: &EmitContext<'_>) -> Vec<u8> {
             ("app.kubernetes.io/managed-by".to_owned(), MANAGED_BY.to_owned()),
         ])
     };
-    let policy = String::from_utf8_lossy(&super::opa::policy(context).into_bytes()).into_owned();
-    let data = String::from_utf8_lossy(&super::opa::data_json(context)).into_owned();
+    let policy = super::opa::policy(context);
+    // serde_json writes UTF-8; the lossy path is never taken.
+    let data = String::from_utf8(super::opa::data_json(context))
+        .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned());
     let configmap = |name: &str, key: &str, value: String| Manifest {
         api_version: "v1",
         kind: "ConfigMap",
