@@ -102,7 +102,7 @@ struct Prepared {
 
 impl Prepared {
     fn emit_context(&self) -> EmitContext<'_> {
-        EmitContext::new(&self.compiled.topology, &self.compiled.graph)
+        EmitContext::of(&self.compiled)
     }
 }
 
@@ -269,6 +269,16 @@ fn phase_4_graph(bencher: Bencher, input: Input) {
     });
 }
 
+/// Lowering the model and graph to the plan.
+#[divan::bench(args = inputs(), max_time = MAX_SECONDS)]
+fn phase_4_plan(bencher: Bencher, input: Input) {
+    with_prepared(bencher, input, |bencher, prepared| {
+        bencher.bench(|| {
+            weave::plan::Plan::build(black_box(&prepared.compiled.topology), &prepared.compiled.graph)
+        });
+    });
+}
+
 /// Every semantic check.
 #[divan::bench(args = inputs(), max_time = MAX_SECONDS)]
 fn phase_5_check(bencher: Bencher, input: Input) {
@@ -277,6 +287,7 @@ fn phase_5_check(bencher: Bencher, input: Input) {
         let context = CheckContext {
             topology: &prepared.compiled.topology,
             graph: &prepared.compiled.graph,
+            plan: &prepared.compiled.plan,
             document: &prepared.document,
             limits: &limits,
         };
@@ -468,13 +479,19 @@ mod phase_table {
         }
         let topology = timed(&mut run, "model", || model::normalize(&value))?;
         let mesh_graph = timed(&mut run, "graph", || MeshGraph::build(&topology));
-        let context =
-            CheckContext { topology: &topology, graph: &mesh_graph, document: &document, limits: &limits };
+        let plan = timed(&mut run, "plan", || weave::plan::Plan::build(&topology, &mesh_graph));
+        let context = CheckContext {
+            topology: &topology,
+            graph: &mesh_graph,
+            plan: &plan,
+            document: &document,
+            limits: &limits,
+        };
         let diagnostics = timed(&mut run, "check", || check::run(&context));
         if diagnostics.iter().any(|diagnostic| diagnostic.is_error()) {
             return Err("is not valid".to_owned());
         }
-        let emit_context = EmitContext::new(&topology, &mesh_graph);
+        let emit_context = EmitContext::new(&topology, &mesh_graph, &plan);
         let mut artifacts: BTreeMap<String, Vec<u8>> = BTreeMap::new();
         for target in emit::TARGETS {
             let mut sink = MemorySink::default();

@@ -2,8 +2,8 @@
 //! the mesh needs. See ARCHITECTURE.md for the pipeline and its invariants.
 //!
 //! The functions here are the API the CLI and the tests drive: [`analyze`] runs the front half of
-//! the pipeline (load → schema → model → graph → check) and [`emit`] the back half (every target
-//! into a [`emit::Sink`]).
+//! the pipeline (load → schema → model → graph → plan → check) and [`emit`] the back half (every
+//! target renders the plan into a [`emit::Sink`]).
 
 /// `print!` that ends quietly on a closed pipe (`weave graph | head`) instead of panicking.
 macro_rules! stdout {
@@ -28,6 +28,7 @@ pub mod emit;
 pub mod graph;
 pub mod load;
 pub mod model;
+pub mod plan;
 pub mod review;
 pub mod schema;
 pub mod source;
@@ -39,6 +40,7 @@ use diagnostics::Diagnostic;
 use graph::MeshGraph;
 use load::Limits;
 use model::Topology;
+use plan::Plan;
 use source::Source;
 
 /// A topology that passed every check, ready to emit.
@@ -46,6 +48,7 @@ use source::Source;
 pub struct Compiled {
     pub topology: Topology,
     pub graph: MeshGraph,
+    pub plan: Plan,
     /// Warnings (never errors).
     pub diagnostics: Vec<Diagnostic>,
 }
@@ -54,7 +57,7 @@ pub struct Compiled {
 /// one, and every diagnostic, sorted by position.
 #[derive(Debug)]
 pub struct Analysis {
-    pub model: Option<(Topology, MeshGraph)>,
+    pub model: Option<(Topology, MeshGraph, Plan)>,
     pub diagnostics: Vec<Diagnostic>,
 }
 
@@ -69,7 +72,7 @@ impl Analysis {
             return Err(self.diagnostics);
         }
         match self.model {
-            Some((topology, graph)) => Ok(Compiled { topology, graph, diagnostics: self.diagnostics }),
+            Some((topology, graph, plan)) => Ok(Compiled { topology, graph, plan, diagnostics: self.diagnostics }),
             None => Err(self.diagnostics),
         }
     }
@@ -107,10 +110,12 @@ pub fn analyze(source: &Source, limits: &Limits) -> Analysis {
         }
     };
     let graph = MeshGraph::build(&topology);
-    let context = check::CheckContext { topology: &topology, graph: &graph, document: &document, limits };
+    let plan = Plan::build(&topology, &graph);
+    let context =
+        check::CheckContext { topology: &topology, graph: &graph, plan: &plan, document: &document, limits };
     diagnostics.extend(check::run(&context));
     check::sort(&mut diagnostics);
-    Analysis { model: Some((topology, graph)), diagnostics }
+    Analysis { model: Some((topology, graph, plan)), diagnostics }
 }
 
 /// Runs the front half of the pipeline on a topology's text with the default limits. Returns every
@@ -121,7 +126,7 @@ pub fn compile(file_name: &str, text: &str) -> Result<Compiled, Vec<Diagnostic>>
 
 /// Emits the artifacts of the selected targets (all when `only` is empty), then `graph.mmd`.
 pub fn emit(compiled: &Compiled, only: &[String], sink: &mut dyn emit::Sink) -> io::Result<()> {
-    let context = emit::EmitContext::new(&compiled.topology, &compiled.graph);
+    let context = emit::EmitContext::new(&compiled.topology, &compiled.graph, &compiled.plan);
     for target in selected_targets(only) {
         (target.emit)(&context, sink)?;
     }
@@ -140,7 +145,7 @@ pub fn emit_parallel<S: emit::ForkSink>(
 ) -> io::Result<()> {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-    let context = emit::EmitContext::new(&compiled.topology, &compiled.graph);
+    let context = emit::EmitContext::new(&compiled.topology, &compiled.graph, &compiled.plan);
     // Whole targets first, the largest single tasks; then the parts, longest first within a target.
     let mut tasks: Vec<(&emit::Target, Option<usize>)> = Vec::new();
     tasks.extend(selected_targets(only).filter(|target| target.split.is_none()).map(|target| (target, None)));

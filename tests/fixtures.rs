@@ -94,7 +94,7 @@ fn valid_fixtures_validate_and_snapshot_their_model_and_graph() {
             source.name,
             render_human(&analysis.diagnostics, &source, false)
         );
-        let (topology, graph) = analysis.model.unwrap();
+        let (topology, graph, _) = analysis.model.unwrap();
         insta::assert_yaml_snapshot!("model", topology);
         insta::assert_json_snapshot!("graph", weave::graph::to_json(&topology, &graph));
     });
@@ -104,8 +104,8 @@ fn valid_fixtures_validate_and_snapshot_their_model_and_graph() {
 fn seed_shorthand_and_sites_form_normalize_to_the_same_model() {
     let (_, shorthand) = analyze(Path::new("fixtures/valid/seed-multi-cloud-values.yaml"));
     let (_, sites_form) = analyze(Path::new("fixtures/valid/seed-sites-form.yaml"));
-    let (shorthand, _) = shorthand.model.unwrap();
-    let (sites_form, _) = sites_form.model.unwrap();
+    let (shorthand, _, _) = shorthand.model.unwrap();
+    let (sites_form, _, _) = sites_form.model.unwrap();
     assert_eq!(serde_json::to_value(&shorthand).unwrap(), serde_json::to_value(&sites_form).unwrap());
 }
 

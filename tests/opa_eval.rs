@@ -113,7 +113,7 @@ networking:
 
 /// Evaluates the policy for every (caller, callee, action) and compares with the graph.
 fn assert_policy_matches_graph(label: &str, compiled: &Compiled) {
-    let context = EmitContext::new(&compiled.topology, &compiled.graph);
+    let context = EmitContext::of(&compiled);
     let mut engine = policy_engine(&context);
     let agents = &compiled.topology.agents;
     let actions = actions(compiled);
@@ -121,7 +121,7 @@ fn assert_policy_matches_graph(label: &str, compiled: &Compiled) {
     for (caller, caller_agent) in agents.iter().enumerate() {
         for (callee, callee_agent) in agents.iter().enumerate() {
             for action in &actions {
-                let expected = compiled.graph.allowed(caller, callee, action);
+                let expected = compiled.plan.allowed(caller, callee, action);
                 let decided = decide(&mut engine, &caller_agent.spiffe_id, &callee_agent.spiffe_id, action);
                 assert_eq!(
                     decided, expected,
@@ -137,7 +137,7 @@ fn assert_policy_matches_graph(label: &str, compiled: &Compiled) {
 
 /// Runs every `test_*` rule of the generated test module.
 fn assert_generated_tests_pass(label: &str, compiled: &Compiled) {
-    let context = EmitContext::new(&compiled.topology, &compiled.graph);
+    let context = EmitContext::of(&compiled);
     let mut engine = policy_engine(&context);
     let tests = opa::tests(&context);
     engine.add_policy("authz_test.rego".to_owned(), tests.clone()).unwrap();
@@ -167,8 +167,8 @@ fn policy_denies_untrusted_pairs_as_the_graph_does() {
     // alpha (one) and delta (three) do not trust each other; alpha and gamma share a domain but
     // allowSameTrustDomain is off.
     let position = |name: &str| compiled.topology.agent_position(name).unwrap();
-    assert!(!compiled.graph.trusted(position("alpha"), position("delta")));
-    assert!(!compiled.graph.allowed(position("alpha"), position("gamma"), "read"));
+    assert!(!compiled.plan.trusted(position("alpha"), position("delta")));
+    assert!(!compiled.plan.allowed(position("alpha"), position("gamma"), "read"));
     assert_policy_matches_graph("partial federation", &compiled);
     assert_generated_tests_pass("partial federation", &compiled);
 }
@@ -177,7 +177,7 @@ fn policy_denies_untrusted_pairs_as_the_graph_does() {
 fn unknown_spiffe_ids_are_denied() {
     for path in fixtures() {
         let compiled = compile(&path);
-        let context = EmitContext::new(&compiled.topology, &compiled.graph);
+        let context = EmitContext::of(&compiled);
         let mut engine = policy_engine(&context);
         let public = compiled.topology.authorization.public_actions.clone();
         for agent in &compiled.topology.agents {
@@ -202,7 +202,7 @@ fn generated_tests_pass() {
 fn cases_file_agrees_with_the_policy() {
     for path in fixtures() {
         let compiled = compile(&path);
-        let context = EmitContext::new(&compiled.topology, &compiled.graph);
+        let context = EmitContext::of(&compiled);
         let mut engine = policy_engine(&context);
         let cases: serde_json::Value = serde_json::from_slice(&opa::cases_json(&context)).unwrap();
         let cases = cases.as_array().unwrap();

@@ -181,7 +181,7 @@ fn explain_agrees_with_the_generated_rego_and_tailscale_policy() {
                     );
                     assert_eq!(
                         explanation.allowed,
-                        compiled.graph.reachable_and_allowed(
+                        compiled.plan.reachable_and_allowed(
                             compiled.topology.agent_position(&caller.name).unwrap(),
                             compiled.topology.agent_position(&callee.name).unwrap(),
                             action,

@@ -6,7 +6,7 @@ use crate::diagnostics::Diagnostic;
 
 pub(super) fn check(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
     let topology = context.topology;
-    let public = &topology.authorization.public_actions;
+    let plan = context.plan;
     for agent in &topology.agents {
         if agent.capabilities.is_empty() && agent.calls.is_empty() {
             diagnostics.push(Diagnostic::error(
@@ -42,7 +42,7 @@ pub(super) fn check(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic
                     ));
                     continue;
                 }
-                if public.contains(action) {
+                if plan.is_public(action) {
                     diagnostics.push(Diagnostic::error(
                         "W102",
                         format!("`{action}` is a public action; granting it on this call is redundant"),

@@ -17,14 +17,14 @@ pub(super) fn check(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic
 
 fn unfederated_calls(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
     let topology = context.topology;
-    let graph = context.graph;
+    let plan = context.plan;
     for (caller_position, agent) in topology.agents.iter().enumerate() {
         for call in &agent.calls {
             let Some(callee_position) = topology.agent_position(&call.agent) else { continue };
-            if graph.trusted(caller_position, callee_position) {
+            if plan.trusted(caller_position, callee_position) {
                 continue;
             }
-            let (from, to) = (graph.trust_domain_of(caller_position), graph.trust_domain_of(callee_position));
+            let (from, to) = (plan.trust_domain_of(caller_position), plan.trust_domain_of(callee_position));
             let help = if topology.federation.enabled {
                 format!("add the pair [{from}, {to}] to federation.pairs (or use `pairs: all`)")
             } else {
@@ -146,14 +146,14 @@ fn wide_pairs(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
     }
     let mut called: BTreeSet<(String, String)> = BTreeSet::new();
     for (caller, agent) in topology.agents.iter().enumerate() {
-        let mut targets: Vec<usize> = graph.calls_from(caller).iter().map(|(callee, _)| *callee).collect();
+        let mut targets: Vec<usize> = context.plan.calls_from(caller).iter().map(|call| call.callee).collect();
         if let Some(fallback) =
             agent.fallback.as_ref().and_then(|fallback| topology.agent_position(&fallback.name))
         {
             targets.push(fallback);
         }
         for callee in targets {
-            let (left, right) = (graph.trust_domain_of(caller), graph.trust_domain_of(callee));
+            let (left, right) = (context.plan.trust_domain_of(caller), context.plan.trust_domain_of(callee));
             if left != right {
                 let pair = if left < right { (left, right) } else { (right, left) };
                 called.insert((pair.0.to_owned(), pair.1.to_owned()));
@@ -161,7 +161,7 @@ fn wide_pairs(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
         }
     }
     let all = graph.federated_pairs().count();
-    if !topology.authorization.public_actions.is_empty() || called.len() == all {
+    if context.plan.everything_reachable() || called.len() == all {
         return;
     }
     let list: Vec<String> = called.iter().map(|(left, right)| format!("[{left}, {right}]")).collect();

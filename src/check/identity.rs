@@ -159,7 +159,7 @@ fn shared_domains(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>)
                 "set `spire.upstreamAuthority: disk` so every SPIRE server of the domain signs with one CA, or give each site its own trust domain and federate them",
             ));
         }
-        if topology.authorization.allow_same_trust_domain {
+        if context.plan.allow_same_trust_domain() {
             diagnostics.push(Diagnostic::error(
                 "W106",
                 format!(

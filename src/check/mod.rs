@@ -19,6 +19,7 @@ mod sites;
 
 use crate::diagnostics::{Diagnostic, Span};
 use crate::graph::MeshGraph;
+use crate::plan::Plan;
 use crate::load::{Document, Limits};
 use crate::model::Topology;
 
@@ -26,6 +27,7 @@ use crate::model::Topology;
 pub struct CheckContext<'a> {
     pub topology: &'a Topology,
     pub graph: &'a MeshGraph,
+    pub plan: &'a Plan,
     pub document: &'a Document,
     pub limits: &'a Limits,
 }

@@ -132,10 +132,10 @@ fn crosses_sites(context: &CheckContext<'_>) -> bool {
         return false;
     }
     let populated = topology.sites.iter().filter(|site| !site.agents.is_empty()).count();
-    if graph.everything_reachable() && populated > 1 {
+    if context.plan.everything_reachable() && populated > 1 {
         return true;
     }
-    if topology.authorization.allow_same_trust_domain
+    if context.plan.allow_same_trust_domain()
         && graph.trust_domains().any(|domain| {
             graph
                 .sites_of_trust_domain(domain)
@@ -148,6 +148,6 @@ fn crosses_sites(context: &CheckContext<'_>) -> bool {
         return true;
     }
     topology.agents.iter().enumerate().any(|(caller, agent)| {
-        graph.calls_from(caller).iter().any(|(callee, _)| topology.agents[*callee].site != agent.site)
+        context.plan.calls_from(caller).iter().any(|call| topology.agents[call.callee].site != agent.site)
     })
 }

@@ -311,7 +311,7 @@ networking:
 
     fn artifacts() -> (Compiled, BTreeMap<String, Vec<u8>>) {
         let compiled = compiled(MESH);
-        let context = EmitContext::new(&compiled.topology, &compiled.graph);
+        let context = EmitContext::of(&compiled);
         let mut sink = MemorySink::default();
         emit(&context, &mut sink).expect("memory sink");
         (compiled, sink.artifacts)

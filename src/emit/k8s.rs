@@ -459,7 +459,7 @@ resilience:
     fn configmaps_embed_the_spire_and_opa_bytes() {
         for (text, name) in fixtures() {
             let compiled = crate::compile("topology.yaml", &text).expect("valid fixture");
-            let context = EmitContext::new(&compiled.topology, &compiled.graph);
+            let context = EmitContext::of(&compiled);
             let artifacts = build(&text);
             for site in &compiled.topology.sites {
                 let server = crate::emit::spire::server_conf(&context, site);

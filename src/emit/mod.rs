@@ -26,6 +26,7 @@ use std::io;
 
 use crate::graph::MeshGraph;
 use crate::model::Topology;
+use crate::plan::Plan;
 
 /// One generated file: a `/`-separated path relative to the output directory, and its bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,11 +76,17 @@ impl Sink for MemorySink {
 pub struct EmitContext<'a> {
     pub topology: &'a Topology,
     pub graph: &'a MeshGraph,
+    pub plan: &'a Plan,
 }
 
 impl<'a> EmitContext<'a> {
-    pub fn new(topology: &'a Topology, graph: &'a MeshGraph) -> Self {
-        EmitContext { topology, graph }
+    pub fn new(topology: &'a Topology, graph: &'a MeshGraph, plan: &'a Plan) -> Self {
+        EmitContext { topology, graph, plan }
+    }
+
+    /// The context of a compiled topology.
+    pub fn of(compiled: &'a crate::Compiled) -> Self {
+        EmitContext::new(&compiled.topology, &compiled.graph, &compiled.plan)
     }
 }
 

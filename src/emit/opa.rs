@@ -9,7 +9,7 @@
 //! | `opa/authz.rego.cases.json` | the same cases as plain `{name, input, expect}` records, for any engine |
 //!
 //! The input is the seed guide's flat shape `{"caller_spiffe_id", "callee_spiffe_id", "action"}`. The
-//! policy allows exactly what [`MeshGraph::allowed`](crate::graph::MeshGraph::allowed) allows:
+//! policy allows exactly what [`Plan::allowed`](crate::plan::Plan::allowed) allows:
 //! `trusted ∧ (public action ∨ action of the declared edge caller → callee ∨ (allow_same_trust_domain ∧
 //! same trust domain))`, where `trusted` means both SPIFFE IDs belong to mesh agents whose trust
 //! domains are the same or federated. A SPIFFE ID that is not a mesh agent is never trusted, whatever
@@ -46,6 +46,7 @@ use serde::Serialize;
 use serde::ser::{SerializeStruct, Serializer};
 
 use super::{EmitContext, Sink, Target};
+use crate::plan::paths;
 
 pub const TARGET: Target =
     Target { name: "opa", description: "OPA authorization policy, data and tests", emit, split: None };
@@ -139,20 +140,21 @@ impl TestCase<'_> {
 /// unknown callee. Linear in the mesh: at most (edge actions + edges + 4 × trust domains + 2).
 pub fn test_cases<'a>(context: &EmitContext<'a>) -> Vec<TestCase<'a>> {
     let topology = context.topology;
-    let graph = context.graph;
-    let public = &topology.authorization.public_actions;
+    let plan = context.plan;
+    let public = plan.public_actions();
     let undeclared: Cow<'a, str> = Cow::Owned(undeclared_action(context));
     let mut cases = Vec::new();
     let known = |kind: CaseKind, caller: usize, callee: usize, action: Cow<'a, str>| TestCase {
         kind,
         caller: Party::Agent(caller),
         callee: Party::Agent(callee),
-        expect: graph.allowed(caller, callee, &action),
+        expect: plan.allowed(caller, callee, &action),
         action,
     };
 
     for caller in 0..topology.agents.len() {
-        for (callee, actions) in graph.calls_from(caller) {
+        for call in plan.calls_from(caller) {
+            let (callee, actions) = (&call.callee, &call.actions);
             let callee_agent = &topology.agents[*callee];
             let mut granted: Vec<&'a str> = actions.iter().map(String::as_str).collect();
             granted.sort_unstable();
@@ -171,16 +173,13 @@ pub fn test_cases<'a>(context: &EmitContext<'a>) -> Vec<TestCase<'a>> {
         }
     }
 
-    let mut agents_by_domain: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-    for index in 0..topology.agents.len() {
-        agents_by_domain.entry(graph.trust_domain_of(index)).or_default().push(index);
-    }
+    let agents_by_domain = plan.agents_by_trust_domain();
     let peers = federation_peers(context);
     let first_public: Option<Cow<'a, str>> = public.first().map(|action| Cow::Borrowed(action.as_str()));
     for (domain, members) in &agents_by_domain {
         let Some(&first) = members.first() else { continue };
         if let Some(&second) = members.get(1)
-            && graph.edge_actions(first, second).is_none()
+            && plan.edge_actions(first, second).is_none()
         {
             cases.push(known(CaseKind::SameTrustDomain, first, second, undeclared.clone()));
         }
@@ -189,7 +188,7 @@ pub fn test_cases<'a>(context: &EmitContext<'a>) -> Vec<TestCase<'a>> {
         let domain_peers = peers.get(domain).map(Vec::as_slice).unwrap_or_default();
         let federated_callee = domain_peers.iter().find_map(|peer| {
             agents_by_domain.get(peer).and_then(|peers| {
-                peers.iter().copied().find(|&callee| graph.edge_actions(first, callee).is_none())
+                peers.iter().copied().find(|&callee| plan.edge_actions(first, callee).is_none())
             })
         });
         if let Some(callee) = federated_callee {
@@ -313,33 +312,30 @@ fn federation_peers<'a>(context: &EmitContext<'a>) -> BTreeMap<&'a str, Vec<&'a 
 
 fn mesh_data<'a>(context: &EmitContext<'a>) -> MeshData<'a> {
     let topology = context.topology;
-    let graph = context.graph;
+    let plan = context.plan;
 
-    let mut public_actions: Vec<&str> =
-        topology.authorization.public_actions.iter().map(String::as_str).collect();
-    public_actions.sort_unstable();
-    public_actions.dedup();
+    let public_actions: Vec<&str> = plan.public_actions().iter().map(String::as_str).collect();
 
     let mut agents = BTreeMap::new();
     let mut edges: BTreeMap<&str, BTreeMap<&str, Vec<&str>>> = BTreeMap::new();
     for (index, agent) in topology.agents.iter().enumerate() {
-        agents.insert(agent.spiffe_id.as_str(), graph.trust_domain_of(index));
-        let calls = graph.calls_from(index);
+        agents.insert(agent.spiffe_id.as_str(), plan.trust_domain_of(index));
+        let calls = plan.calls_from(index);
         if calls.is_empty() {
             continue;
         }
         let callees = edges.entry(agent.spiffe_id.as_str()).or_default();
-        for (callee, actions) in calls {
-            let mut granted: Vec<&str> = actions.iter().map(String::as_str).collect();
+        for call in calls {
+            let mut granted: Vec<&str> = call.actions.iter().map(String::as_str).collect();
             granted.sort_unstable();
             granted.dedup();
-            callees.insert(topology.agents[*callee].spiffe_id.as_str(), granted);
+            callees.insert(topology.agents[call.callee].spiffe_id.as_str(), granted);
         }
     }
 
     MeshData {
         mesh: &topology.mesh.name,
-        allow_same_trust_domain: topology.authorization.allow_same_trust_domain,
+        allow_same_trust_domain: plan.allow_same_trust_domain(),
         public_actions,
         federation: FederationData { enabled: topology.federation.enabled, peers: federation_peers(context) },
         agents,
@@ -349,10 +345,10 @@ fn mesh_data<'a>(context: &EmitContext<'a>) -> MeshData<'a> {
 
 fn emit(context: &EmitContext<'_>, sink: &mut dyn Sink) -> io::Result<()> {
     let cases = test_cases(context);
-    sink.put("opa/authz.rego".to_owned(), policy(context).into_bytes())?;
-    sink.put("opa/data.json".to_owned(), data_json(context))?;
-    sink.put("opa/authz_test.rego".to_owned(), render_tests(context, &cases).into_bytes())?;
-    sink.put("opa/authz.rego.cases.json".to_owned(), render_cases(context, &cases))?;
+    sink.put(paths::OPA_POLICY.to_owned(), policy(context).into_bytes())?;
+    sink.put(paths::OPA_DATA.to_owned(), data_json(context))?;
+    sink.put(paths::OPA_TESTS.to_owned(), render_tests(context, &cases).into_bytes())?;
+    sink.put(paths::OPA_CASES.to_owned(), render_cases(context, &cases))?;
     Ok(())
 }
 
@@ -360,7 +356,7 @@ fn emit(context: &EmitContext<'_>, sink: &mut dyn Sink) -> io::Result<()> {
 fn undeclared_action(context: &EmitContext<'_>) -> String {
     let topology = context.topology;
     let used = |candidate: &str| {
-        topology.authorization.public_actions.iter().any(|action| action == candidate)
+        context.plan.is_public(candidate)
             || topology.agents.iter().any(|agent| {
                 agent.capabilities.iter().any(|action| action == candidate)
                     || agent.calls.iter().any(|call| call.actions.iter().any(|action| action == candidate))
@@ -740,7 +736,7 @@ mod tests {
     #[test]
     fn policy_is_rego_v1_default_deny() {
         let compiled = fixture("federated-mesh.yaml");
-        let context = EmitContext::new(&compiled.topology, &compiled.graph);
+        let context = EmitContext::of(&compiled);
         let text = policy(&context);
         assert!(text.contains(&format!("\npackage {PACKAGE}\n")));
         assert!(text.contains("\nimport rego.v1\n"));
@@ -754,19 +750,20 @@ mod tests {
     #[test]
     fn data_carries_every_edge_per_caller_and_callee() {
         let compiled = fixture("federated-mesh.yaml");
-        let context = EmitContext::new(&compiled.topology, &compiled.graph);
+        let context = EmitContext::of(&compiled);
         let data = data(&context);
         let topology = &compiled.topology;
         let mut edges = 0;
         for (caller, agent) in topology.agents.iter().enumerate() {
-            for (callee, actions) in compiled.graph.calls_from(caller) {
+            for call in compiled.plan.calls_from(caller) {
+                let (callee, actions) = (&call.callee, &call.actions);
                 let listed = &data["edges"][&agent.spiffe_id][&topology.agents[*callee].spiffe_id];
                 let mut expected: Vec<&str> = actions.iter().map(String::as_str).collect();
                 expected.sort_unstable();
                 assert_eq!(listed, &serde_json::json!(expected));
                 edges += 1;
             }
-            assert_eq!(data["agents"][&agent.spiffe_id], compiled.graph.trust_domain_of(caller));
+            assert_eq!(data["agents"][&agent.spiffe_id], compiled.plan.trust_domain_of(caller));
         }
         let listed: usize = data["edges"]
             .as_object()
@@ -775,7 +772,7 @@ mod tests {
             .map(|callees| callees.as_object().unwrap().len())
             .sum();
         assert_eq!(listed, edges);
-        assert_eq!(data["allow_same_trust_domain"], topology.authorization.allow_same_trust_domain);
+        assert_eq!(data["allow_same_trust_domain"], compiled.plan.allow_same_trust_domain());
         assert_eq!(data["public_actions"], serde_json::json!(["health_check", "ping", "status"]));
     }
 
@@ -783,7 +780,7 @@ mod tests {
     fn federation_peers_are_exactly_the_graph_relation() {
         for name in ["federated-mesh.yaml", "single-trust-domain.yaml", "seed-multi-cloud-values.yaml"] {
             let compiled = fixture(name);
-            let context = EmitContext::new(&compiled.topology, &compiled.graph);
+            let context = EmitContext::of(&compiled);
             let data = data(&context);
             let peers = data["federation"]["peers"].as_object().unwrap();
             assert_eq!(peers.len(), compiled.graph.trust_domains().count());
@@ -796,10 +793,11 @@ mod tests {
     #[test]
     fn every_edge_action_has_an_allow_case_and_every_edge_a_wrong_action() {
         let compiled = fixture("federated-mesh.yaml");
-        let context = EmitContext::new(&compiled.topology, &compiled.graph);
+        let context = EmitContext::of(&compiled);
         let cases = test_cases(&context);
         for (caller, _) in compiled.topology.agents.iter().enumerate() {
-            for (callee, actions) in compiled.graph.calls_from(caller) {
+            for call in compiled.plan.calls_from(caller) {
+                let (callee, actions) = (&call.callee, &call.actions);
                 let on_edge: Vec<&TestCase<'_>> = cases
                     .iter()
                     .filter(|case| {
@@ -819,7 +817,7 @@ mod tests {
             if let (Party::Agent(caller), Party::Agent(callee)) = (&case.caller, &case.callee) {
                 assert_eq!(
                     case.expect,
-                    compiled.graph.allowed(*caller, *callee, &case.action),
+                    compiled.plan.allowed(*caller, *callee, &case.action),
                     "{}",
                     case.describe(&context)
                 );
@@ -854,7 +852,7 @@ networking:
     tailnet: example
 "#;
         let compiled = compiled(text);
-        let context = EmitContext::new(&compiled.topology, &compiled.graph);
+        let context = EmitContext::of(&compiled);
         let cases = test_cases(&context);
         assert!(
             cases.iter().any(|case| case.caller == Party::Agent(0)
@@ -868,7 +866,7 @@ networking:
     #[test]
     fn test_names_are_unique_rego_identifiers() {
         let compiled = fixture("federated-mesh.yaml");
-        let context = EmitContext::new(&compiled.topology, &compiled.graph);
+        let context = EmitContext::of(&compiled);
         let text = tests(&context);
         let names: Vec<&str> = text
             .lines()
@@ -888,7 +886,7 @@ networking:
     #[test]
     fn emits_four_files_deterministically() {
         let compiled = fixture("federated-mesh.yaml");
-        let context = EmitContext::new(&compiled.topology, &compiled.graph);
+        let context = EmitContext::of(&compiled);
         let mut first = MemorySink::default();
         let mut second = MemorySink::default();
         emit(&context, &mut first).unwrap();
@@ -929,7 +927,7 @@ networking:
         assert_eq!(literal, r#""a\"b\n""plain""#);
         // A line break in an action cannot end the comment that describes the case.
         let compiled = fixture("federated-mesh.yaml");
-        let context = EmitContext::new(&compiled.topology, &compiled.graph);
+        let context = EmitContext::of(&compiled);
         let case = TestCase {
             kind: CaseKind::Granted,
             caller: Party::Agent(0),

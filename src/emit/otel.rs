@@ -327,7 +327,7 @@ observability:
     #[test]
     fn cloud_attributes_follow_the_semantic_conventions() {
         let compiled = compiled(MESH);
-        let context = EmitContext::new(&compiled.topology, &compiled.graph);
+        let context = EmitContext::of(&compiled);
         let site = |name: &str| compiled.topology.site(name).expect("site");
         let aws = collector(&context, site("aws")).expect("collector");
         assert_eq!(attribute(&aws, "cloud.provider").value.as_deref(), Some("aws"));

@@ -26,7 +26,6 @@
 //! the deprecated `k8sbundle` Notifier), which keeps the ConfigMap [`BUNDLE_CONFIGMAP`] up to date in
 //! PEM, the format `trust_bundle_path` reads; it needs SPIRE [`MINIMUM_SPIRE_VERSION`] or newer.
 
-use std::collections::BTreeMap;
 use std::io;
 
 use hcl::format::{Format, Formatter};
@@ -35,6 +34,7 @@ use serde::Serialize;
 
 use super::conventions;
 use super::{EmitContext, Sink, Target};
+use crate::plan::paths;
 use crate::model::{DatastoreKind, FederationProfile, NodeAttestor, Site};
 
 pub const TARGET: Target = Target {
@@ -199,7 +199,7 @@ pub fn server_address(context: &EmitContext<'_>) -> String {
 /// The SPIFFE ID of the SPIRE server of a trust domain: what its bundle endpoint presents under the
 /// `https_spiffe` profile.
 pub fn server_spiffe_id(trust_domain: &str) -> String {
-    format!("spiffe://{trust_domain}/spire/server")
+    crate::plan::server_spiffe_id(trust_domain)
 }
 
 /// Every environment variable the site's `server.conf` refers to, and where the StatefulSet takes it
@@ -447,11 +447,11 @@ struct ScriptPair {
 
 fn emit(context: &EmitContext<'_>, sink: &mut dyn Sink) -> io::Result<()> {
     for site in &context.topology.sites {
-        sink.put(format!("spire/{}/server.conf", site.name), server_conf(context, site).into_bytes())?;
-        sink.put(format!("spire/{}/agent.conf", site.name), agent_conf(context, site).into_bytes())?;
+        sink.put(paths::spire_server_conf(&site.name), server_conf(context, site).into_bytes())?;
+        sink.put(paths::spire_agent_conf(&site.name), agent_conf(context, site).into_bytes())?;
     }
     if let Some(script) = federation_bootstrap(context) {
-        sink.put("spire/federation-bootstrap.sh".to_owned(), script.into_bytes())?;
+        sink.put(paths::FEDERATION_BOOTSTRAP.to_owned(), script.into_bytes())?;
     }
     Ok(())
 }
@@ -497,42 +497,24 @@ fn federation_block(context: &EmitContext<'_>, site: &Site) -> Option<Block> {
         );
         empty = false;
     }
-    let peers = context.graph.federated_with(&site.trust_domain);
-    let urls = if peers.is_empty() { BTreeMap::new() } else { domain_bundle_endpoints(context) };
-    for peer in peers {
-        // `check` (E007) guarantees every federated domain a bundle endpoint; a domain without one is
-        // left out rather than written with an empty URL.
-        let Some(url) = urls.get(peer).copied() else { continue };
-        let profile = match federation.profile {
+    let site_plan = &context.plan.sites[context.topology.site_position(&site.name).unwrap_or_default()];
+    for peer in &site_plan.federation {
+        let profile = match peer.profile {
             FederationProfile::HttpsWeb => Block::builder("bundle_endpoint_profile").add_label("https_web"),
             FederationProfile::HttpsSpiffe => Block::builder("bundle_endpoint_profile")
                 .add_label("https_spiffe")
-                .add_attribute(("endpoint_spiffe_id", server_spiffe_id(peer))),
+                .add_attribute(("endpoint_spiffe_id", peer.endpoint_spiffe_id.clone().unwrap_or_default())),
         };
         block = block.add_block(
             Block::builder("federates_with")
-                .add_label(peer)
-                .add_attribute(("bundle_endpoint_url", url))
+                .add_label(peer.trust_domain.as_str())
+                .add_attribute(("bundle_endpoint_url", peer.bundle_endpoint_url.as_str()))
                 .add_block(profile.build())
                 .build(),
         );
         empty = false;
     }
     if empty { None } else { Some(block.build()) }
-}
-
-/// The bundle endpoint URL of each trust domain: that of the first of its sites (by name) that has
-/// one. The sites of one domain share their CA, so any of them serves the same bundle.
-fn domain_bundle_endpoints<'a>(context: &EmitContext<'a>) -> BTreeMap<&'a str, &'a str> {
-    let topology = context.topology;
-    let mut urls = BTreeMap::new();
-    // `bundle_endpoints` is sorted by site name.
-    for endpoint in &topology.federation.bundle_endpoints {
-        if let Some(site) = topology.site(&endpoint.site) {
-            urls.entry(site.trust_domain.as_str()).or_insert(endpoint.url.as_str());
-        }
-    }
-    urls
 }
 
 /// `DataStore "sql"`: sqlite3 on the server's volume, or postgres/mysql with the connection string
@@ -787,7 +769,7 @@ networking:
     #[test]
     fn server_conf_carries_the_site_and_spire_settings() {
         let compiled = compiled(SPIFFE_MESH);
-        let context = EmitContext::new(&compiled.topology, &compiled.graph);
+        let context = EmitContext::of(&compiled);
         for site in &compiled.topology.sites {
             let text = server_conf(&context, site);
             let body = parse(&text);
@@ -826,7 +808,7 @@ networking:
     #[test]
     fn federates_with_lists_exactly_the_federated_domains_and_is_mutual() {
         let compiled = compiled(SPIFFE_MESH);
-        let context = EmitContext::new(&compiled.topology, &compiled.graph);
+        let context = EmitContext::of(&compiled);
         let mut declared: BTreeSet<(String, String)> = BTreeSet::new();
         for site in &compiled.topology.sites {
             let body = parse(&server_conf(&context, site));
@@ -863,7 +845,7 @@ networking:
     #[test]
     fn https_web_uses_acme_when_an_email_is_given_and_a_mounted_certificate_otherwise() {
         let with_acme = fixture("federated-mesh.yaml");
-        let context = EmitContext::new(&with_acme.topology, &with_acme.graph);
+        let context = EmitContext::of(&with_acme);
         let site = &with_acme.topology.sites[0];
         let body = parse(&server_conf(&context, site));
         let endpoint = block(block(block(&body, "server"), "federation"), "bundle_endpoint");
@@ -875,7 +857,7 @@ networking:
         assert_eq!(attribute(acme, "tos_accepted"), &Expression::Bool(true));
 
         let without_acme = fixture("seed-multi-cloud-values.yaml");
-        let context = EmitContext::new(&without_acme.topology, &without_acme.graph);
+        let context = EmitContext::of(&without_acme);
         let body = parse(&server_conf(&context, &without_acme.topology.sites[0]));
         let endpoint = block(block(block(&body, "server"), "federation"), "bundle_endpoint");
         let profile = blocks(endpoint, "profile").next().unwrap();
@@ -887,7 +869,7 @@ networking:
     #[test]
     fn agent_conf_matches_its_server() {
         let compiled = compiled(SPIFFE_MESH);
-        let context = EmitContext::new(&compiled.topology, &compiled.graph);
+        let context = EmitContext::of(&compiled);
         for site in &compiled.topology.sites {
             let server = parse(&server_conf(&context, site));
             let agent_body = parse(&agent_conf(&context, site));
@@ -939,7 +921,7 @@ networking:
     #[test]
     fn server_environment_names_every_reference_in_server_conf() {
         let compiled = compiled(SPIFFE_MESH);
-        let context = EmitContext::new(&compiled.topology, &compiled.graph);
+        let context = EmitContext::of(&compiled);
         for site in &compiled.topology.sites {
             let text = server_conf(&context, site);
             let environment = server_environment(&context, site);
@@ -963,7 +945,7 @@ networking:
     #[test]
     fn bootstrap_sets_each_peer_bundle_under_its_own_id_in_both_directions() {
         let compiled = compiled(SPIFFE_MESH);
-        let context = EmitContext::new(&compiled.topology, &compiled.graph);
+        let context = EmitContext::of(&compiled);
         let script = federation_bootstrap(&context).unwrap();
         assert!(script.starts_with("#!/usr/bin/env bash\n"));
         assert!(script.contains("\nset -euo pipefail\n"));
@@ -1004,7 +986,7 @@ networking:
     #[test]
     fn no_bootstrap_without_federation() {
         let compiled = fixture("single-trust-domain.yaml");
-        let context = EmitContext::new(&compiled.topology, &compiled.graph);
+        let context = EmitContext::of(&compiled);
         assert!(federation_bootstrap(&context).is_none());
         let mut sink = MemorySink::default();
         emit(&context, &mut sink).unwrap();
@@ -1031,7 +1013,7 @@ networking:
     #[test]
     fn output_is_deterministic_and_has_no_padded_empty_blocks() {
         let compiled = compiled(SPIFFE_MESH);
-        let context = EmitContext::new(&compiled.topology, &compiled.graph);
+        let context = EmitContext::of(&compiled);
         let mut first = MemorySink::default();
         let mut second = MemorySink::default();
         emit(&context, &mut first).unwrap();

@@ -47,7 +47,7 @@ pub const TARGET: Target =
     Target { name: "tailscale", description: "Tailscale tailnet policy", emit, split: None };
 
 /// Where the policy is written, relative to the output directory.
-pub const POLICY_PATH: &str = "tailscale/policy.hujson";
+pub const POLICY_PATH: &str = crate::plan::paths::TAILSCALE_POLICY;
 
 /// How many unreachable peers the test of each agent asserts a deny for. A handful catches a rule that
 /// grants too much without making the tests quadratic.
@@ -102,15 +102,15 @@ pub fn render(context: &EmitContext<'_>) -> Vec<u8> {
 /// The policy of the mesh (see the module documentation for its shape).
 pub fn policy(context: &EmitContext<'_>) -> Policy {
     let topology = context.topology;
-    let graph = context.graph;
+    let plan = context.plan;
     let agent_tags: Vec<String> =
         topology.agents.iter().map(|agent| tailscale_agent_tag(topology, agent)).collect();
     let mesh_port = topology.mesh.port;
     let on_port = |agent: usize, port: u16| format!("{}:{port}", agent_tags[agent]);
-    let allow_same_trust_domain = topology.authorization.allow_same_trust_domain;
+    let allow_same_trust_domain = plan.allow_same_trust_domain();
 
     let mut acls = Vec::new();
-    if graph.everything_reachable() {
+    if plan.everything_reachable() {
         if !agent_tags.is_empty() {
             acls.push(Rule::accept(
                 agent_tags.clone(),
@@ -119,12 +119,7 @@ pub fn policy(context: &EmitContext<'_>) -> Policy {
         }
     } else {
         if allow_same_trust_domain {
-            for trust_domain in graph.trust_domains() {
-                let members: Vec<usize> = graph
-                    .sites_of_trust_domain(trust_domain)
-                    .into_iter()
-                    .flat_map(|site| topology.sites[site].agents.iter().copied())
-                    .collect();
+            for members in plan.agents_by_trust_domain().values() {
                 if !members.is_empty() {
                     acls.push(Rule::accept(
                         members.iter().map(|&agent| agent_tags[agent].clone()).collect(),
@@ -134,14 +129,11 @@ pub fn policy(context: &EmitContext<'_>) -> Policy {
             }
         }
         for (caller, caller_tag) in agent_tags.iter().enumerate() {
-            let callees: Vec<String> = graph
+            let callees: Vec<String> = plan
                 .calls_from(caller)
                 .iter()
-                .map(|(callee, _)| *callee)
-                .filter(|&callee| {
-                    !(allow_same_trust_domain
-                        && graph.trust_domain_of(caller) == graph.trust_domain_of(callee))
-                })
+                .map(|call| call.callee)
+                .filter(|&callee| !(allow_same_trust_domain && plan.same_trust_domain(caller, callee)))
                 .map(|callee| on_port(callee, mesh_port))
                 .collect();
             if !callees.is_empty() {
@@ -191,7 +183,7 @@ pub fn policy(context: &EmitContext<'_>) -> Policy {
     let mut agent_tests = Vec::with_capacity(topology.agents.len());
     for (caller, caller_tag) in agent_tags.iter().enumerate() {
         let accept: Vec<String> =
-            graph.calls_from(caller).iter().map(|(callee, _)| on_port(*callee, mesh_port)).collect();
+            plan.calls_from(caller).iter().map(|call| on_port(call.callee, mesh_port)).collect();
         let deny: Vec<String> = sampler
             .sample(caller, DENY_TESTS_PER_AGENT)
             .into_iter()
@@ -308,18 +300,18 @@ struct UnreachableSampler<'a> {
 
 impl<'a> UnreachableSampler<'a> {
     fn new(context: &'a EmitContext<'a>) -> UnreachableSampler<'a> {
-        let graph = context.graph;
+        let plan = context.plan;
         let count = context.topology.agents.len();
         let mut order: Vec<usize> = (0..count).collect();
         order.sort_by(|&left, &right| {
-            graph.trust_domain_of(left).cmp(graph.trust_domain_of(right)).then(left.cmp(&right))
+            plan.trust_domain_of(left).cmp(plan.trust_domain_of(right)).then(left.cmp(&right))
         });
         let mut place = vec![(0, 0, 0); count];
         let mut start = 0;
         while start < count {
-            let trust_domain = graph.trust_domain_of(order[start]);
+            let trust_domain = plan.trust_domain_of(order[start]);
             let mut end = start;
-            while end < count && graph.trust_domain_of(order[end]) == trust_domain {
+            while end < count && plan.trust_domain_of(order[end]) == trust_domain {
                 end += 1;
             }
             for (position, &agent) in order.iter().enumerate().take(end).skip(start) {
@@ -334,13 +326,13 @@ impl<'a> UnreachableSampler<'a> {
     /// The scan skips the caller's own trust domain when that domain is reachable as a whole, so the
     /// only agents it passes over are declared callees.
     fn sample(&self, caller: usize, limit: usize) -> Vec<usize> {
-        let graph = self.context.graph;
+        let plan = self.context.plan;
         let count = self.order.len();
-        if graph.everything_reachable() || count == 0 {
+        if plan.everything_reachable() || count == 0 {
             return Vec::new();
         }
         let (position, block_start, block_end) = self.place[caller];
-        let (first, steps) = if self.context.topology.authorization.allow_same_trust_domain {
+        let (first, steps) = if plan.allow_same_trust_domain() {
             (block_end, count - (block_end - block_start))
         } else {
             (position + 1, count - 1)
@@ -351,7 +343,7 @@ impl<'a> UnreachableSampler<'a> {
                 break;
             }
             let candidate = self.order[(first + step) % count];
-            if candidate != caller && !graph.reachable(caller, candidate) {
+            if candidate != caller && !plan.reachable(caller, candidate) {
                 found.push(candidate);
             }
         }
@@ -376,7 +368,7 @@ mod tests {
     }
 
     fn render_policy(compiled: &Compiled) -> Policy {
-        let context = EmitContext::new(&compiled.topology, &compiled.graph);
+        let context = EmitContext::of(&compiled);
         parse(&render(&context))
     }
 
@@ -441,7 +433,7 @@ observability:
         let topology = &compiled.topology;
         for (caller, caller_agent) in topology.agents.iter().enumerate() {
             for (callee, callee_agent) in topology.agents.iter().enumerate() {
-                let expected = compiled.graph.reachable(caller, callee);
+                let expected = compiled.plan.reachable(caller, callee);
                 let actual = allows(
                     &policy,
                     &tailscale_agent_tag(topology, caller_agent),
@@ -495,7 +487,7 @@ observability:
         let compiled = compiled(SMALL);
         let policy = render_policy(&compiled);
         let declared: usize =
-            (0..compiled.topology.agents.len()).map(|agent| compiled.graph.calls_from(agent).len()).sum();
+            (0..compiled.topology.agents.len()).map(|agent| compiled.plan.calls_from(agent).len()).sum();
         let mut accepts = 0;
         let mut denies = 0;
         for test in &policy.tests {
@@ -552,7 +544,7 @@ observability:
                         &tailscale_agent_tag(topology, callee_agent),
                         8443
                     ),
-                    compiled.graph.reachable(caller, callee),
+                    compiled.plan.reachable(caller, callee),
                     "{} -> {}",
                     caller_agent.name,
                     callee_agent.name
@@ -592,7 +584,7 @@ observability:
             let text =
                 SMALL.replace("allowSameTrustDomain: false", &format!("allowSameTrustDomain: {allow}"));
             let compiled = compiled(&text);
-            let context = EmitContext::new(&compiled.topology, &compiled.graph);
+            let context = EmitContext::of(&compiled);
             let sampler = UnreachableSampler::new(&context);
             for caller in 0..compiled.topology.agents.len() {
                 let sample = sampler.sample(caller, DENY_TESTS_PER_AGENT);
@@ -600,10 +592,10 @@ observability:
                 let distinct: BTreeSet<usize> = sample.iter().copied().collect();
                 assert_eq!(distinct.len(), sample.len());
                 for callee in sample {
-                    assert!(!compiled.graph.reachable(caller, callee));
+                    assert!(!compiled.plan.reachable(caller, callee));
                 }
                 let unreachable = (0..compiled.topology.agents.len())
-                    .filter(|&callee| callee != caller && !compiled.graph.reachable(caller, callee))
+                    .filter(|&callee| callee != caller && !compiled.plan.reachable(caller, callee))
                     .count();
                 assert_eq!(
                     sampler.sample(caller, DENY_TESTS_PER_AGENT).len(),
@@ -616,7 +608,7 @@ observability:
     #[test]
     fn header_is_a_comment_and_output_is_deterministic() {
         let compiled = compiled(SMALL);
-        let context = EmitContext::new(&compiled.topology, &compiled.graph);
+        let context = EmitContext::of(&compiled);
         let first = render(&context);
         assert_eq!(first, render(&context));
         let text = String::from_utf8(first).expect("UTF-8");
@@ -629,7 +621,7 @@ observability:
     fn no_policy_without_tailscale() {
         let text = SMALL.replace("type: tailscale", "type: istio");
         let compiled = compiled(&text);
-        let context = EmitContext::new(&compiled.topology, &compiled.graph);
+        let context = EmitContext::of(&compiled);
         let mut sink = crate::emit::MemorySink::default();
         emit(&context, &mut sink).expect("memory sink");
         assert!(sink.artifacts.is_empty());

@@ -2,8 +2,8 @@
 //!
 //! Nodes are the things a mesh is made of (trust domains, sites, SPIRE servers, bundle endpoints, the
 //! network, agents, collectors, the Prometheus hub); edges are how they depend on each other.
-//! Checks and emitters ask the graph (`federated`, `calls_from`, `allowed`, ...) instead of re-deriving
-//! relations from the model, so that every artifact agrees by construction.
+//! The plan (`crate::plan`) is lowered from it; the agent-level relations (calls, reachability,
+//! trust, authorization) live there.
 //!
 //! Architecture invariant: this module knows nothing of emitters or of the file format.
 
@@ -57,23 +57,10 @@ pub struct MeshGraph {
     trust_domain_nodes: BTreeMap<String, NodeIndex>,
     site_nodes: Vec<NodeIndex>,
     agent_nodes: Vec<NodeIndex>,
-    /// Agent index → declared calls as (callee index, actions); every agent has an entry.
-    calls: Vec<Vec<(usize, Vec<String>)>>,
-    /// Agent index → agents that declare a call to it.
-    callers: Vec<Vec<usize>>,
     /// Unordered federated pairs, stored as (smaller, larger).
     federated: BTreeSet<(String, String)>,
-    allow_same_trust_domain: bool,
-    public_actions: BTreeSet<String>,
-    agent_trust_domains: Vec<String>,
-    /// Trust domain name → dense id, and each agent's trust domain id: the hot queries compare ids
-    /// rather than strings.
-    trust_domain_ids: BTreeMap<String, usize>,
-    agent_trust_domain_ids: Vec<usize>,
-    /// Federated pairs of trust domain ids, both orders (looked up, never iterated).
-    federated_ids: std::collections::HashSet<(usize, usize)>,
-    /// Trust domain id → the names of the domains federated with it, sorted.
-    federation_peers: Vec<Vec<String>>,
+    /// Trust domain name → the names of the domains federated with it, sorted.
+    federation_peers: BTreeMap<String, Vec<String>>,
 }
 
 impl MeshGraph {
@@ -120,8 +107,6 @@ impl MeshGraph {
             agent_nodes.push(node);
         }
 
-        let mut calls = vec![Vec::new(); topology.agents.len()];
-        let mut callers = vec![Vec::new(); topology.agents.len()];
         for (position, agent) in topology.agents.iter().enumerate() {
             for call in &agent.calls {
                 let Some(callee) = topology.agent_position(&call.agent) else { continue };
@@ -130,21 +115,6 @@ impl MeshGraph {
                     agent_nodes[callee],
                     Edge::Calls { actions: call.actions.clone() },
                 );
-                // Two entries for the same callee merge into one grant.
-                match calls[position].iter_mut().find(|(existing, _)| *existing == callee) {
-                    Some((_, actions)) => {
-                        let actions: &mut Vec<String> = actions;
-                        for action in &call.actions {
-                            if !actions.contains(action) {
-                                actions.push(action.clone());
-                            }
-                        }
-                    }
-                    None => {
-                        calls[position].push((callee, call.actions.clone()));
-                        callers[callee].push(position);
-                    }
-                }
             }
             if let Some(fallback) = &agent.fallback
                 && let Some(target) = topology.agent_position(&fallback.name)
@@ -181,25 +151,13 @@ impl MeshGraph {
             graph.add_edge(right, left, Edge::FederatesWith);
         }
 
-        let agent_trust_domains: Vec<String> =
-            topology.agents.iter().map(|agent| topology.sites[agent.site].trust_domain.clone()).collect();
-        let trust_domain_ids: BTreeMap<String, usize> =
-            trust_domain_nodes.keys().enumerate().map(|(id, name)| (name.clone(), id)).collect();
-        let agent_trust_domain_ids = agent_trust_domains.iter().map(|name| trust_domain_ids[name]).collect();
-        let federated_ids = federated
-            .iter()
-            .flat_map(|(left, right)| {
-                let (left, right) = (trust_domain_ids[left], trust_domain_ids[right]);
-                [(left, right), (right, left)]
-            })
-            .collect();
-
-        let mut federation_peers = vec![Vec::new(); trust_domain_ids.len()];
+        let mut federation_peers: BTreeMap<String, Vec<String>> =
+            trust_domain_nodes.keys().map(|name| (name.clone(), Vec::new())).collect();
         for (left, right) in &federated {
-            federation_peers[trust_domain_ids[left]].push(right.clone());
-            federation_peers[trust_domain_ids[right]].push(left.clone());
+            federation_peers.entry(left.clone()).or_default().push(right.clone());
+            federation_peers.entry(right.clone()).or_default().push(left.clone());
         }
-        for peers in &mut federation_peers {
+        for peers in federation_peers.values_mut() {
             peers.sort_unstable();
         }
 
@@ -208,15 +166,7 @@ impl MeshGraph {
             trust_domain_nodes,
             site_nodes,
             agent_nodes,
-            calls,
-            callers,
             federated,
-            allow_same_trust_domain: topology.authorization.allow_same_trust_domain,
-            public_actions: topology.authorization.public_actions.iter().cloned().collect(),
-            agent_trust_domains,
-            trust_domain_ids,
-            agent_trust_domain_ids,
-            federated_ids,
             federation_peers,
         }
     }
@@ -243,43 +193,21 @@ impl MeshGraph {
 
     /// Whether two distinct trust domains federate (in either direction; the relation is mutual).
     pub fn federated(&self, left: &str, right: &str) -> bool {
-        match (self.trust_domain_ids.get(left), self.trust_domain_ids.get(right)) {
-            (Some(&left), Some(&right)) => self.federated_ids.contains(&(left, right)),
-            _ => false,
-        }
+        let (left, right) = if left <= right { (left, right) } else { (right, left) };
+        self.federated.contains(&(left.to_owned(), right.to_owned()))
     }
 
     /// The trust domains federated with `trust_domain`, sorted.
     pub fn federated_with(&self, trust_domain: &str) -> Vec<&str> {
-        self.trust_domain_ids
+        self.federation_peers
             .get(trust_domain)
-            .map(|&id| self.federation_peers[id].iter().map(String::as_str).collect())
+            .map(|peers| peers.iter().map(String::as_str).collect())
             .unwrap_or_default()
     }
 
     /// Every federated pair (each once, the smaller name first), sorted.
     pub fn federated_pairs(&self) -> impl Iterator<Item = (&str, &str)> {
         self.federated.iter().map(|(left, right)| (left.as_str(), right.as_str()))
-    }
-
-    /// The declared calls of an agent: (callee index, actions), duplicates merged, in written order.
-    pub fn calls_from(&self, agent: usize) -> &[(usize, Vec<String>)] {
-        &self.calls[agent]
-    }
-
-    /// The agents that declare a call to `agent`, in agent order of first declaration.
-    pub fn callers_of(&self, agent: usize) -> &[usize] {
-        &self.callers[agent]
-    }
-
-    /// The actions of the declared edge caller → callee, if there is one.
-    pub fn edge_actions(&self, caller: usize, callee: usize) -> Option<&[String]> {
-        self.calls[caller].iter().find(|(target, _)| *target == callee).map(|(_, actions)| actions.as_slice())
-    }
-
-    /// The trust domain of an agent.
-    pub fn trust_domain_of(&self, agent: usize) -> &str {
-        &self.agent_trust_domains[agent]
     }
 
     /// The graph node of a site.
@@ -291,38 +219,6 @@ impl MeshGraph {
     pub fn agent_node(&self, agent: usize) -> NodeIndex {
         self.agent_nodes[agent]
     }
-
-    /// Whether the public actions make every agent reachable from every other (DESIGN.md §4).
-    pub fn everything_reachable(&self) -> bool {
-        !self.public_actions.is_empty()
-    }
-
-    /// DESIGN.md §4: `reachable(A → B)` — may A open a connection to B at the network layer.
-    pub fn reachable(&self, caller: usize, callee: usize) -> bool {
-        self.everything_reachable()
-            || self.edge_actions(caller, callee).is_some()
-            || (self.allow_same_trust_domain && self.same_trust_domain(caller, callee))
-    }
-
-    /// DESIGN.md §4: `trusted(A → B)` — would the mTLS handshake succeed.
-    pub fn trusted(&self, caller: usize, callee: usize) -> bool {
-        let (left, right) = (self.agent_trust_domain_ids[caller], self.agent_trust_domain_ids[callee]);
-        left == right || self.federated_ids.contains(&(left, right))
-    }
-
-    /// DESIGN.md §4: `allowed(A, B, action)` — the verdict every layer together must give.
-    pub fn allowed(&self, caller: usize, callee: usize, action: &str) -> bool {
-        self.trusted(caller, callee)
-            && (self.public_actions.contains(action)
-                || self
-                    .edge_actions(caller, callee)
-                    .is_some_and(|actions| actions.iter().any(|granted| granted == action))
-                || (self.allow_same_trust_domain && self.same_trust_domain(caller, callee)))
-    }
-
-    fn same_trust_domain(&self, caller: usize, callee: usize) -> bool {
-        self.agent_trust_domain_ids[caller] == self.agent_trust_domain_ids[callee]
-    }
 }
 
 fn ordered(left: &str, right: &str) -> (String, String) {
@@ -332,10 +228,3 @@ fn ordered(left: &str, right: &str) -> (String, String) {
 mod render;
 
 pub use render::{to_dot, to_json, to_mermaid};
-
-impl MeshGraph {
-    /// Whether a call passes every layer: reachable on the network and allowed by trust and policy.
-    pub fn reachable_and_allowed(&self, caller: usize, callee: usize, action: &str) -> bool {
-        self.reachable(caller, callee) && self.allowed(caller, callee, action)
-    }
-}

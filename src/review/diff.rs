@@ -102,12 +102,12 @@ pub fn graph_changes(old: &Compiled, new: &Compiled) -> GraphChanges {
     let edges = |compiled: &Compiled| -> BTreeSet<String> {
         let mut edges = BTreeSet::new();
         for (caller, agent) in compiled.topology.agents.iter().enumerate() {
-            for (callee, actions) in compiled.graph.calls_from(caller) {
+            for call in compiled.plan.calls_from(caller) {
                 edges.insert(format!(
                     "{} → {} [{}]",
                     agent.name,
-                    compiled.topology.agents[*callee].name,
-                    actions.join(", ")
+                    compiled.topology.agents[call.callee].name,
+                    call.actions.join(", ")
                 ));
             }
         }

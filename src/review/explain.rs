@@ -2,7 +2,7 @@
 //! OPA — each with the generated rule or data entry that decides it, and the first layer that
 //! blocks.
 //!
-//! The verdicts are read from the graph, the same relations the emitters render, so they agree with
+//! The verdicts and file paths are read from the plan, the same decisions the emitters render, so they agree with
 //! the generated artifacts by construction; the tests check that against the artifacts themselves
 //! (the Rego evaluated with regorus, the Tailscale policy's rules).
 
@@ -12,6 +12,7 @@ use crate::Compiled;
 use crate::cli::{EXIT_INVALID, EXIT_OK, EXIT_USAGE, ExplainArgs, ExplainFormat, compile_file};
 use crate::emit::conventions;
 use crate::model::NetworkKind;
+use crate::plan::paths;
 use crate::schema::did_you_mean;
 
 /// The verdict on one call.
@@ -36,29 +37,26 @@ pub struct Layer {
 /// Explains the call `from` → `to` with `action`. `None` when either agent does not exist.
 pub fn explain(compiled: &Compiled, from: &str, to: &str, action: &str) -> Option<Explanation> {
     let topology = &compiled.topology;
-    let graph = &compiled.graph;
+    let plan = &compiled.plan;
     let caller = topology.agent_position(from)?;
     let callee = topology.agent_position(to)?;
     let caller_agent = &topology.agents[caller];
     let callee_agent = &topology.agents[callee];
     let callee_site = &topology.sites[callee_agent.site];
     let caller_site = &topology.sites[caller_agent.site];
-    let public = topology.authorization.public_actions.iter().any(|public| public == action);
-    let edge = graph.edge_actions(caller, callee);
-    let same_domain = graph.trust_domain_of(caller) == graph.trust_domain_of(callee);
-    let same_domain_rule = topology.authorization.allow_same_trust_domain && same_domain;
+    let public = plan.is_public(action);
+    let edge = plan.edge_actions(caller, callee);
+    let same_domain = plan.same_trust_domain(caller, callee);
+    let same_domain_rule = plan.allow_same_trust_domain() && same_domain;
 
     // Network: DESIGN.md §4 reachable(A → B).
-    let reachable = graph.reachable(caller, callee);
-    let why_reachable = if graph.everything_reachable() {
-        format!(
-            "public actions ({}) make every agent reachable",
-            topology.authorization.public_actions.join(", ")
-        )
+    let reachable = plan.reachable(caller, callee);
+    let why_reachable = if plan.everything_reachable() {
+        format!("public actions ({}) make every agent reachable", plan.public_actions().join(", "))
     } else if edge.is_some() {
         format!("the declared call {from} → {to}")
     } else if same_domain_rule {
-        format!("allowSameTrustDomain, both in {}", graph.trust_domain_of(caller))
+        format!("allowSameTrustDomain, both in {}", plan.trust_domain_of(caller))
     } else {
         format!("no declared call {from} → {to}, no public action and no same-trust-domain rule")
     };
@@ -81,7 +79,7 @@ pub fn explain(compiled: &Compiled, from: &str, to: &str, action: &str) -> Optio
                     topology.mesh.port
                 )
             },
-            source: "tailscale/policy.hujson".to_owned(),
+            source: paths::TAILSCALE_POLICY.to_owned(),
         },
         NetworkKind::Vpn | NetworkKind::Istio => {
             let path = if caller_site.name == callee_site.name {
@@ -108,14 +106,14 @@ pub fn explain(compiled: &Compiled, from: &str, to: &str, action: &str) -> Optio
                         "the default-deny NetworkPolicy of {to} admits nothing from {from} ({why_reachable})"
                     )
                 },
-                source: format!("k8s/{}/networkpolicy.yaml", callee_site.name),
+                source: paths::network_policy(&callee_site.name),
             }
         }
     };
 
     // mTLS trust: DESIGN.md §4 trusted(A → B).
-    let trusted = graph.trusted(caller, callee);
-    let (from_domain, to_domain) = (graph.trust_domain_of(caller), graph.trust_domain_of(callee));
+    let trusted = plan.trusted(caller, callee);
+    let (from_domain, to_domain) = (plan.trust_domain_of(caller), plan.trust_domain_of(callee));
     let trust = Layer {
         layer: "trust",
         allowed: trusted,
@@ -132,11 +130,11 @@ pub fn explain(compiled: &Compiled, from: &str, to: &str, action: &str) -> Optio
         } else {
             format!("federation is off, so {to} ({to_domain}) does not trust SVIDs of {from_domain}")
         },
-        source: format!("spire/{}/server.conf", callee_site.name),
+        source: paths::spire_server_conf(&callee_site.name),
     };
 
     // OPA: DESIGN.md §4 allowed(A, B, action).
-    let opa_allowed = graph.allowed(caller, callee, action);
+    let opa_allowed = plan.allowed(caller, callee, action);
     let granted = edge.is_some_and(|actions| actions.iter().any(|granted| granted == action));
     let opa = Layer {
         layer: "opa",
@@ -159,7 +157,7 @@ pub fn explain(compiled: &Compiled, from: &str, to: &str, action: &str) -> Optio
         } else {
             format!("no edge {from} → {to} and `{action}` is not public: default deny")
         },
-        source: "opa/data.json".to_owned(),
+        source: paths::OPA_DATA.to_owned(),
     };
 
     let layers = vec![network, trust, opa];

@@ -286,50 +286,41 @@ pub struct TracingConfig<'a> {
     pub service_name: &'a str,
 }
 
-/// The agent config of one agent, read from the model and the graph.
+/// The agent config of one agent, rendered from the plan.
 pub fn agent_config<'a>(site: &SiteContext<'a>, agent_index: usize) -> AgentConfig<'a> {
     let topology = site.topology;
-    let graph = site.graph;
+    let agent_plan = &site.emit.plan.agents[agent_index];
     let agent = &topology.agents[agent_index];
-    let trust_domain = graph.trust_domain_of(agent_index);
+    let trust_domain = agent_plan.trust_domain.as_str();
+    let entry_for = |target: usize, address: &str| RegistryEntry {
+        name: None,
+        spiffe_id: &topology.agents[target].spiffe_id,
+        address: format!("https://{address}"),
+        actions: Vec::new(),
+        fallback: None,
+        fallback_for: Vec::new(),
+    };
 
     let mut registry: BTreeMap<&'a str, RegistryEntry<'a>> = BTreeMap::new();
-    for (callee_index, actions) in graph.calls_from(agent_index) {
-        let callee = &topology.agents[*callee_index];
-        let entry = registry
-            .entry(callee.name.as_str())
-            .or_insert_with(|| RegistryEntry { actions: Vec::new(), ..registry_entry(site, callee) });
-        for action in actions {
+    for call in &agent_plan.calls {
+        let callee = &topology.agents[call.callee];
+        let entry =
+            registry.entry(callee.name.as_str()).or_insert_with(|| entry_for(call.callee, &call.address));
+        for action in &call.actions {
             if !entry.actions.contains(&action.as_str()) {
                 entry.actions.push(action);
             }
         }
     }
-    // A callee's fallback is listed when this agent may invoke at least one of the callee's actions
-    // there; otherwise failing over would only trade one refusal for another.
-    for (callee_index, actions) in graph.calls_from(agent_index) {
-        let callee = &topology.agents[*callee_index];
-        let Some(fallback_name) = callee.fallback.as_ref().map(|fallback| fallback.name.as_str()) else {
-            continue;
-        };
-        let Some(fallback_index) = topology.agent_position(fallback_name) else { continue };
-        let fallback = &topology.agents[fallback_index];
-        let permitted: Vec<&'a str> = actions
-            .iter()
-            .filter(|action| graph.allowed(agent_index, fallback_index, action))
-            .map(String::as_str)
-            .collect();
-        if permitted.is_empty() {
-            continue;
-        }
+    for route in &agent_plan.fallback_routes {
+        let (callee, fallback) = (&topology.agents[route.primary], &topology.agents[route.fallback]);
         if let Some(entry) = registry.get_mut(callee.name.as_str()) {
             entry.fallback = Some(fallback.name.as_str());
         }
-        let entry = registry
-            .entry(fallback.name.as_str())
-            .or_insert_with(|| RegistryEntry { actions: Vec::new(), ..registry_entry(site, fallback) });
-        for action in permitted {
-            if !entry.actions.contains(&action) {
+        let entry =
+            registry.entry(fallback.name.as_str()).or_insert_with(|| entry_for(route.fallback, &route.address));
+        for action in &route.actions {
+            if !entry.actions.contains(&action.as_str()) {
                 entry.actions.push(action);
             }
         }
@@ -337,14 +328,11 @@ pub fn agent_config<'a>(site: &SiteContext<'a>, agent_index: usize) -> AgentConf
             entry.fallback_for.push(callee.name.as_str());
         }
     }
-    let own_fallback =
-        agent.fallback.as_ref().and_then(|fallback| topology.agent(&fallback.name)).map(|fallback| {
-            RegistryEntry {
-                actions: agent.capabilities.iter().map(String::as_str).collect(),
-                fallback_for: vec![agent.name.as_str()],
-                ..registry_entry(site, fallback)
-            }
-        });
+    let own_fallback = agent_plan.own_fallback.as_ref().map(|(fallback, address)| RegistryEntry {
+        actions: agent.capabilities.iter().map(String::as_str).collect(),
+        fallback_for: vec![agent.name.as_str()],
+        ..entry_for(*fallback, address)
+    });
 
     let region = site.site.region_or_name();
     let provider = site.site.provider.as_str();
@@ -378,7 +366,7 @@ pub fn agent_config<'a>(site: &SiteContext<'a>, agent_index: usize) -> AgentConf
             host: "0.0.0.0",
             port: topology.mesh.port,
             mtls: MtlsConfig { enabled: true, cert_source: "spire" },
-            advertise_address: advertise_address(site, agent),
+            advertise_address: agent_plan.advertise_address.clone(),
             health: HealthConfig { port: topology.mesh.metrics_port, path: HEALTH_PATH },
         },
         agent_registry: registry,
@@ -403,43 +391,6 @@ pub fn agent_config<'a>(site: &SiteContext<'a>, agent_index: usize) -> AgentConf
             metadata.insert("trust_domain", trust_domain);
             metadata
         },
-    }
-}
-
-fn registry_entry<'a>(site: &SiteContext<'a>, target: &'a Agent) -> RegistryEntry<'a> {
-    RegistryEntry {
-        name: None,
-        spiffe_id: &target.spiffe_id,
-        address: format!("https://{}", address(site, target)),
-        actions: Vec::new(),
-        fallback: None,
-        fallback_for: Vec::new(),
-    }
-}
-
-/// Where an agent of this site reaches `target`: the in-cluster Service in the same site; across
-/// sites, the target's MagicDNS name on Tailscale, its Service name otherwise (Istio's multi-cluster
-/// DNS resolves it across networks; with VPN peering the clusters' DNS must forward to each other).
-pub fn address(site: &SiteContext<'_>, target: &Agent) -> String {
-    let topology = site.topology;
-    match (&topology.networking.tailscale.tailnet, site.tailscale()) {
-        (Some(tailnet), true) if target.site != site.site_index => {
-            format!("{}.{tailnet}.ts.net:{}", target.name, topology.mesh.port)
-        }
-        _ => service_address(site, target),
-    }
-}
-
-fn service_address(site: &SiteContext<'_>, target: &Agent) -> String {
-    format!("{}.{}.svc.cluster.local:{}", target.name, site.topology.mesh.namespace, site.topology.mesh.port)
-}
-
-/// The address other sites reach this agent at.
-pub fn advertise_address(site: &SiteContext<'_>, agent: &Agent) -> String {
-    let topology = site.topology;
-    match (&topology.networking.tailscale.tailnet, site.tailscale()) {
-        (Some(tailnet), true) => format!("{}.{tailnet}.ts.net:{}", agent.name, topology.mesh.port),
-        _ => service_address(site, agent),
     }
 }
 

@@ -132,7 +132,7 @@ pub fn manifests(site: &SiteContext<'_>) -> Vec<Manifest> {
     }
 
     let remote = RemoteSites::new(site);
-    if site.graph.everything_reachable() {
+    if site.emit.plan.everything_reachable() {
         // Every agent may open a connection to every other: one rule for all of them.
         let everywhere: BTreeSet<usize> = remote.sites_with_agents.iter().copied().collect();
         let mut from = vec![NetworkPolicyPeer::pods(all_agents.clone())];
@@ -164,14 +164,14 @@ pub fn manifests(site: &SiteContext<'_>) -> Vec<Manifest> {
 /// from and can reach. `None` when there is neither.
 fn agent_policy(site: &SiteContext<'_>, remote: &RemoteSites, agent_index: usize) -> Option<Manifest> {
     let topology = site.topology;
-    let graph = site.graph;
+    let plan = site.emit.plan;
     let agent = &topology.agents[agent_index];
-    let same_domain_reachable = topology.authorization.allow_same_trust_domain;
+    let same_domain_reachable = plan.allow_same_trust_domain();
 
     // Callers (ingress) and callees (egress): local agents by name, remote ones by site.
     let mut local_callers: BTreeSet<&str> = BTreeSet::new();
     let mut remote_callers: BTreeSet<usize> = BTreeSet::new();
-    for &caller in graph.callers_of(agent_index) {
+    for &caller in plan.callers_of(agent_index) {
         let caller_agent = &topology.agents[caller];
         if caller_agent.site == site.site_index {
             local_callers.insert(&caller_agent.name);
@@ -181,8 +181,8 @@ fn agent_policy(site: &SiteContext<'_>, remote: &RemoteSites, agent_index: usize
     }
     let mut local_callees: BTreeSet<&str> = BTreeSet::new();
     let mut remote_callees: BTreeSet<usize> = BTreeSet::new();
-    for (callee, _) in graph.calls_from(agent_index) {
-        let callee_agent = &topology.agents[*callee];
+    for call in plan.calls_from(agent_index) {
+        let callee_agent = &topology.agents[call.callee];
         if callee_agent.site == site.site_index {
             local_callees.insert(&callee_agent.name);
         } else {

@@ -141,39 +141,8 @@ fn builds_side(provider: Provider) -> bool {
     matches!(provider, Provider::Aws | Provider::Gcp | Provider::Azure)
 }
 
-/// The pairs of distinct sites (lower index first) with an agent in one that may reach an agent in
-/// the other. `reachable` is true for a declared call, and otherwise depends only on the two
-/// agents' trust domains (DESIGN.md §4); every agent of a site shares the site's trust domain, so
-/// one agent per site stands for the rest, and declared calls are visited once each: O(sites² +
-/// calls) rather than O(agents²).
 fn reachable_site_pairs(context: &EmitContext<'_>) -> BTreeSet<(usize, usize)> {
-    let topology = context.topology;
-    let graph = context.graph;
-    let mut pairs = BTreeSet::new();
-    for (caller, agent) in topology.agents.iter().enumerate() {
-        for (callee, _) in graph.calls_from(caller) {
-            let Some(callee_agent) = topology.agents.get(*callee) else { continue };
-            if agent.site != callee_agent.site && graph.reachable(caller, *callee) {
-                pairs.insert(ordered(agent.site, callee_agent.site));
-            }
-        }
-    }
-    let representatives: Vec<Option<usize>> =
-        topology.sites.iter().map(|site| site.agents.first().copied()).collect();
-    for (left, left_agent) in representatives.iter().enumerate() {
-        let Some(left_agent) = *left_agent else { continue };
-        for (right, right_agent) in representatives.iter().enumerate().skip(left + 1) {
-            let Some(right_agent) = *right_agent else { continue };
-            if graph.reachable(left_agent, right_agent) || graph.reachable(right_agent, left_agent) {
-                pairs.insert((left, right));
-            }
-        }
-    }
-    pairs
-}
-
-fn ordered(left: usize, right: usize) -> (usize, usize) {
-    if left <= right { (left, right) } else { (right, left) }
+    context.plan.reachable_site_pairs(context.topology)
 }
 
 /// The private BGP ASN of a site: 64512 + its position (16-bit private range, clear of Azure's
