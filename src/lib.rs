@@ -72,7 +72,9 @@ impl Analysis {
             return Err(self.diagnostics);
         }
         match self.model {
-            Some((topology, graph, plan)) => Ok(Compiled { topology, graph, plan, diagnostics: self.diagnostics }),
+            Some((topology, graph, plan)) => {
+                Ok(Compiled { topology, graph, plan, diagnostics: self.diagnostics })
+            }
             None => Err(self.diagnostics),
         }
     }

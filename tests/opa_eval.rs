@@ -113,7 +113,7 @@ networking:
 
 /// Evaluates the policy for every (caller, callee, action) and compares with the graph.
 fn assert_policy_matches_graph(label: &str, compiled: &Compiled) {
-    let context = EmitContext::of(&compiled);
+    let context = EmitContext::of(compiled);
     let mut engine = policy_engine(&context);
     let agents = &compiled.topology.agents;
     let actions = actions(compiled);
@@ -137,7 +137,7 @@ fn assert_policy_matches_graph(label: &str, compiled: &Compiled) {
 
 /// Runs every `test_*` rule of the generated test module.
 fn assert_generated_tests_pass(label: &str, compiled: &Compiled) {
-    let context = EmitContext::of(&compiled);
+    let context = EmitContext::of(compiled);
     let mut engine = policy_engine(&context);
     let tests = opa::tests(&context);
     engine.add_policy("authz_test.rego".to_owned(), tests.clone()).unwrap();

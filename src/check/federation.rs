@@ -146,7 +146,8 @@ fn wide_pairs(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
     }
     let mut called: BTreeSet<(String, String)> = BTreeSet::new();
     for (caller, agent) in topology.agents.iter().enumerate() {
-        let mut targets: Vec<usize> = context.plan.calls_from(caller).iter().map(|call| call.callee).collect();
+        let mut targets: Vec<usize> =
+            context.plan.calls_from(caller).iter().map(|call| call.callee).collect();
         if let Some(fallback) =
             agent.fallback.as_ref().and_then(|fallback| topology.agent_position(&fallback.name))
         {

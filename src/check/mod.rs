@@ -19,9 +19,9 @@ mod sites;
 
 use crate::diagnostics::{Diagnostic, Span};
 use crate::graph::MeshGraph;
-use crate::plan::Plan;
 use crate::load::{Document, Limits};
 use crate::model::Topology;
+use crate::plan::Plan;
 
 /// What every rule reads.
 pub struct CheckContext<'a> {

@@ -175,7 +175,8 @@ pub fn test_cases<'a>(context: &EmitContext<'a>) -> Vec<TestCase<'a>> {
 
     let agents_by_domain = plan.agents_by_trust_domain();
     let peers = federation_peers(context);
-    let first_public: Option<Cow<'a, str>> = public.first().map(|action| Cow::Borrowed(action.as_str()));
+    let first_public: Option<Cow<'a, str>> =
+        plan.public_actions_as_written().first().map(|action| Cow::Borrowed(action.as_str()));
     for (domain, members) in &agents_by_domain {
         let Some(&first) = members.first() else { continue };
         if let Some(&second) = members.get(1)

@@ -34,8 +34,8 @@ use serde::Serialize;
 
 use super::conventions;
 use super::{EmitContext, Sink, Target};
-use crate::plan::paths;
 use crate::model::{DatastoreKind, FederationProfile, NodeAttestor, Site};
+use crate::plan::paths;
 
 pub const TARGET: Target = Target {
     name: "spire",

@@ -368,7 +368,7 @@ mod tests {
     }
 
     fn render_policy(compiled: &Compiled) -> Policy {
-        let context = EmitContext::of(&compiled);
+        let context = EmitContext::of(compiled);
         parse(&render(&context))
     }
 

@@ -21,7 +21,7 @@ pub fn fixture(name: &str) -> Compiled {
 
 /// The artifacts of one target, by path.
 pub fn artifacts(compiled: &Compiled, target: &Target) -> BTreeMap<String, Vec<u8>> {
-    let context = EmitContext::of(&compiled);
+    let context = EmitContext::of(compiled);
     let mut sink = MemorySink::default();
     (target.emit)(&context, &mut sink).expect("a memory sink accepts everything");
     sink.artifacts

@@ -161,14 +161,7 @@ impl MeshGraph {
             peers.sort_unstable();
         }
 
-        MeshGraph {
-            graph,
-            trust_domain_nodes,
-            site_nodes,
-            agent_nodes,
-            federated,
-            federation_peers,
-        }
+        MeshGraph { graph, trust_domain_nodes, site_nodes, agent_nodes, federated, federation_peers }
     }
 
     /// The distinct trust domains of the enabled sites, sorted.

@@ -138,6 +138,8 @@ pub struct Authorization {
     allow_same_trust_domain: bool,
     /// Sorted, without duplicates.
     public_actions: Vec<String>,
+    /// As written, without duplicates.
+    public_actions_written: Vec<String>,
     /// Agent index → dense trust domain id.
     agent_domain: Vec<usize>,
     /// Trust domain names, by id (sorted).
@@ -173,12 +175,18 @@ impl Plan {
                 [(left, right), (right, left)]
             })
             .collect();
-        let mut public_actions = topology.authorization.public_actions.clone();
+        let mut public_actions_written: Vec<String> = Vec::new();
+        for action in &topology.authorization.public_actions {
+            if !public_actions_written.contains(action) {
+                public_actions_written.push(action.clone());
+            }
+        }
+        let mut public_actions = public_actions_written.clone();
         public_actions.sort_unstable();
-        public_actions.dedup();
         let authorization = Authorization {
             allow_same_trust_domain: topology.authorization.allow_same_trust_domain,
             public_actions,
+            public_actions_written,
             agent_domain,
             domains,
             federated,
@@ -342,7 +350,11 @@ impl Plan {
 
     /// The actions of the declared edge caller → callee, if there is one.
     pub fn edge_actions(&self, caller: usize, callee: usize) -> Option<&[String]> {
-        self.agents[caller].calls.iter().find(|call| call.callee == callee).map(|call| call.actions.as_slice())
+        self.agents[caller]
+            .calls
+            .iter()
+            .find(|call| call.callee == callee)
+            .map(|call| call.actions.as_slice())
     }
 
     /// The trust domain of an agent.
@@ -365,6 +377,11 @@ impl Plan {
         &self.authorization.public_actions
     }
 
+    /// The public actions in the order the topology lists them, without duplicates.
+    pub fn public_actions_as_written(&self) -> &[String] {
+        &self.authorization.public_actions_written
+    }
+
     /// Whether `action` is public.
     pub fn is_public(&self, action: &str) -> bool {
         self.authorization.public_actions.binary_search_by(|public| public.as_str().cmp(action)).is_ok()
@@ -384,7 +401,8 @@ impl Plan {
 
     /// DESIGN.md §4: `trusted(A → B)` — would the mTLS handshake succeed.
     pub fn trusted(&self, caller: usize, callee: usize) -> bool {
-        let (left, right) = (self.authorization.agent_domain[caller], self.authorization.agent_domain[callee]);
+        let (left, right) =
+            (self.authorization.agent_domain[caller], self.authorization.agent_domain[callee]);
         left == right || self.authorization.federated.contains(&(left, right))
     }
 
@@ -472,7 +490,9 @@ fn call_address(topology: &Topology, caller: usize, callee: usize) -> (String, C
     }
     match topology.networking.kind {
         NetworkKind::Tailscale => match &topology.networking.tailscale.tailnet {
-            Some(tailnet) => (format!("{}.{tailnet}.ts.net:{}", target.name, topology.mesh.port), Carrier::Tailnet),
+            Some(tailnet) => {
+                (format!("{}.{tailnet}.ts.net:{}", target.name, topology.mesh.port), Carrier::Tailnet)
+            }
             None => (service_address(topology, &target.name), Carrier::Tailnet),
         },
         NetworkKind::Vpn => (service_address(topology, &target.name), Carrier::Vpn),
@@ -483,7 +503,9 @@ fn call_address(topology: &Topology, caller: usize, callee: usize) -> (String, C
 fn advertise_address(topology: &Topology, agent: usize) -> String {
     let agent = &topology.agents[agent];
     match (&topology.networking.tailscale.tailnet, topology.networking.kind) {
-        (Some(tailnet), NetworkKind::Tailscale) => format!("{}.{tailnet}.ts.net:{}", agent.name, topology.mesh.port),
+        (Some(tailnet), NetworkKind::Tailscale) => {
+            format!("{}.{tailnet}.ts.net:{}", agent.name, topology.mesh.port)
+        }
         _ => service_address(topology, &agent.name),
     }
 }

@@ -52,7 +52,7 @@ pub fn explain(compiled: &Compiled, from: &str, to: &str, action: &str) -> Optio
     // Network: DESIGN.md §4 reachable(A → B).
     let reachable = plan.reachable(caller, callee);
     let why_reachable = if plan.everything_reachable() {
-        format!("public actions ({}) make every agent reachable", plan.public_actions().join(", "))
+        format!("public actions ({}) make every agent reachable", plan.public_actions_as_written().join(", "))
     } else if edge.is_some() {
         format!("the declared call {from} → {to}")
     } else if same_domain_rule {

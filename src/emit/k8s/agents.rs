@@ -317,8 +317,9 @@ pub fn agent_config<'a>(site: &SiteContext<'a>, agent_index: usize) -> AgentConf
         if let Some(entry) = registry.get_mut(callee.name.as_str()) {
             entry.fallback = Some(fallback.name.as_str());
         }
-        let entry =
-            registry.entry(fallback.name.as_str()).or_insert_with(|| entry_for(route.fallback, &route.address));
+        let entry = registry
+            .entry(fallback.name.as_str())
+            .or_insert_with(|| entry_for(route.fallback, &route.address));
         for action in &route.actions {
             if !entry.actions.contains(&action.as_str()) {
                 entry.actions.push(action);
