@@ -103,6 +103,9 @@ fn parse_back(path: &str, bytes: &[u8]) {
         assert!(text.starts_with("#!"), "{path} has no shebang");
         let status = std::process::Command::new("bash").arg("-n").arg("-c").arg(text).status().unwrap();
         assert!(status.success(), "{path}: bash -n fails");
+    } else if name.ends_with(".md") {
+        assert!(text.starts_with("# "), "{path} has no title");
+        assert_eq!(text.matches("```").count() % 2, 0, "{path}: an unclosed code block");
     } else if name == "graph.mmd" {
         assert!(text.starts_with("flowchart "), "{path} is not a Mermaid flowchart");
     } else {

@@ -1,5 +1,6 @@
 //! Identity: trust domain names and SPIFFE IDs (E004), the declared trust domains against the sites
-//! (E005), shared trust domains (E014, W106).
+//! (E005), shared trust domains (E014, W106), node attestors that cannot register workloads (E020),
+//! and the issuer of the bundle endpoints' web certificates (W109).
 
 use std::collections::BTreeSet;
 
@@ -14,6 +15,8 @@ pub(super) fn check(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic
     let topology = context.topology;
 
     template(context, diagnostics);
+    node_attestors(context, diagnostics);
+    certificate_issuer(context, diagnostics);
 
     for site in &topology.sites {
         if !context.written(&format!("{}/trustDomain", site.pointer)) {
@@ -66,6 +69,60 @@ pub(super) fn check(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic
 
     declared_domains(context, diagnostics);
     shared_domains(context, diagnostics);
+}
+
+/// E020: a cloud node attestor on a site. Every site runs Kubernetes, where spire-controller-manager
+/// registers the workloads and parents their entries on the IDs `k8s_psat` gives the nodes' SPIRE
+/// agents; an agent attested by a cloud attestor has another ID, so no pod of the site would get an
+/// SVID. `azure_msi` cannot attest more than one node of a scale set at all (spiffe/spire#2527).
+fn node_attestors(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
+    use crate::model::NodeAttestor;
+    for site in &context.topology.sites {
+        let attestor = site.cluster.node_attestor;
+        if attestor == NodeAttestor::K8sPsat {
+            continue;
+        }
+        let why = if attestor == NodeAttestor::AzureMsi {
+            "the nodes of an AKS scale set share one managed identity, so only the first node attests (spiffe/spire#2527), and"
+        } else {
+            "a node attested by it gets a SPIRE agent ID that"
+        };
+        diagnostics.push(Diagnostic::error(
+            "E020",
+            format!(
+                "site `{}` attests its nodes with `{}`: {why} spire-controller-manager parents workload entries only on `k8s_psat` agent IDs, so no agent of the site would get an SVID",
+                site.name,
+                attestor.as_str()
+            ),
+            context.value_at(&format!("{}/cluster/nodeAttestor", site.pointer)),
+            "remove `nodeAttestor` (`k8s_psat` is the default and needs no cloud IAM) or set it to `k8s_psat`",
+        ));
+    }
+}
+
+/// W109: `https_web` bundle endpoints without ACME and without a named ClusterIssuer.
+fn certificate_issuer(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
+    use crate::model::FederationProfile;
+    let federation = &context.topology.federation;
+    if !federation.enabled
+        || federation.profile != FederationProfile::HttpsWeb
+        || federation.acme_email.is_some()
+        || federation.certificate_issuer.is_some()
+        || federation.bundle_endpoints.is_empty()
+    {
+        return;
+    }
+    let issuer = crate::plan::prerequisites::default_certificate_issuer(context.topology);
+    diagnostics.push(Diagnostic::error(
+        "W109",
+        format!(
+            "the `https_web` bundle endpoints need a web certificate, and neither `acmeEmail` nor `certificateIssuer` says where it comes from: the Certificates name ClusterIssuer `{issuer}`, which you must create (prerequisites.json)"
+        ),
+        context.at("/federation"),
+        format!(
+            "set `federation.certificateIssuer` to the cert-manager ClusterIssuer you use, or `acmeEmail` for SPIRE's own ACME; or create ClusterIssuer `{issuer}`"
+        ),
+    ));
 }
 
 fn template(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {

@@ -177,6 +177,7 @@ pub const CODES: &[(&str, &str)] = &[
     ("E013", "a name that is not a DNS-1123 label, or would escape the output directory"),
     ("E014", "one trust domain spans several sites without spire.upstreamAuthority"),
     ("E015", "networking.type and networking.tailscale.enabled disagree; tailscale without tailnet"),
+    ("E020", "a cloud node attestor on a site, where workloads are registered on k8s_psat agent IDs"),
     ("W101", "an agent that serves nothing and calls nothing"),
     ("W102", "a public action also granted explicitly on an edge"),
     ("W103", "a site with no agents"),
@@ -185,6 +186,7 @@ pub const CODES: &[(&str, &str)] = &[
     ("W106", "allowSameTrustDomain while one trust domain spans several sites"),
     ("W107", "a wildcard or empty action list on a call"),
     ("W108", "a capability asked for the Tailscale sidecar with userspace networking"),
+    ("W109", "https_web bundle endpoints without acmeEmail or a named certificateIssuer"),
 ];
 
 #[cfg(test)]

@@ -26,6 +26,7 @@ mod agents;
 mod istio;
 mod network_policy;
 mod objects;
+pub mod registration;
 mod spire;
 
 use std::collections::BTreeMap;
@@ -141,6 +142,7 @@ fn site_files(site_context: &SiteContext<'_>, sink: &mut dyn Sink) -> io::Result
         ("spire-server.yaml".to_owned(), spire::server_file(site_context)),
         ("spire-agent.yaml".to_owned(), spire::agent_file(site_context)),
         ("spiffe-csi-driver.yaml".to_owned(), spire::csi_driver_file(site_context)),
+        ("registration.yaml".to_owned(), yaml_documents(&registration::manifests(site_context))),
     ];
     let mut resources: Vec<String> = files.iter().map(|(name, _)| name.clone()).collect();
     if !site.agents.is_empty() {
@@ -160,6 +162,17 @@ fn site_files(site_context: &SiteContext<'_>, sink: &mut dyn Sink) -> io::Result
     let kustomization =
         Kustomization { api_version: "kustomize.config.k8s.io/v1beta1", kind: "Kustomization", resources };
     files.push(("kustomization.yaml".to_owned(), super::yaml(&kustomization).into_bytes()));
+    // The CRDs the site's custom resources use, in a kustomization of their own that DEPLOY.md
+    // applies (and waits for) before the site.
+    let crds = Kustomization {
+        api_version: "kustomize.config.k8s.io/v1beta1",
+        kind: "Kustomization",
+        resources: registration::CRDS.iter().map(|(name, _)| (*name).to_owned()).collect(),
+    };
+    files.push(("crds/kustomization.yaml".to_owned(), super::yaml(&crds).into_bytes()));
+    for (name, text) in registration::CRDS {
+        files.push((format!("crds/{name}"), text.as_bytes().to_vec()));
+    }
     for (name, bytes) in files {
         sink.put(format!("k8s/{}/{name}", site.name), bytes)?;
     }
@@ -415,6 +428,16 @@ resilience:
             for path in artifacts.keys() {
                 let rest = path.strip_prefix("k8s/").expect("under k8s/");
                 let (site, file) = rest.split_once('/').expect("k8s/<site>/<file>");
+                if let Some(crd) = file.strip_prefix("crds/") {
+                    // The CRDs are a kustomization of their own, applied before the site.
+                    let crds = documents(&artifacts[&format!("k8s/{site}/crds/kustomization.yaml")]);
+                    let listed = crds[0]["resources"].as_sequence().expect("resources");
+                    assert!(
+                        crd == "kustomization.yaml" || listed.iter().any(|entry| entry.as_str() == Some(crd)),
+                        "{name}: {site}/crds lists no {crd}"
+                    );
+                    continue;
+                }
                 by_site.entry(site.to_owned()).or_default().insert(file.to_owned());
             }
             assert!(!by_site.is_empty(), "{name}: no sites");

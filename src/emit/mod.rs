@@ -8,6 +8,7 @@
 //! An artifact that embeds another (the ConfigMap holding `server.conf`) calls the other emitter's
 //! render function, so both carry the same bytes.
 
+pub mod deploy;
 pub mod image;
 pub mod k8s;
 pub mod opa;
@@ -123,6 +124,7 @@ pub const TARGETS: &[Target] = &[
     prometheus::TARGET,
     otel::TARGET,
     image::TARGET,
+    deploy::TARGET,
 ];
 
 /// The target called `name`.

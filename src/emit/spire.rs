@@ -105,7 +105,7 @@ pub const BUNDLE_PATH: &str = "/run/spire/bundle/bundle.crt";
 
 /// The Kubernetes TLS Secret (`tls.crt`, `tls.key`) holding the upstream CA every SPIRE server of a
 /// trust domain signs with, with `spire.upstreamAuthority: disk`.
-pub const UPSTREAM_CA_SECRET: &str = "spire-upstream-ca";
+pub const UPSTREAM_CA_SECRET: &str = crate::plan::prerequisites::UPSTREAM_CA_SECRET;
 
 /// Where `UPSTREAM_CA_SECRET` is mounted in the server.
 pub const UPSTREAM_CA_DIR: &str = "/run/spire/upstream-ca";
@@ -133,7 +133,7 @@ pub const BUNDLE_ENDPOINT_KEY_PATH: &str = "/run/spire/bundle-endpoint-tls/tls.k
 pub const DATASTORE_CONNECTION_ENV: &str = "SPIRE_DATASTORE_CONNECTION_STRING";
 
 /// The key of the connection string inside the Secret named by `spire.datastore.connectionSecret`.
-pub const DATASTORE_SECRET_KEY: &str = "connection-string";
+pub const DATASTORE_SECRET_KEY: &str = crate::plan::prerequisites::DATASTORE_SECRET_KEY;
 
 /// The environment variable holding the GCP project whose instances `gcp_iit` attests.
 pub const GCP_PROJECT_ENV: &str = "GCP_PROJECT_ID";
@@ -456,8 +456,11 @@ fn emit(context: &EmitContext<'_>, sink: &mut dyn Sink) -> io::Result<()> {
     Ok(())
 }
 
-/// The `federation` block of a site's server: its own bundle endpoint (when it has one) and one
-/// `federates_with` per trust domain federated with its own. `None` when there is neither.
+/// The `federation` block of a site's server: its own bundle endpoint, when it has one. `None`
+/// otherwise. The federation relationships with the peers are not written here: each is a
+/// `ClusterFederatedTrustDomain` that spire-controller-manager keeps in the server
+/// (`k8s/<site>/registration.yaml`), so that the relationships change without restarting the server
+/// and one source defines them.
 fn federation_block(context: &EmitContext<'_>, site: &Site) -> Option<Block> {
     let topology = context.topology;
     let federation = &topology.federation;
@@ -492,23 +495,6 @@ fn federation_block(context: &EmitContext<'_>, site: &Site) -> Option<Block> {
             Block::builder("bundle_endpoint")
                 .add_attribute(("address", "0.0.0.0"))
                 .add_attribute(("port", topology.spire.bundle_port))
-                .add_block(profile.build())
-                .build(),
-        );
-        empty = false;
-    }
-    let site_plan = &context.plan.sites[context.topology.site_position(&site.name).unwrap_or_default()];
-    for peer in &site_plan.federation {
-        let profile = match peer.profile {
-            FederationProfile::HttpsWeb => Block::builder("bundle_endpoint_profile").add_label("https_web"),
-            FederationProfile::HttpsSpiffe => Block::builder("bundle_endpoint_profile")
-                .add_label("https_spiffe")
-                .add_attribute(("endpoint_spiffe_id", peer.endpoint_spiffe_id.clone().unwrap_or_default())),
-        };
-        block = block.add_block(
-            Block::builder("federates_with")
-                .add_label(peer.trust_domain.as_str())
-                .add_attribute(("bundle_endpoint_url", peer.bundle_endpoint_url.as_str()))
                 .add_block(profile.build())
                 .build(),
         );
@@ -806,29 +792,33 @@ networking:
     }
 
     #[test]
-    fn federates_with_lists_exactly_the_federated_domains_and_is_mutual() {
+    fn federation_peers_are_exactly_the_federated_domains_and_mutual() {
         let compiled = compiled(SPIFFE_MESH);
         let context = EmitContext::of(&compiled);
         let mut declared: BTreeSet<(String, String)> = BTreeSet::new();
-        for site in &compiled.topology.sites {
+        for (position, site) in compiled.topology.sites.iter().enumerate() {
             let body = parse(&server_conf(&context, site));
             let federation = block(block(&body, "server"), "federation");
             let endpoint = block(federation, "bundle_endpoint");
             assert_eq!(attribute(endpoint, "port"), &Expression::from(compiled.topology.spire.bundle_port));
             let profiles: Vec<&str> = blocks(endpoint, "profile").map(label).collect();
             assert_eq!(profiles, ["https_spiffe"]);
-            let peers: Vec<&str> = blocks(federation, "federates_with").map(label).collect();
+            // The relationships are ClusterFederatedTrustDomains of spire-controller-manager, not
+            // server.conf blocks: one source for them.
+            assert_eq!(blocks(federation, "federates_with").count(), 0);
+            let peers: Vec<&str> = compiled.plan.sites[position]
+                .federation
+                .iter()
+                .map(|peer| peer.trust_domain.as_str())
+                .collect();
             assert_eq!(peers, compiled.graph.federated_with(&site.trust_domain));
-            for peer in blocks(federation, "federates_with") {
-                let url = string(peer.body(), "bundle_endpoint_url");
-                assert!(url.starts_with("https://"), "{url}");
-                let profile = blocks(peer.body(), "bundle_endpoint_profile").next().unwrap();
-                assert_eq!(label(profile), "https_spiffe");
+            for peer in &compiled.plan.sites[position].federation {
+                assert!(peer.bundle_endpoint_url.starts_with("https://"), "{}", peer.bundle_endpoint_url);
                 assert_eq!(
-                    string(profile.body(), "endpoint_spiffe_id"),
-                    format!("spiffe://{}/spire/server", label(peer))
+                    peer.endpoint_spiffe_id.as_deref(),
+                    Some(format!("spiffe://{}/spire/server", peer.trust_domain).as_str())
                 );
-                declared.insert((site.trust_domain.clone(), label(peer).to_owned()));
+                declared.insert((site.trust_domain.clone(), peer.trust_domain.clone()));
             }
         }
         for (left, right) in &declared {
@@ -894,7 +884,7 @@ networking:
             if attestor == "k8s_psat" {
                 // The agent's cluster is the key of the server's `clusters`.
                 let cluster = string(attestor_data, "cluster");
-                assert_eq!(cluster, "lab-cluster");
+                assert_eq!(cluster, site.cluster.name);
                 let Expression::Object(clusters) = attribute(server_data, "clusters") else { panic!() };
                 assert!(clusters.keys().any(|key| key.to_string().trim_matches('"') == cluster));
             }
@@ -938,8 +928,6 @@ networking:
                 }
             );
         }
-        let google = compiled.topology.site("google").unwrap();
-        assert!(server_environment(&context, google).iter().any(|variable| variable.name == GCP_PROJECT_ENV));
     }
 
     #[test]

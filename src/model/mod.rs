@@ -159,15 +159,6 @@ impl Provider {
             Provider::Onprem => None,
         }
     }
-
-    pub fn default_node_attestor(self) -> NodeAttestor {
-        match self {
-            Provider::Aws => NodeAttestor::AwsIid,
-            Provider::Gcp => NodeAttestor::GcpIit,
-            Provider::Azure => NodeAttestor::AzureMsi,
-            Provider::Onprem | Provider::Oracle | Provider::Ibm => NodeAttestor::K8sPsat,
-        }
-    }
 }
 
 /// A SPIRE node attestor plugin.
@@ -293,6 +284,9 @@ pub struct Federation {
     pub enabled: bool,
     pub profile: FederationProfile,
     pub acme_email: Option<String>,
+    /// The cert-manager ClusterIssuer of the `https_web` bundle endpoints' certificates (without
+    /// ACME); unset: `<mesh>-bundle-endpoint`.
+    pub certificate_issuer: Option<String>,
     /// Site name → bundle endpoint URL, sorted by site.
     pub bundle_endpoints: Vec<BundleEndpoint>,
     pub pairs: FederationPairs,
@@ -374,6 +368,9 @@ impl DatastoreKind {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Spire {
+    /// SPIRE server replicas per site: 1 with sqlite3, `spire.replicas` (default 2) with a shared
+    /// SQL datastore.
+    pub replicas: u32,
     pub namespace: String,
     pub server_port: u16,
     pub bundle_port: u16,

@@ -24,6 +24,7 @@ pub mod defaults {
     pub const NODES: u32 = 3;
     pub const SPIRE_NAMESPACE: &str = "spire-system";
     pub const SPIRE_SERVER_PORT: u16 = 8081;
+    pub const SPIRE_SERVER_REPLICAS: u32 = 2;
     pub const SPIRE_BUNDLE_PORT: u16 = 8443;
     pub const CA_TTL: &str = "24h";
     pub const SVID_TTL: &str = "1h";
@@ -138,6 +139,7 @@ struct RawFederation {
     enabled: Option<bool>,
     profile: Option<String>,
     acme_email: Option<String>,
+    certificate_issuer: Option<String>,
     bundle_endpoints: Option<BTreeMap<String, String>>,
     pairs: Option<Value>,
 }
@@ -152,6 +154,7 @@ struct RawSpire {
     svid_ttl: Option<String>,
     datastore: Option<RawDatastore>,
     upstream_authority: Option<String>,
+    replicas: Option<u32>,
 }
 
 #[derive(Deserialize, Default)]
@@ -296,7 +299,7 @@ fn build(raw: RawTopology) -> Topology {
                 .node_attestor
                 .as_deref()
                 .and_then(NodeAttestor::parse)
-                .unwrap_or_else(|| provider.default_node_attestor()),
+                .unwrap_or(NodeAttestor::K8sPsat),
         };
         let site_position = sites.len();
         let trust_domain = raw_site.trust_domain.unwrap_or_default();
@@ -365,6 +368,7 @@ fn build(raw: RawTopology) -> Topology {
             _ => FederationProfile::HttpsWeb,
         },
         acme_email: raw_federation.acme_email,
+        certificate_issuer: raw_federation.certificate_issuer,
         bundle_endpoints: raw_federation
             .bundle_endpoints
             .unwrap_or_default()
@@ -397,18 +401,26 @@ fn build(raw: RawTopology) -> Topology {
 
     let raw_spire = raw.spire.unwrap_or_default();
     let raw_datastore = raw_spire.datastore.unwrap_or_default();
+    let datastore_kind = match raw_datastore.kind.as_deref() {
+        Some("postgres") => DatastoreKind::Postgres,
+        Some("mysql") => DatastoreKind::Mysql,
+        _ => DatastoreKind::Sqlite3,
+    };
     let spire = Spire {
+        // sqlite3 lives on one server's volume: one replica. A shared SQL datastore: two by default.
+        replicas: match datastore_kind {
+            DatastoreKind::Sqlite3 => 1,
+            DatastoreKind::Postgres | DatastoreKind::Mysql => {
+                raw_spire.replicas.unwrap_or(defaults::SPIRE_SERVER_REPLICAS)
+            }
+        },
         namespace: raw_spire.namespace.unwrap_or_else(|| defaults::SPIRE_NAMESPACE.to_owned()),
         server_port: raw_spire.server_port.unwrap_or(defaults::SPIRE_SERVER_PORT),
         bundle_port: raw_spire.bundle_port.unwrap_or(defaults::SPIRE_BUNDLE_PORT),
         ca_ttl: raw_spire.ca_ttl.unwrap_or_else(|| defaults::CA_TTL.to_owned()),
         svid_ttl: raw_spire.svid_ttl.unwrap_or_else(|| defaults::SVID_TTL.to_owned()),
         datastore: Datastore {
-            kind: match raw_datastore.kind.as_deref() {
-                Some("postgres") => DatastoreKind::Postgres,
-                Some("mysql") => DatastoreKind::Mysql,
-                _ => DatastoreKind::Sqlite3,
-            },
+            kind: datastore_kind,
             connection_secret: raw_datastore.connection_secret,
             pointer: "/spire/datastore".to_owned(),
         },

@@ -18,6 +18,7 @@
 //! `allow_same_trust_domain` and `public_actions` of the model are read here only.
 
 pub mod paths;
+pub mod prerequisites;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
@@ -214,38 +215,10 @@ impl Plan {
             }
         }
 
-        let everyone_federates = !authorization.public_actions.is_empty();
         let mut agents = Vec::with_capacity(topology.agents.len());
         for ((position, agent), (calls, callers)) in
             topology.agents.iter().enumerate().zip(merged.into_iter().zip(callers))
         {
-            let own = authorization.agent_domain[position];
-            let mut federates: BTreeSet<usize> = BTreeSet::new();
-            let mut consider = |other: usize| {
-                let domain = authorization.agent_domain[other];
-                if domain != own && authorization.federated.contains(&(own, domain)) {
-                    federates.insert(domain);
-                }
-            };
-            calls.iter().for_each(|(callee, _)| consider(*callee));
-            callers.iter().for_each(|&caller| consider(caller));
-            if let Some(fallback) = agent.fallback.as_ref().and_then(|f| topology.agent_position(&f.name)) {
-                consider(fallback);
-            }
-            // Callers of this agent fail over to its fallback, and this agent fails over to the
-            // fallbacks of its callees: both ends of those calls must trust each other too.
-            for (callee, _) in &calls {
-                if let Some(fallback) =
-                    topology.agents[*callee].fallback.as_ref().and_then(|f| topology.agent_position(&f.name))
-                {
-                    consider(fallback);
-                }
-            }
-            if everyone_federates {
-                for peer in graph.federated_with(&authorization.domains[own]) {
-                    federates.insert(domain_id[peer]);
-                }
-            }
             let calls = calls
                 .into_iter()
                 .map(|(callee, actions)| {
@@ -257,10 +230,10 @@ impl Plan {
                 name: agent.name.clone(),
                 site: agent.site,
                 spiffe_id: agent.spiffe_id.clone(),
-                trust_domain: authorization.domains[own].clone(),
+                trust_domain: authorization.domains[authorization.agent_domain[position]].clone(),
                 calls,
                 callers,
-                federates_with: federates.into_iter().map(|id| authorization.domains[id].clone()).collect(),
+                federates_with: Vec::new(),
                 advertise_address: advertise_address(topology, position),
                 fallback_routes: Vec::new(),
                 own_fallback: agent
@@ -296,6 +269,39 @@ impl Plan {
             .collect();
         for (agent, routes) in plan.agents.iter_mut().zip(routes) {
             agent.fallback_routes = routes;
+        }
+
+        // Federation per agent: both ends of every connection an agent may open (its calls, the
+        // fallbacks it fails over to, its own fallback) trust each other's domain; with public
+        // actions every agent may be called from every federated domain.
+        let mut federates: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); plan.agents.len()];
+        {
+            let authorization = &plan.authorization;
+            let mut link = |left: usize, right: usize| {
+                let (a, b) = (authorization.agent_domain[left], authorization.agent_domain[right]);
+                if a != b && authorization.federated.contains(&(a, b)) {
+                    federates[left].insert(b);
+                    federates[right].insert(a);
+                }
+            };
+            for (position, agent) in plan.agents.iter().enumerate() {
+                agent.calls.iter().for_each(|call| link(position, call.callee));
+                agent.fallback_routes.iter().for_each(|route| link(position, route.fallback));
+                if let Some((fallback, _)) = agent.own_fallback {
+                    link(position, fallback);
+                }
+            }
+            if !authorization.public_actions.is_empty() {
+                for (position, agent) in plan.agents.iter().enumerate() {
+                    for peer in graph.federated_with(&agent.trust_domain) {
+                        federates[position].insert(domain_id[peer]);
+                    }
+                }
+            }
+        }
+        for (agent, domains) in plan.agents.iter_mut().zip(federates) {
+            agent.federates_with =
+                domains.into_iter().map(|id| plan.authorization.domains[id].clone()).collect();
         }
 
         let bundle_urls = domain_bundle_endpoints(topology);

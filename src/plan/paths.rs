@@ -71,3 +71,8 @@ pub fn k8s_site(site: &str) -> String {
 pub fn k8s_crds(site: &str) -> String {
     format!("k8s/{site}/crds")
 }
+
+/// A site's SPIRE registrations (ClusterSPIFFEIDs, ClusterFederatedTrustDomains).
+pub fn registration(site: &str) -> String {
+    format!("k8s/{site}/registration.yaml")
+}

@@ -121,7 +121,7 @@ pub fn explain(compiled: &Compiled, from: &str, to: &str, action: &str) -> Optio
             format!("both SVIDs are issued in trust domain {from_domain}")
         } else if trusted {
             format!(
-                "{from_domain} and {to_domain} federate: each server's federates_with holds the other's bundle endpoint"
+                "{from_domain} and {to_domain} federate: {to}'s site has a ClusterFederatedTrustDomain for {from_domain}, and {to}'s ClusterSPIFFEID federates with it"
             )
         } else if topology.federation.enabled {
             format!(
@@ -130,7 +130,7 @@ pub fn explain(compiled: &Compiled, from: &str, to: &str, action: &str) -> Optio
         } else {
             format!("federation is off, so {to} ({to_domain}) does not trust SVIDs of {from_domain}")
         },
-        source: paths::spire_server_conf(&callee_site.name),
+        source: paths::registration(&callee_site.name),
     };
 
     // OPA: DESIGN.md §4 allowed(A, B, action).

@@ -61,7 +61,7 @@ pub const OPA_DECISION: &str = "data.agentweave.authz.allow";
 /// The Tailscale container image, pinned.
 pub const TAILSCALE_IMAGE: &str = "ghcr.io/tailscale/tailscale:v1.86.5";
 /// The key of the auth key in `networking.tailscale.authKeySecret`, and where the sidecar mounts it.
-pub const TAILSCALE_AUTH_KEY: &str = "TS_AUTHKEY";
+pub const TAILSCALE_AUTH_KEY: &str = crate::plan::prerequisites::TAILSCALE_AUTH_KEY;
 pub const TAILSCALE_AUTH_DIR: &str = "/etc/tailscale/auth";
 /// Where the sidecar keeps its state (an `emptyDir`).
 pub const TAILSCALE_STATE_DIR: &str = "/var/lib/tailscale";

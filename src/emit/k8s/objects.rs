@@ -72,6 +72,40 @@ pub enum Body {
     IstioGateway {
         spec: super::istio::GatewaySpec,
     },
+    ClusterSpiffeId {
+        spec: super::registration::ClusterSpiffeIdSpec,
+    },
+    ClusterFederatedTrustDomain {
+        spec: super::registration::FederatedTrustDomainSpec,
+    },
+    Certificate {
+        spec: CertificateSpec,
+    },
+}
+
+/// `spec` of a cert-manager Certificate.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateSpec {
+    pub secret_name: String,
+    pub dns_names: Vec<String>,
+    pub issuer_ref: IssuerRef,
+    pub private_key: CertificatePrivateKey,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct IssuerRef {
+    pub name: String,
+    pub kind: &'static str,
+    pub group: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificatePrivateKey {
+    pub algorithm: &'static str,
+    pub size: u32,
+    pub rotation_policy: &'static str,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

@@ -13,12 +13,16 @@
 //! privileged because it bind-mounts that directory into pods.
 
 use super::objects::{
-    Body, Container, ContainerPort, CsiDriverSpec, DaemonSetSpec, DaemonSetUpdateStrategy, EnvVar,
-    IntOrString, LabelSelector, Manifest, ObjectMeta, PersistentVolumeClaimSpec,
-    PersistentVolumeClaimTemplate, PodMeta, PodSecurityContext, PodSpec, PodTemplateSpec, PolicyRule, Probe,
-    ResourceRequirements, RoleRef, RollingUpdateDaemonSet, SeccompProfile, SecurityContext, ServicePort,
-    ServiceSpec, StatefulSetSpec, StringMap, Subject, Toleration, Volume, VolumeMount, VolumeProjection,
-    VolumeResourceRequirements,
+    Body, CertificatePrivateKey, CertificateSpec, Container, ContainerPort, CsiDriverSpec, DaemonSetSpec,
+    DaemonSetUpdateStrategy, EnvVar, IntOrString, IssuerRef, LabelSelector, Manifest, ObjectMeta,
+    PersistentVolumeClaimSpec, PersistentVolumeClaimTemplate, PodDisruptionBudgetSpec, PodMeta,
+    PodSecurityContext, PodSpec, PodTemplateSpec, PolicyRule, Probe, ResourceRequirements, RoleRef,
+    RollingUpdateDaemonSet, SeccompProfile, SecurityContext, ServicePort, ServiceSpec, StatefulSetSpec,
+    StringMap, Subject, Toleration, Volume, VolumeMount, VolumeProjection, VolumeResourceRequirements,
+};
+use super::registration::{
+    self, CONTROLLER_CONFIG_DIR, CONTROLLER_CONFIG_KEY, CONTROLLER_CONFIGMAP, CONTROLLER_HEALTH_PORT,
+    CONTROLLER_MANAGER_IMAGE,
 };
 use super::{SiteContext, selector_labels};
 use crate::emit::conventions::SPIRE_SOCKET_DIR;
@@ -27,7 +31,7 @@ use crate::emit::spire::{
     READY_PATH, SERVER_NAME, TELEMETRY_PORT,
 };
 use crate::emit::yaml_documents;
-use crate::model::Provider;
+use crate::model::{FederationProfile, Provider};
 
 /// Pinned images.
 pub const SPIRE_SERVER_IMAGE: &str = "ghcr.io/spiffe/spire-server:1.13.3";
@@ -129,8 +133,41 @@ fn server_manifests(site: &SiteContext<'_>) -> Vec<Manifest> {
         api_version: "v1",
         kind: "ServiceAccount",
         metadata: ObjectMeta::namespaced("spire-server", namespace, labels.clone()),
-        body: Body::ServiceAccount { automount_service_account_token: psat || bundle_publisher },
+        // The server's plugins and spire-controller-manager both talk to the API server.
+        body: Body::ServiceAccount { automount_service_account_token: true },
     }];
+    // spire-controller-manager: reads pods, nodes, namespaces and its custom resources cluster-wide;
+    // leader election in the SPIRE namespace.
+    let controller_role = format!("{}-{}-spire-controller-manager", topology.mesh.name, namespace);
+    manifests.push(cluster_role_manifest(
+        &controller_role,
+        labels.clone(),
+        registration::controller_cluster_rules(),
+    ));
+    manifests.push(binding(
+        "ClusterRoleBinding",
+        &controller_role,
+        None,
+        "ClusterRole",
+        "spire-server",
+        namespace,
+        labels.clone(),
+    ));
+    manifests.push(Manifest {
+        api_version: "rbac.authorization.k8s.io/v1",
+        kind: "Role",
+        metadata: ObjectMeta::namespaced("spire-controller-manager-leader", namespace, labels.clone()),
+        body: Body::Role { rules: registration::controller_leader_rules() },
+    });
+    manifests.push(binding(
+        "RoleBinding",
+        "spire-controller-manager-leader",
+        Some(namespace),
+        "Role",
+        "spire-server",
+        namespace,
+        labels.clone(),
+    ));
     if psat {
         // k8s_psat: validate the agents' projected tokens and look up their pods and nodes.
         manifests.push(cluster_role_manifest(
@@ -186,8 +223,15 @@ fn server_manifests(site: &SiteContext<'_>) -> Vec<Manifest> {
             labels.clone(),
         ));
     }
-    let statefulset = server_statefulset(site, &labels, &conf, psat || bundle_publisher);
+    let statefulset = server_statefulset(site, &labels, &conf);
     manifests.push(configmap(SERVER_NAME, namespace, labels.clone(), "server.conf", conf));
+    manifests.push(configmap(
+        CONTROLLER_CONFIGMAP,
+        namespace,
+        labels.clone(),
+        CONTROLLER_CONFIG_KEY,
+        registration::controller_config(site),
+    ));
     // The bundle publisher fills this ConfigMap; weave only creates it, without data, so that
     // re-applying the manifests never wipes the bundle.
     manifests.push(Manifest {
@@ -221,6 +265,25 @@ fn server_manifests(site: &SiteContext<'_>) -> Vec<Manifest> {
             },
         },
     });
+    if topology.spire.replicas > 1 {
+        // Several servers share the SQL datastore; a drain takes at most one at a time.
+        manifests.push(Manifest {
+            api_version: "policy/v1",
+            kind: "PodDisruptionBudget",
+            metadata: ObjectMeta::namespaced("spire-server", namespace, labels.clone()),
+            body: Body::PodDisruptionBudget {
+                spec: PodDisruptionBudgetSpec {
+                    min_available: None,
+                    max_unavailable: Some(IntOrString::Int(1)),
+                    selector: LabelSelector::labels(selector_labels("spire-server", "spire-server")),
+                    unhealthy_pod_eviction_policy: "AlwaysAllow",
+                },
+            },
+        });
+    }
+    if let Some(certificate) = bundle_endpoint_certificate(site, &labels) {
+        manifests.push(certificate);
+    }
     if bundle_endpoint_exposed(site) {
         let mut metadata = ObjectMeta::namespaced("spire-bundle-endpoint", namespace, labels);
         metadata.annotations = load_balancer_annotations(site.site.provider);
@@ -237,16 +300,65 @@ fn server_manifests(site: &SiteContext<'_>) -> Vec<Manifest> {
                     // other trust domains' servers, and their addresses belong in its logs.
                     external_traffic_policy: Some("Local"),
                     selector: selector_labels("spire-server", "spire-server"),
-                    ports: vec![ServicePort::tcp(
-                        "bundle",
-                        topology.spire.bundle_port,
-                        IntOrString::name("bundle"),
-                    )],
+                    ports: bundle_endpoint_ports(site),
                 },
             },
         });
     }
     manifests
+}
+
+/// The bundle endpoint Service's ports: `spire.bundlePort`, and 443 with ACME, where the CA validates
+/// the TLS-ALPN-01 challenge SPIRE's ACME client answers on the bundle endpoint's listener.
+fn bundle_endpoint_ports(site: &SiteContext<'_>) -> Vec<ServicePort> {
+    let topology = site.topology;
+    let mut ports = vec![ServicePort::tcp("bundle", topology.spire.bundle_port, IntOrString::name("bundle"))];
+    if uses_acme(site) && topology.spire.bundle_port != 443 {
+        ports.push(ServicePort::tcp("acme", 443, IntOrString::name("bundle")));
+    }
+    ports
+}
+
+fn uses_acme(site: &SiteContext<'_>) -> bool {
+    let federation = &site.topology.federation;
+    federation.profile == FederationProfile::HttpsWeb && federation.acme_email.is_some()
+}
+
+/// A cert-manager Certificate for the site's `https_web` bundle endpoint when SPIRE does not get one
+/// through ACME: the Secret the server mounts, issued by the topology's ClusterIssuer.
+fn bundle_endpoint_certificate(site: &SiteContext<'_>, labels: &StringMap) -> Option<Manifest> {
+    let topology = site.topology;
+    let federation = &topology.federation;
+    if !bundle_endpoint_exposed(site) || federation.profile != FederationProfile::HttpsWeb || uses_acme(site)
+    {
+        return None;
+    }
+    let endpoint = federation.bundle_endpoint(&site.site.name)?;
+    let issuer = federation
+        .certificate_issuer
+        .clone()
+        .unwrap_or_else(|| crate::plan::prerequisites::default_certificate_issuer(topology));
+    Some(Manifest {
+        api_version: "cert-manager.io/v1",
+        kind: "Certificate",
+        metadata: ObjectMeta::namespaced(
+            spire_config::BUNDLE_ENDPOINT_TLS_SECRET,
+            &topology.spire.namespace,
+            labels.clone(),
+        ),
+        body: Body::Certificate {
+            spec: CertificateSpec {
+                secret_name: spire_config::BUNDLE_ENDPOINT_TLS_SECRET.to_owned(),
+                dns_names: vec![endpoint.host().to_owned()],
+                issuer_ref: IssuerRef { name: issuer, kind: "ClusterIssuer", group: "cert-manager.io" },
+                private_key: CertificatePrivateKey {
+                    algorithm: "ECDSA",
+                    size: 256,
+                    rotation_policy: "Always",
+                },
+            },
+        },
+    })
 }
 
 /// The provider's current annotations for an internet-facing layer-4 load balancer.
@@ -270,12 +382,7 @@ fn load_balancer_annotations(provider: Provider) -> StringMap {
     pairs.iter().map(|(key, value)| ((*key).to_owned(), (*value).to_owned())).collect()
 }
 
-fn server_statefulset(
-    site: &SiteContext<'_>,
-    labels: &StringMap,
-    conf: &str,
-    kubernetes_api: bool,
-) -> StatefulSetSpec {
+fn server_statefulset(site: &SiteContext<'_>, labels: &StringMap, conf: &str) -> StatefulSetSpec {
     let topology = site.topology;
     let spire = &topology.spire;
     // The datastore connection string and the cloud account facts reach server.conf through the
@@ -310,9 +417,10 @@ fn server_statefulset(
         volumes.push(Volume::secret("bundle-endpoint-tls", spire_config::BUNDLE_ENDPOINT_TLS_SECRET));
         mounts.push(VolumeMount::read_only("bundle-endpoint-tls", spire_config::BUNDLE_ENDPOINT_TLS_DIR));
     }
+    volumes.push(Volume::config_map("controller-manager-config", CONTROLLER_CONFIGMAP));
     let selector = selector_labels(SERVER_NAME, "spire-server");
     StatefulSetSpec {
-        replicas: 1,
+        replicas: spire.replicas,
         service_name: SERVER_NAME.to_owned(),
         selector: LabelSelector::labels(selector),
         template: PodTemplateSpec {
@@ -325,8 +433,7 @@ fn server_statefulset(
             },
             spec: PodSpec {
                 service_account_name: Some("spire-server".to_owned()),
-                // The API token only where a plugin talks to the API server.
-                automount_service_account_token: kubernetes_api,
+                automount_service_account_token: true,
                 enable_service_links: Some(false),
                 security_context: PodSecurityContext {
                     run_as_non_root: Some(true),
@@ -335,22 +442,25 @@ fn server_statefulset(
                     fs_group: Some(SPIRE_SERVER_UID),
                     seccomp_profile: SeccompProfile::default(),
                 },
-                containers: vec![Container {
-                    name: "spire-server".to_owned(),
-                    image: SPIRE_SERVER_IMAGE.to_owned(),
-                    image_pull_policy: "Always",
-                    args: spire_config::SERVER_ARGS.iter().map(|arg| (*arg).to_owned()).collect(),
-                    env,
-                    ports,
-                    resources: ResourceRequirements::new("100m", "256Mi", "1", "1Gi"),
-                    liveness_probe: Some(Probe {
-                        failure_threshold: 2,
-                        ..Probe::http(LIVE_PATH, IntOrString::name("healthz"), 15, 60)
-                    }),
-                    readiness_probe: Some(Probe::http(READY_PATH, IntOrString::name("healthz"), 5, 5)),
-                    security_context: SecurityContext::restricted(SPIRE_SERVER_UID),
-                    volume_mounts: mounts,
-                }],
+                containers: vec![
+                    Container {
+                        name: "spire-server".to_owned(),
+                        image: SPIRE_SERVER_IMAGE.to_owned(),
+                        image_pull_policy: "Always",
+                        args: spire_config::SERVER_ARGS.iter().map(|arg| (*arg).to_owned()).collect(),
+                        env,
+                        ports,
+                        resources: ResourceRequirements::new("100m", "256Mi", "1", "1Gi"),
+                        liveness_probe: Some(Probe {
+                            failure_threshold: 2,
+                            ..Probe::http(LIVE_PATH, IntOrString::name("healthz"), 15, 60)
+                        }),
+                        readiness_probe: Some(Probe::http(READY_PATH, IntOrString::name("healthz"), 5, 5)),
+                        security_context: SecurityContext::restricted(SPIRE_SERVER_UID),
+                        volume_mounts: mounts,
+                    },
+                    controller_manager_container(),
+                ],
                 volumes,
                 ..PodSpec::default()
             },
@@ -364,6 +474,32 @@ fn server_statefulset(
                 },
             },
         }],
+    }
+}
+
+/// spire-controller-manager, beside the server: it registers the site's workloads and federation
+/// relationships through the server's API socket (the shared `/tmp`), with its validating webhook
+/// off (weave's custom resources are checked against the CRDs when they are generated).
+fn controller_manager_container() -> Container {
+    Container {
+        name: "spire-controller-manager".to_owned(),
+        image: CONTROLLER_MANAGER_IMAGE.to_owned(),
+        image_pull_policy: "IfNotPresent",
+        args: vec![format!("--config={CONTROLLER_CONFIG_DIR}/{CONTROLLER_CONFIG_KEY}")],
+        env: vec![EnvVar::value("ENABLE_WEBHOOKS", "false")],
+        ports: vec![
+            ContainerPort::tcp("cm-healthz", CONTROLLER_HEALTH_PORT),
+            ContainerPort::tcp("cm-metrics", registration::CONTROLLER_METRICS_PORT),
+        ],
+        resources: ResourceRequirements::new("50m", "64Mi", "500m", "256Mi"),
+        liveness_probe: Some(Probe::http("/healthz", IntOrString::name("cm-healthz"), 15, 20)),
+        readiness_probe: Some(Probe::http("/readyz", IntOrString::name("cm-healthz"), 5, 10)),
+        security_context: SecurityContext::restricted(SPIRE_SERVER_UID),
+        volume_mounts: vec![
+            VolumeMount::read_only("controller-manager-config", CONTROLLER_CONFIG_DIR),
+            // The server's API socket lives under /tmp.
+            VolumeMount::writable("tmp", "/tmp"),
+        ],
     }
 }
 

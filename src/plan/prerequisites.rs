@@ -1,0 +1,209 @@
+//! What only the deployer can supply: secrets, an issuer, a default StorageClass where the cluster
+//! has none, DNS records weave's Terraform does not create. `out/prerequisites.json` lists them, each
+//! with why the output needs it and how to create it; `DEPLOY.md` refers to the list. Nothing a
+//! manifest mounts or names is missing from both the output and this list.
+
+use serde::Serialize;
+
+use crate::model::{DatastoreKind, FederationProfile, NetworkKind, Provider, Topology};
+
+/// The Secret key the Tailscale sidecar reads its auth key from.
+pub const TAILSCALE_AUTH_KEY: &str = "TS_AUTHKEY";
+
+/// The Secret key the SPIRE server reads its datastore connection string from.
+pub const DATASTORE_SECRET_KEY: &str = "connection-string";
+
+/// The Secret holding the upstream CA of a trust domain that spans sites (`upstreamAuthority: disk`).
+pub const UPSTREAM_CA_SECRET: &str = "spire-upstream-ca";
+
+/// The ClusterIssuer of the bundle endpoints' web certificates when the topology names none.
+pub fn default_certificate_issuer(topology: &Topology) -> String {
+    format!("{}-bundle-endpoint", topology.mesh.name)
+}
+
+/// One thing the deployer supplies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Prerequisite {
+    /// The site that needs it, or `*` for every site.
+    pub site: String,
+    pub kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    pub name: String,
+    /// For `kind: component`: the component's name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub component: Option<&'static str>,
+    /// For a StorageClass: whether it must be the cluster's default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default: Option<bool>,
+    pub why: String,
+    pub how: String,
+}
+
+/// Every prerequisite of the topology's output, sorted by site, kind and name.
+pub fn prerequisites(topology: &Topology) -> Vec<Prerequisite> {
+    let mut list = Vec::new();
+    let spire_namespace = &topology.spire.namespace;
+    for site in &topology.sites {
+        let mut push = |kind: &'static str, namespace: Option<&str>, name: &str, why: String, how: String| {
+            list.push(Prerequisite {
+                site: site.name.clone(),
+                kind,
+                namespace: namespace.map(str::to_owned),
+                name: name.to_owned(),
+                component: None,
+                default: None,
+                why,
+                how,
+            });
+        };
+        if topology.networking.kind == NetworkKind::Tailscale && !site.agents.is_empty() {
+            let secret = &topology.networking.tailscale.auth_key_secret;
+            let namespace = &topology.mesh.namespace;
+            push(
+                "Secret",
+                Some(namespace),
+                secret,
+                format!(
+                    "the Tailscale sidecar of every agent of site {} joins the tailnet with this auth key (key `{TAILSCALE_AUTH_KEY}`)",
+                    site.name
+                ),
+                format!(
+                    "create a reusable, pre-authorized, tagged auth key in the Tailscale admin console, then `kubectl -n {namespace} create secret generic {secret} --from-literal={TAILSCALE_AUTH_KEY}=<auth key>` (after the site's namespaces exist)"
+                ),
+            );
+        }
+        let datastore = &topology.spire.datastore;
+        if datastore.kind != DatastoreKind::Sqlite3
+            && let Some(secret) = &datastore.connection_secret
+        {
+            push(
+                "Secret",
+                Some(spire_namespace),
+                secret,
+                format!(
+                    "the SPIRE server reads its {} connection string from key `{DATASTORE_SECRET_KEY}`",
+                    datastore.kind.as_str()
+                ),
+                format!(
+                    "`kubectl -n {spire_namespace} create secret generic {secret} --from-literal={DATASTORE_SECRET_KEY}='<DSN>'` with the DSN of a database reachable from site {}",
+                    site.name
+                ),
+            );
+        }
+        if topology.spire.upstream_authority.as_deref() == Some("disk") {
+            push(
+                "Secret",
+                Some(spire_namespace),
+                UPSTREAM_CA_SECRET,
+                format!(
+                    "the SPIRE server of site {} signs with the upstream CA that all sites of trust domain {} share",
+                    site.name, site.trust_domain
+                ),
+                format!(
+                    "`kubectl -n {spire_namespace} create secret generic {} --from-file=tls.crt=ca.crt --from-file=tls.key=ca.key` with the trust domain's upstream CA",
+                    UPSTREAM_CA_SECRET
+                ),
+            );
+        }
+        let bundle_endpoint =
+            if topology.federation.enabled { topology.federation.bundle_endpoint(&site.name) } else { None };
+        if let Some(endpoint) = bundle_endpoint {
+            if topology.federation.profile == FederationProfile::HttpsWeb
+                && topology.federation.acme_email.is_none()
+            {
+                let issuer = topology
+                    .federation
+                    .certificate_issuer
+                    .clone()
+                    .unwrap_or_else(|| default_certificate_issuer(topology));
+                list.push(Prerequisite {
+                    site: site.name.clone(),
+                    kind: "component",
+                    namespace: None,
+                    name: "cert-manager".to_owned(),
+                    component: Some("cert-manager"),
+                    default: None,
+                    why: format!(
+                        "the web certificate of site {}'s bundle endpoint ({}) is a cert-manager Certificate",
+                        site.name,
+                        endpoint.host()
+                    ),
+                    how: "install cert-manager (with its CRDs) in the cluster before the site's manifests"
+                        .to_owned(),
+                });
+                list.push(Prerequisite {
+                    site: site.name.clone(),
+                    kind: "ClusterIssuer",
+                    namespace: None,
+                    name: issuer.clone(),
+                    component: None,
+                    default: None,
+                    why: format!(
+                        "cert-manager issues the bundle endpoint certificate for {} from this ClusterIssuer",
+                        endpoint.host()
+                    ),
+                    how: format!(
+                        "create ClusterIssuer `{issuer}` for a public CA the other trust domains trust (for example an ACME issuer with a DNS-01 solver for {})",
+                        endpoint.host()
+                    ),
+                });
+            }
+            if site.provider == Provider::Onprem {
+                // Resolved by the peers' servers, whatever their site.
+                list.push(Prerequisite {
+                    site: "*".to_owned(),
+                    kind: "DNSRecord",
+                    namespace: None,
+                    name: endpoint.host().to_owned(),
+                    component: None,
+                    default: None,
+                    why: format!(
+                        "the other trust domains fetch site {}'s bundle from {}",
+                        site.name, endpoint.url
+                    ),
+                    how: format!(
+                        "point {} at the address of Service spire-bundle-endpoint in namespace {spire_namespace} (`kubectl -n {spire_namespace} get svc spire-bundle-endpoint`)",
+                        endpoint.host()
+                    ),
+                });
+            }
+        }
+        if topology.networking.kind == NetworkKind::Istio {
+            list.push(Prerequisite {
+                site: site.name.clone(),
+                kind: "component",
+                namespace: None,
+                name: "istio".to_owned(),
+                component: Some("istio"),
+                default: None,
+                why: "the site's east-west gateway and the agents' sidecars are Istio's (istio.yaml)".to_owned(),
+                how: format!(
+                    "install Istio's CRDs and control plane for multi-cluster mesh `{}` (istioctl install, or the base and istiod Helm charts), network `{}`",
+                    topology.networking.istio.mesh_id, site.name
+                ),
+            });
+        }
+        if site.provider == Provider::Onprem {
+            list.push(Prerequisite {
+                site: site.name.clone(),
+                kind: "StorageClass",
+                namespace: None,
+                name: "default".to_owned(),
+                component: None,
+                default: Some(true),
+                why: "the SPIRE server's volume claim takes the cluster's default StorageClass".to_owned(),
+                how: "mark one StorageClass default (`storageclass.kubernetes.io/is-default-class: \"true\"`), for example local-path-provisioner or your storage vendor's CSI class".to_owned(),
+            });
+        }
+    }
+    list.sort_by(|left, right| {
+        (left.site.as_str(), left.kind, left.name.as_str()).cmp(&(
+            right.site.as_str(),
+            right.kind,
+            right.name.as_str(),
+        ))
+    });
+    list.dedup();
+    list
+}
