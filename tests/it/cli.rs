@@ -140,3 +140,49 @@ fn completions() {
         assert!(String::from_utf8_lossy(&output.stdout).contains("weave"));
     }
 }
+
+#[test]
+fn the_default_file_may_be_spelled_yml() {
+    let directory = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_weave"))
+            .args(args)
+            .current_dir(directory.path())
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap()
+    };
+    let missing = run(&["validate"]);
+    assert_eq!(code(&missing), 2);
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("multi-cloud-values.yaml"));
+    let seed = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/valid/federated-mesh.yaml");
+    std::fs::copy(&seed, directory.path().join("multi-cloud-values.yml")).unwrap();
+    let found = run(&["validate", "--format", "json"]);
+    assert_eq!(code(&found), 0, "{}", String::from_utf8_lossy(&found.stderr));
+    assert_eq!(code(&run(&["graph"])), 0);
+    assert_eq!(code(&run(&["build", "-o", "out"])), 0);
+    assert!(directory.path().join("out/weave.lock.json").exists());
+    // With both spellings present, `.yaml` is the one read.
+    std::fs::write(directory.path().join("multi-cloud-values.yaml"), "sites: [\n").unwrap();
+    assert_eq!(code(&run(&["validate"])), 1);
+}
+
+#[test]
+fn help_states_the_exit_codes_and_every_format() {
+    let top = String::from_utf8(weave(&["--help"]).stdout).unwrap();
+    assert!(top.contains("Exit codes:") && top.contains("2  usage or I/O error"), "{top}");
+    for command in ["validate", "build", "diff", "graph", "explain"] {
+        let help = String::from_utf8(weave(&[command, "--help"]).stdout).unwrap();
+        assert!(help.contains("Exit codes:"), "{command}: {help}");
+    }
+    for command in ["validate", "graph", "explain"] {
+        let help = String::from_utf8(weave(&[command, "--help"]).stdout).unwrap();
+        // The description follows the option, on its line or (in the long form) the next.
+        let lines: Vec<&str> = help.lines().collect();
+        let option = lines.iter().position(|line| line.contains("--format <FORMAT>")).unwrap();
+        assert!(
+            lines[option..=option + 1].iter().any(|line| line.contains("How to print")),
+            "{command}: --format has no description: {help}"
+        );
+    }
+}
