@@ -21,13 +21,28 @@ pub const EXIT_USAGE: u8 = 2;
 
 /// The default topology file.
 pub const DEFAULT_FILE: &str = "multi-cloud-values.yaml";
+/// The default topology file's other spelling, read when only it exists.
+pub const DEFAULT_FILE_YML: &str = "multi-cloud-values.yml";
+
+/// The exit codes, shown by `--help`.
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success: the topology is valid, OUT is fresh, nothing changed, the call is allowed
+  1  the topology is invalid (warnings count with --deny-warnings), OUT is stale, something
+     changed (diff), or the call is blocked (explain)
+  2  usage or I/O error: a bad argument, an unreadable file, an output that cannot be written";
+
+/// The help of a FILE argument.
+const FILE_HELP: &str =
+    "The topology file [default: multi-cloud-values.yaml, or multi-cloud-values.yml when only it exists]";
 
 #[derive(Debug, Parser)]
 #[command(
     name = "weave",
     version,
     about = "Compile one multi-cloud agent mesh topology into every artifact the mesh needs",
-    long_about = "weave reads multi-cloud-values.yaml (sites, trust domains, federation, networking, agents and who may call whom, observability) and writes Terraform, SPIRE, Kubernetes, Tailscale, OPA, Prometheus, OpenTelemetry and agent image artifacts that agree with each other by construction."
+    long_about = "weave reads multi-cloud-values.yaml (sites, trust domains, federation, networking, agents and who may call whom, observability) and writes Terraform, SPIRE, Kubernetes, Tailscale, OPA, Prometheus, OpenTelemetry and agent image artifacts that agree with each other by construction.",
+    after_help = EXIT_CODES
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -37,14 +52,19 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check a topology and report every problem at once
+    #[command(after_help = EXIT_CODES)]
     Validate(ValidateArgs),
     /// Write every artifact of a topology into an output directory
+    #[command(after_help = EXIT_CODES)]
     Build(BuildArgs),
     /// Compare the artifacts of two topologies (or of a topology and an output directory)
+    #[command(after_help = EXIT_CODES)]
     Diff(DiffArgs),
     /// Print the dependency graph of a topology
+    #[command(after_help = EXIT_CODES)]
     Graph(GraphArgs),
     /// Explain, layer by layer, whether one agent may call another with an action
+    #[command(after_help = EXIT_CODES)]
     Explain(ExplainArgs),
     /// Print the JSON Schema of the topology file
     Schema,
@@ -63,8 +83,7 @@ pub enum DiagnosticFormat {
 
 #[derive(Debug, clap::Args)]
 pub struct ValidateArgs {
-    /// The topology file
-    #[arg(default_value = DEFAULT_FILE)]
+    #[arg(default_value = DEFAULT_FILE, hide_default_value = true, help = FILE_HELP)]
     pub file: PathBuf,
     /// How to print diagnostics
     #[arg(long, value_enum, default_value_t = DiagnosticFormat::Human)]
@@ -76,8 +95,7 @@ pub struct ValidateArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct BuildArgs {
-    /// The topology file
-    #[arg(default_value = DEFAULT_FILE)]
+    #[arg(default_value = DEFAULT_FILE, hide_default_value = true, help = FILE_HELP)]
     pub file: PathBuf,
     /// The output directory (replaced as a whole)
     #[arg(short, long, default_value = "out")]
@@ -106,30 +124,34 @@ pub struct DiffArgs {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum GraphFormat {
+    /// A Mermaid flowchart (GitHub and GitLab render it in Markdown)
     Mermaid,
+    /// Graphviz dot (`weave graph --format dot | dot -Tsvg`)
     Dot,
+    /// JSON nodes and edges
     Json,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct GraphArgs {
-    /// The topology file
-    #[arg(default_value = DEFAULT_FILE)]
+    #[arg(default_value = DEFAULT_FILE, hide_default_value = true, help = FILE_HELP)]
     pub file: PathBuf,
+    /// How to print the graph
     #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
     pub format: GraphFormat,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ExplainFormat {
+    /// One line per layer, for people
     Human,
+    /// `{"allowed", "blocked_by", "layers"}`, for scripts
     Json,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct ExplainArgs {
-    /// The topology file
-    #[arg(default_value = DEFAULT_FILE)]
+    #[arg(default_value = DEFAULT_FILE, hide_default_value = true, help = FILE_HELP)]
     pub file: PathBuf,
     /// The calling agent
     #[arg(long)]
@@ -140,6 +162,7 @@ pub struct ExplainArgs {
     /// The action requested
     #[arg(long)]
     pub action: String,
+    /// How to print the verdict
     #[arg(long, value_enum, default_value_t = ExplainFormat::Human)]
     pub format: ExplainFormat,
 }
@@ -175,7 +198,15 @@ pub fn run() -> ExitCode {
             return ExitCode::from(if error.use_stderr() { EXIT_USAGE } else { EXIT_OK });
         }
     };
-    let code = match cli.command {
+    let mut command = cli.command;
+    if let Command::Validate(ValidateArgs { file, .. })
+    | Command::Build(BuildArgs { file, .. })
+    | Command::Graph(GraphArgs { file, .. })
+    | Command::Explain(ExplainArgs { file, .. }) = &mut command
+    {
+        *file = default_file(std::mem::take(file), |path| path.exists());
+    }
+    let code = match command {
         Command::Validate(args) => validate(&args),
         Command::Build(args) => build(&args),
         Command::Diff(args) => crate::review::diff::run(&args),
@@ -195,6 +226,16 @@ pub fn run() -> ExitCode {
         }
     };
     ExitCode::from(code)
+}
+
+/// The topology file to read: the one given, except that the default `multi-cloud-values.yaml`
+/// becomes `multi-cloud-values.yml` when only that exists.
+fn default_file(file: PathBuf, exists: impl Fn(&Path) -> bool) -> PathBuf {
+    if file == Path::new(DEFAULT_FILE) && !exists(&file) && exists(Path::new(DEFAULT_FILE_YML)) {
+        PathBuf::from(DEFAULT_FILE_YML)
+    } else {
+        file
+    }
 }
 
 /// Whether to colour output on stderr: only on a terminal, and never with `NO_COLOR` set.

@@ -363,11 +363,22 @@ fn load_document(source: &Source, limits: &Limits) -> Result<Document, Vec<Diagn
                 {
                     span = source.span_of_bytes(offset, offset + last.len_utf8());
                 }
+                let mut help =
+                    "fix the YAML syntax here (indentation, a missing `:` or an unclosed quote or bracket)";
+                // The scanner notices a tab where the token before it ends, often on the line
+                // above: point at the tab itself.
+                if error.info().contains("tab")
+                    && let Some(tab) = source.text.get(span.start..).and_then(|rest| rest.find('\t'))
+                {
+                    let offset = span.start + tab;
+                    span = source.span_of_bytes(offset, offset + 1);
+                    help = "YAML indents with spaces only: replace this tab with spaces";
+                }
                 loader.diagnostics.push(Diagnostic::error(
                     "E000",
                     format!("YAML syntax error: {}", error.info()),
                     Some(span),
-                    "fix the YAML syntax here (indentation, a missing `:` or an unclosed quote or bracket)",
+                    help,
                 ));
                 return Err(loader.diagnostics);
             }

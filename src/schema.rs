@@ -74,10 +74,15 @@ fn shape_problems(document: &Document, value: &Value) -> Vec<Diagnostic> {
                     }
                     let escaped = key.replace('~', "~0").replace('/', "~1");
                     let located = document.locate_nearest(&format!("{pointer}/{escaped}"));
-                    let help = match did_you_mean(key, &allowed) {
-                        Some(suggestion) => format!("did you mean `{suggestion}`?"),
-                        None if allowed.is_empty() => "remove this key".to_owned(),
-                        None => format!("remove it; the keys allowed here are: {}", allowed.join(", ")),
+                    let help = match (did_you_mean(key, &allowed), deeper_home(&schema_path, key)) {
+                        (Some(suggestion), _) => format!("did you mean `{suggestion}`?"),
+                        (None, Some(home)) => format!(
+                            "`{key}` is a key of {home}, one level deeper: indent it under the entry it belongs to"
+                        ),
+                        (None, None) if allowed.is_empty() => "remove this key".to_owned(),
+                        (None, None) => {
+                            format!("remove it; the keys allowed here are: {}", allowed.join(", "))
+                        }
                     };
                     diagnostics.push(
                         Diagnostic::error(
@@ -261,15 +266,56 @@ fn describe_property(schema_path: &str, name: &str) -> String {
         .unwrap_or_default()
 }
 
-/// The allowed key closest to `key`, when it is close enough to be a likely typo.
+/// The allowed key closest to `key`, when it is close enough to be a likely typo. Short names are
+/// also matched by one edit (a swapped, missing, extra or wrong letter: `gpc` for `gcp`), which
+/// Jaro-Winkler scores low when the slip is near the start of a three-letter word.
 pub fn did_you_mean<'a>(key: &str, allowed: &'a [String]) -> Option<&'a str> {
     let lowered = key.to_lowercase();
-    allowed
+    let similar = allowed
         .iter()
         .map(|candidate| (strsim::jaro_winkler(&lowered, &candidate.to_lowercase()), candidate))
         .filter(|(score, _)| *score >= 0.8)
         .max_by(|left, right| left.0.total_cmp(&right.0))
-        .map(|(_, candidate)| candidate.as_str())
+        .map(|(_, candidate)| candidate.as_str());
+    similar.or_else(|| {
+        // One edit away, and only when exactly one allowed key is: with two, neither is a safe guess.
+        let mut near = allowed.iter().filter(|candidate| {
+            lowered.chars().count() >= 3 && strsim::osa_distance(&lowered, &candidate.to_lowercase()) == 1
+        });
+        match (near.next(), near.next()) {
+            (Some(only), None) => Some(only.as_str()),
+            _ => None,
+        }
+    })
+}
+
+/// Where an unknown key belongs when it is not a typo but misplaced one level up: the name of a
+/// child of this object (a nested section, or the entries of a list or map) that has the key.
+fn deeper_home(schema_path: &str, key: &str) -> Option<String> {
+    let object_path = schema_path.rsplit_once('/').map_or("", |(parent, _)| parent);
+    let properties = schema_value().pointer(object_path)?.get("properties")?.as_object()?;
+    properties.iter().find_map(|(name, child)| {
+        let child = resolve(child);
+        if has_property(child, key) {
+            return Some(format!("`{name}`"));
+        }
+        let entries = child.get("items").or_else(|| child.get("additionalProperties"))?;
+        let noun = if child.get("items").is_some() { "each entry of" } else { "each value of" };
+        has_property(resolve(entries), key).then(|| format!("{noun} `{name}`"))
+    })
+}
+
+/// A schema node with its `$ref` (a local `#/...` pointer) followed.
+fn resolve(node: &Value) -> &Value {
+    node.get("$ref")
+        .and_then(Value::as_str)
+        .and_then(|reference| reference.strip_prefix('#'))
+        .and_then(|pointer| schema_value().pointer(pointer))
+        .unwrap_or(node)
+}
+
+fn has_property(node: &Value, key: &str) -> bool {
+    node.get("properties").and_then(|properties| properties.get(key)).is_some()
 }
 
 #[cfg(test)]
@@ -283,6 +329,19 @@ mod tests {
         assert_eq!(did_you_mean("replica", &allowed), Some("replicas"));
         assert_eq!(did_you_mean("capabilites", &allowed), Some("capabilities"));
         assert_eq!(did_you_mean("zzz", &allowed), None);
+        let clouds: Vec<String> =
+            ["aws", "azure", "gcp", "sites"].iter().map(|key| key.to_string()).collect();
+        assert_eq!(did_you_mean("gpc", &clouds), Some("gcp"));
+        assert_eq!(did_you_mean("asw", &clouds), Some("aws"));
+        assert_eq!(did_you_mean("ibm", &clouds), None);
+    }
+
+    #[test]
+    fn misplaced_keys_are_sent_one_level_deeper() {
+        let site = "/$defs/site/additionalProperties";
+        assert_eq!(deeper_home(site, "replicas").as_deref(), Some("each entry of `agents`"));
+        assert_eq!(deeper_home(site, "nodes").as_deref(), Some("`cluster`"));
+        assert_eq!(deeper_home(site, "bogus"), None);
     }
 
     #[test]

@@ -162,11 +162,16 @@ fn template(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
 fn declared_domains(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
     let topology = context.topology;
     let Some(declared) = &topology.declared_trust_domains else { return };
-    let used: BTreeSet<&str> = topology.sites.iter().map(|site| site.trust_domain.as_str()).collect();
+    // A site without `trustDomain` is one E001, reported by the schema: its domain is unknown, so it
+    // is neither an undeclared domain nor proof that a declared one is unused.
+    let (sites, unwritten): (Vec<_>, Vec<_>) =
+        topology.sites.iter().partition(|site| context.written(&format!("{}/trustDomain", site.pointer)));
+    let used: BTreeSet<&str> = sites.iter().map(|site| site.trust_domain.as_str()).collect();
     let declared_names: BTreeSet<&str> = declared.iter().map(|named| named.name.as_str()).collect();
-    let used_list: Vec<String> = used.iter().map(|name| name.to_string()).collect();
+    // A misspelled declaration is close to a domain the sites use and that is not declared yet.
+    let used_list: Vec<String> = used.difference(&declared_names).map(|name| name.to_string()).collect();
     for named in declared {
-        if !used.contains(named.name.as_str()) {
+        if !used.contains(named.name.as_str()) && unwritten.is_empty() {
             let help = match did_you_mean(&named.name, &used_list) {
                 Some(suggestion) => format!(
                     "the sites use `{suggestion}`: write that here, so SPIRE, OPA and the trust bundles agree"
@@ -184,7 +189,7 @@ fn declared_domains(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic
             );
         }
     }
-    for site in &topology.sites {
+    for site in sites {
         if !declared_names.contains(site.trust_domain.as_str()) {
             diagnostics.push(Diagnostic::error(
                 "E005",

@@ -13,34 +13,49 @@ pub(super) fn check(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic
 
 fn duplicates(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
     let topology = context.topology;
+    // The model holds sites sorted by name; a duplicate is the later one in the file, and the
+    // first is the one written first.
+    let line_of = |pointer: &str| context.at(pointer).map_or(usize::MAX, |span| span.line);
+    let mut site_order: Vec<&crate::model::Site> = topology.sites.iter().collect();
+    site_order.sort_by_key(|site| line_of(&site.pointer));
     let mut sites: BTreeMap<&str, &str> = BTreeMap::new();
-    for site in &topology.sites {
-        if let Some(first) = sites.insert(&site.name, &site.pointer) {
-            diagnostics.push(Diagnostic::error(
-                "E002",
-                format!("site `{}` is defined twice", site.name),
-                context.at(&site.pointer),
-                format!(
-                    "the seed shorthand `{}:` and `sites.{}` name the same site (first at {}); keep one",
-                    site.name,
-                    site.name,
-                    crate::schema::display_pointer(first)
-                ),
-            ));
+    for site in site_order {
+        if let Some(first) = sites.get(site.name.as_str()) {
+            diagnostics.push(
+                Diagnostic::error(
+                    "E002",
+                    format!("site `{}` is defined twice", site.name),
+                    context.at(&site.pointer),
+                    format!(
+                        "the seed shorthand `{}:` and `sites.{}` name the same site; the first is `{}` at line {}: keep one",
+                        site.name,
+                        site.name,
+                        crate::schema::display_pointer(first),
+                        line_of(first)
+                    ),
+                )
+                .with_label("second definition"),
+            );
+        } else {
+            sites.insert(&site.name, &site.pointer);
         }
     }
+    let mut agent_order: Vec<usize> = (0..topology.agents.len()).collect();
+    agent_order.sort_by_key(|&position| line_of(&topology.agents[position].pointer));
     let mut agents: BTreeMap<&str, usize> = BTreeMap::new();
     let mut spiffe_ids: BTreeMap<&str, usize> = BTreeMap::new();
-    for (position, agent) in topology.agents.iter().enumerate() {
+    for position in agent_order {
+        let agent = &topology.agents[position];
         if let Some(&first) = agents.get(agent.name.as_str()) {
             let first_site = &topology.sites[topology.agents[first].site].name;
+            let first_line = line_of(&topology.agents[first].pointer);
             diagnostics.push(
                 Diagnostic::error(
                     "E002",
                     format!("agent name `{}` is used twice", agent.name),
                     context.value_at(&format!("{}/name", agent.pointer)),
                     format!(
-                        "agent names are unique in the whole mesh (they name Deployments, tags and policy entries); the first `{}` is in site `{first_site}`: rename one",
+                        "agent names are unique in the whole mesh (they name Deployments, tags and policy entries); the first `{}` is in site `{first_site}` at line {first_line}: rename one",
                         agent.name
                     ),
                 )

@@ -1,0 +1,14 @@
+//! The integration tests, one binary: each module below was once its own `tests/*.rs` target, and
+//! each of those linked the whole crate and its dev-dependencies again. Run one part with
+//! `cargo test --test it <module>::` (for example `cargo test --test it fixtures::`).
+//!
+//! A new test file goes into this directory and gets its `mod` line here; its insta snapshots are
+//! `snapshots/it__<module>__<name>.snap`.
+
+mod build;
+mod cli;
+mod fixtures;
+mod opa_eval;
+mod properties;
+mod review;
+mod schema;
