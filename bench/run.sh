@@ -112,7 +112,7 @@ if [[ -n "$peers" ]]; then
 fi
 
 python3 bench/report.py \
-  --weave target/release/weave \
+  --weave "${CARGO_TARGET_DIR:-target}/release/weave" \
   --generator "$generator" \
   --cache target/weave-bench \
   --tmpfs "$tmpfs_dir" \

@@ -65,8 +65,9 @@ run_one() {
   local inject
   if [[ "$how" == kill ]]; then inject="signal=KILL"; else inject="error=EIO"; fi
   local code=0
-  strace -f -qq -o "$log" -e trace="$call" -e inject="$call:$inject:when=$n" \
-    "$weave" build "$topology" -o "$out" >/dev/null 2>&1 || code=$?
+  # In a subshell of its own, so that the shell's "Killed" notice goes nowhere.
+  (strace -f -qq -o "$log" -e trace="$call" -e inject="$call:$inject:when=$n" \
+    "$weave" build "$topology" -o "$out" >/dev/null 2>&1) >/dev/null 2>&1 || code=$?
   runs=$((runs + 1))
   local injected=0
   grep -q "INJECTED" "$log" && injected=1
