@@ -41,6 +41,9 @@ use crate::emit::Sink;
 /// The name of the lock file at the root of OUT.
 pub const LOCK_FILE: &str = "weave.lock.json";
 
+/// The directory `mkfs.ext4` puts at the root of a file system: left alone when OUT is a mount point.
+const LOST_AND_FOUND: &str = "lost+found";
+
 /// The largest lock file read (a 50,000-agent mesh's lock is about 20 MB).
 pub const MAX_LOCK_BYTES: u64 = 256 << 20;
 
@@ -280,7 +283,7 @@ impl Baseline {
             Ok(metadata) if !metadata.is_dir() => return Err(WriteError::NotADirectory(out.to_path_buf())),
             Ok(_) => {}
         }
-        let tree = scan(out, &[journal::PENDING]).map_err(io_error(out))?;
+        let tree = scan(out, &[journal::PENDING, LOST_AND_FOUND]).map_err(io_error(out))?;
         let lock = read_lock(out)?;
         let verdict = match &lock {
             LockState::Valid(lock) => {

@@ -584,3 +584,26 @@ pub fn compare(
     new.retain(|path, _| wanted.contains(path));
     Comparison { graph, files, old, new, held_back }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changed_files_past_the_bound_are_listed_without_their_diff() {
+        let files: BTreeMap<String, FileChange> =
+            ["a", "b", "c", "d"].iter().map(|path| ((*path).to_owned(), FileChange::Changed)).collect();
+        let half = MAX_DIFF_BYTES / 2;
+        let (kept, held_back) = select_for_diff(&files, |path| if path == "b" { half + 1 } else { half / 2 });
+        assert_eq!(kept.into_iter().collect::<Vec<_>>(), vec!["a", "b"]);
+        // Once one file is held back, so are the rest: which diffs are shown does not depend on sizes
+        // further down the list.
+        assert_eq!(held_back.into_iter().collect::<Vec<_>>(), vec!["c", "d"]);
+        let comparison =
+            Comparison { files, held_back: ["c".to_owned(), "d".to_owned()].into(), ..Comparison::default() };
+        assert!(
+            render(&comparison, false, false)
+                .contains("diff: 2 more changed files listed above without their diff")
+        );
+    }
+}
