@@ -12,6 +12,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import statistics
@@ -34,8 +35,10 @@ PEER_REPETITIONS = {100: 5, 1_000: 3, 10_000: 1}
 COMPARED_SIZES = {100, 1_000}
 # Runs of the builds also timed writing to disk, by size.
 DISK_REPETITIONS = {1_000: 3, 10_000: 2}
-PEER_NAMES = {"jsonnet": "Jsonnet", "kcl": "KCL", "jinja2": "Jinja2"}
-PEER_PACKAGES = {"jsonnet": "gojsonnet", "kcl": "kcl-lib", "jinja2": "jinja2"}
+PEER_NAMES = {"jsonnet": "Jsonnet", "jrsonnet": "jrsonnet", "kcl": "KCL", "jinja2": "Jinja2"}
+PEER_PACKAGES = {"jsonnet": "gojsonnet", "jrsonnet": "jrsonnet (cargo install)", "kcl": "kcl-lib", "jinja2": "jinja2"}
+# Timed runs of each rebuild figure, by size.
+REBUILD_REPETITIONS = {1_000: 5, 10_000: 5, 50_000: 3}
 
 
 def log(message):
@@ -290,6 +293,88 @@ def whole_process(arguments, inputs):
     return rows
 
 
+def timed(command):
+    """One run of COMMAND: (wall seconds, CPU seconds, exit code, stderr)."""
+    with tempfile.TemporaryFile() as stderr:
+        started = time.perf_counter()
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, stdin=subprocess.DEVNULL)
+        _, wait_status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - started
+        stderr.seek(0)
+        errors = stderr.read().decode(errors="replace")
+    return wall, usage.ru_utime + usage.ru_stime, os.waitstatus_to_exitcode(wait_status), errors
+
+
+def one_agent_change(path):
+    """A copy of the topology with one agent's replica count changed: a one-agent change."""
+    text = path.read_text(encoding="utf-8")
+    start = text.index("replicas: ") + len("replicas: ")
+    end = text.index("\n", start)
+    replicas = int(text[start:end])
+    changed = path.with_name(path.stem + "-one-agent-changed.yaml")
+    if not changed.is_file():
+        changed.write_text(text[:start] + str(replicas % 5 + 1) + text[end:], encoding="utf-8")
+    return changed
+
+
+def rebuild(arguments, inputs):
+    """Builds into an existing OUT on the ordinary file system: a fresh build for reference, a
+    one-agent change, and `build --check` of an unchanged OUT."""
+    weave = str(arguments.weave)
+    rows = []
+    for agents, sites, path, _ in inputs:
+        if agents not in REBUILD_REPETITIONS or not arguments.disk:
+            continue
+        repetitions = REBUILD_REPETITIONS[agents]
+        log(f"rebuild: {size_label(agents)} on disk, {plural(repetitions, 'run')} of each after a warm-up")
+        changed = one_agent_change(path)
+        work = Path(tempfile.mkdtemp(prefix="rebuild-", dir=arguments.disk))
+        out = work / "out"
+        try:
+            fresh = Runs()
+            for repetition in range(repetitions + 1):
+                shutil.rmtree(out, ignore_errors=True)
+                subprocess.run(["sync"], check=False)
+                wall, cpu, code, errors = timed([weave, "build", str(path), "-o", str(out)])
+                if code != 0:
+                    fresh.failed = errors.strip().splitlines()[-1] if errors.strip() else f"exit {code}"
+                    break
+                if repetition:
+                    fresh.walls.append(wall)
+                    fresh.cpus.append(cpu)
+            change = Runs()
+            written = []
+            # OUT holds `path`'s build: each run is a one-agent change, back and forth.
+            for repetition in range(repetitions + 1):
+                topology = changed if repetition % 2 == 0 else path
+                wall, cpu, code, errors = timed([weave, "build", str(topology), "-o", str(out)])
+                if code != 0:
+                    change.failed = errors.strip().splitlines()[-1] if errors.strip() else f"exit {code}"
+                    break
+                if repetition:
+                    change.walls.append(wall)
+                    change.cpus.append(cpu)
+                    found = re.search(r"(\d+) files written, (\d+) removed", errors)
+                    if found:
+                        written.append(int(found.group(1)) + int(found.group(2)))
+            current = changed if repetitions % 2 == 0 else path
+            check = Runs()
+            for repetition in range(repetitions + 1):
+                wall, cpu, code, errors = timed([weave, "build", "--check", str(current), "-o", str(out)])
+                if code != 0:
+                    check.failed = errors.strip().splitlines()[-1] if errors.strip() else f"exit {code}"
+                    break
+                if repetition:
+                    check.walls.append(wall)
+                    check.cpus.append(cpu)
+            files, _ = tree_size(out)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        rows.append({"agents": agents, "sites": sites, "runs": repetitions, "fresh": fresh, "change": change,
+                     "check": check, "touched": max(written) if written else None, "files": files})
+    return rows
+
+
 def phases(arguments, inputs):
     files = [str(path) for _, _, path, _ in inputs]
     log("phases: cargo bench --bench phases -- --table --json (compiles the bench first)")
@@ -478,6 +563,30 @@ def print_disk(rows, arguments):
     print()
 
 
+def print_rebuild(rows, arguments):
+    if not rows:
+        return
+    print("### Rebuild")
+    print()
+    print(f"Builds into an existing OUT on {filesystem(arguments.disk)} ({arguments.disk}), not tmpfs. "
+          "*Fresh*: `weave build FILE -o OUT` where OUT does not exist (removed and `sync`ed before each "
+          "run, outside the timing). *One-agent change*: `weave build` of the topology with one agent's "
+          "replica count changed, into the OUT of the topology before the change (the runs go back and "
+          "forth between the two), which rewrites only the files whose bytes change. *Check*: `weave "
+          "build --check` of an OUT that is up to date. Medians after a warm-up run. Goals (#18): the "
+          "one-agent change at most 1 s and at most 0.2 × the fresh build; the check at most 0.5 s.")
+    print()
+    print("| topology | runs | fresh build (ms) | one-agent change (ms) | change ÷ fresh | files touched "
+          "| `build --check` unchanged (ms) | files in OUT |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for row in rows:
+        touched = count(row["touched"]) if row["touched"] is not None else "—"
+        print(f"| {size_label(row['agents'])} | {row['runs']} | {time_cell(row['fresh'])} "
+              f"| {time_cell(row['change'])} | {ratio(row['change'].wall, row['fresh'].wall, 2)} "
+              f"| {touched} | {time_cell(row['check'])} | {count(row['files'])} |")
+    print()
+
+
 def print_phases(table, failure, rows):
     print("### Phases")
     print()
@@ -589,7 +698,7 @@ def main():
     parser.add_argument("--disk", type=Path, help="also time builds writing here (1,000 and 10,000 agents)")
     parser.add_argument("--sizes", default="100,1000,10000,50000")
     parser.add_argument("--peer-python", type=Path, help="the Python with the peers installed; none: no peers")
-    parser.add_argument("--peers", default="jsonnet,kcl,jinja2")
+    parser.add_argument("--peers", default="jsonnet,jrsonnet,kcl,jinja2")
     parser.add_argument("--install-failed", action="append", default=[], help="a peer pip could not install")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds before one run is stopped")
     parser.add_argument("--no-phases", action="store_true")
@@ -605,6 +714,7 @@ def main():
 
     inputs = topologies(arguments)
     rows = whole_process(arguments, inputs)
+    rebuild_rows = rebuild(arguments, inputs)
     table, failure = (None, "skipped: --no-phases") if arguments.no_phases else phases(arguments, inputs)
     status, peer_rows = {}, []
     if arguments.peer_python and arguments.peers:
@@ -617,6 +727,7 @@ def main():
     print_whole_process(rows, arguments)
     print_scaling(rows)
     print_disk(rows, arguments)
+    print_rebuild(rebuild_rows, arguments)
     print_phases(table, failure, rows)
     if arguments.peer_python and arguments.peers:
         print_peers(peer_rows, status, arguments)

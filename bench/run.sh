@@ -1,24 +1,26 @@
 #!/usr/bin/env bash
-# Whole-process benchmark of weave, the time of each phase, and weave against Jsonnet, KCL and Jinja2
-# on the same Kubernetes manifests. Prints a markdown report on stdout (bench/README.md explains
-# it); progress goes to stderr. 5 to 10 minutes on 2 cores.
+# Whole-process benchmark of weave, rebuilds into an existing OUT, the time of each phase, and weave
+# against Jsonnet (go-jsonnet and jrsonnet), KCL and Jinja2 on the same Kubernetes manifests. Prints
+# a markdown report on stdout (bench/README.md explains it); progress goes to stderr. 10 to 15 minutes
+# on 2 cores.
 #
 #   bash bench/run.sh                         everything
 #   bash bench/run.sh --sizes 100,1000        other topology sizes (default 100,1000,10000,50000)
-#   bash bench/run.sh --peers jsonnet,kcl     other peers (default jsonnet,kcl,jinja2)
+#   bash bench/run.sh --peers jsonnet,kcl     other peers (default jsonnet,jrsonnet,kcl,jinja2)
 #   bash bench/run.sh --no-peers              without the peer comparison
 #   bash bench/run.sh --no-phases             without the per-phase table
 #   bash bench/run.sh --timeout 600           seconds before one run is stopped (default 300)
 #
 # Environment: WEAVE_BENCH_GENERATOR (default ../shared/bench/gen-topology.py), WEAVE_BENCH_TMPFS
 # (where builds write; default /dev/shm), WEAVE_BENCH_DISK (where the disk-write note's builds write;
-# default target/weave-bench). Generated topologies are kept in target/weave-bench/; the peers are
-# installed with pip into bench/.venv.
+# default target/weave-bench; the rebuild table's builds write there too). Generated topologies are
+# kept in target/weave-bench/; the peers are installed with pip into bench/.venv, and jrsonnet with
+# `cargo install --locked` into bench/.jrsonnet (WEAVE_BENCH_JRSONNET names another binary).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 usage="usage: bash bench/run.sh [--sizes N,N,...] [--peers NAME,...] [--no-peers] [--no-phases] [--timeout SECONDS]"
-peers=jsonnet,kcl,jinja2
+peers=jsonnet,jrsonnet,kcl,jinja2
 passthrough=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -82,11 +84,20 @@ if [[ -n "$peers" ]]; then
     echo "warning: pip could not install PyYAML: the object comparison fails" >&2
   IFS=, read -r -a peer_list <<<"$peers"
   for peer in "${peer_list[@]}"; do
+    if [[ "$peer" == jrsonnet ]]; then
+      jrsonnet="${WEAVE_BENCH_JRSONNET:-bench/.jrsonnet/bin/jrsonnet}"
+      if [[ ! -x "$jrsonnet" ]]; then
+        echo "installing jrsonnet into bench/.jrsonnet (cargo install, a few minutes)" >&2
+        cargo install --quiet --locked --root bench/.jrsonnet jrsonnet --version 0.5.0-pre98 >&2 ||
+          peer_arguments+=(--install-failed jrsonnet)
+      fi
+      continue
+    fi
     case "$peer" in
       jsonnet) module=_gojsonnet package='gojsonnet==0.22.0' ;;
       kcl) module=kcl_lib.api package='kcl-lib==0.13.2' ;;
       jinja2) module=jinja2 package='jinja2==3.1.6' ;;
-      *) echo "error: unknown peer $peer; the peers are jsonnet, kcl and jinja2" >&2; exit 2 ;;
+      *) echo "error: unknown peer $peer; the peers are jsonnet, jrsonnet, kcl and jinja2" >&2; exit 2 ;;
     esac
     if ! "$python" -c "import $module" 2>/dev/null; then
       echo "installing $package into $venv" >&2
@@ -101,7 +112,7 @@ if [[ -n "$peers" ]]; then
 fi
 
 python3 bench/report.py \
-  --weave target/release/weave \
+  --weave "${CARGO_TARGET_DIR:-target}/release/weave" \
   --generator "$generator" \
   --cache target/weave-bench \
   --tmpfs "$tmpfs_dir" \

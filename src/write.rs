@@ -1,30 +1,55 @@
 //! Write: the only place that writes the output directory.
 //!
-//! A build renders every artifact straight into a fresh temporary directory beside OUT (so the whole
-//! output is never held in memory), writes `weave.lock.json` last, and then swaps the directory into
-//! place. A failed or interrupted build therefore leaves the previous OUT exactly as it was, and a
-//! successful one leaves no stale file of an older topology.
+//! **A new OUT** is rendered straight into a directory beside it (`.weave-build.<name>`, so the whole
+//! output is never held in memory), `weave.lock.json` is written last, and the directory is renamed
+//! to OUT in one step that never replaces anything.
+//!
+//! **An existing OUT** is updated in place, file by file, through a journal (see [`journal`]): each
+//! rendered artifact is compared with what OUT holds (the lock's digest, trusted when the file's
+//! size matches and it is older than the lock; its bytes read only when in doubt), only new and
+//! changed files are staged in `OUT/.weave-pending/`, and a committed journal moves them into place,
+//! removes what the new build no longer has, and replaces the lock. An unchanged file keeps its inode
+//! and modification time. Every command that reads or writes OUT first finishes or discards what a
+//! stopped run left there, so after it OUT is byte for byte the previous build or the new one. OUT
+//! itself is never renamed, so a mount point works like any directory.
 //!
 //! Safety rules: artifact paths are relative and never climb out of the directory (`..`, absolute
-//! paths and backslashes are refused); a non-empty OUT without `weave.lock.json` is not weave's and is
-//! left alone unless the caller forces it; OUT itself is replaced, never written through, so a
-//! symlink inside an old OUT is never followed.
+//! paths and backslashes are refused); an existing OUT is weave's only when its lock file parses and
+//! lists every file OUT holds, otherwise it is left alone unless the caller forces it; symbolic links
+//! in OUT are removed, never followed; only regular files are read, and never past a bound; a failed
+//! removal is an error.
 
-use std::collections::BTreeMap;
+mod fsio;
+pub mod journal;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{self, Write as _};
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+pub use fsio::{Entry, ReadRefused, Tree, read_bounded, scan};
+use journal::Journal;
 
 use crate::emit::Sink;
 
 /// The name of the lock file at the root of OUT.
 pub const LOCK_FILE: &str = "weave.lock.json";
 
+/// The directory `mkfs.ext4` puts at the root of a file system: left alone when OUT is a mount point.
+const LOST_AND_FOUND: &str = "lost+found";
+
+/// The largest lock file read (a 50,000-agent mesh's lock is about 20 MB).
+pub const MAX_LOCK_BYTES: u64 = 256 << 20;
+
 /// `weave.lock.json`: what produced OUT, and the digest of every file in it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Lock {
     pub weave_version: String,
     pub input: LockInput,
@@ -33,6 +58,7 @@ pub struct Lock {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LockInput {
     /// The input's file name (not its path, so the lock is the same on every machine).
     pub file: String,
@@ -54,14 +80,37 @@ impl Lock {
     pub fn to_bytes(&self) -> Vec<u8> {
         crate::emit::json_pretty(self)
     }
+
+    /// Reads a lock file's bytes and checks that they describe files weave could have written: every
+    /// path stays inside OUT and every digest is a sha256.
+    pub fn parse(bytes: &[u8]) -> Result<Lock, String> {
+        let lock: Lock = serde_json::from_slice(bytes).map_err(|error| error.to_string())?;
+        let is_digest = |digest: &str| {
+            digest.len() == 64 && digest.bytes().all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f'))
+        };
+        if !is_digest(&lock.input.sha256) {
+            return Err("the input digest is not a sha256".to_owned());
+        }
+        for (path, digest) in &lock.files {
+            if safe_relative_path(path).is_err() || path == LOCK_FILE {
+                return Err(format!("it lists `{path}`, which weave never writes"));
+            }
+            if !is_digest(digest) {
+                return Err(format!("the digest of `{path}` is not a sha256"));
+            }
+        }
+        Ok(lock)
+    }
 }
 
 /// The sha256 of some bytes, in lowercase hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = Sha256::digest(bytes);
     let mut hex = String::with_capacity(64);
     for byte in digest {
-        hex.push_str(&format!("{byte:02x}"));
+        hex.push(HEX[usize::from(byte >> 4)] as char);
+        hex.push(HEX[usize::from(byte & 15)] as char);
     }
     hex
 }
@@ -69,8 +118,8 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// Why a build could not be written.
 #[derive(Debug)]
 pub enum WriteError {
-    /// OUT exists, is not empty, and has no lock file: it is not a weave output.
-    NotOurs(PathBuf),
+    /// OUT exists, is not empty, and is not a weave output: why.
+    NotOurs(PathBuf, String),
     /// OUT exists and is not a directory.
     NotADirectory(PathBuf),
     /// An emitter produced a path that would leave the output directory.
@@ -81,9 +130,9 @@ pub enum WriteError {
 impl std::fmt::Display for WriteError {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            WriteError::NotOurs(path) => write!(
+            WriteError::NotOurs(path, reason) => write!(
                 formatter,
-                "{} is not empty and has no {LOCK_FILE}, so it is not a weave output; refusing to replace it (use --force to replace it anyway)",
+                "{} is not a weave output ({reason}); refusing to replace its files (use --force to replace them anyway)",
                 path.display()
             ),
             WriteError::NotADirectory(path) => {
@@ -99,6 +148,10 @@ impl std::fmt::Display for WriteError {
 
 impl std::error::Error for WriteError {}
 
+fn io_error(path: &Path) -> impl FnOnce(io::Error) -> WriteError + '_ {
+    move |error| WriteError::Io(path.to_path_buf(), error)
+}
+
 /// Checks that an artifact path stays inside the output directory.
 pub fn safe_relative_path(path: &str) -> Result<&Path, WriteError> {
     let relative = Path::new(path);
@@ -108,16 +161,242 @@ pub fn safe_relative_path(path: &str) -> Result<&Path, WriteError> {
     if clean { Ok(relative) } else { Err(WriteError::UnsafePath(path.to_owned())) }
 }
 
-/// A sink that writes each artifact into a directory as it comes, remembering its digest.
-pub struct DirectorySink {
+fn unsafe_path_error(path: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, WriteError::UnsafePath(path.to_owned()).to_string())
+}
+
+/// The staging directory of a new OUT, beside it.
+fn staging_path(out: &Path) -> PathBuf {
+    let name = out.file_name().map_or_else(|| "out".into(), |name| name.to_string_lossy().into_owned());
+    // A name too long for the file system is shortened to a digest of itself.
+    let name = if name.len() > 200 { sha256_hex(name.as_bytes())[..32].to_owned() } else { name };
+    fsio::parent_of(out).join(format!(".weave-build.{name}"))
+}
+
+/// OUT opened for a command: the locks held for its duration, and anything a stopped run left
+/// finished (a committed update) or removed (an uncommitted one, a new OUT's staging directory).
+pub struct Opened {
+    parent: Option<fsio::DirectoryLock>,
+    _out: Option<fsio::DirectoryLock>,
+    /// Whether a stopped build was finished.
+    pub rolled_forward: bool,
+}
+
+/// Opens OUT for a command: takes the locks and recovers. Every command that reads or writes OUT
+/// starts here.
+pub fn open(out: &Path) -> Result<Opened, WriteError> {
+    let parent = fsio::parent_of(out);
+    let parent_lock = if parent.is_dir() {
+        Some(fsio::DirectoryLock::acquire(&parent).map_err(io_error(&parent))?)
+    } else {
+        None
+    };
+    let staging = staging_path(out);
+    fsio::remove_tree_if_present(&staging).map_err(io_error(&staging))?;
+    let is_directory = fs::symlink_metadata(out).is_ok_and(|metadata| metadata.is_dir());
+    if !is_directory {
+        return Ok(Opened { parent: parent_lock, _out: None, rolled_forward: false });
+    }
+    let out_lock = fsio::DirectoryLock::acquire(out).map_err(io_error(out))?;
+    let rolled_forward = journal::recover(out)?;
+    // A new OUT is created under the parent's lock; an existing one is written under its own.
+    Ok(Opened { parent: None, _out: Some(out_lock), rolled_forward })
+}
+
+/// Sets the lock file's modification time to now, after every file of OUT is in place: a file of
+/// OUT older than the lock is trusted to hold what the lock says when its size matches.
+pub(crate) fn mark_lock_current(out: &Path) -> Result<(), WriteError> {
+    let path = out.join(LOCK_FILE);
+    // Setting a time takes ownership of the file, not write permission.
+    match fs::File::open(&path) {
+        Ok(file) => file.set_modified(SystemTime::now()).map_err(io_error(&path)),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(WriteError::Io(path, error)),
+    }
+}
+
+/// An existing OUT as the previous build left it: its files' metadata and its lock.
+#[derive(Debug)]
+pub struct Baseline {
     root: PathBuf,
+    tree: Tree,
+    lock: Option<PreviousLock>,
+}
+
+#[derive(Debug)]
+struct PreviousLock {
+    files: BTreeMap<String, String>,
+    bytes: Vec<u8>,
+    modified: Option<SystemTime>,
+}
+
+/// How OUT's file at a path compares with an artifact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileState {
+    /// The same bytes; `read` when they had to be read to know.
+    Current {
+        read: bool,
+    },
+    Missing,
+    Differs,
+}
+
+/// What the lock file of a directory says about it.
+enum LockState {
+    Missing,
+    Invalid(String),
+    Valid(PreviousLock),
+}
+
+fn read_lock(out: &Path) -> Result<LockState, WriteError> {
+    let path = out.join(LOCK_FILE);
+    let (file, metadata) = match fsio::open_regular(&path) {
+        Ok(Some(opened)) => opened,
+        Ok(None) => return Ok(LockState::Invalid(format!("{LOCK_FILE} is not a regular file"))),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(LockState::Missing),
+        Err(error) => return Err(WriteError::Io(path, error)),
+    };
+    drop(file);
+    let bytes = match read_bounded(&path, MAX_LOCK_BYTES) {
+        Ok(bytes) => bytes,
+        Err(ReadRefused::Io(error)) => return Err(WriteError::Io(path, error)),
+        Err(refused) => return Ok(LockState::Invalid(format!("{LOCK_FILE} is {refused}"))),
+    };
+    match Lock::parse(&bytes) {
+        Ok(lock) => Ok(LockState::Valid(PreviousLock {
+            files: lock.files,
+            bytes,
+            modified: metadata.modified().ok(),
+        })),
+        Err(reason) => Ok(LockState::Invalid(format!("{LOCK_FILE} is not a weave lock: {reason}"))),
+    }
+}
+
+impl Baseline {
+    /// Reads an existing OUT (call [`open`] first). `Ok(None)` when there is no OUT. An OUT that is
+    /// not weave's (no lock, a lock that does not parse, or files the lock does not list) is refused
+    /// unless `force`, in which case it is treated as holding nothing of weave's.
+    pub fn read(out: &Path, force: bool) -> Result<Option<Baseline>, WriteError> {
+        match fs::symlink_metadata(out) {
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(WriteError::Io(out.to_path_buf(), error)),
+            Ok(metadata) if !metadata.is_dir() => return Err(WriteError::NotADirectory(out.to_path_buf())),
+            Ok(_) => {}
+        }
+        let tree = scan(out, &[journal::PENDING, LOST_AND_FOUND]).map_err(io_error(out))?;
+        let lock = read_lock(out)?;
+        let verdict = match &lock {
+            LockState::Valid(lock) => {
+                let unlisted: Vec<&str> = tree
+                    .entries
+                    .keys()
+                    .filter(|path| path.as_str() != LOCK_FILE && !lock.files.contains_key(*path))
+                    .map(String::as_str)
+                    .collect();
+                if unlisted.is_empty() {
+                    Ok(())
+                } else {
+                    let examples = &unlisted[..unlisted.len().min(3)];
+                    Err(format!(
+                        "{} of its files are not in its {LOCK_FILE}: {}{}",
+                        unlisted.len(),
+                        examples.join(", "),
+                        if unlisted.len() > examples.len() { ", ..." } else { "" }
+                    ))
+                }
+            }
+            _ if tree.is_empty() => Ok(()),
+            LockState::Missing => Err(format!("it is not empty and has no {LOCK_FILE}")),
+            LockState::Invalid(reason) => Err(reason.clone()),
+        };
+        let root = out.to_path_buf();
+        match (verdict, lock) {
+            (Ok(()), LockState::Valid(lock)) => Ok(Some(Baseline { root, tree, lock: Some(lock) })),
+            (Ok(()), _) => Ok(Some(Baseline { root, tree, lock: None })),
+            // Forced: whatever the lock says about the files it lists still holds.
+            (Err(_), LockState::Valid(lock)) if force => Ok(Some(Baseline { root, tree, lock: Some(lock) })),
+            (Err(_), _) if force => Ok(Some(Baseline { root, tree, lock: None })),
+            (Err(reason), _) => Err(WriteError::NotOurs(root, reason)),
+        }
+    }
+
+    /// Compares OUT's file at `path` with an artifact whose digest is `digest`.
+    pub fn state(&self, path: &str, bytes: &[u8], digest: &str) -> FileState {
+        match self.tree.entries.get(path) {
+            None => FileState::Missing,
+            Some(Entry::File { len, modified }) if *len == bytes.len() as u64 => {
+                if let Some(lock) = &self.lock
+                    && lock.files.get(path).is_some_and(|locked| locked == digest)
+                    && let (Some(file_time), Some(lock_time)) = (modified, lock.modified)
+                    && *file_time < lock_time
+                {
+                    return FileState::Current { read: false };
+                }
+                match read_bounded(&self.root.join(path), *len) {
+                    Ok(existing) if existing == bytes => FileState::Current { read: true },
+                    _ => FileState::Differs,
+                }
+            }
+            Some(_) => FileState::Differs,
+        }
+    }
+
+    /// What OUT holds at a path, from its metadata.
+    pub fn entry(&self, path: &str) -> Option<&Entry> {
+        self.tree.entries.get(path)
+    }
+
+    /// The lock file's bytes as OUT holds them.
+    pub fn lock_bytes(&self) -> Option<&[u8]> {
+        self.lock.as_ref().map(|lock| lock.bytes.as_slice())
+    }
+
+    /// Every file (or link, FIFO, ...) of OUT but the lock.
+    pub fn paths(&self) -> impl Iterator<Item = &String> {
+        self.tree.entries.keys().filter(|path| path.as_str() != LOCK_FILE)
+    }
+
+    /// Whether the lock file exists at all.
+    fn has_lock_entry(&self) -> bool {
+        self.tree.entries.contains_key(LOCK_FILE)
+    }
+}
+
+/// Where a [`DirectorySink`] puts what it is given.
+#[derive(Clone)]
+enum Destination {
+    /// Every artifact, into the staging directory of a new OUT.
+    Whole { root: PathBuf },
+    /// Only what differs from OUT, into OUT's pending directory under numbered names.
+    Update { pending: PathBuf, baseline: Arc<Baseline>, counter: Arc<AtomicUsize> },
+}
+
+/// A sink that writes artifacts as they come (every one into a new OUT, only the new and changed ones
+/// for an existing OUT), remembering the digest of each.
+pub struct DirectorySink {
+    destination: Destination,
     files: BTreeMap<String, String>,
     created: std::collections::HashSet<PathBuf>,
+    /// Staged files of an update: name in the pending directory, path in OUT.
+    staged: Vec<(String, String)>,
+    /// Files of OUT whose bytes had to be read to know they are current.
+    read: usize,
 }
 
 impl DirectorySink {
+    /// A sink that writes every artifact under `root`.
     pub fn new(root: PathBuf) -> DirectorySink {
-        DirectorySink { root, files: BTreeMap::new(), created: std::collections::HashSet::new() }
+        DirectorySink::with(Destination::Whole { root })
+    }
+
+    fn with(destination: Destination) -> DirectorySink {
+        DirectorySink {
+            destination,
+            files: BTreeMap::new(),
+            created: std::collections::HashSet::new(),
+            staged: Vec::new(),
+            read: 0,
+        }
     }
 
     pub fn files(&self) -> &BTreeMap<String, String> {
@@ -127,9 +406,29 @@ impl DirectorySink {
 
 impl Sink for DirectorySink {
     fn put(&mut self, path: String, bytes: Vec<u8>) -> io::Result<()> {
-        let relative = safe_relative_path(&path)
-            .map_err(|error| io::Error::new(io::ErrorKind::InvalidInput, error.to_string()))?;
-        let target = self.root.join(relative);
+        let relative = safe_relative_path(&path).map_err(|_| unsafe_path_error(&path))?;
+        if path == LOCK_FILE || path.starts_with(journal::PENDING) {
+            return Err(unsafe_path_error(&path));
+        }
+        let digest = sha256_hex(&bytes);
+        let target = match &self.destination {
+            Destination::Whole { root } => root.join(relative),
+            Destination::Update { pending, baseline, counter } => {
+                match baseline.state(&path, &bytes, &digest) {
+                    FileState::Current { read } => {
+                        self.read += usize::from(read);
+                        self.files.insert(path, digest);
+                        return Ok(());
+                    }
+                    FileState::Missing | FileState::Differs => {
+                        let name = counter.fetch_add(1, Ordering::Relaxed).to_string();
+                        let target = pending.join(&name);
+                        self.staged.push((name, path.clone()));
+                        target
+                    }
+                }
+            }
+        };
         if let Some(parent) = target.parent()
             && !self.created.contains(parent)
         {
@@ -138,25 +437,27 @@ impl Sink for DirectorySink {
         }
         let mut file = fs::File::create(&target)?;
         file.write_all(&bytes)?;
-        self.files.insert(path, sha256_hex(&bytes));
+        self.files.insert(path, digest);
         Ok(())
     }
 }
 
 impl crate::emit::ForkSink for DirectorySink {
     fn fork(&self) -> Self {
-        DirectorySink::new(self.root.clone())
+        DirectorySink::with(self.destination.clone())
     }
 
     fn join(&mut self, other: Self) {
         self.files.extend(other.files);
         self.created.extend(other.created);
+        self.staged.extend(other.staged);
+        self.read += other.read;
     }
 }
 
 impl crate::emit::ForkSink for CheckSink {
     fn fork(&self) -> Self {
-        CheckSink::new(self.root.clone())
+        CheckSink { baseline: self.baseline.clone(), files: BTreeMap::new(), staleness: Staleness::default() }
     }
 
     fn join(&mut self, other: Self) {
@@ -166,15 +467,24 @@ impl crate::emit::ForkSink for CheckSink {
     }
 }
 
-/// What a finished build wrote.
+/// What a finished build did.
 #[derive(Debug)]
 pub struct Written {
     pub lock: Lock,
+    /// Whether OUT was written whole (it did not exist) rather than updated.
+    pub whole: bool,
+    /// Files written (the lock included).
+    pub written: usize,
+    /// Files removed.
+    pub removed: usize,
+    /// Files left as they were (the lock included).
+    pub unchanged: usize,
 }
 
-/// Builds OUT atomically: `emit` writes into a temporary directory beside OUT, the lock file is
-/// added, and the directory replaces OUT. On any error OUT is left as it was and the temporary
-/// directory is removed.
+/// Builds OUT so that, whatever stops it, OUT is afterwards (once the next weave command that opens
+/// it has run) byte for byte the previous build or this one. A new OUT is rendered beside it and
+/// renamed into place; an existing one is updated through the journal, touching only the files
+/// whose bytes change. On an error OUT is left as it was.
 pub fn build_atomically(
     out: &Path,
     force: bool,
@@ -182,85 +492,141 @@ pub fn build_atomically(
     input: &[u8],
     emit: impl FnOnce(&mut DirectorySink) -> io::Result<()>,
 ) -> Result<Written, WriteError> {
-    check_replaceable(out, force)?;
-    let parent = match out.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
-        _ => PathBuf::from("."),
+    let mut opened = open(out)?;
+    let result = match Baseline::read(out, force)? {
+        None => build_whole(out, &mut opened, input_name, input, emit),
+        Some(baseline) => update(out, baseline, input_name, input, emit),
     };
-    fs::create_dir_all(&parent).map_err(|error| WriteError::Io(parent.clone(), error))?;
-    let staging = tempfile::Builder::new()
-        .prefix(".weave-build-")
-        .tempdir_in(&parent)
-        .map_err(|error| WriteError::Io(parent.clone(), error))?;
-    let mut sink = DirectorySink::new(staging.path().to_path_buf());
-    emit(&mut sink).map_err(|error| match error.kind() {
+    drop(opened);
+    result
+}
+
+fn emit_error(at: &Path, error: io::Error) -> WriteError {
+    match error.kind() {
         io::ErrorKind::InvalidInput => WriteError::UnsafePath(error.to_string()),
-        _ => WriteError::Io(staging.path().to_path_buf(), error),
-    })?;
-    let lock = Lock::new(input_name, input, std::mem::take(&mut sink.files));
-    fs::write(staging.path().join(LOCK_FILE), lock.to_bytes())
-        .map_err(|error| WriteError::Io(staging.path().join(LOCK_FILE), error))?;
-    set_directory_mode(staging.path());
-    swap_into_place(staging, out)?;
-    Ok(Written { lock })
-}
-
-fn check_replaceable(out: &Path, force: bool) -> Result<(), WriteError> {
-    let metadata = match fs::symlink_metadata(out) {
-        Ok(metadata) => metadata,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(error) => return Err(WriteError::Io(out.to_path_buf(), error)),
-    };
-    if !metadata.is_dir() {
-        return Err(WriteError::NotADirectory(out.to_path_buf()));
+        _ => WriteError::Io(at.to_path_buf(), error),
     }
-    if force || out.join(LOCK_FILE).is_file() {
-        return Ok(());
+}
+
+/// Adds the reason a directory could not be removed to an error that happened first.
+fn with_cleanup(error: WriteError, directory: &Path) -> WriteError {
+    match fsio::remove_tree_if_present(directory) {
+        Ok(()) => error,
+        Err(cleanup) => WriteError::Io(
+            directory.to_path_buf(),
+            io::Error::other(format!("{error}; then removing {} failed: {cleanup}", directory.display())),
+        ),
     }
-    let mut entries = fs::read_dir(out).map_err(|error| WriteError::Io(out.to_path_buf(), error))?;
-    if entries.next().is_some() { Err(WriteError::NotOurs(out.to_path_buf())) } else { Ok(()) }
 }
 
-#[cfg(unix)]
-fn set_directory_mode(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    // A temporary directory is private (0700); an output directory is as readable as any other.
-    let _ = fs::set_permissions(path, fs::Permissions::from_mode(0o755));
+fn build_whole(
+    out: &Path,
+    opened: &mut Opened,
+    input_name: &str,
+    input: &[u8],
+    emit: impl FnOnce(&mut DirectorySink) -> io::Result<()>,
+) -> Result<Written, WriteError> {
+    let parent = fsio::parent_of(out);
+    fs::create_dir_all(&parent).map_err(io_error(&parent))?;
+    // A parent that did not exist when OUT was opened is locked now.
+    if opened.parent.is_none() {
+        opened.parent = Some(fsio::DirectoryLock::acquire(&parent).map_err(io_error(&parent))?);
+    }
+    let staging = staging_path(out);
+    fsio::remove_tree_if_present(&staging).map_err(io_error(&staging))?;
+    fs::create_dir(&staging).map_err(io_error(&staging))?;
+    let mut sink = DirectorySink::new(staging.clone());
+    let finished = emit(&mut sink).map_err(|error| emit_error(&staging, error)).and_then(|()| {
+        let lock = Lock::new(input_name, input, std::mem::take(&mut sink.files));
+        let lock_path = staging.join(LOCK_FILE);
+        fs::write(&lock_path, lock.to_bytes()).map_err(io_error(&lock_path))?;
+        mark_lock_current(&staging)?;
+        fsio::rename_no_replace(&staging, out).map_err(io_error(out))?;
+        Ok(lock)
+    });
+    match finished {
+        Ok(lock) => {
+            let written = lock.files.len() + 1;
+            Ok(Written { lock, whole: true, written, removed: 0, unchanged: 0 })
+        }
+        Err(error) => Err(with_cleanup(error, &staging)),
+    }
 }
 
-#[cfg(not(unix))]
-fn set_directory_mode(_path: &Path) {}
-
-/// Moves the finished staging directory to OUT. The old OUT is first renamed aside, so that it can
-/// be put back if the second rename fails; it is removed only once the new one is in place.
-fn swap_into_place(staging: tempfile::TempDir, out: &Path) -> Result<(), WriteError> {
-    let staging_path = staging.keep();
-    let exists = fs::symlink_metadata(out).is_ok();
-    if !exists {
-        return fs::rename(&staging_path, out).map_err(|error| {
-            let _ = fs::remove_dir_all(&staging_path);
-            WriteError::Io(out.to_path_buf(), error)
+fn update(
+    out: &Path,
+    baseline: Baseline,
+    input_name: &str,
+    input: &[u8],
+    emit: impl FnOnce(&mut DirectorySink) -> io::Result<()>,
+) -> Result<Written, WriteError> {
+    let pending = out.join(journal::PENDING);
+    fs::create_dir(&pending).map_err(io_error(&pending))?;
+    let baseline = Arc::new(baseline);
+    let mut sink = DirectorySink::with(Destination::Update {
+        pending: pending.clone(),
+        baseline: baseline.clone(),
+        counter: Arc::new(AtomicUsize::new(0)),
+    });
+    let staged = emit(&mut sink).map_err(|error| emit_error(&pending, error)).and_then(|()| {
+        let files = std::mem::take(&mut sink.files);
+        let lock = Lock::new(input_name, input, files);
+        let lock_bytes = lock.to_bytes();
+        let lock_changed = baseline.lock_bytes() != Some(lock_bytes.as_slice()) || !baseline.has_lock_entry();
+        if lock_changed {
+            let path = pending.join(journal::STAGED_LOCK);
+            fs::write(&path, &lock_bytes).map_err(io_error(&path))?;
+        }
+        let remove: Vec<String> =
+            baseline.paths().filter(|path| !lock.files.contains_key(*path)).cloned().collect();
+        // Directories the new build has: every ancestor of one of its files.
+        let mut needed = BTreeSet::new();
+        for path in lock.files.keys() {
+            let mut end = path.len();
+            while let Some(slash) = path[..end].rfind('/') {
+                if !needed.insert(&path[..slash]) {
+                    break;
+                }
+                end = slash;
+            }
+        }
+        let mut remove_directories: Vec<String> = baseline
+            .tree
+            .directories
+            .iter()
+            .filter(|directory| !needed.contains(directory.as_str()))
+            .cloned()
+            .collect();
+        // Deepest first.
+        remove_directories.sort_by(|left, right| {
+            right.matches('/').count().cmp(&left.matches('/').count()).then_with(|| right.cmp(left))
         });
+        let mut put = std::mem::take(&mut sink.staged);
+        put.sort_by(|left, right| left.1.cmp(&right.1));
+        let journal =
+            Journal { weave_journal: Journal::VERSION, remove, remove_directories, put, lock: lock_changed };
+        Ok((lock, journal))
+    });
+    let (lock, journal) = match staged {
+        Ok(staged) => staged,
+        Err(error) => return Err(with_cleanup(error, &pending)),
+    };
+    let written = journal.put.len() + usize::from(journal.lock);
+    let unchanged = (lock.files.len() + 1).saturating_sub(written);
+    let removed = journal.remove.len();
+    if journal.is_empty() {
+        fsio::remove_tree_if_present(&pending).map_err(io_error(&pending))?;
+    } else {
+        // Until the commit, OUT is untouched: a failure removes what was staged.
+        journal::commit(out, &journal).map_err(|error| with_cleanup(error, &pending))?;
+        journal::apply(out, &journal)?;
+        fsio::remove_tree_if_present(&pending).map_err(io_error(&pending))?;
     }
-    let parent = staging_path.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-    let aside = tempfile::Builder::new()
-        .prefix(".weave-old-")
-        .tempdir_in(&parent)
-        .map_err(|error| WriteError::Io(parent.clone(), error))?;
-    let aside_path = aside.keep().join("out");
-    if let Err(error) = fs::rename(out, &aside_path) {
-        let _ = fs::remove_dir_all(&staging_path);
-        let _ = fs::remove_dir_all(aside_path.parent().unwrap_or(&aside_path));
-        return Err(WriteError::Io(out.to_path_buf(), error));
+    // Files whose bytes were read to be sure become trusted by their time from now on.
+    if !journal.is_empty() || sink.read > 0 {
+        mark_lock_current(out)?;
     }
-    if let Err(error) = fs::rename(&staging_path, out) {
-        let _ = fs::rename(&aside_path, out);
-        let _ = fs::remove_dir_all(&staging_path);
-        let _ = fs::remove_dir_all(aside_path.parent().unwrap_or(&aside_path));
-        return Err(WriteError::Io(out.to_path_buf(), error));
-    }
-    let _ = fs::remove_dir_all(aside_path.parent().unwrap_or(&aside_path));
-    Ok(())
+    Ok(Written { lock, whole: false, written, removed, unchanged })
 }
 
 /// How OUT differs from what a build would write (`weave build --check`).
@@ -277,95 +643,115 @@ impl Staleness {
     }
 }
 
-/// A sink that compares each artifact with the file of the same path in OUT, writing nothing.
+/// A sink that compares each artifact with OUT, writing nothing: a file's bytes are read only when
+/// its size matches and its time or the lock's digest leaves a doubt.
 pub struct CheckSink {
-    root: PathBuf,
+    baseline: Arc<Baseline>,
     files: BTreeMap<String, String>,
     staleness: Staleness,
 }
 
 impl CheckSink {
-    pub fn new(root: PathBuf) -> CheckSink {
-        CheckSink { root, files: BTreeMap::new(), staleness: Staleness::default() }
+    /// Compares against `out` (call [`open`] first). An OUT that does not exist is compared as an
+    /// empty one; one that is not weave's is compared file by file.
+    pub fn new(out: &Path) -> Result<CheckSink, WriteError> {
+        let baseline = Baseline::read(out, true)?.unwrap_or_else(|| Baseline {
+            root: out.to_path_buf(),
+            tree: Tree::default(),
+            lock: None,
+        });
+        Ok(CheckSink::with_baseline(baseline))
+    }
+
+    pub fn with_baseline(baseline: Baseline) -> CheckSink {
+        CheckSink { baseline: Arc::new(baseline), files: BTreeMap::new(), staleness: Staleness::default() }
+    }
+
+    /// The digest of every artifact compared so far.
+    pub fn files(&self) -> &BTreeMap<String, String> {
+        &self.files
     }
 
     /// Finishes the comparison: the lock file, then every file in OUT that the build would not write.
-    pub fn finish(mut self, input_name: &str, input: &[u8]) -> io::Result<Staleness> {
-        let lock = Lock::new(input_name, input, self.files.clone());
-        self.compare(LOCK_FILE, &lock.to_bytes());
-        let mut present = Vec::new();
-        if self.root.is_dir() {
-            list_files(&self.root, &self.root, &mut present)?;
+    pub fn finish(mut self, input_name: &str, input: &[u8]) -> Staleness {
+        let lock = Lock::new(input_name, input, std::mem::take(&mut self.files));
+        match self.baseline.lock_bytes() {
+            Some(bytes) if bytes == lock.to_bytes().as_slice() => {}
+            _ if self.baseline.has_lock_entry() => self.staleness.changed.push(LOCK_FILE.to_owned()),
+            _ => self.staleness.added.push(LOCK_FILE.to_owned()),
         }
-        for path in present {
-            if path != LOCK_FILE && !self.files.contains_key(&path) {
-                self.staleness.removed.push(path);
-            }
-        }
+        self.staleness.removed =
+            self.baseline.paths().filter(|path| !lock.files.contains_key(*path)).cloned().collect();
         self.staleness.added.sort();
         self.staleness.changed.sort();
         self.staleness.removed.sort();
-        Ok(self.staleness)
-    }
-
-    fn compare(&mut self, path: &str, bytes: &[u8]) {
-        match fs::read(self.root.join(path)) {
-            Ok(existing) if existing == bytes => {}
-            Ok(_) => self.staleness.changed.push(path.to_owned()),
-            Err(_) => self.staleness.added.push(path.to_owned()),
-        }
+        self.staleness
     }
 }
 
 impl Sink for CheckSink {
     fn put(&mut self, path: String, bytes: Vec<u8>) -> io::Result<()> {
-        safe_relative_path(&path)
-            .map_err(|error| io::Error::new(io::ErrorKind::InvalidInput, error.to_string()))?;
-        self.compare(&path, &bytes);
-        self.files.insert(path, sha256_hex(&bytes));
+        safe_relative_path(&path).map_err(|_| unsafe_path_error(&path))?;
+        let digest = sha256_hex(&bytes);
+        match self.baseline.state(&path, &bytes, &digest) {
+            FileState::Current { .. } => {}
+            FileState::Missing => self.staleness.added.push(path.clone()),
+            FileState::Differs => self.staleness.changed.push(path.clone()),
+        }
+        self.files.insert(path, digest);
         Ok(())
     }
 }
 
-/// Every regular file under `directory`, as `/`-separated paths relative to `root`. Symlinks are
-/// listed as files and never followed.
-pub fn list_files(root: &Path, directory: &Path, found: &mut Vec<String>) -> io::Result<()> {
-    let mut entries: Vec<fs::DirEntry> = fs::read_dir(directory)?.collect::<Result<_, _>>()?;
-    entries.sort_by_key(|entry| entry.file_name());
-    for entry in entries {
-        let path = entry.path();
-        let file_type = entry.file_type()?;
-        if file_type.is_dir() {
-            list_files(root, &path, found)?;
-        } else {
-            let relative = path.strip_prefix(root).unwrap_or(&path);
-            let parts: Vec<String> =
-                relative.components().map(|part| part.as_os_str().to_string_lossy().into_owned()).collect();
-            found.push(parts.join("/"));
-        }
-    }
-    Ok(())
-}
-
-/// Reads every file of an existing OUT into memory (for `weave diff` against a directory). Symlinks
-/// are skipped: OUT is weave's own output and holds none.
+/// Every regular file under `root` with its bytes, as `/`-separated relative paths (tests compare
+/// whole output trees with it). Anything else (links, FIFOs, devices) is left out and never opened.
 pub fn read_tree(root: &Path) -> io::Result<BTreeMap<String, Vec<u8>>> {
-    let mut paths = Vec::new();
-    list_files(root, root, &mut paths)?;
-    let mut tree = BTreeMap::new();
-    for path in paths {
-        let full = root.join(&path);
-        if fs::symlink_metadata(&full)?.file_type().is_symlink() {
-            continue;
+    let tree = scan(root, &[])?;
+    let mut files = BTreeMap::new();
+    for (path, entry) in tree.entries {
+        if let Entry::File { len, .. } = entry {
+            match read_bounded(&root.join(&path), len.max(1) << 1) {
+                Ok(bytes) => {
+                    files.insert(path, bytes);
+                }
+                Err(ReadRefused::Io(error)) => return Err(error),
+                Err(refused) => return Err(io::Error::other(format!("{path}: {refused}"))),
+            }
         }
-        tree.insert(path, fs::read(full)?);
     }
-    Ok(tree)
+    Ok(files)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn build(out: &Path, input: &[u8], files: &[(&str, &str)]) -> Result<Written, WriteError> {
+        build_atomically(out, false, "t.yaml", input, |sink| {
+            for (path, bytes) in files {
+                sink.put((*path).to_owned(), bytes.as_bytes().to_vec())?;
+            }
+            Ok(())
+        })
+    }
+
+    fn check(out: &Path, input: &[u8], files: &[(&str, &str)]) -> Staleness {
+        let _opened = open(out).unwrap();
+        let mut sink = CheckSink::new(out).unwrap();
+        for (path, bytes) in files {
+            sink.put((*path).to_owned(), bytes.as_bytes().to_vec()).unwrap();
+        }
+        sink.finish("t.yaml", input)
+    }
+
+    fn leftovers(parent: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(parent)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into())
+            .collect();
+        names.sort();
+        names
+    }
 
     #[test]
     fn paths_stay_inside() {
@@ -379,8 +765,7 @@ mod tests {
     fn failed_build_leaves_out_untouched() {
         let parent = tempfile::tempdir().unwrap();
         let out = parent.path().join("out");
-        build_atomically(&out, false, "t.yaml", b"v1", |sink| sink.put("a/one.txt".into(), b"one".to_vec()))
-            .unwrap();
+        build(&out, b"v1", &[("a/one.txt", "one")]).unwrap();
         let before = read_tree(&out).unwrap();
         let result = build_atomically(&out, false, "t.yaml", b"v2", |sink| {
             sink.put("a/one.txt".into(), b"changed".to_vec())?;
@@ -388,23 +773,65 @@ mod tests {
         });
         assert!(result.is_err());
         assert_eq!(read_tree(&out).unwrap(), before);
-        let leftovers: Vec<_> =
-            fs::read_dir(parent.path()).unwrap().map(|entry| entry.unwrap().file_name()).collect();
-        assert_eq!(leftovers, vec![std::ffi::OsString::from("out")]);
+        assert_eq!(leftovers(parent.path()), vec!["out"]);
+        assert_eq!(leftovers(&out), vec!["a", LOCK_FILE]);
+    }
+
+    #[test]
+    fn a_failed_new_build_leaves_nothing() {
+        let parent = tempfile::tempdir().unwrap();
+        let out = parent.path().join("out");
+        let result = build_atomically(&out, false, "t.yaml", b"v", |sink| {
+            sink.put("a.txt".into(), b"a".to_vec())?;
+            Err(io::Error::other("disk full"))
+        });
+        assert!(result.is_err());
+        assert!(leftovers(parent.path()).is_empty());
     }
 
     #[test]
     fn successful_build_replaces_stale_files() {
         let parent = tempfile::tempdir().unwrap();
         let out = parent.path().join("out");
-        build_atomically(&out, false, "t.yaml", b"v1", |sink| sink.put("old.txt".into(), b"x".to_vec()))
-            .unwrap();
-        build_atomically(&out, false, "t.yaml", b"v2", |sink| sink.put("new.txt".into(), b"y".to_vec()))
-            .unwrap();
+        build(&out, b"v1", &[("old/deep/old.txt", "x"), ("keep.txt", "k")]).unwrap();
+        let written = build(&out, b"v2", &[("new.txt", "y"), ("keep.txt", "k")]).unwrap();
+        assert_eq!((written.written, written.removed, written.unchanged), (2, 1, 1));
         let tree = read_tree(&out).unwrap();
-        assert!(tree.contains_key("new.txt") && !tree.contains_key("old.txt"));
+        assert_eq!(tree.keys().collect::<Vec<_>>(), vec!["keep.txt", "new.txt", LOCK_FILE]);
+        assert!(!out.join("old").exists(), "emptied directories are removed");
         let lock: Lock = serde_json::from_slice(&tree[LOCK_FILE]).unwrap();
         assert_eq!(lock.files["new.txt"], sha256_hex(b"y"));
+    }
+
+    #[test]
+    fn an_update_touches_only_what_changed() {
+        use std::os::unix::fs::MetadataExt as _;
+        let parent = tempfile::tempdir().unwrap();
+        let out = parent.path().join("out");
+        build(&out, b"v1", &[("a/same.txt", "same"), ("a/changes.txt", "one")]).unwrap();
+        let before = fs::metadata(out.join("a/same.txt")).unwrap();
+        let changed_before = fs::metadata(out.join("a/changes.txt")).unwrap();
+        build(&out, b"v2", &[("a/same.txt", "same"), ("a/changes.txt", "two")]).unwrap();
+        let after = fs::metadata(out.join("a/same.txt")).unwrap();
+        assert_eq!((before.ino(), before.modified().unwrap()), (after.ino(), after.modified().unwrap()));
+        assert_ne!(fs::metadata(out.join("a/changes.txt")).unwrap().ino(), changed_before.ino());
+        let fresh = parent.path().join("fresh");
+        build(&fresh, b"v2", &[("a/same.txt", "same"), ("a/changes.txt", "two")]).unwrap();
+        assert_eq!(read_tree(&out).unwrap(), read_tree(&fresh).unwrap());
+    }
+
+    #[test]
+    fn a_file_edited_by_hand_is_found_and_rewritten() {
+        let parent = tempfile::tempdir().unwrap();
+        let out = parent.path().join("out");
+        build(&out, b"v", &[("a.txt", "abc")]).unwrap();
+        // Same size, a later time: the bytes are read.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        fs::write(out.join("a.txt"), "xyz").unwrap();
+        assert_eq!(check(&out, b"v", &[("a.txt", "abc")]).changed, vec!["a.txt"]);
+        build(&out, b"v", &[("a.txt", "abc")]).unwrap();
+        assert_eq!(fs::read(out.join("a.txt")).unwrap(), b"abc");
+        assert!(check(&out, b"v", &[("a.txt", "abc")]).is_fresh());
     }
 
     #[test]
@@ -413,39 +840,158 @@ mod tests {
         let out = parent.path().join("out");
         fs::create_dir(&out).unwrap();
         fs::write(out.join("precious.txt"), b"mine").unwrap();
-        let result =
-            build_atomically(&out, false, "t.yaml", b"v", |sink| sink.put("a.txt".into(), b"a".to_vec()));
-        assert!(matches!(result, Err(WriteError::NotOurs(_))));
+        let result = build(&out, b"v", &[("a.txt", "a")]);
+        assert!(matches!(result, Err(WriteError::NotOurs(..))), "{result:?}");
         assert_eq!(fs::read(out.join("precious.txt")).unwrap(), b"mine");
+    }
+
+    #[test]
+    fn a_lock_that_does_not_parse_or_does_not_describe_the_tree_is_not_weaves() {
+        let parent = tempfile::tempdir().unwrap();
+        let out = parent.path().join("foreign");
+        fs::create_dir_all(out.join("src")).unwrap();
+        fs::write(out.join("src/main.c"), b"int main;").unwrap();
+        for lock in [
+            "not json\n".to_owned(),
+            "{}".to_owned(),
+            String::from_utf8(Lock::new("t.yaml", b"v", BTreeMap::new()).to_bytes()).unwrap(),
+            r#"{"weave_version":"0","input":{"file":"t","sha256":"x"},"files":{}}"#.to_owned(),
+        ] {
+            fs::write(out.join(LOCK_FILE), &lock).unwrap();
+            let result = build(&out, b"v", &[("a.txt", "a")]);
+            assert!(matches!(result, Err(WriteError::NotOurs(..))), "{lock}: {result:?}");
+            assert_eq!(fs::read(out.join("src/main.c")).unwrap(), b"int main;");
+        }
+        // --force replaces it.
+        build_atomically(&out, true, "t.yaml", b"v", |sink| sink.put("a.txt".into(), b"a".to_vec())).unwrap();
+        assert_eq!(read_tree(&out).unwrap().keys().collect::<Vec<_>>(), vec!["a.txt", LOCK_FILE]);
+    }
+
+    #[test]
+    fn symlinks_and_fifos_in_out_are_replaced_never_followed() {
+        let parent = tempfile::tempdir().unwrap();
+        let out = parent.path().join("out");
+        let outside = parent.path().join("outside");
+        fs::create_dir(&outside).unwrap();
+        fs::write(outside.join("a.txt"), b"outside").unwrap();
+        build(&out, b"v", &[("d/a.txt", "a"), ("b.txt", "b")]).unwrap();
+        fs::remove_dir_all(out.join("d")).unwrap();
+        std::os::unix::fs::symlink(&outside, out.join("d")).unwrap();
+        fs::remove_file(out.join("b.txt")).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            out.join("b.txt"),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        // Both are files the lock lists, so OUT is still weave's; neither is opened.
+        let staleness = check(&out, b"v", &[("d/a.txt", "a"), ("b.txt", "b")]);
+        assert_eq!(staleness.changed, vec!["b.txt"]);
+        assert_eq!(staleness.added, vec!["d/a.txt"]);
+        assert_eq!(staleness.removed, vec!["d"]);
+        assert!(matches!(build(&out, b"v", &[("d/a.txt", "a")]), Err(WriteError::NotOurs(..))));
+        build_atomically(&out, true, "t.yaml", b"v", |sink| {
+            sink.put("d/a.txt".into(), b"a".to_vec())?;
+            sink.put("b.txt".into(), b"b".to_vec())
+        })
+        .unwrap();
+        assert_eq!(fs::read(outside.join("a.txt")).unwrap(), b"outside");
+        assert!(fs::symlink_metadata(out.join("d")).unwrap().is_dir());
+        assert_eq!(fs::read(out.join("b.txt")).unwrap(), b"b");
     }
 
     #[test]
     fn unsafe_artifact_paths_are_refused() {
         let parent = tempfile::tempdir().unwrap();
         let out = parent.path().join("out");
-        let result = build_atomically(&out, false, "t.yaml", b"v", |sink| {
-            sink.put("../escape.txt".into(), b"a".to_vec())
-        });
-        assert!(result.is_err());
-        assert!(!parent.path().join("escape.txt").exists());
-        assert!(!out.exists());
+        for bad in ["../escape.txt", LOCK_FILE, ".weave-pending/x"] {
+            let result =
+                build_atomically(&out, false, "t.yaml", b"v", |sink| sink.put(bad.into(), b"a".to_vec()));
+            assert!(result.is_err(), "{bad}");
+            assert!(!parent.path().join("escape.txt").exists());
+            assert!(!out.exists());
+        }
     }
 
     #[test]
     fn check_reports_staleness() {
         let parent = tempfile::tempdir().unwrap();
         let out = parent.path().join("out");
-        build_atomically(&out, false, "t.yaml", b"v", |sink| {
-            sink.put("same.txt".into(), b"s".to_vec())?;
-            sink.put("gone.txt".into(), b"g".to_vec())
-        })
-        .unwrap();
-        let mut check = CheckSink::new(out.clone());
-        check.put("same.txt".into(), b"s".to_vec()).unwrap();
-        check.put("fresh.txt".into(), b"f".to_vec()).unwrap();
-        let staleness = check.finish("t.yaml", b"v").unwrap();
+        build(&out, b"v", &[("same.txt", "s"), ("gone.txt", "g")]).unwrap();
+        let staleness = check(&out, b"v", &[("same.txt", "s"), ("fresh.txt", "f")]);
         assert_eq!(staleness.added, vec!["fresh.txt"]);
         assert_eq!(staleness.removed, vec!["gone.txt"]);
         assert_eq!(staleness.changed, vec![LOCK_FILE]);
+        assert!(check(&out, b"v", &[("same.txt", "s"), ("gone.txt", "g")]).is_fresh());
+    }
+
+    #[test]
+    fn an_interrupted_update_is_rolled_forward_or_discarded() {
+        let parent = tempfile::tempdir().unwrap();
+        let out = parent.path().join("out");
+        let old = [("a.txt", "old a"), ("gone/b.txt", "b")];
+        let new = [("a.txt", "new a"), ("c/c.txt", "c")];
+        build(&out, b"v1", &old).unwrap();
+        let old_tree = read_tree(&out).unwrap();
+        let fresh = parent.path().join("fresh");
+        build(&fresh, b"v2", &new).unwrap();
+        let new_tree = read_tree(&fresh).unwrap();
+        // Stage an update by hand, as a run stopped after staging would leave it.
+        let pending = out.join(journal::PENDING);
+        let stage = |journal: bool| {
+            fs::create_dir(&pending).unwrap();
+            fs::write(pending.join("0"), "new a").unwrap();
+            fs::write(pending.join("1"), "c").unwrap();
+            fs::write(pending.join(journal::STAGED_LOCK), &new_tree[LOCK_FILE]).unwrap();
+            if journal {
+                let journal = Journal {
+                    weave_journal: Journal::VERSION,
+                    remove: vec!["gone/b.txt".into()],
+                    remove_directories: vec!["gone".into()],
+                    put: vec![("0".into(), "a.txt".into()), ("1".into(), "c/c.txt".into())],
+                    lock: true,
+                };
+                journal::commit(&out, &journal).unwrap();
+            }
+        };
+        stage(false);
+        drop(open(&out).unwrap());
+        assert_eq!(read_tree(&out).unwrap(), old_tree, "uncommitted: discarded");
+        stage(true);
+        // Half applied, then stopped.
+        fs::rename(pending.join("0"), out.join("a.txt")).unwrap();
+        assert!(open(&out).unwrap().rolled_forward);
+        assert_eq!(read_tree(&out).unwrap(), new_tree, "committed: rolled forward");
+        assert_eq!(leftovers(&out), vec!["a.txt", "c", LOCK_FILE]);
+    }
+
+    #[test]
+    fn a_stopped_new_build_leaves_nothing_after_the_next() {
+        let parent = tempfile::tempdir().unwrap();
+        let out = parent.path().join("out");
+        let staging = staging_path(&out);
+        fs::create_dir_all(staging.join("k8s")).unwrap();
+        fs::write(staging.join("k8s/a.yaml"), "half").unwrap();
+        build(&out, b"v", &[("a.txt", "a")]).unwrap();
+        assert_eq!(leftovers(parent.path()), vec!["out"]);
+    }
+
+    #[test]
+    fn a_failed_removal_is_an_error() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let probe = tempfile::tempfile().unwrap().metadata().unwrap();
+        if std::os::unix::fs::MetadataExt::uid(&probe) == 0 {
+            // Permissions do not stop root.
+            return;
+        }
+        let parent = tempfile::tempdir().unwrap();
+        let out = parent.path().join("out");
+        build(&out, b"v1", &[("ro/a.txt", "a"), ("b.txt", "b")]).unwrap();
+        fs::set_permissions(out.join("ro"), fs::Permissions::from_mode(0o555)).unwrap();
+        let result = build(&out, b"v2", &[("b.txt", "b")]);
+        fs::set_permissions(out.join("ro"), fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(result.is_err());
     }
 }

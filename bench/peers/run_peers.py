@@ -15,14 +15,19 @@
         Checks that each Deployment's config-sha256 annotation is the digest of its ConfigMap's
         config. Prints one JSON line of counts and exits 1 on any difference.
 
-PEER is `jsonnet` (manifests.jsonnet on go-jsonnet, PyPI `gojsonnet`), `kcl` (manifests.k on PyPI
-`kcl-lib`) or `jinja2` (manifests.yaml.j2 on PyPI `jinja2`, the topology read with PyYAML). Each is
-an in-process library, so the evaluation time is measured around the library call.
+PEER is `jsonnet` (manifests.jsonnet on go-jsonnet, PyPI `gojsonnet`), `jrsonnet` (the same
+manifests.jsonnet on jrsonnet, the Rust Jsonnet, crates.io `jrsonnet`: the binary named by
+WEAVE_BENCH_JRSONNET, default bench/.jrsonnet/bin/jrsonnet), `kcl` (manifests.k on PyPI `kcl-lib`) or
+`jinja2` (manifests.yaml.j2 on PyPI `jinja2`, the topology read with PyYAML). All but jrsonnet are
+in-process libraries, so the evaluation time is measured around the library call; jrsonnet's is its
+process, from start to exit.
 """
 
 import hashlib
 import json
+import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -30,7 +35,8 @@ from collections import Counter
 from pathlib import Path
 
 PEERS_DIRECTORY = Path(__file__).resolve().parent
-PEERS = ("jsonnet", "kcl", "jinja2")
+PEERS = ("jsonnet", "jrsonnet", "kcl", "jinja2")
+JRSONNET = Path(os.environ.get("WEAVE_BENCH_JRSONNET", PEERS_DIRECTORY.parent / ".jrsonnet" / "bin" / "jrsonnet"))
 
 # The kinds weave emits per agent that the peers render too.
 AGENT_KINDS = {"ServiceAccount", "ConfigMap", "Deployment", "Service", "PodDisruptionBudget"}
@@ -54,6 +60,20 @@ def render_jsonnet(topology_path, _work):
     text = Path(topology_path).read_text(encoding="utf-8")
     result = _gojsonnet.evaluate_file(str(PEERS_DIRECTORY / "manifests.jsonnet"), tla_vars={"topologyYaml": text})
     return json.loads(result)
+
+
+def jrsonnet(program_arguments):
+    # The topology's text as the top-level argument, read by the program itself (`importstr`): the
+    # command line cannot carry a 10 MB string.
+    completed = subprocess.run([str(JRSONNET), *program_arguments], capture_output=True, text=True)
+    if completed.returncode != 0:
+        raise RuntimeError(completed.stderr.strip() or f"jrsonnet exited {completed.returncode}")
+    return json.loads(completed.stdout)
+
+
+def render_jrsonnet(topology_path, _work):
+    argument = "topologyYaml=importstr " + json.dumps(str(Path(topology_path).resolve()))
+    return jrsonnet(["--tla-code", argument, str(PEERS_DIRECTORY / "manifests.jsonnet")])
 
 
 def render_kcl(topology_path, work):
@@ -105,7 +125,7 @@ def render_jinja2(topology_path, _work):
     return files
 
 
-RENDERERS = {"jsonnet": render_jsonnet, "kcl": render_kcl, "jinja2": render_jinja2}
+RENDERERS = {"jsonnet": render_jsonnet, "jrsonnet": render_jrsonnet, "kcl": render_kcl, "jinja2": render_jinja2}
 
 
 def render(peer, topology_path, out_directory):
@@ -146,6 +166,8 @@ def probe(peer):
             import _gojsonnet
 
             assert json.loads(_gojsonnet.evaluate_snippet("probe", "std.sha256('')")) == hashlib.sha256(b"").hexdigest()
+        elif peer == "jrsonnet":
+            assert jrsonnet(["-e", "std.sha256('')"]) == hashlib.sha256(b"").hexdigest()
         elif peer == "kcl":
             import kcl_lib.api as kcl
 

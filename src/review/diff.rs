@@ -1,14 +1,32 @@
 //! `weave diff OLD NEW`: what a change to the topology does. First the graph (sites, agents, call
 //! edges and federation pairs added or removed), then the artifacts: a per-file summary grouped by
 //! target and site, then a unified diff of each changed file.
+//!
+//! What it costs grows with the mesh, not with its square: the artifacts are first compared by
+//! digest (against an output directory, by its lock and its files' size and time, reading a file only
+//! when in doubt), and only the changed files are then held in memory, up to [`MAX_DIFF_BYTES`] in
+//! all; the unified diff of each has a time limit, after which it is coarser but still correct. An
+//! output directory is read only if it is weave's (its lock parses and lists every file), and only
+//! its regular files, each up to [`MAX_FILE_BYTES`].
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io;
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
 use crate::Compiled;
 use crate::cli::{DiffArgs, EXIT_INVALID, EXIT_OK, EXIT_USAGE, compile_file, stdout_color};
-use crate::emit::MemorySink;
+use crate::emit::{ForkSink, MemorySink, Sink};
 use crate::write;
+
+/// The most bytes (old and new together) of changed files held for unified diffs; the files past it
+/// are listed without their diff.
+pub const MAX_DIFF_BYTES: u64 = 64 << 20;
+/// The largest file read from an output directory.
+pub const MAX_FILE_BYTES: u64 = 64 << 20;
+/// How long the line diff of one file may search for the smallest diff.
+const DIFF_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The graph-level changes between two topologies.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -55,8 +73,12 @@ pub struct Comparison {
     /// `None` when OLD is an output directory (there is no old graph to compare).
     pub graph: Option<GraphChanges>,
     pub files: BTreeMap<String, FileChange>,
+    /// The bytes of changed files, for their unified diffs: every one, or as many as fit in
+    /// [`MAX_DIFF_BYTES`] (see `held_back`).
     pub old: BTreeMap<String, Vec<u8>>,
     pub new: BTreeMap<String, Vec<u8>>,
+    /// Changed files whose bytes were not kept (over the limit): listed, without a diff.
+    pub held_back: BTreeSet<String>,
 }
 
 impl Comparison {
@@ -268,6 +290,9 @@ pub fn render(comparison: &Comparison, stat: bool, color: bool) -> String {
     }
     for files in groups.values() {
         for (path, _) in files {
+            if comparison.held_back.contains(*path) {
+                continue;
+            }
             let old = comparison
                 .old
                 .get(*path)
@@ -278,7 +303,7 @@ pub fn render(comparison: &Comparison, stat: bool, color: bool) -> String {
                 .get(*path)
                 .map(|bytes| String::from_utf8_lossy(bytes).into_owned())
                 .unwrap_or_default();
-            let diff = similar::TextDiff::from_lines(&old, &new);
+            let diff = similar::TextDiff::configure().timeout(DIFF_TIMEOUT).diff_lines(&old, &new);
             let old_header =
                 if comparison.old.contains_key(*path) { format!("a/{path}") } else { "/dev/null".to_owned() };
             let new_header =
@@ -303,32 +328,240 @@ pub fn render(comparison: &Comparison, stat: bool, color: bool) -> String {
             }
         }
     }
+    if !comparison.held_back.is_empty() {
+        out.push_str(&format!(
+            "diff: {} more changed files listed above without their diff (the changed files are over {} MiB together)\n",
+            comparison.held_back.len(),
+            MAX_DIFF_BYTES >> 20
+        ));
+    }
     out
+}
+
+/// Which changed files have their bytes kept for a unified diff: in path order, while the old and new
+/// sizes together stay within [`MAX_DIFF_BYTES`]. The rest are held back.
+pub fn select_for_diff(
+    files: &BTreeMap<String, FileChange>,
+    size: impl Fn(&str) -> u64,
+) -> (BTreeSet<String>, BTreeSet<String>) {
+    let mut kept = BTreeSet::new();
+    let mut held_back = BTreeSet::new();
+    let mut total = 0u64;
+    for path in files.keys() {
+        let bytes = size(path);
+        if held_back.is_empty() && total + bytes <= MAX_DIFF_BYTES {
+            total += bytes;
+            kept.insert(path.clone());
+        } else {
+            held_back.insert(path.clone());
+        }
+    }
+    (kept, held_back)
+}
+
+/// A sink that keeps the digest and size of every artifact, and the bytes of the wanted ones only.
+#[derive(Default)]
+struct DigestSink {
+    wanted: Option<Arc<BTreeSet<String>>>,
+    digests: BTreeMap<String, (String, u64)>,
+    kept: BTreeMap<String, Vec<u8>>,
+}
+
+impl Sink for DigestSink {
+    fn put(&mut self, path: String, bytes: Vec<u8>) -> io::Result<()> {
+        write::safe_relative_path(&path)
+            .map_err(|error| io::Error::new(io::ErrorKind::InvalidInput, error.to_string()))?;
+        if let Some(wanted) = &self.wanted {
+            if wanted.contains(&path) {
+                self.kept.insert(path, bytes);
+            }
+        } else {
+            self.digests.insert(path, (write::sha256_hex(&bytes), bytes.len() as u64));
+        }
+        Ok(())
+    }
+}
+
+impl ForkSink for DigestSink {
+    fn fork(&self) -> Self {
+        DigestSink { wanted: self.wanted.clone(), ..DigestSink::default() }
+    }
+
+    fn join(&mut self, other: Self) {
+        self.digests.extend(other.digests);
+        self.kept.extend(other.kept);
+    }
+}
+
+/// The digest and size of every artifact of a topology (the lock file left out).
+fn digests(compiled: &Compiled) -> BTreeMap<String, (String, u64)> {
+    let mut sink = DigestSink::default();
+    // Emitting into memory cannot fail: the only error an emitter returns is its sink's.
+    let _ = crate::emit_parallel(compiled, &[], &mut sink);
+    sink.digests
+}
+
+/// The bytes of the wanted artifacts of a topology.
+fn kept(compiled: &Compiled, wanted: &Arc<BTreeSet<String>>) -> BTreeMap<String, Vec<u8>> {
+    if wanted.is_empty() {
+        return BTreeMap::new();
+    }
+    let mut sink = DigestSink { wanted: Some(wanted.clone()), ..DigestSink::default() };
+    let _ = crate::emit_parallel(compiled, &[], &mut sink);
+    sink.kept
+}
+
+/// A sink that compares each artifact with an output directory (see [`write::Baseline::state`]).
+struct DirectorySink {
+    baseline: Arc<write::Baseline>,
+    sizes: BTreeMap<String, u64>,
+    files: BTreeMap<String, FileChange>,
+}
+
+impl Sink for DirectorySink {
+    fn put(&mut self, path: String, bytes: Vec<u8>) -> io::Result<()> {
+        write::safe_relative_path(&path)
+            .map_err(|error| io::Error::new(io::ErrorKind::InvalidInput, error.to_string()))?;
+        let digest = write::sha256_hex(&bytes);
+        match self.baseline.state(&path, &bytes, &digest) {
+            write::FileState::Current { .. } => {}
+            write::FileState::Missing => {
+                self.files.insert(path.clone(), FileChange::Added);
+            }
+            write::FileState::Differs => {
+                self.files.insert(path.clone(), FileChange::Changed);
+            }
+        }
+        self.sizes.insert(path, bytes.len() as u64);
+        Ok(())
+    }
+}
+
+impl ForkSink for DirectorySink {
+    fn fork(&self) -> Self {
+        DirectorySink { baseline: self.baseline.clone(), sizes: BTreeMap::new(), files: BTreeMap::new() }
+    }
+
+    fn join(&mut self, other: Self) {
+        self.sizes.extend(other.sizes);
+        self.files.extend(other.files);
+    }
+}
+
+/// Compares an output directory with a topology's artifacts.
+fn compare_directory(old: &Path, new: &Compiled, stat: bool) -> Result<Comparison, String> {
+    let _opened = write::open(old).map_err(|error| error.to_string())?;
+    let baseline = match write::Baseline::read(old, false) {
+        Ok(Some(baseline)) => baseline,
+        Ok(None) => return Err(format!("{} does not exist", old.display())),
+        Err(write::WriteError::NotOurs(_, reason)) => {
+            return Err(format!("{} is not a weave output directory ({reason})", old.display()));
+        }
+        Err(error) => return Err(error.to_string()),
+    };
+    let old_sizes: BTreeMap<String, u64> = baseline
+        .paths()
+        .map(|path| {
+            let size = match baseline.entry(path) {
+                Some(write::Entry::File { len, .. }) => *len,
+                _ => 0,
+            };
+            (path.clone(), size)
+        })
+        .collect();
+    let baseline = Arc::new(baseline);
+    let mut sink = DirectorySink { baseline, sizes: BTreeMap::new(), files: BTreeMap::new() };
+    crate::emit_parallel(new, &[], &mut sink).map_err(|error| error.to_string())?;
+    let mut files = sink.files;
+    for path in old_sizes.keys() {
+        if !sink.sizes.contains_key(path) {
+            files.insert(path.clone(), FileChange::Removed);
+        }
+    }
+    if stat {
+        return Ok(Comparison { graph: None, files, ..Comparison::default() });
+    }
+    let (wanted, held_back) = select_for_diff(&files, |path| {
+        old_sizes.get(path).copied().unwrap_or(0) + sink.sizes.get(path).copied().unwrap_or(0)
+    });
+    let mut old_bytes = BTreeMap::new();
+    for path in &wanted {
+        if files[path] == FileChange::Added {
+            continue;
+        }
+        match write::read_bounded(&old.join(path), MAX_FILE_BYTES) {
+            Ok(bytes) => {
+                old_bytes.insert(path.clone(), bytes);
+            }
+            // A link, FIFO or device where the build writes a file: shown as empty.
+            Err(write::ReadRefused::NotRegular) => {
+                old_bytes.insert(path.clone(), Vec::new());
+            }
+            Err(refused) => return Err(format!("{}: {refused}", old.join(path).display())),
+        }
+    }
+    let new_bytes = kept(new, &Arc::new(wanted));
+    Ok(Comparison { graph: None, files, old: old_bytes, new: new_bytes, held_back })
+}
+
+/// Compares the artifacts of two topologies.
+fn compare_topologies(old: &Compiled, new: &Compiled, stat: bool) -> Comparison {
+    let graph = Some(graph_changes(old, new));
+    let (old_digests, new_digests) = std::thread::scope(|scope| {
+        let old_digests = scope.spawn(|| digests(old));
+        let new_digests = digests(new);
+        (old_digests.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)), new_digests)
+    });
+    let mut files = BTreeMap::new();
+    for (path, (digest, _)) in &new_digests {
+        match old_digests.get(path) {
+            None => {
+                files.insert(path.clone(), FileChange::Added);
+            }
+            Some((previous, _)) if previous != digest => {
+                files.insert(path.clone(), FileChange::Changed);
+            }
+            Some(_) => {}
+        }
+    }
+    for path in old_digests.keys() {
+        if !new_digests.contains_key(path) {
+            files.insert(path.clone(), FileChange::Removed);
+        }
+    }
+    if stat {
+        return Comparison { graph, files, ..Comparison::default() };
+    }
+    let size =
+        |digests: &BTreeMap<String, (String, u64)>, path: &str| digests.get(path).map_or(0, |entry| entry.1);
+    let (wanted, held_back) =
+        select_for_diff(&files, |path| size(&old_digests, path) + size(&new_digests, path));
+    let wanted = Arc::new(wanted);
+    let (old_bytes, new_bytes) = (kept(old, &wanted), kept(new, &wanted));
+    Comparison { graph, files, old: old_bytes, new: new_bytes, held_back }
 }
 
 /// `weave diff`.
 pub fn run(args: &DiffArgs) -> u8 {
-    let (new, new_source) = match compile_file(&args.new) {
+    let old_is_directory = std::fs::metadata(&args.old).is_ok_and(|metadata| metadata.is_dir());
+    let (new, _) = match compile_file(&args.new) {
         Ok(compiled) => compiled,
         Err(code) => return code,
     };
-    let new_tree = artifacts(&new, &new_source.name, new_source.text.as_bytes());
-    let comparison = if args.old.is_dir() {
-        let old_tree = match write::read_tree(&args.old) {
-            Ok(tree) => tree,
+    let comparison = if old_is_directory {
+        match compare_directory(&args.old, &new, args.stat) {
+            Ok(comparison) => comparison,
             Err(error) => {
-                eprintln!("error: cannot read {}: {error}", args.old.display());
+                eprintln!("error: {error}");
                 return EXIT_USAGE;
             }
-        };
-        compare(None, old_tree, new_tree)
+        }
     } else {
-        let (old, old_source) = match compile_file(Path::new(&args.old)) {
+        let (old, _) = match compile_file(Path::new(&args.old)) {
             Ok(compiled) => compiled,
             Err(code) => return code,
         };
-        let old_tree = artifacts(&old, &old_source.name, old_source.text.as_bytes());
-        compare(Some(graph_changes(&old, &new)), old_tree, new_tree)
+        compare_topologies(&old, &new, args.stat)
     };
     stdout!("{}", render(&comparison, args.stat, stdout_color()));
     if comparison.is_empty() { EXIT_OK } else { EXIT_INVALID }
@@ -344,5 +577,33 @@ pub fn compare(
     old.remove(write::LOCK_FILE);
     new.remove(write::LOCK_FILE);
     let files = file_changes(&old, &new);
-    Comparison { graph, files, old, new }
+    let size =
+        |tree: &BTreeMap<String, Vec<u8>>, path: &str| tree.get(path).map_or(0, |bytes| bytes.len() as u64);
+    let (wanted, held_back) = select_for_diff(&files, |path| size(&old, path) + size(&new, path));
+    old.retain(|path, _| wanted.contains(path));
+    new.retain(|path, _| wanted.contains(path));
+    Comparison { graph, files, old, new, held_back }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changed_files_past_the_bound_are_listed_without_their_diff() {
+        let files: BTreeMap<String, FileChange> =
+            ["a", "b", "c", "d"].iter().map(|path| ((*path).to_owned(), FileChange::Changed)).collect();
+        let half = MAX_DIFF_BYTES / 2;
+        let (kept, held_back) = select_for_diff(&files, |path| if path == "b" { half + 1 } else { half / 2 });
+        assert_eq!(kept.into_iter().collect::<Vec<_>>(), vec!["a", "b"]);
+        // Once one file is held back, so are the rest: which diffs are shown does not depend on sizes
+        // further down the list.
+        assert_eq!(held_back.into_iter().collect::<Vec<_>>(), vec!["c", "d"]);
+        let comparison =
+            Comparison { files, held_back: ["c".to_owned(), "d".to_owned()].into(), ..Comparison::default() };
+        assert!(
+            render(&comparison, false, false)
+                .contains("diff: 2 more changed files listed above without their diff")
+        );
+    }
 }

@@ -1,0 +1,199 @@
+//! The file-system primitives of the writer: a walk of OUT that never follows a symbolic link, reads
+//! that only open regular files and never read past a bound, advisory locks, and the rename that
+//! never replaces.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::{self, Read as _};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+/// What a path inside OUT holds, from its metadata alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entry {
+    /// A regular file of this size, last modified then.
+    File { len: u64, modified: Option<SystemTime> },
+    /// Anything else that is not a directory: a symbolic link (never followed), a FIFO, a socket, a
+    /// device. weave writes none of these.
+    Other,
+}
+
+/// The files and directories under a root, as `/`-separated relative paths.
+#[derive(Debug, Default)]
+pub struct Tree {
+    pub entries: BTreeMap<String, Entry>,
+    pub directories: BTreeSet<String>,
+}
+
+impl Tree {
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty() && self.directories.is_empty()
+    }
+}
+
+/// Walks `root` without following symbolic links. `skip` names entries of the root itself to leave
+/// out.
+pub fn scan(root: &Path, skip: &[&str]) -> io::Result<Tree> {
+    let mut tree = Tree::default();
+    let mut pending = vec![(root.to_path_buf(), String::new())];
+    while let Some((directory, prefix)) = pending.pop() {
+        for entry in fs::read_dir(&directory)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if prefix.is_empty() && skip.contains(&name.as_ref()) {
+                continue;
+            }
+            let relative = if prefix.is_empty() { name.into_owned() } else { format!("{prefix}/{name}") };
+            let file_type = entry.file_type()?;
+            if file_type.is_dir() {
+                tree.directories.insert(relative.clone());
+                pending.push((entry.path(), relative));
+            } else if file_type.is_file() {
+                let metadata = entry.metadata()?;
+                tree.entries.insert(
+                    relative,
+                    Entry::File { len: metadata.len(), modified: metadata.modified().ok() },
+                );
+            } else {
+                tree.entries.insert(relative, Entry::Other);
+            }
+        }
+    }
+    Ok(tree)
+}
+
+/// Opens a file for reading only if it is a regular file: a symbolic link is not followed and a
+/// FIFO is not waited on. `None` when the path holds something else.
+pub fn open_regular(path: &Path) -> io::Result<Option<(fs::File, fs::Metadata)>> {
+    let mut options = fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
+        options.custom_flags(flags.bits() as i32);
+    }
+    let file = match options.open(path) {
+        Ok(file) => file,
+        // ELOOP: the last component is a symbolic link.
+        #[cfg(unix)]
+        Err(error) if error.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+            return Ok(None);
+        }
+        Err(error) => return Err(error),
+    };
+    let metadata = file.metadata()?;
+    if metadata.is_file() { Ok(Some((file, metadata))) } else { Ok(None) }
+}
+
+/// Why a bounded read gave no bytes.
+#[derive(Debug)]
+pub enum ReadRefused {
+    /// Not a regular file (a directory, link, FIFO, device or socket), or missing.
+    NotRegular,
+    /// Larger than the bound, in bytes.
+    TooLarge(u64),
+    Io(io::Error),
+}
+
+impl std::fmt::Display for ReadRefused {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadRefused::NotRegular => formatter.write_str("not a regular file"),
+            ReadRefused::TooLarge(len) => write!(formatter, "{len} bytes, over the limit"),
+            ReadRefused::Io(error) => error.fmt(formatter),
+        }
+    }
+}
+
+/// Reads a regular file of at most `limit` bytes. A file that grows while it is read is cut at
+/// `limit + 1` bytes and refused.
+pub fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, ReadRefused> {
+    let (file, metadata) = match open_regular(path) {
+        Ok(Some(opened)) => opened,
+        Ok(None) => return Err(ReadRefused::NotRegular),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Err(ReadRefused::NotRegular),
+        Err(error) => return Err(ReadRefused::Io(error)),
+    };
+    if metadata.len() > limit {
+        return Err(ReadRefused::TooLarge(metadata.len()));
+    }
+    let mut bytes = Vec::with_capacity(metadata.len() as usize);
+    file.take(limit + 1).read_to_end(&mut bytes).map_err(ReadRefused::Io)?;
+    if bytes.len() as u64 > limit {
+        return Err(ReadRefused::TooLarge(bytes.len() as u64));
+    }
+    Ok(bytes)
+}
+
+/// An exclusive advisory lock on a directory, held until dropped. Two weave processes writing the
+/// same OUT (or creating it in the same parent) take turns instead of mixing their files.
+pub struct DirectoryLock {
+    _file: Option<fs::File>,
+}
+
+impl DirectoryLock {
+    /// Waits for the lock on `directory`. A directory that cannot be opened for reading (search
+    /// permission only) is not locked: weave still works there, without the protection.
+    pub fn acquire(directory: &Path) -> io::Result<DirectoryLock> {
+        let file = match fs::File::open(directory) {
+            Ok(file) => file,
+            Err(error) if error.kind() == io::ErrorKind::PermissionDenied => {
+                return Ok(DirectoryLock { _file: None });
+            }
+            Err(error) => return Err(error),
+        };
+        match file.lock() {
+            Ok(()) => Ok(DirectoryLock { _file: Some(file) }),
+            // A file system without advisory locks.
+            Err(error) if error.kind() == io::ErrorKind::Unsupported => Ok(DirectoryLock { _file: None }),
+            Err(error) => Err(error),
+        }
+    }
+}
+
+/// Renames `from` to `to` only if `to` does not exist, in one step where the system can.
+pub fn rename_no_replace(from: &Path, to: &Path) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::fs::{CWD, RenameFlags, renameat_with};
+        match renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE) {
+            Ok(()) => return Ok(()),
+            // A file system without renameat2 flags: fall back to the check, then the rename.
+            Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) => {}
+            Err(errno) => return Err(errno.into()),
+        }
+    }
+    match fs::symlink_metadata(to) {
+        Ok(_) => Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("{} exists", to.display()))),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => fs::rename(from, to),
+        Err(error) => Err(error),
+    }
+}
+
+/// Removes a file or a symbolic link (never its target); a missing path is not an error.
+pub fn remove_file_if_present(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
+/// Removes a directory tree; a missing path is not an error, a failure is.
+pub fn remove_tree_if_present(path: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(path) {
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(error),
+        Ok(metadata) if metadata.is_dir() => fs::remove_dir_all(path),
+        Ok(_) => fs::remove_file(path),
+    }
+}
+
+/// The directory that holds `path` (`.` for a bare name).
+pub fn parent_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
