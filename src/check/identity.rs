@@ -213,13 +213,32 @@ fn shared_domains(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>)
         }
         let second = &topology.sites[sites[1]];
         let names: Vec<&str> = sites.iter().map(|&site| topology.sites[site].name.as_str()).collect();
-        if topology.spire.upstream_authority.is_none() {
-            diagnostics.push(Diagnostic::error(
+        match topology.spire.upstream_authority.as_deref() {
+            None => diagnostics.push(Diagnostic::error(
                 "E014",
                 format!("trust domain `{domain}` spans sites {} without a shared upstream CA", names.join(", ")),
                 context.value_at(&format!("{}/trustDomain", second.pointer)),
-                "set `spire.upstreamAuthority: disk` so every SPIRE server of the domain signs with one CA, or give each site its own trust domain and federate them",
-            ));
+                "set `spire.upstreamAuthority: vault` with `spire.vault.address`, so every SPIRE server of the domain gets its intermediate from one Vault PKI engine, or give each site its own trust domain and federate them",
+            )),
+            Some("disk") => diagnostics.push(Diagnostic::error(
+                "E014",
+                format!(
+                    "trust domain `{domain}` spans sites {} with `upstreamAuthority: disk`, which copies the domain's CA private key into every one of those clusters",
+                    names.join(", ")
+                ),
+                context.value_at("/spire/upstreamAuthority"),
+                "use `spire.upstreamAuthority: vault` with `spire.vault.address`: the root key stays in Vault and each server holds only its own intermediate",
+            )),
+            Some("vault") if topology.spire.vault.is_none() => diagnostics.push(Diagnostic::error(
+                "E014",
+                format!(
+                    "trust domain `{domain}` spans sites {} with `upstreamAuthority: vault`, but `spire.vault` does not say which Vault signs",
+                    names.join(", ")
+                ),
+                context.value_at("/spire/upstreamAuthority"),
+                "add `spire.vault: {address: https://vault.example.com:8200}` (and `pkiMount`, `role` if not `pki` and `spire-server`)",
+            )),
+            Some(_) => {}
         }
         if context.plan.allow_same_trust_domain() {
             diagnostics.push(Diagnostic::error(

@@ -110,6 +110,18 @@ pub const UPSTREAM_CA_SECRET: &str = crate::plan::prerequisites::UPSTREAM_CA_SEC
 /// Where `UPSTREAM_CA_SECRET` is mounted in the server.
 pub const UPSTREAM_CA_DIR: &str = "/run/spire/upstream-ca";
 
+/// The projected ServiceAccount token (audience `vault`) the server logs in to Vault with.
+pub const VAULT_TOKEN_PATH: &str = "/var/run/secrets/tokens/vault/token";
+
+/// The audience of `VAULT_TOKEN_PATH`.
+pub const VAULT_AUDIENCE: &str = "vault";
+
+/// The mount of Vault's Kubernetes auth method for one site's cluster: each cluster has its own
+/// token issuer, so each has its own mount.
+pub fn vault_auth_mount(site: &Site) -> String {
+    crate::plan::prerequisites::vault_auth_mount(&site.name)
+}
+
 /// The upstream CA certificate inside `UPSTREAM_CA_DIR`.
 pub const UPSTREAM_CA_CERT_PATH: &str = "/run/spire/upstream-ca/tls.crt";
 
@@ -265,6 +277,25 @@ pub fn server_conf(context: &EmitContext<'_>, site: &Site) -> String {
             Body::builder().add_attribute(("keys_path", format!("{SERVER_DATA_DIR}/keys.json"))).build(),
         ))
         .add_block(server_node_attestor(context, site));
+    if spire.upstream_authority.as_deref() == Some("vault")
+        && let Some(vault) = &spire.vault
+    {
+        plugins = plugins.add_block(plugin(
+            "UpstreamAuthority",
+            "vault",
+            Body::builder()
+                .add_attribute(("vault_addr", vault.address.as_str()))
+                .add_attribute(("pki_mount_point", vault.pki_mount.as_str()))
+                .add_block(
+                    Block::builder("k8s_auth")
+                        .add_attribute(("k8s_auth_mount_point", vault_auth_mount(site)))
+                        .add_attribute(("k8s_auth_role_name", vault.role.as_str()))
+                        .add_attribute(("token_path", VAULT_TOKEN_PATH))
+                        .build(),
+                )
+                .build(),
+        ));
+    }
     if spire.upstream_authority.as_deref() == Some("disk") {
         plugins = plugins.add_block(plugin(
             "UpstreamAuthority",
@@ -701,7 +732,9 @@ federation:
     - [aws.example.com, lab.example.com]
     - [lab.example.com, gcp.example.com]
 spire:
-  upstreamAuthority: disk
+  upstreamAuthority: vault
+  vault:
+    address: https://vault.example.com:8200
   datastore:
     type: postgres
     connectionSecret: spire-db

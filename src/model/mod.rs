@@ -377,8 +377,18 @@ pub struct Spire {
     pub ca_ttl: String,
     pub svid_ttl: String,
     pub datastore: Datastore,
-    /// `disk` when one trust domain spans several sites and they share an upstream CA.
+    /// `vault` (or `disk` for a trust domain of one site).
     pub upstream_authority: Option<String>,
+    /// The Vault PKI engine of `upstream_authority: vault`.
+    pub vault: Option<Vault>,
+}
+
+/// The Vault PKI engine that signs the SPIRE servers' intermediate CAs.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Vault {
+    pub address: String,
+    pub pki_mount: String,
+    pub role: String,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]

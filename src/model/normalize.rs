@@ -155,6 +155,15 @@ struct RawSpire {
     datastore: Option<RawDatastore>,
     upstream_authority: Option<String>,
     replicas: Option<u32>,
+    vault: Option<RawVault>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct RawVault {
+    address: Option<String>,
+    pki_mount: Option<String>,
+    role: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -425,6 +434,13 @@ fn build(raw: RawTopology) -> Topology {
             pointer: "/spire/datastore".to_owned(),
         },
         upstream_authority: raw_spire.upstream_authority,
+        vault: raw_spire.vault.and_then(|vault| {
+            Some(Vault {
+                address: vault.address?,
+                pki_mount: vault.pki_mount.unwrap_or_else(|| "pki".to_owned()),
+                role: vault.role.unwrap_or_else(|| "spire-server".to_owned()),
+            })
+        }),
     };
 
     let raw_networking = raw.networking.unwrap_or_default();

@@ -16,6 +16,11 @@ pub const DATASTORE_SECRET_KEY: &str = "connection-string";
 /// The Secret holding the upstream CA of a trust domain that spans sites (`upstreamAuthority: disk`).
 pub const UPSTREAM_CA_SECRET: &str = "spire-upstream-ca";
 
+/// The mount of Vault's Kubernetes auth method for one site's cluster.
+pub fn vault_auth_mount(site: &str) -> String {
+    format!("kubernetes-{site}")
+}
+
 /// The ClusterIssuer of the bundle endpoints' web certificates when the topology names none.
 pub fn default_certificate_issuer(topology: &Topology) -> String {
     format!("{}-bundle-endpoint", topology.mesh.name)
@@ -103,6 +108,24 @@ pub fn prerequisites(topology: &Topology) -> Vec<Prerequisite> {
                 format!(
                     "`kubectl -n {spire_namespace} create secret generic {} --from-file=tls.crt=ca.crt --from-file=tls.key=ca.key` with the trust domain's upstream CA",
                     UPSTREAM_CA_SECRET
+                ),
+            );
+        }
+        if topology.spire.upstream_authority.as_deref() == Some("vault")
+            && let Some(vault) = &topology.spire.vault
+        {
+            let mount = vault_auth_mount(&site.name);
+            push(
+                "VaultKubernetesAuthRole",
+                None,
+                &format!("{mount}/{}", vault.role),
+                format!(
+                    "the SPIRE server of site {} logs in to {} with its ServiceAccount token (audience `vault`) to get its intermediate CA signed by `{}/root/sign-intermediate`",
+                    site.name, vault.address, vault.pki_mount
+                ),
+                format!(
+                    "`vault auth enable -path={mount} kubernetes`, configure it with cluster {}'s API server and CA, then `vault write auth/{mount}/role/{} bound_service_account_names=spire-server bound_service_account_namespaces={spire_namespace} audience=vault token_policies=<a policy allowing update on {}/root/sign-intermediate>`",
+                    site.cluster.name, vault.role, vault.pki_mount
                 ),
             );
         }

@@ -393,7 +393,8 @@ fn coherent(plan: &MeshPlan) -> Value {
     let shared_domain = used_domains.len() < plan.sites.len();
     let mut spire = json!({"datastore": {"type": "postgres", "connectionSecret": "spire-db"}});
     if shared_domain {
-        spire["upstreamAuthority"] = json!("disk");
+        spire["upstreamAuthority"] = json!("vault");
+        spire["vault"] = json!({"address": "https://vault.example.com:8200"});
     }
     root.insert("spire".into(), spire);
     root.insert(

@@ -373,7 +373,7 @@ fn rejects_wrong_shapes_at_the_offending_node() {
         ("a TTL that is not a duration", with("/spire", json!({"caTtl": "1 day"})), "/spire/caTtl"),
         (
             "unknown upstream authority",
-            with("/spire", json!({"upstreamAuthority": "vault"})),
+            with("/spire", json!({"upstreamAuthority": "aws_pca"})),
             "/spire/upstreamAuthority",
         ),
         ("unknown networking type", with("/networking", json!({"type": "wireguard"})), "/networking/type"),

@@ -409,6 +409,15 @@ fn server_statefulset(site: &SiteContext<'_>, labels: &StringMap, conf: &str) ->
         // The server's API socket lives under /tmp.
         VolumeMount::writable("tmp", "/tmp"),
     ];
+    if conf.contains(spire_config::VAULT_TOKEN_PATH) {
+        let (token_dir, token_file) =
+            spire_config::VAULT_TOKEN_PATH.rsplit_once('/').expect("the token path has a directory");
+        volumes.push(Volume::projected(
+            "vault-token",
+            vec![VolumeProjection::token(Some(spire_config::VAULT_AUDIENCE), 3600, token_file)],
+        ));
+        mounts.push(VolumeMount::read_only("vault-token", token_dir));
+    }
     if conf.contains(spire_config::UPSTREAM_CA_CERT_PATH) {
         volumes.push(Volume::secret("upstream-ca", spire_config::UPSTREAM_CA_SECRET));
         mounts.push(VolumeMount::read_only("upstream-ca", spire_config::UPSTREAM_CA_DIR));
