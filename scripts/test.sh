@@ -84,10 +84,14 @@ if ! WEAVE_VALIDATE_CHECKOV="$checkov" bash "$validate_dir/install.sh" >"$instal
   fi
 fi
 
-# The binary `cargo test` built (the fixtures are small: a release build would compile every
-# dependency a second time for nothing).
-cargo build --locked --bin weave
+# The binary `cargo test` built for the CLI tests. Not `cargo build`: without the dev-dependencies
+# the features of shared dependencies differ, and it would compile a dozen of them again; nor a
+# release build, which would compile every dependency a second time for a few small fixtures.
 weave="${CARGO_TARGET_DIR:-target}/debug/weave"
+if [[ ! -x "$weave" ]]; then
+  echo "FAIL: cargo test did not leave $weave" >&2
+  exit 1
+fi
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 skip="$(sed -e 's/#.*//' -e 's/[[:space:]]//g' security/checkov-skip.txt | { grep -v '^$' || true; } | paste -sd, -)"

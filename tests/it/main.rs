@@ -7,6 +7,7 @@
 
 mod build;
 mod cli;
+mod docs;
 mod fixtures;
 mod opa_eval;
 mod properties;
