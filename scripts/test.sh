@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The test command of README.md: the Rust test suite, then every valid fixture built and checked by
 # third-party tools (promtool, HashiCorp's HCL parser, kubernetes-validate in strict mode, kustomize,
-# two Rego engines, hadolint, the OCI image-spec schemas, SPIRE's key sets, checkov).
+# two Rego engines, hadolint, the OCI image-spec schemas, SPIRE's key sets, checkov), and the
+# Terraform against the provider schemas of the pinned releases (check-tf-schema: no FAIL and no
+# deprecated argument).
 #
 # The third-party tools come from the conformance toolkit, which is not part of this repository: the
 # `shared/validate` directory beside it (../shared/validate), or WEAVE_VALIDATE_DIR.
@@ -109,6 +111,17 @@ for fixture in fixtures/valid/*.yaml; do
     echo "FAIL $fixture:"
     grep -E '^FAIL' "$work/$name.log" || tail -n 20 "$work/$name.log"
     failed=1
+  fi
+  if [[ -x "$validate_dir/tf-schema/check-tf-schema" ]]; then
+    # WARN lines are deprecated arguments, which fail here too.
+    if "$validate_dir/tf-schema/check-tf-schema" "$work/$name" >"$work/$name.tf-schema.log" 2>/dev/null \
+        && ! grep -q '^WARN' "$work/$name.tf-schema.log"; then
+      echo "ok   $fixture: tf-schema: $(tail -n 1 "$work/$name.tf-schema.log")"
+    else
+      echo "FAIL $fixture: tf-schema:"
+      grep -E '^(FAIL|WARN)' "$work/$name.tf-schema.log" || tail -n 20 "$work/$name.tf-schema.log"
+      failed=1
+    fi
   fi
 done
 exit "$failed"

@@ -1,9 +1,14 @@
 //! Terraform for each cloud site: one root module per site under `terraform/<site>/`.
 //!
-//! Every cloud site gets `versions.tf` (Terraform and provider constraints), `providers.tf`,
-//! `variables.tf` (typed and described; secrets `sensitive` and without defaults), `main.tf` (the
-//! managed Kubernetes cluster, its node pool, what they need, and the bundle endpoint's DNS record)
-//! and `outputs.tf` (cluster endpoint, a kubeconfig command, the bundle endpoint's DNS name). With
+//! Every cloud site gets `versions.tf` (Terraform and provider constraints), `backend.tf` (the
+//! state backend as a partial configuration: its settings come from `terraform init
+//! -backend-config=...`), `providers.tf`, `variables.tf` (typed and described; secrets `sensitive`
+//! and without defaults), `terraform.tfvars.example` (every variable without a default, described),
+//! `main.tf` (the managed Kubernetes cluster, an on-demand node pool for the mesh's control plane
+//! and, on a spot site, a tainted spot pool for the agents, what the site's manifests need from
+//! the cloud, and the bundle endpoint's DNS record) and `outputs.tf` (cluster name and endpoint, a
+//! kubeconfig command, the command that prints the bundle endpoint's load balancer address, its
+//! DNS name). With
 //! `networking.type: vpn`, `vpn.tf` holds this site's side of a site-to-site VPN to every site it
 //! must reach (see [`vpn`]). On-prem sites get nothing: weave does not provision their cluster.
 //!
@@ -49,6 +54,14 @@ pub const TARGET: Target = Target {
 /// The Terraform version every module requires (`startswith`, `strcontains` and `endswith` are 1.5).
 pub const REQUIRED_TERRAFORM_VERSION: &str = ">= 1.5.0";
 
+/// Nodes of the on-demand pool of a spot site: the mesh's control plane (SPIRE server, controller
+/// manager, operators) runs there, and two nodes let one be drained without stopping it.
+pub(crate) const SPOT_SITE_SYSTEM_NODES: u32 = 2;
+
+/// `hashicorp/kubernetes`, for what a site's Terraform creates inside its cluster (EKS's default
+/// StorageClass): the release line the provider-schema check covers.
+pub(crate) const KUBERNETES_PROVIDER_VERSION: &str = "~> 2.38";
+
 fn emit(context: &EmitContext<'_>, sink: &mut dyn Sink) -> io::Result<()> {
     let plan = vpn::VpnPlan::new(context);
     for (site_index, site) in context.topology.sites.iter().enumerate() {
@@ -84,10 +97,13 @@ fn site_files(
     module
         .into_files()
         .into_iter()
-        .map(|(file_name, body)| {
-            format_body(&body)
-                .map(|text| (file_name, text))
-                .map_err(|error| io::Error::other(error.to_string()))
+        .map(|(file_name, file)| {
+            match &file {
+                File::Hcl(body) => format_body(body),
+                File::VariablesExample(entries) => variables_example(entries),
+            }
+            .map(|text| (file_name, text))
+            .map_err(|error| io::Error::other(error.to_string()))
         })
         .collect()
 }
@@ -160,6 +176,7 @@ impl SiteFacts<'_> {
 #[derive(Default)]
 pub(crate) struct Module {
     required_providers: BTreeMap<&'static str, (&'static str, &'static str)>,
+    backend: Option<&'static str>,
     providers: Vec<Block>,
     variables: Vec<Variable>,
     variable_names: BTreeSet<String>,
@@ -176,6 +193,11 @@ impl Module {
 
     pub fn provider(&mut self, block: Block) {
         self.providers.push(block);
+    }
+
+    /// The state backend type (`s3`, `gcs`, `azurerm`), written as a partial configuration.
+    pub fn backend(&mut self, backend_type: &'static str) {
+        self.backend = Some(backend_type);
     }
 
     /// Declares an input variable; a second declaration of the same name is ignored.
@@ -199,7 +221,7 @@ impl Module {
         self.outputs.push(output);
     }
 
-    fn into_files(self) -> Vec<(&'static str, Body)> {
+    fn into_files(self) -> Vec<(&'static str, File)> {
         let mut required_providers = Block::builder("required_providers");
         for (name, (source, version)) in &self.required_providers {
             required_providers = required_providers.add_attribute((
@@ -211,18 +233,98 @@ impl Module {
             .add_attribute(("required_version", REQUIRED_TERRAFORM_VERSION))
             .add_block(required_providers.build())
             .build();
-        let mut files = vec![
-            ("main.tf", Body::from(self.main)),
-            ("outputs.tf", Body::from(self.outputs.iter().map(Output::to_block).collect::<Vec<_>>())),
-            ("providers.tf", Body::from(self.providers)),
-            ("variables.tf", Body::from(self.variables.iter().map(Variable::to_block).collect::<Vec<_>>())),
-            ("versions.tf", Body::from(vec![versions])),
-        ];
+        let mut files = Vec::new();
+        if let Some(backend_type) = self.backend {
+            let backend = Block::builder("terraform")
+                .add_block(Block::builder("backend").add_label(backend_type).build())
+                .build();
+            files.push(("backend.tf", File::Hcl(Body::from(vec![backend]))));
+        }
+        files.extend([
+            ("main.tf", File::Hcl(Body::from(self.main))),
+            (
+                "outputs.tf",
+                File::Hcl(Body::from(self.outputs.iter().map(Output::to_block).collect::<Vec<_>>())),
+            ),
+            ("providers.tf", File::Hcl(Body::from(self.providers))),
+            (
+                "terraform.tfvars.example",
+                File::VariablesExample(
+                    self.variables
+                        .iter()
+                        .filter(|variable| variable.default.is_none())
+                        .map(Variable::example_entry)
+                        .collect(),
+                ),
+            ),
+            (
+                "variables.tf",
+                File::Hcl(Body::from(self.variables.iter().map(Variable::to_block).collect::<Vec<_>>())),
+            ),
+            ("versions.tf", File::Hcl(Body::from(vec![versions]))),
+        ]);
         if !self.vpn.is_empty() {
-            files.push(("vpn.tf", Body::from(self.vpn)));
+            files.push(("vpn.tf", File::Hcl(Body::from(self.vpn))));
         }
         files
     }
+}
+
+/// A file of the module before printing.
+enum File {
+    Hcl(Body),
+    /// `terraform.tfvars.example`: one entry per variable without a default.
+    VariablesExample(Vec<ExampleEntry>),
+}
+
+/// A variable without a default as `terraform.tfvars.example` lists it.
+struct ExampleEntry {
+    name: String,
+    description: String,
+    value: Expression,
+    sensitive: bool,
+}
+
+/// Lines of a comment (`# ...`) holding `text`, wrapped before 100 columns.
+fn comment_lines(text: &str, out: &mut String) {
+    let mut line = String::from("#");
+    for word in text.split_whitespace() {
+        if line.len() > 1 && line.len() + 1 + word.len() > 100 {
+            out.push_str(&line);
+            out.push('\n');
+            line = String::from("#");
+        }
+        line.push(' ');
+        line.push_str(word);
+    }
+    out.push_str(&line);
+    out.push('\n');
+}
+
+/// `terraform.tfvars.example`: each variable without a default, its description as a comment and
+/// an example value; a sensitive one only as a comment that says to set it through the environment,
+/// so that secrets stay out of files.
+fn variables_example(entries: &[ExampleEntry]) -> Result<String, hcl::Error> {
+    let mut out = String::from(
+        "# Copy to terraform.tfvars and replace the example values: every variable without a default is\n\
+         # listed. Sensitive variables are only named here; set them in the environment\n\
+         # (TF_VAR_<name>) or from a secret store, never in a file.\n",
+    );
+    for entry in entries {
+        out.push('\n');
+        comment_lines(&entry.description, &mut out);
+        if entry.sensitive {
+            out.push_str("# ");
+            out.push_str(&entry.name);
+            out.push_str(": sensitive, set TF_VAR_");
+            out.push_str(&entry.name);
+            out.push('\n');
+        } else {
+            let body = Body::builder().add_attribute((entry.name.as_str(), entry.value.clone())).build();
+            out.push_str(&format_body(&body)?);
+        }
+    }
+    Ok(out)
 }
 
 /// An input variable: typed and described; a secret is `sensitive` and has no default.
@@ -233,6 +335,7 @@ pub(crate) struct Variable {
     default: Option<Expression>,
     sensitive: bool,
     validations: Vec<(Expression, String)>,
+    example: Option<Expression>,
 }
 
 impl Variable {
@@ -248,6 +351,29 @@ impl Variable {
             default: None,
             sensitive: false,
             validations: Vec::new(),
+            example: None,
+        }
+    }
+
+    /// The value `terraform.tfvars.example` shows for a variable without a default (else one
+    /// derived from its type: an empty string or list, 0, false).
+    pub fn example(mut self, value: impl Into<Expression>) -> Variable {
+        self.example = Some(value.into());
+        self
+    }
+
+    fn example_entry(&self) -> ExampleEntry {
+        let value = self.example.clone().unwrap_or_else(|| match &self.type_expression {
+            Expression::Variable(name) if name.as_str() == "number" => 0.into(),
+            Expression::Variable(name) if name.as_str() == "bool" => false.into(),
+            Expression::Variable(_) => "".into(),
+            _ => Expression::Array(Vec::new()),
+        });
+        ExampleEntry {
+            name: self.name.clone(),
+            description: self.description.clone(),
+            value,
+            sensitive: self.sensitive,
         }
     }
 
@@ -556,6 +682,35 @@ pub(crate) fn load_balancer_address_variable(name: &str, what: &str, facts: &Sit
         .concat(),
     )
     .default(Expression::Null)
+}
+
+/// The name of the Service that exposes the SPIRE bundle endpoint (see `emit::k8s::spire`).
+pub(crate) const BUNDLE_ENDPOINT_SERVICE: &str = "spire-bundle-endpoint";
+
+/// The output holding the command that prints the address Kubernetes gave the SPIRE bundle
+/// endpoint Service's load balancer (`field`: `hostname` or `ip`): the value for `variable` on the
+/// apply that creates the DNS record.
+pub(crate) fn bundle_endpoint_address_output(field: &str, variable: &str, facts: &SiteFacts<'_>) -> Output {
+    let namespace = &facts.context.topology.spire.namespace;
+    Output::new(
+        "bundle_endpoint_load_balancer_command",
+        [
+            "Prints the load balancer address of the SPIRE bundle endpoint Service, the value of ",
+            variable,
+            ".",
+        ]
+        .concat(),
+        [
+            "kubectl --namespace ",
+            namespace,
+            " get service ",
+            BUNDLE_ENDPOINT_SERVICE,
+            " --output jsonpath={.status.loadBalancer.ingress[0].",
+            field,
+            "}",
+        ]
+        .concat(),
+    )
 }
 
 /// `count = <variable> == null ? 0 : 1`: the resource exists once the optional variable is set.

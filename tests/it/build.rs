@@ -70,7 +70,7 @@ fn parse_back(path: &str, bytes: &[u8]) {
     let text = std::str::from_utf8(bytes).unwrap_or_else(|_| panic!("{path} is not UTF-8"));
     assert!(text.ends_with('\n'), "{path} does not end with a newline");
     let name = path.rsplit('/').next().unwrap_or(path);
-    if name.ends_with(".tf") || name.ends_with(".conf") {
+    if name.ends_with(".tf") || name.ends_with(".conf") || name == "terraform.tfvars.example" {
         hcl::parse(text).unwrap_or_else(|error| panic!("{path} is not HCL: {error}"));
     } else if name.ends_with(".yaml") || name.ends_with(".yml") {
         for document in serde_yaml_ng::Deserializer::from_str(text) {

@@ -622,14 +622,16 @@ fn tailscale_container(site: &SiteContext<'_>, agent: &Agent) -> Container {
 /// The node label (and taint) of edge nodes.
 pub const EDGE_NODE_LABEL: &str = "node-role.kubernetes.io/edge";
 
-/// The label and taint each provider puts on its spot / preemptible nodes; none for providers
-/// without a standard one (on-prem, Oracle, IBM).
+/// The label and taint of a spot site's spot / preemptible nodes: the label each provider puts on
+/// them, which the site's Terraform also puts as a taint (on OKE, which sets no label, the weave
+/// Terraform sets both); none where there are no such nodes (on-prem, IBM).
 fn spot_label(provider: Provider) -> Option<(&'static str, &'static str)> {
     match provider {
         Provider::Aws => Some(("eks.amazonaws.com/capacityType", "SPOT")),
         Provider::Gcp => Some(("cloud.google.com/gke-spot", "true")),
         Provider::Azure => Some(("kubernetes.azure.com/scalesetpriority", "spot")),
-        Provider::Onprem | Provider::Oracle | Provider::Ibm => None,
+        Provider::Oracle => Some(("agentweave.io/capacity-type", "preemptible")),
+        Provider::Onprem | Provider::Ibm => None,
     }
 }
 

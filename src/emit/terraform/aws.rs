@@ -1,12 +1,29 @@
-//! Amazon EKS: the cluster and its IAM role, a managed node group (Spot capacity when
-//! `cluster.spot`) and its IAM role, a KMS key that encrypts Kubernetes Secrets and the
-//! control-plane logs, the VPC CNI add-on with NetworkPolicy enforcement on (weave's agents rely on
-//! NetworkPolicy for default deny), and the Route 53 record of the SPIRE bundle endpoint.
+//! Amazon EKS: the cluster and its IAM role, access entries for the administrators, an on-demand
+//! managed node group for the mesh's control plane and, when `cluster.spot`, a tainted Spot node
+//! group for the agents (both with one node IAM role), a KMS key that encrypts Kubernetes Secrets
+//! and the control-plane logs, the VPC CNI add-on with NetworkPolicy enforcement on (weave's agents
+//! rely on NetworkPolicy for default deny), and the Route 53 record of the SPIRE bundle endpoint.
 //!
-//! The user brings the network: private subnets in at least two Availability Zones (`subnet_ids`).
-//! Pods take their addresses from those subnets (VPC CNI).
+//! What the site's manifests need from AWS is provisioned here rather than by EKS Auto Mode:
+//! the EBS CSI driver add-on and a default encrypted gp3 StorageClass (EKS has had no default class
+//! since 1.30, and the SPIRE server's volume claim names none), and the AWS Load Balancer
+//! Controller (Helm) that serves the bundle endpoint Service's `aws-load-balancer-type: external`
+//! NLB. Auto Mode would bring both, but it replaces managed node groups by its own Karpenter
+//! NodePools (custom resources outside Terraform's schema checks), charges per instance on top of
+//! EC2, and keeps nothing of this module's node setup the same as on the other clouds. Every pod
+//! that calls an AWS API gets its role through EKS Pod Identity (the add-on
+//! `eks-pod-identity-agent`, one association per ServiceAccount): the EBS CSI controller, the load
+//! balancer controller and, with `aws_iid`, the SPIRE server (ec2:DescribeInstances,
+//! iam:GetInstanceProfile). Pod Identity needs no OIDC provider and no ServiceAccount annotation.
+//!
+//! The user brings the network: private subnets in at least two Availability Zones (`subnet_ids`)
+//! and the public subnets for the internet-facing NLB (`public_subnet_ids`, tagged here for the
+//! load balancer controller's subnet discovery). Pods take their addresses from the private subnets
+//! (VPC CNI).
 
 use hcl::expr::Expression;
+
+use crate::model::NodeAttestor;
 
 use super::{
     Module, Output, SiteFacts, Variable, api_allowed_cidrs_variable, api_public, body, call, conditional,
@@ -14,7 +31,29 @@ use super::{
     nested, object, one_of, reference, resource, strings, template, text, types, var,
 };
 
-pub(super) const PROVIDER_VERSION: &str = ">= 5.80, < 7.0";
+/// The release line the provider-schema check covers (hashicorp/aws 6.25).
+pub(super) const PROVIDER_VERSION: &str = "~> 6.25";
+
+/// `hashicorp/helm` 3.x, for the AWS Load Balancer Controller (`kubernetes = { ... }` in the
+/// provider block is the 3.x form).
+const HELM_PROVIDER_VERSION: &str = "~> 3.0";
+
+/// The taint of the Spot node group: EKS labels Spot nodes `eks.amazonaws.com/capacityType=SPOT`,
+/// and the agents of a spot site tolerate exactly that key and value.
+pub(super) const SPOT_TAINT: (&str, &str) = ("eks.amazonaws.com/capacityType", "SPOT");
+
+/// The chart version of the AWS Load Balancer Controller (controller v2.14.0), the default of
+/// `load_balancer_controller_chart_version`.
+const LOAD_BALANCER_CONTROLLER_CHART_VERSION: &str = "1.14.0";
+
+/// Namespace and ServiceAccount of the AWS Load Balancer Controller.
+const LOAD_BALANCER_CONTROLLER_ACCOUNT: (&str, &str) = ("kube-system", "aws-load-balancer-controller");
+
+/// The ServiceAccount of the EBS CSI driver's controller (the add-on's fixed name).
+const EBS_CSI_SERVICE_ACCOUNT: &str = "ebs-csi-controller-sa";
+
+/// The default StorageClass this module creates.
+pub(super) const STORAGE_CLASS: &str = "gp3";
 
 /// The managed policies EKS nodes need, by the resource name of their attachment.
 pub(super) const NODE_POLICIES: [(&str, &str); 3] = [
@@ -33,11 +72,61 @@ pub(super) fn cluster(facts: &SiteFacts<'_>, module: &mut Module) {
     let cluster_name = facts.cluster_name();
     let region = facts.region();
     module.require_provider("aws", "hashicorp/aws", PROVIDER_VERSION);
+    module.require_provider("kubernetes", "hashicorp/kubernetes", super::KUBERNETES_PROVIDER_VERSION);
+    module.require_provider("helm", "hashicorp/helm", HELM_PROVIDER_VERSION);
+    module.backend("s3");
     module.provider(
         nested("provider")
             .add_label("aws")
             .add_attribute(("region", region))
             .add_block(nested("default_tags").add_attribute(("tags", facts.labels_object())).build())
+            .build(),
+    );
+    // The cluster's API, for the StorageClass and the load balancer controller, with a token from
+    // the AWS CLI: nothing long-lived in the state.
+    let token_args = || {
+        list([
+            "eks".into(),
+            "get-token".into(),
+            "--cluster-name".into(),
+            reference("aws_eks_cluster.this.name"),
+            "--region".into(),
+            region.into(),
+        ])
+    };
+    const TOKEN_API: &str = "client.authentication.k8s.io/v1beta1";
+    let host = reference("aws_eks_cluster.this.endpoint");
+    let certificate = call("base64decode", [reference("aws_eks_cluster.this.certificate_authority[0].data")]);
+    let kubernetes_provider = nested("provider")
+        .add_label("kubernetes")
+        .add_attribute(("host", host.clone()))
+        .add_attribute(("cluster_ca_certificate", certificate.clone()))
+        .add_block(
+            nested("exec")
+                .add_attribute(("api_version", TOKEN_API))
+                .add_attribute(("command", "aws"))
+                .add_attribute(("args", token_args()))
+                .build(),
+        );
+    module.provider(kubernetes_provider.build());
+    module.provider(
+        nested("provider")
+            .add_label("helm")
+            .add_attribute((
+                "kubernetes",
+                object([
+                    ("host", host),
+                    ("cluster_ca_certificate", certificate),
+                    (
+                        "exec",
+                        object([
+                            ("api_version", Expression::from(TOKEN_API)),
+                            ("command", "aws".into()),
+                            ("args", token_args()),
+                        ]),
+                    ),
+                ]),
+            ))
             .build(),
     );
 
@@ -56,13 +145,54 @@ pub(super) fn cluster(facts: &SiteFacts<'_>, module: &mut Module) {
                 2.into(),
             ),
             "EKS needs subnets in at least two Availability Zones.",
+        )
+        .example(strings(["subnet-0f1e2d3c4b5a60001", "subnet-0f1e2d3c4b5a60002"])),
+    );
+    module.variable(
+        api_allowed_cidrs_variable(
+            "CIDR blocks allowed to reach the EKS public API endpoint. An empty list turns the public \
+         endpoint off: the API is then reachable only from inside the VPC (or over the VPN).",
+            false,
+        )
+        .example(strings(["203.0.113.0/24"])),
+    );
+    module.variable(
+        Variable::new(
+            "public_subnet_ids",
+            types::list_of_strings(),
+            "Public subnets (with a route to an internet gateway) of the cluster's VPC, one per \
+             Availability Zone of subnet_ids, for the internet-facing NLB of the SPIRE bundle endpoint. \
+             They are tagged kubernetes.io/role/elb = 1 for the AWS Load Balancer Controller's subnet \
+             discovery.",
+        )
+        .example(strings(["subnet-0a1b2c3d4e5f60001", "subnet-0a1b2c3d4e5f60002"]))
+        .validation(
+            super::binary(
+                call("length", [var("public_subnet_ids")]),
+                hcl::expr::BinaryOperator::Greater,
+                0.into(),
+            ),
+            "An internet-facing NLB needs at least one public subnet.",
         ),
     );
-    module.variable(api_allowed_cidrs_variable(
-        "CIDR blocks allowed to reach the EKS public API endpoint. An empty list turns the public \
-         endpoint off: the API is then reachable only from inside the VPC (or over the VPN).",
-        false,
-    ));
+    module.variable(
+        Variable::new(
+            "admin_principal_arns",
+            types::list_of_strings(),
+            "ARNs of the IAM roles and users that administer the cluster (an EKS access entry with \
+             AmazonEKSClusterAdminPolicy each), besides the identity that creates it. [] leaves only \
+             the creator.",
+        )
+        .example(strings(["arn:aws:iam::111122223333:role/platform-admin"])),
+    );
+    module.variable(
+        Variable::new(
+            "load_balancer_controller_chart_version",
+            types::string(),
+            "Version of the aws-load-balancer-controller Helm chart (https://aws.github.io/eks-charts).",
+        )
+        .default(LOAD_BALANCER_CONTROLLER_CHART_VERSION),
+    );
 
     module.main(data("aws_partition", "current", body()));
     module.main(data("aws_caller_identity", "current", body()));
@@ -140,34 +270,11 @@ pub(super) fn cluster(facts: &SiteFacts<'_>, module: &mut Module) {
             .add_attribute(("resolve_conflicts_on_update", "OVERWRITE")),
     ));
 
-    let nodes = facts.site.cluster.nodes;
-    module.main(resource(
-        "aws_eks_node_group",
-        "this",
-        body()
-            .add_attribute(("cluster_name", reference("aws_eks_cluster.this.name")))
-            .add_attribute(("node_group_name", limited_name(cluster_name, "nodes", 63)))
-            .add_attribute(("node_role_arn", reference("aws_iam_role.node.arn")))
-            .add_attribute(("subnet_ids", var("subnet_ids")))
-            .add_attribute(("capacity_type", if facts.site.cluster.spot { "SPOT" } else { "ON_DEMAND" }))
-            .add_attribute(("instance_types", strings([facts.node_type()])))
-            .add_block(
-                nested("scaling_config")
-                    .add_attribute(("desired_size", nodes))
-                    .add_attribute(("min_size", nodes))
-                    .add_attribute(("max_size", nodes))
-                    .build(),
-            )
-            .add_block(nested("update_config").add_attribute(("max_unavailable", 1)).build())
-            .add_attribute((
-                "depends_on",
-                list(
-                    NODE_POLICIES
-                        .iter()
-                        .map(|(name, _)| super::attribute_of("aws_iam_role_policy_attachment", name, &[])),
-                ),
-            )),
-    ));
+    access_entries(module);
+    node_groups(facts, module);
+    pod_identity(facts, module);
+    storage(module);
+    load_balancer_controller(facts, module);
 
     module.output(Output::new(
         "cluster_name",
@@ -198,6 +305,525 @@ pub(super) fn cluster(facts: &SiteFacts<'_>, module: &mut Module) {
     if let Some(host) = facts.bundle_endpoint_host() {
         bundle_endpoint_record(host, facts, module);
     }
+}
+
+/// An access entry with cluster-wide AmazonEKSClusterAdminPolicy for each administrator.
+fn access_entries(module: &mut Module) {
+    let principals = call("toset", [var("admin_principal_arns")]);
+    module.main(resource(
+        "aws_eks_access_entry",
+        "admin",
+        body()
+            .add_attribute(("for_each", principals.clone()))
+            .add_attribute(("cluster_name", reference("aws_eks_cluster.this.name")))
+            .add_attribute(("principal_arn", reference("each.value")))
+            .add_attribute(("type", "STANDARD")),
+    ));
+    module.main(resource(
+        "aws_eks_access_policy_association",
+        "admin",
+        body()
+            .add_attribute(("for_each", principals))
+            .add_attribute(("cluster_name", reference("aws_eks_cluster.this.name")))
+            .add_attribute(("principal_arn", reference("aws_eks_access_entry.admin[each.key].principal_arn")))
+            .add_attribute((
+                "policy_arn",
+                template([
+                    text("arn:"),
+                    interpolate(reference("data.aws_partition.current.partition")),
+                    text(":eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"),
+                ]),
+            ))
+            .add_block(nested("access_scope").add_attribute(("type", "cluster")).build()),
+    ));
+}
+
+/// The on-demand node group of the mesh's control plane (every node when the site is not spot)
+/// and, on a spot site, the Spot node group of the agents, tainted so that only pods tolerating
+/// Spot capacity (the agents, the node-level DaemonSets) run there.
+fn node_groups(facts: &SiteFacts<'_>, module: &mut Module) {
+    let cluster_name = facts.cluster_name();
+    let spot = facts.site.cluster.spot;
+    let nodes = facts.site.cluster.nodes;
+    let depends_on = || {
+        list(
+            NODE_POLICIES
+                .iter()
+                .map(|(name, _)| super::attribute_of("aws_iam_role_policy_attachment", name, &[]))
+                .chain([reference("aws_eks_addon.vpc_cni")]),
+        )
+    };
+    let group = |name: &str, size: u32, capacity: &str| {
+        body()
+            .add_attribute(("cluster_name", reference("aws_eks_cluster.this.name")))
+            .add_attribute(("node_group_name", limited_name(cluster_name, name, 63)))
+            .add_attribute(("node_role_arn", reference("aws_iam_role.node.arn")))
+            .add_attribute(("subnet_ids", var("subnet_ids")))
+            .add_attribute(("capacity_type", capacity))
+            .add_attribute(("instance_types", strings([facts.node_type()])))
+            .add_block(
+                nested("scaling_config")
+                    .add_attribute(("desired_size", size))
+                    .add_attribute(("min_size", size))
+                    .add_attribute(("max_size", size))
+                    .build(),
+            )
+            .add_block(nested("update_config").add_attribute(("max_unavailable", 1)).build())
+    };
+    let system_nodes = if spot { super::SPOT_SITE_SYSTEM_NODES } else { nodes };
+    module.main(resource(
+        "aws_eks_node_group",
+        "system",
+        group("system", system_nodes, "ON_DEMAND").add_attribute(("depends_on", depends_on())),
+    ));
+    if spot {
+        module.main(resource(
+            "aws_eks_node_group",
+            "spot",
+            group("spot", nodes, "SPOT")
+                .add_block(
+                    nested("taint")
+                        .add_attribute(("key", SPOT_TAINT.0))
+                        .add_attribute(("value", SPOT_TAINT.1))
+                        .add_attribute(("effect", "NO_SCHEDULE"))
+                        .build(),
+                )
+                .add_attribute(("depends_on", depends_on())),
+        ));
+    }
+}
+
+/// The EKS Pod Identity agent, and a role per workload that calls an AWS API: the EBS CSI
+/// controller (through its add-on), the load balancer controller and, when the SPIRE server attests
+/// nodes with `aws_iid`, the SPIRE server.
+fn pod_identity(facts: &SiteFacts<'_>, module: &mut Module) {
+    let cluster_name = facts.cluster_name();
+    module.main(resource(
+        "aws_eks_addon",
+        "pod_identity_agent",
+        body()
+            .add_attribute(("cluster_name", reference("aws_eks_cluster.this.name")))
+            .add_attribute(("addon_name", "eks-pod-identity-agent"))
+            .add_attribute(("resolve_conflicts_on_create", "OVERWRITE"))
+            .add_attribute(("resolve_conflicts_on_update", "OVERWRITE"))
+            .add_attribute(("depends_on", list([reference("aws_eks_node_group.system")]))),
+    ));
+    module.main(data(
+        "aws_iam_policy_document",
+        "pod_identity_assume_role",
+        body().add_block(assume_role_statement(
+            "pods.eks.amazonaws.com",
+            &["sts:AssumeRole", "sts:TagSession"],
+        )),
+    ));
+    let role = |name: &str, suffix: &str| {
+        resource(
+            "aws_iam_role",
+            name,
+            body().add_attribute(("name", limited_name(cluster_name, suffix, 64))).add_attribute((
+                "assume_role_policy",
+                reference("data.aws_iam_policy_document.pod_identity_assume_role.json"),
+            )),
+        )
+    };
+
+    module.main(role("ebs_csi", "ebs-csi"));
+    module.main(resource(
+        "aws_iam_role_policy_attachment",
+        "ebs_csi",
+        body().add_attribute(("role", reference("aws_iam_role.ebs_csi.name"))).add_attribute((
+            "policy_arn",
+            template([
+                text("arn:"),
+                interpolate(reference("data.aws_partition.current.partition")),
+                text(":iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy"),
+            ]),
+        )),
+    ));
+
+    module.main(role("load_balancer_controller", "lb-controller"));
+    module.main(resource(
+        "aws_iam_policy",
+        "load_balancer_controller",
+        body()
+            .add_attribute(("name", limited_name(cluster_name, "lb-controller", 128)))
+            .add_attribute(("description", "AWS Load Balancer Controller: NLBs for the cluster's Services"))
+            .add_attribute(("policy", call("jsonencode", [load_balancer_controller_policy()]))),
+    ));
+    module.main(resource(
+        "aws_iam_role_policy_attachment",
+        "load_balancer_controller",
+        body()
+            .add_attribute(("role", reference("aws_iam_role.load_balancer_controller.name")))
+            .add_attribute(("policy_arn", reference("aws_iam_policy.load_balancer_controller.arn"))),
+    ));
+    module.main(pod_identity_association(
+        "load_balancer_controller",
+        LOAD_BALANCER_CONTROLLER_ACCOUNT.0,
+        LOAD_BALANCER_CONTROLLER_ACCOUNT.1,
+    ));
+
+    if facts.site.cluster.node_attestor == NodeAttestor::AwsIid {
+        module.main(role("spire_server", "spire-server"));
+        module.main(data(
+            "aws_iam_policy_document",
+            "spire_server",
+            body()
+                // DescribeInstances has no resource-level permissions.
+                .add_block(
+                    nested("statement")
+                        .add_attribute(("sid", "DescribeAttestingInstances"))
+                        .add_attribute(("effect", "Allow"))
+                        .add_attribute(("actions", strings(["ec2:DescribeInstances"])))
+                        .add_attribute(("resources", strings(["*"])))
+                        .build(),
+                )
+                .add_block(
+                    nested("statement")
+                        .add_attribute(("sid", "ReadInstanceProfiles"))
+                        .add_attribute(("effect", "Allow"))
+                        .add_attribute(("actions", strings(["iam:GetInstanceProfile"])))
+                        .add_attribute((
+                            "resources",
+                            list([template([
+                                text("arn:"),
+                                interpolate(reference("data.aws_partition.current.partition")),
+                                text(":iam::"),
+                                interpolate(reference("data.aws_caller_identity.current.account_id")),
+                                text(":instance-profile/*"),
+                            ])]),
+                        ))
+                        .build(),
+                ),
+        ));
+        module.main(resource(
+            "aws_iam_role_policy",
+            "spire_server",
+            body()
+                .add_attribute(("name", "node-attestation"))
+                .add_attribute(("role", reference("aws_iam_role.spire_server.id")))
+                .add_attribute(("policy", reference("data.aws_iam_policy_document.spire_server.json"))),
+        ));
+        module.main(pod_identity_association(
+            "spire_server",
+            &facts.context.topology.spire.namespace,
+            crate::emit::spire::SERVER_NAME,
+        ));
+    }
+}
+
+/// The Pod Identity association of `namespace/service_account` with `aws_iam_role.<role>`.
+fn pod_identity_association(role: &str, namespace: &str, service_account: &str) -> hcl::Block {
+    resource(
+        "aws_eks_pod_identity_association",
+        role,
+        body()
+            .add_attribute(("cluster_name", reference("aws_eks_cluster.this.name")))
+            .add_attribute(("namespace", namespace))
+            .add_attribute(("service_account", service_account))
+            .add_attribute(("role_arn", super::attribute_of("aws_iam_role", role, &["arn"])))
+            .add_attribute(("depends_on", list([reference("aws_eks_addon.pod_identity_agent")]))),
+    )
+}
+
+/// What the AWS Load Balancer Controller needs to run the NLBs of `type: LoadBalancer` Services:
+/// read the network and load balancers, and create, change and delete only the load balancers,
+/// target groups and security groups (of the cluster's VPC) it tagged with its cluster tag
+/// (`elbv2.k8s.aws/cluster`). From the controller's reference policy, without what only Ingresses
+/// (ALB rules, WAF, Shield, Cognito, certificates) use, and with every write action limited to the
+/// resource types it acts on.
+fn load_balancer_controller_policy() -> Expression {
+    let statement = |actions: &[&str], resources: Expression, condition: Option<Expression>| {
+        let mut fields = vec![
+            ("Effect", Expression::from("Allow")),
+            ("Action", strings(actions)),
+            ("Resource", resources),
+        ];
+        if let Some(condition) = condition {
+            fields.push(("Condition", condition));
+        }
+        object(fields)
+    };
+    let tag_null = |entries: &[(&str, &str)]| {
+        object([("Null", object(entries.iter().map(|(key, value)| (*key, Expression::from(*value)))))])
+    };
+    const REQUEST_TAG: &str = "aws:RequestTag/elbv2.k8s.aws/cluster";
+    const RESOURCE_TAG: &str = "aws:ResourceTag/elbv2.k8s.aws/cluster";
+    let arn_list = |service: &str, paths: &[&str]| -> Vec<Expression> {
+        paths
+            .iter()
+            .map(|path| {
+                template([
+                    text("arn:"),
+                    interpolate(reference("data.aws_partition.current.partition")),
+                    text(":"),
+                    text(service),
+                    text(":*:"),
+                    interpolate(reference("data.aws_caller_identity.current.account_id")),
+                    text(":"),
+                    text(*path),
+                ])
+            })
+            .collect()
+    };
+    let arns = |service: &str, paths: &[&str]| list(arn_list(service, paths));
+    let security_groups = || arns("ec2", &["security-group/*"]);
+    let load_balancers = || arns("elasticloadbalancing", &["loadbalancer/net/*/*", "loadbalancer/app/*/*"]);
+    let target_groups = || arns("elasticloadbalancing", &["targetgroup/*/*"]);
+    let balancers_and_groups =
+        || arns("elasticloadbalancing", &["loadbalancer/net/*/*", "loadbalancer/app/*/*", "targetgroup/*/*"]);
+    let listeners = || {
+        arns(
+            "elasticloadbalancing",
+            &["loadbalancer/net/*/*", "loadbalancer/app/*/*", "listener/net/*/*/*", "listener/app/*/*/*"],
+        )
+    };
+    let vpc = template([
+        text("arn:"),
+        interpolate(reference("data.aws_partition.current.partition")),
+        text(":ec2:*:"),
+        interpolate(reference("data.aws_caller_identity.current.account_id")),
+        text(":vpc/"),
+        interpolate(reference("data.aws_subnet.first.vpc_id")),
+    ]);
+    let mut create_security_group = vec![vpc];
+    create_security_group.extend(arn_list("ec2", &["security-group/*"]));
+    object([
+        ("Version", Expression::from("2012-10-17")),
+        (
+            "Statement",
+            list([
+                statement(
+                    &[
+                        "ec2:DescribeAccountAttributes",
+                        "ec2:DescribeAddresses",
+                        "ec2:DescribeAvailabilityZones",
+                        "ec2:DescribeInstances",
+                        "ec2:DescribeInternetGateways",
+                        "ec2:DescribeNetworkInterfaces",
+                        "ec2:DescribeRouteTables",
+                        "ec2:DescribeSecurityGroups",
+                        "ec2:DescribeSubnets",
+                        "ec2:DescribeTags",
+                        "ec2:DescribeVpcs",
+                        "elasticloadbalancing:DescribeListenerAttributes",
+                        "elasticloadbalancing:DescribeListeners",
+                        "elasticloadbalancing:DescribeLoadBalancerAttributes",
+                        "elasticloadbalancing:DescribeLoadBalancers",
+                        "elasticloadbalancing:DescribeTags",
+                        "elasticloadbalancing:DescribeTargetGroupAttributes",
+                        "elasticloadbalancing:DescribeTargetGroups",
+                        "elasticloadbalancing:DescribeTargetHealth",
+                    ],
+                    Expression::from("*"),
+                    None,
+                ),
+                statement(
+                    &["iam:CreateServiceLinkedRole"],
+                    list([template([
+                        text("arn:"),
+                        interpolate(reference("data.aws_partition.current.partition")),
+                        text(":iam::"),
+                        interpolate(reference("data.aws_caller_identity.current.account_id")),
+                        text(":role/aws-service-role/elasticloadbalancing.amazonaws.com/*"),
+                    ])]),
+                    Some(object([(
+                        "StringEquals",
+                        object([(
+                            "iam:AWSServiceName",
+                            Expression::from("elasticloadbalancing.amazonaws.com"),
+                        )]),
+                    )])),
+                ),
+                statement(
+                    &["ec2:CreateSecurityGroup", "ec2:GetSecurityGroupsForVpc"],
+                    list(create_security_group),
+                    None,
+                ),
+                statement(
+                    &["ec2:CreateTags"],
+                    security_groups(),
+                    Some(object([
+                        (
+                            "StringEquals",
+                            object([("ec2:CreateAction", Expression::from("CreateSecurityGroup"))]),
+                        ),
+                        ("Null", object([(REQUEST_TAG, Expression::from("false"))])),
+                    ])),
+                ),
+                statement(
+                    &["ec2:CreateTags", "ec2:DeleteTags"],
+                    security_groups(),
+                    Some(tag_null(&[(REQUEST_TAG, "true"), (RESOURCE_TAG, "false")])),
+                ),
+                statement(
+                    &[
+                        "ec2:AuthorizeSecurityGroupIngress",
+                        "ec2:DeleteSecurityGroup",
+                        "ec2:RevokeSecurityGroupIngress",
+                    ],
+                    security_groups(),
+                    Some(tag_null(&[(RESOURCE_TAG, "false")])),
+                ),
+                statement(
+                    &["elasticloadbalancing:CreateLoadBalancer"],
+                    load_balancers(),
+                    Some(tag_null(&[(REQUEST_TAG, "false")])),
+                ),
+                statement(
+                    &["elasticloadbalancing:CreateTargetGroup"],
+                    target_groups(),
+                    Some(tag_null(&[(REQUEST_TAG, "false")])),
+                ),
+                statement(
+                    &[
+                        "elasticloadbalancing:CreateListener",
+                        "elasticloadbalancing:DeleteListener",
+                        "elasticloadbalancing:ModifyListener",
+                        "elasticloadbalancing:ModifyListenerAttributes",
+                    ],
+                    listeners(),
+                    None,
+                ),
+                statement(
+                    &["elasticloadbalancing:AddTags", "elasticloadbalancing:RemoveTags"],
+                    balancers_and_groups(),
+                    Some(tag_null(&[(REQUEST_TAG, "true"), (RESOURCE_TAG, "false")])),
+                ),
+                statement(
+                    &["elasticloadbalancing:AddTags"],
+                    balancers_and_groups(),
+                    Some(object([
+                        (
+                            "StringEquals",
+                            object([(
+                                "elasticloadbalancing:CreateAction",
+                                strings(["CreateLoadBalancer", "CreateTargetGroup"]),
+                            )]),
+                        ),
+                        ("Null", object([(REQUEST_TAG, Expression::from("false"))])),
+                    ])),
+                ),
+                statement(
+                    &[
+                        "elasticloadbalancing:DeleteLoadBalancer",
+                        "elasticloadbalancing:DeleteTargetGroup",
+                        "elasticloadbalancing:DeregisterTargets",
+                        "elasticloadbalancing:ModifyLoadBalancerAttributes",
+                        "elasticloadbalancing:ModifyTargetGroup",
+                        "elasticloadbalancing:ModifyTargetGroupAttributes",
+                        "elasticloadbalancing:RegisterTargets",
+                        "elasticloadbalancing:SetIpAddressType",
+                        "elasticloadbalancing:SetSecurityGroups",
+                        "elasticloadbalancing:SetSubnets",
+                    ],
+                    balancers_and_groups(),
+                    Some(tag_null(&[(RESOURCE_TAG, "false")])),
+                ),
+            ]),
+        ),
+    ])
+}
+
+/// The EBS CSI driver add-on (its controller's role through Pod Identity) and the default
+/// StorageClass: encrypted gp3 volumes, bound where the pod is scheduled, expandable.
+fn storage(module: &mut Module) {
+    module.main(resource(
+        "aws_eks_addon",
+        "ebs_csi_driver",
+        body()
+            .add_attribute(("cluster_name", reference("aws_eks_cluster.this.name")))
+            .add_attribute(("addon_name", "aws-ebs-csi-driver"))
+            .add_attribute(("resolve_conflicts_on_create", "OVERWRITE"))
+            .add_attribute(("resolve_conflicts_on_update", "OVERWRITE"))
+            .add_block(
+                nested("pod_identity_association")
+                    .add_attribute(("role_arn", reference("aws_iam_role.ebs_csi.arn")))
+                    .add_attribute(("service_account", EBS_CSI_SERVICE_ACCOUNT))
+                    .build(),
+            )
+            .add_attribute((
+                "depends_on",
+                list([
+                    reference("aws_eks_addon.pod_identity_agent"),
+                    reference("aws_iam_role_policy_attachment.ebs_csi"),
+                ]),
+            )),
+    ));
+    module.main(resource(
+        "kubernetes_storage_class_v1",
+        "default",
+        body()
+            .add_block(
+                nested("metadata")
+                    .add_attribute(("name", STORAGE_CLASS))
+                    .add_attribute((
+                        "annotations",
+                        object([("storageclass.kubernetes.io/is-default-class", Expression::from("true"))]),
+                    ))
+                    .build(),
+            )
+            .add_attribute(("storage_provisioner", "ebs.csi.aws.com"))
+            .add_attribute(("reclaim_policy", "Delete"))
+            .add_attribute(("volume_binding_mode", "WaitForFirstConsumer"))
+            .add_attribute(("allow_volume_expansion", true))
+            .add_attribute((
+                "parameters",
+                object([("type", Expression::from("gp3")), ("encrypted", "true".into())]),
+            ))
+            .add_attribute(("depends_on", list([reference("aws_eks_addon.ebs_csi_driver")]))),
+    ));
+}
+
+/// The AWS Load Balancer Controller, which makes the NLB of the SPIRE bundle endpoint Service
+/// (`aws-load-balancer-type: external`), and the subnet tags by which it finds the public subnets.
+fn load_balancer_controller(facts: &SiteFacts<'_>, module: &mut Module) {
+    module.main(resource(
+        "aws_ec2_tag",
+        "public_subnet_elb",
+        body()
+            .add_attribute(("for_each", call("toset", [var("public_subnet_ids")])))
+            .add_attribute(("resource_id", reference("each.value")))
+            .add_attribute(("key", "kubernetes.io/role/elb"))
+            .add_attribute(("value", "1")),
+    ));
+    module.main(data(
+        "aws_subnet",
+        "first",
+        body().add_attribute((
+            "id",
+            hcl::expr::Traversal::new(var("subnet_ids"), [hcl::expr::TraversalOperator::Index(0u64.into())]),
+        )),
+    ));
+    let values = object([
+        ("clusterName", reference("aws_eks_cluster.this.name")),
+        ("region", facts.region().into()),
+        ("vpcId", reference("data.aws_subnet.first.vpc_id")),
+        (
+            "serviceAccount",
+            object([("create", Expression::from(true)), ("name", LOAD_BALANCER_CONTROLLER_ACCOUNT.1.into())]),
+        ),
+    ]);
+    module.main(resource(
+        "helm_release",
+        "aws_load_balancer_controller",
+        body()
+            .add_attribute(("name", "aws-load-balancer-controller"))
+            .add_attribute(("repository", "https://aws.github.io/eks-charts"))
+            .add_attribute(("chart", "aws-load-balancer-controller"))
+            .add_attribute(("version", var("load_balancer_controller_chart_version")))
+            .add_attribute(("namespace", LOAD_BALANCER_CONTROLLER_ACCOUNT.0))
+            .add_attribute(("values", list([call("yamlencode", [values])])))
+            .add_attribute((
+                "depends_on",
+                list([
+                    reference("aws_eks_pod_identity_association.load_balancer_controller"),
+                    reference("aws_iam_role_policy_attachment.load_balancer_controller"),
+                    reference("aws_eks_node_group.system"),
+                    reference("aws_ec2_tag.public_subnet_elb"),
+                ]),
+            )),
+    ));
 }
 
 fn iam_roles(cluster_name: &str, module: &mut Module) {
@@ -373,11 +999,14 @@ fn log_group_name(cluster_name: &str) -> String {
 /// SPIRE bundle endpoint Service. That host name exists only once the cluster runs, so the record
 /// is created on the apply after `bundle_endpoint_load_balancer_hostname` is set.
 fn bundle_endpoint_record(host: &str, facts: &SiteFacts<'_>, module: &mut Module) {
-    module.variable(Variable::new(
-        "route53_zone_id",
-        types::string(),
-        "ID of the Route 53 hosted zone that holds the SPIRE bundle endpoint's host name.",
-    ));
+    module.variable(
+        Variable::new(
+            "route53_zone_id",
+            types::string(),
+            "ID of the Route 53 hosted zone that holds the SPIRE bundle endpoint's host name.",
+        )
+        .example("Z0123456789ABCDEFGHIJ"),
+    );
     module.variable(load_balancer_address_variable(
         "bundle_endpoint_load_balancer_hostname",
         "Host name of the LoadBalancer",
@@ -393,6 +1022,11 @@ fn bundle_endpoint_record(host: &str, facts: &SiteFacts<'_>, module: &mut Module
             .add_attribute(("type", "CNAME"))
             .add_attribute(("ttl", 300))
             .add_attribute(("records", list([var("bundle_endpoint_load_balancer_hostname")]))),
+    ));
+    module.output(super::bundle_endpoint_address_output(
+        "hostname",
+        "bundle_endpoint_load_balancer_hostname",
+        facts,
     ));
     module.output(Output::new(
         "bundle_endpoint_dns_name",

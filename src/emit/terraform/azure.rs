@@ -2,15 +2,21 @@
 //! the cluster (system-assigned identity, Entra ID with Azure RBAC and local accounts off, Azure
 //! CNI with Calico NetworkPolicy, a private API server unless `private_cluster = false` (then
 //! authorized ranges), host-based encryption of the nodes' disks, Azure Policy, workload identity,
-//! automatic patch upgrades), a Spot node pool when `cluster.spot`, and the Azure DNS record of the
-//! SPIRE bundle endpoint.
+//! automatic patch upgrades), an on-demand system pool for the mesh's control plane and, when
+//! `cluster.spot`, a tainted Spot pool for the agents, both over the region's availability zones,
+//! and the Azure DNS record of the SPIRE bundle endpoint. AKS brings the rest the manifests need: a
+//! default StorageClass (`managed-csi`) and a Standard Load Balancer for `type: LoadBalancer`
+//! Services.
 //!
 //! The user brings the network: the nodes' subnet (`vnet_subnet_id`). With Azure CNI, pods take
-//! their addresses from that subnet.
+//! their addresses from that subnet, and the cluster's identity gets Network Contributor on it (the
+//! role AKS needs on a subnet it does not own, to place nodes and load balancer frontends there).
 
 use hcl::expr::Expression;
 
 use hcl::expr::BinaryOperator;
+
+use crate::model::NodeAttestor;
 
 use super::{
     Module, Output, SiteFacts, Variable, api_allowed_cidrs_variable, binary, body, call, conditional,
@@ -18,7 +24,8 @@ use super::{
     reference, resource, strings, template, text, types, var,
 };
 
-pub(super) const PROVIDER_VERSION: &str = "~> 4.0";
+/// The release line the provider-schema check covers (hashicorp/azurerm 4.55).
+pub(super) const PROVIDER_VERSION: &str = "~> 4.55";
 
 /// Days Container Insights keeps logs.
 const LOG_RETENTION_DAYS: u32 = 90;
@@ -35,6 +42,7 @@ pub(super) fn cluster(facts: &SiteFacts<'_>, module: &mut Module) {
     let region = facts.region();
     let spot = facts.site.cluster.spot;
     module.require_provider("azurerm", "hashicorp/azurerm", PROVIDER_VERSION);
+    module.backend("azurerm");
     module.provider(
         nested("provider")
             .add_label("azurerm")
@@ -43,17 +51,31 @@ pub(super) fn cluster(facts: &SiteFacts<'_>, module: &mut Module) {
             .build(),
     );
 
-    module.variable(Variable::new(
-        "subscription_id",
-        types::string(),
-        "ID of the Azure subscription of the cluster.",
-    ));
-    module.variable(Variable::new(
-        "vnet_subnet_id",
-        types::string(),
-        "ID of the virtual network subnet of the nodes. With Azure CNI the pods take their addresses \
+    module.variable(
+        Variable::new("subscription_id", types::string(), "ID of the Azure subscription of the cluster.")
+            .example("00000000-0000-0000-0000-000000000000"),
+    );
+    module.variable(
+        Variable::new(
+            "vnet_subnet_id",
+            types::string(),
+            "ID of the virtual network subnet of the nodes. With Azure CNI the pods take their addresses \
          from it too, so size it for nodes times 50 pods.",
-    ));
+        )
+        .example(
+            "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/network/providers/\
+         Microsoft.Network/virtualNetworks/mesh/subnets/nodes",
+        ),
+    );
+    module.variable(
+        Variable::new(
+            "zones",
+            types::list_of_strings(),
+            "Availability zones of the node pools (and of the VPN gateway's public address). [] for a \
+             region without availability zones.",
+        )
+        .default(strings(["1", "2", "3"])),
+    );
     module.variable(
         Variable::new(
             "private_cluster",
@@ -113,9 +135,10 @@ pub(super) fn cluster(facts: &SiteFacts<'_>, module: &mut Module) {
             .add_attribute(("tags", facts.labels_object())),
     ));
 
-    // With a Spot pool, the system pool keeps one regular node for the cluster's own services and
-    // the agents run on Spot nodes (which they must tolerate); otherwise it holds every node.
-    let system_nodes = if spot { 1 } else { facts.site.cluster.nodes };
+    // With a Spot pool, the on-demand system pool keeps the cluster's own services and the mesh's
+    // control plane and the agents run on Spot nodes (which they must tolerate); otherwise it holds
+    // every node.
+    let system_nodes = if spot { super::SPOT_SITE_SYSTEM_NODES } else { facts.site.cluster.nodes };
     module.main(resource(
         "azurerm_kubernetes_cluster",
         "this",
@@ -143,6 +166,7 @@ pub(super) fn cluster(facts: &SiteFacts<'_>, module: &mut Module) {
                     .add_attribute(("node_count", system_nodes))
                     .add_attribute(("max_pods", MAX_PODS))
                     .add_attribute(("vnet_subnet_id", var("vnet_subnet_id")))
+                    .add_attribute(("zones", var("zones")))
                     .add_attribute(("host_encryption_enabled", var("host_encryption_enabled")))
                     .add_attribute(("temporary_name_for_rotation", "systemtmp"))
                     .add_attribute(("tags", facts.labels_object()))
@@ -240,6 +264,7 @@ pub(super) fn cluster(facts: &SiteFacts<'_>, module: &mut Module) {
                 .add_attribute(("node_count", facts.site.cluster.nodes))
                 .add_attribute(("max_pods", MAX_PODS))
                 .add_attribute(("vnet_subnet_id", var("vnet_subnet_id")))
+                .add_attribute(("zones", var("zones")))
                 .add_attribute(("host_encryption_enabled", var("host_encryption_enabled")))
                 .add_attribute(("priority", "Spot"))
                 .add_attribute(("eviction_policy", "Delete"))
@@ -254,6 +279,28 @@ pub(super) fn cluster(facts: &SiteFacts<'_>, module: &mut Module) {
         ));
     }
 
+    module.main(resource(
+        "azurerm_role_assignment",
+        "cluster_subnet",
+        body()
+            .add_attribute(("scope", var("vnet_subnet_id")))
+            .add_attribute(("role_definition_name", "Network Contributor"))
+            .add_attribute((
+                "principal_id",
+                reference("azurerm_kubernetes_cluster.this.identity[0].principal_id"),
+            ))
+            .add_attribute(("principal_type", "ServicePrincipal")),
+    ));
+    module.main(super::data("azurerm_client_config", "current", super::body()));
+    if facts.site.cluster.node_attestor == NodeAttestor::AzureMsi {
+        spire_server_identity(facts, module);
+    }
+
+    module.output(Output::new(
+        "tenant_id",
+        "Entra ID tenant of the subscription (the tenant the SPIRE server's azure_msi attestor accepts).",
+        reference("data.azurerm_client_config.current.tenant_id"),
+    ));
     module.output(Output::new(
         "cluster_name",
         "Name of the AKS cluster.",
@@ -288,6 +335,57 @@ pub(super) fn cluster(facts: &SiteFacts<'_>, module: &mut Module) {
     }
 }
 
+/// The Azure identity of the SPIRE server, whose Azure node attestor reads the attesting VM:
+/// a user-assigned identity the server's ServiceAccount signs in as through workload identity (a
+/// federated credential for the cluster's OIDC issuer), with Reader on the node resource group.
+/// The ServiceAccount takes the `spire_server_client_id` output as its
+/// `azure.workload.identity/client-id` annotation, and the pod the `azure.workload.identity/use`
+/// label.
+fn spire_server_identity(facts: &SiteFacts<'_>, module: &mut Module) {
+    let namespace = &facts.context.topology.spire.namespace;
+    module.main(resource(
+        "azurerm_user_assigned_identity",
+        "spire_server",
+        body()
+            .add_attribute(("name", super::limited_name(facts.cluster_name(), "spire-server", 128)))
+            .add_attribute(("location", reference("azurerm_resource_group.this.location")))
+            .add_attribute(("resource_group_name", reference("azurerm_resource_group.this.name")))
+            .add_attribute(("tags", facts.labels_object())),
+    ));
+    module.main(resource(
+        "azurerm_federated_identity_credential",
+        "spire_server",
+        body()
+            .add_attribute(("name", "spire-server"))
+            .add_attribute(("resource_group_name", reference("azurerm_resource_group.this.name")))
+            .add_attribute(("parent_id", reference("azurerm_user_assigned_identity.spire_server.id")))
+            .add_attribute(("audience", strings(["api://AzureADTokenExchange"])))
+            .add_attribute(("issuer", reference("azurerm_kubernetes_cluster.this.oidc_issuer_url")))
+            .add_attribute((
+                "subject",
+                ["system:serviceaccount:", namespace, ":", crate::emit::spire::SERVER_NAME].concat(),
+            )),
+    ));
+    module.main(resource(
+        "azurerm_role_assignment",
+        "spire_server_node_reader",
+        body()
+            .add_attribute(("scope", reference("azurerm_kubernetes_cluster.this.node_resource_group_id")))
+            .add_attribute(("role_definition_name", "Reader"))
+            .add_attribute((
+                "principal_id",
+                reference("azurerm_user_assigned_identity.spire_server.principal_id"),
+            ))
+            .add_attribute(("principal_type", "ServicePrincipal")),
+    ));
+    module.output(Output::new(
+        "spire_server_client_id",
+        "Client ID of the SPIRE server's managed identity (its ServiceAccount's \
+         azure.workload.identity/client-id annotation).",
+        reference("azurerm_user_assigned_identity.spire_server.client_id"),
+    ));
+}
+
 /// An A record from the bundle endpoint's host name to the LoadBalancer address Kubernetes gives
 /// the SPIRE bundle endpoint Service, created once that address is known. Azure DNS names records
 /// relative to the zone, so the zone must be a suffix of the host name.
@@ -302,13 +400,17 @@ fn bundle_endpoint_record(host: &str, facts: &SiteFacts<'_>, module: &mut Module
         .validation(
             call("endswith", [host.into(), zone_suffix.clone()]),
             ["The zone must be a parent domain of ", host, "."].concat(),
-        ),
+        )
+        .example(host.split_once('.').map_or(host, |(_, parent)| parent)),
     );
-    module.variable(Variable::new(
-        "dns_zone_resource_group_name",
-        types::string(),
-        "Resource group of the Azure DNS zone.",
-    ));
+    module.variable(
+        Variable::new(
+            "dns_zone_resource_group_name",
+            types::string(),
+            "Resource group of the Azure DNS zone.",
+        )
+        .example("dns"),
+    );
     module.variable(load_balancer_address_variable(
         "bundle_endpoint_load_balancer_ip",
         "External IP address of the LoadBalancer",
@@ -326,6 +428,7 @@ fn bundle_endpoint_record(host: &str, facts: &SiteFacts<'_>, module: &mut Module
             .add_attribute(("records", list([var("bundle_endpoint_load_balancer_ip")])))
             .add_attribute(("tags", facts.labels_object())),
     ));
+    module.output(super::bundle_endpoint_address_output("ip", "bundle_endpoint_load_balancer_ip", facts));
     module.output(Output::new(
         "bundle_endpoint_dns_name",
         "DNS name of the SPIRE bundle endpoint (null until its record exists).",

@@ -1,8 +1,14 @@
-//! Google Kubernetes Engine: a regional VPC-native cluster (private nodes, Dataplane V2 for
-//! NetworkPolicy enforcement, Workload Identity, shielded nodes, legacy ABAC and client
-//! certificates off) whose default node pool is replaced by a separately managed pool (Spot VMs
-//! when `cluster.spot`), both running as a dedicated least-privilege service account behind the GKE
-//! metadata server, and the Cloud DNS record of the SPIRE bundle endpoint.
+//! Google Kubernetes Engine: the project's APIs the cluster needs (`google_project_service`), a
+//! regional VPC-native cluster (private nodes, Dataplane V2 for NetworkPolicy enforcement, Workload
+//! Identity, shielded nodes, legacy ABAC and client certificates off) whose default node pool is
+//! replaced by a separately managed on-demand pool for the mesh's control plane and, when
+//! `cluster.spot`, a tainted Spot VM pool for the agents, all running as a dedicated
+//! least-privilege service account behind the GKE metadata server, and the Cloud DNS record of the
+//! SPIRE bundle endpoint. GKE brings the rest the manifests need: a default StorageClass
+//! (`standard-rwo`, Persistent Disk CSI) and external passthrough Network Load Balancers for
+//! `type: LoadBalancer` Services. Nothing of the mesh calls a Google API (`gcp_iit` checks the
+//! instance identity token's signature offline), so no Kubernetes ServiceAccount needs a Workload
+//! Identity binding.
 //!
 //! The user brings the network (`network`, `subnetwork`, with Cloud NAT for the private nodes'
 //! egress). The pods' range is `cluster.podCidr` when the topology gives one.
@@ -16,7 +22,24 @@ use super::{
     locals, nested, one_of, reference, resource, strings, template, text, types, var,
 };
 
-pub(super) const PROVIDER_VERSION: &str = ">= 6.0, < 8.0";
+/// The release line the provider-schema check covers (hashicorp/google 6.50).
+pub(super) const PROVIDER_VERSION: &str = "~> 6.50";
+
+/// The taint of the Spot pool: GKE labels Spot nodes `cloud.google.com/gke-spot=true`, and the
+/// agents of a spot site tolerate exactly that key and value.
+pub(super) const SPOT_TAINT: (&str, &str) = ("cloud.google.com/gke-spot", "true");
+
+/// The APIs the module uses, enabled on the project: GKE and Compute Engine, IAM for the nodes'
+/// service account, Binary Authorization (the cluster enforces the project policy), Cloud Logging
+/// and Monitoring (GKE's system logs and metrics).
+const PROJECT_SERVICES: [&str; 6] = [
+    "binaryauthorization.googleapis.com",
+    "compute.googleapis.com",
+    "container.googleapis.com",
+    "iam.googleapis.com",
+    "logging.googleapis.com",
+    "monitoring.googleapis.com",
+];
 
 /// Zones the node pool is spread over, at most.
 const MAX_NODE_ZONES: u32 = 3;
@@ -25,6 +48,7 @@ pub(super) fn cluster(facts: &SiteFacts<'_>, module: &mut Module) {
     let cluster_name = facts.cluster_name();
     let region = facts.region();
     module.require_provider("google", "hashicorp/google", PROVIDER_VERSION);
+    module.backend("gcs");
     module.provider(
         nested("provider")
             .add_label("google")
@@ -34,27 +58,31 @@ pub(super) fn cluster(facts: &SiteFacts<'_>, module: &mut Module) {
             .build(),
     );
 
-    module.variable(Variable::new(
-        "project_id",
-        types::string(),
-        "ID of the Google Cloud project of the cluster.",
-    ));
-    module.variable(Variable::new(
-        "network",
-        types::string(),
-        "Name or self link of the VPC network of the cluster.",
-    ));
-    module.variable(Variable::new(
-        "subnetwork",
-        types::string(),
-        "Name or self link of the subnetwork of the nodes, in the cluster's region. The nodes have no \
+    module.variable(
+        Variable::new("project_id", types::string(), "ID of the Google Cloud project of the cluster.")
+            .example("my-project-123456"),
+    );
+    module.variable(
+        Variable::new("network", types::string(), "Name or self link of the VPC network of the cluster.")
+            .example("mesh-vpc"),
+    );
+    module.variable(
+        Variable::new(
+            "subnetwork",
+            types::string(),
+            "Name or self link of the subnetwork of the nodes, in the cluster's region. The nodes have no \
          public addresses: give the subnetwork Cloud NAT for outbound traffic.",
-    ));
-    module.variable(api_allowed_cidrs_variable(
-        "CIDR blocks allowed to reach the Kubernetes API (master authorized networks). An empty list \
+        )
+        .example("mesh-nodes"),
+    );
+    module.variable(
+        api_allowed_cidrs_variable(
+            "CIDR blocks allowed to reach the Kubernetes API (master authorized networks). An empty list \
          allows no address outside the VPC.",
-        false,
-    ));
+            false,
+        )
+        .example(strings(["203.0.113.0/24"])),
+    );
     module.variable(
         Variable::new(
             "database_encryption_key",
@@ -65,6 +93,8 @@ pub(super) fn cluster(facts: &SiteFacts<'_>, module: &mut Module) {
         )
         .default(Expression::Null),
     );
+
+    project_services(facts, module);
 
     module.main(data(
         "google_compute_zones",
@@ -89,7 +119,8 @@ pub(super) fn cluster(facts: &SiteFacts<'_>, module: &mut Module) {
         "nodes",
         body()
             .add_attribute(("account_id", limited_name(cluster_name, "nodes", 30)))
-            .add_attribute(("display_name", template([text("Nodes of GKE cluster "), text(cluster_name)]))),
+            .add_attribute(("display_name", template([text("Nodes of GKE cluster "), text(cluster_name)])))
+            .add_attribute(("depends_on", list([reference("google_project_service.this")]))),
     ));
     module.main(resource(
         "google_project_iam_member",
@@ -193,55 +224,29 @@ pub(super) fn cluster(facts: &SiteFacts<'_>, module: &mut Module) {
                     .add_attribute(("ignore_changes", list([reference("node_config")])))
                     .build(),
             )
-            .add_attribute(("depends_on", list([reference("google_project_iam_member.nodes")]))),
+            .add_attribute((
+                "depends_on",
+                list([
+                    reference("google_project_iam_member.nodes"),
+                    reference("google_project_service.this"),
+                ]),
+            )),
     ));
 
-    let mut node_config = nested("node_config")
-        .add_attribute(("machine_type", facts.node_type()))
-        .add_attribute(("image_type", "COS_CONTAINERD"));
-    if facts.site.cluster.spot {
-        node_config = node_config.add_attribute(("spot", true));
-    }
-    node_config = node_hardening(
-        node_identity(node_config)
-            .add_attribute(("tags", strings([node_tag(cluster_name)])))
-            .add_attribute(("labels", facts.labels_object())),
-    );
+    let spot = facts.site.cluster.spot;
+    let system_nodes = if spot { super::SPOT_SITE_SYSTEM_NODES } else { facts.site.cluster.nodes };
     module.main(resource(
         "google_container_node_pool",
-        "this",
-        body()
-            .add_attribute(("name", limited_name(cluster_name, "nodes", 40)))
-            .add_attribute(("cluster", reference("google_container_cluster.this.id")))
-            .add_attribute(("location", region))
-            .add_attribute(("node_locations", local("node_zones")))
-            // node_count is per zone in a regional cluster: enough per zone for `nodes` in all.
-            .add_attribute((
-                "node_count",
-                call(
-                    "ceil",
-                    [binary(
-                        facts.site.cluster.nodes.into(),
-                        BinaryOperator::Div,
-                        call("length", [local("node_zones")]),
-                    )],
-                ),
-            ))
-            .add_block(
-                nested("management")
-                    .add_attribute(("auto_repair", true))
-                    .add_attribute(("auto_upgrade", true))
-                    .build(),
-            )
-            .add_block(
-                nested("upgrade_settings")
-                    .add_attribute(("max_surge", 1))
-                    .add_attribute(("max_unavailable", 0))
-                    .build(),
-            )
-            .add_block(node_config.build())
-            .add_attribute(("depends_on", list([reference("google_project_iam_member.nodes")]))),
+        "system",
+        node_pool(facts, "system", system_nodes, false),
     ));
+    if spot {
+        module.main(resource(
+            "google_container_node_pool",
+            "spot",
+            node_pool(facts, "spot", facts.site.cluster.nodes, true),
+        ));
+    }
 
     module.output(Output::new(
         "cluster_name",
@@ -266,9 +271,94 @@ pub(super) fn cluster(facts: &SiteFacts<'_>, module: &mut Module) {
         ]),
     ));
 
+    module.output(Output::new(
+        "project_id",
+        "Google Cloud project of the cluster (the project the SPIRE server's gcp_iit attestor accepts).",
+        var("project_id"),
+    ));
+
     if let Some(host) = facts.bundle_endpoint_host() {
         bundle_endpoint_record(host, facts, module);
     }
+}
+
+/// The project's APIs the module uses, enabled and left enabled on destroy (other workloads of the
+/// project may use them); Cloud DNS too when the bundle endpoint gets a record, Cloud KMS when
+/// Secrets are encrypted with a customer key.
+fn project_services(facts: &SiteFacts<'_>, module: &mut Module) {
+    let mut services: Vec<&str> = PROJECT_SERVICES.to_vec();
+    if facts.bundle_endpoint_host().is_some() {
+        services.push("dns.googleapis.com");
+    }
+    services.sort_unstable();
+    let services = call(
+        "concat",
+        [
+            strings(services),
+            conditional(
+                binary(var("database_encryption_key"), BinaryOperator::Eq, Expression::Null),
+                list([]),
+                strings(["cloudkms.googleapis.com"]),
+            ),
+        ],
+    );
+    module.main(resource(
+        "google_project_service",
+        "this",
+        body()
+            .add_attribute(("for_each", call("toset", [services])))
+            .add_attribute(("project", var("project_id")))
+            .add_attribute(("service", reference("each.value")))
+            .add_attribute(("disable_on_destroy", false)),
+    ));
+}
+
+/// A node pool of `nodes` nodes over the pool's zones: on-demand for the mesh's control plane, or
+/// Spot VMs tainted so that only pods tolerating Spot capacity (the agents, the node-level
+/// DaemonSets) run there.
+fn node_pool(facts: &SiteFacts<'_>, name: &str, nodes: u32, spot: bool) -> BlockBuilder {
+    let cluster_name = facts.cluster_name();
+    let mut node_config = nested("node_config")
+        .add_attribute(("machine_type", facts.node_type()))
+        .add_attribute(("image_type", "COS_CONTAINERD"));
+    if spot {
+        node_config = node_config.add_attribute(("spot", true)).add_block(
+            nested("taint")
+                .add_attribute(("key", SPOT_TAINT.0))
+                .add_attribute(("value", SPOT_TAINT.1))
+                .add_attribute(("effect", "NO_SCHEDULE"))
+                .build(),
+        );
+    }
+    node_config = node_hardening(
+        node_identity(node_config)
+            .add_attribute(("tags", strings([node_tag(cluster_name)])))
+            .add_attribute(("labels", facts.labels_object())),
+    );
+    body()
+        .add_attribute(("name", limited_name(cluster_name, name, 40)))
+        .add_attribute(("cluster", reference("google_container_cluster.this.id")))
+        .add_attribute(("location", facts.region()))
+        .add_attribute(("node_locations", local("node_zones")))
+        // node_count is per zone in a regional cluster: enough per zone for `nodes` in all.
+        .add_attribute((
+            "node_count",
+            call("ceil", [binary(nodes.into(), BinaryOperator::Div, call("length", [local("node_zones")]))]),
+        ))
+        .add_block(
+            nested("management")
+                .add_attribute(("auto_repair", true))
+                .add_attribute(("auto_upgrade", true))
+                .build(),
+        )
+        .add_block(
+            nested("upgrade_settings")
+                .add_attribute(("max_surge", 1))
+                .add_attribute(("max_unavailable", 0))
+                .build(),
+        )
+        .add_block(node_config.build())
+        .add_attribute(("depends_on", list([reference("google_project_iam_member.nodes")])))
 }
 
 /// The node configuration of the default node pool. GKE creates that pool with the cluster and
@@ -309,11 +399,14 @@ pub(super) fn node_tag(cluster_name: &str) -> String {
 /// An A record from the bundle endpoint's host name to the LoadBalancer address Kubernetes gives
 /// the SPIRE bundle endpoint Service, created once that address is known.
 fn bundle_endpoint_record(host: &str, facts: &SiteFacts<'_>, module: &mut Module) {
-    module.variable(Variable::new(
-        "dns_managed_zone",
-        types::string(),
-        "Name of the Cloud DNS managed zone that holds the SPIRE bundle endpoint's host name.",
-    ));
+    module.variable(
+        Variable::new(
+            "dns_managed_zone",
+            types::string(),
+            "Name of the Cloud DNS managed zone that holds the SPIRE bundle endpoint's host name.",
+        )
+        .example("example-com"),
+    );
     module.variable(load_balancer_address_variable(
         "bundle_endpoint_load_balancer_ip",
         "External IP address of the LoadBalancer",
@@ -328,8 +421,10 @@ fn bundle_endpoint_record(host: &str, facts: &SiteFacts<'_>, module: &mut Module
             .add_attribute(("name", [host, "."].concat()))
             .add_attribute(("type", "A"))
             .add_attribute(("ttl", 300))
-            .add_attribute(("rrdatas", list([var("bundle_endpoint_load_balancer_ip")]))),
+            .add_attribute(("rrdatas", list([var("bundle_endpoint_load_balancer_ip")])))
+            .add_attribute(("depends_on", list([reference("google_project_service.this")]))),
     ));
+    module.output(super::bundle_endpoint_address_output("ip", "bundle_endpoint_load_balancer_ip", facts));
     module.output(Output::new(
         "bundle_endpoint_dns_name",
         "DNS name of the SPIRE bundle endpoint (null until its record exists).",

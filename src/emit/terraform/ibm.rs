@@ -2,7 +2,12 @@
 //! `ibm_container_cluster` runs on the older classic infrastructure): the cluster with its default
 //! worker pool spread over the zones given, the public service endpoint off unless asked for, and
 //! the Cloud Internet Services record of the SPIRE bundle endpoint. IKS has no spot workers, so
-//! `cluster.spot` has no effect here. IKS runs Calico, which enforces NetworkPolicy.
+//! `cluster.spot` has no effect here and the one worker pool is on demand. IKS runs Calico, which
+//! enforces NetworkPolicy. Since 1.30, VPC clusters block outbound traffic to the internet by
+//! default; the module turns that protection off (`disable_outbound_traffic_protection`), as the
+//! nodes pull public images and reach the tailnet's control plane and the other trust domains'
+//! bundle endpoints. IKS brings the rest the manifests need: a default StorageClass (VPC Block)
+//! and VPC Network Load Balancers for `type: LoadBalancer` Services.
 //!
 //! The user brings the network: the VPC and one subnet per zone.
 
@@ -20,10 +25,18 @@ pub(super) fn cluster(facts: &SiteFacts<'_>, module: &mut Module) {
     let cluster_name = facts.cluster_name();
     let region = facts.region();
     module.require_provider("ibm", "IBM-Cloud/ibm", PROVIDER_VERSION);
+    // Cloud Object Storage through its S3-compatible API.
+    module.backend("s3");
     module.provider(nested("provider").add_label("ibm").add_attribute(("region", region)).build());
 
-    module.variable(Variable::new("resource_group_name", types::string(), "Resource group of the cluster."));
-    module.variable(Variable::new("vpc_id", types::string(), "ID of the VPC of the cluster."));
+    module.variable(
+        Variable::new("resource_group_name", types::string(), "Resource group of the cluster.")
+            .example("default"),
+    );
+    module.variable(
+        Variable::new("vpc_id", types::string(), "ID of the VPC of the cluster.")
+            .example("r006-01234567-89ab-cdef-0123-456789abcdef"),
+    );
     module.variable(
         Variable::new(
             "worker_zones",
@@ -33,7 +46,11 @@ pub(super) fn cluster(facts: &SiteFacts<'_>, module: &mut Module) {
         .validation(
             binary(call("length", [var("worker_zones")]), BinaryOperator::Greater, 0.into()),
             "Give at least one zone.",
-        ),
+        )
+        .example(super::list([super::object([
+            ("name", hcl::expr::Expression::from([region, "-1"].concat())),
+            ("subnet_id", "0717-01234567-89ab-cdef-0123-456789abcdef".into()),
+        ])])),
     );
     module.variable(
         Variable::new(
@@ -70,6 +87,7 @@ pub(super) fn cluster(facts: &SiteFacts<'_>, module: &mut Module) {
             ),
         ))
         .add_attribute(("disable_public_service_endpoint", not(var("public_service_endpoint_enabled"))))
+        .add_attribute(("disable_outbound_traffic_protection", true))
         .add_attribute(("wait_till", "OneWorkerNodeReady"));
     if let Some(pod_cidr) = &facts.site.cluster.pod_cidr {
         cluster = cluster.add_attribute(("pod_subnet", pod_cidr.as_str()));
@@ -92,6 +110,11 @@ pub(super) fn cluster(facts: &SiteFacts<'_>, module: &mut Module) {
         "cluster_id",
         "ID of the IKS cluster.",
         reference("ibm_container_vpc_cluster.this.id"),
+    ));
+    module.output(Output::new(
+        "cluster_name",
+        "Name of the IKS cluster.",
+        reference("ibm_container_vpc_cluster.this.name"),
     ));
     module.output(Output::new(
         "cluster_endpoint",
@@ -119,12 +142,15 @@ fn bundle_endpoint_record(host: &str, facts: &SiteFacts<'_>, module: &mut Module
         "cis_id",
         types::string(),
         "ID of the Cloud Internet Services instance that serves the bundle endpoint's domain.",
-    ));
-    module.variable(Variable::new(
-        "cis_domain_id",
-        types::string(),
-        "ID of the Cloud Internet Services domain that holds the bundle endpoint's host name.",
-    ));
+    ).example("crn:v1:bluemix:public:internet-svcs:global:a/0123456789abcdef:01234567-89ab-cdef-0123-456789abcdef::"));
+    module.variable(
+        Variable::new(
+            "cis_domain_id",
+            types::string(),
+            "ID of the Cloud Internet Services domain that holds the bundle endpoint's host name.",
+        )
+        .example("0123456789abcdef0123456789abcdef"),
+    );
     module.variable(load_balancer_address_variable(
         "bundle_endpoint_load_balancer_hostname",
         "Host name of the VPC load balancer",
@@ -141,6 +167,11 @@ fn bundle_endpoint_record(host: &str, facts: &SiteFacts<'_>, module: &mut Module
             .add_attribute(("type", "CNAME"))
             .add_attribute(("content", var("bundle_endpoint_load_balancer_hostname")))
             .add_attribute(("ttl", 300)),
+    ));
+    module.output(super::bundle_endpoint_address_output(
+        "hostname",
+        "bundle_endpoint_load_balancer_hostname",
+        facts,
     ));
     module.output(Output::new(
         "bundle_endpoint_dns_name",

@@ -1,12 +1,16 @@
-//! Oracle Container Engine for Kubernetes (OKE): the cluster with VCN-native pod networking, a
-//! node pool spread over the region's availability domains (preemptible capacity when
-//! `cluster.spot`), Secrets encryption with a Vault key when one is given, and the OCI DNS record
-//! of the SPIRE bundle endpoint.
+//! Oracle Container Engine for Kubernetes (OKE): the cluster with VCN-native pod networking, an
+//! on-demand node pool for the mesh's control plane and, when `cluster.spot`, a preemptible pool
+//! for the agents (labelled and tainted `agentweave.io/capacity-type=preemptible`, which OKE does
+//! not do itself), both spread over the region's availability domains, Secrets encryption with a
+//! Vault key when one is given, and the OCI DNS record of the SPIRE bundle endpoint. OKE brings the
+//! rest the manifests need: a default StorageClass (`oci-bv`) and OCI load balancers for
+//! `type: LoadBalancer` Services.
 //!
-//! OKE wants full versions (`v1.31.1`) and image OCIDs. The newest patch of the topology's minor
+//! OKE wants full versions (`v1.35.1`) and image OCIDs. The newest patch of the topology's minor
 //! version and the newest OKE node image for it come from the cluster and node pool option data
 //! sources, so the module follows the topology without hand-kept OCIDs; `node_image_id` pins an
-//! image instead.
+//! image instead. When OKE no longer offers the minor version, a precondition says so rather than
+//! the plan failing on `max()` of an empty list.
 //!
 //! The user brings the network: the VCN and its subnets for the API endpoint, the nodes, the pods
 //! and the service load balancers. The module adds the network security group of the API endpoint,
@@ -19,7 +23,7 @@ use hcl::expr::{BinaryOperator, Expression, Traversal, TraversalOperator};
 use super::{
     Module, Output, SiteFacts, Variable, api_allowed_cidrs_variable, binary, body, call, call_expanded,
     conditional, count_when_set, data, dynamic, for_list, for_object, interpolate, limited_name, list,
-    load_balancer_address_variable, local, locals, nested, not, one_of, reference, resource, strings,
+    load_balancer_address_variable, local, locals, nested, not, object, one_of, reference, resource, strings,
     template, text, types, var,
 };
 
@@ -34,23 +38,38 @@ const CONTROL_PLANE_PORT: u16 = 12250;
 
 pub(super) const PROVIDER_VERSION: &str = ">= 6.0, < 8.0";
 
+/// The label and taint of the preemptible pool (OKE sets neither), which the agents of a spot site
+/// tolerate.
+pub(super) const PREEMPTIBLE_TAINT: (&str, &str) = ("agentweave.io/capacity-type", "preemptible");
+
 pub(super) fn cluster(facts: &SiteFacts<'_>, module: &mut Module) {
     let cluster_name = facts.cluster_name();
     let region = facts.region();
     module.require_provider("oci", "oracle/oci", PROVIDER_VERSION);
+    // Object Storage through its S3-compatible API.
+    module.backend("s3");
     module.provider(nested("provider").add_label("oci").add_attribute(("region", region)).build());
 
-    module.variable(Variable::new(
-        "compartment_id",
-        types::string(),
-        "OCID of the compartment of the cluster and its node pool.",
-    ));
-    module.variable(Variable::new("vcn_id", types::string(), "OCID of the VCN of the cluster."));
-    module.variable(Variable::new(
-        "api_endpoint_subnet_id",
-        types::string(),
-        "OCID of the regional subnet of the Kubernetes API endpoint.",
-    ));
+    module.variable(
+        Variable::new(
+            "compartment_id",
+            types::string(),
+            "OCID of the compartment of the cluster and its node pool.",
+        )
+        .example("ocid1.compartment.oc1..aaaaaaaaexamplecompartment"),
+    );
+    module.variable(
+        Variable::new("vcn_id", types::string(), "OCID of the VCN of the cluster.")
+            .example("ocid1.vcn.oc1.iad.aaaaaaaaexamplevcn"),
+    );
+    module.variable(
+        Variable::new(
+            "api_endpoint_subnet_id",
+            types::string(),
+            "OCID of the regional subnet of the Kubernetes API endpoint.",
+        )
+        .example("ocid1.subnet.oc1.iad.aaaaaaaaexampleapi"),
+    );
     module.variable(
         Variable::new(
             "api_endpoint_public",
@@ -69,27 +88,35 @@ pub(super) fn cluster(facts: &SiteFacts<'_>, module: &mut Module) {
         )
         .default(list([])),
     );
-    module.variable(api_allowed_cidrs_variable(
-        "CIDR blocks of the clients (kubectl, CI) allowed to reach the Kubernetes API endpoint, besides \
+    module.variable(
+        api_allowed_cidrs_variable(
+            "CIDR blocks of the clients (kubectl, CI) allowed to reach the Kubernetes API endpoint, besides \
          the cluster's nodes and pods. The endpoint's network security group admits no one else; the \
          security list of its subnet applies as well.",
-        false,
-    ));
-    module.variable(Variable::new(
-        "node_subnet_id",
-        types::string(),
-        "OCID of the regional subnet of the worker nodes.",
-    ));
-    module.variable(Variable::new(
-        "pod_subnet_id",
-        types::string(),
-        "OCID of the regional subnet the pods take their addresses from (VCN-native pod networking).",
-    ));
-    module.variable(Variable::new(
-        "load_balancer_subnet_ids",
-        types::list_of_strings(),
-        "OCIDs of the subnets for the load balancers of Kubernetes Services (the SPIRE bundle endpoint).",
-    ));
+            false,
+        )
+        .example(strings(["203.0.113.0/24"])),
+    );
+    module.variable(
+        Variable::new("node_subnet_id", types::string(), "OCID of the regional subnet of the worker nodes.")
+            .example("ocid1.subnet.oc1.iad.aaaaaaaaexamplenodes"),
+    );
+    module.variable(
+        Variable::new(
+            "pod_subnet_id",
+            types::string(),
+            "OCID of the regional subnet the pods take their addresses from (VCN-native pod networking).",
+        )
+        .example("ocid1.subnet.oc1.iad.aaaaaaaaexamplepods"),
+    );
+    module.variable(
+        Variable::new(
+            "load_balancer_subnet_ids",
+            types::list_of_strings(),
+            "OCIDs of the subnets for the load balancers of Kubernetes Services (the SPIRE bundle endpoint).",
+        )
+        .example(strings(["ocid1.subnet.oc1.iad.aaaaaaaaexamplelb"])),
+    );
     module.variable(
         Variable::new(
             "kms_key_id",
@@ -168,66 +195,50 @@ pub(super) fn cluster(facts: &SiteFacts<'_>, module: &mut Module) {
                 ))
                 .build(),
         );
-    cluster = cluster.add_block(
-        nested("options").add_attribute(("service_lb_subnet_ids", var("load_balancer_subnet_ids"))).build(),
-    );
-    module.main(resource("oci_containerengine_cluster", "this", cluster));
-
-    let mut placement = nested("content")
-        .add_attribute(("availability_domain", reference("placement_configs.value.name")))
-        .add_attribute(("subnet_id", var("node_subnet_id")));
-    if facts.site.cluster.spot {
-        placement = placement.add_block(
-            nested("preemptible_node_config")
-                .add_block(
-                    nested("preemption_action")
-                        .add_attribute(("type", "TERMINATE"))
-                        .add_attribute(("is_preserve_boot_volume", false))
-                        .build(),
-                )
-                .build(),
-        );
-    }
-    let mut node_pool = body()
-        .add_attribute(("name", limited_name(cluster_name, "nodes", 63)))
-        .add_attribute(("cluster_id", reference("oci_containerengine_cluster.this.id")))
-        .add_attribute(("compartment_id", var("compartment_id")))
-        .add_attribute(("kubernetes_version", local("kubernetes_version")))
-        .add_attribute(("node_shape", facts.node_type()))
-        .add_attribute(("freeform_tags", facts.labels_object()));
-    if flexible_shape {
-        node_pool = node_pool.add_block(
-            nested("node_shape_config")
-                .add_attribute(("ocpus", var("node_ocpus")))
-                .add_attribute(("memory_in_gbs", var("node_memory_in_gbs")))
-                .build(),
-        );
-    }
-    node_pool = node_pool
+    cluster = cluster
         .add_block(
-            nested("node_source_details")
-                .add_attribute(("source_type", "IMAGE"))
-                .add_attribute(("image_id", local("node_image_id")))
+            nested("options")
+                .add_attribute(("service_lb_subnet_ids", var("load_balancer_subnet_ids")))
                 .build(),
         )
         .add_block(
-            nested("node_config_details")
-                .add_attribute(("size", facts.site.cluster.nodes))
-                .add_attribute(("is_pv_encryption_in_transit_enabled", true))
-                .add_block(dynamic(
-                    "placement_configs",
-                    reference("data.oci_identity_availability_domains.this.availability_domains"),
-                    placement,
-                ))
+            nested("lifecycle")
                 .add_block(
-                    nested("node_pool_pod_network_option_details")
-                        .add_attribute(("cni_type", "OCI_VCN_IP_NATIVE"))
-                        .add_attribute(("pod_subnet_ids", list([var("pod_subnet_id")])))
+                    nested("precondition")
+                        .add_attribute((
+                            "condition",
+                            binary(local("kubernetes_version"), BinaryOperator::NotEq, Expression::Null),
+                        ))
+                        .add_attribute((
+                            "error_message",
+                            [
+                                "OKE offers no Kubernetes ",
+                                facts.kubernetes_version(),
+                                " in this region: set cluster.kubernetesVersion in the topology to a version \
+                                 OKE supports (oci ce cluster-options get --cluster-option-id all).",
+                            ]
+                            .concat(),
+                        ))
                         .build(),
                 )
                 .build(),
         );
-    module.main(resource("oci_containerengine_node_pool", "this", node_pool));
+    module.main(resource("oci_containerengine_cluster", "this", cluster));
+
+    let spot = facts.site.cluster.spot;
+    let system_nodes = if spot { super::SPOT_SITE_SYSTEM_NODES } else { facts.site.cluster.nodes };
+    module.main(resource(
+        "oci_containerengine_node_pool",
+        "system",
+        node_pool(facts, "system", system_nodes, false),
+    ));
+    if spot {
+        module.main(resource(
+            "oci_containerengine_node_pool",
+            "preemptible",
+            node_pool(facts, "preemptible", facts.site.cluster.nodes, true),
+        ));
+    }
 
     let endpoint = conditional(
         var("api_endpoint_public"),
@@ -238,6 +249,11 @@ pub(super) fn cluster(facts: &SiteFacts<'_>, module: &mut Module) {
         "cluster_id",
         "OCID of the OKE cluster.",
         reference("oci_containerengine_cluster.this.id"),
+    ));
+    module.output(Output::new(
+        "cluster_name",
+        "Name of the OKE cluster.",
+        reference("oci_containerengine_cluster.this.name"),
     ));
     module.output(Output::new(
         "cluster_endpoint",
@@ -269,6 +285,94 @@ pub(super) fn cluster(facts: &SiteFacts<'_>, module: &mut Module) {
     if let Some(host) = facts.bundle_endpoint_host() {
         bundle_endpoint_record(host, facts, module);
     }
+}
+
+/// A node pool of `nodes` nodes over the region's availability domains: on-demand, or preemptible
+/// with the label and taint that keep everything but the agents and node-level DaemonSets off it.
+/// OKE has no taint setting, so the preemptible nodes register with it through OKE's cloud-init
+/// script (`--kubelet-extra-args`).
+fn node_pool(
+    facts: &SiteFacts<'_>,
+    name: &str,
+    nodes: u32,
+    preemptible: bool,
+) -> hcl::structure::BlockBuilder {
+    let flexible_shape = facts.node_type().ends_with(".Flex");
+    let mut placement = nested("content")
+        .add_attribute(("availability_domain", reference("placement_configs.value.name")))
+        .add_attribute(("subnet_id", var("node_subnet_id")));
+    if preemptible {
+        placement = placement.add_block(
+            nested("preemptible_node_config")
+                .add_block(
+                    nested("preemption_action")
+                        .add_attribute(("type", "TERMINATE"))
+                        .add_attribute(("is_preserve_boot_volume", false))
+                        .build(),
+                )
+                .build(),
+        );
+    }
+    let mut node_pool = body()
+        .add_attribute(("name", limited_name(facts.cluster_name(), name, 63)))
+        .add_attribute(("cluster_id", reference("oci_containerengine_cluster.this.id")))
+        .add_attribute(("compartment_id", var("compartment_id")))
+        .add_attribute(("kubernetes_version", local("kubernetes_version")))
+        .add_attribute(("node_shape", facts.node_type()))
+        .add_attribute(("freeform_tags", facts.labels_object()));
+    if preemptible {
+        let (key, value) = PREEMPTIBLE_TAINT;
+        let taint = [key, "=", value, ":NoSchedule"].concat();
+        let script = [
+            "#!/bin/bash\n",
+            "curl --fail -H \"Authorization: Bearer Oracle\" -L0 ",
+            "http://169.254.169.254/opc/v2/instance/metadata/oke_init_script | base64 --decode >/var/run/oke-init.sh\n",
+            "bash /var/run/oke-init.sh --kubelet-extra-args \"--register-with-taints=",
+            &taint,
+            "\"\n",
+        ]
+        .concat();
+        node_pool = node_pool
+            .add_attribute(("node_metadata", object([("user_data", call("base64encode", [script.into()]))])))
+            .add_block(
+                nested("initial_node_labels")
+                    .add_attribute(("key", key))
+                    .add_attribute(("value", value))
+                    .build(),
+            );
+    }
+    if flexible_shape {
+        node_pool = node_pool.add_block(
+            nested("node_shape_config")
+                .add_attribute(("ocpus", var("node_ocpus")))
+                .add_attribute(("memory_in_gbs", var("node_memory_in_gbs")))
+                .build(),
+        );
+    }
+    node_pool
+        .add_block(
+            nested("node_source_details")
+                .add_attribute(("source_type", "IMAGE"))
+                .add_attribute(("image_id", local("node_image_id")))
+                .build(),
+        )
+        .add_block(
+            nested("node_config_details")
+                .add_attribute(("size", nodes))
+                .add_attribute(("is_pv_encryption_in_transit_enabled", true))
+                .add_block(dynamic(
+                    "placement_configs",
+                    reference("data.oci_identity_availability_domains.this.availability_domains"),
+                    placement,
+                ))
+                .add_block(
+                    nested("node_pool_pod_network_option_details")
+                        .add_attribute(("cni_type", "OCI_VCN_IP_NATIVE"))
+                        .add_attribute(("pod_subnet_ids", list([var("pod_subnet_id")])))
+                        .build(),
+                )
+                .build(),
+        )
 }
 
 /// The network security group of the Kubernetes API endpoint, with the rules OKE documents for the
@@ -451,7 +555,15 @@ fn version_and_image_locals(facts: &SiteFacts<'_>) -> hcl::Block {
             call("tonumber", [patch.into()]),
             Some(call("startswith", [reference("version"), prefix.as_str().into()])),
         );
-        call("format", [[prefix.as_str(), "%d"].concat().into(), call_expanded("max", [patches])])
+        // null (and the cluster's precondition fails with a clear message) when OKE offers no
+        // patch of the version; max() of an empty list would fail the plan with a type error.
+        call(
+            "try",
+            [
+                call("format", [[prefix.as_str(), "%d"].concat().into(), call_expanded("max", [patches])]),
+                Expression::Null,
+            ],
+        )
     };
 
     let shape = facts.node_type();
@@ -464,7 +576,12 @@ fn version_and_image_locals(facts: &SiteFacts<'_>) -> hcl::Block {
         binary(
             contains(template([
                 text("-OKE-"),
-                interpolate(call("trimprefix", [local("kubernetes_version"), "v".into()])),
+                // (no image matches while the version is unavailable: the cluster's precondition
+                // reports that)
+                interpolate(call(
+                    "trimprefix",
+                    [call("coalesce", [local("kubernetes_version"), "unavailable".into()]), "v".into()],
+                )),
                 text("-"),
             ])),
             BinaryOperator::And,
@@ -507,11 +624,14 @@ fn version_and_image_locals(facts: &SiteFacts<'_>) -> hcl::Block {
 /// An A record from the bundle endpoint's host name to the LoadBalancer address Kubernetes gives
 /// the SPIRE bundle endpoint Service, created once that address is known.
 fn bundle_endpoint_record(host: &str, facts: &SiteFacts<'_>, module: &mut Module) {
-    module.variable(Variable::new(
-        "dns_zone_name",
-        types::string(),
-        "Name or OCID of the OCI DNS zone that holds the SPIRE bundle endpoint's host name.",
-    ));
+    module.variable(
+        Variable::new(
+            "dns_zone_name",
+            types::string(),
+            "Name or OCID of the OCI DNS zone that holds the SPIRE bundle endpoint's host name.",
+        )
+        .example(host.split_once('.').map_or(host, |(_, parent)| parent)),
+    );
     module.variable(load_balancer_address_variable(
         "bundle_endpoint_load_balancer_ip",
         "Public IP address of the LoadBalancer",
@@ -539,4 +659,5 @@ fn bundle_endpoint_record(host: &str, facts: &SiteFacts<'_>, module: &mut Module
         "DNS name of the SPIRE bundle endpoint (null until its record exists).",
         one_of("oci_dns_rrset", "bundle_endpoint", "domain"),
     ));
+    module.output(super::bundle_endpoint_address_output("ip", "bundle_endpoint_load_balancer_ip", facts));
 }

@@ -107,9 +107,12 @@ fn assert_module_consistent(files: &BTreeMap<String, String>, site: &str) {
                     resource_types.insert(first_label);
                 }
                 "terraform" => {
-                    let required = nested(block, "required_providers");
-                    providers
-                        .extend(required.body().attributes().map(|attribute| attribute.key().to_owned()));
+                    if let Some(required) =
+                        block.body().blocks().find(|nested| nested.identifier() == "required_providers")
+                    {
+                        providers
+                            .extend(required.body().attributes().map(|attribute| attribute.key().to_owned()));
+                    }
                 }
                 _ => {}
             }
@@ -176,10 +179,18 @@ authorization: { publicActions: [] }
 "#;
 
 #[test]
-fn every_cloud_site_gets_the_five_files_and_on_prem_none() {
+fn every_cloud_site_gets_its_files_and_on_prem_none() {
     let files = emit(THREE_CLOUDS);
     for site in ["aws", "azure", "gcp"] {
-        for file in ["main.tf", "outputs.tf", "providers.tf", "variables.tf", "versions.tf"] {
+        for file in [
+            "backend.tf",
+            "main.tf",
+            "outputs.tf",
+            "providers.tf",
+            "terraform.tfvars.example",
+            "variables.tf",
+            "versions.tf",
+        ] {
             assert!(files.contains_key(&["terraform/", site, "/", file].concat()), "{site}/{file} missing");
         }
         assert!(
@@ -201,13 +212,22 @@ fn eks_takes_node_type_count_version_and_spot_from_the_topology() {
     let encryption = nested(cluster, "encryption_config");
     assert_eq!(attribute(encryption, "resources"), &Expression::Array(vec!["secrets".into()]));
 
-    let nodes = resource(&main, "aws_eks_node_group", "this");
+    // The control plane on demand, the agents on Spot behind the taint they tolerate.
+    let system = resource(&main, "aws_eks_node_group", "system");
+    assert_eq!(string(attribute(system, "capacity_type")), "ON_DEMAND");
+    assert_eq!(attribute(nested(system, "scaling_config"), "desired_size"), &Expression::from(2));
+    assert!(system.body().blocks().all(|block| block.identifier() != "taint"));
+    let nodes = resource(&main, "aws_eks_node_group", "spot");
     assert_eq!(string(attribute(nodes, "capacity_type")), "SPOT");
     assert_eq!(attribute(nodes, "instance_types"), &Expression::Array(vec!["m6i.large".into()]));
     let scaling = nested(nodes, "scaling_config");
     for size in ["desired_size", "min_size", "max_size"] {
         assert_eq!(attribute(scaling, size), &Expression::from(4));
     }
+    let taint = nested(nodes, "taint");
+    assert_eq!(string(attribute(taint, "key")), "eks.amazonaws.com/capacityType");
+    assert_eq!(string(attribute(taint, "value")), "SPOT");
+    assert_eq!(string(attribute(taint, "effect")), "NO_SCHEDULE");
     for (name, _) in super::aws::NODE_POLICIES {
         resource(&main, "aws_iam_role_policy_attachment", name);
     }
@@ -231,10 +251,22 @@ fn gke_replaces_the_default_pool_and_uses_workload_identity() {
     let allocation = nested(cluster, "ip_allocation_policy");
     assert_eq!(string(attribute(allocation, "cluster_ipv4_cidr_block")), "10.20.0.0/16");
 
-    let node_pool = resource(&main, "google_container_node_pool", "this");
+    let system = nested(resource(&main, "google_container_node_pool", "system"), "node_config");
+    assert!(system.body().attributes().all(|attribute| attribute.key() != "spot"));
+    let node_pool = resource(&main, "google_container_node_pool", "spot");
     let node_config = nested(node_pool, "node_config");
     assert_eq!(string(attribute(node_config, "machine_type")), "e2-medium");
     assert_eq!(attribute(node_config, "spot"), &Expression::Bool(true));
+    let taint = nested(node_config, "taint");
+    assert_eq!(string(attribute(taint, "key")), "cloud.google.com/gke-spot");
+    assert_eq!(string(attribute(taint, "effect")), "NO_SCHEDULE");
+    // The APIs the cluster needs are enabled, Cloud DNS among them for the bundle endpoint's record.
+    let services = resource(&main, "google_project_service", "this");
+    let for_each = attribute(services, "for_each").to_string();
+    for api in ["container.googleapis.com", "compute.googleapis.com", "dns.googleapis.com"] {
+        assert!(for_each.contains(api), "{api} in {for_each}");
+    }
+    assert_eq!(attribute(services, "disable_on_destroy"), &Expression::Bool(false));
     // The short-lived default pool and the managed one run as the nodes' service account behind the
     // GKE metadata server.
     for config in [nested(cluster, "node_config"), node_config] {
@@ -255,8 +287,15 @@ fn aks_spot_pool_has_the_priority_eviction_price_taint_and_label_aks_sets() {
     let main = parse(&files, "terraform/azure/main.tf");
     let cluster = resource(&main, "azurerm_kubernetes_cluster", "this");
     assert_eq!(string(attribute(nested(cluster, "identity"), "type")), "SystemAssigned");
-    assert_eq!(string(attribute(cluster, "kubernetes_version")), "1.31");
+    assert_eq!(string(attribute(cluster, "kubernetes_version")), "1.35");
     assert_eq!(string(attribute(nested(cluster, "network_profile"), "network_policy")), "calico");
+    let system = nested(cluster, "default_node_pool");
+    assert_eq!(attribute(system, "node_count"), &Expression::from(super::SPOT_SITE_SYSTEM_NODES));
+    assert_eq!(attribute(system, "zones").to_string(), "var.zones");
+    // The cluster's identity may place nodes and load balancers in the subnet it was given.
+    let role = resource(&main, "azurerm_role_assignment", "cluster_subnet");
+    assert_eq!(attribute(role, "scope").to_string(), "var.vnet_subnet_id");
+    assert_eq!(string(attribute(role, "role_definition_name")), "Network Contributor");
 
     let spot = resource(&main, "azurerm_kubernetes_cluster_node_pool", "spot");
     assert_eq!(string(attribute(spot, "priority")), "Spot");
@@ -377,7 +416,10 @@ fn oke_and_iks_modules_are_complete() {
     assert_module_consistent(&files, "ibm");
 
     let oracle = parse(&files, "terraform/oci/main.tf");
-    let pool = resource(&oracle, "oci_containerengine_node_pool", "this");
+    let system = resource(&oracle, "oci_containerengine_node_pool", "system");
+    let system_placement = nested(nested(nested(system, "node_config_details"), "dynamic"), "content");
+    assert!(system_placement.body().blocks().all(|block| block.identifier() != "preemptible_node_config"));
+    let pool = resource(&oracle, "oci_containerengine_node_pool", "preemptible");
     assert_eq!(string(attribute(pool, "node_shape")), "VM.Standard.E4.Flex");
     nested(pool, "node_shape_config");
     let details = nested(pool, "node_config_details");
@@ -385,6 +427,13 @@ fn oke_and_iks_modules_are_complete() {
     let placement = nested(details, "dynamic");
     let content = nested(placement, "content");
     nested(content, "preemptible_node_config");
+    let label = nested(pool, "initial_node_labels");
+    assert_eq!(string(attribute(label, "key")), "agentweave.io/capacity-type");
+    assert!(attribute(pool, "node_metadata").to_string().contains("base64encode"));
+    // A minor version OKE no longer offers stops the plan with a message, not a type error.
+    let cluster = resource(&oracle, "oci_containerengine_cluster", "this");
+    let precondition = nested(nested(cluster, "lifecycle"), "precondition");
+    assert_eq!(attribute(precondition, "condition").to_string(), "local.kubernetes_version != null");
     resource(&oracle, "oci_dns_rrset", "bundle_endpoint");
     // The API endpoint has a network security group of its own, open to the allowed clients, the
     // nodes and the pods.
@@ -405,7 +454,8 @@ fn oke_and_iks_modules_are_complete() {
     let ibm = parse(&files, "terraform/ibm/main.tf");
     let cluster = resource(&ibm, "ibm_container_vpc_cluster", "this");
     assert_eq!(string(attribute(cluster, "flavor")), "bx2.4x16");
-    assert_eq!(string(attribute(cluster, "kube_version")), "1.31");
+    assert_eq!(string(attribute(cluster, "kube_version")), "1.35");
+    assert_eq!(attribute(cluster, "disable_outbound_traffic_protection"), &Expression::Bool(true));
     resource(&ibm, "ibm_cis_dns_record", "bundle_endpoint");
 }
 
@@ -548,7 +598,132 @@ fn output_is_the_same_on_every_run() {
 #[test]
 fn output_is_already_terraform_formatted() {
     // Formatting twice changes nothing: the layout pass is idempotent on its own output.
-    for text in emit(VPN).values() {
+    for (_, text) in emit(VPN).iter().filter(|(path, _)| path.ends_with(".tf")) {
         assert_eq!(&super::format::canonical_layout(text), text);
+    }
+}
+
+#[test]
+fn eks_provisions_what_the_manifests_need() {
+    let files = emit(THREE_CLOUDS);
+    let main = parse(&files, "terraform/aws/main.tf");
+    // Storage: the EBS CSI add-on, its controller's role through Pod Identity, a default class.
+    let ebs = resource(&main, "aws_eks_addon", "ebs_csi_driver");
+    assert_eq!(string(attribute(ebs, "addon_name")), "aws-ebs-csi-driver");
+    assert_eq!(
+        string(attribute(nested(ebs, "pod_identity_association"), "service_account")),
+        "ebs-csi-controller-sa"
+    );
+    let class = resource(&main, "kubernetes_storage_class_v1", "default");
+    assert_eq!(string(attribute(class, "storage_provisioner")), "ebs.csi.aws.com");
+    assert!(attribute(nested(class, "metadata"), "annotations").to_string().contains("is-default-class"));
+    // Load balancing: the controller the bundle endpoint Service's annotations ask for.
+    let controller = resource(&main, "helm_release", "aws_load_balancer_controller");
+    assert_eq!(string(attribute(controller, "chart")), "aws-load-balancer-controller");
+    let association = resource(&main, "aws_eks_pod_identity_association", "load_balancer_controller");
+    assert_eq!(string(attribute(association, "service_account")), "aws-load-balancer-controller");
+    resource(&main, "aws_iam_policy", "load_balancer_controller");
+    resource(&main, "aws_eks_addon", "pod_identity_agent");
+    // aws_iid: the SPIRE server may describe the instances it attests.
+    let spire = resource(&main, "aws_eks_pod_identity_association", "spire_server");
+    assert_eq!(string(attribute(spire, "namespace")), "spire-system");
+    assert_eq!(string(attribute(spire, "service_account")), "spire-server");
+    let policy =
+        block(&main, "data", &["aws_iam_policy_document", "spire_server"]).expect("the server's policy");
+    assert!(attribute(nested(policy, "statement"), "actions").to_string().contains("ec2:DescribeInstances"));
+    // Administrators from a variable.
+    let entry = resource(&main, "aws_eks_access_entry", "admin");
+    assert_eq!(attribute(entry, "for_each").to_string(), "toset(var.admin_principal_arns)");
+    resource(&main, "aws_eks_access_policy_association", "admin");
+    let providers = parse(&files, "terraform/aws/providers.tf");
+    for provider in ["aws", "helm", "kubernetes"] {
+        block(&providers, "provider", &[provider]).unwrap_or_else(|| panic!("provider {provider}"));
+    }
+}
+
+/// Whether some toleration of the site's manifests (`key:` then `value:` within its lines) matches.
+fn tolerates(manifests: &[(String, Vec<u8>)], site: &str, key: &str, value: &str) -> bool {
+    let prefix = ["k8s/", site, "/"].concat();
+    manifests.iter().filter(|(path, _)| path.starts_with(&prefix)).any(|(_, bytes)| {
+        let text = String::from_utf8_lossy(bytes);
+        let lines: Vec<&str> = text.lines().collect();
+        lines.iter().enumerate().any(|(index, line)| {
+            line.trim_start().trim_start_matches("- ") == ["key: ", key].concat()
+                && lines[index + 1..lines.len().min(index + 4)].iter().any(|next| {
+                    let next = next.trim();
+                    [["value: ", value].concat(), ["value: '", value, "'"].concat()]
+                        .contains(&next.to_owned())
+                })
+        })
+    })
+}
+
+#[test]
+fn the_spot_taint_of_each_cloud_is_what_the_agents_tolerate() {
+    let manifests: Vec<(String, Vec<u8>)> = crate::emit::test_support::artifacts(
+        &crate::emit::test_support::compiled(THREE_CLOUDS),
+        &crate::emit::k8s::TARGET,
+    )
+    .into_iter()
+    .collect();
+    for (site, (key, value)) in [
+        ("aws", super::aws::SPOT_TAINT),
+        ("gcp", super::gcp::SPOT_TAINT),
+        ("azure", ("kubernetes.azure.com/scalesetpriority", "spot")),
+    ] {
+        assert!(tolerates(&manifests, site, key, value), "the agents of {site} tolerate {key}={value}");
+    }
+    let manifests: Vec<(String, Vec<u8>)> = crate::emit::test_support::artifacts(
+        &crate::emit::test_support::compiled(ORACLE_IBM),
+        &crate::emit::k8s::TARGET,
+    )
+    .into_iter()
+    .collect();
+    let (key, value) = super::oracle::PREEMPTIBLE_TAINT;
+    assert!(tolerates(&manifests, "oci", key, value), "the agents of oci tolerate {key}={value}");
+    assert!(!tolerates(&manifests, "ibm", key, value), "IKS has no spot workers");
+}
+
+#[test]
+fn the_variables_example_lists_every_variable_without_a_default_and_no_secret() {
+    let files = emit(VPN);
+    for site in ["aws-east", "azure", "gcp"] {
+        let variables = parse(&files, &["terraform/", site, "/variables.tf"].concat());
+        let example = &files[&["terraform/", site, "/terraform.tfvars.example"].concat()];
+        let values = hcl::parse(example).expect("the example is HCL");
+        let listed: BTreeSet<&str> = values.attributes().map(|attribute| attribute.key()).collect();
+        for variable in variables.blocks() {
+            let name = variable.labels()[0].as_str();
+            let has_default = variable.body().attributes().any(|attribute| attribute.key() == "default");
+            let sensitive = variable.body().attributes().any(|attribute| attribute.key() == "sensitive");
+            if sensitive {
+                assert!(!listed.contains(name), "{site}: the secret {name} has no value in the example");
+                assert!(example.contains(&["# ", name, ": sensitive"].concat()), "{site}: {name} is named");
+            } else {
+                assert_eq!(
+                    listed.contains(name),
+                    !has_default,
+                    "{site}: {name} listed iff it has no default"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn each_cloud_has_a_partial_backend_and_the_outputs_a_deployment_uses() {
+    let mut files = emit(THREE_CLOUDS);
+    files.extend(emit(ORACLE_IBM));
+    for (site, backend) in [("aws", "s3"), ("gcp", "gcs"), ("azure", "azurerm"), ("oci", "s3"), ("ibm", "s3")]
+    {
+        let body = parse(&files, &["terraform/", site, "/backend.tf"].concat());
+        let terraform = block(&body, "terraform", &[]).expect("terraform block");
+        let declared = nested(terraform, "backend");
+        assert_eq!(declared.labels()[0].as_str(), backend);
+        assert_eq!(declared.body().iter().count(), 0, "{site}: settings come from -backend-config");
+        let outputs = parse(&files, &["terraform/", site, "/outputs.tf"].concat());
+        for name in ["cluster_name", "kubeconfig_command", "bundle_endpoint_load_balancer_command"] {
+            block(&outputs, "output", &[name]).unwrap_or_else(|| panic!("{site}: output {name}"));
+        }
     }
 }

@@ -551,6 +551,8 @@ fn azure_side(facts: &SiteFacts<'_>, peers: &[PeerLink<'_>], module: &mut Module
             .add_attribute(("resource_group_name", resource_group.clone()))
             .add_attribute(("allocation_method", "Static"))
             .add_attribute(("sku", "Standard"))
+            // Zone-redundant, as the gateway's AZ SKU wants (the cluster module declares `zones`).
+            .add_attribute(("zones", var("zones")))
             .add_attribute(("tags", facts.labels_object())),
     ));
     let apipa_addresses = strings(peers.iter().map(|peer| peer.link.address_of(facts.index).to_string()));
@@ -626,7 +628,8 @@ fn azure_side(facts: &SiteFacts<'_>, peers: &[PeerLink<'_>], module: &mut Module
                 ))
                 .add_attribute(("shared_key", var(&shared_key_variable(first, second))))
                 .add_attribute(("connection_protocol", "IKEv2"))
-                .add_attribute(("bgp_enabled", true))
+                // `enable_bgp` in azurerm 4.55, the release the pin starts at (renamed later).
+                .add_attribute(("enable_bgp", true))
                 .add_attribute(("tags", facts.labels_object()))
                 .add_block(
                     nested("custom_bgp_addresses")
