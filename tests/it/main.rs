@@ -13,3 +13,4 @@ mod opa_eval;
 mod properties;
 mod review;
 mod schema;
+mod write;
