@@ -32,6 +32,7 @@ pub mod plan;
 pub mod review;
 pub mod schema;
 pub mod source;
+pub mod work;
 pub mod write;
 
 use std::io;
@@ -145,8 +146,6 @@ pub fn emit_parallel<S: emit::ForkSink>(
     only: &[String],
     sink: &mut S,
 ) -> io::Result<()> {
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-
     let context = emit::EmitContext::new(&compiled.topology, &compiled.graph, &compiled.plan);
     // Whole targets first, the largest single tasks; then the parts, longest first within a target.
     let mut tasks: Vec<(&emit::Target, Option<usize>)> = Vec::new();
@@ -158,35 +157,13 @@ pub fn emit_parallel<S: emit::ForkSink>(
     }
     let threads =
         std::thread::available_parallelism().map_or(1, usize::from).clamp(1, 8).min(tasks.len().max(1));
-    let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
-    let (context, tasks, next, failed) = (&context, &tasks, &next, &failed);
-    let forks = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                let mut fork = sink.fork();
-                scope.spawn(move || -> io::Result<S> {
-                    while !failed.load(Ordering::Relaxed) {
-                        let Some(&(target, part)) = tasks.get(next.fetch_add(1, Ordering::Relaxed)) else {
-                            break;
-                        };
-                        let result = match (part, &target.split) {
-                            (Some(part), Some(split)) => (split.emit_part)(context, part, &mut fork),
-                            _ => (target.emit)(context, &mut fork),
-                        };
-                        if result.is_err() {
-                            failed.store(true, Ordering::Relaxed);
-                            return result.map(|()| fork);
-                        }
-                    }
-                    Ok(fork)
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .map(|worker| worker.join().map_err(|_| io::Error::other("an emitter thread panicked"))?)
-            .collect::<io::Result<Vec<S>>>()
+    let forks: Vec<S> = (0..threads).map(|_| sink.fork()).collect();
+    let forks = work::run(forks, tasks.len(), |fork, index| {
+        let (target, part) = tasks[index];
+        match (part, &target.split) {
+            (Some(part), Some(split)) => (split.emit_part)(&context, part, fork),
+            _ => (target.emit)(&context, fork),
+        }
     })?;
     for fork in forks {
         sink.join(fork);

@@ -101,26 +101,18 @@ pub fn run(context: &CheckContext<'_>) -> Vec<Diagnostic> {
 /// on two threads, each taking the next rule not yet taken; the result does not depend on which
 /// thread ran which rule.
 fn run_rules(context: &CheckContext<'_>) -> Vec<Vec<Diagnostic>> {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    let next = AtomicUsize::new(0);
-    let take_rules = || {
-        let mut done = Vec::new();
-        loop {
-            let index = next.fetch_add(1, Ordering::Relaxed);
-            let Some(rule) = RULES.get(index) else { return done };
+    let done = crate::work::run(
+        vec![Vec::new(), Vec::new()],
+        RULES.len(),
+        |done: &mut Vec<(usize, Vec<Diagnostic>)>, index| {
             let mut diagnostics = Vec::new();
-            rule(context, &mut diagnostics);
+            RULES[index](context, &mut diagnostics);
             done.push((index, diagnostics));
-        }
-    };
-    let (mine, theirs) = std::thread::scope(|scope| {
-        let helper = scope.spawn(take_rules);
-        let mine = take_rules();
-        (mine, helper.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
-    });
+            Ok::<(), std::convert::Infallible>(())
+        },
+    );
     let mut by_rule: Vec<Vec<Diagnostic>> = vec![Vec::new(); RULES.len()];
-    for (index, diagnostics) in mine.into_iter().chain(theirs) {
+    for (index, diagnostics) in done.unwrap_or_default().into_iter().flatten() {
         by_rule[index] = diagnostics;
     }
     by_rule

@@ -33,6 +33,7 @@ use hcl::{Block, Body, Expression, Identifier, Object, ObjectKey};
 use serde::Serialize;
 
 use super::conventions;
+use super::terraform::strings;
 use super::{EmitContext, Sink, Target};
 use crate::model::{DatastoreKind, FederationProfile, NodeAttestor, Site};
 use crate::plan::paths;
@@ -633,11 +634,6 @@ fn key(name: &str) -> ObjectKey {
 /// An object key written as a quoted string, for names that come from the topology.
 fn quoted_key(name: &str) -> ObjectKey {
     ObjectKey::Expression(Expression::String(name.to_owned()))
-}
-
-/// A list of strings.
-fn strings<S: Into<String>>(values: impl IntoIterator<Item = S>) -> Expression {
-    Expression::Array(values.into_iter().map(|value| Expression::String(value.into())).collect())
 }
 
 /// Prints a body with hcl-rs's formatter: two-space indentation, lists on one line, and `{}` for an

@@ -1,0 +1,71 @@
+//! One work queue for the two places that spread independent tasks over threads (the check rules,
+//! and the emitters' targets and parts): each thread takes the next task not yet taken, so the
+//! result never depends on which thread ran which task.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+/// Runs `task(state, index)` for every index in `0..count`, on one thread per element of `states`
+/// (the first on the calling thread), each thread with its own state. Stops handing out tasks at
+/// the first error. Returns every thread's state, in the order given, or the first error. A panic
+/// in a task is resumed on the calling thread.
+pub fn run<S, E>(
+    states: Vec<S>,
+    count: usize,
+    task: impl Fn(&mut S, usize) -> Result<(), E> + Sync,
+) -> Result<Vec<S>, E>
+where
+    S: Send,
+    E: Send,
+{
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let work = |mut state: S| -> Result<S, E> {
+        while !failed.load(Ordering::Relaxed) {
+            let index = next.fetch_add(1, Ordering::Relaxed);
+            if index >= count {
+                break;
+            }
+            if let Err(error) = task(&mut state, index) {
+                failed.store(true, Ordering::Relaxed);
+                return Err(error);
+            }
+        }
+        Ok(state)
+    };
+    let mut states = states.into_iter();
+    let Some(first) = states.next() else { return Ok(Vec::new()) };
+    let results: Vec<Result<S, E>> = std::thread::scope(|scope| {
+        let helpers: Vec<_> = states.map(|state| scope.spawn(|| work(state))).collect();
+        let mut results = vec![work(first)];
+        for helper in helpers {
+            results.push(helper.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
+        }
+        results
+    });
+    results.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_task_runs_once_whatever_the_threads() {
+        for threads in 1..=4 {
+            let states = run(vec![Vec::new(); threads], 100, |done: &mut Vec<usize>, index| {
+                done.push(index);
+                Ok::<(), ()>(())
+            })
+            .unwrap();
+            let mut all: Vec<usize> = states.into_iter().flatten().collect();
+            all.sort_unstable();
+            assert_eq!(all, (0..100).collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn the_first_error_stops_the_queue() {
+        let result = run(vec![(); 2], 1_000, |_, index| if index == 3 { Err(index) } else { Ok(()) });
+        assert_eq!(result.unwrap_err(), 3);
+    }
+}
