@@ -65,9 +65,13 @@ run_one() {
   local inject
   if [[ "$how" == kill ]]; then inject="signal=KILL"; else inject="error=EIO"; fi
   local code=0
-  # In a subshell of its own, so that the shell's "Killed" notice goes nowhere.
-  (strace -f -qq -o "$log" -e trace="$call" -e inject="$call:$inject:when=$n" \
-    "$weave" build "$topology" -o "$out" >/dev/null 2>&1) >/dev/null 2>&1 || code=$?
+  # In a subshell that waits for strace (which dies of the tracee's signal) and exits normally, so
+  # that the shell prints no "Killed" notice.
+  (
+    strace -f -qq -o "$log" -e trace="$call" -e inject="$call:$inject:when=$n" \
+      "$weave" build "$topology" -o "$out" >/dev/null 2>&1
+    exit $?
+  ) 2>/dev/null || code=$?
   runs=$((runs + 1))
   local injected=0
   grep -q "INJECTED" "$log" && injected=1
