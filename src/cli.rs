@@ -251,55 +251,48 @@ pub fn stdout_color() -> bool {
 /// Reads a topology file; an unreadable file is a usage error (exit 2).
 pub fn read_source(path: &Path) -> Result<Source, u8> {
     let limits = Limits::default();
-    match std::fs::metadata(path) {
-        Ok(metadata) if metadata.len() > limits.max_bytes as u64 => {
-            // Too large to read at all: say so without loading it into memory.
-            let source = Source::new(path.display().to_string(), "");
+    let refuse = |diagnostic: Diagnostic, text: String| {
+        let source = Source::new(path.display().to_string(), text);
+        eprint!("{}", diagnostics::render_human(&[diagnostic], &source, stderr_color()));
+        Err(EXIT_INVALID)
+    };
+    match crate::source::read_bounded(path, limits.max_bytes) {
+        Ok(text) => Ok(Source::new(path.display().to_string(), text)),
+        Err(crate::source::ReadError::TooLarge { limit, size }) => {
+            // Refused without reading more than the limit: a pipe or a device may never end.
+            let size = match size {
+                Some(size) => format!("the file is {size} bytes"),
+                None => format!("the input goes on past {limit} bytes"),
+            };
             let diagnostic = Diagnostic::error(
                 "E000",
-                format!("the file is {} bytes, over the limit of {} bytes", metadata.len(), limits.max_bytes),
+                format!("{size}, over the limit of {limit} bytes"),
                 None,
                 "split the mesh into smaller topologies, or check that this is the right file",
             );
-            eprint!("{}", diagnostics::render_human(&[diagnostic], &source, stderr_color()));
-            return Err(EXIT_INVALID);
+            refuse(diagnostic, String::new())
         }
-        _ => {}
-    }
-    let bytes = match std::fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(error) => {
-            eprintln!("error: cannot read {}: {error}", path.display());
-            if path == Path::new(DEFAULT_FILE) {
-                eprintln!(
-                    "help: pass the topology file, or run `weave init` to write a starter {DEFAULT_FILE}"
-                );
-            }
-            return Err(EXIT_USAGE);
-        }
-    };
-    // Converted in place: a 64 MB input is held once.
-    let text = match String::from_utf8(bytes) {
-        Ok(text) => text,
-        Err(error) => {
-            let valid = error.utf8_error().valid_up_to();
-            let bytes = error.into_bytes();
-            let source = Source::new(
-                path.display().to_string(),
-                String::from_utf8_lossy(&bytes[..valid]).into_owned(),
-            );
-            let span = source.span_of_bytes(valid, valid);
+        Err(crate::source::ReadError::NotUtf8 { valid, offset }) => {
+            let source = Source::new(path.display().to_string(), valid);
+            let span = source.span_of_bytes(offset, offset);
             let diagnostic = Diagnostic::error(
                 "E000",
                 "the file is not UTF-8 text",
                 Some(span),
                 "save the topology as UTF-8",
             );
-            eprint!("{}", diagnostics::render_human(&[diagnostic], &source, stderr_color()));
-            return Err(EXIT_INVALID);
+            refuse(diagnostic, source.text)
         }
-    };
-    Ok(Source::new(path.display().to_string(), text))
+        Err(crate::source::ReadError::Io(error)) => {
+            eprintln!("error: cannot read {}: {error}", path.display());
+            if path == Path::new(DEFAULT_FILE) {
+                eprintln!(
+                    "help: pass the topology file, or run `weave init` to write a starter {DEFAULT_FILE}"
+                );
+            }
+            Err(EXIT_USAGE)
+        }
+    }
 }
 
 /// Reads and analyzes a topology, printing its diagnostics (human form) to stderr. Returns the

@@ -1,7 +1,5 @@
 //! Diagnostics: what `validate` reports, with a stable code, a place in the input and a help line.
 
-use std::sync::Arc;
-
 use serde::Serialize;
 
 use crate::source::Source;
@@ -73,31 +71,224 @@ pub enum Format {
     Sarif,
 }
 
+/// Source lines in a snippet are cut to this many characters around the underlined place: a
+/// topology written as one 16 MB line of JSON prints a snippet of a terminal's width, not the line.
+pub const SNIPPET_WIDTH: usize = 120;
+
+/// When a line is cut, this many characters before the underlined place stay in view.
+const SNIPPET_LEAD: usize = 40;
+
+/// Lines shown before and after the underlined line.
+const CONTEXT_LINES: usize = 2;
+
+/// A context line is shown only when the cut starts at most this many characters into it: finding
+/// the cut in a line costs a walk over its characters, and a snippet must cost little whatever the
+/// input (200 diagnostics on a 16 MB line would otherwise walk gigabytes).
+const CONTEXT_MAX_SKIP: usize = 4096;
+
+/// The codes whose underlined value is a secret. Their values never appear in a snippet, whichever
+/// diagnostic's snippet shows the line.
+pub const SECRET_CODES: [&str; 2] = ["E012", "W104"];
+
 /// Renders diagnostics for a terminal or a log: one miette report per diagnostic, with the source
 /// snippet, the label under the offending place, and the help line.
+///
+/// Each snippet is an excerpt: the underlined line and two lines either side, each cut to
+/// [`SNIPPET_WIDTH`] characters around the underlined place, with control characters shown as `�`
+/// and the values of secret diagnostics ([`SECRET_CODES`]) masked with `*`. The output therefore
+/// grows with the number of diagnostics, never with the length of a line.
 pub fn render_human(diagnostics: &[Diagnostic], source: &Source, color: bool) -> String {
     let theme =
         if color { miette::GraphicalTheme::unicode() } else { miette::GraphicalTheme::unicode_nocolor() };
-    let handler = miette::GraphicalReportHandler::new_themed(theme).with_context_lines(2).with_width(110);
-    let named = Arc::new(miette::NamedSource::new(source.name.clone(), source.text.clone()));
+    let handler =
+        miette::GraphicalReportHandler::new_themed(theme).with_context_lines(CONTEXT_LINES).with_width(110);
+    let secrets: Vec<(usize, usize)> = diagnostics
+        .iter()
+        .filter(|diagnostic| SECRET_CODES.contains(&diagnostic.code))
+        .filter_map(|diagnostic| diagnostic.span.map(|span| (span.start, span.end)))
+        .collect();
     let mut out = String::new();
     for diagnostic in diagnostics {
-        let report = Report { diagnostic, source: Arc::clone(&named), file: &source.name };
+        let excerpt = diagnostic.span.map(|span| Excerpt::new(source, span, &secrets));
+        let report = Report {
+            diagnostic,
+            excerpt: excerpt.as_ref(),
+            file: &source.name,
+            message: printable(&diagnostic.message),
+            help: printable(&diagnostic.help),
+        };
         if handler.render_report(&mut out, &report).is_err() {
-            out.push_str(&format!("{}: {}\n", diagnostic.code, diagnostic.message));
+            out.push_str(&format!("{}: {}\n", diagnostic.code, report.message));
         }
     }
     let errors = diagnostics.iter().filter(|diagnostic| diagnostic.is_error()).count();
     let warnings = diagnostics.len() - errors;
     out.push_str(&format!(
         "{}: {} error{}, {} warning{}\n",
-        source.name,
+        printable(&source.name),
         errors,
         if errors == 1 { "" } else { "s" },
         warnings,
         if warnings == 1 { "" } else { "s" }
     ));
     out
+}
+
+/// A message or help line as a terminal may print it: control characters (which could move the
+/// cursor or recolour a CI log) are escaped.
+fn printable(text: &str) -> String {
+    if !text.chars().any(hidden) {
+        return text.to_owned();
+    }
+    text.chars()
+        .map(
+            |character| {
+                if hidden(character) { character.escape_unicode().to_string() } else { character.to_string() }
+            },
+        )
+        .collect()
+}
+
+/// A character that a terminal does not show as itself: a control character, or a format
+/// character that reorders or hides text (bidirectional overrides, zero-width characters).
+fn hidden(character: char) -> bool {
+    character.is_control()
+        || matches!(character, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
+}
+
+/// The lines a snippet shows, cut and masked, standing in for the whole source in miette.
+struct Excerpt {
+    name: String,
+    text: String,
+    /// The 0-based number of the first line of `text` in the file.
+    first_line: usize,
+    lines: usize,
+    /// The underlined place: a byte range of `text`, its 0-based line in the file and the 0-based
+    /// column (in characters) of its start in the file.
+    label: (usize, usize),
+    label_line: usize,
+    label_column: usize,
+}
+
+impl Excerpt {
+    fn new(source: &Source, span: Span, secrets: &[(usize, usize)]) -> Excerpt {
+        let text = &source.text;
+        let start = span.start.min(text.len());
+        let line = source.line_index_of(start);
+        let (line_start, line_end) = source.line_bounds(line).unwrap_or((start, start));
+        let start = start.clamp(line_start, line_end.max(line_start));
+        // The underline stops at the end of its line: a value spanning many lines is marked where it
+        // starts.
+        let end = span.end.clamp(start, line_end.max(start));
+        // The cut starts SNIPPET_LEAD characters before the underlined place.
+        let lead = text[line_start..start].char_indices().rev().take(SNIPPET_LEAD).last();
+        let cut_start = lead.map_or(start, |(offset, _)| line_start + offset);
+        let skipped = span.column.saturating_sub(1).saturating_sub(text[cut_start..start].chars().count());
+        let first = line.saturating_sub(CONTEXT_LINES);
+        let last = (line + CONTEXT_LINES).min(source.line_count().saturating_sub(1));
+        let mut excerpt = String::new();
+        let mut label = (0, 0);
+        let mut first_line = line;
+        let mut lines = 0;
+        for index in first..=last {
+            let Some((from, to)) = source.line_bounds(index) else { continue };
+            let from = if index == line {
+                cut_start
+            } else if skipped > CONTEXT_MAX_SKIP {
+                continue;
+            } else {
+                match text[from..to].char_indices().nth(skipped) {
+                    Some((offset, _)) => from + offset,
+                    None if skipped == 0 => from,
+                    None => to,
+                }
+            };
+            if lines == 0 {
+                first_line = index;
+            } else {
+                excerpt.push('\n');
+            }
+            lines += 1;
+            if from > source.line_bounds(index).map_or(from, |(line_from, _)| line_from) {
+                excerpt.push('…');
+            }
+            let mut shown = 0;
+            let mut cut_end = to;
+            for (offset, character) in text[from..to].char_indices() {
+                let at = from + offset;
+                if shown == SNIPPET_WIDTH {
+                    cut_end = at;
+                    break;
+                }
+                if index == line && at == start {
+                    label.0 = excerpt.len();
+                }
+                let secret = secrets
+                    .iter()
+                    .any(|&(secret_start, secret_end)| (secret_start..secret_end).contains(&at));
+                excerpt.push(if secret {
+                    '*'
+                } else if hidden(character) && character != '\t' {
+                    '\u{fffd}'
+                } else {
+                    character
+                });
+                shown += 1;
+                if index == line && at < end {
+                    label.1 = excerpt.len();
+                }
+            }
+            if index == line {
+                if start >= cut_end {
+                    label.0 = excerpt.len();
+                }
+                label.1 = label.1.max(label.0);
+            }
+            if cut_end < to {
+                excerpt.push('…');
+            }
+        }
+        Excerpt {
+            name: source.name.clone(),
+            text: excerpt,
+            first_line,
+            lines,
+            label,
+            label_line: line,
+            label_column: span.column.saturating_sub(1),
+        }
+    }
+}
+
+impl miette::SourceCode for Excerpt {
+    fn read_span<'a>(
+        &'a self,
+        span: &miette::SourceSpan,
+        context_lines_before: usize,
+        context_lines_after: usize,
+    ) -> Result<Box<dyn miette::SpanContents<'a> + 'a>, miette::MietteError> {
+        if context_lines_before == 0 && context_lines_after == 0 {
+            // The header's file:line:column: the underlined place in the file.
+            let from = span.offset().min(self.text.len());
+            let to = (from + span.len()).min(self.text.len());
+            return Ok(Box::new(miette::MietteSpanContents::new_named(
+                self.name.clone(),
+                &self.text.as_bytes()[from..to],
+                (from, to - from).into(),
+                self.label_line,
+                self.label_column,
+                1,
+            )));
+        }
+        Ok(Box::new(miette::MietteSpanContents::new_named(
+            self.name.clone(),
+            self.text.as_bytes(),
+            (0, self.text.len()).into(),
+            self.first_line,
+            0,
+            self.lines,
+        )))
+    }
 }
 
 /// The JSON of DESIGN.md §5: `{"valid": bool, "diagnostics": [{code, severity, message, file, line,
@@ -175,8 +366,10 @@ pub fn render_sarif(diagnostics: &[Diagnostic], file: &str) -> serde_json::Value
 
 struct Report<'a> {
     diagnostic: &'a Diagnostic,
-    source: Arc<miette::NamedSource<String>>,
+    excerpt: Option<&'a Excerpt>,
     file: &'a str,
+    message: String,
+    help: String,
 }
 
 impl std::fmt::Debug for Report<'_> {
@@ -190,8 +383,8 @@ impl std::fmt::Display for Report<'_> {
         // With a span, the snippet's header names the file, line and column; without one, say which
         // file the problem is about.
         match self.diagnostic.span {
-            Some(_) => write!(formatter, "{}", self.diagnostic.message),
-            None => write!(formatter, "{} ({})", self.diagnostic.message, self.file),
+            Some(_) => write!(formatter, "{}", self.message),
+            None => write!(formatter, "{} ({})", self.message, printable(self.file)),
         }
     }
 }
@@ -211,22 +404,20 @@ impl miette::Diagnostic for Report<'_> {
     }
 
     fn help<'b>(&'b self) -> Option<Box<dyn std::fmt::Display + 'b>> {
-        Some(Box::new(&self.diagnostic.help))
+        Some(Box::new(&self.help))
     }
 
     fn source_code(&self) -> Option<&dyn miette::SourceCode> {
-        self.diagnostic.span.map(|_| self.source.as_ref() as &dyn miette::SourceCode)
+        self.excerpt.map(|excerpt| excerpt as &dyn miette::SourceCode)
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = miette::LabeledSpan> + '_>> {
-        let span = self.diagnostic.span?;
+        let excerpt = self.excerpt?;
+        let (start, end) = excerpt.label;
         let label = miette::LabeledSpan::new(
-            Some(self.diagnostic.label.clone().unwrap_or_else(|| "here".to_owned())),
-            span.start,
-            span.end
-                .saturating_sub(span.start)
-                .max(1)
-                .min(self.source.inner().len().saturating_sub(span.start)),
+            Some(printable(self.diagnostic.label.as_deref().unwrap_or("here"))),
+            start,
+            (end - start).max(1).min(excerpt.text.len().saturating_sub(start)),
         );
         Some(Box::new(std::iter::once(label)))
     }

@@ -101,6 +101,9 @@ pub fn analyze(source: &Source, limits: &Limits) -> Analysis {
         Ok(topology) => topology,
         Err(reason) => {
             if diagnostics.is_empty() {
+                diagnostics.extend(schema::fractional_numbers(&document));
+            }
+            if diagnostics.is_empty() {
                 diagnostics.push(Diagnostic::error(
                     "E001",
                     format!("the topology does not have the expected shape: {reason}"),
@@ -108,7 +111,11 @@ pub fn analyze(source: &Source, limits: &Limits) -> Analysis {
                     "see `weave schema` or docs/topology.md for the shape of each section",
                 ));
             }
+            // Secrets are found in the text alone: reported (and hidden from every snippet) even
+            // when the rest of the checks cannot run.
+            diagnostics.extend(check::secrets::scan(&document));
             check::sort(&mut diagnostics);
+            check::secrets::redact(&mut diagnostics, &source.text);
             return Analysis { model: None, diagnostics };
         }
     };
@@ -118,6 +125,7 @@ pub fn analyze(source: &Source, limits: &Limits) -> Analysis {
         check::CheckContext { topology: &topology, graph: &graph, plan: &plan, document: &document, limits };
     diagnostics.extend(check::run(&context));
     check::sort(&mut diagnostics);
+    check::secrets::redact(&mut diagnostics, &source.text);
     Analysis { model: Some((topology, graph, plan)), diagnostics }
 }
 

@@ -219,6 +219,42 @@ impl Document {
     }
 }
 
+impl Document {
+    /// Calls `visit` on every number of the document that is not an integer as written (`3.0`,
+    /// `1e3`, or an integer too large for 64 bits), with its span and a closure that builds its JSON
+    /// pointer on demand.
+    pub fn visit_fractional_numbers(&self, visit: &mut dyn FnMut(&Number, Span, &dyn Fn() -> String)) {
+        fn walk<'a>(
+            node: &'a Node,
+            path: &mut Vec<PathToken<'a>>,
+            visit: &mut dyn FnMut(&Number, Span, &dyn Fn() -> String),
+        ) {
+            match &node.kind {
+                NodeKind::Number(number) if number.is_f64() => {
+                    let path: &[PathToken<'_>] = path;
+                    visit(number, node.span.into(), &|| pointer_of(path));
+                }
+                NodeKind::Sequence(items) => {
+                    for (index, item) in items.iter().enumerate() {
+                        path.push(PathToken::Index(index));
+                        walk(item, path, visit);
+                        path.pop();
+                    }
+                }
+                NodeKind::Mapping(entries) => {
+                    for (key, value) in entries {
+                        path.push(PathToken::Key(&key.name));
+                        walk(value, path, visit);
+                        path.pop();
+                    }
+                }
+                _ => {}
+            }
+        }
+        walk(&self.root, &mut Vec::new(), visit);
+    }
+}
+
 /// What `Document::visit_strings` calls: the string, its span, and a closure that builds its JSON
 /// pointer on demand.
 pub type StringVisitor<'v> = dyn FnMut(&str, Span, &dyn Fn() -> String) + 'v;
@@ -881,9 +917,14 @@ fn resolve_number(text: &str) -> Option<Number> {
     }
     let unsigned = text.strip_prefix(['-', '+']).unwrap_or(text);
     if !unsigned.is_empty() && unsigned.bytes().all(|byte| byte.is_ascii_digit()) {
+        // Past 64 bits an integer is still a number (a float), so that a diagnostic calls it one.
         return match text.parse::<i64>() {
             Ok(integer) => Some(Number::from(integer)),
-            Err(_) => text.parse::<u64>().ok().map(Number::from),
+            Err(_) => text
+                .parse::<u64>()
+                .ok()
+                .map(Number::from)
+                .or_else(|| text.parse::<f64>().ok().and_then(Number::from_f64)),
         };
     }
     let float_shaped = unsigned.bytes().any(|byte| byte.is_ascii_digit())

@@ -132,6 +132,30 @@ fn shape_problems(document: &Document, value: &Value) -> Vec<Diagnostic> {
     diagnostics
 }
 
+/// The numbers written with a fraction or an exponent (`replicas: 3.0`), each an E001 at its value.
+/// JSON Schema counts `3.0` as an integer, so the schema accepts what the model then cannot read:
+/// every number of a topology is a whole number.
+pub fn fractional_numbers(document: &Document) -> Vec<Diagnostic> {
+    let mut diagnostics = Vec::new();
+    document.visit_fractional_numbers(&mut |number, span, pointer| {
+        if diagnostics.len() < MAX_DIAGNOSTICS {
+            diagnostics.push(
+                Diagnostic::error(
+                    "E001",
+                    format!(
+                        "`{}`: the number `{number}` is not written as a whole number",
+                        display_pointer(&pointer())
+                    ),
+                    Some(span),
+                    "write the number without a decimal point or exponent (`3`, not `3.0`)",
+                )
+                .with_label("here"),
+            );
+        }
+    });
+    diagnostics
+}
+
 /// `/sites/aws/agents/0/replicas` → `sites.aws.agents[0].replicas`, as a user reads it.
 pub fn display_pointer(pointer: &str) -> String {
     let mut out = String::new();
@@ -163,7 +187,11 @@ impl KindMessage for jsonschema::ValidationError<'_> {
                 format!("{} is not one of {}", describe_value(self.instance()), options)
             }
             ValidationErrorKind::Pattern { .. } => {
-                format!("{} does not have the form this key takes", describe_value(self.instance()))
+                let value = describe_value(self.instance());
+                match self.instance().as_str().and_then(unwelcome_character) {
+                    Some(reason) => format!("{value} contains {reason}"),
+                    None => format!("{value} does not have the form this key takes"),
+                }
             }
             ValidationErrorKind::MaxLength { limit } => {
                 format!("{} is longer than {limit} characters", describe_value(self.instance()))
@@ -202,9 +230,56 @@ fn describe_value(value: &Value) -> String {
         Value::Null => "nothing (null)".into(),
         Value::Bool(flag) => format!("`{flag}`"),
         Value::Number(number) => format!("the number `{number}`"),
-        Value::String(text) => format!("the string `{text}`"),
+        Value::String(text)
+            if crate::check::secrets::known_secret(text).is_some()
+                || crate::check::secrets::suspicious(text).is_some() =>
+        {
+            // E012 or W104 reports it; no message quotes it.
+            "a secret-looking string".into()
+        }
+        Value::String(text) => format!("the string `{}`", visible(text)),
         Value::Array(_) => "a list".into(),
         Value::Object(_) => "a mapping".into(),
+    }
+}
+
+/// The text with its control characters escaped (`\n`, `\u{1b}`), as a message quotes it.
+fn visible(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_owned();
+    }
+    text.chars()
+        .map(|character| {
+            if character.is_control() {
+                character.escape_default().to_string()
+            } else {
+                character.to_string()
+            }
+        })
+        .collect()
+}
+
+/// Why a string that failed its pattern is dangerous in the artifacts, when one of its characters
+/// says so: a line break or control character (which would start a new instruction in a Dockerfile
+/// or a new key in YAML), a `$` (which the SPIRE server started with `-expandEnv` and the
+/// OpenTelemetry collector expand as an environment variable), a quote, or a space.
+fn unwelcome_character(text: &str) -> Option<&'static str> {
+    if text.contains(['\n', '\r']) {
+        Some("a line break, which would start a new line in the generated files")
+    } else if text.chars().any(char::is_control) {
+        Some("a control character")
+    } else if text.contains('$') {
+        Some(
+            "`$`, which the SPIRE server (started with -expandEnv) and the OpenTelemetry collector would expand as an environment variable",
+        )
+    } else if text.contains(['"', '\'', '`', '\\']) {
+        Some("a quote or a backslash")
+    } else if text.contains('{') || text.contains('}') {
+        Some("a brace, which template engines and the collector's `${...}` references read")
+    } else if text.chars().any(char::is_whitespace) {
+        Some("a space")
+    } else {
+        None
     }
 }
 

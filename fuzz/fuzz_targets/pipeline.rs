@@ -4,7 +4,9 @@
 //!
 //! - every diagnostic points into the input (a span inside the text, on character boundaries, whose
 //!   line and column agree with its byte offset) and says how to fix it;
-//! - the diagnostics render for a terminal and as JSON, as `weave validate` prints them;
+//! - the diagnostics render for a terminal and as JSON, as `weave validate` prints them; the terminal
+//!   rendering stays short whatever the lines (each snippet line cut), holds no control character,
+//!   and neither rendering prints the value of a secret diagnostic;
 //! - a topology that passes every check builds: every emitter runs, every artifact path stays inside
 //!   the output directory, and every artifact parses back with its consumer's grammar;
 //! - the same small input builds byte-identically twice (a cheap determinism oracle; large inputs
@@ -15,7 +17,7 @@
 use std::collections::BTreeMap;
 
 use libfuzzer_sys::fuzz_target;
-use weave::diagnostics::{Diagnostic, render_human, render_json};
+use weave::diagnostics::{Diagnostic, SECRET_CODES, SNIPPET_WIDTH, render_human, render_json};
 use weave::emit::MemorySink;
 use weave::load::Limits;
 use weave::source::Source;
@@ -41,8 +43,10 @@ fn run(data: &[u8]) {
     let shown = &analysis.diagnostics[..analysis.diagnostics.len().min(RENDER_MAX_DIAGNOSTICS)];
     let human = render_human(shown, &source, false);
     assert!(human.contains(&source.name), "the human rendering names no file");
+    assert_bounded(&human, shown.len());
     let json = render_json(&analysis.diagnostics, &source.name, !analysis.has_errors());
     assert!(json["diagnostics"].is_array(), "the JSON rendering has no diagnostics list");
+    assert_secrets_hidden(&source, &analysis.diagnostics, shown, &human, &json.to_string());
 
     let Ok(compiled) = analysis.into_compiled() else { return };
     let artifacts = build(&compiled);
@@ -59,6 +63,46 @@ fn run(data: &[u8]) {
             Err(diagnostics) => panic!("the same text compiled once and failed once: {diagnostics:?}"),
         };
         assert!(artifacts == build(&again), "two builds of the same text differ");
+    }
+}
+
+/// The human rendering grows with the number of diagnostics, never with the length of a line: each
+/// snippet line is cut to `SNIPPET_WIDTH` characters, and messages are cut to a few hundred bytes.
+fn assert_bounded(human: &str, diagnostics: usize) {
+    let longest = human.lines().map(|line| line.chars().count()).max().unwrap_or(0);
+    assert!(longest <= SNIPPET_WIDTH + 600, "a line of the human rendering has {longest} characters");
+    assert!(
+        human.len() <= 64 + diagnostics * 16 * 1024,
+        "the human rendering of {diagnostics} diagnostics is {} bytes",
+        human.len()
+    );
+    assert!(
+        !human.chars().any(|character| character.is_control() && character != '\n'),
+        "the human rendering holds a control character"
+    );
+}
+
+/// The value of a secret diagnostic (E012, W104) appears in no rendering: not in its own snippet,
+/// not in another diagnostic's snippet that shows the same line, and not in any message.
+fn assert_secrets_hidden(source: &Source, all: &[Diagnostic], shown: &[Diagnostic], human: &str, json: &str) {
+    for diagnostic in all.iter().filter(|diagnostic| SECRET_CODES.contains(&diagnostic.code)) {
+        let Some(span) = diagnostic.span else { continue };
+        let written =
+            source.text[span.start..span.end].trim_matches(|character| matches!(character, '"' | '\''));
+        // Short values may occur elsewhere in the text for other reasons; a secret is long.
+        if written.chars().count() < 16 || written.contains(['\n', '\\']) {
+            continue;
+        }
+        // Only a window of each line is shown: look for a piece of the secret that fits, when that
+        // piece is written nowhere else in the file (a comment or a key may repeat it).
+        let piece: String = written.chars().take(16).collect();
+        if source.text.matches(piece.as_str()).count() != 1 {
+            continue;
+        }
+        assert!(!json.contains(&piece), "{} prints the secret in JSON", diagnostic.code);
+        if shown.contains(diagnostic) {
+            assert!(!human.contains(&piece), "{} prints the secret in its snippet", diagnostic.code);
+        }
     }
 }
 

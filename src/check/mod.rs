@@ -9,13 +9,16 @@
 
 mod actions;
 mod federation;
+#[cfg(test)]
+mod free_text;
 mod identity;
 mod names;
 mod networking;
 mod references;
 mod resilience;
-mod secrets;
+pub(crate) mod secrets;
 mod sites;
+mod values;
 
 use crate::diagnostics::{Diagnostic, Span};
 use crate::graph::MeshGraph;
@@ -64,6 +67,7 @@ const RULES: &[Rule] = &[
     resilience::check,
     networking::check,
     secrets::check,
+    values::check,
 ];
 
 /// At most this many semantic diagnostics are reported; the rest are counted in one last
@@ -169,6 +173,10 @@ pub const CODES: &[(&str, &str)] = &[
     ("E013", "a name that is not a DNS-1123 label, or would escape the output directory"),
     ("E014", "one trust domain spans several sites without spire.upstreamAuthority"),
     ("E015", "networking.type and networking.tailscale.enabled disagree; tailscale without tailnet"),
+    (
+        "E016",
+        "a value the consumer rejects: a zero TTL, svidTtl not below caTtl, mesh.port equal to metricsPort",
+    ),
     ("E020", "a cloud node attestor on a site, where workloads are registered on k8s_psat agent IDs"),
     ("W101", "an agent that serves nothing and calls nothing"),
     ("W102", "a public action also granted explicitly on an edge"),
