@@ -13,10 +13,10 @@
 //! | `agents/<agent>.yaml` | per agent: ServiceAccount, ConfigMap (agent config), Deployment, Service, headless metrics Service (with Prometheus), PodDisruptionBudget |
 //! | `istio.yaml` | with `networking.type: istio`: IstioOperator (control plane, east-west gateway) and Gateway |
 //!
-//! The OPA ConfigMaps (policy and data, byte-identical to `opa/authz.rego` and `opa/data.json`) are
-//! the same for every site, so they live once in `k8s/_mesh/`, a kustomize base that every site with
-//! agents includes (`../_mesh`): each cluster still gets its own copy in the agents' namespace, and a
-//! mesh of a hundred sites does not carry a hundred copies of a policy that can be megabytes.
+//! The OPA policy ConfigMap (byte-identical to `opa/authz.rego`) is the same for every site, so it
+//! lives once in `k8s/_mesh/`, a kustomize base that every site with agents includes (`../_mesh`).
+//! The data each agent's OPA loads is that agent's own (`<agent>-opa`, in `agents/<agent>.yaml`): the
+//! mesh-wide `opa/data.json` would pass the 1 MiB ConfigMap limit in a mesh of a few thousand agents.
 //!
 //! Architecture invariant: every object is a typed serde value ([`objects`]); nothing here formats YAML
 //! by hand. The bytes of `server.conf`, `agent.conf`, `authz.rego` and `data.json` come from the
@@ -296,8 +296,8 @@ fn namespace(name: &str, labels: StringMap) -> Manifest {
     }
 }
 
-/// The ConfigMaps holding the mesh's OPA policy and data, serialized once for every site. They carry
-/// no site label: the policy is the mesh's, the same bytes everywhere.
+/// The ConfigMap holding the mesh's OPA policy, serialized once for every site. It carries no site
+/// label: the policy is the mesh's, the same bytes everywhere.
 fn opa_configmaps(context: &EmitContext<'_>) -> Vec<u8> {
     let topology = context.topology;
     let labels = |name: &str| {
@@ -309,19 +309,13 @@ fn opa_configmaps(context: &EmitContext<'_>) -> Vec<u8> {
         ])
     };
     let policy = super::opa::policy(context);
-    // serde_json writes UTF-8; the lossy path is never taken.
-    let data = String::from_utf8(super::opa::data_json(context))
-        .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned());
     let configmap = |name: &str, key: &str, value: String| Manifest {
         api_version: "v1",
         kind: "ConfigMap",
         metadata: ObjectMeta::namespaced(name, &topology.mesh.namespace, labels(name)),
         body: Body::ConfigMap { data: StringMap::from([(key.to_owned(), value)]) },
     };
-    yaml_documents(&[
-        configmap(agents::OPA_POLICY_CONFIGMAP, agents::OPA_POLICY_KEY, policy),
-        configmap(agents::OPA_DATA_CONFIGMAP, agents::OPA_DATA_KEY, data),
-    ])
+    yaml_documents(&[configmap(agents::OPA_POLICY_CONFIGMAP, agents::OPA_POLICY_KEY, policy)])
 }
 
 #[cfg(test)]
@@ -503,11 +497,15 @@ resilience:
                     if let Some(policy) = document["data"]["authz.rego"].as_str() {
                         assert_eq!(policy, crate::emit::opa::policy(&context), "{name}: authz.rego");
                     }
-                    if let Some(data) = document["data"]["data.json"].as_str() {
+                    if let Some(data) = document["data"][agents::OPA_DATA_KEY].as_str() {
+                        let agent = document["metadata"]["labels"]["app.kubernetes.io/name"]
+                            .as_str()
+                            .and_then(|agent| compiled.topology.agent_position(agent))
+                            .expect("an agent's OPA data");
                         assert_eq!(
                             data.as_bytes(),
-                            crate::emit::opa::data_json(&context),
-                            "{name}: data.json"
+                            crate::emit::opa::agent_data_json(&context, agent),
+                            "{name}: OPA data of agent {agent}"
                         );
                     }
                 }
@@ -785,9 +783,13 @@ resilience:
         assert_eq!(search["spec"]["ingress"][0]["from"][0]["ipBlock"]["cidr"].as_str(), Some("10.1.0.0/16"));
         let deployments: Vec<(String, Value)> = objects_of_kind(&artifacts, "Deployment").collect();
         for (path, deployment) in deployments {
-            let containers =
-                deployment["spec"]["template"]["spec"]["containers"].as_sequence().expect("containers").len();
-            assert_eq!(containers, 1, "{path}: no sidecar without Tailscale");
+            let containers: Vec<&str> = deployment["spec"]["template"]["spec"]["containers"]
+                .as_sequence()
+                .expect("containers")
+                .iter()
+                .filter_map(|container| container["name"].as_str())
+                .collect();
+            assert_eq!(containers, ["agent", "opa"], "{path}: no Tailscale sidecar without Tailscale");
         }
     }
 

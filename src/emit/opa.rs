@@ -11,9 +11,17 @@
 //! The input is the seed guide's flat shape `{"caller_spiffe_id", "callee_spiffe_id", "action"}`. The
 //! policy allows exactly what [`Plan::allowed`](crate::plan::Plan::allowed) allows:
 //! `trusted ∧ (public action ∨ action of the declared edge caller → callee ∨ (allow_same_trust_domain ∧
-//! same trust domain))`, where `trusted` means both SPIFFE IDs belong to mesh agents whose trust
-//! domains are the same or federated. A SPIFFE ID that is not a mesh agent is never trusted, whatever
-//! its trust domain.
+//! same trust domain))`, where `trusted` means the callee is an agent of the mesh and the trust domain
+//! of the caller's SPIFFE ID is the callee's or federated with it. The caller's domain is read from
+//! its SPIFFE ID (the mTLS handshake verified the ID against that domain's bundle, and SPIRE issues
+//! SVIDs in the agents' namespace to agents only), so no OPA needs the list of every agent.
+//!
+//! Each agent's OPA sidecar loads the same policy with that agent's own facts only
+//! ([`agent_data_json`], the ConfigMap `<agent>-opa` next to the agent): its SPIFFE ID and trust
+//! domain, the domains federated with it, the public actions, `allow_same_trust_domain`, and the
+//! declared edges into it. The policy reads nothing else, so its decision on a call into that agent is
+//! the one it gives on the mesh-wide `data.json`, and the data grows with the agent's callers and
+//! its domain's federation, not with the mesh.
 //!
 //! `data.json` (under the key `agentweave`):
 //!
@@ -75,6 +83,14 @@ pub fn data_json(context: &EmitContext<'_>) -> Vec<u8> {
     let mut root = BTreeMap::new();
     root.insert(DATA_ROOT, mesh_data(context));
     layered_json(&root, 4, context.topology.agents.len() * 400)
+}
+
+/// The data of one agent's OPA (`data.agentweave`, as in `data.json`): only the facts about calls
+/// into `agent` (see the module documentation). Same layout as [`data_json`].
+pub fn agent_data_json(context: &EmitContext<'_>, agent: usize) -> Vec<u8> {
+    let mut root = BTreeMap::new();
+    root.insert(DATA_ROOT, callee_data(context, agent));
+    layered_json(&root, 4, 1024 + context.plan.callers_of(agent).len() * 200)
 }
 
 /// `authz_test.rego`: the cases of [`test_cases`] as `opa test` rules.
@@ -238,8 +254,9 @@ const POLICY: &str = r#"# The authorization decision of the agent mesh (weave DE
 #                        or an action of the declared call edge caller -> callee
 #                        or (allow_same_trust_domain and both in one trust domain))
 #
-# trusted: both SPIFFE IDs belong to agents of the mesh, and their trust domains are the same or
-# federated. The mesh's facts are in data.agentweave (data.json).
+# trusted: the callee is an agent of the mesh, and the trust domain of the caller's SPIFFE ID is the
+# callee's or federated with it. The facts are in data.agentweave: data.json holds the whole mesh's,
+# each agent's OPA holds only those about calls into that agent (weave's per-agent data).
 package agentweave.authz
 
 import rego.v1
@@ -264,14 +281,22 @@ allow if {
 	same_trust_domain
 }
 
-# A SPIFFE ID that is not an agent of the mesh has no trust domain here, so it is never trusted.
+# The callee must be an agent these facts describe (an agent's own OPA knows only that agent). The
+# caller's trust domain is that of its SPIFFE ID, which the mTLS handshake verified against that
+# domain's bundle; a caller outside the callee's domain and its federated domains is never trusted.
 trusted if same_trust_domain
 
-trusted if callee_trust_domain in data.agentweave.federation.peers[caller_trust_domain]
+trusted if caller_trust_domain in data.agentweave.federation.peers[callee_trust_domain]
 
 same_trust_domain if caller_trust_domain == callee_trust_domain
 
-caller_trust_domain := data.agentweave.agents[input.caller_spiffe_id]
+caller_trust_domain := domain if {
+	startswith(input.caller_spiffe_id, "spiffe://")
+	parts := split(input.caller_spiffe_id, "/")
+	count(parts) > 3
+	domain := parts[2]
+	domain != ""
+}
 
 callee_trust_domain := data.agentweave.agents[input.callee_spiffe_id]
 "#;
@@ -340,6 +365,35 @@ fn mesh_data<'a>(context: &EmitContext<'a>) -> MeshData<'a> {
         public_actions,
         federation: FederationData { enabled: topology.federation.enabled, peers: federation_peers(context) },
         agents,
+        edges,
+    }
+}
+
+fn callee_data<'a>(context: &EmitContext<'a>, callee: usize) -> MeshData<'a> {
+    let topology = context.topology;
+    let plan = context.plan;
+    let callee_id = topology.agents[callee].spiffe_id.as_str();
+    let domain = plan.trust_domain_of(callee);
+    let mut edges: BTreeMap<&str, BTreeMap<&str, Vec<&str>>> = BTreeMap::new();
+    for &caller in plan.callers_of(callee) {
+        let Some(actions) = plan.edge_actions(caller, callee) else { continue };
+        let mut granted: Vec<&str> = actions.iter().map(String::as_str).collect();
+        granted.sort_unstable();
+        granted.dedup();
+        edges.entry(topology.agents[caller].spiffe_id.as_str()).or_default().insert(callee_id, granted);
+    }
+    let mut own_peers = context.graph.federated_with(domain);
+    own_peers.sort_unstable();
+    own_peers.dedup();
+    MeshData {
+        mesh: &topology.mesh.name,
+        allow_same_trust_domain: plan.allow_same_trust_domain(),
+        public_actions: plan.public_actions().iter().map(String::as_str).collect(),
+        federation: FederationData {
+            enabled: topology.federation.enabled,
+            peers: BTreeMap::from([(domain, own_peers)]),
+        },
+        agents: BTreeMap::from([(callee_id, domain)]),
         edges,
     }
 }

@@ -78,6 +78,27 @@ pub fn prerequisites(topology: &Topology) -> Vec<Prerequisite> {
                 ),
             );
         }
+        if topology.networking.kind == NetworkKind::Istio && !site.agents.is_empty() {
+            // istiod discovers the endpoints of another cluster's Services (the callee behind a stub
+            // Service here) only through that cluster's remote secret.
+            for other in
+                topology.sites.iter().filter(|other| other.name != site.name && !other.agents.is_empty())
+            {
+                push(
+                    "Secret",
+                    Some("istio-system"),
+                    &format!("istio-remote-secret-{}", other.cluster.name),
+                    format!(
+                        "istiod of site {} reads the Services and endpoints of cluster {} (site {}) with it, so that calls to agents there resolve and route through its east-west gateway",
+                        site.name, other.cluster.name, other.name
+                    ),
+                    format!(
+                        "`istioctl create-remote-secret --context=<context of {}> --name={} | kubectl apply --context=<context of {}> -f -` once both control planes are installed",
+                        other.name, other.cluster.name, site.name
+                    ),
+                );
+            }
+        }
         let datastore = &topology.spire.datastore;
         if datastore.kind != DatastoreKind::Sqlite3
             && let Some(secret) = &datastore.connection_secret

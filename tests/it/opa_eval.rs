@@ -36,6 +36,15 @@ fn policy_engine(context: &EmitContext<'_>) -> Engine {
     engine
 }
 
+/// An engine holding the generated policy and one agent's own data (what its OPA sidecar loads).
+fn agent_engine(context: &EmitContext<'_>, agent: usize) -> Engine {
+    let mut engine = Engine::new();
+    engine.add_policy("authz.rego".to_owned(), opa::policy(context)).unwrap();
+    let data = String::from_utf8(opa::agent_data_json(context, agent)).unwrap();
+    engine.add_data(Value::from_json_str(&data).unwrap()).unwrap();
+    engine
+}
+
 fn decide(engine: &mut Engine, caller: &str, callee: &str, action: &str) -> bool {
     let input = serde_json::json!({"caller_spiffe_id": caller, "callee_spiffe_id": callee, "action": action});
     engine.set_input(Value::from_json_str(&input.to_string()).unwrap());
@@ -133,6 +142,33 @@ fn assert_policy_matches_graph(label: &str, compiled: &Compiled) {
         }
     }
     assert_eq!(checked, agents.len() * agents.len() * actions.len());
+
+    // Each callee's OPA, on that agent's own data only, decides every call into it the same way.
+    for (callee, callee_agent) in agents.iter().enumerate() {
+        let mut engine = agent_engine(&context, callee);
+        for (caller, caller_agent) in agents.iter().enumerate() {
+            for action in &actions {
+                let expected = compiled.plan.allowed(caller, callee, action);
+                let decided = decide(&mut engine, &caller_agent.spiffe_id, &callee_agent.spiffe_id, action);
+                assert_eq!(
+                    decided, expected,
+                    "{label}: {} -> {} with {action} on {}'s own data: OPA says {decided}, the plan says {expected}",
+                    caller_agent.name, callee_agent.name, callee_agent.name
+                );
+            }
+        }
+        // And it knows no other callee.
+        if let Some(other) = agents.iter().position(|agent| agent.spiffe_id != callee_agent.spiffe_id) {
+            for action in &actions {
+                assert!(
+                    !decide(&mut engine, &callee_agent.spiffe_id, &agents[other].spiffe_id, action),
+                    "{label}: {}'s OPA decides a call into {}",
+                    callee_agent.name,
+                    agents[other].name
+                );
+            }
+        }
+    }
 }
 
 /// Runs every `test_*` rule of the generated test module.
@@ -180,12 +216,25 @@ fn unknown_spiffe_ids_are_denied() {
         let context = EmitContext::of(&compiled);
         let mut engine = policy_engine(&context);
         let public = compiled.topology.authorization.public_actions.clone();
-        for agent in &compiled.topology.agents {
-            // An impostor in the agent's own trust domain is still unknown to the mesh.
+        for (index, agent) in compiled.topology.agents.iter().enumerate() {
+            let mut own = agent_engine(&context, index);
+            // A callee the facts do not describe is never called.
             let impostor = format!("{}-impostor", agent.spiffe_id);
+            // A caller of an untrusted trust domain, or with no SPIFFE ID at all, is never trusted.
+            let outsider = "spiffe://outsider.invalid/agent/x";
             for action in public.iter().chain(agent.capabilities.iter()) {
-                assert!(!decide(&mut engine, &impostor, &agent.spiffe_id, action), "{}", path.display());
-                assert!(!decide(&mut engine, &agent.spiffe_id, &impostor, action), "{}", path.display());
+                for engine in [&mut engine, &mut own] {
+                    assert!(!decide(engine, &agent.spiffe_id, &impostor, action), "{}", path.display());
+                    assert!(!decide(engine, outsider, &agent.spiffe_id, action), "{}", path.display());
+                    assert!(!decide(engine, "outsider", &agent.spiffe_id, action), "{}", path.display());
+                    assert!(!decide(engine, "spiffe://", &agent.spiffe_id, action), "{}", path.display());
+                    // A workload of a trusted domain that is no agent gets no declared edge's grant.
+                    let granted_only_by_edge =
+                        !public.contains(action) && !compiled.topology.authorization.allow_same_trust_domain;
+                    if granted_only_by_edge {
+                        assert!(!decide(engine, &impostor, &agent.spiffe_id, action), "{}", path.display());
+                    }
+                }
             }
         }
     }

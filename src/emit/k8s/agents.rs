@@ -42,21 +42,33 @@ use crate::emit::conventions::{
 use crate::emit::yaml_documents;
 use crate::model::{Agent, Provider, Tier, Topology};
 
-/// The ConfigMap (in the agents' namespace) holding `authz.rego`.
+/// The ConfigMap (in the agents' namespace, from `k8s/_mesh`) holding `authz.rego`.
 pub const OPA_POLICY_CONFIGMAP: &str = "opa-policy";
 pub const OPA_POLICY_KEY: &str = "authz.rego";
-/// The ConfigMap (in the agents' namespace) holding `data.json`.
-pub const OPA_DATA_CONFIGMAP: &str = "opa-data";
-pub const OPA_DATA_KEY: &str = "data.json";
+/// The key of the agent's own OPA data in its ConfigMap `<agent>-opa` (not `data.json`: that name is
+/// the mesh-wide view, `opa/data.json`).
+pub const OPA_DATA_KEY: &str = "agent-data.json";
 
 /// Where the agent config is mounted, and its file name there.
 pub const CONFIG_DIR: &str = "/etc/agentweave/config";
 pub const CONFIG_KEY: &str = "config.yaml";
-/// Where the OPA policy and data are mounted (`authz.rego`, `data.json`).
-pub const OPA_DIR: &str = "/etc/agentweave/opa";
+/// Where the OPA sidecar finds the policy and the agent's data.
+pub const OPA_DIR: &str = "/etc/opa";
 /// The OPA package of the mesh's policy (DESIGN.md §4) and the rule the agent queries.
 pub const OPA_PACKAGE_PATH: &str = "agentweave/authz";
 pub const OPA_DECISION: &str = "data.agentweave.authz.allow";
+
+/// The OPA server image, pinned (the `-static` build: one binary, runs as a non-root user).
+pub const OPA_IMAGE: &str = "openpolicyagent/opa:1.16.0-static";
+/// The ports OPA prefers: its API (on localhost only) and its diagnostic listener (`/health`,
+/// `/metrics`, for the kubelet's probes); moved up past the pod's other ports if those take them.
+const OPA_API_PORT: u16 = 8181;
+const OPA_DIAGNOSTIC_PORT: u16 = 8282;
+
+/// The ConfigMap holding one agent's OPA data.
+pub fn opa_data_configmap(agent: &str) -> String {
+    format!("{agent}-opa")
+}
 
 /// The Tailscale container image, pinned.
 pub const TAILSCALE_IMAGE: &str = "ghcr.io/tailscale/tailscale:v1.86.5";
@@ -86,6 +98,14 @@ pub fn manifests(site: &SiteContext<'_>, agent_index: usize) -> Vec<Manifest> {
     let labels = site.labels(&agent.name, AGENT_COMPONENT).build();
     let config_text = crate::emit::yaml(&agent_config(site, agent_index));
     let config_name = format!("{}-config", agent.name);
+    // serde_json writes UTF-8; the lossy path is never taken.
+    let opa_data = String::from_utf8(crate::emit::opa::agent_data_json(site.emit, agent_index))
+        .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned());
+    let digest = inputs_digest(&[
+        crate::emit::opa::policy(site.emit).as_bytes(),
+        opa_data.as_bytes(),
+        config_text.as_bytes(),
+    ]);
 
     let mut manifests = vec![
         Manifest {
@@ -98,13 +118,19 @@ pub fn manifests(site: &SiteContext<'_>, agent_index: usize) -> Vec<Manifest> {
             api_version: "v1",
             kind: "ConfigMap",
             metadata: ObjectMeta::namespaced(&config_name, namespace, labels.clone()),
-            body: Body::ConfigMap { data: StringMap::from([(CONFIG_KEY.to_owned(), config_text.clone())]) },
+            body: Body::ConfigMap { data: StringMap::from([(CONFIG_KEY.to_owned(), config_text)]) },
+        },
+        Manifest {
+            api_version: "v1",
+            kind: "ConfigMap",
+            metadata: ObjectMeta::namespaced(opa_data_configmap(&agent.name), namespace, labels.clone()),
+            body: Body::ConfigMap { data: StringMap::from([(OPA_DATA_KEY.to_owned(), opa_data)]) },
         },
         Manifest {
             api_version: "apps/v1",
             kind: "Deployment",
             metadata: ObjectMeta::namespaced(&agent.name, namespace, labels.clone()),
-            body: Body::Deployment { spec: deployment(site, agent, &labels, &config_name, &config_text) },
+            body: Body::Deployment { spec: deployment(site, agent, &labels, &config_name, digest) },
         },
         Manifest {
             api_version: "v1",
@@ -215,8 +241,8 @@ pub struct AuthorizationConfig {
 #[derive(Debug, Serialize)]
 pub struct OpaConfig {
     pub enabled: bool,
-    pub policy_file: String,
-    pub data_file: String,
+    /// The agent's OPA sidecar, on localhost.
+    pub url: String,
     pub decision: &'static str,
 }
 
@@ -358,8 +384,7 @@ pub fn agent_config<'a>(site: &SiteContext<'a>, agent_index: usize) -> AgentConf
             policy_path: OPA_PACKAGE_PATH,
             opa: OpaConfig {
                 enabled: true,
-                policy_file: format!("{OPA_DIR}/{OPA_POLICY_KEY}"),
-                data_file: format!("{OPA_DIR}/{OPA_DATA_KEY}"),
+                url: format!("http://127.0.0.1:{}", opa_ports(site).0),
                 decision: OPA_DECISION,
             },
         },
@@ -397,32 +422,44 @@ pub fn agent_config<'a>(site: &SiteContext<'a>, agent_index: usize) -> AgentConf
 
 // --------------------------------------------------------------------------------------- deployment
 
+/// The sha256 of the pod's inputs (OPA policy, the agent's OPA data, agent config), each framed by
+/// its length so that no two different inputs give one digest.
+fn inputs_digest(parts: &[&[u8]]) -> String {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update((part.len() as u64).to_le_bytes());
+        hasher.update(part);
+    }
+    hasher.finalize().iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
 fn deployment(
     site: &SiteContext<'_>,
     agent: &Agent,
     labels: &StringMap,
     config_name: &str,
-    config_text: &str,
+    inputs_digest: String,
 ) -> DeploymentSpec {
     let topology = site.topology;
     let selector = selector_labels(&agent.name, AGENT_COMPONENT);
-    let config_digest: String =
-        Sha256::digest(config_text.as_bytes()).iter().map(|byte| format!("{byte:02x}")).collect();
     let annotations = StringMap::from([
         ("kubectl.kubernetes.io/default-container".to_owned(), "agent".to_owned()),
-        // A changed agent config rolls the pods; policy changes reach them through the mounted
-        // ConfigMaps without a restart.
-        ("agentweave.io/config-sha256".to_owned(), config_digest),
+        // A changed agent config, OPA policy or OPA data rolls the pods: neither the agent nor OPA
+        // reloads its files.
+        ("agentweave.io/inputs-sha256".to_owned(), inputs_digest),
     ]);
 
-    let mut containers = vec![agent_container(site, agent)];
+    let mut containers = vec![agent_container(site, agent), opa_container(site)];
     let mut volumes = vec![
         Volume::config_map("config", config_name),
         Volume::projected(
             "opa",
             vec![
                 VolumeProjection::config_map(OPA_POLICY_CONFIGMAP, &[(OPA_POLICY_KEY, OPA_POLICY_KEY)]),
-                VolumeProjection::config_map(OPA_DATA_CONFIGMAP, &[(OPA_DATA_KEY, OPA_DATA_KEY)]),
+                VolumeProjection::config_map(
+                    &opa_data_configmap(&agent.name),
+                    &[(OPA_DATA_KEY, OPA_DATA_KEY)],
+                ),
             ],
         ),
         Volume::csi("spire-agent-socket", SPIFFE_CSI_DRIVER),
@@ -526,10 +563,55 @@ fn agent_container(site: &SiteContext<'_>, agent: &Agent) -> Container {
         security_context: SecurityContext::restricted(AGENT_UID),
         volume_mounts: vec![
             VolumeMount::read_only("config", CONFIG_DIR),
-            VolumeMount::read_only("opa", OPA_DIR),
             VolumeMount::read_only("spire-agent-socket", SPIRE_SOCKET_DIR),
             VolumeMount::writable("tmp", "/tmp"),
         ],
+    }
+}
+
+/// OPA's API port (localhost) and diagnostic port, clear of the agent's and the Tailscale sidecar's.
+fn opa_ports(site: &SiteContext<'_>) -> (u16, u16) {
+    let mut taken = vec![site.topology.mesh.port, site.topology.mesh.metrics_port];
+    if site.tailscale() {
+        let (proxy, health) = tailscale_ports(site);
+        taken.extend([proxy, health]);
+    }
+    let mut free = |mut port: u16| {
+        while taken.contains(&port) {
+            port = port.wrapping_add(1).max(1024);
+        }
+        taken.push(port);
+        port
+    };
+    let api = free(OPA_API_PORT);
+    (api, free(OPA_DIAGNOSTIC_PORT))
+}
+
+/// The agent's OPA: the mesh's policy and the agent's own data, answering on localhost only; the
+/// diagnostic listener serves `/health` to the kubelet.
+fn opa_container(site: &SiteContext<'_>) -> Container {
+    let (api, diagnostic) = opa_ports(site);
+    Container {
+        name: "opa".to_owned(),
+        image: OPA_IMAGE.to_owned(),
+        image_pull_policy: "IfNotPresent",
+        args: vec![
+            "run".to_owned(),
+            "--server".to_owned(),
+            format!("--addr=127.0.0.1:{api}"),
+            format!("--diagnostic-addr=0.0.0.0:{diagnostic}"),
+            "--disable-telemetry".to_owned(),
+            "--log-level=error".to_owned(),
+            format!("{OPA_DIR}/{OPA_POLICY_KEY}"),
+            format!("{OPA_DIR}/{OPA_DATA_KEY}"),
+        ],
+        env: Vec::new(),
+        ports: vec![ContainerPort::tcp("opa-diag", diagnostic)],
+        resources: ResourceRequirements::new("50m", "64Mi", "500m", "256Mi"),
+        liveness_probe: Some(Probe::http("/health", IntOrString::name("opa-diag"), 10, 10)),
+        readiness_probe: Some(Probe::http("/health", IntOrString::name("opa-diag"), 2, 5)),
+        security_context: SecurityContext::restricted(AGENT_UID),
+        volume_mounts: vec![VolumeMount::read_only("opa", OPA_DIR)],
     }
 }
 

@@ -6,13 +6,18 @@
 //! the control plane (with the Istio CNI node agent, so that injected pods need no `NET_ADMIN` and the
 //! agents' namespace can enforce the `restricted` Pod Security Standard) and the east-west gateway.
 //! The `Gateway` then exposes the agents' namespace, and only it, to the other networks through that
-//! gateway in `AUTO_PASSTHROUGH` mode (mTLS end to end, SNI routing).
+//! gateway in `AUTO_PASSTHROUGH` mode (mTLS end to end, SNI routing). Every agent of another site
+//! that this site's agents call gets a stub Service here, so the caller's
+//! `<callee>.<namespace>.svc.cluster.local` resolves in its own cluster.
 
 use serde::Serialize;
 
-use super::SiteContext;
-use super::objects::{Body, Manifest, ObjectMeta, StringMap};
+use std::collections::BTreeSet;
+
+use super::objects::{Body, IntOrString, Manifest, ObjectMeta, ServicePort, ServiceSpec, StringMap};
+use super::{AGENT_COMPONENT, SiteContext, selector_labels};
 use crate::model::Provider;
+use crate::plan::Carrier;
 
 /// The namespace Istio's control plane and gateways run in.
 pub const ISTIO_NAMESPACE: &str = "istio-system";
@@ -226,5 +231,67 @@ pub fn manifests(site: &SiteContext<'_>) -> Vec<Manifest> {
         },
     };
 
-    vec![control_plane, east_west, cross_network]
+    let mut manifests = vec![control_plane, east_west, cross_network];
+    manifests.extend(remote_service_stubs(site));
+    manifests
+}
+
+/// The Services, in this cluster, of the agents of other sites that this site's agents call (or fail
+/// over to). Cluster DNS answers only for local Services, so each remote callee gets a stub with the
+/// same name, namespace, selector and ports as its own Service: the caller's name resolves, and
+/// istiod, which watches every cluster through the remote secrets, fills it with the callee's
+/// endpoints behind its network's east-west gateway (Istio's multi-primary, multi-network model).
+fn remote_service_stubs(site: &SiteContext<'_>) -> Vec<Manifest> {
+    let topology = site.topology;
+    let plan = site.emit.plan;
+    let mut remote: BTreeSet<usize> = BTreeSet::new();
+    for &agent in &site.site.agents {
+        let agent_plan = &plan.agents[agent];
+        let targets = agent_plan
+            .calls
+            .iter()
+            .filter(|call| call.carrier == Carrier::Istio)
+            .map(|call| call.callee)
+            .chain(
+                agent_plan
+                    .fallback_routes
+                    .iter()
+                    .filter(|route| route.carrier == Carrier::Istio)
+                    .map(|route| route.fallback),
+            )
+            .chain(agent_plan.own_fallback.iter().map(|(fallback, _)| *fallback));
+        remote.extend(targets.filter(|&target| plan.agents[target].site != plan.agents[agent].site));
+    }
+    remote
+        .into_iter()
+        .map(|target| {
+            let name = &topology.agents[target].name;
+            Manifest {
+                api_version: "v1",
+                kind: "Service",
+                metadata: ObjectMeta::namespaced(
+                    name,
+                    &topology.mesh.namespace,
+                    site.labels(name, AGENT_COMPONENT).build(),
+                ),
+                body: Body::Service {
+                    spec: ServiceSpec {
+                        kind: "ClusterIP",
+                        cluster_ip: None,
+                        load_balancer_class: None,
+                        external_traffic_policy: None,
+                        selector: selector_labels(name, AGENT_COMPONENT),
+                        ports: vec![
+                            ServicePort::tcp("mtls", topology.mesh.port, IntOrString::name("mtls")),
+                            ServicePort::tcp(
+                                "metrics",
+                                topology.mesh.metrics_port,
+                                IntOrString::name("metrics"),
+                            ),
+                        ],
+                    },
+                },
+            }
+        })
+        .collect()
 }
