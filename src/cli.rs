@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::diagnostics::{self, Diagnostic};
+use crate::diagnostics::{self, Code, Diagnostic};
 use crate::load::Limits;
 use crate::source::Source;
 use crate::{Analysis, Compiled, emit, graph, schema, write};
@@ -265,7 +265,7 @@ pub fn read_source(path: &Path) -> Result<Source, u8> {
                 None => format!("the input goes on past {limit} bytes"),
             };
             let diagnostic = Diagnostic::error(
-                "E000",
+                Code::E000,
                 format!("{size}, over the limit of {limit} bytes"),
                 None,
                 "split the mesh into smaller topologies, or check that this is the right file",
@@ -276,7 +276,7 @@ pub fn read_source(path: &Path) -> Result<Source, u8> {
             let source = Source::new(path.display().to_string(), valid);
             let span = source.span_of_bytes(offset, offset);
             let diagnostic = Diagnostic::error(
-                "E000",
+                Code::E000,
                 "the file is not UTF-8 text",
                 Some(span),
                 "save the topology as UTF-8",

@@ -12,6 +12,206 @@ pub enum Severity {
     Warning,
 }
 
+/// The stable code of a diagnostic (DESIGN.md §5). A code is a type, not a string: a diagnostic
+/// cannot be made with a code that does not exist, and each code carries its severity, its title
+/// and the page that documents it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Code {
+    /// YAML syntax error, duplicate key, alias bomb, or input over the size, depth or count limits
+    E000,
+    /// schema: wrong type, missing required key, unknown key
+    E001,
+    /// duplicate site or agent name; duplicate SPIFFE ID
+    E002,
+    /// unknown reference: calls.agent, fallback, metrics.central, bundleEndpoints key, pairs entry
+    E003,
+    /// invalid trust domain name or SPIFFE ID
+    E004,
+    /// global.trustDomains disagrees with the sites' trust domains
+    E005,
+    /// a call crosses trust domains that are not federated
+    E006,
+    /// federation inconsistent: missing bundle endpoint, federation within one domain, bad bundle URL
+    E007,
+    /// an action in calls is not among the callee's capabilities
+    E008,
+    /// fallback in the same site, or serving fewer actions than its primary
+    E009,
+    /// overlapping or missing pod CIDRs (vpn)
+    E010,
+    /// PodDisruptionBudget minAvailable ≥ replicas
+    E011,
+    /// a secret inline
+    E012,
+    /// a name that is not a DNS-1123 label, or would escape the output directory
+    E013,
+    /// one trust domain spans several sites without spire.upstreamAuthority
+    E014,
+    /// networking.type and networking.tailscale.enabled disagree; tailscale without tailnet
+    E015,
+    /// a value the consumer rejects: a zero TTL, svidTtl not below caTtl, mesh.port equal to metricsPort
+    E016,
+    /// a cloud node attestor on a site, where workloads are registered on k8s_psat agent IDs
+    E020,
+    /// an agent that serves nothing and calls nothing
+    W101,
+    /// a public action also granted explicitly on an edge
+    W102,
+    /// a site with no agents
+    W103,
+    /// a secret-looking value in a field that is not meant to hold one
+    W104,
+    /// federation.pairs is `all` while only some federated pairs are ever called
+    W105,
+    /// allowSameTrustDomain while one trust domain spans several sites
+    W106,
+    /// a wildcard or empty action list on a call
+    W107,
+    /// a capability asked for the Tailscale sidecar with userspace networking
+    W108,
+    /// https_web bundle endpoints without acmeEmail or a named certificateIssuer
+    W109,
+}
+
+impl Code {
+    /// Every code, in order.
+    pub const ALL: [Code; 27] = [
+        Code::E000,
+        Code::E001,
+        Code::E002,
+        Code::E003,
+        Code::E004,
+        Code::E005,
+        Code::E006,
+        Code::E007,
+        Code::E008,
+        Code::E009,
+        Code::E010,
+        Code::E011,
+        Code::E012,
+        Code::E013,
+        Code::E014,
+        Code::E015,
+        Code::E016,
+        Code::E020,
+        Code::W101,
+        Code::W102,
+        Code::W103,
+        Code::W104,
+        Code::W105,
+        Code::W106,
+        Code::W107,
+        Code::W108,
+        Code::W109,
+    ];
+
+    /// The code as written in reports: `E006`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::E000 => "E000",
+            Code::E001 => "E001",
+            Code::E002 => "E002",
+            Code::E003 => "E003",
+            Code::E004 => "E004",
+            Code::E005 => "E005",
+            Code::E006 => "E006",
+            Code::E007 => "E007",
+            Code::E008 => "E008",
+            Code::E009 => "E009",
+            Code::E010 => "E010",
+            Code::E011 => "E011",
+            Code::E012 => "E012",
+            Code::E013 => "E013",
+            Code::E014 => "E014",
+            Code::E015 => "E015",
+            Code::E016 => "E016",
+            Code::E020 => "E020",
+            Code::W101 => "W101",
+            Code::W102 => "W102",
+            Code::W103 => "W103",
+            Code::W104 => "W104",
+            Code::W105 => "W105",
+            Code::W106 => "W106",
+            Code::W107 => "W107",
+            Code::W108 => "W108",
+            Code::W109 => "W109",
+        }
+    }
+
+    /// One line saying what the rule checks.
+    pub fn title(self) -> &'static str {
+        match self {
+            Code::E000 => {
+                "YAML syntax error, duplicate key, alias bomb, or input over the size, depth or count limits"
+            }
+            Code::E001 => "schema: wrong type, missing required key, unknown key",
+            Code::E002 => "duplicate site or agent name; duplicate SPIFFE ID",
+            Code::E003 => {
+                "unknown reference: calls.agent, fallback, metrics.central, bundleEndpoints key, pairs entry"
+            }
+            Code::E004 => "invalid trust domain name or SPIFFE ID",
+            Code::E005 => "global.trustDomains disagrees with the sites' trust domains",
+            Code::E006 => "a call crosses trust domains that are not federated",
+            Code::E007 => {
+                "federation inconsistent: missing bundle endpoint, federation within one domain, bad bundle URL"
+            }
+            Code::E008 => "an action in calls is not among the callee's capabilities",
+            Code::E009 => "fallback in the same site, or serving fewer actions than its primary",
+            Code::E010 => "overlapping or missing pod CIDRs (vpn)",
+            Code::E011 => "PodDisruptionBudget minAvailable ≥ replicas",
+            Code::E012 => "a secret inline",
+            Code::E013 => "a name that is not a DNS-1123 label, or would escape the output directory",
+            Code::E014 => "one trust domain spans several sites without spire.upstreamAuthority",
+            Code::E015 => {
+                "networking.type and networking.tailscale.enabled disagree; tailscale without tailnet"
+            }
+            Code::E016 => {
+                "a value the consumer rejects: a zero TTL, svidTtl not below caTtl, mesh.port equal to metricsPort"
+            }
+            Code::E020 => {
+                "a cloud node attestor on a site, where workloads are registered on k8s_psat agent IDs"
+            }
+            Code::W101 => "an agent that serves nothing and calls nothing",
+            Code::W102 => "a public action also granted explicitly on an edge",
+            Code::W103 => "a site with no agents",
+            Code::W104 => "a secret-looking value in a field that is not meant to hold one",
+            Code::W105 => "federation.pairs is `all` while only some federated pairs are ever called",
+            Code::W106 => "allowSameTrustDomain while one trust domain spans several sites",
+            Code::W107 => "a wildcard or empty action list on a call",
+            Code::W108 => "a capability asked for the Tailscale sidecar with userspace networking",
+            Code::W109 => "https_web bundle endpoints without acmeEmail or a named certificateIssuer",
+        }
+    }
+
+    /// Errors fail `validate`; warnings only with `--deny-warnings`.
+    pub fn severity(self) -> Severity {
+        if self.as_str().starts_with('W') { Severity::Warning } else { Severity::Error }
+    }
+
+    /// The page documenting the code, relative to the repository.
+    pub fn doc_path(self) -> String {
+        format!("docs/codes/{}.md", self.as_str())
+    }
+}
+
+impl std::fmt::Display for Code {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Code {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for Code {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 /// A byte range of the input file, with the 1-based line and column of its start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize)]
 pub struct Span {
@@ -25,7 +225,7 @@ pub struct Span {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Diagnostic {
     /// The stable code of DESIGN.md §5 (`E006`).
-    pub code: &'static str,
+    pub code: Code,
     pub severity: Severity,
     pub message: String,
     /// Where in the input; `None` only when the file could not be read at all.
@@ -38,14 +238,14 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     pub fn error(
-        code: &'static str,
+        code: Code,
         message: impl Into<String>,
         span: Option<Span>,
         help: impl Into<String>,
     ) -> Self {
         Diagnostic {
             code,
-            severity: if code.starts_with('W') { Severity::Warning } else { Severity::Error },
+            severity: code.severity(),
             message: message.into(),
             span,
             label: None,
@@ -88,7 +288,7 @@ const CONTEXT_MAX_SKIP: usize = 4096;
 
 /// The codes whose underlined value is a secret. Their values never appear in a snippet, whichever
 /// diagnostic's snippet shows the line.
-pub const SECRET_CODES: [&str; 2] = ["E012", "W104"];
+pub const SECRET_CODES: [Code; 2] = [Code::E012, Code::W104];
 
 /// Renders diagnostics for a terminal or a log: one miette report per diagnostic, with the source
 /// snippet, the label under the offending place, and the help line.
@@ -212,9 +412,8 @@ impl Excerpt {
             if from > source.line_bounds(index).map_or(from, |(line_from, _)| line_from) {
                 excerpt.push('…');
             }
-            let mut shown = 0;
             let mut cut_end = to;
-            for (offset, character) in text[from..to].char_indices() {
+            for (shown, (offset, character)) in text[from..to].char_indices().enumerate() {
                 let at = from + offset;
                 if shown == SNIPPET_WIDTH {
                     cut_end = at;
@@ -233,7 +432,6 @@ impl Excerpt {
                 } else {
                     character
                 });
-                shown += 1;
                 if index == line && at < end {
                     label.1 = excerpt.len();
                 }
@@ -316,14 +514,14 @@ pub fn render_json(diagnostics: &[Diagnostic], file: &str, valid: bool) -> serde
 
 /// SARIF 2.1.0, for code-scanning upload: one rule per code, one result per diagnostic.
 pub fn render_sarif(diagnostics: &[Diagnostic], file: &str) -> serde_json::Value {
-    let rules: Vec<serde_json::Value> = crate::check::CODES
+    let rules: Vec<serde_json::Value> = Code::ALL
         .iter()
-        .map(|(code, rule)| {
+        .map(|code| {
             serde_json::json!({
                 "id": code,
-                "shortDescription": { "text": rule },
-                "helpUri": format!("https://github.com/agentweave/weave/blob/main/docs/codes/{code}.md"),
-                "defaultConfiguration": { "level": if code.starts_with('W') { "warning" } else { "error" } },
+                "shortDescription": { "text": code.title() },
+                "helpUri": format!("https://github.com/agentweave/weave/blob/main/{}", code.doc_path()),
+                "defaultConfiguration": { "level": code.severity() },
             })
         })
         .collect();

@@ -35,6 +35,7 @@ pub mod source;
 pub mod work;
 pub mod write;
 
+use crate::diagnostics::Code;
 use std::io;
 
 use diagnostics::Diagnostic;
@@ -105,7 +106,7 @@ pub fn analyze(source: &Source, limits: &Limits) -> Analysis {
             }
             if diagnostics.is_empty() {
                 diagnostics.push(Diagnostic::error(
-                    "E001",
+                    Code::E001,
                     format!("the topology does not have the expected shape: {reason}"),
                     Some(document.root.span.into()),
                     "see `weave schema` or docs/topology.md for the shape of each section",

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use saphyr_parser::{Event, Parser, ScalarStyle, Span as YamlSpan};
 use serde_json::{Map, Number, Value};
 
-use crate::diagnostics::{Diagnostic, Span};
+use crate::diagnostics::{Code, Diagnostic, Span};
 use crate::source::Source;
 
 /// What an input may cost. Each bound, when exceeded, is an E000 diagnostic.
@@ -219,16 +219,16 @@ impl Document {
     }
 }
 
+/// What [`Document::visit_fractional_numbers`] calls: the number, its span, and a closure that
+/// builds its JSON pointer.
+pub type NumberVisitor<'v> = dyn FnMut(&Number, Span, &dyn Fn() -> String) + 'v;
+
 impl Document {
     /// Calls `visit` on every number of the document that is not an integer as written (`3.0`,
     /// `1e3`, or an integer too large for 64 bits), with its span and a closure that builds its JSON
     /// pointer on demand.
-    pub fn visit_fractional_numbers(&self, visit: &mut dyn FnMut(&Number, Span, &dyn Fn() -> String)) {
-        fn walk<'a>(
-            node: &'a Node,
-            path: &mut Vec<PathToken<'a>>,
-            visit: &mut dyn FnMut(&Number, Span, &dyn Fn() -> String),
-        ) {
+    pub fn visit_fractional_numbers(&self, visit: &mut NumberVisitor<'_>) {
+        fn walk<'a>(node: &'a Node, path: &mut Vec<PathToken<'a>>, visit: &mut NumberVisitor<'_>) {
             match &node.kind {
                 NodeKind::Number(number) if number.is_f64() => {
                     let path: &[PathToken<'_>] = path;
@@ -335,7 +335,7 @@ pub fn load(source: &Source, limits: &Limits) -> Result<Document, Vec<Diagnostic
 fn load_document(source: &Source, limits: &Limits) -> Result<Document, Vec<Diagnostic>> {
     if source.text.len() > limits.max_bytes {
         return Err(vec![Diagnostic::error(
-            "E000",
+            Code::E000,
             format!("the file is {} bytes, over the limit of {} bytes", source.text.len(), limits.max_bytes),
             Some(source.line_span(1)),
             "split the mesh into smaller topologies, or check that this is the right file",
@@ -346,7 +346,7 @@ fn load_document(source: &Source, limits: &Limits) -> Result<Document, Vec<Diagn
         // and terminals count lines by line feeds: every later diagnostic would point at the wrong
         // line, so such a file is refused where the first one is.
         return Err(vec![Diagnostic::error(
-            "E000",
+            Code::E000,
             "a carriage return without a line feed (an old Mac line ending)",
             Some(source.span_of_bytes(offset, offset + 1)),
             "save the file with LF or CRLF line endings",
@@ -355,7 +355,7 @@ fn load_document(source: &Source, limits: &Limits) -> Result<Document, Vec<Diagn
     if let Some((line, start, length)) = longest_line_over(&source.text, limits.max_line_bytes) {
         let first = source.text[start..].chars().next().map_or(0, char::len_utf8);
         return Err(vec![Diagnostic::error(
-            "E000",
+            Code::E000,
             format!("line {line} is {length} bytes long, over the limit of {} bytes", limits.max_line_bytes),
             Some(source.span_of_bytes(start, start + first)),
             "no topology needs lines this long; check that this is the right file",
@@ -411,7 +411,7 @@ fn load_document(source: &Source, limits: &Limits) -> Result<Document, Vec<Diagn
                     help = "YAML indents with spaces only: replace this tab with spaces";
                 }
                 loader.diagnostics.push(Diagnostic::error(
-                    "E000",
+                    Code::E000,
                     format!("YAML syntax error: {}", error.info()),
                     Some(span),
                     help,
@@ -586,7 +586,7 @@ impl Loader<'_> {
                 self.documents += 1;
                 if self.documents > 1 {
                     return Err(Diagnostic::error(
-                        "E000",
+                        Code::E000,
                         "a topology file holds one YAML document; this is a second one",
                         Some(span),
                         "remove the `---` and everything after it, or move it to its own file",
@@ -599,7 +599,7 @@ impl Loader<'_> {
                     let first = self.source.text[span.start..].chars().next().map_or(0, char::len_utf8);
                     let start = Span { end: span.start + first, ..span };
                     return Err(Diagnostic::error(
-                        "E000",
+                        Code::E000,
                         format!(
                             "a value of {} bytes, over the limit of {} bytes",
                             value.len(),
@@ -658,7 +658,7 @@ impl Loader<'_> {
             Event::Alias(anchor) => {
                 let Some(target) = self.anchors.get(&anchor) else {
                     return Err(Diagnostic::error(
-                        "E000",
+                        Code::E000,
                         "an alias to an unknown anchor",
                         Some(span),
                         "define the anchor (`&name`) before its alias (`*name`)",
@@ -668,7 +668,7 @@ impl Loader<'_> {
                 self.alias_nodes = self.alias_nodes.saturating_add(copied);
                 if self.alias_nodes > self.limits.max_alias_nodes {
                     return Err(Diagnostic::error(
-                        "E000",
+                        Code::E000,
                         format!(
                             "aliases expand to more than {} nodes (an alias bomb, or a file that should not use aliases this way)",
                             self.limits.max_alias_nodes
@@ -708,7 +708,7 @@ impl Loader<'_> {
         self.sites += 1;
         if self.sites > self.limits.max_sites {
             return Err(Diagnostic::error(
-                "E000",
+                Code::E000,
                 format!("more than {} sites; stopped reading here", self.limits.max_sites),
                 Some(span),
                 "split the mesh into several topologies, or check that this is the right file",
@@ -720,7 +720,7 @@ impl Loader<'_> {
     fn open(&mut self, span: Span) -> Result<(), Diagnostic> {
         if self.stack.len() >= self.limits.max_depth {
             return Err(Diagnostic::error(
-                "E000",
+                Code::E000,
                 format!("the document nests deeper than {} levels", self.limits.max_depth),
                 Some(span),
                 "a topology needs only a few levels of nesting; flatten this value",
@@ -728,7 +728,7 @@ impl Loader<'_> {
         }
         if let Some(Frame::Mapping { pending_key: None, .. }) = self.stack.last() {
             return Err(Diagnostic::error(
-                "E000",
+                Code::E000,
                 "a mapping key must be a plain value, not a mapping or a list",
                 Some(span),
                 "use a string as the key",
@@ -744,7 +744,7 @@ impl Loader<'_> {
         self.nodes += 1;
         if self.nodes > self.limits.max_nodes {
             return Err(Diagnostic::error(
-                "E000",
+                Code::E000,
                 format!("the document holds more than {} values", self.limits.max_nodes),
                 Some(span),
                 "a topology of the largest accepted size needs fewer; check that this is the right file, or split the mesh",
@@ -760,7 +760,7 @@ impl Loader<'_> {
         };
         if entries_so_far >= self.limits.max_entries {
             return Err(Diagnostic::error(
-                "E000",
+                Code::E000,
                 format!(
                     "a list or mapping of more than {} entries; stopped reading here",
                     self.limits.max_entries
@@ -773,7 +773,7 @@ impl Loader<'_> {
             self.agents += 1;
             if self.agents > self.limits.max_agents {
                 return Err(Diagnostic::error(
-                    "E000",
+                    Code::E000,
                     format!("more than {} agents; stopped reading here", self.limits.max_agents),
                     Some(span),
                     "split the mesh into several topologies, or check that this is the right file",
@@ -796,7 +796,7 @@ impl Loader<'_> {
                         NodeKind::Number(number) => number.to_string().into(),
                         NodeKind::Sequence(_) | NodeKind::Mapping(_) => {
                             return Err(Diagnostic::error(
-                                "E000",
+                                Code::E000,
                                 "a mapping key must be a plain value, not a mapping or a list",
                                 Some(span),
                                 "use a string as the key",
@@ -817,7 +817,7 @@ impl Loader<'_> {
                             // Past this many, the file is not a topology with a few slips; reporting
                             // each of a million duplicates would only flood the terminal.
                             return Err(Diagnostic::error(
-                                "E000",
+                                Code::E000,
                                 format!(
                                     "more than {MAX_DUPLICATE_KEYS} duplicate keys; stopped reading here"
                                 ),
@@ -827,7 +827,7 @@ impl Loader<'_> {
                         }
                         self.diagnostics.push(
                             Diagnostic::error(
-                                "E000",
+                                Code::E000,
                                 format!("duplicate key `{name}`"),
                                 Some(span),
                                 format!("`{name}` is already set on line {first_line}; keep one of the two"),

@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use jsonschema::error::ValidationErrorKind;
 use serde_json::Value;
 
-use crate::diagnostics::Diagnostic;
+use crate::diagnostics::{Code, Diagnostic};
 use crate::load::Document;
 
 /// The schema's text, as `weave schema` prints it.
@@ -46,7 +46,7 @@ pub fn check(document: &Document, value: &Value) -> Vec<Diagnostic> {
         let first_not_shown = diagnostics[MAX_DIAGNOSTICS].span;
         diagnostics.truncate(MAX_DIAGNOSTICS);
         diagnostics.push(Diagnostic::error(
-            "E001",
+            Code::E001,
             format!("more than {MAX_DIAGNOSTICS} problems with the topology's shape; the first {MAX_DIAGNOSTICS} are shown"),
             first_not_shown,
             "fix the problems shown (often one misplaced indentation causes many), then validate again",
@@ -86,7 +86,7 @@ fn shape_problems(document: &Document, value: &Value) -> Vec<Diagnostic> {
                     };
                     diagnostics.push(
                         Diagnostic::error(
-                            "E001",
+                            Code::E001,
                             format!("unknown key `{key}`"),
                             Some(located.primary()),
                             help,
@@ -104,7 +104,7 @@ fn shape_problems(document: &Document, value: &Value) -> Vec<Diagnostic> {
                     format!("`{}`", display_pointer(&pointer))
                 };
                 diagnostics.push(Diagnostic::error(
-                    "E001",
+                    Code::E001,
                     format!("{place} is missing the required key `{name}`"),
                     Some(located.primary()),
                     format!("add `{name}:` here{}", describe_property(&schema_path, name)),
@@ -119,7 +119,7 @@ fn shape_problems(document: &Document, value: &Value) -> Vec<Diagnostic> {
                 };
                 diagnostics.push(
                     Diagnostic::error(
-                        "E001",
+                        Code::E001,
                         format!("{place}: {}", error.kind_message()),
                         Some(located.value),
                         help_for(error.kind(), &schema_path),
@@ -141,7 +141,7 @@ pub fn fractional_numbers(document: &Document) -> Vec<Diagnostic> {
         if diagnostics.len() < MAX_DIAGNOSTICS {
             diagnostics.push(
                 Diagnostic::error(
-                    "E001",
+                    Code::E001,
                     format!(
                         "`{}`: the number `{number}` is not written as a whole number",
                         display_pointer(&pointer())

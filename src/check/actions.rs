@@ -2,7 +2,7 @@
 //! public actions already make (W102), wildcard or empty grants (W107).
 
 use super::CheckContext;
-use crate::diagnostics::Diagnostic;
+use crate::diagnostics::{Code, Diagnostic};
 
 pub(super) fn check(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
     let topology = context.topology;
@@ -10,7 +10,7 @@ pub(super) fn check(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic
     for agent in &topology.agents {
         if agent.capabilities.is_empty() && agent.calls.is_empty() {
             diagnostics.push(Diagnostic::error(
-                "W101",
+                Code::W101,
                 format!("agent `{}` serves nothing and calls nothing", agent.name),
                 context.value_at(&format!("{}/name", agent.pointer)),
                 "give it `capabilities` (the actions it serves) or `calls`, or remove it",
@@ -20,7 +20,7 @@ pub(super) fn check(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic
             let actions_pointer = format!("{}/actions", call.pointer);
             if call.actions.is_empty() {
                 diagnostics.push(Diagnostic::error(
-                    "W107",
+                    Code::W107,
                     format!("the call from `{}` to `{}` grants no action", agent.name, call.agent),
                     context.at(&format!("{}/agent", call.pointer)),
                     "list the actions this call needs under `actions:`; an empty grant allows nothing and opens the network path anyway",
@@ -32,7 +32,7 @@ pub(super) fn check(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic
                 let span = || context.value_at(&format!("{actions_pointer}/{position}"));
                 if action == "*" || action.contains('*') {
                     diagnostics.push(Diagnostic::error(
-                        "W107",
+                        Code::W107,
                         format!(
                             "the call from `{}` to `{}` grants the wildcard action `{action}`",
                             agent.name, call.agent
@@ -44,7 +44,7 @@ pub(super) fn check(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic
                 }
                 if plan.is_public(action) {
                     diagnostics.push(Diagnostic::error(
-                        "W102",
+                        Code::W102,
                         format!("`{action}` is a public action; granting it on this call is redundant"),
                         span(),
                         "remove it from this call: authorization.publicActions already lets every mesh member call it",
@@ -59,7 +59,7 @@ pub(super) fn check(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic
                     };
                     diagnostics.push(
                         Diagnostic::error(
-                            "E008",
+                            Code::E008,
                             format!("`{}` is granted `{action}` on `{}`, which {served}", agent.name, callee.name),
                             span(),
                             format!("grant one of the callee's capabilities, or add `{action}` to the capabilities of `{}`", callee.name),

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use super::CheckContext;
-use crate::diagnostics::Diagnostic;
+use crate::diagnostics::{Code, Diagnostic};
 use crate::model::FederationPairs;
 
 pub(super) fn check(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
@@ -34,7 +34,7 @@ fn unfederated_calls(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnosti
             };
             diagnostics.push(
                 Diagnostic::error(
-                    "E006",
+                    Code::E006,
                     format!(
                         "`{}` ({from}) calls `{}` ({to}), but the two trust domains are not federated",
                         agent.name, call.agent
@@ -57,7 +57,7 @@ fn consistency(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
         for pair in pairs {
             if pair.a == pair.b {
                 diagnostics.push(Diagnostic::error(
-                    "E007",
+                    Code::E007,
                     format!("federation pair [{}, {}] federates a trust domain with itself", pair.a, pair.b),
                     context.value_at(&pair.pointer),
                     "sites of one trust domain already trust each other; remove this pair",
@@ -80,7 +80,7 @@ fn consistency(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
         if !has_endpoint {
             let site = &topology.sites[sites[0]];
             diagnostics.push(Diagnostic::error(
-                "E007",
+                Code::E007,
                 format!("trust domain `{domain}` is federated but none of its sites has a bundle endpoint"),
                 context.value_at(&format!("{}/trustDomain", site.pointer)),
                 format!(
@@ -98,7 +98,7 @@ fn consistency(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
         let span = context.value_at(&endpoint.pointer);
         if !endpoint.url.starts_with("https://") {
             diagnostics.push(Diagnostic::error(
-                "E007",
+                Code::E007,
                 format!("the bundle endpoint of `{}` is not an https URL: `{}`", endpoint.site, endpoint.url),
                 span,
                 "SPIRE fetches federated bundles over https only; write `https://<host>:<bundlePort>`",
@@ -108,7 +108,7 @@ fn consistency(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
         let port = endpoint.port().unwrap_or(443);
         if port != topology.spire.bundle_port {
             diagnostics.push(Diagnostic::error(
-                "E007",
+                Code::E007,
                 format!(
                     "the bundle endpoint of `{}` uses port {port}, but the SPIRE servers serve bundles on spire.bundlePort {}",
                     endpoint.site, topology.spire.bundle_port
@@ -119,7 +119,7 @@ fn consistency(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
         }
         if endpoint.host().is_empty() {
             diagnostics.push(Diagnostic::error(
-                "E007",
+                Code::E007,
                 format!("the bundle endpoint of `{}` has no host", endpoint.site),
                 span,
                 "write `https://<host>:<bundlePort>`",
@@ -129,7 +129,7 @@ fn consistency(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
 
     if graph.trust_domains().count() < 2 {
         diagnostics.push(Diagnostic::error(
-            "E007",
+            Code::E007,
             "federation is enabled, but every site is in one trust domain",
             context.at("/federation/enabled"),
             "federation joins distinct trust domains; set `federation.enabled: false`, or give sites their own trust domains",
@@ -167,7 +167,7 @@ fn wide_pairs(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
     }
     let list: Vec<String> = called.iter().map(|(left, right)| format!("[{left}, {right}]")).collect();
     diagnostics.push(Diagnostic::error(
-        "W105",
+        Code::W105,
         format!("`pairs: all` federates {all} pairs of trust domains, but calls cross only {}", called.len()),
         context.value_at("/federation/pairs"),
         if list.is_empty() {

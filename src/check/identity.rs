@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use super::CheckContext;
-use crate::diagnostics::Diagnostic;
+use crate::diagnostics::{Code, Diagnostic};
 use crate::schema::did_you_mean;
 
 /// The placeholders `identity.idTemplate` may use.
@@ -25,7 +25,7 @@ pub(super) fn check(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic
         }
         if let Some(problem) = trust_domain_problem(&site.trust_domain) {
             diagnostics.push(Diagnostic::error(
-                "E004",
+                Code::E004,
                 format!("trust domain `{}` {problem}", site.trust_domain),
                 context.value_at(&format!("{}/trustDomain", site.pointer)),
                 "a SPIFFE trust domain holds only lowercase letters, digits, `.`, `-` and `_` (for example `aws.company.com`)",
@@ -45,7 +45,7 @@ pub(super) fn check(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic
         };
         match spiffe_id_problem(&agent.spiffe_id) {
             Some(problem) => diagnostics.push(Diagnostic::error(
-                "E004",
+                Code::E004,
                 format!("the SPIFFE ID of `{}`, `{}`, {problem}", agent.name, agent.spiffe_id),
                 context.value_at(&pointer),
                 "a SPIFFE ID is `spiffe://<trust domain>/<path>`, with path segments of letters, digits, `.`, `-` and `_`",
@@ -54,7 +54,7 @@ pub(super) fn check(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic
                 let id_domain = agent.spiffe_id["spiffe://".len()..].split('/').next().unwrap_or_default();
                 if agent.explicit_spiffe_id && id_domain != site.trust_domain {
                     diagnostics.push(Diagnostic::error(
-                        "E004",
+                        Code::E004,
                         format!(
                             "the SPIFFE ID of `{}` is in trust domain `{id_domain}`, but its site `{}` is in `{}`",
                             agent.name, site.name, site.trust_domain
@@ -88,7 +88,7 @@ fn node_attestors(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>)
             "a node attested by it gets a SPIRE agent ID that"
         };
         diagnostics.push(Diagnostic::error(
-            "E020",
+            Code::E020,
             format!(
                 "site `{}` attests its nodes with `{}`: {why} spire-controller-manager parents workload entries only on `k8s_psat` agent IDs, so no agent of the site would get an SVID",
                 site.name,
@@ -114,7 +114,7 @@ fn certificate_issuer(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnost
     }
     let issuer = crate::plan::prerequisites::default_certificate_issuer(context.topology);
     diagnostics.push(Diagnostic::error(
-        "W109",
+        Code::W109,
         format!(
             "the `https_web` bundle endpoints need a web certificate, and neither `acmeEmail` nor `certificateIssuer` says where it comes from: the Certificates name ClusterIssuer `{issuer}`, which you must create (prerequisites.json)"
         ),
@@ -135,7 +135,7 @@ fn template(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
         if !TEMPLATE_PLACEHOLDERS.contains(&placeholder) {
             let known: Vec<String> = TEMPLATE_PLACEHOLDERS.iter().map(|name| name.to_string()).collect();
             diagnostics.push(Diagnostic::error(
-                "E004",
+                Code::E004,
                 format!("identity.idTemplate uses `{{{placeholder}}}`, which is not a placeholder"),
                 context.value_at("/identity/idTemplate"),
                 match did_you_mean(placeholder, &known) {
@@ -151,7 +151,7 @@ fn template(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
         && context.topology.agents.len() > 1
     {
         diagnostics.push(Diagnostic::error(
-            "E004",
+            Code::E004,
             "identity.idTemplate does not contain `{name}`, so agents would share SPIFFE IDs",
             context.value_at("/identity/idTemplate"),
             "include `{name}` in the path, as in `spiffe://{trustDomain}/agent/{name}`",
@@ -180,7 +180,7 @@ fn declared_domains(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic
             };
             diagnostics.push(
                 Diagnostic::error(
-                    "E005",
+                    Code::E005,
                     format!("global.trustDomains lists `{}`, which no enabled site uses", named.name),
                     context.value_at(&named.pointer),
                     help,
@@ -192,7 +192,7 @@ fn declared_domains(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic
     for site in sites {
         if !declared_names.contains(site.trust_domain.as_str()) {
             diagnostics.push(Diagnostic::error(
-                "E005",
+                Code::E005,
                 format!(
                     "site `{}` uses trust domain `{}`, which global.trustDomains does not list",
                     site.name, site.trust_domain
@@ -215,13 +215,13 @@ fn shared_domains(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>)
         let names: Vec<&str> = sites.iter().map(|&site| topology.sites[site].name.as_str()).collect();
         match topology.spire.upstream_authority.as_deref() {
             None => diagnostics.push(Diagnostic::error(
-                "E014",
+                Code::E014,
                 format!("trust domain `{domain}` spans sites {} without a shared upstream CA", names.join(", ")),
                 context.value_at(&format!("{}/trustDomain", second.pointer)),
                 "set `spire.upstreamAuthority: vault` with `spire.vault.address`, so every SPIRE server of the domain gets its intermediate from one Vault PKI engine, or give each site its own trust domain and federate them",
             )),
             Some("disk") => diagnostics.push(Diagnostic::error(
-                "E014",
+                Code::E014,
                 format!(
                     "trust domain `{domain}` spans sites {} with `upstreamAuthority: disk`, which copies the domain's CA private key into every one of those clusters",
                     names.join(", ")
@@ -230,7 +230,7 @@ fn shared_domains(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>)
                 "use `spire.upstreamAuthority: vault` with `spire.vault.address`: the root key stays in Vault and each server holds only its own intermediate",
             )),
             Some("vault") if topology.spire.vault.is_none() => diagnostics.push(Diagnostic::error(
-                "E014",
+                Code::E014,
                 format!(
                     "trust domain `{domain}` spans sites {} with `upstreamAuthority: vault`, but `spire.vault` does not say which Vault signs",
                     names.join(", ")
@@ -242,7 +242,7 @@ fn shared_domains(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>)
         }
         if context.plan.allow_same_trust_domain() {
             diagnostics.push(Diagnostic::error(
-                "W106",
+                Code::W106,
                 format!(
                     "allowSameTrustDomain with trust domain `{domain}` spanning sites {}: every agent may call every other across clouds",
                     names.join(", ")

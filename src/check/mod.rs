@@ -146,48 +146,11 @@ pub fn sort(diagnostics: &mut Vec<Diagnostic>) {
         let position = |diagnostic: &Diagnostic| diagnostic.span.map(|span| (span.line, span.column));
         position(left)
             .cmp(&position(right))
-            .then(left.code.cmp(right.code))
+            .then(left.code.cmp(&right.code))
             .then(left.message.cmp(&right.message))
     });
     diagnostics.dedup();
 }
-
-/// Every code this module can report, with its one-line rule (DESIGN.md §5), for docs and tests.
-pub const CODES: &[(&str, &str)] = &[
-    ("E000", "YAML syntax error, duplicate key, alias bomb, or input over the size, depth or count limits"),
-    ("E001", "schema: wrong type, missing required key, unknown key"),
-    ("E002", "duplicate site or agent name; duplicate SPIFFE ID"),
-    ("E003", "unknown reference: calls.agent, fallback, metrics.central, bundleEndpoints key, pairs entry"),
-    ("E004", "invalid trust domain name or SPIFFE ID"),
-    ("E005", "global.trustDomains disagrees with the sites' trust domains"),
-    ("E006", "a call crosses trust domains that are not federated"),
-    (
-        "E007",
-        "federation inconsistent: missing bundle endpoint, federation within one domain, bad bundle URL",
-    ),
-    ("E008", "an action in calls is not among the callee's capabilities"),
-    ("E009", "fallback in the same site, or serving fewer actions than its primary"),
-    ("E010", "overlapping or missing pod CIDRs (vpn)"),
-    ("E011", "PodDisruptionBudget minAvailable ≥ replicas"),
-    ("E012", "a secret inline"),
-    ("E013", "a name that is not a DNS-1123 label, or would escape the output directory"),
-    ("E014", "one trust domain spans several sites without spire.upstreamAuthority"),
-    ("E015", "networking.type and networking.tailscale.enabled disagree; tailscale without tailnet"),
-    (
-        "E016",
-        "a value the consumer rejects: a zero TTL, svidTtl not below caTtl, mesh.port equal to metricsPort",
-    ),
-    ("E020", "a cloud node attestor on a site, where workloads are registered on k8s_psat agent IDs"),
-    ("W101", "an agent that serves nothing and calls nothing"),
-    ("W102", "a public action also granted explicitly on an edge"),
-    ("W103", "a site with no agents"),
-    ("W104", "a secret-looking value in a field that is not meant to hold one"),
-    ("W105", "federation.pairs is `all` while only some federated pairs are ever called"),
-    ("W106", "allowSameTrustDomain while one trust domain spans several sites"),
-    ("W107", "a wildcard or empty action list on a call"),
-    ("W108", "a capability asked for the Tailscale sidecar with userspace networking"),
-    ("W109", "https_web bundle endpoints without acmeEmail or a named certificateIssuer"),
-];
 
 #[cfg(test)]
 mod tests {

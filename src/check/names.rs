@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use super::CheckContext;
-use crate::diagnostics::Diagnostic;
+use crate::diagnostics::{Code, Diagnostic};
 use crate::model::Provider;
 
 pub(super) fn check(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
@@ -23,7 +23,7 @@ fn duplicates(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
         if let Some(first) = sites.get(site.name.as_str()) {
             diagnostics.push(
                 Diagnostic::error(
-                    "E002",
+                    Code::E002,
                     format!("site `{}` is defined twice", site.name),
                     context.at(&site.pointer),
                     format!(
@@ -51,7 +51,7 @@ fn duplicates(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
             let first_line = line_of(&topology.agents[first].pointer);
             diagnostics.push(
                 Diagnostic::error(
-                    "E002",
+                    Code::E002,
                     format!("agent name `{}` is used twice", agent.name),
                     context.value_at(&format!("{}/name", agent.pointer)),
                     format!(
@@ -72,7 +72,7 @@ fn duplicates(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
                     format!("{}/name", agent.pointer)
                 };
                 diagnostics.push(Diagnostic::error(
-                    "E002",
+                    Code::E002,
                     format!(
                         "agent `{}` has the SPIFFE ID `{}`, already the identity of agent `{}`",
                         agent.name, agent.spiffe_id, topology.agents[first].name
@@ -141,7 +141,7 @@ fn labels(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
                 Some(located) => Some(located.value),
                 None => context.at(&pointer),
             };
-            diagnostics.push(Diagnostic::error("E013", format!("{what} `{name}` {problem}"), span, help));
+            diagnostics.push(Diagnostic::error(Code::E013, format!("{what} `{name}` {problem}"), span, help));
         }
     }
 }

@@ -4,7 +4,7 @@
 use std::net::Ipv4Addr;
 
 use super::CheckContext;
-use crate::diagnostics::Diagnostic;
+use crate::diagnostics::{Code, Diagnostic};
 use crate::model::NetworkKind;
 
 pub(super) fn check(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
@@ -24,7 +24,7 @@ fn pod_cidrs(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
         let pointer = format!("{}/cluster/podCidr", site.pointer);
         match &site.cluster.pod_cidr {
             None => diagnostics.push(Diagnostic::error(
-                "E010",
+                Code::E010,
                 format!("site `{}` has no cluster.podCidr, which networking.type vpn needs", site.name),
                 context.at(&site.pointer),
                 "set `cluster.podCidr` (for example 10.1.0.0/16), distinct from every other site's, so the VPN can route to this site's pods",
@@ -32,7 +32,7 @@ fn pod_cidrs(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
             Some(cidr) => match parse_cidr(cidr) {
                 Some((network, prefix)) => parsed.push((position, network, prefix)),
                 None => diagnostics.push(Diagnostic::error(
-                    "E010",
+                    Code::E010,
                     format!("cluster.podCidr of `{}` is not an IPv4 CIDR: `{cidr}`", site.name),
                     context.value_at(&pointer),
                     "write the range as address/prefix, for example 10.1.0.0/16",
@@ -47,7 +47,7 @@ fn pod_cidrs(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
             if left_network & mask == right_network & mask {
                 let (left_site, right_site) = (&topology.sites[left], &topology.sites[right]);
                 diagnostics.push(Diagnostic::error(
-                    "E010",
+                    Code::E010,
                     format!(
                         "the pod CIDRs of `{}` ({}) and `{}` ({}) overlap",
                         left_site.name,
@@ -82,7 +82,7 @@ fn tailscale(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
     if networking.tailscale.enabled != is_tailscale {
         let pointer = "/networking/tailscale/enabled";
         diagnostics.push(Diagnostic::error(
-            "E015",
+            Code::E015,
             format!(
                 "networking.type is `{}` but networking.tailscale.enabled is {}",
                 networking.kind.as_str(),
@@ -103,7 +103,7 @@ fn tailscale(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
     if networking.tailscale.enabled && networking.tailscale.userspace {
         for (position, capability) in networking.tailscale.capabilities.iter().enumerate() {
             diagnostics.push(Diagnostic::error(
-                "W108",
+                Code::W108,
                 format!(
                     "the Tailscale sidecar asks for {capability}, but it runs with userspace networking, which needs no capability; it is not granted"
                 ),
@@ -116,7 +116,7 @@ fn tailscale(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
     }
     if is_tailscale && networking.tailscale.tailnet.is_none() && crosses_sites(context) {
         diagnostics.push(Diagnostic::error(
-            "E015",
+            Code::E015,
             "agents call across sites over Tailscale, but networking.tailscale.tailnet is not set",
             context.at("/networking/tailscale"),
             "set `tailnet:` to your tailnet's name; agents are reached at <agent>.<tailnet>.ts.net",

@@ -1,7 +1,7 @@
 //! References (E003): every name that points at something else must name something that exists.
 
 use super::CheckContext;
-use crate::diagnostics::Diagnostic;
+use crate::diagnostics::{Code, Diagnostic};
 use crate::model::FederationPairs;
 use crate::schema::did_you_mean;
 
@@ -23,7 +23,7 @@ pub(super) fn check(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic
             if topology.agent(&call.agent).is_none() {
                 diagnostics.push(
                     Diagnostic::error(
-                        "E003",
+                        Code::E003,
                         format!(
                             "agent `{}` calls `{}`, which is not an agent of an enabled site",
                             agent.name, call.agent
@@ -40,7 +40,7 @@ pub(super) fn check(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic
         {
             diagnostics.push(
                 Diagnostic::error(
-                    "E003",
+                    Code::E003,
                     format!(
                         "the fallback of `{}` is `{}`, which is not an agent of an enabled site",
                         agent.name, fallback.name
@@ -62,7 +62,7 @@ pub(super) fn check(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic
             hint(&central.name, &site_names, "site")
         };
         diagnostics.push(Diagnostic::error(
-            "E003",
+            Code::E003,
             format!("metrics.central names `{}`, which is not an enabled site", central.name),
             context.value_at(&central.pointer),
             help,
@@ -72,7 +72,7 @@ pub(super) fn check(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic
     for endpoint in &topology.federation.bundle_endpoints {
         if topology.site(&endpoint.site).is_none() && !disabled(&endpoint.site) {
             diagnostics.push(Diagnostic::error(
-                "E003",
+                Code::E003,
                 format!("bundleEndpoints has an entry for `{}`, which is not a site", endpoint.site),
                 context.at(&endpoint.pointer),
                 format!(
@@ -89,7 +89,7 @@ pub(super) fn check(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic
             for (position, domain) in [&pair.a, &pair.b].into_iter().enumerate() {
                 if !domains.iter().any(|known| known == domain) {
                     diagnostics.push(Diagnostic::error(
-                        "E003",
+                        Code::E003,
                         format!("federation pair names trust domain `{domain}`, which no enabled site uses"),
                         context.value_at(&format!("{}/{position}", pair.pointer)),
                         hint(domain, &domains, "trust domain"),

@@ -2,7 +2,7 @@
 //! (E011).
 
 use super::CheckContext;
-use crate::diagnostics::Diagnostic;
+use crate::diagnostics::{Code, Diagnostic};
 
 pub(super) fn check(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
     let topology = context.topology;
@@ -12,7 +12,7 @@ pub(super) fn check(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic
         let span = context.value_at(&fallback.pointer);
         if target.name == agent.name {
             diagnostics.push(Diagnostic::error(
-                "E009",
+                Code::E009,
                 format!("agent `{}` is its own fallback", agent.name),
                 span,
                 "name an agent in another site that serves the same actions",
@@ -21,7 +21,7 @@ pub(super) fn check(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic
         }
         if target.site == agent.site {
             diagnostics.push(Diagnostic::error(
-                "E009",
+                Code::E009,
                 format!(
                     "the fallback of `{}` is `{}`, in the same site `{}`",
                     agent.name, target.name, topology.sites[agent.site].name
@@ -38,7 +38,7 @@ pub(super) fn check(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic
             .collect();
         if !missing.is_empty() {
             diagnostics.push(Diagnostic::error(
-                "E009",
+                Code::E009,
                 format!(
                     "the fallback of `{}` is `{}`, which does not serve {}",
                     agent.name,
@@ -64,7 +64,7 @@ pub(super) fn check(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic
             .collect();
         if !blocked.is_empty() {
             diagnostics.push(Diagnostic::error(
-                "E011",
+                Code::E011,
                 format!(
                     "minAvailable {min_available} is not below the replicas of {}: their PodDisruptionBudget would block every node drain",
                     blocked.join(", ")

@@ -4,7 +4,7 @@
 //! topology names.
 
 use super::CheckContext;
-use crate::diagnostics::Diagnostic;
+use crate::diagnostics::{Code, Diagnostic};
 use crate::load::Document;
 
 pub(super) fn check(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
@@ -33,7 +33,7 @@ pub fn scan(document: &Document) -> Vec<Diagnostic> {
             };
             diagnostics.push(
                 Diagnostic::error(
-                    "E012",
+                    Code::E012,
                     format!("{kind} written inline at {}", crate::schema::display_pointer(&pointer)),
                     Some(span),
                     help,
@@ -43,7 +43,7 @@ pub fn scan(document: &Document) -> Vec<Diagnostic> {
         } else if let Some(kind) = suspicious(text) {
             diagnostics.push(
                 Diagnostic::error(
-                    "W104",
+                    Code::W104,
                     format!("{} looks like {kind}", crate::schema::display_pointer(&pointer())),
                     Some(span),
                     "if it is a credential, move it into a Kubernetes Secret and reference the Secret by name",

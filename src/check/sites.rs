@@ -1,13 +1,13 @@
 //! Sites: the count limits (E000) and sites without agents (W103).
 
 use super::CheckContext;
-use crate::diagnostics::Diagnostic;
+use crate::diagnostics::{Code, Diagnostic};
 
 pub(super) fn check(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
     let topology = context.topology;
     if topology.sites.len() > context.limits.max_sites {
         diagnostics.push(Diagnostic::error(
-            "E000",
+            Code::E000,
             format!("{} sites, over the limit of {}", topology.sites.len(), context.limits.max_sites),
             context.at(&topology.sites[context.limits.max_sites].pointer),
             "split the mesh into several topologies",
@@ -15,7 +15,7 @@ pub(super) fn check(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic
     }
     if topology.agents.len() > context.limits.max_agents {
         diagnostics.push(Diagnostic::error(
-            "E000",
+            Code::E000,
             format!("{} agents, over the limit of {}", topology.agents.len(), context.limits.max_agents),
             context.at(&topology.agents[context.limits.max_agents].pointer),
             "split the mesh into several topologies",
@@ -25,7 +25,7 @@ pub(super) fn check(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic
         if site.agents.is_empty() {
             diagnostics.push(
                 Diagnostic::error(
-                    "W103",
+                    Code::W103,
                     format!("site `{}` has no agents", site.name),
                     context.at(&site.pointer),
                     "add agents to it, or set `enabled: false` to leave it out of the build",

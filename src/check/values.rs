@@ -3,7 +3,7 @@
 //! port equal to the metrics port.
 
 use super::CheckContext;
-use crate::diagnostics::Diagnostic;
+use crate::diagnostics::{Code, Diagnostic};
 
 pub(super) fn check(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
     ttls(context, diagnostics);
@@ -18,7 +18,7 @@ fn ttls(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
         if value == Some(0) {
             diagnostics.push(
                 Diagnostic::error(
-                    "E016",
+                    Code::E016,
                     format!("spire.{key} is `{written}`, a lifetime of zero"),
                     context.value_at(&format!("/spire/{key}")),
                     "give a lifetime such as `24h` (caTtl) or `1h` (svidTtl); SPIRE reads zero as \"use the default\", so the file would not say what the server does",
@@ -33,7 +33,7 @@ fn ttls(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
     {
         diagnostics.push(
             Diagnostic::error(
-                "E016",
+                Code::E016,
                 format!(
                     "spire.svidTtl `{}` is not shorter than spire.caTtl `{}`: an SVID cannot outlive the CA that signs it",
                     spire.svid_ttl, spire.ca_ttl
@@ -52,7 +52,7 @@ fn ports(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
         let pointer = if context.written("/mesh/metricsPort") { "/mesh/metricsPort" } else { "/mesh/port" };
         diagnostics.push(
             Diagnostic::error(
-                "E016",
+                Code::E016,
                 format!("mesh.port and mesh.metricsPort are both {}", mesh.port),
                 context.value_at(pointer),
                 "give the metrics endpoint its own port (the default is 9090): a container cannot serve two ports on one number, and Kubernetes rejects a Service with two ports of the same number",
@@ -108,7 +108,7 @@ mod tests {
         assert_eq!(duration_ms(""), None);
     }
 
-    fn codes(text: &str) -> Vec<(&'static str, usize)> {
+    fn codes(text: &str) -> Vec<(crate::diagnostics::Code, usize)> {
         let analysis =
             crate::analyze(&crate::source::Source::new("values.yaml", text), &crate::load::Limits::default());
         analysis
@@ -123,15 +123,24 @@ mod tests {
 
     #[test]
     fn zero_and_inverted_ttls_are_refused() {
-        assert_eq!(codes(&format!("{SITE}spire:\n  caTtl: 24h\n  svidTtl: 0s\n")), [("E016", 11)]);
-        assert_eq!(codes(&format!("{SITE}spire:\n  caTtl: 1h\n  svidTtl: 2h\n")), [("E016", 11)]);
+        assert_eq!(
+            codes(&format!("{SITE}spire:\n  caTtl: 24h\n  svidTtl: 0s\n")),
+            [(crate::diagnostics::Code::E016, 11)]
+        );
+        assert_eq!(
+            codes(&format!("{SITE}spire:\n  caTtl: 1h\n  svidTtl: 2h\n")),
+            [(crate::diagnostics::Code::E016, 11)]
+        );
         assert_eq!(codes(&format!("{SITE}spire:\n  caTtl: 24h\n  svidTtl: 1h\n")), []);
     }
 
     #[test]
     fn the_agent_port_and_the_metrics_port_differ() {
-        assert_eq!(codes(&format!("mesh:\n  port: 9090\n{SITE}")), [("E016", 2)]);
-        assert_eq!(codes(&format!("mesh:\n  port: 8443\n  metricsPort: 8443\n{SITE}")), [("E016", 3)]);
+        assert_eq!(codes(&format!("mesh:\n  port: 9090\n{SITE}")), [(crate::diagnostics::Code::E016, 2)]);
+        assert_eq!(
+            codes(&format!("mesh:\n  port: 8443\n  metricsPort: 8443\n{SITE}")),
+            [(crate::diagnostics::Code::E016, 3)]
+        );
         assert_eq!(codes(&format!("mesh:\n  port: 8443\n{SITE}")), []);
     }
 }

@@ -141,7 +141,8 @@ fn every_yaml_block_of_the_documentation_works() {
                     // An example of E000 need not parse.
                     serde_yaml_ng::from_str(&block.text).is_ok_and(|value| defines_sites(&value))
                 }) {
-                    let codes: Vec<&str> = analysis.diagnostics.iter().map(|found| found.code).collect();
+                    let codes: Vec<&str> =
+                        analysis.diagnostics.iter().map(|found| found.code.as_str()).collect();
                     if !codes.contains(&code.as_str()) {
                         failures.push(format!(
                             "{}: the example of {code} reports {codes:?}\n{}",
