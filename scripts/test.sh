@@ -140,7 +140,8 @@ for fixture in fixtures/valid/*.yaml; do
       failed=1
     fi
     if [[ -n "$open" ]]; then
-      echo "     open (WEAVE_DEPLOY_OPEN=$deploy_open): $(echo "$open" | cut -c1-160)"
+      echo "     still open (WEAVE_DEPLOY_OPEN=$deploy_open):"
+      echo "$open" | cut -c1-160 | sed 's/^/       /'
     fi
   fi
 done

@@ -620,3 +620,25 @@ impl miette::Diagnostic for Report<'_> {
         Some(Box::new(std::iter::once(label)))
     }
 }
+
+/// Messages quote names and values from the input; a quote longer than this is cut, so that a
+/// 50 MB value cannot make a 50 MB message.
+pub const MAX_MESSAGE_BYTES: usize = 400;
+
+/// Cuts the middle out of a message longer than [`MAX_MESSAGE_BYTES`], marking the cut. The middle
+/// goes because a long message is a long quoted value: its start names the thing and its end says
+/// what is wrong with it.
+pub fn shorten(text: &mut String) {
+    if text.len() <= MAX_MESSAGE_BYTES {
+        return;
+    }
+    let mut head_end = MAX_MESSAGE_BYTES * 3 / 4;
+    while !text.is_char_boundary(head_end) {
+        head_end -= 1;
+    }
+    let mut tail_start = text.len() - MAX_MESSAGE_BYTES / 4;
+    while !text.is_char_boundary(tail_start) {
+        tail_start += 1;
+    }
+    *text = format!("{}…{}", &text[..head_end], &text[tail_start..]);
+}

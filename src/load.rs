@@ -325,8 +325,8 @@ pub fn load(source: &Source, limits: &Limits) -> Result<Document, Vec<Diagnostic
     load_document(source, limits).map_err(|mut diagnostics| {
         // A duplicate key is quoted in its diagnostic, and a key may be megabytes long.
         for diagnostic in &mut diagnostics {
-            crate::check::shorten(&mut diagnostic.message);
-            crate::check::shorten(&mut diagnostic.help);
+            crate::diagnostics::shorten(&mut diagnostic.message);
+            crate::diagnostics::shorten(&mut diagnostic.help);
         }
         diagnostics
     })

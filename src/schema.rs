@@ -39,8 +39,8 @@ pub fn check(document: &Document, value: &Value) -> Vec<Diagnostic> {
     let mut diagnostics = shape_problems(document, value);
     for diagnostic in &mut diagnostics {
         // Messages quote the offending value, which may be megabytes long.
-        crate::check::shorten(&mut diagnostic.message);
-        crate::check::shorten(&mut diagnostic.help);
+        crate::diagnostics::shorten(&mut diagnostic.message);
+        crate::diagnostics::shorten(&mut diagnostic.help);
     }
     if diagnostics.len() > MAX_DIAGNOSTICS {
         let first_not_shown = diagnostics[MAX_DIAGNOSTICS].span;

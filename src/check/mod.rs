@@ -20,7 +20,7 @@ pub(crate) mod secrets;
 mod sites;
 mod values;
 
-use crate::diagnostics::{Diagnostic, Span};
+use crate::diagnostics::{Diagnostic, Span, shorten};
 use crate::graph::MeshGraph;
 use crate::load::{Document, Limits};
 use crate::model::Topology;
@@ -74,10 +74,6 @@ const RULES: &[Rule] = &[
 /// diagnostic. 100,000 calls to a misspelt agent would otherwise print a 30 MB report.
 const MAX_DIAGNOSTICS: usize = 200;
 
-/// Messages quote names and values from the input; a quote longer than this is cut, so that a
-/// 50 MB value cannot make a 50 MB message.
-const MAX_MESSAGE_BYTES: usize = 400;
-
 /// Runs every rule. Diagnostics come back sorted by position, then code (past [`MAX_DIAGNOSTICS`],
 /// the first ones and a count of the rest).
 pub fn run(context: &CheckContext<'_>) -> Vec<Diagnostic> {
@@ -122,24 +118,6 @@ fn run_rules(context: &CheckContext<'_>) -> Vec<Vec<Diagnostic>> {
     by_rule
 }
 
-/// Cuts the middle out of a message longer than [`MAX_MESSAGE_BYTES`], marking the cut. The middle
-/// goes because a long message is a long quoted value: its start names the thing and its end says
-/// what is wrong with it.
-pub(crate) fn shorten(text: &mut String) {
-    if text.len() <= MAX_MESSAGE_BYTES {
-        return;
-    }
-    let mut head_end = MAX_MESSAGE_BYTES * 3 / 4;
-    while !text.is_char_boundary(head_end) {
-        head_end -= 1;
-    }
-    let mut tail_start = text.len() - MAX_MESSAGE_BYTES / 4;
-    while !text.is_char_boundary(tail_start) {
-        tail_start += 1;
-    }
-    *text = format!("{}…{}", &text[..head_end], &text[tail_start..]);
-}
-
 /// Sorts diagnostics by line, column and code, and drops exact duplicates.
 pub fn sort(diagnostics: &mut Vec<Diagnostic>) {
     diagnostics.sort_by(|left, right| {
@@ -155,6 +133,7 @@ pub fn sort(diagnostics: &mut Vec<Diagnostic>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::diagnostics::MAX_MESSAGE_BYTES;
 
     #[test]
     fn long_messages_keep_their_start_and_end() {

@@ -79,7 +79,7 @@ pub fn redact(diagnostics: &mut [Diagnostic], text: &str) {
 }
 
 /// Replaces `secret` in `text` with `(secret)`, and also its start and its end where a long message
-/// was cut in the middle (`check::shorten` keeps a quote's start and end around a `…`).
+/// was cut in the middle (`diagnostics::shorten` keeps a quote's start and end around a `…`).
 fn hide(text: &mut String, secret: &str) {
     const MASK: &str = "(secret)";
     if text.contains(secret) {

@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::Compiled;
-use crate::cli::{DiffArgs, EXIT_INVALID, EXIT_OK, EXIT_USAGE, compile_file, stdout_color};
 use crate::emit::{ForkSink, MemorySink, Sink};
 use crate::write;
 
@@ -449,7 +448,7 @@ impl ForkSink for DirectorySink {
 }
 
 /// Compares an output directory with a topology's artifacts.
-fn compare_directory(old: &Path, new: &Compiled, stat: bool) -> Result<Comparison, String> {
+pub fn compare_directory(old: &Path, new: &Compiled, stat: bool) -> Result<Comparison, String> {
     let _opened = write::open(old).map_err(|error| error.to_string())?;
     let baseline = match write::Baseline::read(old, false) {
         Ok(Some(baseline)) => baseline,
@@ -505,7 +504,7 @@ fn compare_directory(old: &Path, new: &Compiled, stat: bool) -> Result<Compariso
 }
 
 /// Compares the artifacts of two topologies.
-fn compare_topologies(old: &Compiled, new: &Compiled, stat: bool) -> Comparison {
+pub fn compare_topologies(old: &Compiled, new: &Compiled, stat: bool) -> Comparison {
     let graph = Some(graph_changes(old, new));
     let (old_digests, new_digests) = std::thread::scope(|scope| {
         let old_digests = scope.spawn(|| digests(old));
@@ -539,32 +538,6 @@ fn compare_topologies(old: &Compiled, new: &Compiled, stat: bool) -> Comparison 
     let wanted = Arc::new(wanted);
     let (old_bytes, new_bytes) = (kept(old, &wanted), kept(new, &wanted));
     Comparison { graph, files, old: old_bytes, new: new_bytes, held_back }
-}
-
-/// `weave diff`.
-pub fn run(args: &DiffArgs) -> u8 {
-    let old_is_directory = std::fs::metadata(&args.old).is_ok_and(|metadata| metadata.is_dir());
-    let (new, _) = match compile_file(&args.new) {
-        Ok(compiled) => compiled,
-        Err(code) => return code,
-    };
-    let comparison = if old_is_directory {
-        match compare_directory(&args.old, &new, args.stat) {
-            Ok(comparison) => comparison,
-            Err(error) => {
-                eprintln!("error: {error}");
-                return EXIT_USAGE;
-            }
-        }
-    } else {
-        let (old, _) = match compile_file(Path::new(&args.old)) {
-            Ok(compiled) => compiled,
-            Err(code) => return code,
-        };
-        compare_topologies(&old, &new, args.stat)
-    };
-    stdout!("{}", render(&comparison, args.stat, stdout_color()));
-    if comparison.is_empty() { EXIT_OK } else { EXIT_INVALID }
 }
 
 /// Builds a comparison from two artifact trees. The lock files are left out of the file changes:

@@ -9,11 +9,9 @@
 use serde::Serialize;
 
 use crate::Compiled;
-use crate::cli::{EXIT_INVALID, EXIT_OK, EXIT_USAGE, ExplainArgs, ExplainFormat, compile_file};
 use crate::emit::conventions;
 use crate::model::NetworkKind;
 use crate::plan::paths;
-use crate::schema::did_you_mean;
 
 /// The verdict on one call.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -163,33 +161,6 @@ pub fn explain(compiled: &Compiled, from: &str, to: &str, action: &str) -> Optio
     let layers = vec![network, trust, opa];
     let blocked_by = layers.iter().find(|layer| !layer.allowed).map(|layer| layer.layer);
     Some(Explanation { allowed: blocked_by.is_none(), blocked_by, layers })
-}
-
-/// `weave explain`.
-pub fn run(args: &ExplainArgs) -> u8 {
-    let (compiled, _) = match compile_file(&args.file) {
-        Ok(compiled) => compiled,
-        Err(code) => return code,
-    };
-    for name in [&args.from, &args.to] {
-        if compiled.topology.agent(name).is_none() {
-            let known: Vec<String> =
-                compiled.topology.agents.iter().map(|agent| agent.name.clone()).collect();
-            eprintln!("error: `{name}` is not an agent of {}", args.file.display());
-            if let Some(suggestion) = did_you_mean(name, &known) {
-                eprintln!("help: did you mean `{suggestion}`?");
-            }
-            return EXIT_USAGE;
-        }
-    }
-    let Some(explanation) = explain(&compiled, &args.from, &args.to, &args.action) else { return EXIT_USAGE };
-    match args.format {
-        ExplainFormat::Json => {
-            stdoutln!("{}", serde_json::to_string_pretty(&explanation).unwrap_or_default());
-        }
-        ExplainFormat::Human => stdout!("{}", render(&explanation, &args.from, &args.to, &args.action)),
-    }
-    if explanation.allowed { EXIT_OK } else { EXIT_INVALID }
 }
 
 /// The human form: one line per layer, then the verdict.

@@ -594,7 +594,7 @@ fn opa_container(site: &SiteContext<'_>) -> Container {
     Container {
         name: "opa".to_owned(),
         image: OPA_IMAGE.to_owned(),
-        image_pull_policy: "IfNotPresent",
+        image_pull_policy: "Always",
         args: vec![
             "run".to_owned(),
             "--server".to_owned(),

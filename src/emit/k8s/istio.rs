@@ -10,11 +10,13 @@
 //! that this site's agents call gets a stub Service here, so the caller's
 //! `<callee>.<namespace>.svc.cluster.local` resolves in its own cluster.
 
-use serde::Serialize;
-
 use std::collections::BTreeSet;
 
-use super::objects::{Body, IntOrString, Manifest, ObjectMeta, ServicePort, ServiceSpec, StringMap};
+use super::objects::{
+    Body, Components, Enabled, GatewayComponent, GatewayKubernetes, GatewayService, GatewayServicePort,
+    GatewaySpec, GlobalValues, IntOrString, IstioOperatorSpec, Manifest, MultiCluster, NameValue, ObjectMeta,
+    Server, ServerPort, ServerTls, ServicePort, ServiceSpec, StringMap, Values,
+};
 use super::{AGENT_COMPONENT, SiteContext, selector_labels};
 use crate::model::Provider;
 use crate::plan::Carrier;
@@ -34,110 +36,6 @@ pub const ISTIOD_XDS_PORT: u16 = 15012;
 /// The Istio network name of a site.
 pub fn network_name(site_name: &str) -> String {
     format!("{site_name}-network")
-}
-
-/// The `IstioOperator` spec: weave writes `profile`, `components` and `values`.
-#[derive(Debug, Clone, Serialize)]
-pub struct IstioOperatorSpec {
-    pub profile: &'static str,
-    pub components: Components,
-    pub values: Values,
-}
-
-#[derive(Debug, Clone, Default, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Components {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cni: Option<Enabled>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub ingress_gateways: Vec<GatewayComponent>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Enabled {
-    pub enabled: bool,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct GatewayComponent {
-    pub name: &'static str,
-    pub enabled: bool,
-    pub label: StringMap,
-    pub k8s: GatewayKubernetes,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct GatewayKubernetes {
-    pub env: Vec<NameValue>,
-    pub service: GatewayService,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct NameValue {
-    pub name: &'static str,
-    pub value: String,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct GatewayService {
-    pub ports: Vec<GatewayServicePort>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct GatewayServicePort {
-    pub name: &'static str,
-    pub port: u16,
-    pub target_port: u16,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Values {
-    pub global: GlobalValues,
-}
-
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct GlobalValues {
-    #[serde(rename = "meshID")]
-    pub mesh_id: String,
-    pub multi_cluster: MultiCluster,
-    pub network: String,
-    /// `gke` makes the CNI node agent use GKE's CNI binary directory.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub platform: Option<&'static str>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MultiCluster {
-    pub cluster_name: String,
-}
-
-/// The spec of a `networking.istio.io/v1` `Gateway`.
-#[derive(Debug, Clone, Serialize)]
-pub struct GatewaySpec {
-    pub selector: StringMap,
-    pub servers: Vec<Server>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Server {
-    pub port: ServerPort,
-    pub tls: ServerTls,
-    pub hosts: Vec<String>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ServerPort {
-    pub number: u16,
-    pub name: &'static str,
-    pub protocol: &'static str,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ServerTls {
-    pub mode: &'static str,
 }
 
 /// The documents of `istio.yaml` for one site.

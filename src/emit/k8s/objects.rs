@@ -67,16 +67,16 @@ pub enum Body {
         spec: CsiDriverSpec,
     },
     IstioOperator {
-        spec: super::istio::IstioOperatorSpec,
+        spec: IstioOperatorSpec,
     },
     IstioGateway {
-        spec: super::istio::GatewaySpec,
+        spec: GatewaySpec,
     },
     ClusterSpiffeId {
-        spec: super::registration::ClusterSpiffeIdSpec,
+        spec: ClusterSpiffeIdSpec,
     },
     ClusterFederatedTrustDomain {
-        spec: super::registration::FederatedTrustDomainSpec,
+        spec: FederatedTrustDomainSpec,
     },
     Certificate {
         spec: CertificateSpec,
@@ -1050,4 +1050,141 @@ pub struct Kustomization {
 
 fn is_false(value: &bool) -> bool {
     !*value
+}
+
+// ------------------------------------------------------------------------------ custom resources
+// Istio's (istio.rs builds them) and spire-controller-manager's (registration.rs).
+
+/// The `IstioOperator` spec: weave writes `profile`, `components` and `values`.
+#[derive(Debug, Clone, Serialize)]
+pub struct IstioOperatorSpec {
+    pub profile: &'static str,
+    pub components: Components,
+    pub values: Values,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Components {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cni: Option<Enabled>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ingress_gateways: Vec<GatewayComponent>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Enabled {
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GatewayComponent {
+    pub name: &'static str,
+    pub enabled: bool,
+    pub label: StringMap,
+    pub k8s: GatewayKubernetes,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GatewayKubernetes {
+    pub env: Vec<NameValue>,
+    pub service: GatewayService,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NameValue {
+    pub name: &'static str,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GatewayService {
+    pub ports: Vec<GatewayServicePort>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayServicePort {
+    pub name: &'static str,
+    pub port: u16,
+    pub target_port: u16,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Values {
+    pub global: GlobalValues,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GlobalValues {
+    #[serde(rename = "meshID")]
+    pub mesh_id: String,
+    pub multi_cluster: MultiCluster,
+    pub network: String,
+    /// `gke` makes the CNI node agent use GKE's CNI binary directory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub platform: Option<&'static str>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MultiCluster {
+    pub cluster_name: String,
+}
+
+/// The spec of a `networking.istio.io/v1` `Gateway`.
+#[derive(Debug, Clone, Serialize)]
+pub struct GatewaySpec {
+    pub selector: StringMap,
+    pub servers: Vec<Server>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Server {
+    pub port: ServerPort,
+    pub tls: ServerTls,
+    pub hosts: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerPort {
+    pub number: u16,
+    pub name: &'static str,
+    pub protocol: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerTls {
+    pub mode: &'static str,
+}
+
+/// `spec` of a ClusterSPIFFEID.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterSpiffeIdSpec {
+    #[serde(rename = "spiffeIDTemplate")]
+    pub spiffe_id_template: String,
+    pub pod_selector: LabelSelector,
+    pub namespace_selector: LabelSelector,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub federates_with: Vec<String>,
+}
+
+/// `spec` of a ClusterFederatedTrustDomain.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FederatedTrustDomainSpec {
+    pub trust_domain: String,
+    #[serde(rename = "bundleEndpointURL")]
+    pub bundle_endpoint_url: String,
+    pub bundle_endpoint_profile: BundleEndpointProfile,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BundleEndpointProfile {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    #[serde(rename = "endpointSPIFFEID", skip_serializing_if = "Option::is_none")]
+    pub endpoint_spiffe_id: Option<String>,
 }

@@ -16,7 +16,10 @@
 
 use serde::Serialize;
 
-use super::objects::{Body, LabelSelector, Manifest, ObjectMeta, PolicyRule, StringMap};
+use super::objects::{
+    Body, BundleEndpointProfile, ClusterSpiffeIdSpec, FederatedTrustDomainSpec, LabelSelector, Manifest,
+    ObjectMeta, PolicyRule, StringMap,
+};
 use super::{AGENT_COMPONENT, COMPONENT_LABEL, NAME_LABEL, SiteContext};
 use crate::model::FederationProfile;
 
@@ -60,36 +63,6 @@ pub const CRDS: [(&str, &str); 3] = [
         ),
     ),
 ];
-
-/// `spec` of a ClusterSPIFFEID.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ClusterSpiffeIdSpec {
-    #[serde(rename = "spiffeIDTemplate")]
-    pub spiffe_id_template: String,
-    pub pod_selector: LabelSelector,
-    pub namespace_selector: LabelSelector,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub federates_with: Vec<String>,
-}
-
-/// `spec` of a ClusterFederatedTrustDomain.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct FederatedTrustDomainSpec {
-    pub trust_domain: String,
-    #[serde(rename = "bundleEndpointURL")]
-    pub bundle_endpoint_url: String,
-    pub bundle_endpoint_profile: BundleEndpointProfile,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct BundleEndpointProfile {
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    #[serde(rename = "endpointSPIFFEID", skip_serializing_if = "Option::is_none")]
-    pub endpoint_spiffe_id: Option<String>,
-}
 
 /// The name of a cluster-scoped object for a trust domain (`a.example_b` → `a-example-b`).
 pub fn trust_domain_object_name(trust_domain: &str) -> String {

@@ -493,7 +493,7 @@ fn controller_manager_container() -> Container {
     Container {
         name: "spire-controller-manager".to_owned(),
         image: CONTROLLER_MANAGER_IMAGE.to_owned(),
-        image_pull_policy: "IfNotPresent",
+        image_pull_policy: "Always",
         args: vec![format!("--config={CONTROLLER_CONFIG_DIR}/{CONTROLLER_CONFIG_KEY}")],
         env: vec![EnvVar::value("ENABLE_WEBHOOKS", "false")],
         ports: vec![

@@ -1,6 +1,9 @@
 //! The command line: clap types and one `run` per subcommand. Only this module, `load` (through the
 //! files it is handed) and `write` touch the filesystem.
 
+mod diff;
+mod explain;
+
 use std::io::{IsTerminal, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -187,7 +190,7 @@ fn target_names() -> clap::builder::PossibleValuesParser {
 }
 
 /// The starter topology `weave init` writes.
-pub const INIT_TEMPLATE: &str = include_str!("../targets/init.yaml");
+pub const INIT_TEMPLATE: &str = include_str!("../../targets/init.yaml");
 
 /// Parses the arguments and runs the subcommand.
 pub fn run() -> ExitCode {
@@ -209,9 +212,9 @@ pub fn run() -> ExitCode {
     let code = match command {
         Command::Validate(args) => validate(&args),
         Command::Build(args) => build(&args),
-        Command::Diff(args) => crate::review::diff::run(&args),
+        Command::Diff(args) => diff::run(&args),
         Command::Graph(args) => graph_command(&args),
-        Command::Explain(args) => crate::review::explain::run(&args),
+        Command::Explain(args) => explain::run(&args),
         Command::Schema => {
             stdout!("{}", schema::SCHEMA_TEXT);
             EXIT_OK

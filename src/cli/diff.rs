@@ -1,0 +1,32 @@
+//! `weave diff`: the command around [`crate::review::diff`].
+
+use std::path::Path;
+
+use super::{DiffArgs, EXIT_INVALID, EXIT_OK, EXIT_USAGE, compile_file, stdout_color};
+use crate::review::diff::{compare_directory, compare_topologies, render};
+
+/// `weave diff`.
+pub fn run(args: &DiffArgs) -> u8 {
+    let old_is_directory = std::fs::metadata(&args.old).is_ok_and(|metadata| metadata.is_dir());
+    let (new, _) = match compile_file(&args.new) {
+        Ok(compiled) => compiled,
+        Err(code) => return code,
+    };
+    let comparison = if old_is_directory {
+        match compare_directory(&args.old, &new, args.stat) {
+            Ok(comparison) => comparison,
+            Err(error) => {
+                eprintln!("error: {error}");
+                return EXIT_USAGE;
+            }
+        }
+    } else {
+        let (old, _) = match compile_file(Path::new(&args.old)) {
+            Ok(compiled) => compiled,
+            Err(code) => return code,
+        };
+        compare_topologies(&old, &new, args.stat)
+    };
+    stdout!("{}", render(&comparison, args.stat, stdout_color()));
+    if comparison.is_empty() { EXIT_OK } else { EXIT_INVALID }
+}
