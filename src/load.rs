@@ -20,6 +20,7 @@ use saphyr_parser::{Event, Parser, ScalarStyle, Span as YamlSpan};
 use serde_json::{Map, Number, Value};
 
 use crate::diagnostics::{Code, Diagnostic, Span};
+use crate::model::SHORTHAND_SITES;
 use crate::source::Source;
 
 /// What an input may cost. Each bound, when exceeded, is an E000 diagnostic.
@@ -487,9 +488,6 @@ enum Frame {
     },
 }
 
-/// The top-level keys that hold one site each (the shorthand form of DESIGN.md §2).
-const SHORTHAND_SITES: [&str; 3] = ["aws", "gcp", "azure"];
-
 struct Loader<'a> {
     source: &'a Source,
     limits: &'a Limits,
@@ -621,7 +619,9 @@ impl Loader<'_> {
             Event::MappingStart(anchor, _) => {
                 self.open(span)?;
                 let sites = self.stack.len() == 1 && self.pending_key_is(0, "sites");
-                if self.stack.len() == 1 && SHORTHAND_SITES.iter().any(|name| self.pending_key_is(0, name)) {
+                if self.stack.len() == 1
+                    && SHORTHAND_SITES.iter().any(|provider| self.pending_key_is(0, provider.as_str()))
+                {
                     self.count_site(span)?;
                 }
                 self.stack.push(Frame::Mapping {
@@ -699,7 +699,7 @@ impl Loader<'_> {
         parent_is_agents
             && match depth {
                 3 => self.pending_key_is(0, "sites"),
-                2 => SHORTHAND_SITES.iter().any(|name| self.pending_key_is(0, name)),
+                2 => SHORTHAND_SITES.iter().any(|provider| self.pending_key_is(0, provider.as_str())),
                 _ => false,
             }
     }

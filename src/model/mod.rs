@@ -11,7 +11,7 @@
 
 mod normalize;
 
-pub use normalize::normalize;
+pub use normalize::{SHORTHAND_SITES, normalize};
 
 use std::collections::BTreeMap;
 
@@ -114,7 +114,7 @@ pub struct Identity {
     pub id_template: String,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[serde(rename_all = "lowercase")]
 pub enum Provider {
     Aws,
@@ -162,7 +162,7 @@ impl Provider {
 }
 
 /// A SPIRE node attestor plugin.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[serde(rename_all = "snake_case")]
 pub enum NodeAttestor {
     AwsIid,
@@ -227,7 +227,7 @@ pub struct Cluster {
     pub node_attestor: NodeAttestor,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Tier {
     Edge,
@@ -262,7 +262,7 @@ pub struct Call {
     pub pointer: String,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum FederationProfile {
     HttpsWeb,
@@ -347,7 +347,7 @@ pub struct FederationPair {
     pub pointer: String,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum DatastoreKind {
     Sqlite3,
@@ -401,7 +401,7 @@ pub struct Datastore {
     pub pointer: String,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum NetworkKind {
     Tailscale,

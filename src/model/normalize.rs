@@ -96,7 +96,7 @@ struct RawIdentity {
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct RawSite {
-    provider: Option<String>,
+    provider: Option<Provider>,
     enabled: Option<bool>,
     region: Option<String>,
     trust_domain: Option<String>,
@@ -113,7 +113,7 @@ struct RawCluster {
     nodes: Option<u32>,
     spot: Option<bool>,
     pod_cidr: Option<String>,
-    node_attestor: Option<String>,
+    node_attestor: Option<NodeAttestor>,
 }
 
 #[derive(Deserialize, Default)]
@@ -126,7 +126,7 @@ struct RawAgent {
     capabilities: Option<Vec<String>>,
     calls: Option<Vec<RawCall>>,
     fallback: Option<String>,
-    tier: Option<String>,
+    tier: Option<Tier>,
 }
 
 #[derive(Deserialize, Default)]
@@ -140,7 +140,7 @@ struct RawCall {
 #[serde(rename_all = "camelCase")]
 struct RawFederation {
     enabled: Option<bool>,
-    profile: Option<String>,
+    profile: Option<FederationProfile>,
     acme_email: Option<String>,
     certificate_issuer: Option<String>,
     bundle_endpoints: Option<BTreeMap<String, String>>,
@@ -173,7 +173,7 @@ struct RawVault {
 #[serde(rename_all = "camelCase")]
 struct RawDatastore {
     #[serde(rename = "type")]
-    kind: Option<String>,
+    kind: Option<DatastoreKind>,
     connection_secret: Option<String>,
 }
 
@@ -181,7 +181,7 @@ struct RawDatastore {
 #[serde(rename_all = "camelCase")]
 struct RawNetworking {
     #[serde(rename = "type")]
-    kind: Option<String>,
+    kind: Option<NetworkKind>,
     tailscale: Option<RawTailscale>,
     istio: Option<RawIstio>,
 }
@@ -291,8 +291,6 @@ fn build(raw: RawTopology) -> Topology {
         }
         let provider = raw_site
             .provider
-            .as_deref()
-            .and_then(Provider::parse)
             .or(shorthand_provider)
             .unwrap_or(Provider::Onprem);
         let raw_cluster = raw_site.cluster.unwrap_or_default();
@@ -307,11 +305,7 @@ fn build(raw: RawTopology) -> Topology {
             nodes: raw_cluster.nodes.unwrap_or(defaults::NODES),
             spot: raw_cluster.spot.unwrap_or(false),
             pod_cidr: raw_cluster.pod_cidr,
-            node_attestor: raw_cluster
-                .node_attestor
-                .as_deref()
-                .and_then(NodeAttestor::parse)
-                .unwrap_or(NodeAttestor::K8sPsat),
+            node_attestor: raw_cluster.node_attestor.unwrap_or(NodeAttestor::K8sPsat),
         };
         let site_position = sites.len();
         let trust_domain = raw_site.trust_domain.unwrap_or_default();
@@ -354,10 +348,7 @@ fn build(raw: RawTopology) -> Topology {
                 fallback: raw_agent
                     .fallback
                     .map(|fallback| Named { name: fallback, pointer: format!("{agent_pointer}/fallback") }),
-                tier: match raw_agent.tier.as_deref() {
-                    Some("edge") => Some(Tier::Edge),
-                    _ => None,
-                },
+                tier: raw_agent.tier,
                 pointer: agent_pointer,
             });
         }
@@ -375,10 +366,7 @@ fn build(raw: RawTopology) -> Topology {
     let raw_federation = raw.federation.unwrap_or_default();
     let federation = Federation {
         enabled: raw_federation.enabled.unwrap_or(false),
-        profile: match raw_federation.profile.as_deref() {
-            Some("https_spiffe") => FederationProfile::HttpsSpiffe,
-            _ => FederationProfile::HttpsWeb,
-        },
+        profile: raw_federation.profile.unwrap_or(FederationProfile::HttpsWeb),
         acme_email: raw_federation.acme_email,
         certificate_issuer: raw_federation.certificate_issuer,
         bundle_endpoints: raw_federation
@@ -413,11 +401,7 @@ fn build(raw: RawTopology) -> Topology {
 
     let raw_spire = raw.spire.unwrap_or_default();
     let raw_datastore = raw_spire.datastore.unwrap_or_default();
-    let datastore_kind = match raw_datastore.kind.as_deref() {
-        Some("postgres") => DatastoreKind::Postgres,
-        Some("mysql") => DatastoreKind::Mysql,
-        _ => DatastoreKind::Sqlite3,
-    };
+    let datastore_kind = raw_datastore.kind.unwrap_or(DatastoreKind::Sqlite3);
     let spire = Spire {
         // sqlite3 lives on one server's volume: one replica. A shared SQL datastore: two by default.
         replicas: match datastore_kind {
@@ -447,11 +431,7 @@ fn build(raw: RawTopology) -> Topology {
     };
 
     let raw_networking = raw.networking.unwrap_or_default();
-    let kind = match raw_networking.kind.as_deref() {
-        Some("vpn") => NetworkKind::Vpn,
-        Some("istio") => NetworkKind::Istio,
-        _ => NetworkKind::Tailscale,
-    };
+    let kind = raw_networking.kind.unwrap_or(NetworkKind::Tailscale);
     let raw_tailscale = raw_networking.tailscale.unwrap_or_default();
     let networking = Networking {
         kind,
