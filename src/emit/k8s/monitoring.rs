@@ -31,7 +31,7 @@ use crate::emit::{otel, prometheus, spire, yaml_documents};
 use crate::model::{NetworkKind, Provider};
 use crate::plan::monitoring::{
     self as addresses, COLLECTOR_NAME, NAMESPACE, OTLP_GRPC_PORT, OTLP_HTTP_PORT, PROMETHEUS_NAME,
-    PROMETHEUS_PORT,
+    PROMETHEUS_PORT, TRACING_CA_SECRET,
 };
 use crate::plan::prerequisites::TAILSCALE_AUTH_KEY;
 
