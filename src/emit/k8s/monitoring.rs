@@ -466,8 +466,10 @@ mod tests {
     }
 
     fn documents(bytes: &[u8]) -> Vec<serde_yaml_ng::Value> {
-        let text = std::str::from_utf8(bytes).expect("UTF-8");
-        text.split("\n---\n").map(|document| serde_yaml_ng::from_str(document).expect("YAML")).collect()
+        use serde::Deserialize;
+        serde_yaml_ng::Deserializer::from_slice(bytes)
+            .map(|document| serde_yaml_ng::Value::deserialize(document).expect("YAML"))
+            .collect()
     }
 
     fn find<'a>(objects: &'a [serde_yaml_ng::Value], kind: &str, name: &str) -> &'a serde_yaml_ng::Value {
