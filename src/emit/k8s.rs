@@ -11,6 +11,7 @@
 //! | `spiffe-csi-driver.yaml` | the SPIFFE CSI driver that hands the Workload API socket to agent pods |
 //! | `networkpolicy.yaml` | default deny for the agents' namespace, then the allow rules of DESIGN.md §4 |
 //! | `agents/<agent>.yaml` | per agent: ServiceAccount, ConfigMap (agent config), Deployment, Service, headless metrics Service (with Prometheus), PodDisruptionBudget |
+//! | `monitoring.yaml` | the `monitoring` namespace, the OpenTelemetry Collector, the site's Prometheus (see [`monitoring`]) |
 //! | `istio.yaml` | with `networking.type: istio`: IstioOperator (control plane, east-west gateway) and Gateway |
 //!
 //! The OPA policy ConfigMap (byte-identical to `opa/authz.rego`) is the same for every site, so it
@@ -24,6 +25,7 @@
 
 mod agents;
 mod istio;
+pub mod monitoring;
 mod network_policy;
 mod objects;
 pub mod registration;
@@ -154,6 +156,10 @@ fn site_files(site_context: &SiteContext<'_>, sink: &mut dyn Sink) -> io::Result
                 .iter()
                 .map(|&agent_index| agent_file(&site_context.topology.agents[agent_index].name)),
         );
+    }
+    if monitoring::applies(site_context) {
+        files.push(("monitoring.yaml".to_owned(), monitoring::file(site_context)));
+        resources.push("monitoring.yaml".to_owned());
     }
     if site_context.topology.networking.kind == NetworkKind::Istio {
         files.push(("istio.yaml".to_owned(), yaml_documents(&istio::manifests(site_context))));
@@ -782,7 +788,7 @@ resilience:
             policies.iter().find(|policy| policy["metadata"]["name"] == "search-mesh").expect("search");
         assert_eq!(search["spec"]["ingress"][0]["from"][0]["ipBlock"]["cidr"].as_str(), Some("10.1.0.0/16"));
         let deployments: Vec<(String, Value)> = objects_of_kind(&artifacts, "Deployment").collect();
-        for (path, deployment) in deployments {
+        for (path, deployment) in deployments.into_iter().filter(|(path, _)| path.contains("/agents/")) {
             let containers: Vec<&str> = deployment["spec"]["template"]["spec"]["containers"]
                 .as_sequence()
                 .expect("containers")

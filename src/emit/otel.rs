@@ -37,6 +37,60 @@ pub const OTLP_HTTP_PORT: u16 = 4318;
 /// The collector's `health_check` extension port (liveness and readiness probes).
 pub const HEALTH_CHECK_PORT: u16 = 13133;
 
+/// Components of the pinned collector release (`otel/opentelemetry-collector-contrib:0.135.0`, see
+/// `k8s::monitoring::COLLECTOR_IMAGE`), as (kind, type name, Go module in the release manifest).
+/// Recorded from `distributions/otelcol-contrib/manifest.yaml` of
+/// open-telemetry/opentelemetry-collector-releases (commit 008cde8ca78cc0286ee3f0de92fa95e1641a445a,
+/// `dist.version: 0.135.0`); the type names are those each module registers (its `metadata.yaml`
+/// `type`). Only the components weave writes and their common neighbours are listed: a name outside
+/// this list, such as the removed `jaeger` or `logging` exporters, fails the test below.
+pub const RELEASE_COMPONENTS: &[(&str, &str, &str)] = &[
+    ("receivers", "otlp", "go.opentelemetry.io/collector/receiver/otlpreceiver"),
+    ("receivers", "nop", "go.opentelemetry.io/collector/receiver/nopreceiver"),
+    ("processors", "batch", "go.opentelemetry.io/collector/processor/batchprocessor"),
+    ("processors", "memory_limiter", "go.opentelemetry.io/collector/processor/memorylimiterprocessor"),
+    (
+        "processors",
+        "resource",
+        "github.com/open-telemetry/opentelemetry-collector-contrib/processor/resourceprocessor",
+    ),
+    (
+        "processors",
+        "attributes",
+        "github.com/open-telemetry/opentelemetry-collector-contrib/processor/attributesprocessor",
+    ),
+    (
+        "processors",
+        "k8sattributes",
+        "github.com/open-telemetry/opentelemetry-collector-contrib/processor/k8sattributesprocessor",
+    ),
+    (
+        "processors",
+        "resourcedetection",
+        "github.com/open-telemetry/opentelemetry-collector-contrib/processor/resourcedetectionprocessor",
+    ),
+    (
+        "processors",
+        "transform",
+        "github.com/open-telemetry/opentelemetry-collector-contrib/processor/transformprocessor",
+    ),
+    ("exporters", "otlp", "go.opentelemetry.io/collector/exporter/otlpexporter"),
+    ("exporters", "otlphttp", "go.opentelemetry.io/collector/exporter/otlphttpexporter"),
+    ("exporters", "debug", "go.opentelemetry.io/collector/exporter/debugexporter"),
+    ("exporters", "nop", "go.opentelemetry.io/collector/exporter/nopexporter"),
+    (
+        "extensions",
+        "health_check",
+        "github.com/open-telemetry/opentelemetry-collector-contrib/extension/healthcheckextension",
+    ),
+    (
+        "extensions",
+        "pprof",
+        "github.com/open-telemetry/opentelemetry-collector-contrib/extension/pprofextension",
+    ),
+    ("extensions", "zpages", "go.opentelemetry.io/collector/extension/zpagesextension"),
+];
+
 /// The resource attribute that names the site.
 pub const SITE_ATTRIBUTE: &str = "agentweave.site";
 
@@ -354,6 +408,40 @@ observability:
             assert!(exporters.get("jaeger").is_none());
             assert!(value["exporters"]["otlp"].get("tls").is_none());
         }
+    }
+
+    /// Every component the configuration names (`kind/name` keys and the service's references) is
+    /// one of the pinned release, and the pipeline order is `memory_limiter` first, `batch` last.
+    #[test]
+    fn components_are_those_of_the_pinned_release() {
+        let compiled = compiled(MESH);
+        let files = artifacts(&compiled);
+        let known = |kind: &str, name: &str| {
+            let base = name.split('/').next().unwrap_or(name);
+            RELEASE_COMPONENTS.iter().any(|(k, n, _)| *k == kind && *n == base)
+        };
+        let mut used = 0;
+        for bytes in files.values() {
+            let value: serde_yaml_ng::Value = serde_yaml_ng::from_slice(bytes).expect("YAML");
+            for kind in ["receivers", "processors", "exporters", "extensions"] {
+                let section = value.get(kind).and_then(|section| section.as_mapping()).expect(kind);
+                for name in section.keys() {
+                    let name = name.as_str().expect("component key");
+                    assert!(known(kind, name), "{kind}/{name} is not a component of the pinned release");
+                    used += 1;
+                }
+            }
+            let service: Collector = serde_yaml_ng::from_slice(bytes).expect("collector");
+            for extension in &service.service.extensions {
+                assert!(known("extensions", extension));
+            }
+            for pipeline in service.service.pipelines.values() {
+                assert_eq!(pipeline.processors.first().map(String::as_str), Some("memory_limiter"));
+                assert_eq!(pipeline.processors.last().map(String::as_str), Some("batch"));
+            }
+        }
+        assert!(used >= 6);
+        assert!(!known("exporters", "jaeger") && !known("exporters", "logging"));
     }
 
     #[test]

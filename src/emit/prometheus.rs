@@ -6,6 +6,12 @@
 //! |---|---|
 //! | `prometheus/prometheus.yml` | the central server: its own site's agents, then one `federate-<site>` job per other site |
 //! | `prometheus/<site>/prometheus.yml` | the Prometheus of every other site that runs agents: its agents, with the site as external labels |
+//! | `prometheus/alerts.yml`, `prometheus/alerts.test.yml` | the central server's alerting rules and their `promtool test rules` tests ([`alerts`]) |
+//! | `prometheus/grafana-dashboard.json` | the mesh's Grafana dashboard, on the central server |
+//!
+//! Each Prometheus also scrapes its site's SPIRE server and agents (`telemetry` port 9988) through the
+//! headless Services `spire-server-metrics` and `spire-agent-metrics`, and the central server
+//! federates those jobs with the agents'. `k8s/<site>/monitoring.yaml` runs every Prometheus.
 //!
 //! The central server is its own site's Prometheus too, so that site gets no second file. Sites
 //! without agents have nothing to scrape and get neither a file nor a federation job.
@@ -43,6 +49,9 @@ use serde::{Deserialize, Serialize};
 use super::conventions::METRICS_PATH;
 use super::{EmitContext, Sink, Target, WEAVE_VERSION};
 use crate::model::{NetworkKind, Site, Topology};
+use crate::plan::monitoring;
+
+pub mod alerts;
 
 pub const TARGET: Target =
     Target { name: "prometheus", description: "Prometheus federation", emit, split: None };
@@ -51,7 +60,23 @@ pub const TARGET: Target =
 pub const CENTRAL_PATH: &str = "prometheus/prometheus.yml";
 
 /// The port every site's Prometheus listens on (its web and `/federate` endpoint).
-pub const PROMETHEUS_PORT: u16 = 9090;
+pub const PROMETHEUS_PORT: u16 = monitoring::PROMETHEUS_PORT;
+
+/// The central server's alerting rules, beside its configuration (which loads them by a relative
+/// path, so `promtool check config` finds them too).
+pub const ALERTS_PATH: &str = "prometheus/alerts.yml";
+
+/// The file name of the alerting rules, in the output and in the central server's ConfigMap.
+pub const ALERTS_FILE: &str = "alerts.yml";
+
+/// The unit tests of the alerting rules (`promtool test rules prometheus/alerts.test.yml`).
+pub const ALERTS_TEST_PATH: &str = "prometheus/alerts.test.yml";
+
+/// The Grafana dashboard of the mesh.
+pub const DASHBOARD_PATH: &str = "prometheus/grafana-dashboard.json";
+
+/// Where a userspace Tailscale sidecar beside the central Prometheus proxies tailnet connections.
+pub const TAILSCALE_PROXY_URL: &str = "http://127.0.0.1:1055";
 
 /// The name of the port of each agent's metrics Service.
 pub const METRICS_PORT_NAME: &str = "metrics";
@@ -91,28 +116,36 @@ pub fn metrics_service_host(topology: &Topology, agent_name: &str) -> String {
 
 /// The Tailscale host name of a site's Prometheus.
 pub fn tailscale_hostname(site: &Site) -> String {
-    format!("prometheus-{}", site.name)
+    monitoring::prometheus_tailscale_hostname(site)
 }
 
-/// `host:port` of a site's Prometheus as the central server reaches it (see the module documentation).
+/// `host:port` of a site's Prometheus as the central server reaches it, from the plan.
 pub fn federation_target(topology: &Topology, site: &Site) -> String {
-    let host = match topology.networking.kind {
-        NetworkKind::Tailscale => match &topology.networking.tailscale.tailnet {
-            Some(tailnet) => format!("{}.{tailnet}.ts.net", tailscale_hostname(site)),
-            // Without a tailnet name, MagicDNS still resolves the short host name inside the tailnet.
-            None => tailscale_hostname(site),
-        },
-        NetworkKind::Vpn | NetworkKind::Istio => {
-            format!("prometheus.{}.{}.internal", site.name, topology.mesh.name)
-        }
-    };
-    format!("{host}:{PROMETHEUS_PORT}")
+    monitoring::federation_address(topology, site)
+}
+
+/// The job of the SPIRE servers' telemetry.
+pub fn spire_server_job(topology: &Topology) -> String {
+    format!("{}-spire-server", topology.mesh.name)
+}
+
+/// The job of the SPIRE agents' telemetry.
+pub fn spire_agent_job(topology: &Topology) -> String {
+    format!("{}-spire-agent", topology.mesh.name)
+}
+
+/// The headless Service whose `A` records are the SPIRE servers' (or agents') pods, in the SPIRE
+/// namespace, port [`crate::emit::spire::TELEMETRY_PORT`]: `spire-server-metrics`, `spire-agent-metrics`.
+pub fn spire_metrics_service(component: &str) -> String {
+    format!("{component}-metrics")
 }
 
 /// A Prometheus configuration file, as far as weave writes one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Config {
     pub global: Global,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rule_files: Vec<String>,
     pub scrape_configs: Vec<ScrapeConfig>,
 }
 
@@ -131,6 +164,8 @@ pub struct ScrapeConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub honor_labels: Option<bool>,
     pub metrics_path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_url: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub params: BTreeMap<String, Vec<String>>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -170,29 +205,32 @@ pub struct RelabelConfig {
 
 /// The central server's configuration.
 pub fn central_config(topology: &Topology, central: &Site) -> Config {
-    let mut agents = agents_job(topology, central);
     // The central server's own series get the site labels that federated series carry.
-    for (label, value) in site_labels(central) {
-        agents.relabel_configs.push(RelabelConfig {
-            source_labels: Vec::new(),
-            regex: None,
-            target_label: Some(label.to_owned()),
-            replacement: Some(value),
-            action: "replace".to_owned(),
-        });
+    let mut scrape_configs = own_jobs(topology, central);
+    for job in &mut scrape_configs {
+        for (label, value) in site_labels(central) {
+            job.relabel_configs.push(RelabelConfig {
+                source_labels: Vec::new(),
+                regex: None,
+                target_label: Some(label.to_owned()),
+                replacement: Some(value),
+                action: "replace".to_owned(),
+            });
+        }
     }
-    // A central site without agents of its own only federates.
-    let mut scrape_configs = if central.agents.is_empty() { Vec::new() } else { vec![agents] };
+    // With userspace Tailscale, the central server reaches the tailnet through its sidecar's proxy.
+    let proxy_url =
+        (topology.networking.kind == NetworkKind::Tailscale).then(|| TAILSCALE_PROXY_URL.to_owned());
+    let selected: Vec<String> =
+        federated_jobs(topology).iter().map(|job| format!("{{job=\"{job}\"}}")).collect();
     for site in federated_sites(topology) {
         scrape_configs.push(ScrapeConfig {
             job_name: format!("federate-{}", site.name),
             scrape_interval: Some(topology.observability.metrics.federate_interval.clone()),
             honor_labels: Some(true),
             metrics_path: "/federate".to_owned(),
-            params: BTreeMap::from([(
-                "match[]".to_owned(),
-                vec![format!("{{job=\"{}\"}}", job_name(topology))],
-            )]),
+            proxy_url: proxy_url.clone(),
+            params: BTreeMap::from([("match[]".to_owned(), selected.clone())]),
             dns_sd_configs: Vec::new(),
             static_configs: vec![StaticConfig {
                 targets: vec![federation_target(topology, site)],
@@ -209,8 +247,14 @@ pub fn central_config(topology: &Topology, central: &Site) -> Config {
             scrape_interval: topology.observability.metrics.scrape_interval.clone(),
             external_labels: BTreeMap::new(),
         },
+        rule_files: vec![ALERTS_FILE.to_owned()],
         scrape_configs,
     }
+}
+
+/// The jobs the central server federates from every site: the agents and SPIRE.
+pub fn federated_jobs(topology: &Topology) -> Vec<String> {
+    vec![job_name(topology), spire_server_job(topology), spire_agent_job(topology)]
 }
 
 /// A (non-central) site's configuration.
@@ -223,7 +267,47 @@ pub fn site_config(topology: &Topology, site: &Site) -> Config {
                 .map(|(label, value)| (label.to_owned(), value))
                 .collect(),
         },
-        scrape_configs: vec![agents_job(topology, site)],
+        rule_files: Vec::new(),
+        scrape_configs: own_jobs(topology, site),
+    }
+}
+
+/// What a site's Prometheus scrapes in its own cluster: its agents (when it has some), the SPIRE
+/// server and the SPIRE agents.
+fn own_jobs(topology: &Topology, site: &Site) -> Vec<ScrapeConfig> {
+    let mut jobs = Vec::new();
+    if !site.agents.is_empty() {
+        jobs.push(agents_job(topology, site));
+    }
+    jobs.push(spire_job(topology, spire_server_job(topology), "spire-server"));
+    jobs.push(spire_job(topology, spire_agent_job(topology), "spire-agent"));
+    jobs
+}
+
+/// A SPIRE telemetry job: the `A` records of the component's headless metrics Service (every ready
+/// server replica, every node's agent) on SPIRE's Prometheus port.
+fn spire_job(topology: &Topology, job_name: String, component: &str) -> ScrapeConfig {
+    let host = format!("{}.{}.svc", spire_metrics_service(component), topology.spire.namespace);
+    ScrapeConfig {
+        job_name,
+        scrape_interval: None,
+        honor_labels: None,
+        metrics_path: METRICS_PATH.to_owned(),
+        proxy_url: None,
+        params: BTreeMap::new(),
+        dns_sd_configs: vec![DnsSdConfig {
+            names: vec![host],
+            kind: "A".to_owned(),
+            port: super::spire::TELEMETRY_PORT,
+        }],
+        static_configs: Vec::new(),
+        relabel_configs: vec![RelabelConfig {
+            source_labels: Vec::new(),
+            regex: None,
+            target_label: Some("namespace".to_owned()),
+            replacement: Some(topology.spire.namespace.clone()),
+            action: "replace".to_owned(),
+        }],
     }
 }
 
@@ -237,29 +321,46 @@ pub fn site_labels(site: &Site) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// The bytes of the central server's `prometheus.yml`: a comment header, then the configuration.
+pub fn central_file(topology: &Topology, central: &Site) -> Vec<u8> {
+    let own_agents = if central.agents.is_empty() {
+        "scrapes SPIRE and "
+    } else {
+        "scrapes this site's agents and SPIRE, and "
+    };
+    let header = format!(
+        "# Central Prometheus of the `{}` mesh (site `{}`), compiled by weave {WEAVE_VERSION}:\n\
+         # {own_agents}federates every other site's Prometheus.\n",
+        topology.mesh.name, central.name
+    );
+    render(&header, &central_config(topology, central))
+}
+
+/// The bytes of a federated site's `prometheus.yml`.
+pub fn site_file(topology: &Topology, site: &Site) -> Vec<u8> {
+    let central = topology.central_metrics_site().map_or("", |central| central.name.as_str());
+    let header = format!(
+        "# Prometheus of site `{}` of the `{}` mesh, compiled by weave {WEAVE_VERSION}: scrapes this site's\n\
+         # agents and SPIRE; the central Prometheus (site `{central}`) federates jobs {} from it.\n",
+        site.name,
+        topology.mesh.name,
+        federated_jobs(topology).iter().map(|job| format!("`{job}`")).collect::<Vec<_>>().join(", ")
+    );
+    render(&header, &site_config(topology, site))
+}
+
 fn emit(context: &EmitContext<'_>, sink: &mut dyn Sink) -> io::Result<()> {
     if !applies(context) {
         return Ok(());
     }
     let topology = context.topology;
     let Some(central) = topology.central_metrics_site() else { return Ok(()) };
-    let own_agents = if central.agents.is_empty() { "" } else { "scrapes this site's agents and " };
-    let central_header = format!(
-        "# Central Prometheus of the `{}` mesh (site `{}`), compiled by weave {WEAVE_VERSION}:\n\
-         # {own_agents}federates every other site's Prometheus.\n",
-        topology.mesh.name, central.name
-    );
-    sink.put(CENTRAL_PATH.to_owned(), render(&central_header, &central_config(topology, central)))?;
+    sink.put(CENTRAL_PATH.to_owned(), central_file(topology, central))?;
+    sink.put(ALERTS_PATH.to_owned(), alerts::rules(topology))?;
+    sink.put(ALERTS_TEST_PATH.to_owned(), alerts::tests(topology))?;
+    sink.put(DASHBOARD_PATH.to_owned(), alerts::dashboard(topology))?;
     for site in federated_sites(topology) {
-        let header = format!(
-            "# Prometheus of site `{}` of the `{}` mesh, compiled by weave {WEAVE_VERSION}: scrapes this site's\n\
-             # agents; the central Prometheus (site `{}`) federates job `{}` from it.\n",
-            site.name,
-            topology.mesh.name,
-            central.name,
-            job_name(topology)
-        );
-        sink.put(site_path(site), render(&header, &site_config(topology, site)))?;
+        sink.put(site_path(site), site_file(topology, site))?;
     }
     Ok(())
 }
@@ -287,6 +388,7 @@ fn agents_job(topology: &Topology, site: &Site) -> ScrapeConfig {
         scrape_interval: None,
         honor_labels: None,
         metrics_path: METRICS_PATH.to_owned(),
+        proxy_url: None,
         params: BTreeMap::new(),
         dns_sd_configs,
         static_configs: Vec::new(),
@@ -374,7 +476,10 @@ observability:
         assert_eq!(
             files.keys().collect::<Vec<_>>(),
             [
+                "prometheus/alerts.test.yml",
+                "prometheus/alerts.yml",
                 "prometheus/aws-east/prometheus.yml",
+                "prometheus/grafana-dashboard.json",
                 "prometheus/lab/prometheus.yml",
                 "prometheus/prometheus.yml"
             ]
@@ -382,7 +487,11 @@ observability:
         let central = parse(&files[CENTRAL_PATH]);
         assert_eq!(central.global.scrape_interval, "20s");
         let jobs: Vec<&str> = central.scrape_configs.iter().map(|job| job.job_name.as_str()).collect();
-        assert_eq!(jobs, ["weft-agents", "federate-aws-east", "federate-lab"]);
+        assert_eq!(
+            jobs,
+            ["weft-agents", "weft-spire-server", "weft-spire-agent", "federate-aws-east", "federate-lab"]
+        );
+        assert_eq!(central.rule_files, [ALERTS_FILE]);
 
         // Every site is covered: the central one by its own job, each other by a federation job.
         let mut covered = BTreeSet::new();
@@ -393,7 +502,15 @@ observability:
                     assert_eq!(job.honor_labels, Some(true));
                     assert_eq!(job.metrics_path, "/federate");
                     assert_eq!(job.scrape_interval.as_deref(), Some("1m"));
-                    assert_eq!(job.params["match[]"], ["{job=\"weft-agents\"}"]);
+                    assert_eq!(
+                        job.params["match[]"],
+                        [
+                            "{job=\"weft-agents\"}",
+                            "{job=\"weft-spire-server\"}",
+                            "{job=\"weft-spire-agent\"}"
+                        ]
+                    );
+                    assert_eq!(job.proxy_url.as_deref(), Some(TAILSCALE_PROXY_URL));
                     let target = &job.static_configs[0];
                     assert_eq!(target.targets, [format!("prometheus-{site}.corp.ts.net:9090")]);
                     assert_eq!(target.labels["site"], site);
@@ -407,7 +524,7 @@ observability:
         }
         let sites: BTreeSet<String> = compiled.topology.sites.iter().map(|site| site.name.clone()).collect();
         assert_eq!(covered, sites);
-        let lab = &central.scrape_configs[2].static_configs[0].labels;
+        let lab = &central.scrape_configs[4].static_configs[0].labels;
         assert_eq!(lab["provider"], "onprem");
         assert_eq!(lab["region"], "lab");
     }
@@ -422,7 +539,12 @@ observability:
         assert_eq!(labels["region"], "us-east-1");
         assert_eq!(labels["provider"], "aws");
         assert_eq!(labels["site"], "aws-east");
-        let [job] = site.scrape_configs.as_slice() else { panic!("one job") };
+        let [job, server, agent] = site.scrape_configs.as_slice() else { panic!("three jobs") };
+        assert!(site.rule_files.is_empty());
+        assert_eq!(server.job_name, "weft-spire-server");
+        assert_eq!(server.dns_sd_configs[0].names, ["spire-server-metrics.spire-system.svc"]);
+        assert_eq!(server.dns_sd_configs[0].port, crate::emit::spire::TELEMETRY_PORT);
+        assert_eq!(agent.dns_sd_configs[0].names, ["spire-agent-metrics.spire-system.svc"]);
         assert_eq!(job.job_name, "weft-agents");
         assert_eq!(job.metrics_path, "/metrics");
         let [discovery] = job.dns_sd_configs.as_slice() else { panic!("one DNS discovery") };

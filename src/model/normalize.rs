@@ -289,10 +289,7 @@ fn build(raw: RawTopology) -> Topology {
             disabled_sites.push(name);
             continue;
         }
-        let provider = raw_site
-            .provider
-            .or(shorthand_provider)
-            .unwrap_or(Provider::Onprem);
+        let provider = raw_site.provider.or(shorthand_provider).unwrap_or(Provider::Onprem);
         let raw_cluster = raw_site.cluster.unwrap_or_default();
         let cluster = Cluster {
             name: raw_cluster.name.unwrap_or_else(|| format!("{}-{}", mesh.name, name)),

@@ -241,6 +241,7 @@ pub fn prerequisites(topology: &Topology) -> Vec<Prerequisite> {
             });
         }
     }
+    list.extend(super::monitoring::prerequisites(topology));
     list.sort_by(|left, right| {
         (left.site.as_str(), left.kind, left.name.as_str()).cmp(&(
             right.site.as_str(),

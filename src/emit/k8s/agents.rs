@@ -310,6 +310,9 @@ pub struct MetricsConfig<'a> {
 pub struct TracingConfig<'a> {
     pub enabled: bool,
     pub service_name: &'a str,
+    /// The site's OpenTelemetry Collector (OTLP gRPC), from the plan.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
 }
 
 /// The agent config of one agent, rendered from the plan.
@@ -409,7 +412,13 @@ pub fn agent_config<'a>(site: &SiteContext<'a>, agent_index: usize) -> AgentConf
                 path: METRICS_PATH,
                 labels: observed.clone(),
             },
-            tracing: TracingConfig { enabled: observability.tracing.enabled, service_name: &agent.name },
+            tracing: TracingConfig {
+                // Spans go to the site's collector; without a backend there is no collector to send to.
+                enabled: crate::plan::monitoring::runs_collector(topology),
+                service_name: &agent.name,
+                endpoint: crate::plan::monitoring::runs_collector(topology)
+                    .then(crate::plan::monitoring::collector_endpoint),
+            },
         },
         metadata: {
             let mut metadata = observed;
@@ -526,6 +535,10 @@ fn agent_container(site: &SiteContext<'_>, agent: &Agent) -> Container {
         EnvVar::value("AGENTWEAVE_CONFIG", format!("{CONFIG_DIR}/{CONFIG_KEY}")),
         EnvVar::value("SPIFFE_ENDPOINT_SOCKET", format!("unix://{SPIRE_SOCKET_PATH}")),
     ];
+    if crate::plan::monitoring::runs_collector(topology) {
+        env.push(EnvVar::value("OTEL_EXPORTER_OTLP_ENDPOINT", crate::plan::monitoring::collector_endpoint()));
+        env.push(EnvVar::value("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"));
+    }
     if topology.observability.tracing.enabled {
         env.push(EnvVar::value("OTEL_SERVICE_NAME", agent.name.clone()));
         env.push(EnvVar::value(

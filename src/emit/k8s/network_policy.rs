@@ -42,6 +42,30 @@ pub fn file(site: &SiteContext<'_>) -> Vec<u8> {
     yaml_documents(&manifests(site))
 }
 
+/// Egress from the agents to the site's OpenTelemetry Collector only: its pods in the monitoring
+/// namespace, on OTLP gRPC and HTTP. None without a collector.
+fn trace_export(site: &SiteContext<'_>, agents: &LabelSelector) -> Option<Manifest> {
+    use crate::plan::monitoring::{COLLECTOR_NAME, OTLP_GRPC_PORT, OTLP_HTTP_PORT, runs_collector};
+    if !runs_collector(site.topology) {
+        return None;
+    }
+    let collector = NetworkPolicyPeer::namespace_pods(
+        MONITORING_NAMESPACE,
+        LabelSelector::labels(super::selector_labels(COLLECTOR_NAME, COLLECTOR_NAME)),
+    );
+    Some(policy(
+        site,
+        "allow-trace-export",
+        agents.clone(),
+        vec!["Egress"],
+        Vec::new(),
+        vec![NetworkPolicyEgressRule {
+            to: vec![collector],
+            ports: vec![NetworkPolicyPort::tcp(OTLP_GRPC_PORT), NetworkPolicyPort::tcp(OTLP_HTTP_PORT)],
+        }],
+    ))
+}
+
 /// The NetworkPolicies of one site.
 pub fn manifests(site: &SiteContext<'_>) -> Vec<Manifest> {
     let topology = site.topology;
@@ -76,25 +100,13 @@ pub fn manifests(site: &SiteContext<'_>) -> Vec<Manifest> {
             all_agents.clone(),
             vec!["Ingress"],
             vec![NetworkPolicyIngressRule {
-                from: vec![monitoring.clone()],
+                from: vec![monitoring],
                 ports: vec![NetworkPolicyPort::tcp(topology.mesh.metrics_port)],
             }],
             Vec::new(),
         ));
     }
-    if topology.observability.tracing.enabled {
-        policies.push(policy(
-            site,
-            "allow-trace-export",
-            all_agents.clone(),
-            vec!["Egress"],
-            Vec::new(),
-            vec![NetworkPolicyEgressRule {
-                to: vec![monitoring],
-                ports: vec![NetworkPolicyPort::tcp(4317), NetworkPolicyPort::tcp(4318)],
-            }],
-        ));
-    }
+    policies.extend(trace_export(site, &all_agents));
 
     match topology.networking.kind {
         NetworkKind::Tailscale => {

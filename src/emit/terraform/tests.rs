@@ -572,16 +572,18 @@ fn vpn_links_follow_reachability_and_each_side_builds_only_its_own() {
 #[test]
 fn the_central_metrics_site_may_scrape_across_the_vpn() {
     let files = emit(VPN);
-    // aws-east is the central metrics site: gcp opens the agents' and the metrics port to it, and
-    // aws-east opens only the agents' port to gcp.
+    // aws-east is the central metrics site: gcp opens the agents' port and its Prometheus's
+    // federation port to it, and aws-east opens only the agents' port to gcp.
     let gcp = parse(&files, "terraform/gcp/vpn.tf");
     let firewall = resource(&gcp, "google_compute_firewall", "peer_aws_east");
     assert_eq!(attribute(firewall, "source_ranges"), &Expression::Array(vec!["10.10.0.0/16".into()]));
     let allow = nested(firewall, "allow");
-    assert_eq!(attribute(allow, "ports"), &Expression::Array(vec!["9443".into(), "9100".into()]));
+    assert_eq!(attribute(allow, "ports"), &Expression::Array(vec!["9443".into(), "9090".into()]));
     let aws = parse(&files, "terraform/aws-east/vpn.tf");
     resource(&aws, "aws_vpc_security_group_ingress_rule", "peer_gcp_agents");
-    assert!(block(&aws, "resource", &["aws_vpc_security_group_ingress_rule", "peer_gcp_metrics"]).is_none());
+    assert!(
+        block(&aws, "resource", &["aws_vpc_security_group_ingress_rule", "peer_gcp_federation"]).is_none()
+    );
     // The GCP router peers with the AWS gateway's inside address and ASN.
     let peer = resource(&gcp, "google_compute_router_peer", "peer_aws_east");
     let aws_outputs = parse(&files, "terraform/aws-east/outputs.tf");

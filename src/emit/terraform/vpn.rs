@@ -16,8 +16,8 @@
 //! (its gateway always does); otherwise the site that sorts first does.
 //!
 //! Each link has one tunnel: AWS's second tunnel stays down, and GCP's HA VPN runs on one interface
-//! (no 99.99% SLA). Firewalls: the agents' port (and the metrics port, from the central metrics
-//! site) is opened to the peers' pod ranges on AWS (cluster security group) and GCP (firewall rule);
+//! (no 99.99% SLA). Firewalls: the agents' port (and the Prometheus federation port, from the central
+//! metrics site) is opened to the peers' pod ranges on AWS (cluster security group) and GCP (firewall rule);
 //! Azure's default network security rules already allow VPN-connected address space.
 //!
 //! Values that only exist after the peer is applied (its gateway address) are variables, so the
@@ -309,15 +309,14 @@ fn shared_key_variable(first: &str, second: &str) -> String {
     ["vpn_shared_key_", &identifier_part(first), "_", &identifier_part(second)].concat()
 }
 
-/// The ports a peer's pods may open here: the agents' port, and the metrics port when the peer is
-/// the site whose Prometheus scrapes the agents (DESIGN.md §4).
+/// The ports a peer's pods may open here: the agents' port, and the federation port of this site's
+/// Prometheus when the peer is the central metrics site, which federates it (DESIGN.md §4).
 fn ingress_ports(facts: &SiteFacts<'_>, peer: &PeerLink<'_>) -> Vec<(&'static str, u16)> {
     let topology = facts.context.topology;
     let mut ports = vec![("agents", topology.mesh.port)];
-    let central = topology.observability.metrics.enabled
-        && topology.central_metrics_site().is_some_and(|central| central.name == peer.site.name);
-    if central && topology.mesh.metrics_port != topology.mesh.port {
-        ports.push(("metrics", topology.mesh.metrics_port));
+    let federated = crate::plan::monitoring::federation_port(topology, facts.site, peer.site);
+    if let Some(port) = federated.filter(|port| *port != topology.mesh.port) {
+        ports.push(("federation", port));
     }
     ports
 }
