@@ -213,7 +213,7 @@ fn collector(site: &SiteContext<'_>) -> Vec<Manifest> {
     let mut container = Container {
         name: "otel-collector".to_owned(),
         image: COLLECTOR_IMAGE.to_owned(),
-        image_pull_policy: "IfNotPresent",
+        image_pull_policy: "Always",
         args: vec![format!("--config={COLLECTOR_CONFIG_DIR}/{COLLECTOR_CONFIG_KEY}")],
         env: Vec::new(),
         ports: vec![
@@ -297,7 +297,7 @@ fn prometheus_objects(site: &SiteContext<'_>) -> Vec<Manifest> {
     let mut containers = vec![Container {
         name: "prometheus".to_owned(),
         image: PROMETHEUS_IMAGE.to_owned(),
-        image_pull_policy: "IfNotPresent",
+        image_pull_policy: "Always",
         args: vec![
             format!("--config.file={PROMETHEUS_CONFIG_DIR}/{PROMETHEUS_CONFIG_KEY}"),
             "--storage.tsdb.path=/prometheus".to_owned(),
@@ -420,7 +420,7 @@ fn tailscale_sidecar(site: &SiteContext<'_>) -> Container {
     Container {
         name: "tailscale".to_owned(),
         image: TAILSCALE_IMAGE.to_owned(),
-        image_pull_policy: "IfNotPresent",
+        image_pull_policy: "Always",
         args: Vec::new(),
         env: vec![
             EnvVar::value("TS_AUTHKEY", format!("file:{auth_dir}/{TAILSCALE_AUTH_KEY}")),
