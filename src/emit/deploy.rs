@@ -43,8 +43,8 @@ pub fn guide(context: &EmitContext<'_>) -> String {
     } else {
         out.push_str(
             "`prerequisites.json` lists what only you can supply, each with why and how. Create the\n\
-             components, issuers and DNS records before step 3, and the Secrets right after step 3a\n\
-             (they go into namespaces that step creates):\n\n",
+             components, issuers and DNS records before step 3, and each site's Secrets in step 3,\n\
+             once its namespaces exist and before its workloads are applied:\n\n",
         );
         for item in &prerequisites {
             let place =
@@ -60,7 +60,10 @@ pub fn guide(context: &EmitContext<'_>) -> String {
     if clouds.is_empty() {
         out.push_str("No cloud site: bring your own clusters.\n\n");
     } else {
-        out.push_str("For each cloud site (its state backend is configured at `terraform init`):\n\n```sh\n");
+        out.push_str(
+            "For each cloud site: copy its `terraform.tfvars.example` to `terraform.tfvars` and fill it in, give\n\
+             `backend.tf`'s settings at init (`-backend-config=...`), then:\n\n```sh\n",
+        );
         for site in &clouds {
             let dir = paths::terraform(&site.name, "");
             let dir = dir.trim_end_matches('/');
@@ -82,8 +85,9 @@ pub fn guide(context: &EmitContext<'_>) -> String {
     out.push_str("## 3. Each site's manifests\n\n");
     out.push_str(
         "a. the CRDs the site's manifests use, in their own kustomization, and wait until they are\n\
-         served; b. the site (namespaces, SPIRE server with spire-controller-manager, SPIRE agents, the\n\
-         SPIFFE CSI driver, registrations, agents); c. wait for the SPIRE server.\n\n```sh\n",
+         served; b. the site's namespaces, then the site's Secrets of step 1; c. the site (SPIRE server\n\
+         with spire-controller-manager, SPIRE agents, the SPIFFE CSI driver, registrations, agents,\n\
+         monitoring); d. wait for the SPIRE server.\n\n```sh\n",
     );
     for site in &topology.sites {
         let context_name = &site.cluster.name;
@@ -94,6 +98,29 @@ pub fn guide(context: &EmitContext<'_>) -> String {
             "kubectl --context {context_name} wait --for condition=established --timeout=120s -k {}",
             paths::k8s_crds(&site.name)
         );
+        let _ = writeln!(
+            out,
+            "kubectl --context {context_name} apply -f {}",
+            paths::k8s(&site.name, "namespaces.yaml")
+        );
+        // Namespaces other manifests of the site create that a Secret of step 1 goes into.
+        let mut extra: Vec<&str> = prerequisites
+            .iter()
+            .filter(|item| item.site == site.name && item.kind == "Secret")
+            .filter_map(|item| item.namespace.as_deref())
+            .filter(|namespace| {
+                *namespace != topology.mesh.namespace && *namespace != topology.spire.namespace
+            })
+            .collect();
+        extra.sort_unstable();
+        extra.dedup();
+        for namespace in extra {
+            let _ = writeln!(
+                out,
+                "kubectl --context {context_name} create namespace {namespace} --dry-run=client -o yaml | kubectl --context {context_name} apply -f -"
+            );
+        }
+        let _ = writeln!(out, "# create site {}'s Secrets of step 1 here", site.name);
         let _ = writeln!(out, "kubectl --context {context_name} apply -k {}", paths::k8s_site(&site.name));
         let _ = writeln!(
             out,
