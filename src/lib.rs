@@ -24,6 +24,7 @@ macro_rules! stdoutln {
 pub mod check;
 pub mod cli;
 pub mod diagnostics;
+pub mod digest;
 pub mod emit;
 pub mod graph;
 pub mod load;

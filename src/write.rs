@@ -31,7 +31,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 pub use fsio::{Entry, ReadRefused, Tree, read_bounded, scan};
 use journal::Journal;
@@ -103,17 +102,7 @@ impl Lock {
     }
 }
 
-/// The sha256 of some bytes, in lowercase hex.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let digest = Sha256::digest(bytes);
-    let mut hex = String::with_capacity(64);
-    for byte in digest {
-        hex.push(HEX[usize::from(byte >> 4)] as char);
-        hex.push(HEX[usize::from(byte & 15)] as char);
-    }
-    hex
-}
+pub use crate::digest::sha256_hex;
 
 /// Why a build could not be written.
 #[derive(Debug)]

@@ -13,7 +13,7 @@ use std::io;
 use super::{EmitContext, Sink, Target, json_pretty};
 use crate::model::{FederationProfile, NetworkKind};
 use crate::plan::paths;
-use crate::plan::prerequisites::prerequisites;
+use crate::plan::prerequisites::{Prerequisite, prerequisites};
 
 pub const TARGET: Target = Target {
     name: "deploy",
@@ -23,12 +23,13 @@ pub const TARGET: Target = Target {
 };
 
 fn emit(context: &EmitContext<'_>, sink: &mut dyn Sink) -> io::Result<()> {
-    sink.put(paths::PREREQUISITES.to_owned(), json_pretty(&prerequisites(context.topology)))?;
-    sink.put(paths::DEPLOY_GUIDE.to_owned(), guide(context).into_bytes())
+    let prerequisites = prerequisites(context.topology);
+    sink.put(paths::PREREQUISITES.to_owned(), json_pretty(&prerequisites))?;
+    sink.put(paths::DEPLOY_GUIDE.to_owned(), guide(context, &prerequisites).into_bytes())
 }
 
 /// `DEPLOY.md`.
-pub fn guide(context: &EmitContext<'_>) -> String {
+pub fn guide(context: &EmitContext<'_>, prerequisites: &[Prerequisite]) -> String {
     let topology = context.topology;
     let mut out = String::new();
     let _ = writeln!(out, "# Deploying mesh `{}`\n", topology.mesh.name);
@@ -37,7 +38,6 @@ pub fn guide(context: &EmitContext<'_>) -> String {
          context of the site's cluster: the cluster's name unless your kubeconfig calls it otherwise.\n\n",
     );
     out.push_str("## 1. Prerequisites\n\n");
-    let prerequisites = prerequisites(topology);
     if prerequisites.is_empty() {
         out.push_str("None: everything the manifests refer to is in this directory.\n\n");
     } else {
@@ -46,7 +46,7 @@ pub fn guide(context: &EmitContext<'_>) -> String {
              components, issuers and DNS records before step 3, and each site's Secrets in step 3,\n\
              once its namespaces exist and before its workloads are applied:\n\n",
         );
-        for item in &prerequisites {
+        for item in prerequisites {
             let place =
                 item.namespace.as_deref().map(|namespace| format!(" in `{namespace}`")).unwrap_or_default();
             let _ =

@@ -247,7 +247,7 @@ pub fn test_cases<'a>(context: &EmitContext<'a>) -> Vec<TestCase<'a>> {
 }
 
 /// The policy. Rego v1; every rule is a plain lookup into `data.agentweave`.
-const POLICY: &str = r#"# The authorization decision of the agent mesh (weave DESIGN.md §4): may the workload
+pub const POLICY: &str = r#"# The authorization decision of the agent mesh (weave DESIGN.md §4): may the workload
 # input.caller_spiffe_id invoke input.action on the workload input.callee_spiffe_id?
 #
 #   allow = trusted and (a public action

@@ -25,7 +25,6 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use super::objects::{
     Affinity, Body, Capabilities, Container, ContainerPort, DeploymentSpec, DeploymentStrategy, EnvVar,
@@ -101,8 +100,8 @@ pub fn manifests(site: &SiteContext<'_>, agent_index: usize) -> Vec<Manifest> {
     // serde_json writes UTF-8; the lossy path is never taken.
     let opa_data = String::from_utf8(crate::emit::opa::agent_data_json(site.emit, agent_index))
         .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned());
-    let digest = inputs_digest(&[
-        crate::emit::opa::policy(site.emit).as_bytes(),
+    let digest = crate::digest::sha256_hex_of_parts(&[
+        crate::emit::opa::POLICY.as_bytes(),
         opa_data.as_bytes(),
         config_text.as_bytes(),
     ]);
@@ -431,17 +430,6 @@ pub fn agent_config<'a>(site: &SiteContext<'a>, agent_index: usize) -> AgentConf
 
 // --------------------------------------------------------------------------------------- deployment
 
-/// The sha256 of the pod's inputs (OPA policy, the agent's OPA data, agent config), each framed by
-/// its length so that no two different inputs give one digest.
-fn inputs_digest(parts: &[&[u8]]) -> String {
-    let mut hasher = Sha256::new();
-    for part in parts {
-        hasher.update((part.len() as u64).to_le_bytes());
-        hasher.update(part);
-    }
-    hasher.finalize().iter().map(|byte| format!("{byte:02x}")).collect()
-}
-
 fn deployment(
     site: &SiteContext<'_>,
     agent: &Agent,
@@ -476,21 +464,7 @@ fn deployment(
     ];
     if site.tailscale() {
         containers.push(tailscale_container(site, agent));
-        volumes.push(Volume::secret_items(
-            "tailscale-auth",
-            &topology.networking.tailscale.auth_key_secret,
-            &[(TAILSCALE_AUTH_KEY, TAILSCALE_AUTH_KEY)],
-        ));
-        volumes.push(Volume::empty_dir("tailscale-state", "16Mi"));
-        volumes.push(Volume::empty_dir("tailscale-tmp", "16Mi"));
-        volumes.push(Volume::projected(
-            "tailscale-kube-api",
-            vec![
-                VolumeProjection::token(None, 3607, "token"),
-                VolumeProjection::config_map("kube-root-ca.crt", &[("ca.crt", "ca.crt")]),
-                VolumeProjection::downward_api(&[("namespace", "metadata.namespace")]),
-            ],
-        ));
+        volumes.extend(tailscale_volumes(&topology.networking.tailscale.auth_key_secret));
     }
 
     DeploymentSpec {
@@ -649,6 +623,24 @@ fn kernel_capabilities(topology: &Topology) -> Vec<String> {
     add.sort();
     add.dedup();
     add
+}
+
+/// The volumes of a Tailscale sidecar: the auth key from `secret`, its state and `/tmp` on the
+/// pod, and the service account files its client reads (it gets no Kubernetes permission).
+pub(super) fn tailscale_volumes(secret: &str) -> [Volume; 4] {
+    [
+        Volume::secret_items("tailscale-auth", secret, &[(TAILSCALE_AUTH_KEY, TAILSCALE_AUTH_KEY)]),
+        Volume::empty_dir("tailscale-state", "16Mi"),
+        Volume::empty_dir("tailscale-tmp", "16Mi"),
+        Volume::projected(
+            "tailscale-kube-api",
+            vec![
+                VolumeProjection::token(None, 3607, "token"),
+                VolumeProjection::config_map("kube-root-ca.crt", &[("ca.crt", "ca.crt")]),
+                VolumeProjection::downward_api(&[("namespace", "metadata.namespace")]),
+            ],
+        ),
+    ]
 }
 
 fn tailscale_container(site: &SiteContext<'_>, agent: &Agent) -> Container {

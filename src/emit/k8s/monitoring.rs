@@ -23,7 +23,7 @@ use super::objects::{
     Body, Container, ContainerPort, DeploymentSpec, DeploymentStrategy, EnvVar, IntOrString, LabelSelector,
     Manifest, ObjectMeta, PodMeta, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
     RollingUpdateDeployment, SeccompProfile, SecurityContext, ServicePort, ServiceSpec, StringMap, Volume,
-    VolumeMount, VolumeProjection,
+    VolumeMount,
 };
 use super::{SiteContext, selector_labels};
 use crate::emit::conventions::tailscale_prometheus_tag;
@@ -200,9 +200,7 @@ fn deployment(
 }
 
 fn digest_annotation(text: &str) -> StringMap {
-    use sha2::{Digest, Sha256};
-    let digest: String = Sha256::digest(text.as_bytes()).iter().map(|byte| format!("{byte:02x}")).collect();
-    StringMap::from([("agentweave.io/config-sha256".to_owned(), digest)])
+    StringMap::from([("agentweave.io/config-sha256".to_owned(), crate::digest::sha256_hex(text.as_bytes()))])
 }
 
 /// The collector: ServiceAccount, ConfigMap, Deployment, Service.
@@ -318,21 +316,7 @@ fn prometheus_objects(site: &SiteContext<'_>) -> Vec<Manifest> {
     let mut volumes = vec![Volume::config_map("config", PROMETHEUS_NAME), Volume::empty_dir("data", "16Gi")];
     if tailscale {
         containers.push(tailscale_sidecar(site));
-        volumes.push(Volume::secret_items(
-            "tailscale-auth",
-            &tailscale_auth_secret(site),
-            &[(TAILSCALE_AUTH_KEY, TAILSCALE_AUTH_KEY)],
-        ));
-        volumes.push(Volume::empty_dir("tailscale-state", "16Mi"));
-        volumes.push(Volume::empty_dir("tailscale-tmp", "16Mi"));
-        volumes.push(Volume::projected(
-            "tailscale-kube-api",
-            vec![
-                VolumeProjection::token(None, 3607, "token"),
-                VolumeProjection::config_map("kube-root-ca.crt", &[("ca.crt", "ca.crt")]),
-                VolumeProjection::downward_api(&[("namespace", "metadata.namespace")]),
-            ],
-        ));
+        volumes.extend(super::agents::tailscale_volumes(&tailscale_auth_secret(site)));
     }
     let spec = PodSpec {
         service_account_name: Some(PROMETHEUS_NAME.to_owned()),
