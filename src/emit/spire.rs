@@ -148,23 +148,6 @@ pub const DATASTORE_CONNECTION_ENV: &str = "SPIRE_DATASTORE_CONNECTION_STRING";
 /// The key of the connection string inside the Secret named by `spire.datastore.connectionSecret`.
 pub const DATASTORE_SECRET_KEY: &str = crate::plan::prerequisites::DATASTORE_SECRET_KEY;
 
-/// The environment variable holding the GCP project whose instances `gcp_iit` attests.
-pub const GCP_PROJECT_ENV: &str = "GCP_PROJECT_ID";
-
-/// The environment variable holding the Azure tenant whose identities `azure_msi` attests.
-pub const AZURE_TENANT_ENV: &str = "AZURE_TENANT_ID";
-
-/// The ConfigMap (in the SPIRE namespace) the operator fills with the cloud account facts the node
-/// attestors need, from the Terraform outputs: keys `CLOUD_IDENTITY_GCP_PROJECT_KEY`,
-/// `CLOUD_IDENTITY_AZURE_TENANT_KEY`.
-pub const CLOUD_IDENTITY_CONFIGMAP: &str = "spire-cloud-identity";
-
-/// The GCP project ID inside `CLOUD_IDENTITY_CONFIGMAP`.
-pub const CLOUD_IDENTITY_GCP_PROJECT_KEY: &str = "gcp-project-id";
-
-/// The Azure tenant ID inside `CLOUD_IDENTITY_CONFIGMAP`.
-pub const CLOUD_IDENTITY_AZURE_TENANT_KEY: &str = "azure-tenant-id";
-
 /// The environment variable the `k8s` workload attestor reads the node name from (set it from
 /// `spec.nodeName` in the agent DaemonSet).
 pub const NODE_NAME_ENV: &str = "MY_NODE_NAME";
@@ -217,7 +200,7 @@ pub fn server_spiffe_id(trust_domain: &str) -> String {
 
 /// Every environment variable the site's `server.conf` refers to, and where the StatefulSet takes it
 /// from. Empty when the file refers to none.
-pub fn server_environment(context: &EmitContext<'_>, site: &Site) -> Vec<EnvironmentVariable> {
+pub fn server_environment(context: &EmitContext<'_>) -> Vec<EnvironmentVariable> {
     let mut variables = Vec::new();
     let datastore = &context.topology.spire.datastore;
     if datastore.kind != DatastoreKind::Sqlite3
@@ -227,22 +210,6 @@ pub fn server_environment(context: &EmitContext<'_>, site: &Site) -> Vec<Environ
             name: DATASTORE_CONNECTION_ENV.to_owned(),
             source: EnvironmentSource::Secret { name: secret.clone(), key: DATASTORE_SECRET_KEY.to_owned() },
         });
-    }
-    let cloud_identity = |name: &str, key: &str| EnvironmentVariable {
-        name: name.to_owned(),
-        source: EnvironmentSource::ConfigMap {
-            name: CLOUD_IDENTITY_CONFIGMAP.to_owned(),
-            key: key.to_owned(),
-        },
-    };
-    match site.cluster.node_attestor {
-        NodeAttestor::GcpIit => {
-            variables.push(cloud_identity(GCP_PROJECT_ENV, CLOUD_IDENTITY_GCP_PROJECT_KEY))
-        }
-        NodeAttestor::AzureMsi => {
-            variables.push(cloud_identity(AZURE_TENANT_ENV, CLOUD_IDENTITY_AZURE_TENANT_KEY))
-        }
-        NodeAttestor::AwsIid | NodeAttestor::K8sPsat => {}
     }
     variables
 }
@@ -343,13 +310,12 @@ pub fn agent_conf(context: &EmitContext<'_>, site: &Site) -> String {
         .add_attribute(("trust_domain", site.trust_domain.as_str()))
         .build();
 
-    let node_attestor_data = match site.cluster.node_attestor {
-        NodeAttestor::K8sPsat => Body::builder()
-            .add_attribute(("cluster", site.cluster.name.as_str()))
-            .add_attribute(("token_path", PSAT_TOKEN_PATH))
-            .build(),
-        NodeAttestor::AwsIid | NodeAttestor::GcpIit | NodeAttestor::AzureMsi => Body::builder().build(),
-    };
+    // `k8s_psat` on every site: the one attestor spire-controller-manager parents entries on (a
+    // cloud attestor is E020).
+    let node_attestor_data = Body::builder()
+        .add_attribute(("cluster", site.cluster.name.as_str()))
+        .add_attribute(("token_path", PSAT_TOKEN_PATH))
+        .build();
     // The kubelet's serving certificate is self-signed on most managed clusters, so the attestor
     // authenticates to the kubelet with its ServiceAccount token but does not verify the kubelet
     // (SPIRE's and its Helm chart's Kubernetes default); it reaches the kubelet of its own node by name.
@@ -358,7 +324,7 @@ pub fn agent_conf(context: &EmitContext<'_>, site: &Site) -> String {
         .add_attribute(("skip_kubelet_verification", true))
         .build();
     let plugins = Block::builder("plugins")
-        .add_block(plugin("NodeAttestor", site.cluster.node_attestor.as_str(), node_attestor_data))
+        .add_block(plugin("NodeAttestor", NodeAttestor::K8sPsat.as_str(), node_attestor_data))
         .add_block(plugin(
             "KeyManager",
             "disk",
@@ -553,32 +519,19 @@ fn datastore_plugin(context: &EmitContext<'_>) -> Block {
     )
 }
 
-/// The server side of the site's node attestor.
+/// The server side of the node attestor: `k8s_psat` for the site's cluster, accepting the SPIRE
+/// agents' ServiceAccount and token audience.
 fn server_node_attestor(context: &EmitContext<'_>, site: &Site) -> Block {
-    let attestor = site.cluster.node_attestor;
-    let data = match attestor {
-        NodeAttestor::AwsIid => Body::builder().build(),
-        NodeAttestor::GcpIit => Body::builder()
-            .add_attribute(("projectid_allow_list", strings([format!("${GCP_PROJECT_ENV}")])))
-            .build(),
-        NodeAttestor::AzureMsi => {
-            let mut tenants = Object::new();
-            tenants.insert(quoted_key(&format!("${AZURE_TENANT_ENV}")), Expression::Object(Object::new()));
-            Body::builder().add_attribute(("tenants", Expression::Object(tenants))).build()
-        }
-        NodeAttestor::K8sPsat => {
-            let mut cluster = Object::new();
-            cluster.insert(
-                key("service_account_allow_list"),
-                strings([format!("{}:{AGENT_NAME}", context.topology.spire.namespace)]),
-            );
-            cluster.insert(key("audience"), strings([PSAT_AUDIENCE]));
-            let mut clusters = Object::new();
-            clusters.insert(quoted_key(&site.cluster.name), Expression::Object(cluster));
-            Body::builder().add_attribute(("clusters", Expression::Object(clusters))).build()
-        }
-    };
-    plugin("NodeAttestor", attestor.as_str(), data)
+    let mut cluster = Object::new();
+    cluster.insert(
+        key("service_account_allow_list"),
+        strings([format!("{}:{AGENT_NAME}", context.topology.spire.namespace)]),
+    );
+    cluster.insert(key("audience"), strings([PSAT_AUDIENCE]));
+    let mut clusters = Object::new();
+    clusters.insert(quoted_key(&site.cluster.name), Expression::Object(cluster));
+    let data = Body::builder().add_attribute(("clusters", Expression::Object(clusters))).build();
+    plugin("NodeAttestor", NodeAttestor::K8sPsat.as_str(), data)
 }
 
 /// `health_checks`: the endpoints the pods' liveness and readiness probes call.
@@ -943,7 +896,7 @@ networking:
         let context = EmitContext::of(&compiled);
         for site in &compiled.topology.sites {
             let text = server_conf(&context, site);
-            let environment = server_environment(&context, site);
+            let environment = server_environment(&context);
             for variable in &environment {
                 assert!(text.contains(&format!("${}", variable.name)), "{} is not used", variable.name);
             }

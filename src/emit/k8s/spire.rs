@@ -387,7 +387,7 @@ fn server_statefulset(site: &SiteContext<'_>, labels: &StringMap, conf: &str) ->
     let spire = &topology.spire;
     // The datastore connection string and the cloud account facts reach server.conf through the
     // environment (`-expandEnv`), never inline.
-    let env = spire_config::server_environment(site.emit, site.site)
+    let env = spire_config::server_environment(site.emit)
         .into_iter()
         .map(|variable| match variable.source {
             EnvironmentSource::Secret { name, key } => EnvVar::secret(&variable.name, &name, &key),

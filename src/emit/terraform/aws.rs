@@ -23,8 +23,6 @@
 
 use hcl::expr::Expression;
 
-use crate::model::NodeAttestor;
-
 use super::{
     Module, Output, SiteFacts, Variable, api_allowed_cidrs_variable, api_public, body, call, conditional,
     count_when_set, data, interpolate, limited_name, list, load_balancer_address_variable, local, locals,
@@ -462,54 +460,6 @@ fn pod_identity(facts: &SiteFacts<'_>, module: &mut Module) {
         LOAD_BALANCER_CONTROLLER_ACCOUNT.0,
         LOAD_BALANCER_CONTROLLER_ACCOUNT.1,
     ));
-
-    if facts.site.cluster.node_attestor == NodeAttestor::AwsIid {
-        module.main(role("spire_server", "spire-server"));
-        module.main(data(
-            "aws_iam_policy_document",
-            "spire_server",
-            body()
-                // DescribeInstances has no resource-level permissions.
-                .add_block(
-                    nested("statement")
-                        .add_attribute(("sid", "DescribeAttestingInstances"))
-                        .add_attribute(("effect", "Allow"))
-                        .add_attribute(("actions", strings(["ec2:DescribeInstances"])))
-                        .add_attribute(("resources", strings(["*"])))
-                        .build(),
-                )
-                .add_block(
-                    nested("statement")
-                        .add_attribute(("sid", "ReadInstanceProfiles"))
-                        .add_attribute(("effect", "Allow"))
-                        .add_attribute(("actions", strings(["iam:GetInstanceProfile"])))
-                        .add_attribute((
-                            "resources",
-                            list([template([
-                                text("arn:"),
-                                interpolate(reference("data.aws_partition.current.partition")),
-                                text(":iam::"),
-                                interpolate(reference("data.aws_caller_identity.current.account_id")),
-                                text(":instance-profile/*"),
-                            ])]),
-                        ))
-                        .build(),
-                ),
-        ));
-        module.main(resource(
-            "aws_iam_role_policy",
-            "spire_server",
-            body()
-                .add_attribute(("name", "node-attestation"))
-                .add_attribute(("role", reference("aws_iam_role.spire_server.id")))
-                .add_attribute(("policy", reference("data.aws_iam_policy_document.spire_server.json"))),
-        ));
-        module.main(pod_identity_association(
-            "spire_server",
-            &facts.context.topology.spire.namespace,
-            crate::emit::spire::SERVER_NAME,
-        ));
-    }
 }
 
 /// The Pod Identity association of `namespace/service_account` with `aws_iam_role.<role>`.

@@ -16,8 +16,6 @@ use hcl::expr::Expression;
 
 use hcl::expr::BinaryOperator;
 
-use crate::model::NodeAttestor;
-
 use super::{
     Module, Output, SiteFacts, Variable, api_allowed_cidrs_variable, binary, body, call, conditional,
     count_when_set, dynamic, interpolate, list, load_balancer_address_variable, nested, not, one_of,
@@ -292,10 +290,6 @@ pub(super) fn cluster(facts: &SiteFacts<'_>, module: &mut Module) {
             .add_attribute(("principal_type", "ServicePrincipal")),
     ));
     module.main(super::data("azurerm_client_config", "current", super::body()));
-    if facts.site.cluster.node_attestor == NodeAttestor::AzureMsi {
-        spire_server_identity(facts, module);
-    }
-
     module.output(Output::new(
         "tenant_id",
         "Entra ID tenant of the subscription (the tenant the SPIRE server's azure_msi attestor accepts).",
@@ -333,57 +327,6 @@ pub(super) fn cluster(facts: &SiteFacts<'_>, module: &mut Module) {
     if let Some(host) = facts.bundle_endpoint_host() {
         bundle_endpoint_record(host, facts, module);
     }
-}
-
-/// The Azure identity of the SPIRE server, whose Azure node attestor reads the attesting VM:
-/// a user-assigned identity the server's ServiceAccount signs in as through workload identity (a
-/// federated credential for the cluster's OIDC issuer), with Reader on the node resource group.
-/// The ServiceAccount takes the `spire_server_client_id` output as its
-/// `azure.workload.identity/client-id` annotation, and the pod the `azure.workload.identity/use`
-/// label.
-fn spire_server_identity(facts: &SiteFacts<'_>, module: &mut Module) {
-    let namespace = &facts.context.topology.spire.namespace;
-    module.main(resource(
-        "azurerm_user_assigned_identity",
-        "spire_server",
-        body()
-            .add_attribute(("name", super::limited_name(facts.cluster_name(), "spire-server", 128)))
-            .add_attribute(("location", reference("azurerm_resource_group.this.location")))
-            .add_attribute(("resource_group_name", reference("azurerm_resource_group.this.name")))
-            .add_attribute(("tags", facts.labels_object())),
-    ));
-    module.main(resource(
-        "azurerm_federated_identity_credential",
-        "spire_server",
-        body()
-            .add_attribute(("name", "spire-server"))
-            .add_attribute(("resource_group_name", reference("azurerm_resource_group.this.name")))
-            .add_attribute(("parent_id", reference("azurerm_user_assigned_identity.spire_server.id")))
-            .add_attribute(("audience", strings(["api://AzureADTokenExchange"])))
-            .add_attribute(("issuer", reference("azurerm_kubernetes_cluster.this.oidc_issuer_url")))
-            .add_attribute((
-                "subject",
-                ["system:serviceaccount:", namespace, ":", crate::emit::spire::SERVER_NAME].concat(),
-            )),
-    ));
-    module.main(resource(
-        "azurerm_role_assignment",
-        "spire_server_node_reader",
-        body()
-            .add_attribute(("scope", reference("azurerm_kubernetes_cluster.this.node_resource_group_id")))
-            .add_attribute(("role_definition_name", "Reader"))
-            .add_attribute((
-                "principal_id",
-                reference("azurerm_user_assigned_identity.spire_server.principal_id"),
-            ))
-            .add_attribute(("principal_type", "ServicePrincipal")),
-    ));
-    module.output(Output::new(
-        "spire_server_client_id",
-        "Client ID of the SPIRE server's managed identity (its ServiceAccount's \
-         azure.workload.identity/client-id annotation).",
-        reference("azurerm_user_assigned_identity.spire_server.client_id"),
-    ));
 }
 
 /// An A record from the bundle endpoint's host name to the LoadBalancer address Kubernetes gives
