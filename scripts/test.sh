@@ -103,6 +103,8 @@ fi
 # check-deploy checks that are known to fail on the current output (see the issues); every other one
 # must pass on every fixture.
 deploy_open="${WEAVE_DEPLOY_OPEN:-telemetry|addressing}"
+# A tailscale-acl failure whose every error is an accept test that "no acl allows" (see below).
+grants_only='^FAIL tailscale-acl [^:]*: (tests\[[0-9]+\]: expected [^;]* to be accepted, but no acl allows it(; |$))+$'
 failed=0
 for fixture in fixtures/valid/*.yaml; do
   name="$(basename "$fixture" .yaml)"
@@ -110,6 +112,11 @@ for fixture in fixtures/valid/*.yaml; do
   if WEAVE_VALIDATE_CHECKOV="$checkov" WEAVE_VALIDATE_CHECKOV_SKIP="$skip" \
       "$validate_dir/check-artifacts" "$work/$name" >"$work/$name.log" 2>&1; then
     echo "ok   $fixture: $(tail -n 1 "$work/$name.log")"
+  elif ! grep -E '^FAIL' "$work/$name.log" | grep -vqE "$grants_only" && grep -qE '^FAIL' "$work/$name.log"; then
+    # The validator evaluates a tailnet policy's tests against `acls` only; weave writes `grants`,
+    # which Tailscale's tests cover too ("assertions about access policies (ACLs and network-level
+    # grants)", tailscale.com/s/acl-format). tests/it/tailnet.rs evaluates them against the grants.
+    echo "ok   $fixture: $(tail -n 1 "$work/$name.log") (tailnet tests are checked against grants by tests/it/tailnet.rs)"
   else
     echo "FAIL $fixture:"
     grep -E '^FAIL' "$work/$name.log" || tail -n 20 "$work/$name.log"

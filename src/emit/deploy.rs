@@ -38,6 +38,12 @@ pub fn guide(context: &EmitContext<'_>, prerequisites: &[Prerequisite]) -> Strin
          context of the site's cluster: the cluster's name unless your kubeconfig calls it otherwise.\n\n",
     );
     out.push_str("## 1. Prerequisites\n\n");
+    if context.plan.tailnet.is_some() {
+        out.push_str(
+            "Apply the tailnet policy of step 5 first: the Tailscale operator's OAuth client and the\n\
+             proxies it creates carry tags that only that policy declares.\n\n",
+        );
+    }
     if prerequisites.is_empty() {
         out.push_str("None: everything the manifests refer to is in this directory.\n\n");
     } else {

@@ -30,6 +30,7 @@ mod network_policy;
 mod objects;
 pub mod registration;
 mod spire;
+mod tailnet;
 
 use std::collections::BTreeMap;
 use std::io;
@@ -151,6 +152,11 @@ fn site_files(site_context: &SiteContext<'_>, sink: &mut dyn Sink) -> io::Result
         resources.insert(1, format!("../{MESH_BASE}"));
         files.push(("networkpolicy.yaml".to_owned(), network_policy::file(site_context)));
         resources.push("networkpolicy.yaml".to_owned());
+        let egress = tailnet::agent_egress(site_context);
+        if !egress.is_empty() {
+            files.push(("tailnet.yaml".to_owned(), yaml_documents(&egress)));
+            resources.push("tailnet.yaml".to_owned());
+        }
         resources.extend(
             site.agents
                 .iter()
@@ -221,16 +227,6 @@ impl<'a> SiteContext<'a> {
             (PROVIDER_LABEL.to_owned(), self.site.provider.as_str().to_owned()),
         ]))
     }
-
-    /// Whether the agents reach each other across sites over Tailscale.
-    pub fn tailscale(&self) -> bool {
-        self.topology.networking.kind == NetworkKind::Tailscale
-    }
-
-    /// Whether the Tailscale sidecar runs in kernel mode, which needs `NET_ADMIN` and root.
-    pub fn tailscale_kernel_mode(&self) -> bool {
-        self.tailscale() && !self.topology.networking.tailscale.userspace
-    }
 }
 
 /// A label set under construction.
@@ -265,9 +261,8 @@ fn namespaces(site: &SiteContext<'_>) -> Vec<Manifest> {
     let mut levels: BTreeMap<&str, &str> = BTreeMap::new();
     levels.insert(topology.spire.namespace.as_str(), "privileged");
     if !site.site.agents.is_empty() {
-        let agents_level = if site.tailscale_kernel_mode() { "privileged" } else { "restricted" };
         // A namespace shared by SPIRE and the agents takes the laxer level SPIRE needs.
-        levels.entry(topology.mesh.namespace.as_str()).or_insert(agents_level);
+        levels.entry(topology.mesh.namespace.as_str()).or_insert("restricted");
     }
     let mut manifests: Vec<Manifest> = levels
         .into_iter()
@@ -571,91 +566,32 @@ resilience:
     }
 
     #[test]
-    fn the_tailscale_sidecar_follows_the_topology() {
-        let artifacts = build(TAILSCALE_TOPOLOGY);
-        let orchestrator = documents(&artifacts["k8s/aws-east/agents/orchestrator.yaml"]);
-        let deployment =
-            orchestrator.iter().find(|document| document["kind"] == "Deployment").expect("Deployment");
-        let pod = &deployment["spec"]["template"]["spec"];
-        let sidecar = pod["containers"]
-            .as_sequence()
-            .expect("containers")
-            .iter()
-            .find(|container| container["name"] == "tailscale")
-            .expect("sidecar");
-        let env: BTreeMap<&str, &Value> = sidecar["env"]
-            .as_sequence()
-            .expect("env")
-            .iter()
-            .map(|variable| (variable["name"].as_str().expect("name"), &variable["value"]))
-            .collect();
-        assert_eq!(env["TS_USERSPACE"].as_str(), Some("true"));
-        assert_eq!(env["TS_HOSTNAME"].as_str(), Some("orchestrator"));
-        assert_eq!(
-            env["TS_EXTRA_ARGS"].as_str(),
-            Some("--advertise-tags=tag:agentweave-orchestrator,tag:mesh")
-        );
-        assert_eq!(env["TS_AUTHKEY"].as_str(), Some("file:/etc/tailscale/auth/TS_AUTHKEY"));
-        let auth = pod["volumes"]
-            .as_sequence()
-            .expect("volumes")
-            .iter()
-            .find(|volume| volume["name"] == "tailscale-auth")
-            .expect("auth key volume");
-        assert_eq!(auth["secret"]["secretName"].as_str(), Some("ts-auth"));
-
-        // Kernel mode is the one case with NET_ADMIN, and the namespace admits it.
-        let kernel = build(&TAILSCALE_TOPOLOGY.replace("tags: [mesh] }", "tags: [mesh], userspace: false }"));
-        let orchestrator = documents(&kernel["k8s/aws-east/agents/orchestrator.yaml"]);
-        let deployment =
-            orchestrator.iter().find(|document| document["kind"] == "Deployment").expect("Deployment");
-        let containers =
-            deployment["spec"]["template"]["spec"]["containers"].as_sequence().expect("containers");
-        let added: Vec<&str> = containers
-            .iter()
-            .flat_map(|container| {
-                container["securityContext"]["capabilities"]["add"].as_sequence().into_iter().flatten()
-            })
-            .filter_map(Value::as_str)
-            .collect();
-        assert!(added.contains(&"NET_ADMIN"));
-        let agent = containers.iter().find(|container| container["name"] == "agent").expect("agent");
-        assert!(agent["securityContext"]["capabilities"]["add"].is_null());
-        let namespaces = documents(&kernel["k8s/aws-east/namespaces.yaml"]);
+    fn agents_run_no_tailscale_and_the_operator_exposes_them() {
+        // Whatever the sidecar settings say, no agent pod runs Tailscale: the operator's proxies
+        // carry the tailnet, and the agents' namespace stays `restricted`.
+        let topology = TAILSCALE_TOPOLOGY
+            .replace("tags: [mesh] }", "tags: [mesh], userspace: false, capabilities: [NET_ADMIN] }");
+        let artifacts = build(&topology);
+        for (path, bytes) in artifacts.iter().filter(|(path, _)| path.contains("/agents/")) {
+            for document in documents(bytes).iter().filter(|document| document["kind"] == "Deployment") {
+                let containers =
+                    document["spec"]["template"]["spec"]["containers"].as_sequence().expect("containers");
+                assert!(containers.iter().all(|container| container["name"] != "tailscale"), "{path}");
+                assert!(
+                    containers
+                        .iter()
+                        .all(|container| container["securityContext"]["capabilities"]["add"].is_null()),
+                    "{path}"
+                );
+            }
+        }
+        let namespaces = documents(&artifacts["k8s/aws-east/namespaces.yaml"]);
         let agents_namespace =
             namespaces.iter().find(|document| document["metadata"]["name"] == "agentweave").expect("ns");
         assert_eq!(
             agents_namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"].as_str(),
-            Some("privileged")
+            Some("restricted")
         );
-
-        // Capabilities asked for are added in kernel mode, and never granted in userspace mode (W108).
-        let sidecar_capabilities = |topology: &str| -> Vec<String> {
-            let artifacts = build(topology);
-            let orchestrator = documents(&artifacts["k8s/aws-east/agents/orchestrator.yaml"]);
-            let deployment =
-                orchestrator.iter().find(|document| document["kind"] == "Deployment").expect("Deployment");
-            let containers = deployment["spec"]["template"]["spec"]["containers"]
-                .as_sequence()
-                .expect("containers")
-                .clone();
-            let sidecar =
-                containers.iter().find(|container| container["name"] == "tailscale").expect("sidecar");
-            sidecar["securityContext"]["capabilities"]["add"]
-                .as_sequence()
-                .into_iter()
-                .flatten()
-                .filter_map(|capability| capability.as_str().map(str::to_owned))
-                .collect()
-        };
-        let kernel_raw = TAILSCALE_TOPOLOGY.replace(
-            "tags: [mesh] }",
-            "tags: [mesh], userspace: false, capabilities: [NET_RAW, NET_ADMIN] }",
-        );
-        assert_eq!(sidecar_capabilities(&kernel_raw), ["MKNOD", "NET_ADMIN", "NET_RAW"]);
-        let userspace_admin =
-            TAILSCALE_TOPOLOGY.replace("tags: [mesh] }", "tags: [mesh], capabilities: [NET_ADMIN] }");
-        assert!(sidecar_capabilities(&userspace_admin).is_empty());
     }
 
     #[test]
@@ -738,6 +674,10 @@ resilience:
 
         let without_federation = build(&fixture("single-trust-domain.yaml"));
         for (path, service) in objects_of_kind(&without_federation, "Service") {
+            // The Tailscale operator's ingress Services are load balancers of the tailnet only.
+            if service["spec"]["loadBalancerClass"].as_str() == Some("tailscale") {
+                continue;
+            }
             assert_ne!(service["spec"]["type"].as_str(), Some("LoadBalancer"), "{path}: federation is off");
         }
     }
@@ -751,10 +691,19 @@ resilience:
         assert_eq!(names[0], "default-deny");
         let search =
             policies.iter().find(|policy| policy["metadata"]["name"] == "search-mesh").expect("search");
-        // The only caller is in another site: the Tailscale range, no pod selector.
+        // The only caller is in another site: its calls arrive from search's ingress proxy, the
+        // operator's pod of Service search-tailnet, and from nothing else.
         let from = search["spec"]["ingress"][0]["from"].as_sequence().expect("from");
         assert_eq!(from.len(), 1);
-        assert_eq!(from[0]["ipBlock"]["cidr"].as_str(), Some("100.64.0.0/10"));
+        assert_eq!(
+            from[0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"].as_str(),
+            Some("tailscale")
+        );
+        let proxy = &from[0]["podSelector"];
+        assert_eq!(proxy["matchLabels"]["tailscale.com/parent-resource-ns"].as_str(), Some("agentweave"));
+        assert_eq!(proxy["matchExpressions"][0]["key"].as_str(), Some("tailscale.com/parent-resource"));
+        assert_eq!(proxy["matchExpressions"][0]["values"][0].as_str(), Some("search-tailnet"));
+        assert!(from.iter().all(|peer| peer["ipBlock"].is_null()), "no address range");
         assert!(search["spec"]["egress"].is_null(), "search calls nothing");
 
         let aws = documents(&artifacts["k8s/aws-east/networkpolicy.yaml"]);

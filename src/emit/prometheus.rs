@@ -33,9 +33,11 @@
 //! `honor_labels`); the central server adds them to its own agents' series by relabelling, and to each
 //! federation target as static labels, so that even a federated series without them is labelled.
 //!
-//! Where the central server finds a site's Prometheus ([`federation_target`]): with Tailscale, at
-//! `prometheus-<site>.<tailnet>.ts.net:9090` (a node tagged `tag:<mesh>-prometheus-<site>`, which the
-//! tailnet policy lets the central server reach); otherwise at `prometheus.<site>.<mesh>.internal:9090`,
+//! Where the central server finds a site's Prometheus ([`federation_target`]): on a named tailnet, at
+//! `prometheus-<site>.monitoring.svc:9090`, the Tailscale operator's egress Service to the device
+//! `prometheus-<site>` (tagged `tag:<mesh>-prometheus-<site>`, which the tailnet policy lets the
+//! central server reach); on Tailscale without a tailnet name, at `prometheus-<site>:9090` through
+//! the central server's sidecar proxy (`proxy_url`); otherwise at `prometheus.<site>.<mesh>.internal:9090`,
 //! a name the operator publishes in the private DNS zone both sites resolve (`.internal` is reserved for
 //! private use), over the VPN or mesh gateway that connects the sites.
 //!
@@ -218,9 +220,11 @@ pub fn central_config(topology: &Topology, central: &Site) -> Config {
             });
         }
     }
-    // With userspace Tailscale, the central server reaches the tailnet through its sidecar's proxy.
-    let proxy_url =
-        (topology.networking.kind == NetworkKind::Tailscale).then(|| TAILSCALE_PROXY_URL.to_owned());
+    // With Tailscale but no tailnet name, the central server reaches the tailnet through its
+    // sidecar's proxy; on a named tailnet the operator's egress Services carry federation.
+    let proxy_url = (topology.networking.kind == NetworkKind::Tailscale
+        && topology.networking.tailscale.tailnet.is_none())
+    .then(|| TAILSCALE_PROXY_URL.to_owned());
     let selected: Vec<String> =
         federated_jobs(topology).iter().map(|job| format!("{{job=\"{job}\"}}")).collect();
     for site in federated_sites(topology) {
@@ -510,9 +514,10 @@ observability:
                             "{job=\"weft-spire-agent\"}"
                         ]
                     );
-                    assert_eq!(job.proxy_url.as_deref(), Some(TAILSCALE_PROXY_URL));
+                    // The Tailscale operator's egress Service in the central site, no proxy.
+                    assert_eq!(job.proxy_url, None);
                     let target = &job.static_configs[0];
-                    assert_eq!(target.targets, [format!("prometheus-{site}.corp.ts.net:9090")]);
+                    assert_eq!(target.targets, [format!("prometheus-{site}.monitoring.svc:9090")]);
                     assert_eq!(target.labels["site"], site);
                 }
                 None => {

@@ -1,16 +1,20 @@
 //! The Tailscale tailnet policy of the mesh, `tailscale/policy.hujson`, written when
 //! `networking.type` is `tailscale`.
 //!
-//! Every agent's node carries its own tag (`tag:<mesh>-<agent>`) and the shared tags of
-//! `networking.tailscale.tags` ([`conventions::tailscale_tags`], the same function the Kubernetes
-//! sidecar advertises from). The policy holds:
+//! Every agent's tailnet device (the Tailscale operator's ingress proxy in front of it) carries its own
+//! tag (`tag:<mesh>-<agent>`) and the shared tags of `networking.tailscale.tags`
+//! ([`conventions::tailscale_tags`], the same function the Kubernetes Services' `tailscale.com/tags`
+//! come from); an egress proxy carries the tags of the agents that dial through it
+//! ([`crate::plan::tailnet`]). The policy holds:
 //!
 //! - `tagOwners`: every tag used anywhere in the file, owned by `networking.tailscale.tagOwners`. A tag
 //!   named as an owner is declared too (owned by the admins, `[]`), and a group named as an owner is
 //!   declared in `groups` without members, so that the file is complete on its own and fails closed
-//!   until someone lists the group's members.
-//! - `acls`: exactly the pairs of DESIGN.md §4's `reachable` relation, on `mesh.port` over TCP, plus the
-//!   central Prometheus's access to every agent's metrics port and to each other site's Prometheus.
+//!   until someone lists the group's members. On a named tailnet the operator (`tag:k8s-operator`)
+//!   owns every tag too, since it creates the devices that carry them.
+//! - `grants` (Tailscale's current policy syntax): exactly the pairs of DESIGN.md §4's `reachable`
+//!   relation, on `mesh.port` over TCP (`ip: ["tcp:<port>"]`), plus the central Prometheus's access
+//!   to each other site's Prometheus.
 //! - `tests`: an accept for every declared call and, when `publicActions` is empty, a deny for a few
 //!   pairs that are not reachable. Tailscale runs them on every policy change and refuses a policy
 //!   that breaks one.
@@ -20,11 +24,11 @@
 //! Writing one rule per reachable pair would be quadratic: with public actions every agent reaches
 //! every other, and with `allowSameTrustDomain` every agent reaches its whole trust domain. Instead:
 //!
-//! - When public actions make everything reachable, one rule lists every agent tag as source and as
+//! - When public actions make everything reachable, one grant lists every agent tag as source and as
 //!   destination.
-//! - With `allowSameTrustDomain`, one rule per trust domain lists that domain's agent tags as source and
+//! - With `allowSameTrustDomain`, one grant per trust domain lists that domain's agent tags as source and
 //!   as destination.
-//! - Every other declared call is granted by one rule per caller, with all its remaining callees as
+//! - Every other declared call is granted by one grant per caller, with all its remaining callees as
 //!   destinations.
 //!
 //! The file is therefore linear in agents plus declared calls. The group rules name agent tags rather
@@ -42,6 +46,7 @@ use serde::{Deserialize, Serialize};
 use super::conventions::{tailscale_agent_tag, tailscale_prometheus_tag, tailscale_tag};
 use super::{EmitContext, Sink, Target, WEAVE_VERSION, prometheus};
 use crate::model::NetworkKind;
+use crate::plan::tailnet::OPERATOR_TAG;
 
 pub const TARGET: Target =
     Target { name: "tailscale", description: "Tailscale tailnet policy", emit, split: None };
@@ -60,18 +65,18 @@ pub struct Policy {
     pub tag_owners: BTreeMap<String, Vec<String>>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub groups: BTreeMap<String, Vec<String>>,
-    pub acls: Vec<Rule>,
+    pub grants: Vec<Grant>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tests: Vec<PolicyTest>,
 }
 
-/// One entry of `acls`: `src` may open TCP connections to each `host:port` of `dst`.
+/// One entry of `grants`: `src` may open connections to every device of `dst` on the `ip`
+/// protocols and ports (`tcp:8443`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Rule {
-    pub action: String,
+pub struct Grant {
     pub src: Vec<String>,
-    pub proto: String,
     pub dst: Vec<String>,
+    pub ip: Vec<String>,
 }
 
 /// One entry of `tests`: from a node carrying `src`, every `accept` destination is reachable and no
@@ -109,22 +114,17 @@ pub fn policy(context: &EmitContext<'_>) -> Policy {
     let on_port = |agent: usize, port: u16| format!("{}:{port}", agent_tags[agent]);
     let allow_same_trust_domain = plan.allow_same_trust_domain();
 
-    let mut acls = Vec::new();
+    let mut grants = Vec::new();
     if plan.everything_reachable() {
         if !agent_tags.is_empty() {
-            acls.push(Rule::accept(
-                agent_tags.clone(),
-                (0..agent_tags.len()).map(|agent| on_port(agent, mesh_port)).collect(),
-            ));
+            grants.push(Grant::tcp(agent_tags.clone(), agent_tags.clone(), mesh_port));
         }
     } else {
         if allow_same_trust_domain {
             for members in plan.agents_by_trust_domain().values() {
                 if !members.is_empty() {
-                    acls.push(Rule::accept(
-                        members.iter().map(|&agent| agent_tags[agent].clone()).collect(),
-                        members.iter().map(|&agent| on_port(agent, mesh_port)).collect(),
-                    ));
+                    let tags: Vec<String> = members.iter().map(|&agent| agent_tags[agent].clone()).collect();
+                    grants.push(Grant::tcp(tags.clone(), tags, mesh_port));
                 }
             }
         }
@@ -134,10 +134,10 @@ pub fn policy(context: &EmitContext<'_>) -> Policy {
                 .iter()
                 .map(|call| call.callee)
                 .filter(|&callee| !(allow_same_trust_domain && plan.same_trust_domain(caller, callee)))
-                .map(|callee| on_port(callee, mesh_port))
+                .map(|callee| agent_tags[callee].clone())
                 .collect();
             if !callees.is_empty() {
-                acls.push(Rule::accept(vec![caller_tag.clone()], callees));
+                grants.push(Grant::tcp(vec![caller_tag.clone()], callees, mesh_port));
             }
         }
     }
@@ -149,30 +149,28 @@ pub fn policy(context: &EmitContext<'_>) -> Policy {
         let central_tag = tailscale_prometheus_tag(topology, central);
         prometheus_tags.push(central_tag.clone());
         let metrics_port = topology.mesh.metrics_port;
-        if !agent_tags.is_empty() {
-            acls.push(Rule::accept(
-                vec![central_tag.clone()],
-                (0..agent_tags.len()).map(|agent| on_port(agent, metrics_port)).collect(),
-            ));
-        }
         let federated: Vec<String> = prometheus::federated_sites(topology)
             .map(|site| tailscale_prometheus_tag(topology, site))
             .collect();
         if !federated.is_empty() {
-            acls.push(Rule::accept(
+            grants.push(Grant::tcp(
                 vec![central_tag.clone()],
-                federated.iter().map(|tag| format!("{tag}:{}", prometheus::PROMETHEUS_PORT)).collect(),
+                federated.clone(),
+                prometheus::PROMETHEUS_PORT,
             ));
         }
-        // The central Prometheus reaches one agent per site on the metrics port, and each federated
-        // Prometheus, but never an agent's mTLS port.
+        // The central Prometheus reaches each federated Prometheus, but no agent: each site's own
+        // Prometheus scrapes its agents inside the cluster.
         let first_agents: Vec<usize> =
             topology.sites.iter().filter_map(|site| site.agents.first().copied()).collect();
-        let mut accept: Vec<String> =
-            first_agents.iter().map(|&agent| on_port(agent, metrics_port)).collect();
-        accept.extend(federated.iter().map(|tag| format!("{tag}:{}", prometheus::PROMETHEUS_PORT)));
-        let deny: Vec<String> =
-            first_agents.first().map(|&agent| on_port(agent, mesh_port)).into_iter().collect();
+        let accept: Vec<String> =
+            federated.iter().map(|tag| format!("{tag}:{}", prometheus::PROMETHEUS_PORT)).collect();
+        let deny: Vec<String> = first_agents
+            .first()
+            .map(|&agent| [on_port(agent, mesh_port), on_port(agent, metrics_port)])
+            .into_iter()
+            .flatten()
+            .collect();
         if !accept.is_empty() || !deny.is_empty() {
             tests.push(PolicyTest::tcp(central_tag, accept, deny));
         }
@@ -196,7 +194,7 @@ pub fn policy(context: &EmitContext<'_>) -> Policy {
     agent_tests.append(&mut tests);
 
     let (tag_owners, groups) = ownership(context, agent_tags.into_iter().chain(prometheus_tags));
-    Policy { tag_owners, groups, acls, tests: agent_tests }
+    Policy { tag_owners, groups, grants, tests: agent_tests }
 }
 
 fn emit(context: &EmitContext<'_>, sink: &mut dyn Sink) -> io::Result<()> {
@@ -206,9 +204,9 @@ fn emit(context: &EmitContext<'_>, sink: &mut dyn Sink) -> io::Result<()> {
     sink.put(POLICY_PATH.to_owned(), render(context))
 }
 
-impl Rule {
-    fn accept(src: Vec<String>, dst: Vec<String>) -> Rule {
-        Rule { action: "accept".to_owned(), src, proto: "tcp".to_owned(), dst }
+impl Grant {
+    fn tcp(src: Vec<String>, dst: Vec<String>, port: u16) -> Grant {
+        Grant { src, dst, ip: vec![format!("tcp:{port}")] }
     }
 }
 
@@ -219,20 +217,33 @@ impl PolicyTest {
 }
 
 /// `tagOwners` and `groups`: every tag of the policy (the agents', the shared ones, the Prometheus
-/// servers') owned by the configured owners; tags and groups named as owners declared as well.
+/// servers') owned by the configured owners, and on a named tailnet by the Tailscale operator, which
+/// puts them on its proxies; the operator's own tag, and tags and groups named as owners, declared as
+/// well.
 fn ownership(
     context: &EmitContext<'_>,
     tags: impl Iterator<Item = String>,
 ) -> (BTreeMap<String, Vec<String>>, BTreeMap<String, Vec<String>>) {
     let tailscale = &context.topology.networking.tailscale;
-    let owners: Vec<String> = tailscale.tag_owners.clone();
+    let configured: Vec<String> = tailscale.tag_owners.clone();
+    let mut owners = configured.clone();
     let mut tag_owners: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    if context.plan.tailnet.is_some() {
+        if !owners.iter().any(|owner| owner == OPERATOR_TAG) {
+            owners.push(OPERATOR_TAG.to_owned());
+        }
+        // A tag does not own itself.
+        tag_owners.insert(
+            OPERATOR_TAG.to_owned(),
+            configured.iter().filter(|owner| *owner != OPERATOR_TAG).cloned().collect(),
+        );
+    }
     for tag in tags.chain(tailscale.tags.iter().map(|tag| tailscale_tag(tag))) {
         tag_owners.insert(tag, owners.clone());
     }
     let mut groups = BTreeMap::new();
-    for owner in &owners {
-        if owner.starts_with("tag:") {
+    for owner in &configured {
+        if owner.starts_with("tag:") && owner != OPERATOR_TAG {
             // An empty owner list is Tailscale's shorthand for the admins.
             tag_owners.entry(owner.clone()).or_default();
         } else if owner.starts_with("group:") {
@@ -250,7 +261,7 @@ fn header(context: &EmitContext<'_>, policy: &Policy) -> String {
         format!("Tailscale tailnet policy of the `{mesh}` agent mesh, compiled by weave {WEAVE_VERSION}."),
         String::new(),
         format!(
-            "Each agent's node carries tag:{mesh}-<agent> and the mesh's shared tags. The acls allow exactly"
+            "Each agent's device carries tag:{mesh}-<agent> and the mesh's shared tags. The grants allow exactly"
         ),
         format!(
             "the agent-to-agent connections the topology makes reachable, on port {}/tcp.",
@@ -259,10 +270,9 @@ fn header(context: &EmitContext<'_>, policy: &Policy) -> String {
     ];
     if prometheus::applies(context) {
         lines.push(format!(
-            "The central Prometheus may scrape every agent's metrics port ({}/tcp) and federate each site's",
-            topology.mesh.metrics_port
+            "The central Prometheus may federate each site's Prometheus (port {}/tcp).",
+            prometheus::PROMETHEUS_PORT
         ));
-        lines.push(format!("Prometheus (port {}/tcp).", prometheus::PROMETHEUS_PORT));
     }
     lines.push(
         "Mutual TLS (SPIFFE) and OPA still decide every call: this is the network layer beneath them.".into(),
@@ -372,14 +382,18 @@ mod tests {
         parse(&render(&context))
     }
 
-    /// Whether a node carrying exactly `src_tag` may reach `dst_tag:port` under the policy's acls.
+    /// Whether a node carrying exactly `src_tag` may reach `dst_tag:port` under the policy's grants.
     fn allows(policy: &Policy, src_tag: &str, dst_tag: &str, port: u16) -> bool {
-        let destination = format!("{dst_tag}:{port}");
-        policy.acls.iter().any(|rule| {
-            rule.action == "accept"
-                && rule.src.iter().any(|src| src == src_tag)
-                && rule.dst.contains(&destination)
+        let ip = format!("tcp:{port}");
+        policy.grants.iter().any(|grant| {
+            grant.src.iter().any(|src| src == src_tag)
+                && grant.dst.iter().any(|dst| dst == dst_tag)
+                && grant.ip.contains(&ip)
         })
+    }
+
+    fn mesh_grants(policy: &Policy) -> Vec<&Grant> {
+        policy.grants.iter().filter(|grant| grant.ip == ["tcp:8443"]).collect()
     }
 
     const SMALL: &str = r#"
@@ -456,17 +470,18 @@ observability:
         let topology = &compiled.topology;
         for agent in &topology.agents {
             let tag = tailscale_agent_tag(topology, agent);
+            // The operator owns every tag it puts on its proxies.
             assert_eq!(policy.tag_owners[&tag], ["ops@example.org", "group:sre", "tag:k8s-operator"]);
         }
         for tag in ["tag:mesh", "tag:production", "tag:mesh-prometheus-east", "tag:mesh-prometheus-west"] {
             assert!(policy.tag_owners.contains_key(tag), "{tag} has no owners");
         }
-        assert_eq!(policy.tag_owners["tag:k8s-operator"], Vec::<String>::new());
+        assert_eq!(policy.tag_owners["tag:k8s-operator"], ["ops@example.org", "group:sre"]);
         assert_eq!(policy.groups.keys().collect::<Vec<_>>(), ["group:sre"]);
         let used = policy
-            .acls
+            .grants
             .iter()
-            .flat_map(|rule| rule.src.iter().chain(&rule.dst))
+            .flat_map(|grant| grant.src.iter().chain(&grant.dst))
             .chain(
                 policy
                     .tests
@@ -483,7 +498,7 @@ observability:
     }
 
     #[test]
-    fn tests_agree_with_the_acls() {
+    fn tests_agree_with_the_grants() {
         let compiled = compiled(SMALL);
         let policy = render_policy(&compiled);
         let declared: usize =
@@ -517,12 +532,12 @@ observability:
     }
 
     #[test]
-    fn central_prometheus_reaches_metrics_ports_and_federated_servers() {
+    fn central_prometheus_reaches_federated_servers_and_no_agent() {
         let compiled = compiled(SMALL);
         let policy = render_policy(&compiled);
         for agent in &compiled.topology.agents {
             let tag = tailscale_agent_tag(&compiled.topology, agent);
-            assert!(allows(&policy, "tag:mesh-prometheus-east", &tag, 9090));
+            assert!(!allows(&policy, "tag:mesh-prometheus-east", &tag, 9090));
             assert!(!allows(&policy, "tag:mesh-prometheus-east", &tag, 8443));
         }
         assert!(allows(&policy, "tag:mesh-prometheus-east", "tag:mesh-prometheus-west", 9090));
@@ -552,11 +567,10 @@ observability:
             }
         }
         // Two trust-domain rules, then planner's cross-domain call to searcher and searcher's to ranker.
-        let mesh_rules: Vec<&Rule> =
-            policy.acls.iter().filter(|rule| rule.dst.iter().all(|dst| dst.ends_with(":8443"))).collect();
+        let mesh_rules = mesh_grants(&policy);
         assert_eq!(mesh_rules.len(), 4);
         assert_eq!(mesh_rules[2].src, ["tag:mesh-planner"]);
-        assert_eq!(mesh_rules[2].dst, ["tag:mesh-searcher:8443"]);
+        assert_eq!(mesh_rules[2].dst, ["tag:mesh-searcher"]);
     }
 
     #[test]
@@ -564,8 +578,7 @@ observability:
         let text = SMALL.replace("publicActions: []", "publicActions: [ping]");
         let compiled = compiled(&text);
         let policy = render_policy(&compiled);
-        let mesh_rules: Vec<&Rule> =
-            policy.acls.iter().filter(|rule| rule.dst.iter().all(|dst| dst.ends_with(":8443"))).collect();
+        let mesh_rules = mesh_grants(&policy);
         assert_eq!(mesh_rules.len(), 1);
         assert_eq!(mesh_rules[0].src.len(), compiled.topology.agents.len());
         assert_eq!(mesh_rules[0].dst.len(), compiled.topology.agents.len());

@@ -20,6 +20,7 @@
 pub mod monitoring;
 pub mod paths;
 pub mod prerequisites;
+pub mod tailnet;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
@@ -31,7 +32,8 @@ use crate::model::{FederationProfile, NetworkKind, Provider, Topology};
 pub enum Carrier {
     /// Caller and callee run in one cluster: the callee's Service.
     Cluster,
-    /// The tailnet: the callee's MagicDNS name.
+    /// The tailnet: the Tailscale operator's egress proxy in the caller's site, its ingress proxy in
+    /// the callee's ([`tailnet`]).
     Tailnet,
     /// Site-to-site VPN tunnels between the clusters' networks.
     Vpn,
@@ -156,6 +158,8 @@ pub struct Plan {
     pub sites: Vec<SitePlan>,
     pub agents: Vec<AgentPlan>,
     pub authorization: Authorization,
+    /// The operator-managed tailnet, when the mesh runs on a named tailnet.
+    pub tailnet: Option<tailnet::TailnetPlan>,
 }
 
 impl Plan {
@@ -244,7 +248,7 @@ impl Plan {
                     .map(|fallback| (fallback, call_address(topology, position, fallback).0)),
             });
         }
-        let mut plan = Plan { sites: Vec::new(), agents, authorization };
+        let mut plan = Plan { sites: Vec::new(), agents, authorization, tailnet: None };
         let routes: Vec<Vec<FallbackRoute>> = (0..plan.agents.len())
             .map(|caller| {
                 plan.agents[caller]
@@ -271,6 +275,7 @@ impl Plan {
         for (agent, routes) in plan.agents.iter_mut().zip(routes) {
             agent.fallback_routes = routes;
         }
+        plan.tailnet = tailnet::TailnetPlan::build(topology, &plan.agents);
 
         // Federation per agent: both ends of every connection an agent may open (its calls, the
         // fallbacks it fails over to, its own fallback) trust each other's domain; with public
@@ -488,20 +493,16 @@ fn domain_bundle_endpoints(topology: &Topology) -> BTreeMap<&str, &str> {
     urls
 }
 
-/// Where `caller` reaches `callee`: the in-cluster Service in the same site; across sites, the
-/// callee's MagicDNS name on Tailscale, its Service name otherwise.
+/// Where `caller` reaches `callee`: always `<callee>.<namespace>.svc.cluster.local`, which is the
+/// callee's own Service in its site, and in another site the Service that carries the call there: the
+/// Tailscale operator's egress Service, the VPN's selectorless Service, Istio's stub Service.
 fn call_address(topology: &Topology, caller: usize, callee: usize) -> (String, Carrier) {
     let (caller_site, target) = (topology.agents[caller].site, &topology.agents[callee]);
     if caller_site == target.site {
         return (service_address(topology, &target.name), Carrier::Cluster);
     }
     match topology.networking.kind {
-        NetworkKind::Tailscale => match &topology.networking.tailscale.tailnet {
-            Some(tailnet) => {
-                (format!("{}.{tailnet}.ts.net:{}", target.name, topology.mesh.port), Carrier::Tailnet)
-            }
-            None => (service_address(topology, &target.name), Carrier::Tailnet),
-        },
+        NetworkKind::Tailscale => (service_address(topology, &target.name), Carrier::Tailnet),
         NetworkKind::Vpn => (service_address(topology, &target.name), Carrier::Vpn),
         NetworkKind::Istio => (service_address(topology, &target.name), Carrier::Istio),
     }

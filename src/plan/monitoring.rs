@@ -45,13 +45,15 @@ pub fn prometheus_private_hostname(topology: &Topology, site: &Site) -> String {
     format!("{PROMETHEUS_NAME}.{}.{}.internal", site.name, topology.mesh.name)
 }
 
-/// `host:port` of a site's Prometheus as the central one reaches it over the declared network:
-/// its tailnet device with Tailscale, its internal load balancer's private DNS name otherwise.
+/// `host:port` of a site's Prometheus as the central one reaches it over the declared network: on a
+/// named tailnet, the egress Service `prometheus-<site>` in the central site's monitoring namespace
+/// ([`super::tailnet`]); on Tailscale without a tailnet name, the device's short MagicDNS name
+/// through the central server's sidecar proxy; its internal load balancer's private DNS name
+/// otherwise.
 pub fn federation_address(topology: &Topology, site: &Site) -> String {
     let host = match topology.networking.kind {
         NetworkKind::Tailscale => match &topology.networking.tailscale.tailnet {
-            Some(tailnet) => format!("{}.{tailnet}.ts.net", prometheus_tailscale_hostname(site)),
-            // Without a tailnet name, MagicDNS still resolves the short host name inside the tailnet.
+            Some(_) => format!("{}.{NAMESPACE}.svc", prometheus_tailscale_hostname(site)),
             None => prometheus_tailscale_hostname(site),
         },
         NetworkKind::Vpn | NetworkKind::Istio => prometheus_private_hostname(topology, site),
@@ -154,6 +156,9 @@ pub fn prerequisites(topology: &Topology) -> Vec<Prerequisite> {
     let federated =
         || topology.sites.iter().filter(|site| !site.agents.is_empty() && site.name != central.name);
     match topology.networking.kind {
+        // On a named tailnet the Tailscale operator's proxies carry federation (its OAuth client is
+        // a prerequisite of its own).
+        NetworkKind::Tailscale if topology.networking.tailscale.tailnet.is_some() => {}
         NetworkKind::Tailscale => {
             let secret = &topology.networking.tailscale.auth_key_secret;
             for site in std::iter::once(central).chain(federated()) {

@@ -26,6 +26,18 @@ pub fn default_certificate_issuer(topology: &Topology) -> String {
     format!("{}-bundle-endpoint", topology.mesh.name)
 }
 
+/// Whether a site runs anything the Tailscale operator proxies: agents (which other sites may dial,
+/// or which dial other sites) or a Prometheus that federation crosses sites for.
+fn uses_tailnet(topology: &Topology, site: &crate::model::Site) -> bool {
+    let populated = topology.sites.iter().filter(|site| !site.agents.is_empty()).count();
+    let federation = topology.observability.metrics.enabled
+        && topology.central_metrics_site().is_some_and(|central| {
+            (central.name == site.name && populated > usize::from(!central.agents.is_empty()))
+                || (central.name != site.name && !site.agents.is_empty())
+        });
+    federation || (!site.agents.is_empty() && populated > 1)
+}
+
 /// One thing the deployer supplies.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Prerequisite {
@@ -62,22 +74,6 @@ pub fn prerequisites(topology: &Topology) -> Vec<Prerequisite> {
                 how,
             });
         };
-        if topology.networking.kind == NetworkKind::Tailscale && !site.agents.is_empty() {
-            let secret = &topology.networking.tailscale.auth_key_secret;
-            let namespace = &topology.mesh.namespace;
-            push(
-                "Secret",
-                Some(namespace),
-                secret,
-                format!(
-                    "the Tailscale sidecar of every agent of site {} joins the tailnet with this auth key (key `{TAILSCALE_AUTH_KEY}`)",
-                    site.name
-                ),
-                format!(
-                    "create a reusable, pre-authorized, tagged auth key in the Tailscale admin console, then `kubectl -n {namespace} create secret generic {secret} --from-literal={TAILSCALE_AUTH_KEY}=<auth key>` (after the site's namespaces exist)"
-                ),
-            );
-        }
         if topology.networking.kind == NetworkKind::Istio && !site.agents.is_empty() {
             // istiod discovers the endpoints of another cluster's Services (the callee behind a stub
             // Service here) only through that cluster's remote secret.
@@ -212,6 +208,39 @@ pub fn prerequisites(topology: &Topology) -> Vec<Prerequisite> {
                     ),
                 });
             }
+        }
+        if topology.networking.kind == NetworkKind::Tailscale
+            && let Some(tailnet) = &topology.networking.tailscale.tailnet
+            && uses_tailnet(topology, site)
+        {
+            use super::tailnet::{OPERATOR_NAMESPACE, OPERATOR_OAUTH_SECRET, OPERATOR_TAG};
+            list.push(Prerequisite {
+                site: site.name.clone(),
+                kind: "component",
+                namespace: None,
+                name: "tailscale-operator".to_owned(),
+                component: Some("tailscale-operator"),
+                default: None,
+                why: format!(
+                    "the Tailscale Kubernetes operator turns the site's `tailscale` LoadBalancer Services and `tailscale.com/tailnet-fqdn` Services into proxies on tailnet {tailnet}"
+                ),
+                how: format!(
+                    "apply tailscale/policy.hujson first (it declares {OPERATOR_TAG}), then `helm upgrade --install tailscale-operator tailscale/tailscale-operator --namespace {OPERATOR_NAMESPACE} --create-namespace --set-string oauth.clientId=<id> --set-string oauth.clientSecret=<secret> --set-string operatorConfig.hostname=tailscale-operator-{}` (chart repo https://pkgs.tailscale.com/helmcharts)",
+                    site.name
+                ),
+            });
+            list.push(Prerequisite {
+                site: site.name.clone(),
+                kind: "Secret",
+                namespace: Some(OPERATOR_NAMESPACE.to_owned()),
+                name: OPERATOR_OAUTH_SECRET.to_owned(),
+                component: None,
+                default: None,
+                why: "the operator creates its proxies' devices with this OAuth client (keys `client_id`, `client_secret`)".to_owned(),
+                how: format!(
+                    "create an OAuth client in the Tailscale admin console with the `devices:core` and `auth_keys` write scopes and tag {OPERATOR_TAG}; the component's Helm install (`oauth.clientId`, `oauth.clientSecret`) stores it as Secret {OPERATOR_OAUTH_SECRET}"
+                ),
+            });
         }
         if topology.networking.kind == NetworkKind::Istio {
             list.push(Prerequisite {

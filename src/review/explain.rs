@@ -4,7 +4,7 @@
 //!
 //! The verdicts and file paths are read from the plan, the same decisions the emitters render, so they agree with
 //! the generated artifacts by construction; the tests check that against the artifacts themselves
-//! (the Rego evaluated with regorus, the Tailscale policy's rules).
+//! (the Rego evaluated with regorus, the Tailscale policy's grants).
 
 use serde::Serialize;
 
@@ -64,14 +64,14 @@ pub fn explain(compiled: &Compiled, from: &str, to: &str, action: &str) -> Optio
             allowed: reachable,
             reason: if reachable {
                 format!(
-                    "Tailscale ACL accepts {} → {}:{} ({why_reachable})",
+                    "a Tailscale grant accepts {} → {}:{} ({why_reachable})",
                     conventions::tailscale_agent_tag(topology, caller_agent),
                     conventions::tailscale_agent_tag(topology, callee_agent),
                     topology.mesh.port
                 )
             } else {
                 format!(
-                    "no Tailscale ACL rule accepts {} → {}:{} ({why_reachable}); the default is deny",
+                    "no Tailscale grant accepts {} → {}:{} ({why_reachable}); the default is deny",
                     conventions::tailscale_agent_tag(topology, caller_agent),
                     conventions::tailscale_agent_tag(topology, callee_agent),
                     topology.mesh.port

@@ -81,7 +81,7 @@ fn actions(compiled: &Compiled) -> Vec<String> {
     actions
 }
 
-/// Whether a Tailscale ACL port list (`*`, `N`, `N-M`, or a comma list) admits `port`.
+/// Whether a Tailscale port list (`*`, `N`, `N-M`, or a comma list) admits `port`.
 fn port_matches(spec: &str, port: u16) -> bool {
     spec.split(',').any(|part| match part.split_once('-') {
         _ if part == "*" => true,
@@ -93,24 +93,22 @@ fn port_matches(spec: &str, port: u16) -> bool {
     })
 }
 
-/// Whether the generated Tailscale policy accepts traffic from a node with `from` tags to a node
-/// with `to` tags on `port`.
+/// Whether the generated Tailscale policy's grants accept traffic from a node with `from` tags to a
+/// node with `to` tags on TCP `port` (`ip` entries `tcp:N`, `tcp:N-M`, `tcp:*`, `N` or `*`).
 fn tailscale_accepts(policy: &serde_json::Value, from: &[String], to: &[String], port: u16) -> bool {
-    policy["acls"].as_array().into_iter().flatten().any(|rule| {
-        let source = rule["src"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|value| value.as_str())
-            .any(|source| source == "*" || from.iter().any(|tag| tag == source));
-        let destination =
-            rule["dst"].as_array().into_iter().flatten().filter_map(|value| value.as_str()).any(
-                |destination| {
-                    let Some((host, ports)) = destination.rsplit_once(':') else { return false };
-                    (host == "*" || to.iter().any(|tag| tag == host)) && port_matches(ports, port)
-                },
-            );
-        rule["action"] == "accept" && source && destination
+    let strings = |value: &serde_json::Value| -> Vec<String> {
+        value.as_array().into_iter().flatten().filter_map(|value| value.as_str().map(str::to_owned)).collect()
+    };
+    policy["grants"].as_array().into_iter().flatten().any(|grant| {
+        let source = strings(&grant["src"]).iter().any(|source| source == "*" || from.contains(source));
+        let destination = strings(&grant["dst"]).iter().any(|host| host == "*" || to.contains(host));
+        let ip = strings(&grant["ip"]).iter().any(|entry| {
+            let ports = entry.strip_prefix("tcp:").unwrap_or(entry);
+            !entry.contains(':') && entry == "*"
+                || entry.starts_with("tcp:") && port_matches(ports, port)
+                || !entry.contains(':') && port_matches(entry, port)
+        });
+        source && destination && ip
     })
 }
 

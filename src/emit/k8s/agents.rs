@@ -1,21 +1,15 @@
 //! One agent's objects (`agents/<agent>.yaml`): ServiceAccount, the ConfigMap holding the agent
-//! config of the seed tutorial's Step 5, the Deployment (with the Tailscale sidecar when the mesh runs
-//! on Tailscale), the ClusterIP Service and, for agents with more than one replica, the
+//! config of the seed tutorial's Step 5, the Deployment, the ClusterIP Service (and the tailnet
+//! ingress Service of an agent other sites dial over Tailscale) and, for agents with more than one replica, the
 //! PodDisruptionBudget.
 //!
 //! Decisions a reviewer will look for:
 //! - The Workload API socket comes from the SPIFFE CSI driver (`csi.spiffe.io`), never a hostPath, so
 //!   the agents' namespace can enforce the `restricted` Pod Security Standard.
-//! - The Tailscale sidecar keeps its state in an `emptyDir` (`TS_KUBE_SECRET=""`, `TS_STATE_DIR`):
-//!   a state Secret shared by the replicas of a Deployment would make them fight over one node key,
-//!   and per-pod Secrets would need a Role that reads every Secret of the namespace. The state survives
-//!   container restarts, which is all a Deployment's pod can keep anyway; use a reusable, ephemeral,
-//!   pre-tagged auth key. The sidecar gets no Kubernetes permissions at all: its projected service
-//!   account files only satisfy the client it starts.
-//! - In userspace mode the sidecar needs no capability; the agent reaches other sites through its
-//!   HTTP/SOCKS5 proxy on localhost (`HTTPS_PROXY`), and inbound tailnet connections are delivered to
-//!   the agent's port on localhost. Kernel mode (`userspace: false`) is the only case with
-//!   `NET_ADMIN` (plus `MKNOD` for `/dev/net/tun`), and it runs that one container as root.
+//! - No Tailscale in the pod: with a tailnet, the Tailscale operator's proxies carry cross-site
+//!   calls ([`crate::plan::tailnet`]): the agent file holds the `LoadBalancer` Service of class
+//!   `tailscale` that exposes an agent other sites dial, and the site's egress Services are in
+//!   `tailnet.yaml`.
 //! - `tier: edge` requires nodes labelled `node-role.kubernetes.io/edge` and tolerates that taint.
 //!   Kubelets may not set `node-role.kubernetes.io/*` labels on themselves (NodeRestriction), so the
 //!   cluster admin or the node pool's controller labels edge nodes.
@@ -27,19 +21,17 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::objects::{
-    Affinity, Body, Capabilities, Container, ContainerPort, DeploymentSpec, DeploymentStrategy, EnvVar,
-    IntOrString, LabelSelector, LabelSelectorRequirement, Manifest, NodeAffinity, NodeSelector,
-    NodeSelectorTerm, ObjectMeta, PodDisruptionBudgetSpec, PodMeta, PodSecurityContext, PodSpec,
-    PodTemplateSpec, PreferredSchedulingTerm, Probe, ResourceRequirements, RollingUpdateDeployment,
-    SeccompProfile, SecurityContext, ServicePort, ServiceSpec, StringMap, Toleration,
-    TopologySpreadConstraint, Volume, VolumeMount, VolumeProjection,
+    Affinity, Body, Container, ContainerPort, DeploymentSpec, DeploymentStrategy, EnvVar, IntOrString,
+    LabelSelector, LabelSelectorRequirement, Manifest, NodeAffinity, NodeSelector, NodeSelectorTerm,
+    ObjectMeta, PodDisruptionBudgetSpec, PodMeta, PodSecurityContext, PodSpec, PodTemplateSpec,
+    PreferredSchedulingTerm, Probe, ResourceRequirements, RollingUpdateDeployment, SeccompProfile,
+    SecurityContext, ServicePort, ServiceSpec, StringMap, Toleration, TopologySpreadConstraint, Volume,
+    VolumeMount, VolumeProjection,
 };
 use super::{AGENT_COMPONENT, SiteContext, selector_labels};
-use crate::emit::conventions::{
-    AGENT_UID, HEALTH_PATH, METRICS_PATH, SPIRE_SOCKET_DIR, SPIRE_SOCKET_PATH, tailscale_tags,
-};
+use crate::emit::conventions::{AGENT_UID, HEALTH_PATH, METRICS_PATH, SPIRE_SOCKET_DIR, SPIRE_SOCKET_PATH};
 use crate::emit::yaml_documents;
-use crate::model::{Agent, Provider, Tier, Topology};
+use crate::model::{Agent, Provider, Tier};
 
 /// The ConfigMap (in the agents' namespace, from `k8s/_mesh`) holding `authz.rego`.
 pub const OPA_POLICY_CONFIGMAP: &str = "opa-policy";
@@ -68,18 +60,6 @@ const OPA_DIAGNOSTIC_PORT: u16 = 8282;
 pub fn opa_data_configmap(agent: &str) -> String {
     format!("{agent}-opa")
 }
-
-/// The Tailscale container image, pinned.
-pub const TAILSCALE_IMAGE: &str = "ghcr.io/tailscale/tailscale:v1.86.5";
-/// The key of the auth key in `networking.tailscale.authKeySecret`, and where the sidecar mounts it.
-pub const TAILSCALE_AUTH_KEY: &str = crate::plan::prerequisites::TAILSCALE_AUTH_KEY;
-pub const TAILSCALE_AUTH_DIR: &str = "/etc/tailscale/auth";
-/// Where the sidecar keeps its state (an `emptyDir`).
-pub const TAILSCALE_STATE_DIR: &str = "/var/lib/tailscale";
-/// The ports the sidecar prefers for its local proxy and health endpoint (containerboot's default
-/// `TS_LOCAL_ADDR_PORT` is `[::]:9002`); moved up past the agent's own ports if those take them.
-const TAILSCALE_PROXY_PORT: u16 = 1055;
-const TAILSCALE_HEALTH_PORT: u16 = 9002;
 
 /// The CSI driver that mounts the SPIRE agent's Workload API socket directory into pods.
 pub const SPIFFE_CSI_DRIVER: &str = "csi.spiffe.io";
@@ -141,6 +121,7 @@ pub fn manifests(site: &SiteContext<'_>, agent_index: usize) -> Vec<Manifest> {
                     cluster_ip: None,
                     load_balancer_class: None,
                     external_traffic_policy: None,
+                    external_name: None,
                     selector: selector_labels(&agent.name, AGENT_COMPONENT),
                     ports: vec![
                         ServicePort::tcp("mtls", topology.mesh.port, IntOrString::name("mtls")),
@@ -167,6 +148,7 @@ pub fn manifests(site: &SiteContext<'_>, agent_index: usize) -> Vec<Manifest> {
                     cluster_ip: Some("None"),
                     load_balancer_class: None,
                     external_traffic_policy: None,
+                    external_name: None,
                     selector: selector_labels(&agent.name, AGENT_COMPONENT),
                     ports: vec![ServicePort::tcp(
                         crate::emit::prometheus::METRICS_PORT_NAME,
@@ -176,6 +158,18 @@ pub fn manifests(site: &SiteContext<'_>, agent_index: usize) -> Vec<Manifest> {
                 },
             },
         });
+    }
+    if site.emit.plan.tailnet.as_ref().is_some_and(|tailnet| tailnet.ingress[agent_index]) {
+        // Other sites dial this agent over the tailnet: the operator's ingress proxy, a device named
+        // like the agent, forwards to the agent's Service.
+        manifests.push(super::tailnet::ingress(
+            site,
+            (&agent.name, namespace, "tailnet-ingress"),
+            &agent.name,
+            &crate::emit::conventions::tailscale_tags(topology, agent),
+            selector_labels(&agent.name, AGENT_COMPONENT),
+            super::tailnet::mesh_ports(site),
+        ));
     }
     if agent.replicas > 1 {
         let (min_available, max_unavailable) = match topology.resilience.min_available {
@@ -437,7 +431,6 @@ fn deployment(
     config_name: &str,
     inputs_digest: String,
 ) -> DeploymentSpec {
-    let topology = site.topology;
     let selector = selector_labels(&agent.name, AGENT_COMPONENT);
     let annotations = StringMap::from([
         ("kubectl.kubernetes.io/default-container".to_owned(), "agent".to_owned()),
@@ -446,8 +439,8 @@ fn deployment(
         ("agentweave.io/inputs-sha256".to_owned(), inputs_digest),
     ]);
 
-    let mut containers = vec![agent_container(site, agent), opa_container(site)];
-    let mut volumes = vec![
+    let containers = vec![agent_container(site, agent), opa_container(site)];
+    let volumes = vec![
         Volume::config_map("config", config_name),
         Volume::projected(
             "opa",
@@ -462,10 +455,6 @@ fn deployment(
         Volume::csi("spire-agent-socket", SPIFFE_CSI_DRIVER),
         Volume::empty_dir("tmp", "64Mi"),
     ];
-    if site.tailscale() {
-        containers.push(tailscale_container(site, agent));
-        volumes.extend(tailscale_volumes(&topology.networking.tailscale.auth_key_secret));
-    }
 
     DeploymentSpec {
         replicas: agent.replicas,
@@ -526,14 +515,6 @@ fn agent_container(site: &SiteContext<'_>, agent: &Agent) -> Container {
             ),
         ));
     }
-    if site.tailscale() && !site.tailscale_kernel_mode() {
-        // Userspace Tailscale has no network interface: the agent reaches other sites through the
-        // sidecar's proxy, and everything in the cluster directly.
-        let proxy_port = tailscale_ports(site).0;
-        env.push(EnvVar::value("HTTPS_PROXY", format!("http://127.0.0.1:{proxy_port}")));
-        env.push(EnvVar::value("ALL_PROXY", format!("socks5h://127.0.0.1:{proxy_port}")));
-        env.push(EnvVar::value("NO_PROXY", ".svc,.svc.cluster.local,localhost,127.0.0.1"));
-    }
     Container {
         name: "agent".to_owned(),
         image: agent.image.clone(),
@@ -556,13 +537,9 @@ fn agent_container(site: &SiteContext<'_>, agent: &Agent) -> Container {
     }
 }
 
-/// OPA's API port (localhost) and diagnostic port, clear of the agent's and the Tailscale sidecar's.
+/// OPA's API port (localhost) and diagnostic port, clear of the agent's.
 fn opa_ports(site: &SiteContext<'_>) -> (u16, u16) {
     let mut taken = vec![site.topology.mesh.port, site.topology.mesh.metrics_port];
-    if site.tailscale() {
-        let (proxy, health) = tailscale_ports(site);
-        taken.extend([proxy, health]);
-    }
     let mut free = |mut port: u16| {
         while taken.contains(&port) {
             port = port.wrapping_add(1).max(1024);
@@ -599,108 +576,6 @@ fn opa_container(site: &SiteContext<'_>) -> Container {
         readiness_probe: Some(Probe::http("/health", IntOrString::name("opa-diag"), 2, 5)),
         security_context: SecurityContext::restricted(AGENT_UID),
         volume_mounts: vec![VolumeMount::read_only("opa", OPA_DIR)],
-    }
-}
-
-/// The sidecar's local proxy port and health port, clear of the agent's own ports.
-fn tailscale_ports(site: &SiteContext<'_>) -> (u16, u16) {
-    let taken = [site.topology.mesh.port, site.topology.mesh.metrics_port];
-    let free = |mut port: u16, also_taken: Option<u16>| {
-        while taken.contains(&port) || also_taken == Some(port) {
-            port = port.wrapping_add(1).max(1024);
-        }
-        port
-    };
-    let proxy = free(TAILSCALE_PROXY_PORT, None);
-    (proxy, free(TAILSCALE_HEALTH_PORT, Some(proxy)))
-}
-
-/// The capabilities of a kernel-mode Tailscale sidecar: what it needs to create its TUN device and
-/// program routes (MKNOD, NET_ADMIN), and whatever else the topology asks for, sorted.
-fn kernel_capabilities(topology: &Topology) -> Vec<String> {
-    let mut add: Vec<String> = vec!["MKNOD".to_owned(), "NET_ADMIN".to_owned()];
-    add.extend(topology.networking.tailscale.capabilities.iter().cloned());
-    add.sort();
-    add.dedup();
-    add
-}
-
-/// The volumes of a Tailscale sidecar: the auth key from `secret`, its state and `/tmp` on the
-/// pod, and the service account files its client reads (it gets no Kubernetes permission).
-pub(super) fn tailscale_volumes(secret: &str) -> [Volume; 4] {
-    [
-        Volume::secret_items("tailscale-auth", secret, &[(TAILSCALE_AUTH_KEY, TAILSCALE_AUTH_KEY)]),
-        Volume::empty_dir("tailscale-state", "16Mi"),
-        Volume::empty_dir("tailscale-tmp", "16Mi"),
-        Volume::projected(
-            "tailscale-kube-api",
-            vec![
-                VolumeProjection::token(None, 3607, "token"),
-                VolumeProjection::config_map("kube-root-ca.crt", &[("ca.crt", "ca.crt")]),
-                VolumeProjection::downward_api(&[("namespace", "metadata.namespace")]),
-            ],
-        ),
-    ]
-}
-
-fn tailscale_container(site: &SiteContext<'_>, agent: &Agent) -> Container {
-    let topology = site.topology;
-    let kernel_mode = site.tailscale_kernel_mode();
-    let (proxy_port, health_port) = tailscale_ports(site);
-    let tags = tailscale_tags(topology, agent).join(",");
-    let mut env = vec![
-        // The key stays in the Secret's file; `file:` makes `tailscale up` read it from there.
-        EnvVar::value("TS_AUTHKEY", format!("file:{TAILSCALE_AUTH_DIR}/{TAILSCALE_AUTH_KEY}")),
-        EnvVar::value("TS_HOSTNAME", agent.name.clone()),
-        EnvVar::value("TS_EXTRA_ARGS", format!("--advertise-tags={tags}")),
-        EnvVar::value("TS_USERSPACE", (!kernel_mode).to_string()),
-        // State in the pod's emptyDir rather than a Kubernetes Secret (see the module docs).
-        EnvVar::value("TS_KUBE_SECRET", ""),
-        EnvVar::value("TS_STATE_DIR", TAILSCALE_STATE_DIR),
-        EnvVar::value("TS_AUTH_ONCE", "true"),
-        EnvVar::value("TS_ENABLE_HEALTH_CHECK", "true"),
-    ];
-    if health_port != TAILSCALE_HEALTH_PORT {
-        env.push(EnvVar::value("TS_LOCAL_ADDR_PORT", format!("[::]:{health_port}")));
-    }
-    if !kernel_mode {
-        env.push(EnvVar::value("TS_SOCKS5_SERVER", format!("127.0.0.1:{proxy_port}")));
-        env.push(EnvVar::value("TS_OUTBOUND_HTTP_PROXY_LISTEN", format!("127.0.0.1:{proxy_port}")));
-    }
-    let security_context = if kernel_mode {
-        // Kernel mode creates /dev/net/tun and programs routes and netfilter: root with NET_ADMIN
-        // and MKNOD, every other capability still dropped.
-        SecurityContext {
-            run_as_non_root: Some(false),
-            run_as_user: Some(0),
-            run_as_group: Some(0),
-            capabilities: Capabilities { add: kernel_capabilities(topology), drop: vec!["ALL"] },
-            ..SecurityContext::restricted(0)
-        }
-    } else {
-        SecurityContext::restricted(AGENT_UID)
-    };
-    Container {
-        name: "tailscale".to_owned(),
-        image: TAILSCALE_IMAGE.to_owned(),
-        image_pull_policy: "Always",
-        args: Vec::new(),
-        env,
-        ports: vec![ContainerPort::tcp("ts-health", health_port)],
-        resources: ResourceRequirements::new("50m", "64Mi", "500m", "256Mi"),
-        // `/healthz` answers 200 once the node has a tailnet address.
-        liveness_probe: Some(Probe {
-            failure_threshold: 6,
-            ..Probe::http("/healthz", IntOrString::name("ts-health"), 30, 10)
-        }),
-        readiness_probe: Some(Probe::http("/healthz", IntOrString::name("ts-health"), 5, 5)),
-        security_context,
-        volume_mounts: vec![
-            VolumeMount::read_only("tailscale-auth", TAILSCALE_AUTH_DIR),
-            VolumeMount::writable("tailscale-state", TAILSCALE_STATE_DIR),
-            VolumeMount::writable("tailscale-tmp", "/tmp"),
-            VolumeMount::read_only("tailscale-kube-api", "/var/run/secrets/kubernetes.io/serviceaccount"),
-        ],
     }
 }
 

@@ -178,6 +178,7 @@ fn remote_service_stubs(site: &SiteContext<'_>) -> Vec<Manifest> {
                         cluster_ip: None,
                         load_balancer_class: None,
                         external_traffic_policy: None,
+                        external_name: None,
                         selector: selector_labels(name, AGENT_COMPONENT),
                         ports: vec![
                             ServicePort::tcp("mtls", topology.mesh.port, IntOrString::name("mtls")),

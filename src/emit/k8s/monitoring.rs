@@ -13,9 +13,13 @@
 //!   so Prometheus needs no Kubernetes API access: its ServiceAccount mounts no token and is bound
 //!   to no role.
 //! - How the central Prometheus reaches a federated one ([`crate::plan::monitoring::federation_address`]):
-//!   with Tailscale, a userspace Tailscale sidecar in each Prometheus pod (tagged
-//!   `tag:<mesh>-prometheus-<site>`, which the tailnet policy grants exactly the federation port),
-//!   the central one's proxy named in its federation jobs; with a VPN or Istio, an internal
+//!   with a named tailnet, the Tailscale operator's proxies ([`crate::plan::tailnet`]): each
+//!   federated Prometheus behind an ingress Service, a device `prometheus-<site>` tagged
+//!   `tag:<mesh>-prometheus-<site>`, and in the central site an egress Service of that name, which
+//!   carries the central server's tag; the tailnet policy grants exactly the federation port. With
+//!   Tailscale but no tailnet name (so no device's full name is known), a userspace Tailscale
+//!   sidecar in each Prometheus pod, the central one's proxy named in its federation jobs
+//!   (`proxy_url`), which resolves the short MagicDNS names. With a VPN or Istio, an internal
 //!   load balancer Service `prometheus-federation` on the federation port, whose address the
 //!   deployer publishes as `prometheus.<site>.<mesh>.internal` (listed in `prerequisites.json`).
 
@@ -23,7 +27,7 @@ use super::objects::{
     Body, Container, ContainerPort, DeploymentSpec, DeploymentStrategy, EnvVar, IntOrString, LabelSelector,
     Manifest, ObjectMeta, PodMeta, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
     RollingUpdateDeployment, SeccompProfile, SecurityContext, ServicePort, ServiceSpec, StringMap, Volume,
-    VolumeMount,
+    VolumeMount, VolumeProjection,
 };
 use super::{SiteContext, selector_labels};
 use crate::emit::conventions::tailscale_prometheus_tag;
@@ -42,8 +46,11 @@ pub const COLLECTOR_IMAGE: &str = "otel/opentelemetry-collector-contrib:0.135.0"
 /// The pinned Prometheus image (a 2.x long-term-support release; the configuration keeps to 2.42 fields).
 pub const PROMETHEUS_IMAGE: &str = "quay.io/prometheus/prometheus:v2.53.5";
 
-/// The pinned Tailscale image of the Prometheus sidecar (the agents' sidecar uses the same release).
-pub const TAILSCALE_IMAGE: &str = super::agents::TAILSCALE_IMAGE;
+/// The pinned Tailscale image of the Prometheus sidecar (without a tailnet name; see the module docs).
+pub const TAILSCALE_IMAGE: &str = "ghcr.io/tailscale/tailscale:v1.86.5";
+/// Where the sidecar mounts its auth key, and keeps its state (an `emptyDir`).
+const TAILSCALE_AUTH_DIR: &str = "/etc/tailscale/auth";
+const TAILSCALE_STATE_DIR: &str = "/var/lib/tailscale";
 
 /// The collector image's own non-root user.
 const COLLECTOR_UID: u32 = 10001;
@@ -149,6 +156,7 @@ fn service(
                 cluster_ip: headless.then_some("None"),
                 load_balancer_class: None,
                 external_traffic_policy: None,
+                external_name: None,
                 selector,
                 ports,
             },
@@ -292,6 +300,7 @@ fn prometheus_objects(site: &SiteContext<'_>) -> Vec<Manifest> {
         data.insert(prometheus::ALERTS_FILE.to_owned(), rules);
     }
     let tailscale = topology.networking.kind == NetworkKind::Tailscale;
+    let tailnet = site.emit.plan.tailnet.as_ref();
     let mut containers = vec![Container {
         name: "prometheus".to_owned(),
         image: PROMETHEUS_IMAGE.to_owned(),
@@ -314,9 +323,9 @@ fn prometheus_objects(site: &SiteContext<'_>) -> Vec<Manifest> {
         ],
     }];
     let mut volumes = vec![Volume::config_map("config", PROMETHEUS_NAME), Volume::empty_dir("data", "16Gi")];
-    if tailscale {
+    if tailscale && tailnet.is_none() {
         containers.push(tailscale_sidecar(site));
-        volumes.extend(super::agents::tailscale_volumes(&tailscale_auth_secret(site)));
+        volumes.extend(tailscale_volumes(&tailscale_auth_secret(site)));
     }
     let spec = PodSpec {
         service_account_name: Some(PROMETHEUS_NAME.to_owned()),
@@ -335,7 +344,29 @@ fn prometheus_objects(site: &SiteContext<'_>) -> Vec<Manifest> {
         deployment(site, PROMETHEUS_NAME, component, digest_annotation(&digest_input), spec),
         service(site, (PROMETHEUS_NAME, NAMESPACE, component), selector.clone(), web.clone(), false),
     ];
-    if !central && !tailscale {
+    if let Some(tailnet) = tailnet {
+        if central {
+            for federated in prometheus::federated_sites(topology) {
+                let host = addresses::prometheus_tailscale_hostname(federated);
+                manifests.push(super::tailnet::egress(
+                    site,
+                    (&host, NAMESPACE, "tailnet-egress"),
+                    &tailnet.fqdn(&host),
+                    &[tailscale_prometheus_tag(topology, site.site)],
+                    web.clone(),
+                ));
+            }
+        } else if prometheus::federated_sites(topology).any(|federated| federated.name == site.site.name) {
+            manifests.push(super::tailnet::ingress(
+                site,
+                (PROMETHEUS_NAME, NAMESPACE, "tailnet-ingress"),
+                &addresses::prometheus_tailscale_hostname(site.site),
+                &[tailscale_prometheus_tag(topology, site.site)],
+                selector,
+                web,
+            ));
+        }
+    } else if !central && !tailscale {
         manifests.push(federation_service(site, selector, web));
     }
     let spire_namespace = topology.spire.namespace.as_str();
@@ -386,6 +417,7 @@ fn federation_service(site: &SiteContext<'_>, selector: StringMap, ports: Vec<Se
                 cluster_ip: None,
                 load_balancer_class: None,
                 external_traffic_policy: Some("Local"),
+                external_name: None,
                 selector,
                 ports,
             },
@@ -398,8 +430,8 @@ fn federation_service(site: &SiteContext<'_>, selector: StringMap, ports: Vec<Se
 /// the pod's loopback (where Prometheus listens) and offers the central one an HTTP proxy to the
 /// tailnet on [`prometheus::TAILSCALE_PROXY_URL`].
 fn tailscale_sidecar(site: &SiteContext<'_>) -> Container {
-    let auth_dir = super::agents::TAILSCALE_AUTH_DIR;
-    let state_dir = super::agents::TAILSCALE_STATE_DIR;
+    let auth_dir = TAILSCALE_AUTH_DIR;
+    let state_dir = TAILSCALE_STATE_DIR;
     let proxy = prometheus::TAILSCALE_PROXY_URL.trim_start_matches("http://");
     Container {
         name: "tailscale".to_owned(),
@@ -436,6 +468,24 @@ fn tailscale_sidecar(site: &SiteContext<'_>) -> Container {
             VolumeMount::read_only("tailscale-kube-api", "/var/run/secrets/kubernetes.io/serviceaccount"),
         ],
     }
+}
+
+/// The volumes of a Tailscale sidecar: the auth key from `secret`, its state and `/tmp` on the
+/// pod, and the service account files its client reads (it gets no Kubernetes permission).
+fn tailscale_volumes(secret: &str) -> [Volume; 4] {
+    [
+        Volume::secret_items("tailscale-auth", secret, &[(TAILSCALE_AUTH_KEY, TAILSCALE_AUTH_KEY)]),
+        Volume::empty_dir("tailscale-state", "16Mi"),
+        Volume::empty_dir("tailscale-tmp", "16Mi"),
+        Volume::projected(
+            "tailscale-kube-api",
+            vec![
+                VolumeProjection::token(None, 3607, "token"),
+                VolumeProjection::config_map("kube-root-ca.crt", &[("ca.crt", "ca.crt")]),
+                VolumeProjection::downward_api(&[("namespace", "metadata.namespace")]),
+            ],
+        ),
+    ]
 }
 
 #[cfg(test)]
@@ -524,7 +574,7 @@ mod tests {
     }
 
     /// With a VPN, each federated site exposes its Prometheus on an internal load balancer on the
-    /// federation port only; with Tailscale, a sidecar named as the plan's address.
+    /// federation port only; with Tailscale, the operator's proxies named as the plan's address.
     #[test]
     fn federated_prometheus_is_reachable_as_the_plan_says() {
         let compiled = fixture("vpn-mesh.yaml");
@@ -537,21 +587,28 @@ mod tests {
             assert_eq!(ports.len(), 1);
             assert_eq!(ports[0]["port"].as_u64(), Some(9090));
         }
+        // On a named tailnet: an ingress device prometheus-<site> in each federated site, and an
+        // egress Service of that name, the federation target, in the central one.
         let compiled = fixture("federated-mesh.yaml");
         let files = all(&compiled);
+        let central = compiled.topology.central_metrics_site().expect("central site");
+        let central_objects = documents(&files[&format!("k8s/{}/monitoring.yaml", central.name)]);
         for site in prometheus::federated_sites(&compiled.topology) {
             let objects = documents(&files[&format!("k8s/{}/monitoring.yaml", site.name)]);
             let pod = &find(&objects, "Deployment", "prometheus")["spec"]["template"]["spec"];
-            let sidecar = &pod["containers"][1];
-            let hostname = sidecar["env"]
-                .as_sequence()
-                .expect("env")
-                .iter()
-                .find(|variable| variable["name"].as_str() == Some("TS_HOSTNAME"))
-                .and_then(|variable| variable["value"].as_str())
-                .expect("TS_HOSTNAME");
+            assert_eq!(pod["containers"].as_sequence().map(Vec::len), Some(1), "no sidecar");
+            let ingress = find(&objects, "Service", "prometheus-tailnet");
+            let hostname =
+                ingress["metadata"]["annotations"]["tailscale.com/hostname"].as_str().expect("hostname");
+            assert_eq!(ingress["spec"]["loadBalancerClass"].as_str(), Some("tailscale"));
             let target = prometheus::federation_target(&compiled.topology, site);
-            assert!(target.starts_with(&format!("{hostname}.")), "{target} names {hostname}");
+            assert_eq!(target, format!("{hostname}.monitoring.svc:9090"));
+            let egress = find(&central_objects, "Service", hostname);
+            assert_eq!(egress["spec"]["type"].as_str(), Some("ExternalName"));
+            assert_eq!(
+                egress["metadata"]["annotations"]["tailscale.com/tailnet-fqdn"].as_str(),
+                Some(format!("{hostname}.tailnet-name.ts.net").as_str())
+            );
         }
     }
 }

@@ -2,8 +2,11 @@
 //! §4 (`reachable(A → B)`) on the mesh port, plus what the pods need to run.
 //!
 //! - Mesh traffic. Within the cluster, a pod selector of the callers (ingress) or callees (egress).
-//!   From other sites, the overlay: Tailscale's CGNAT range `100.64.0.0/10`, the peer sites' pod CIDRs
-//!   with VPN peering, the local east-west gateway with Istio. When the public actions make every
+//!   From other sites, the pods the traffic really comes from or goes to: with Tailscale, the
+//!   operator's proxies in the `tailscale` namespace (an agent's ingress proxy, by the
+//!   `tailscale.com/parent-resource*` labels the operator gives it, for ingress; the egress proxies of
+//!   exactly the remote agents it dials, for egress); the peer sites' pod CIDRs with VPN peering; the
+//!   local east-west gateway with Istio. When the public actions make every
 //!   agent reachable from every other, one compact policy covers all agents instead of one per agent,
 //!   so the file grows with the number of agents, never with its square.
 //! - Metrics: ingress on the metrics port from the monitoring namespace. Traces: egress to the
@@ -11,11 +14,9 @@
 //! - DNS: egress to kube-system on port 53 (UDP and TCP).
 //! - SPIRE and OPA need no rule: the Workload API is a Unix socket handed in by the CSI driver, and
 //!   the policy is evaluated in the pod against the mounted ConfigMaps.
-//! - Tailscale: the sidecar's WireGuard traffic leaves the pod as UDP to the peers' NAT-mapped ports
-//!   (any port) and falls back to the DERP relays and the coordination server on TCP 443; both are
-//!   allowed to public addresses only. Decrypted tailnet traffic is delivered inside the pod, so the
-//!   `100.64.0.0/10` rule matters where the tailnet is routed into the pod network (kernel mode, a
-//!   subnet router); the tailnet ACL is what enforces the pairs there.
+//! - Tailscale: no agent pod runs Tailscale, so no agent needs WireGuard, DERP or any address
+//!   outside the cluster; the operator's proxies deliver ingress after SNAT to their own pod address
+//!   (tailscaled masquerades what it forwards out of `tailscale0`), which is what the rules match.
 //! - Istio: the sidecar's xDS connection to istiod, and cross-network egress to the other networks'
 //!   east-west gateways on 15443.
 
@@ -30,12 +31,6 @@ use super::{AGENT_COMPONENT, COMPONENT_LABEL, NAME_LABEL, SiteContext};
 use crate::emit::conventions::MONITORING_NAMESPACE;
 use crate::emit::yaml_documents;
 use crate::model::NetworkKind;
-
-/// Tailscale's address range (RFC 6598 shared address space).
-pub const TAILSCALE_RANGE: &str = "100.64.0.0/10";
-
-/// Private ranges left out of the Tailscale sidecar's internet egress.
-const PRIVATE_RANGES: [&str; 3] = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"];
 
 /// The file: every NetworkPolicy of the site's agents' namespace.
 pub fn file(site: &SiteContext<'_>) -> Vec<u8> {
@@ -109,20 +104,6 @@ pub fn manifests(site: &SiteContext<'_>) -> Vec<Manifest> {
     policies.extend(trace_export(site, &all_agents));
 
     match topology.networking.kind {
-        NetworkKind::Tailscale => {
-            let internet = NetworkPolicyPeer::ip_block_except("0.0.0.0/0", &PRIVATE_RANGES);
-            policies.push(policy(
-                site,
-                "allow-tailscale",
-                all_agents.clone(),
-                vec!["Egress"],
-                Vec::new(),
-                vec![NetworkPolicyEgressRule {
-                    to: vec![internet],
-                    ports: vec![NetworkPolicyPort::any("UDP"), NetworkPolicyPort::tcp(443)],
-                }],
-            ));
-        }
         NetworkKind::Istio => {
             let istiod = NetworkPolicyPeer::namespace_pods(
                 ISTIO_NAMESPACE,
@@ -140,7 +121,7 @@ pub fn manifests(site: &SiteContext<'_>) -> Vec<Manifest> {
                 }],
             ));
         }
-        NetworkKind::Vpn => {}
+        NetworkKind::Tailscale | NetworkKind::Vpn => {}
     }
 
     let remote = RemoteSites::new(site);
@@ -149,8 +130,10 @@ pub fn manifests(site: &SiteContext<'_>) -> Vec<Manifest> {
         let everywhere: BTreeSet<usize> = remote.sites_with_agents.iter().copied().collect();
         let mut from = vec![NetworkPolicyPeer::pods(all_agents.clone())];
         from.extend(remote.ingress_peers(site, &everywhere));
+        from.extend(tailnet_proxies(site, None));
         let mut to = vec![NetworkPolicyPeer::pods(all_agents.clone())];
         to.extend(remote.egress_peers(site, &everywhere));
+        to.extend(tailnet_proxies(site, None));
         let mut egress =
             vec![NetworkPolicyEgressRule { to, ports: vec![NetworkPolicyPort::tcp(topology.mesh.port)] }];
         egress.extend(remote.egress_extra_rules(site, &everywhere));
@@ -226,9 +209,11 @@ fn agent_policy(site: &SiteContext<'_>, remote: &RemoteSites, agent_index: usize
     let mut from: Vec<NetworkPolicyPeer> =
         local_selector(&local_callers).map(NetworkPolicyPeer::pods).into_iter().collect();
     from.extend(remote.ingress_peers(site, &remote_callers));
+    from.extend(tailnet_ingress(site, agent_index));
     let mut to: Vec<NetworkPolicyPeer> =
         local_selector(&local_callees).map(NetworkPolicyPeer::pods).into_iter().collect();
     to.extend(remote.egress_peers(site, &remote_callees));
+    to.extend(tailnet_egress(site, agent_index));
 
     let mesh_port = vec![NetworkPolicyPort::tcp(topology.mesh.port)];
     let mut policy_types = Vec::new();
@@ -279,7 +264,8 @@ impl RemoteSites {
             return Vec::new();
         }
         match site.topology.networking.kind {
-            NetworkKind::Tailscale => vec![NetworkPolicyPeer::ip_block(TAILSCALE_RANGE)],
+            // The operator's proxies, per agent (`tailnet_ingress`).
+            NetworkKind::Tailscale => Vec::new(),
             NetworkKind::Vpn => pod_cidrs(site, sites),
             // Cross-network traffic enters through this cluster's east-west gateway.
             NetworkKind::Istio => vec![NetworkPolicyPeer::namespace_pods(
@@ -298,7 +284,8 @@ impl RemoteSites {
             return Vec::new();
         }
         match site.topology.networking.kind {
-            NetworkKind::Tailscale => vec![NetworkPolicyPeer::ip_block(TAILSCALE_RANGE)],
+            // The operator's proxies, per agent (`tailnet_egress`).
+            NetworkKind::Tailscale => Vec::new(),
             NetworkKind::Vpn => pod_cidrs(site, sites),
             // With Istio the sidecar sends cross-network traffic to the gateways on 15443 instead.
             NetworkKind::Istio => Vec::new(),
@@ -320,6 +307,52 @@ impl RemoteSites {
             ports: vec![NetworkPolicyPort::tcp(EAST_WEST_MTLS_PORT)],
         }]
     }
+}
+
+/// The operator's proxies of the agents' namespace: those of the Services named `names`, or all of
+/// them (ingress and egress) with `None`. Nothing without an operator-managed tailnet.
+fn tailnet_proxies(site: &SiteContext<'_>, names: Option<Vec<String>>) -> Option<NetworkPolicyPeer> {
+    use crate::plan::tailnet::{
+        OPERATOR_NAMESPACE, PARENT_NAME_LABEL, PARENT_NAMESPACE_LABEL, PARENT_TYPE_LABEL, PARENT_TYPE_SERVICE,
+    };
+    site.emit.plan.tailnet.as_ref()?;
+    let match_labels = StringMap::from([
+        (PARENT_NAMESPACE_LABEL.to_owned(), site.topology.mesh.namespace.clone()),
+        (PARENT_TYPE_LABEL.to_owned(), PARENT_TYPE_SERVICE.to_owned()),
+    ]);
+    let match_expressions = match names {
+        None => Vec::new(),
+        Some(names) if names.is_empty() => return None,
+        Some(names) => vec![LabelSelectorRequirement {
+            key: PARENT_NAME_LABEL.to_owned(),
+            operator: "In",
+            values: names,
+        }],
+    };
+    Some(NetworkPolicyPeer::namespace_pods(
+        OPERATOR_NAMESPACE,
+        LabelSelector { match_labels, match_expressions },
+    ))
+}
+
+/// Where tailnet calls into an agent come from: its ingress proxy, when other sites dial it.
+fn tailnet_ingress(site: &SiteContext<'_>, agent: usize) -> Option<NetworkPolicyPeer> {
+    let tailnet = site.emit.plan.tailnet.as_ref()?;
+    let name = &site.topology.agents[agent].name;
+    tailnet.ingress[agent]
+        .then(|| tailnet_proxies(site, Some(vec![crate::plan::tailnet::ingress_service(name)])))
+        .flatten()
+}
+
+/// Where an agent's tailnet calls go: the egress proxies of the remote agents it dials.
+fn tailnet_egress(site: &SiteContext<'_>, agent: usize) -> Option<NetworkPolicyPeer> {
+    let tailnet = site.emit.plan.tailnet.as_ref()?;
+    let targets: Vec<String> = tailnet.egress[site.site_index]
+        .iter()
+        .filter(|route| route.callers.contains(&agent))
+        .map(|route| site.topology.agents[route.target].name.clone())
+        .collect();
+    tailnet_proxies(site, Some(targets))
 }
 
 /// The pod CIDRs of the given sites, for VPN peering (sites without one have been reported by E010).

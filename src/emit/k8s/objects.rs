@@ -895,6 +895,11 @@ pub struct ServiceSpec {
     pub load_balancer_class: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub external_traffic_policy: Option<&'static str>,
+    /// For `type: ExternalName`: the name the Service is a CNAME of.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external_name: Option<String>,
+    /// Empty for a Service without a selector (ExternalName, or endpoints managed elsewhere).
+    #[serde(skip_serializing_if = "StringMap::is_empty")]
     pub selector: StringMap,
     pub ports: Vec<ServicePort>,
 }

@@ -260,6 +260,7 @@ fn server_manifests(site: &SiteContext<'_>) -> Vec<Manifest> {
                 cluster_ip: None,
                 load_balancer_class: None,
                 external_traffic_policy: None,
+                external_name: None,
                 selector: selector_labels("spire-server", "spire-server"),
                 ports: vec![ServicePort::tcp("grpc", topology.spire.server_port, IntOrString::name("grpc"))],
             },
@@ -299,6 +300,7 @@ fn server_manifests(site: &SiteContext<'_>) -> Vec<Manifest> {
                     // Keep the fetching server's address: the bundle endpoint's only clients are the
                     // other trust domains' servers, and their addresses belong in its logs.
                     external_traffic_policy: Some("Local"),
+                    external_name: None,
                     selector: selector_labels("spire-server", "spire-server"),
                     ports: bundle_endpoint_ports(site),
                 },
