@@ -1,21 +1,25 @@
-//! Kubernetes manifests, one directory per site (`k8s/<site>/`) with a `kustomization.yaml` that lists
-//! every file in it, so that `kubectl apply -k k8s/<site>` and GitOps tools take the site as a unit.
-//!
-//! Layout of a site directory:
+//! Kubernetes manifests, one directory per site (`k8s/<site>/`), split into the stages of
+//! [`crate::plan::delivery`], each a kustomization of its own: `crds/`, `spire/`, `mesh/` and
+//! `agents/`. The site's `kustomization.yaml` lists the stages but the CRDs, so that
+//! `kubectl apply -k k8s/<site>` takes the site as a unit once its CRDs are served, and GitOps tools
+//! (`gitops/`) apply one stage after the other.
 //!
 //! | file | objects |
 //! |---|---|
-//! | `namespaces.yaml` | the SPIRE namespace, the agents' namespace (Pod Security labels), `istio-system` with Istio |
-//! | `spire-server.yaml` | SPIRE server: ServiceAccount, RBAC, ConfigMaps (`server.conf`, trust bundle), StatefulSet, Services |
-//! | `spire-agent.yaml` | SPIRE agent: ServiceAccount, RBAC, ConfigMap (`agent.conf`), DaemonSet |
-//! | `spiffe-csi-driver.yaml` | the SPIFFE CSI driver that hands the Workload API socket to agent pods |
-//! | `networkpolicy.yaml` | default deny for the agents' namespace, then the allow rules of DESIGN.md §4 |
+//! | `crds/*.yaml` | the CRDs of spire-controller-manager, vendored at its pinned release |
+//! | `spire/namespaces.yaml` | the SPIRE namespace, the agents' namespace (Pod Security labels), `istio-system` with Istio |
+//! | `spire/spire-server.yaml` | SPIRE server: ServiceAccount, RBAC, ConfigMaps (`server.conf`, trust bundle), StatefulSet, Services |
+//! | `spire/spire-agent.yaml` | SPIRE agent: ServiceAccount, RBAC, ConfigMap (`agent.conf`), DaemonSet |
+//! | `spire/spiffe-csi-driver.yaml` | the SPIFFE CSI driver that hands the Workload API socket to agent pods |
+//! | `mesh/registration.yaml` | a ClusterSPIFFEID per agent, a ClusterFederatedTrustDomain per federation peer |
+//! | `mesh/networkpolicy.yaml` | default deny for the agents' namespace, then the allow rules of DESIGN.md §4 |
+//! | `mesh/monitoring.yaml` | the `monitoring` namespace, the OpenTelemetry Collector, the site's Prometheus (see [`monitoring`]) |
+//! | `mesh/istio.yaml` | with `networking.type: istio`: IstioOperator (control plane, east-west gateway) and Gateway |
 //! | `agents/<agent>.yaml` | per agent: ServiceAccount, ConfigMap (agent config), Deployment, Service, headless metrics Service (with Prometheus), PodDisruptionBudget |
-//! | `monitoring.yaml` | the `monitoring` namespace, the OpenTelemetry Collector, the site's Prometheus (see [`monitoring`]) |
-//! | `istio.yaml` | with `networking.type: istio`: IstioOperator (control plane, east-west gateway) and Gateway |
 //!
 //! The OPA policy ConfigMap (byte-identical to `opa/authz.rego`) is the same for every site, so it
-//! lives once in `k8s/_mesh/`, a kustomize base that every site with agents includes (`../_mesh`).
+//! lives once in `k8s/_mesh/`, a kustomize base that the mesh stage of every site with agents includes
+//! (`../../_mesh`).
 //! The data each agent's OPA loads is that agent's own (`<agent>-opa`, in `agents/<agent>.yaml`): the
 //! mesh-wide `opa/data.json` would pass the 1 MiB ConfigMap limit in a mesh of a few thousand agents.
 //!
