@@ -346,7 +346,7 @@ function(topologyYaml)
     local site = topology.sites[siteName];
     if std.length(site.agents) == 0 then [] else [
       [
-        'k8s/' + siteName + '/namespaces.yaml',
+        'k8s/' + siteName + '/spire/namespaces.yaml',
         std.manifestYamlStream([{
           apiVersion: 'v1',
           kind: 'Namespace',
@@ -361,7 +361,7 @@ function(topologyYaml)
         }], quote_keys=false),
       ],
       [
-        'k8s/' + siteName + '/networkpolicy.yaml',
+        'k8s/' + siteName + '/mesh/networkpolicy.yaml',
         std.manifestYamlStream([{
           apiVersion: 'networking.k8s.io/v1',
           kind: 'NetworkPolicy',

@@ -118,8 +118,8 @@ def render_jinja2(topology_path, _work):
         agents = site.get("agents") or []
         if not agents:
             continue
-        files[f"k8s/{site_name}/namespaces.yaml"] = str(module.namespaces(site_name, site))
-        files[f"k8s/{site_name}/networkpolicy.yaml"] = str(module.network_policy(site_name, site))
+        files[f"k8s/{site_name}/spire/namespaces.yaml"] = str(module.namespaces(site_name, site))
+        files[f"k8s/{site_name}/mesh/networkpolicy.yaml"] = str(module.network_policy(site_name, site))
         for agent in agents:
             files[f"k8s/{site_name}/agents/{agent['name']}.yaml"] = str(module.agent_file(site_name, site, agent))
     return files

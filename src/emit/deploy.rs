@@ -12,6 +12,7 @@ use std::io;
 
 use super::{EmitContext, Sink, Target, json_pretty};
 use crate::model::{FederationProfile, NetworkKind};
+use crate::plan::delivery::{self, Stage};
 use crate::plan::paths;
 use crate::plan::prerequisites::{Prerequisite, prerequisites};
 
@@ -104,11 +105,7 @@ pub fn guide(context: &EmitContext<'_>, prerequisites: &[Prerequisite]) -> Strin
             "kubectl --context {context_name} wait --for condition=established --timeout=120s -k {}",
             paths::k8s_crds(&site.name)
         );
-        let _ = writeln!(
-            out,
-            "kubectl --context {context_name} apply -f {}",
-            paths::k8s(&site.name, "namespaces.yaml")
-        );
+        let _ = writeln!(out, "kubectl --context {context_name} apply -f {}", paths::namespaces(&site.name));
         // Namespaces other manifests of the site create that a Secret of step 1 goes into.
         let mut extra: Vec<&str> = prerequisites
             .iter()
@@ -163,5 +160,117 @@ pub fn guide(context: &EmitContext<'_>, prerequisites: &[Prerequisite]) -> Strin
             paths::TAILSCALE_POLICY
         );
     }
+    gitops_section(context, &mut out);
     out
+}
+
+/// The heading of the GitOps section, which tests find the stage table under.
+pub const GITOPS_HEADING: &str = "## Delivery by Argo CD or Flux";
+
+/// How Argo CD or Flux take the place of step 3's `kubectl apply`, in the same stages.
+fn gitops_section(context: &EmitContext<'_>, out: &mut String) {
+    let topology = context.topology;
+    let source = delivery::git_source(topology);
+    let _ = writeln!(out, "{GITOPS_HEADING}\n");
+    let place = if source.directory.is_empty() {
+        "at its root".to_owned()
+    } else {
+        format!("in its directory `{}`", source.directory)
+    };
+    let repository = match source.repo_url {
+        Some(url) => format!("`{url}`"),
+        None => "the repository".to_owned(),
+    };
+    let _ = writeln!(
+        out,
+        "Instead of step 3's `kubectl apply -k`, Argo CD or Flux can apply each site's manifests from Git:\n\
+         commit this directory to {repository} {place}, on branch `{}` (`delivery.gitops` in the topology\n\
+         says where; every `path` in `{}/` assumes it). Both apply a site's stages in this order, each once\n\
+         the one before is ready:\n",
+        source.branch,
+        paths::GITOPS
+    );
+    out.push_str(
+        "| order | stage | directory | Argo CD sync wave | Flux Kustomization |\n|---|---|---|---|---|\n",
+    );
+    for (position, stage) in Stage::ALL.into_iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "| {} | {} | `{}` | {} | `{}-<site>-{}` |",
+            position + 1,
+            stage.as_str(),
+            paths::k8s_stage("<site>", stage),
+            stage.wave(),
+            topology.mesh.name,
+            stage.as_str()
+        );
+    }
+    let without_agents: Vec<&str> =
+        topology.sites.iter().filter(|site| site.agents.is_empty()).map(|site| site.name.as_str()).collect();
+    if !without_agents.is_empty() {
+        let _ =
+            write!(out, "\nSites without agents have no `agents` stage: {}.\n", without_agents.join(", "));
+    }
+    out.push_str(
+        "\nFirst, per site, create the namespaces and the Secrets of step 1 as step 3 does (`kubectl apply -f` of\n\
+         the site's `namespaces.yaml`, then the Secrets): the SPIRE stage is not ready until its Secrets exist.\n\n",
+    );
+
+    out.push_str("**Argo CD.** Register each site's cluster with the label that selects it");
+    if source.repo_url.is_none() {
+        let _ = write!(
+            out,
+            ",\nand the repository's URL (`REPO_URL` below) as the annotation `{}` (the topology names no repository)",
+            delivery::REPO_URL_ANNOTATION
+        );
+    }
+    let _ = writeln!(
+        out,
+        ",\nthen apply the ApplicationSet to Argo CD's own cluster. It makes one Application per site,\n\
+         `{}-<site>`, which syncs `{}` with each stage's objects in its sync wave.\n\n```sh",
+        topology.mesh.name,
+        paths::argocd_site("<site>")
+    );
+    for site in &topology.sites {
+        let annotation = if source.repo_url.is_none() {
+            format!(" --annotation {}=\"$REPO_URL\"", delivery::REPO_URL_ANNOTATION)
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            out,
+            "argocd cluster add {} --label {}={}{annotation}",
+            site.cluster.name,
+            delivery::SITE_CLUSTER_LABEL,
+            site.name
+        );
+    }
+    let _ =
+        writeln!(out, "kubectl -n {} apply -f {}", delivery::ARGOCD_NAMESPACE, paths::ARGOCD_APPLICATION_SET);
+    out.push_str("```\n\n");
+
+    out.push_str("**Flux.** Install Flux on each site's cluster\n(");
+    if source.repo_url.is_some() {
+        out.push_str("`flux install`, or `flux bootstrap`");
+    } else {
+        let _ = write!(
+            out,
+            "`flux bootstrap`, whose GitRepository `{}` the Kustomizations read",
+            delivery::FLUX_BOOTSTRAP_SOURCE
+        );
+    }
+    let _ = writeln!(
+        out,
+        "),\nthen apply the site's Flux objects once; from then on Flux keeps them, and the stages, in step\n\
+         with the repository. Each stage's Kustomization `dependsOn` the one before and waits for its objects.\n\n```sh"
+    );
+    for site in &topology.sites {
+        let _ = writeln!(
+            out,
+            "kubectl --context {} apply -k {}",
+            site.cluster.name,
+            paths::flux_site(&site.name)
+        );
+    }
+    out.push_str("```\n\nThen run step 4 once every site's `spire` stage is ready.\n");
 }

@@ -1,21 +1,26 @@
-//! Kubernetes manifests, one directory per site (`k8s/<site>/`) with a `kustomization.yaml` that lists
-//! every file in it, so that `kubectl apply -k k8s/<site>` and GitOps tools take the site as a unit.
-//!
-//! Layout of a site directory:
+//! Kubernetes manifests, one directory per site (`k8s/<site>/`), split into the stages of
+//! [`crate::plan::delivery`], each a kustomization of its own: `crds/`, `spire/`, `mesh/` and
+//! `agents/`. The site's `kustomization.yaml` lists the stages but the CRDs, so that
+//! `kubectl apply -k k8s/<site>` takes the site as a unit once its CRDs are served, and GitOps tools
+//! (`gitops/`) apply one stage after the other.
 //!
 //! | file | objects |
 //! |---|---|
-//! | `namespaces.yaml` | the SPIRE namespace, the agents' namespace (Pod Security labels), `istio-system` with Istio |
-//! | `spire-server.yaml` | SPIRE server: ServiceAccount, RBAC, ConfigMaps (`server.conf`, trust bundle), StatefulSet, Services |
-//! | `spire-agent.yaml` | SPIRE agent: ServiceAccount, RBAC, ConfigMap (`agent.conf`), DaemonSet |
-//! | `spiffe-csi-driver.yaml` | the SPIFFE CSI driver that hands the Workload API socket to agent pods |
-//! | `networkpolicy.yaml` | default deny for the agents' namespace, then the allow rules of DESIGN.md §4 |
+//! | `crds/*.yaml` | the CRDs of spire-controller-manager, vendored at its pinned release |
+//! | `spire/namespaces.yaml` | the SPIRE namespace, the agents' namespace (Pod Security labels), `istio-system` with Istio |
+//! | `spire/spire-server.yaml` | SPIRE server: ServiceAccount, RBAC, ConfigMaps (`server.conf`, trust bundle), StatefulSet, Services |
+//! | `spire/spire-agent.yaml` | SPIRE agent: ServiceAccount, RBAC, ConfigMap (`agent.conf`), DaemonSet |
+//! | `spire/spiffe-csi-driver.yaml` | the SPIFFE CSI driver that hands the Workload API socket to agent pods |
+//! | `mesh/registration.yaml` | a ClusterSPIFFEID per agent, a ClusterFederatedTrustDomain per federation peer |
+//! | `mesh/networkpolicy.yaml` | default deny for the agents' namespace, then the allow rules of DESIGN.md §4 |
+//! | `mesh/tailnet.yaml` | on a named tailnet: the Tailscale operator's egress Service of every remote agent the site's agents dial |
+//! | `mesh/monitoring.yaml` | the `monitoring` namespace, the OpenTelemetry Collector, the site's Prometheus (see [`monitoring`]) |
+//! | `mesh/istio.yaml` | with `networking.type: istio`: IstioOperator (control plane, east-west gateway) and Gateway |
 //! | `agents/<agent>.yaml` | per agent: ServiceAccount, ConfigMap (agent config), Deployment, Service, headless metrics Service (with Prometheus), PodDisruptionBudget |
-//! | `monitoring.yaml` | the `monitoring` namespace, the OpenTelemetry Collector, the site's Prometheus (see [`monitoring`]) |
-//! | `istio.yaml` | with `networking.type: istio`: IstioOperator (control plane, east-west gateway) and Gateway |
 //!
 //! The OPA policy ConfigMap (byte-identical to `opa/authz.rego`) is the same for every site, so it
-//! lives once in `k8s/_mesh/`, a kustomize base that every site with agents includes (`../_mesh`).
+//! lives once in `k8s/_mesh/`, a kustomize base that the mesh stage of every site with agents includes
+//! (`../../_mesh`).
 //! The data each agent's OPA loads is that agent's own (`<agent>-opa`, in `agents/<agent>.yaml`): the
 //! mesh-wide `opa/data.json` would pass the 1 MiB ConfigMap limit in a mesh of a few thousand agents.
 //!
@@ -38,6 +43,8 @@ use std::io;
 use super::{EmitContext, Sink, Split, Target, yaml_documents};
 use crate::graph::MeshGraph;
 use crate::model::{NetworkKind, Site, Topology};
+use crate::plan::delivery::{self, Stage};
+use crate::plan::paths;
 use objects::{Body, Kustomization, Manifest, ObjectMeta, StringMap};
 
 pub const TARGET: Target = Target {
@@ -65,9 +72,10 @@ pub const COMPONENT_LABEL: &str = "app.kubernetes.io/component";
 /// The component label value of agent pods; network policies select agents by it.
 pub const AGENT_COMPONENT: &str = "agent";
 
-/// The path, inside each site directory, of the file that holds one agent's objects.
+/// The path, inside each site directory, of the file that holds one agent's objects (in the
+/// directory of the agents' stage).
 pub fn agent_file(agent_name: &str) -> String {
-    format!("agents/{agent_name}.yaml")
+    format!("{}/{agent_name}.yaml", Stage::Agents.as_str())
 }
 
 fn emit(context: &EmitContext<'_>, sink: &mut dyn Sink) -> io::Result<()> {
@@ -128,67 +136,69 @@ fn emit_part(context: &EmitContext<'_>, part: usize, sink: &mut dyn Sink) -> io:
 /// The OPA policy and data are the mesh's, the same bytes for every site: one shared base, which
 /// the kustomization of every site with agents includes.
 fn mesh_base(context: &EmitContext<'_>, sink: &mut dyn Sink) -> io::Result<()> {
-    let kustomization = Kustomization {
-        api_version: "kustomize.config.k8s.io/v1beta1",
-        kind: "Kustomization",
-        resources: vec!["opa.yaml".to_owned()],
-    };
     sink.put(format!("k8s/{MESH_BASE}/opa.yaml"), opa_configmaps(context))?;
-    sink.put(format!("k8s/{MESH_BASE}/kustomization.yaml"), super::yaml(&kustomization).into_bytes())
+    sink.put(format!("k8s/{MESH_BASE}/kustomization.yaml"), kustomization(vec!["opa.yaml".to_owned()]))
 }
 
-/// A site's files other than its agents', and the kustomization that lists them all.
+/// A site's files other than its agents', each in the kustomization of its stage, and the site's
+/// kustomization, which lists the stages `kubectl apply -k k8s/<site>` takes.
 fn site_files(site_context: &SiteContext<'_>, sink: &mut dyn Sink) -> io::Result<()> {
     let site = site_context.site;
-    let mut files: Vec<(String, Vec<u8>)> = vec![
-        ("namespaces.yaml".to_owned(), yaml_documents(&namespaces(site_context))),
-        ("spire-server.yaml".to_owned(), spire::server_file(site_context)),
-        ("spire-agent.yaml".to_owned(), spire::agent_file(site_context)),
-        ("spiffe-csi-driver.yaml".to_owned(), spire::csi_driver_file(site_context)),
-        ("registration.yaml".to_owned(), yaml_documents(&registration::manifests(site_context))),
+    let mut files: Vec<(Stage, String, Vec<u8>)> = vec![
+        (Stage::Spire, "namespaces.yaml".to_owned(), yaml_documents(&namespaces(site_context))),
+        (Stage::Spire, "spire-server.yaml".to_owned(), spire::server_file(site_context)),
+        (Stage::Spire, "spire-agent.yaml".to_owned(), spire::agent_file(site_context)),
+        (Stage::Spire, "spiffe-csi-driver.yaml".to_owned(), spire::csi_driver_file(site_context)),
+        (Stage::Mesh, "registration.yaml".to_owned(), yaml_documents(&registration::manifests(site_context))),
     ];
-    let mut resources: Vec<String> = files.iter().map(|(name, _)| name.clone()).collect();
     if !site.agents.is_empty() {
-        resources.insert(1, format!("../{MESH_BASE}"));
-        files.push(("networkpolicy.yaml".to_owned(), network_policy::file(site_context)));
-        resources.push("networkpolicy.yaml".to_owned());
+        files.push((Stage::Mesh, "networkpolicy.yaml".to_owned(), network_policy::file(site_context)));
         let egress = tailnet::agent_egress(site_context);
         if !egress.is_empty() {
-            files.push(("tailnet.yaml".to_owned(), yaml_documents(&egress)));
-            resources.push("tailnet.yaml".to_owned());
+            files.push((Stage::Mesh, "tailnet.yaml".to_owned(), yaml_documents(&egress)));
         }
-        resources.extend(
-            site.agents
-                .iter()
-                .map(|&agent_index| agent_file(&site_context.topology.agents[agent_index].name)),
-        );
     }
     if monitoring::applies(site_context) {
-        files.push(("monitoring.yaml".to_owned(), monitoring::file(site_context)));
-        resources.push("monitoring.yaml".to_owned());
+        files.push((Stage::Mesh, "monitoring.yaml".to_owned(), monitoring::file(site_context)));
     }
     if site_context.topology.networking.kind == NetworkKind::Istio {
-        files.push(("istio.yaml".to_owned(), yaml_documents(&istio::manifests(site_context))));
-        resources.push("istio.yaml".to_owned());
+        files.push((Stage::Mesh, "istio.yaml".to_owned(), yaml_documents(&istio::manifests(site_context))));
     }
-    let kustomization =
-        Kustomization { api_version: "kustomize.config.k8s.io/v1beta1", kind: "Kustomization", resources };
-    files.push(("kustomization.yaml".to_owned(), super::yaml(&kustomization).into_bytes()));
     // The CRDs the site's custom resources use, in a kustomization of their own that DEPLOY.md
     // applies (and waits for) before the site.
-    let crds = Kustomization {
-        api_version: "kustomize.config.k8s.io/v1beta1",
-        kind: "Kustomization",
-        resources: registration::CRDS.iter().map(|(name, _)| (*name).to_owned()).collect(),
-    };
-    files.push(("crds/kustomization.yaml".to_owned(), super::yaml(&crds).into_bytes()));
     for (name, text) in registration::CRDS {
-        files.push((format!("crds/{name}"), text.as_bytes().to_vec()));
+        files.push((Stage::Crds, (*name).to_owned(), text.as_bytes().to_vec()));
     }
-    for (name, bytes) in files {
-        sink.put(format!("k8s/{}/{name}", site.name), bytes)?;
+    for stage in delivery::stages(site) {
+        let mut resources: Vec<String> = files
+            .iter()
+            .filter(|(file_stage, _, _)| *file_stage == stage)
+            .map(|(_, name, _)| name.clone())
+            .collect();
+        match stage {
+            // The OPA policy every site's agents load, from the base the sites share.
+            Stage::Mesh if !site.agents.is_empty() => resources.insert(0, format!("../../{MESH_BASE}")),
+            Stage::Agents => resources.extend(
+                site.agents
+                    .iter()
+                    .map(|&agent_index| format!("{}.yaml", site_context.topology.agents[agent_index].name)),
+            ),
+            _ => {}
+        }
+        files.push((stage, "kustomization.yaml".to_owned(), kustomization(resources)));
     }
-    Ok(())
+    for (stage, name, bytes) in files {
+        sink.put(paths::k8s_stage_file(&site.name, stage, &name), bytes)?;
+    }
+    let stages = delivery::site_stages(site).into_iter().map(|stage| stage.as_str().to_owned()).collect();
+    sink.put(paths::k8s(&site.name, "kustomization.yaml"), kustomization(stages))
+}
+
+/// A kustomization listing `resources`.
+fn kustomization(resources: Vec<String>) -> Vec<u8> {
+    let kustomization =
+        Kustomization { api_version: "kustomize.config.k8s.io/v1beta1", kind: "Kustomization", resources };
+    super::yaml(&kustomization).into_bytes()
 }
 
 /// The directory (beside the sites' directories) of the objects every site shares: the OPA
@@ -416,59 +426,59 @@ resilience:
 "#;
 
     #[test]
-    fn every_document_is_a_named_kubernetes_object_and_the_kustomization_lists_every_file() {
+    fn every_document_is_a_named_kubernetes_object_and_the_kustomizations_list_every_file() {
         for (text, name) in fixtures() {
+            let compiled = crate::compile("topology.yaml", &text).expect("valid fixture");
             let artifacts = build(&text);
-            let mut by_site: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-            for path in artifacts.keys() {
-                let rest = path.strip_prefix("k8s/").expect("under k8s/");
-                let (site, file) = rest.split_once('/').expect("k8s/<site>/<file>");
-                if let Some(crd) = file.strip_prefix("crds/") {
-                    // The CRDs are a kustomization of their own, applied before the site.
-                    let crds = documents(&artifacts[&format!("k8s/{site}/crds/kustomization.yaml")]);
-                    let listed = crds[0]["resources"].as_sequence().expect("resources");
+            let directory = |path: &str| path.rsplit_once('/').map(|(directory, _)| directory.to_owned());
+            // What each kustomization lists, and that every listed file or directory exists.
+            let mut listed: BTreeSet<String> = BTreeSet::new();
+            for (path, bytes) in artifacts.iter().filter(|(path, _)| path.ends_with("/kustomization.yaml")) {
+                let here = directory(path).expect("in a directory");
+                let kustomization = documents(bytes);
+                for resource in kustomization[0]["resources"].as_sequence().expect("resources") {
+                    let resource = resource.as_str().expect("path");
+                    let mut target: Vec<&str> = here.split('/').collect();
+                    for part in resource.split('/') {
+                        if part == ".." {
+                            target.pop();
+                        } else {
+                            target.push(part);
+                        }
+                    }
+                    let target = target.join("/");
                     assert!(
-                        crd == "kustomization.yaml" || listed.iter().any(|entry| entry.as_str() == Some(crd)),
-                        "{name}: {site}/crds lists no {crd}"
+                        artifacts.contains_key(&target)
+                            || artifacts.contains_key(&format!("{target}/kustomization.yaml")),
+                        "{name}: {path} lists {resource}, which is neither a file nor a kustomization"
                     );
+                    listed.insert(target);
+                }
+            }
+            for (path, bytes) in &artifacts {
+                assert!(bytes.ends_with(b"\n"), "{name}: {path} lacks a final newline");
+                if path.ends_with("/kustomization.yaml") {
                     continue;
                 }
-                by_site.entry(site.to_owned()).or_default().insert(file.to_owned());
+                assert!(listed.contains(path), "{name}: no kustomization lists {path}");
+                for document in documents(bytes) {
+                    assert!(document["apiVersion"].as_str().is_some(), "{name}: {path}: apiVersion");
+                    assert!(document["kind"].as_str().is_some(), "{name}: {path}: kind");
+                    assert!(document["metadata"]["name"].as_str().is_some(), "{name}: {path}: name");
+                }
             }
-            assert!(!by_site.is_empty(), "{name}: no sites");
-            for (site, files) in by_site {
-                let kustomization = documents(&artifacts[&format!("k8s/{site}/kustomization.yaml")]);
-                let resources: Vec<String> = kustomization[0]["resources"]
+            // A site's kustomization takes its stages but the CRDs, in the order they are applied.
+            for site in &compiled.topology.sites {
+                let kustomization = documents(&artifacts[&format!("k8s/{}/kustomization.yaml", site.name)]);
+                let stages: Vec<&str> = kustomization[0]["resources"]
                     .as_sequence()
                     .expect("resources")
                     .iter()
-                    .map(|resource| resource.as_str().expect("path").to_owned())
+                    .filter_map(Value::as_str)
                     .collect();
-                // A `../<dir>` entry is the mesh-wide component every site includes; it must be a
-                // kustomization of its own.
-                for shared in resources.iter().filter_map(|resource| resource.strip_prefix("../")) {
-                    assert!(
-                        artifacts.contains_key(&format!("k8s/{shared}/kustomization.yaml")),
-                        "{name}: {site} includes ../{shared}, which has no kustomization"
-                    );
-                }
-                let listed: BTreeSet<String> =
-                    resources.into_iter().filter(|resource| !resource.starts_with("../")).collect();
-                let expected: BTreeSet<String> =
-                    files.iter().filter(|file| *file != "kustomization.yaml").cloned().collect();
-                assert_eq!(listed, expected, "{name}: kustomization of {site}");
-                for file in &files {
-                    let bytes = &artifacts[&format!("k8s/{site}/{file}")];
-                    assert!(bytes.ends_with(b"\n"), "{name}: {file} lacks a final newline");
-                    if file == "kustomization.yaml" {
-                        continue;
-                    }
-                    for document in documents(bytes) {
-                        assert!(document["apiVersion"].as_str().is_some(), "{name}: {file}: apiVersion");
-                        assert!(document["kind"].as_str().is_some(), "{name}: {file}: kind");
-                        assert!(document["metadata"]["name"].as_str().is_some(), "{name}: {file}: name");
-                    }
-                }
+                let expected: Vec<&str> =
+                    delivery::site_stages(site).into_iter().map(Stage::as_str).collect();
+                assert_eq!(stages, expected, "{name}: stages of {}", site.name);
             }
         }
     }
@@ -585,7 +595,7 @@ resilience:
                 );
             }
         }
-        let namespaces = documents(&artifacts["k8s/aws-east/namespaces.yaml"]);
+        let namespaces = documents(&artifacts["k8s/aws-east/spire/namespaces.yaml"]);
         let agents_namespace =
             namespaces.iter().find(|document| document["metadata"]["name"] == "agentweave").expect("ns");
         assert_eq!(
@@ -634,7 +644,7 @@ resilience:
     #[test]
     fn spire_server_reads_the_datastore_from_its_secret_and_exposes_the_bundle_endpoint() {
         let artifacts = build(TAILSCALE_TOPOLOGY);
-        let server = documents(&artifacts["k8s/aws-east/spire-server.yaml"]);
+        let server = documents(&artifacts["k8s/aws-east/spire/spire-server.yaml"]);
         let statefulset =
             server.iter().find(|document| document["kind"] == "StatefulSet").expect("StatefulSet");
         let container = &statefulset["spec"]["template"]["spec"]["containers"][0];
@@ -665,7 +675,7 @@ resilience:
             annotations["service.beta.kubernetes.io/aws-load-balancer-nlb-target-type"].as_str(),
             Some("ip")
         );
-        let gcp = documents(&artifacts["k8s/gcp-west/spire-server.yaml"]);
+        let gcp = documents(&artifacts["k8s/gcp-west/spire/spire-server.yaml"]);
         let endpoint = gcp
             .iter()
             .find(|document| document["metadata"]["name"] == "spire-bundle-endpoint")
@@ -685,7 +695,7 @@ resilience:
     #[test]
     fn network_policies_allow_exactly_the_reachable_pairs() {
         let artifacts = build(TAILSCALE_TOPOLOGY);
-        let policies = documents(&artifacts["k8s/gcp-west/networkpolicy.yaml"]);
+        let policies = documents(&artifacts["k8s/gcp-west/mesh/networkpolicy.yaml"]);
         let names: Vec<&str> =
             policies.iter().filter_map(|policy| policy["metadata"]["name"].as_str()).collect();
         assert_eq!(names[0], "default-deny");
@@ -706,7 +716,7 @@ resilience:
         assert!(from.iter().all(|peer| peer["ipBlock"].is_null()), "no address range");
         assert!(search["spec"]["egress"].is_null(), "search calls nothing");
 
-        let aws = documents(&artifacts["k8s/aws-east/networkpolicy.yaml"]);
+        let aws = documents(&artifacts["k8s/aws-east/mesh/networkpolicy.yaml"]);
         // The worker is neither called nor calling, and nothing is public: no rule at all.
         assert!(!aws.iter().any(|policy| policy["metadata"]["name"] == "worker-mesh"));
         let orchestrator =
@@ -716,7 +726,7 @@ resilience:
         // Public actions make everything reachable: one policy covers all agents however many there are.
         let public = TAILSCALE_TOPOLOGY.replace("publicActions: []", "publicActions: [ping]");
         let artifacts = build(&public);
-        let policies = documents(&artifacts["k8s/aws-east/networkpolicy.yaml"]);
+        let policies = documents(&artifacts["k8s/aws-east/mesh/networkpolicy.yaml"]);
         assert!(policies.iter().any(|policy| policy["metadata"]["name"] == "allow-mesh"));
         assert!(!policies.iter().any(|policy| {
             policy["metadata"]["name"]
@@ -732,7 +742,7 @@ resilience:
             .replace("    trustDomain: gcp.example.com\n", "    trustDomain: gcp.example.com\n    cluster: { podCidr: 10.2.0.0/16 }\n")
             .replace("  type: tailscale\n  tailscale: { enabled: true, authKeySecret: ts-auth, tailnet: example, tags: [mesh] }", "  type: vpn");
         let artifacts = build(&vpn);
-        let policies = documents(&artifacts["k8s/gcp-west/networkpolicy.yaml"]);
+        let policies = documents(&artifacts["k8s/gcp-west/mesh/networkpolicy.yaml"]);
         let search =
             policies.iter().find(|policy| policy["metadata"]["name"] == "search-mesh").expect("search");
         assert_eq!(search["spec"]["ingress"][0]["from"][0]["ipBlock"]["cidr"].as_str(), Some("10.1.0.0/16"));
@@ -755,13 +765,13 @@ resilience:
             "  type: istio\n  istio: { meshId: corp-mesh }",
         );
         let artifacts = build(&istio);
-        let documents = documents(&artifacts["k8s/aws-east/istio.yaml"]);
+        let documents = documents(&artifacts["k8s/aws-east/mesh/istio.yaml"]);
         let control_plane = &documents[0];
         assert_eq!(control_plane["kind"].as_str(), Some("IstioOperator"));
         let global = &control_plane["spec"]["values"]["global"];
         assert_eq!(global["meshID"].as_str(), Some("corp-mesh"));
         assert_eq!(global["network"].as_str(), Some("aws-east-network"));
         assert_eq!(documents[2]["kind"].as_str(), Some("Gateway"));
-        assert!(!build(TAILSCALE_TOPOLOGY).contains_key("k8s/aws-east/istio.yaml"));
+        assert!(!build(TAILSCALE_TOPOLOGY).contains_key("k8s/aws-east/mesh/istio.yaml"));
     }
 }

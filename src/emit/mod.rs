@@ -9,6 +9,7 @@
 //! render function, so both carry the same bytes.
 
 pub mod deploy;
+pub mod gitops;
 pub mod image;
 pub mod k8s;
 pub mod opa;
@@ -124,6 +125,7 @@ pub const TARGETS: &[Target] = &[
     prometheus::TARGET,
     otel::TARGET,
     image::TARGET,
+    gitops::TARGET,
     deploy::TARGET,
 ];
 

@@ -36,6 +36,7 @@ pub struct Topology {
     pub authorization: Authorization,
     pub observability: Observability,
     pub resilience: Resilience,
+    pub delivery: Delivery,
     #[serde(skip)]
     agent_index: BTreeMap<String, usize>,
     #[serde(skip)]
@@ -492,6 +493,28 @@ pub struct Tracing {
     /// OTLP gRPC endpoint of the tracing backend (`host:port`).
     pub endpoint: Option<String>,
     pub ca_file: Option<String>,
+}
+
+/// How the output reaches the clusters besides `kubectl`: GitOps tools reading it from a repository.
+#[derive(Debug, Clone, Serialize, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Delivery {
+    pub gitops: GitOps,
+}
+
+/// The repository Argo CD and Flux read the committed output from.
+#[derive(Debug, Clone, Serialize, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct GitOps {
+    /// The repository's URL; unset, Argo CD reads it from the cluster's registration and Flux uses
+    /// the GitRepository `flux bootstrap` made.
+    #[serde(rename = "repoURL")]
+    pub repo_url: Option<String>,
+    /// The branch the tools follow.
+    pub branch: String,
+    /// The directory of the repository the output is committed to (empty: its root).
+    #[serde(rename = "path")]
+    pub directory: String,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]

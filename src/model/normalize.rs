@@ -35,6 +35,7 @@ pub mod defaults {
     pub const SCRAPE_INTERVAL: &str = "15s";
     pub const FEDERATE_INTERVAL: &str = "30s";
     pub const ZONE_MAX_SKEW: u32 = 1;
+    pub const GITOPS_BRANCH: &str = "main";
     pub const REGION_MAX_SKEW: u32 = 2;
 }
 
@@ -69,6 +70,7 @@ struct RawTopology {
     authorization: Option<RawAuthorization>,
     observability: Option<RawObservability>,
     resilience: Option<RawResilience>,
+    delivery: Option<RawDelivery>,
 }
 
 #[derive(Deserialize, Default)]
@@ -249,6 +251,20 @@ struct RawResilience {
     zone_max_skew: Option<u32>,
     region_max_skew: Option<u32>,
     min_available: Option<u32>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct RawDelivery {
+    gitops: Option<RawGitOps>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawGitOps {
+    #[serde(rename = "repoURL")]
+    repo_url: Option<String>,
+    branch: Option<String>,
+    path: Option<String>,
 }
 
 fn build(raw: RawTopology) -> Topology {
@@ -494,6 +510,15 @@ fn build(raw: RawTopology) -> Topology {
         pointer: "/resilience/minAvailable".to_owned(),
     };
 
+    let raw_gitops = raw.delivery.unwrap_or_default().gitops.unwrap_or_default();
+    let delivery = Delivery {
+        gitops: GitOps {
+            repo_url: raw_gitops.repo_url,
+            branch: raw_gitops.branch.unwrap_or_else(|| defaults::GITOPS_BRANCH.to_owned()),
+            directory: raw_gitops.path.map(|path| path.trim_matches('/').to_owned()).unwrap_or_default(),
+        },
+    };
+
     let mut agent_index = BTreeMap::new();
     for (position, agent) in agents.iter().enumerate() {
         agent_index.entry(agent.name.clone()).or_insert(position);
@@ -516,6 +541,7 @@ fn build(raw: RawTopology) -> Topology {
         authorization,
         observability,
         resilience,
+        delivery,
         agent_index,
         site_index,
     }

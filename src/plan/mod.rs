@@ -17,6 +17,7 @@
 //! Architecture invariant: `reachable`, `trusted` and `allowed` are defined here and nowhere else;
 //! `allow_same_trust_domain` and `public_actions` of the model are read here only.
 
+pub mod delivery;
 pub mod monitoring;
 pub mod paths;
 pub mod prerequisites;

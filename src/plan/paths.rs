@@ -1,6 +1,8 @@
 //! Where each artifact lives in OUT. Emitters write to these paths and `weave explain` (and any
 //! artifact that names another) refers to them, so no module spells another's path.
 
+use super::delivery::Stage;
+
 /// The Tailscale policy of the mesh.
 pub const TAILSCALE_POLICY: &str = "tailscale/policy.hujson";
 
@@ -28,7 +30,7 @@ pub fn spire_agent_conf(site: &str) -> String {
 
 /// A site's NetworkPolicies.
 pub fn network_policy(site: &str) -> String {
-    format!("k8s/{site}/networkpolicy.yaml")
+    k8s_stage_file(site, Stage::Mesh, "networkpolicy.yaml")
 }
 
 /// A site's Prometheus configuration.
@@ -69,10 +71,46 @@ pub fn k8s_site(site: &str) -> String {
 
 /// The kustomization of the CRDs a site's manifests use, applied before the site.
 pub fn k8s_crds(site: &str) -> String {
-    format!("k8s/{site}/crds")
+    k8s_stage(site, Stage::Crds)
+}
+
+/// The kustomization of one stage of a site's manifests (see [`super::delivery`]).
+pub fn k8s_stage(site: &str, stage: Stage) -> String {
+    format!("k8s/{site}/{}", stage.as_str())
+}
+
+/// A file of one stage of a site's manifests.
+pub fn k8s_stage_file(site: &str, stage: Stage, file: &str) -> String {
+    format!("k8s/{site}/{}/{file}", stage.as_str())
+}
+
+/// A site's namespaces, applied on their own before the deployer's Secrets.
+pub fn namespaces(site: &str) -> String {
+    k8s_stage_file(site, Stage::Spire, "namespaces.yaml")
 }
 
 /// A site's SPIRE registrations (ClusterSPIFFEIDs, ClusterFederatedTrustDomains).
 pub fn registration(site: &str) -> String {
-    format!("k8s/{site}/registration.yaml")
+    k8s_stage_file(site, Stage::Mesh, "registration.yaml")
+}
+
+/// The directory of the GitOps delivery files.
+pub const GITOPS: &str = "gitops";
+
+/// The Argo CD ApplicationSet of the mesh.
+pub const ARGOCD_APPLICATION_SET: &str = "gitops/argocd/applicationset.yaml";
+
+/// The kustomization Argo CD syncs for a site: every stage, each with its sync wave.
+pub fn argocd_site(site: &str) -> String {
+    format!("gitops/argocd/{site}")
+}
+
+/// The kustomization that gives one stage of a site its Argo CD sync wave.
+pub fn argocd_stage(site: &str, stage: Stage) -> String {
+    format!("gitops/argocd/{site}/{}", stage.as_str())
+}
+
+/// The directory of a site's Flux objects (its `flux bootstrap --path`).
+pub fn flux_site(site: &str) -> String {
+    format!("gitops/flux/{site}")
 }

@@ -60,8 +60,8 @@ fn parallel_build_equals_sequential_build_on_large_sites() {
     assert_eq!(sequential.artifacts.len(), parallel.artifacts.len());
     assert!(sequential.artifacts == parallel.artifacts, "the parallel build differs");
     let kustomization =
-        String::from_utf8(sequential.artifacts["k8s/site-1/kustomization.yaml"].clone()).unwrap();
-    let listed = kustomization.lines().filter(|line| line.starts_with("- agents/")).count();
+        String::from_utf8(sequential.artifacts["k8s/site-1/agents/kustomization.yaml"].clone()).unwrap();
+    let listed = kustomization.lines().filter(|line| line.starts_with("- agent-")).count();
     assert_eq!(listed, 150, "{kustomization}");
 }
 

@@ -9,6 +9,7 @@ mod build;
 mod cli;
 mod docs;
 mod fixtures;
+mod gitops;
 mod opa_eval;
 mod properties;
 mod review;

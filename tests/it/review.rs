@@ -210,7 +210,8 @@ fn explain_output() {
 
 /// The NetworkPolicies of a site's agents' namespace.
 fn network_policies(artifacts: &BTreeMap<String, Vec<u8>>, site: &str) -> Vec<serde_yaml_ng::Value> {
-    let text = std::str::from_utf8(&artifacts[&format!("k8s/{site}/networkpolicy.yaml")]).unwrap().to_owned();
+    let text =
+        std::str::from_utf8(&artifacts[&format!("k8s/{site}/mesh/networkpolicy.yaml")]).unwrap().to_owned();
     serde_yaml_ng::Deserializer::from_str(&text)
         .map(|document| <serde_yaml_ng::Value as serde::Deserialize>::deserialize(document).unwrap())
         .collect()

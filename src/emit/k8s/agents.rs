@@ -9,7 +9,7 @@
 //! - No Tailscale in the pod: with a tailnet, the Tailscale operator's proxies carry cross-site
 //!   calls ([`crate::plan::tailnet`]): the agent file holds the `LoadBalancer` Service of class
 //!   `tailscale` that exposes an agent other sites dial, and the site's egress Services are in
-//!   `tailnet.yaml`.
+//!   `mesh/tailnet.yaml`.
 //! - `tier: edge` requires nodes labelled `node-role.kubernetes.io/edge` and tolerates that taint.
 //!   Kubelets may not set `node-role.kubernetes.io/*` labels on themselves (NodeRestriction), so the
 //!   cluster admin or the node pool's controller labels edge nodes.

@@ -524,7 +524,7 @@ mod tests {
             let files = all(&compiled);
             let central = compiled.topology.central_metrics_site().expect("central").name.clone();
             for site in &compiled.topology.sites {
-                let Some(bytes) = files.get(&format!("k8s/{}/monitoring.yaml", site.name)) else {
+                let Some(bytes) = files.get(&format!("k8s/{}/mesh/monitoring.yaml", site.name)) else {
                     continue;
                 };
                 let objects = documents(bytes);
@@ -580,7 +580,7 @@ mod tests {
         let compiled = fixture("vpn-mesh.yaml");
         let files = all(&compiled);
         for site in prometheus::federated_sites(&compiled.topology) {
-            let objects = documents(&files[&format!("k8s/{}/monitoring.yaml", site.name)]);
+            let objects = documents(&files[&format!("k8s/{}/mesh/monitoring.yaml", site.name)]);
             let service = find(&objects, "Service", super::FEDERATION_SERVICE);
             assert_eq!(service["spec"]["type"].as_str(), Some("LoadBalancer"));
             let ports = service["spec"]["ports"].as_sequence().expect("ports");
@@ -592,9 +592,9 @@ mod tests {
         let compiled = fixture("federated-mesh.yaml");
         let files = all(&compiled);
         let central = compiled.topology.central_metrics_site().expect("central site");
-        let central_objects = documents(&files[&format!("k8s/{}/monitoring.yaml", central.name)]);
+        let central_objects = documents(&files[&format!("k8s/{}/mesh/monitoring.yaml", central.name)]);
         for site in prometheus::federated_sites(&compiled.topology) {
-            let objects = documents(&files[&format!("k8s/{}/monitoring.yaml", site.name)]);
+            let objects = documents(&files[&format!("k8s/{}/mesh/monitoring.yaml", site.name)]);
             let pod = &find(&objects, "Deployment", "prometheus")["spec"]["template"]["spec"];
             assert_eq!(pod["containers"].as_sequence().map(Vec::len), Some(1), "no sidecar");
             let ingress = find(&objects, "Service", "prometheus-tailnet");

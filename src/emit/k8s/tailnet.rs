@@ -1,7 +1,7 @@
 //! The Services the Tailscale Kubernetes operator turns into tailnet proxies
 //! ([`crate::plan::tailnet`]): an ingress `LoadBalancer` Service of class `tailscale` per exposed
 //! workload, and an egress `ExternalName` Service per remote device a site dials (a site's agents'
-//! egress Services are its `tailnet.yaml`).
+//! egress Services are its `mesh/tailnet.yaml`).
 
 use super::SiteContext;
 use super::objects::{Body, IntOrString, Manifest, ObjectMeta, ServicePort, ServiceSpec, StringMap};
