@@ -13,6 +13,7 @@
 //! | `agents/<agent>.yaml` | per agent: ServiceAccount, ConfigMap (agent config), Deployment, Service, headless metrics Service (with Prometheus), PodDisruptionBudget |
 //! | `monitoring.yaml` | the `monitoring` namespace, the OpenTelemetry Collector, the site's Prometheus (see [`monitoring`]) |
 //! | `istio.yaml` | with `networking.type: istio`: IstioOperator (control plane, east-west gateway) and Gateway |
+//! | `vpn.yaml` | with `networking.type: vpn`: internal load balancers of the agents other sites dial, selectorless Services and EndpointSlices of the remote agents this site dials (see [`vpn`]) |
 //!
 //! The OPA policy ConfigMap (byte-identical to `opa/authz.rego`) is the same for every site, so it
 //! lives once in `k8s/_mesh/`, a kustomize base that every site with agents includes (`../_mesh`).
@@ -30,6 +31,7 @@ mod network_policy;
 mod objects;
 pub mod registration;
 mod spire;
+mod vpn;
 
 use std::collections::BTreeMap;
 use std::io;
@@ -164,6 +166,11 @@ fn site_files(site_context: &SiteContext<'_>, sink: &mut dyn Sink) -> io::Result
     if site_context.topology.networking.kind == NetworkKind::Istio {
         files.push(("istio.yaml".to_owned(), yaml_documents(&istio::manifests(site_context))));
         resources.push("istio.yaml".to_owned());
+    }
+    let vpn_manifests = vpn::manifests(site_context);
+    if !vpn_manifests.is_empty() {
+        files.push(("vpn.yaml".to_owned(), yaml_documents(&vpn_manifests)));
+        resources.push("vpn.yaml".to_owned());
     }
     let kustomization =
         Kustomization { api_version: "kustomize.config.k8s.io/v1beta1", kind: "Kustomization", resources };
@@ -779,8 +786,8 @@ resilience:
     #[test]
     fn vpn_peers_are_reached_through_their_pod_cidrs() {
         let vpn = TAILSCALE_TOPOLOGY
-            .replace("cluster: { spot: true }", "cluster: { spot: true, podCidr: 10.1.0.0/16 }")
-            .replace("    trustDomain: gcp.example.com\n", "    trustDomain: gcp.example.com\n    cluster: { podCidr: 10.2.0.0/16 }\n")
+            .replace("cluster: { spot: true }", "cluster: { spot: true, podCidr: 10.1.0.0/16, ingressCidr: 10.101.0.0/27 }")
+            .replace("    trustDomain: gcp.example.com\n", "    trustDomain: gcp.example.com\n    cluster: { podCidr: 10.2.0.0/16, ingressCidr: 10.102.0.0/27 }\n")
             .replace("  type: tailscale\n  tailscale: { enabled: true, authKeySecret: ts-auth, tailnet: example, tags: [mesh] }", "  type: vpn");
         let artifacts = build(&vpn);
         let policies = documents(&artifacts["k8s/gcp-west/networkpolicy.yaml"]);

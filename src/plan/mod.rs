@@ -20,8 +20,10 @@
 pub mod monitoring;
 pub mod paths;
 pub mod prerequisites;
+pub mod vpn;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::net::Ipv4Addr;
 
 use crate::graph::MeshGraph;
 use crate::model::{FederationProfile, NetworkKind, Provider, Topology};
@@ -60,6 +62,9 @@ pub struct CallPlan {
     /// `host:port` the caller dials, as it resolves in the caller's cluster.
     pub address: String,
     pub carrier: Carrier,
+    /// With a VPN: the callee's internal load balancer address(es), which the caller's site lists
+    /// in the EndpointSlice of the callee's name. Empty otherwise.
+    pub endpoints: Vec<Ipv4Addr>,
 }
 
 /// What every layer needs to know of one agent.
@@ -87,6 +92,11 @@ pub struct AgentPlan {
     /// The agent's own fallback (where its callers go when it is down), with the address this
     /// agent's site reaches it at.
     pub own_fallback: Option<(usize, String)>,
+    /// With a VPN, for an agent another site dials: the fixed address of its internal load
+    /// balancer in its own site's `ingressCidr`.
+    pub vpn_ingress: Option<Ipv4Addr>,
+    /// With a VPN: the other sites whose agents dial this one over the tunnels.
+    pub vpn_dialing_sites: BTreeSet<usize>,
 }
 
 /// Where a caller fails over to when a callee is down.
@@ -101,6 +111,8 @@ pub struct FallbackRoute {
     /// `host:port` the caller dials for the fallback.
     pub address: String,
     pub carrier: Carrier,
+    /// With a VPN: the fallback's internal load balancer address(es). Empty otherwise.
+    pub endpoints: Vec<Ipv4Addr>,
 }
 
 /// A federation peer of one site's SPIRE server.
@@ -156,6 +168,8 @@ pub struct Plan {
     pub sites: Vec<SitePlan>,
     pub agents: Vec<AgentPlan>,
     pub authorization: Authorization,
+    /// With a VPN: which pairs of sites are linked, and how.
+    pub vpn: vpn::VpnPlan,
 }
 
 impl Plan {
@@ -224,7 +238,7 @@ impl Plan {
                 .into_iter()
                 .map(|(callee, actions)| {
                     let (address, carrier) = call_address(topology, position, callee);
-                    CallPlan { callee, actions, address, carrier }
+                    CallPlan { callee, actions, address, carrier, endpoints: Vec::new() }
                 })
                 .collect();
             agents.push(AgentPlan {
@@ -242,9 +256,11 @@ impl Plan {
                     .as_ref()
                     .and_then(|fallback| topology.agent_position(&fallback.name))
                     .map(|fallback| (fallback, call_address(topology, position, fallback).0)),
+                vpn_ingress: None,
+                vpn_dialing_sites: BTreeSet::new(),
             });
         }
-        let mut plan = Plan { sites: Vec::new(), agents, authorization };
+        let mut plan = Plan { sites: Vec::new(), agents, authorization, vpn: vpn::VpnPlan::default() };
         let routes: Vec<Vec<FallbackRoute>> = (0..plan.agents.len())
             .map(|caller| {
                 plan.agents[caller]
@@ -263,7 +279,14 @@ impl Plan {
                             return None;
                         }
                         let (address, carrier) = call_address(topology, caller, fallback);
-                        Some(FallbackRoute { primary: call.callee, fallback, actions, address, carrier })
+                        Some(FallbackRoute {
+                            primary: call.callee,
+                            fallback,
+                            actions,
+                            address,
+                            carrier,
+                            endpoints: Vec::new(),
+                        })
                     })
                     .collect()
             })
@@ -271,6 +294,32 @@ impl Plan {
         for (agent, routes) in plan.agents.iter_mut().zip(routes) {
             agent.fallback_routes = routes;
         }
+
+        // VPN: the internal load balancer address of every agent another site dials, and the
+        // endpoints each call over the tunnels resolves to.
+        let dialing = if topology.networking.kind == NetworkKind::Vpn {
+            vpn::dialing_sites(&plan)
+        } else {
+            vec![BTreeSet::new(); plan.agents.len()]
+        };
+        let ingress = vpn::ingress_addresses(topology, &dialing);
+        for agent in &mut plan.agents {
+            for call in &mut agent.calls {
+                if call.carrier == Carrier::Vpn {
+                    call.endpoints = ingress[call.callee].into_iter().collect();
+                }
+            }
+            for route in &mut agent.fallback_routes {
+                if route.carrier == Carrier::Vpn {
+                    route.endpoints = ingress[route.fallback].into_iter().collect();
+                }
+            }
+        }
+        for ((agent, address), sites) in plan.agents.iter_mut().zip(ingress).zip(dialing) {
+            agent.vpn_ingress = address;
+            agent.vpn_dialing_sites = sites;
+        }
+        plan.vpn = vpn::VpnPlan::new(topology, plan.reachable_site_pairs(topology));
 
         // Federation per agent: both ends of every connection an agent may open (its calls, the
         // fallbacks it fails over to, its own fallback) trust each other's domain; with public
@@ -489,7 +538,9 @@ fn domain_bundle_endpoints(topology: &Topology) -> BTreeMap<&str, &str> {
 }
 
 /// Where `caller` reaches `callee`: the in-cluster Service in the same site; across sites, the
-/// callee's MagicDNS name on Tailscale, its Service name otherwise.
+/// callee's MagicDNS name on Tailscale, its Service name otherwise (with a VPN, a selectorless
+/// Service of that name in the caller's site whose EndpointSlice holds the callee's internal load
+/// balancer address, see [`vpn`]; with Istio, a stub Service istiod fills).
 fn call_address(topology: &Topology, caller: usize, callee: usize) -> (String, Carrier) {
     let (caller_site, target) = (topology.agents[caller].site, &topology.agents[callee]);
     if caller_site == target.site {

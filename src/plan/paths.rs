@@ -31,6 +31,11 @@ pub fn network_policy(site: &str) -> String {
     format!("k8s/{site}/networkpolicy.yaml")
 }
 
+/// A site's VPN call path objects: internal load balancers and stand-ins of remote agents.
+pub fn vpn_manifests(site: &str) -> String {
+    format!("k8s/{site}/vpn.yaml")
+}
+
 /// A site's Prometheus configuration.
 pub fn site_prometheus(site: &str) -> String {
     format!("prometheus/{site}/prometheus.yml")

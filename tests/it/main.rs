@@ -13,4 +13,5 @@ mod opa_eval;
 mod properties;
 mod review;
 mod schema;
+mod vpn;
 mod write;
