@@ -1,5 +1,6 @@
-//! Networking: pod CIDRs and internal load balancer ranges for the VPN (E010), the Tailscale settings (E015) and capabilities asked
-//! for a userspace Tailscale sidecar (W108).
+//! Networking: pod CIDRs and internal load balancer ranges for the VPN (E010), sites no VPN link
+//! joins (W110), the Tailscale settings (E015) and capabilities asked for a userspace Tailscale
+//! sidecar (W108).
 
 use super::CheckContext;
 use crate::diagnostics::{Code, Diagnostic};
@@ -10,6 +11,7 @@ pub(super) fn check(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic
     if context.topology.networking.kind == NetworkKind::Vpn {
         pod_cidrs(context, diagnostics);
         ingress_cidrs(context, diagnostics);
+        unlinked_sites(context, diagnostics);
     }
     tailscale(context, diagnostics);
 }
@@ -60,6 +62,26 @@ fn pod_cidrs(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
                 ));
             }
         }
+    }
+}
+
+/// W110: two sites whose agents reach each other, neither of which weave builds a VPN side for.
+fn unlinked_sites(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
+    let topology = context.topology;
+    for (left, right) in context.plan.vpn.unlinked() {
+        let (left, right) = (&topology.sites[left], &topology.sites[right]);
+        diagnostics.push(Diagnostic::error(
+            Code::W110,
+            format!(
+                "agents of sites `{}` ({}) and `{}` ({}) reach each other, but weave builds no VPN side for either, so no link joins them and their calls are blocked",
+                left.name,
+                left.provider.as_str(),
+                right.name,
+                right.provider.as_str()
+            ),
+            context.at(&right.pointer),
+            "join the two networks yourself (and keep this warning), or route the calls through a site on AWS, GCP or Azure, whose VPN side weave builds",
+        ));
     }
 }
 

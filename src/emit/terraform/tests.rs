@@ -528,9 +528,11 @@ fn vpn_links_follow_reachability_and_each_side_builds_only_its_own() {
     for site in ["aws-east", "aws-west", "azure", "gcp", "gcp-idle"] {
         assert_module_consistent(&files, site);
     }
-    // gcp-idle's agent is reached by no one and reaches no one; two AWS sites cannot link.
+    // gcp-idle's agent is reached by no one and reaches no one; two AWS sites are peered, not
+    // joined by a VPN gateway.
     assert!(!files.contains_key("terraform/gcp-idle/vpn.tf"));
-    assert!(!files.contains_key("terraform/aws-west/vpn.tf"));
+    let west = parse(&files, "terraform/aws-west/vpn.tf");
+    assert!(block(&west, "resource", &["aws_vpn_gateway", "this"]).is_none());
 
     let aws = parse(&files, "terraform/aws-east/vpn.tf");
     resource(&aws, "aws_vpn_gateway", "this");
