@@ -702,7 +702,15 @@ fn ingress_subnet(facts: &SiteFacts<'_>, module: &mut Module) {
                     .add_attribute(("name", name.as_str()))
                     .add_attribute(("region", facts.region()))
                     .add_attribute(("network", var("network")))
-                    .add_attribute(("ip_cidr_range", cidr)),
+                    .add_attribute(("ip_cidr_range", cidr))
+                    .add_attribute(("private_ip_google_access", true))
+                    .add_block(
+                        nested("log_config")
+                            .add_attribute(("aggregation_interval", "INTERVAL_5_SEC"))
+                            .add_attribute(("flow_sampling", 0.5))
+                            .add_attribute(("metadata", "INCLUDE_ALL_METADATA"))
+                            .build(),
+                    ),
             ));
             for (agent, address) in &addressed {
                 let agent_name = &facts.context.topology.agents[*agent].name;
@@ -732,6 +740,27 @@ fn ingress_subnet(facts: &SiteFacts<'_>, module: &mut Module) {
                     .add_attribute(("resource_group_name", part(4)))
                     .add_attribute(("virtual_network_name", part(8)))
                     .add_attribute(("address_prefixes", strings([cidr]))),
+            ));
+            // The default rules admit the virtual network and the address space its VPN connects;
+            // AKS adds the load balancers' own rules to the cluster's NSG.
+            module.vpn(resource(
+                "azurerm_network_security_group",
+                "mesh_ingress",
+                body()
+                    .add_attribute(("name", name.as_str()))
+                    .add_attribute(("location", reference("azurerm_resource_group.this.location")))
+                    .add_attribute(("resource_group_name", reference("azurerm_resource_group.this.name")))
+                    .add_attribute(("tags", facts.labels_object())),
+            ));
+            module.vpn(resource(
+                "azurerm_subnet_network_security_group_association",
+                "mesh_ingress",
+                body()
+                    .add_attribute(("subnet_id", reference("azurerm_subnet.mesh_ingress.id")))
+                    .add_attribute((
+                        "network_security_group_id",
+                        reference("azurerm_network_security_group.mesh_ingress.id"),
+                    )),
             ));
             // AKS places the internal load balancer's frontends in the subnet.
             module.vpn(resource(
