@@ -71,11 +71,13 @@ pub enum Code {
     W108,
     /// https_web bundle endpoints without acmeEmail or a named certificateIssuer
     W109,
+    /// agents that call each other across two sites no VPN link can join
+    W110,
 }
 
 impl Code {
     /// Every code, in order.
-    pub const ALL: [Code; 27] = [
+    pub const ALL: [Code; 28] = [
         Code::E000,
         Code::E001,
         Code::E002,
@@ -103,6 +105,7 @@ impl Code {
         Code::W107,
         Code::W108,
         Code::W109,
+        Code::W110,
     ];
 
     /// The code as written in reports: `E006`.
@@ -135,6 +138,7 @@ impl Code {
             Code::W107 => "W107",
             Code::W108 => "W108",
             Code::W109 => "W109",
+            Code::W110 => "W110",
         }
     }
 
@@ -157,7 +161,7 @@ impl Code {
             }
             Code::E008 => "an action in calls is not among the callee's capabilities",
             Code::E009 => "fallback in the same site, or serving fewer actions than its primary",
-            Code::E010 => "overlapping or missing pod CIDRs (vpn)",
+            Code::E010 => "overlapping or missing pod CIDRs or ingress ranges (vpn)",
             Code::E011 => "PodDisruptionBudget minAvailable ≥ replicas",
             Code::E012 => "a secret inline",
             Code::E013 => "a name that is not a DNS-1123 label, or would escape the output directory",
@@ -180,6 +184,7 @@ impl Code {
             Code::W107 => "a wildcard or empty action list on a call",
             Code::W108 => "a capability asked for the Tailscale sidecar with userspace networking",
             Code::W109 => "https_web bundle endpoints without acmeEmail or a named certificateIssuer",
+            Code::W110 => "agents call each other across two sites that no VPN link can join",
         }
     }
 

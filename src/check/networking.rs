@@ -1,15 +1,17 @@
-//! Networking: pod CIDRs for the VPN (E010), the Tailscale settings (E015) and capabilities asked
-//! for a userspace Tailscale sidecar (W108).
-
-use std::net::Ipv4Addr;
+//! Networking: pod CIDRs and internal load balancer ranges for the VPN (E010), sites no VPN link
+//! joins (W110), the Tailscale settings (E015) and capabilities asked for a userspace Tailscale
+//! sidecar (W108).
 
 use super::CheckContext;
 use crate::diagnostics::{Code, Diagnostic};
 use crate::model::NetworkKind;
+use crate::plan::vpn::{ingress_capacity, parse_cidr};
 
 pub(super) fn check(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
     if context.topology.networking.kind == NetworkKind::Vpn {
         pod_cidrs(context, diagnostics);
+        ingress_cidrs(context, diagnostics);
+        unlinked_sites(context, diagnostics);
     }
     tailscale(context, diagnostics);
 }
@@ -63,16 +65,89 @@ fn pod_cidrs(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
     }
 }
 
-/// `10.1.0.0/16` → (network address with host bits cleared, prefix length).
-fn parse_cidr(text: &str) -> Option<(u32, u32)> {
-    let (address, prefix) = text.split_once('/')?;
-    let address: Ipv4Addr = address.parse().ok()?;
-    let prefix: u32 = prefix.parse().ok()?;
-    if prefix > 32 {
-        return None;
+/// W110: two sites whose agents reach each other, neither of which weave builds a VPN side for.
+fn unlinked_sites(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
+    let topology = context.topology;
+    for (left, right) in context.plan.vpn.unlinked() {
+        let (left, right) = (&topology.sites[left], &topology.sites[right]);
+        diagnostics.push(Diagnostic::error(
+            Code::W110,
+            format!(
+                "agents of sites `{}` ({}) and `{}` ({}) reach each other, but weave builds no VPN side for either, so no link joins them and their calls are blocked",
+                left.name,
+                left.provider.as_str(),
+                right.name,
+                right.provider.as_str()
+            ),
+            context.at(&right.pointer),
+            "join the two networks yourself (and keep this warning), or route the calls through a site on AWS, GCP or Azure, whose VPN side weave builds",
+        ));
     }
-    let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - prefix) };
-    Some((u32::from(address) & mask, prefix))
+}
+
+/// The internal load balancer ranges: every site whose agents another site dials over the VPN
+/// needs one, large enough for those agents, overlapping no pod range and no other site's.
+fn ingress_cidrs(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
+    let topology = context.topology;
+    let plan = context.plan;
+    let mut ranges: Vec<(String, u32, u32, &str)> = Vec::new();
+    for site in &topology.sites {
+        if let Some((network, prefix)) = site.cluster.pod_cidr.as_deref().and_then(parse_cidr) {
+            ranges.push((format!("the pod CIDR of `{}`", site.name), network, prefix, &site.name));
+        }
+    }
+    for site in &topology.sites {
+        let dialed = site.agents.iter().filter(|&&agent| !plan.vpn_dialing_sites(agent).is_empty()).count();
+        let pointer = format!("{}/cluster/ingressCidr", site.pointer);
+        let Some(cidr) = &site.cluster.ingress_cidr else {
+            if dialed > 0 {
+                diagnostics.push(Diagnostic::error(
+                    Code::E010,
+                    format!(
+                        "agents of site `{}` are called from other sites over the VPN, but it has no cluster.ingressCidr for their internal load balancers",
+                        site.name
+                    ),
+                    context.at(&site.pointer),
+                    "set `cluster.ingressCidr` to a free range of the cluster's network (for example 10.1.255.0/27), outside the nodes' and pods' subnets",
+                ));
+            }
+            continue;
+        };
+        let Some((network, prefix)) = parse_cidr(cidr) else {
+            diagnostics.push(Diagnostic::error(
+                Code::E010,
+                format!("cluster.ingressCidr of `{}` is not an IPv4 CIDR: `{cidr}`", site.name),
+                context.value_at(&pointer),
+                "write the range as address/prefix, for example 10.1.255.0/27",
+            ));
+            continue;
+        };
+        if (dialed as u64) > ingress_capacity(prefix) {
+            diagnostics.push(Diagnostic::error(
+                Code::E010,
+                format!(
+                    "cluster.ingressCidr of `{}` ({cidr}) holds {} load balancer addresses, but {dialed} of its agents are called from other sites",
+                    site.name,
+                    ingress_capacity(prefix)
+                ),
+                context.value_at(&pointer),
+                "give the site a larger range: every agent called from another site takes one address, and the first four and the last are the cloud's",
+            ));
+        }
+        for (what, other_network, other_prefix, _) in &ranges {
+            let shorter = prefix.min(*other_prefix);
+            let mask = if shorter == 0 { 0 } else { u32::MAX << (32 - shorter) };
+            if network & mask == other_network & mask {
+                diagnostics.push(Diagnostic::error(
+                    Code::E010,
+                    format!("cluster.ingressCidr of `{}` ({cidr}) overlaps {what}", site.name),
+                    context.value_at(&pointer),
+                    "the load balancer range is routed over the VPN apart from the pods: choose a range no pod CIDR or other ingressCidr uses",
+                ));
+            }
+        }
+        ranges.push((format!("the ingressCidr of `{}`", site.name), network, prefix, &site.name));
+    }
 }
 
 fn tailscale(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {

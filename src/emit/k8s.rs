@@ -17,6 +17,7 @@
 //! | `mesh/monitoring.yaml` | the `monitoring` namespace, the OpenTelemetry Collector, the site's Prometheus (see [`monitoring`]) |
 //! | `mesh/istio.yaml` | with `networking.type: istio`: IstioOperator (control plane, east-west gateway) and Gateway |
 //! | `agents/<agent>.yaml` | per agent: ServiceAccount, ConfigMap (agent config), Deployment, Service, headless metrics Service (with Prometheus), PodDisruptionBudget |
+//! | `mesh/vpn.yaml` | with `networking.type: vpn`: internal load balancers of the agents other sites dial, selectorless Services and EndpointSlices of the remote agents this site dials (see [`vpn`]) |
 //!
 //! The OPA policy ConfigMap (byte-identical to `opa/authz.rego`) is the same for every site, so it
 //! lives once in `k8s/_mesh/`, a kustomize base that the mesh stage of every site with agents includes
@@ -36,6 +37,7 @@ mod objects;
 pub mod registration;
 mod spire;
 mod tailnet;
+mod vpn;
 
 use std::collections::BTreeMap;
 use std::io;
@@ -163,6 +165,10 @@ fn site_files(site_context: &SiteContext<'_>, sink: &mut dyn Sink) -> io::Result
     }
     if site_context.topology.networking.kind == NetworkKind::Istio {
         files.push((Stage::Mesh, "istio.yaml".to_owned(), yaml_documents(&istio::manifests(site_context))));
+    }
+    let vpn_manifests = vpn::manifests(site_context);
+    if !vpn_manifests.is_empty() {
+        files.push((Stage::Mesh, "vpn.yaml".to_owned(), yaml_documents(&vpn_manifests)));
     }
     // The CRDs the site's custom resources use, in a kustomization of their own that DEPLOY.md
     // applies (and waits for) before the site.
@@ -738,8 +744,8 @@ resilience:
     #[test]
     fn vpn_peers_are_reached_through_their_pod_cidrs() {
         let vpn = TAILSCALE_TOPOLOGY
-            .replace("cluster: { spot: true }", "cluster: { spot: true, podCidr: 10.1.0.0/16 }")
-            .replace("    trustDomain: gcp.example.com\n", "    trustDomain: gcp.example.com\n    cluster: { podCidr: 10.2.0.0/16 }\n")
+            .replace("cluster: { spot: true }", "cluster: { spot: true, podCidr: 10.1.0.0/16, ingressCidr: 10.101.0.0/27 }")
+            .replace("    trustDomain: gcp.example.com\n", "    trustDomain: gcp.example.com\n    cluster: { podCidr: 10.2.0.0/16, ingressCidr: 10.102.0.0/27 }\n")
             .replace("  type: tailscale\n  tailscale: { enabled: true, authKeySecret: ts-auth, tailnet: example, tags: [mesh] }", "  type: vpn");
         let artifacts = build(&vpn);
         let policies = documents(&artifacts["k8s/gcp-west/mesh/networkpolicy.yaml"]);

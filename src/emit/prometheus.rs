@@ -11,7 +11,7 @@
 //!
 //! Each Prometheus also scrapes its site's SPIRE server and agents (`telemetry` port 9988) through the
 //! headless Services `spire-server-metrics` and `spire-agent-metrics`, and the central server
-//! federates those jobs with the agents'. `k8s/<site>/monitoring.yaml` runs every Prometheus.
+//! federates those jobs with the agents'. `k8s/<site>/mesh/monitoring.yaml` runs every Prometheus.
 //!
 //! The central server is its own site's Prometheus too, so that site gets no second file. Sites
 //! without agents have nothing to scrape and get neither a file nor a federation job.
@@ -570,9 +570,18 @@ observability:
     fn targets_without_tailscale_use_the_private_zone() {
         let text = MESH.replace("type: tailscale", "type: vpn").replace("tailscale: { tailnet: corp }", "");
         let text = text
-            .replace("region: us-east-1\n", "region: us-east-1\n    cluster: { podCidr: 10.1.0.0/16 }\n")
-            .replace("region: us-west1\n", "region: us-west1\n    cluster: { podCidr: 10.2.0.0/16 }\n")
-            .replace("provider: onprem\n", "provider: onprem\n    cluster: { podCidr: 10.3.0.0/16 }\n");
+            .replace(
+                "region: us-east-1\n",
+                "region: us-east-1\n    cluster: { podCidr: 10.1.0.0/16, ingressCidr: 10.101.0.0/27 }\n",
+            )
+            .replace(
+                "region: us-west1\n",
+                "region: us-west1\n    cluster: { podCidr: 10.2.0.0/16, ingressCidr: 10.102.0.0/27 }\n",
+            )
+            .replace(
+                "provider: onprem\n",
+                "provider: onprem\n    cluster: { podCidr: 10.3.0.0/16, ingressCidr: 10.103.0.0/27 }\n",
+            );
         let compiled = compiled(&text);
         let site = compiled.topology.site("aws-east").expect("site");
         assert_eq!(federation_target(&compiled.topology, site), "prometheus.aws-east.weft.internal:9090");

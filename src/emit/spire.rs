@@ -636,6 +636,7 @@ sites:
     trustDomain: aws.example.com
     cluster:
       podCidr: 10.1.0.0/16
+      ingressCidr: 10.101.0.0/27
     agents:
       - name: planner
         capabilities: [plan]
@@ -648,6 +649,7 @@ sites:
     trustDomain: aws.example.com
     cluster:
       podCidr: 10.2.0.0/16
+      ingressCidr: 10.102.0.0/27
     agents:
       - name: helper
         capabilities: [help]
@@ -657,6 +659,7 @@ sites:
     cluster:
       name: lab-cluster
       podCidr: 10.3.0.0/16
+      ingressCidr: 10.103.0.0/27
     agents:
       - name: searcher
         capabilities: [search]
@@ -666,6 +669,7 @@ sites:
     trustDomain: gcp.example.com
     cluster:
       podCidr: 10.4.0.0/16
+      ingressCidr: 10.104.0.0/27
     agents:
       - name: ranker
         capabilities: [rank]

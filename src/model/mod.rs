@@ -225,6 +225,9 @@ pub struct Cluster {
     /// A spot / preemptible node pool.
     pub spot: bool,
     pub pod_cidr: Option<String>,
+    /// With a VPN: the range of the internal load balancers of the agents other sites call.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ingress_cidr: Option<String>,
     pub node_attestor: NodeAttestor,
 }
 

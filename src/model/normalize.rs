@@ -115,6 +115,7 @@ struct RawCluster {
     nodes: Option<u32>,
     spot: Option<bool>,
     pod_cidr: Option<String>,
+    ingress_cidr: Option<String>,
     node_attestor: Option<NodeAttestor>,
 }
 
@@ -318,6 +319,7 @@ fn build(raw: RawTopology) -> Topology {
             nodes: raw_cluster.nodes.unwrap_or(defaults::NODES),
             spot: raw_cluster.spot.unwrap_or(false),
             pod_cidr: raw_cluster.pod_cidr,
+            ingress_cidr: raw_cluster.ingress_cidr,
             node_attestor: raw_cluster.node_attestor.unwrap_or(NodeAttestor::K8sPsat),
         };
         let site_position = sites.len();

@@ -22,8 +22,10 @@ pub mod monitoring;
 pub mod paths;
 pub mod prerequisites;
 pub mod tailnet;
+pub mod vpn;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::net::Ipv4Addr;
 
 use crate::graph::MeshGraph;
 use crate::model::{FederationProfile, NetworkKind, Provider, Topology};
@@ -63,6 +65,9 @@ pub struct CallPlan {
     /// `host:port` the caller dials, as it resolves in the caller's cluster.
     pub address: String,
     pub carrier: Carrier,
+    /// With a VPN: the callee's internal load balancer address(es), which the caller's site lists
+    /// in the EndpointSlice of the callee's name. Empty otherwise.
+    pub endpoints: Vec<Ipv4Addr>,
 }
 
 /// What every layer needs to know of one agent.
@@ -90,6 +95,11 @@ pub struct AgentPlan {
     /// The agent's own fallback (where its callers go when it is down), with the address this
     /// agent's site reaches it at.
     pub own_fallback: Option<(usize, String)>,
+    /// With a VPN, for an agent another site dials: the fixed address of its internal load
+    /// balancer in its own site's `ingressCidr`.
+    pub vpn_ingress: Option<Ipv4Addr>,
+    /// With a VPN: the other sites whose agents dial this one over the tunnels.
+    pub vpn_dialing_sites: BTreeSet<usize>,
 }
 
 /// Where a caller fails over to when a callee is down.
@@ -104,6 +114,8 @@ pub struct FallbackRoute {
     /// `host:port` the caller dials for the fallback.
     pub address: String,
     pub carrier: Carrier,
+    /// With a VPN: the fallback's internal load balancer address(es). Empty otherwise.
+    pub endpoints: Vec<Ipv4Addr>,
 }
 
 /// A federation peer of one site's SPIRE server.
@@ -161,6 +173,8 @@ pub struct Plan {
     pub authorization: Authorization,
     /// The operator-managed tailnet, when the mesh runs on a named tailnet.
     pub tailnet: Option<tailnet::TailnetPlan>,
+    /// With a VPN: which pairs of sites are linked, and how.
+    pub vpn: vpn::VpnPlan,
 }
 
 impl Plan {
@@ -229,7 +243,7 @@ impl Plan {
                 .into_iter()
                 .map(|(callee, actions)| {
                     let (address, carrier) = call_address(topology, position, callee);
-                    CallPlan { callee, actions, address, carrier }
+                    CallPlan { callee, actions, address, carrier, endpoints: Vec::new() }
                 })
                 .collect();
             agents.push(AgentPlan {
@@ -247,9 +261,12 @@ impl Plan {
                     .as_ref()
                     .and_then(|fallback| topology.agent_position(&fallback.name))
                     .map(|fallback| (fallback, call_address(topology, position, fallback).0)),
+                vpn_ingress: None,
+                vpn_dialing_sites: BTreeSet::new(),
             });
         }
-        let mut plan = Plan { sites: Vec::new(), agents, authorization, tailnet: None };
+        let mut plan =
+            Plan { sites: Vec::new(), agents, authorization, tailnet: None, vpn: vpn::VpnPlan::default() };
         let routes: Vec<Vec<FallbackRoute>> = (0..plan.agents.len())
             .map(|caller| {
                 plan.agents[caller]
@@ -268,7 +285,14 @@ impl Plan {
                             return None;
                         }
                         let (address, carrier) = call_address(topology, caller, fallback);
-                        Some(FallbackRoute { primary: call.callee, fallback, actions, address, carrier })
+                        Some(FallbackRoute {
+                            primary: call.callee,
+                            fallback,
+                            actions,
+                            address,
+                            carrier,
+                            endpoints: Vec::new(),
+                        })
                     })
                     .collect()
             })
@@ -277,6 +301,32 @@ impl Plan {
             agent.fallback_routes = routes;
         }
         plan.tailnet = tailnet::TailnetPlan::build(topology, &plan.agents);
+
+        // VPN: the internal load balancer address of every agent another site dials, and the
+        // endpoints each call over the tunnels resolves to.
+        let dialing = if topology.networking.kind == NetworkKind::Vpn {
+            vpn::dialing_sites(&plan)
+        } else {
+            vec![BTreeSet::new(); plan.agents.len()]
+        };
+        let ingress = vpn::ingress_addresses(topology, &dialing);
+        for agent in &mut plan.agents {
+            for call in &mut agent.calls {
+                if call.carrier == Carrier::Vpn {
+                    call.endpoints = ingress[call.callee].into_iter().collect();
+                }
+            }
+            for route in &mut agent.fallback_routes {
+                if route.carrier == Carrier::Vpn {
+                    route.endpoints = ingress[route.fallback].into_iter().collect();
+                }
+            }
+        }
+        for ((agent, address), sites) in plan.agents.iter_mut().zip(ingress).zip(dialing) {
+            agent.vpn_ingress = address;
+            agent.vpn_dialing_sites = sites;
+        }
+        plan.vpn = vpn::VpnPlan::new(topology, plan.reachable_site_pairs(topology));
 
         // Federation per agent: both ends of every connection an agent may open (its calls, the
         // fallbacks it fails over to, its own fallback) trust each other's domain; with public

@@ -15,4 +15,5 @@ mod properties;
 mod review;
 mod schema;
 mod tailnet;
+mod vpn;
 mod write;

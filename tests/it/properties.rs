@@ -336,6 +336,7 @@ fn coherent(plan: &MeshPlan) -> Value {
         cluster.insert("spot".into(), json!(site.spot));
         if plan.networking == 1 {
             cluster.insert("podCidr".into(), json!(format!("10.{position}.0.0/16")));
+            cluster.insert("ingressCidr".into(), json!(format!("172.16.{position}.0/24")));
         }
         json.insert("cluster".into(), Value::Object(cluster));
         json.insert("agents".into(), Value::Array(std::mem::take(&mut agents_of_site[position])));

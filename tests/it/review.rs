@@ -266,12 +266,22 @@ fn peer_matches(
     }
     match compiled.topology.networking.kind {
         NetworkKind::Vpn => {
-            let (Some(cidr), Some(pod_cidr)) =
-                (peer["ipBlock"]["cidr"].as_str(), site.cluster.pod_cidr.as_deref())
-            else {
-                return false;
-            };
-            contains(cidr, pod_cidr)
+            let Some(cidr) = peer["ipBlock"]["cidr"].as_str() else { return false };
+            // Egress: the remote agent's internal load balancer address.
+            let position = compiled.topology.agent_position(&agent.name).unwrap();
+            if let Some(address) = compiled.plan.agents[position].vpn_ingress
+                && cidr == format!("{address}/32")
+            {
+                return true;
+            }
+            // Ingress on AWS: the NLB connects from its own address in the site's ingress range.
+            let own = compiled.topology.site(own_site).unwrap();
+            if own.provider == weave::model::Provider::Aws
+                && own.cluster.ingress_cidr.as_deref().is_some_and(|range| contains(range, cidr))
+            {
+                return true;
+            }
+            site.cluster.pod_cidr.as_deref().is_some_and(|pod_cidr| contains(cidr, pod_cidr))
         }
         NetworkKind::Istio => peer["podSelector"]["matchLabels"]["istio"].as_str() == Some("eastwestgateway"),
         NetworkKind::Tailscale => peer["ipBlock"]["cidr"].as_str() == Some("100.64.0.0/10"),

@@ -5,8 +5,10 @@
 //!   From other sites, the pods the traffic really comes from or goes to: with Tailscale, the
 //!   operator's proxies in the `tailscale` namespace (an agent's ingress proxy, by the
 //!   `tailscale.com/parent-resource*` labels the operator gives it, for ingress; the egress proxies of
-//!   exactly the remote agents it dials, for egress); the peer sites' pod CIDRs with VPN peering; the
-//!   local east-west gateway with Istio. When the public actions make every
+//!   exactly the remote agents it dials, for egress); with a VPN, ingress from the dialing sites' pod
+//!   CIDRs (or, on AWS, from the agent's own NLB address, which the NLB connects from) and egress to
+//!   each dialed agent's internal load balancer address as a `/32`; the local east-west gateway with
+//!   Istio. When the public actions make every
 //!   agent reachable from every other, one compact policy covers all agents instead of one per agent,
 //!   so the file grows with the number of agents, never with its square.
 //! - Metrics: ingress on the metrics port from the monitoring namespace. Traces: egress to the
@@ -129,10 +131,15 @@ pub fn manifests(site: &SiteContext<'_>) -> Vec<Manifest> {
         // Every agent may open a connection to every other: one rule for all of them.
         let everywhere: BTreeSet<usize> = remote.sites_with_agents.iter().copied().collect();
         let mut from = vec![NetworkPolicyPeer::pods(all_agents.clone())];
-        from.extend(remote.ingress_peers(site, &everywhere));
-        from.extend(tailnet_proxies(site, None));
         let mut to = vec![NetworkPolicyPeer::pods(all_agents.clone())];
-        to.extend(remote.egress_peers(site, &everywhere));
+        if topology.networking.kind == NetworkKind::Vpn {
+            from.extend(vpn_ingress_peers(site, &site.site.agents, &everywhere));
+            to.extend(vpn_egress_peers(site, &site.site.agents));
+        } else {
+            from.extend(remote.ingress_peers(site, &everywhere));
+            to.extend(remote.egress_peers(site, &everywhere));
+        }
+        from.extend(tailnet_proxies(site, None));
         to.extend(tailnet_proxies(site, None));
         let mut egress =
             vec![NetworkPolicyEgressRule { to, ports: vec![NetworkPolicyPort::tcp(topology.mesh.port)] }];
@@ -208,11 +215,16 @@ fn agent_policy(site: &SiteContext<'_>, remote: &RemoteSites, agent_index: usize
 
     let mut from: Vec<NetworkPolicyPeer> =
         local_selector(&local_callers).map(NetworkPolicyPeer::pods).into_iter().collect();
-    from.extend(remote.ingress_peers(site, &remote_callers));
-    from.extend(tailnet_ingress(site, agent_index));
     let mut to: Vec<NetworkPolicyPeer> =
         local_selector(&local_callees).map(NetworkPolicyPeer::pods).into_iter().collect();
-    to.extend(remote.egress_peers(site, &remote_callees));
+    if topology.networking.kind == NetworkKind::Vpn {
+        from.extend(vpn_ingress_peers(site, &[agent_index], &remote_callers));
+        to.extend(vpn_egress_peers(site, &[agent_index]));
+    } else {
+        from.extend(remote.ingress_peers(site, &remote_callers));
+        to.extend(remote.egress_peers(site, &remote_callees));
+    }
+    from.extend(tailnet_ingress(site, agent_index));
     to.extend(tailnet_egress(site, agent_index));
 
     let mesh_port = vec![NetworkPolicyPort::tcp(topology.mesh.port)];
@@ -286,7 +298,8 @@ impl RemoteSites {
         match site.topology.networking.kind {
             // The operator's proxies, per agent (`tailnet_egress`).
             NetworkKind::Tailscale => Vec::new(),
-            NetworkKind::Vpn => pod_cidrs(site, sites),
+            // Per callee address instead: `vpn_egress_peers`.
+            NetworkKind::Vpn => Vec::new(),
             // With Istio the sidecar sends cross-network traffic to the gateways on 15443 instead.
             NetworkKind::Istio => Vec::new(),
         }
@@ -353,6 +366,53 @@ fn tailnet_egress(site: &SiteContext<'_>, agent: usize) -> Option<NetworkPolicyP
         .map(|route| site.topology.agents[route.target].name.clone())
         .collect();
     tailnet_proxies(site, Some(targets))
+}
+
+/// With a VPN, where connections from other sites to `agents` arrive from. AWS's NLB with IP
+/// targets connects to the pod from its own private address (client IP preservation is off for
+/// TCP IP targets), the plan's fixed address of the agent's load balancer; the passthrough load
+/// balancers of the other providers (`externalTrafficPolicy: Local`) keep the caller's address, which
+/// the tunnels route unchanged from the calling sites' pod ranges.
+fn vpn_ingress_peers(
+    site: &SiteContext<'_>,
+    agents: &[usize],
+    sites: &BTreeSet<usize>,
+) -> Vec<NetworkPolicyPeer> {
+    if site.site.provider == crate::model::Provider::Aws {
+        let plan = site.emit.plan;
+        let addresses: BTreeSet<String> = agents
+            .iter()
+            .filter(|&&agent| !plan.vpn_dialing_sites(agent).is_empty())
+            .filter_map(|&agent| plan.agents[agent].vpn_ingress)
+            .map(|address| format!("{address}/32"))
+            .collect();
+        return addresses.iter().map(|cidr| NetworkPolicyPeer::ip_block(cidr)).collect();
+    }
+    pod_cidrs(site, sites)
+}
+
+/// With a VPN, where `agents` connect to in other sites: the internal load balancer address of
+/// every remote agent they dial (calls, fallback routes, their own fallback), one `/32` each.
+fn vpn_egress_peers(site: &SiteContext<'_>, agents: &[usize]) -> Vec<NetworkPolicyPeer> {
+    let plan = site.emit.plan;
+    let mut addresses: BTreeSet<String> = BTreeSet::new();
+    for &agent in agents {
+        let agent_plan = &plan.agents[agent];
+        let endpoints = agent_plan
+            .calls
+            .iter()
+            .flat_map(|call| call.endpoints.iter().copied())
+            .chain(agent_plan.fallback_routes.iter().flat_map(|route| route.endpoints.iter().copied()))
+            .chain(
+                agent_plan
+                    .own_fallback
+                    .iter()
+                    .filter(|(fallback, _)| plan.agents[*fallback].site != agent_plan.site)
+                    .filter_map(|(fallback, _)| plan.agents[*fallback].vpn_ingress),
+            );
+        addresses.extend(endpoints.map(|address| format!("{address}/32")));
+    }
+    addresses.iter().map(|cidr| NetworkPolicyPeer::ip_block(cidr)).collect()
 }
 
 /// The pod CIDRs of the given sites, for VPN peering (sites without one have been reported by E010).

@@ -81,6 +81,58 @@ pub enum Body {
     Certificate {
         spec: CertificateSpec,
     },
+    /// A Service of the VPN call path: an agent's internal load balancer, or the selectorless
+    /// stand-in of a callee in another site.
+    VpnService {
+        spec: VpnServiceSpec,
+    },
+    /// `discovery.k8s.io/v1` EndpointSlice: its fields sit beside `metadata`, not under `spec`.
+    #[serde(rename_all = "camelCase")]
+    EndpointSlice {
+        address_type: &'static str,
+        endpoints: Vec<Endpoint>,
+        ports: Vec<EndpointPort>,
+    },
+}
+
+/// `spec` of a VPN call path Service. Without a selector the Service is selectorless: its endpoints
+/// are the EndpointSlices labelled with its name.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VpnServiceSpec {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// The fixed address of an internal load balancer, where the provider reads it from the spec.
+    #[serde(rename = "loadBalancerIP", skip_serializing_if = "Option::is_none")]
+    pub load_balancer_ip: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external_traffic_policy: Option<&'static str>,
+    /// The ranges the load balancer admits (its security group, firewall rule or NSG rule).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub load_balancer_source_ranges: Vec<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub selector: StringMap,
+    pub ports: Vec<ServicePort>,
+}
+
+/// One endpoint of an EndpointSlice.
+#[derive(Debug, Clone, Serialize)]
+pub struct Endpoint {
+    pub addresses: Vec<String>,
+    pub conditions: EndpointConditions,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EndpointConditions {
+    pub ready: bool,
+}
+
+/// A port of an EndpointSlice; its name matches the Service port it serves.
+#[derive(Debug, Clone, Serialize)]
+pub struct EndpointPort {
+    pub name: String,
+    pub port: u16,
+    pub protocol: &'static str,
 }
 
 /// `spec` of a cert-manager Certificate.

@@ -147,7 +147,7 @@ sites:
     provider: gcp
     region: us-central1
     trustDomain: gcp.example.com
-    cluster: { spot: true, podCidr: 10.20.0.0/16 }
+    cluster: { spot: true, podCidr: 10.20.0.0/16, ingressCidr: 10.120.0.0/27 }
     agents:
       - name: searcher
         capabilities: [search]
@@ -466,7 +466,7 @@ sites:
     provider: aws
     region: us-east-1
     trustDomain: aws.example.com
-    cluster: { podCidr: 10.10.0.0/16 }
+    cluster: { podCidr: 10.10.0.0/16, ingressCidr: 10.110.0.0/27 }
     agents:
       - name: planner
         capabilities: [plan]
@@ -479,32 +479,32 @@ sites:
     provider: aws
     region: us-west-2
     trustDomain: west.example.com
-    cluster: { podCidr: 10.11.0.0/16 }
+    cluster: { podCidr: 10.11.0.0/16, ingressCidr: 10.111.0.0/27 }
     agents: [{ name: other, capabilities: [plan] }]
   azure:
     provider: azure
     region: westeurope
     trustDomain: azure.example.com
-    cluster: { podCidr: 10.30.0.0/16 }
+    cluster: { podCidr: 10.30.0.0/16, ingressCidr: 10.130.0.0/27 }
     agents:
       - name: searcher
         capabilities: [search]
   dc:
     provider: onprem
     trustDomain: dc.example.com
-    cluster: { podCidr: 10.40.0.0/16 }
+    cluster: { podCidr: 10.40.0.0/16, ingressCidr: 10.140.0.0/27 }
     agents: [{ name: keeper, capabilities: [keep] }]
   gcp:
     provider: gcp
     region: europe-west1
     trustDomain: gcp.example.com
-    cluster: { podCidr: 10.20.0.0/16 }
+    cluster: { podCidr: 10.20.0.0/16, ingressCidr: 10.120.0.0/27 }
     agents: [{ name: indexer, capabilities: [index] }]
   gcp-idle:
     provider: gcp
     region: europe-west4
     trustDomain: idle.example.com
-    cluster: { podCidr: 10.21.0.0/16 }
+    cluster: { podCidr: 10.21.0.0/16, ingressCidr: 10.121.0.0/27 }
     agents: [{ name: lonely, capabilities: [idle] }]
 federation:
   enabled: true
@@ -528,9 +528,11 @@ fn vpn_links_follow_reachability_and_each_side_builds_only_its_own() {
     for site in ["aws-east", "aws-west", "azure", "gcp", "gcp-idle"] {
         assert_module_consistent(&files, site);
     }
-    // gcp-idle's agent is reached by no one and reaches no one; two AWS sites cannot link.
+    // gcp-idle's agent is reached by no one and reaches no one; two AWS sites are peered, not
+    // joined by a VPN gateway.
     assert!(!files.contains_key("terraform/gcp-idle/vpn.tf"));
-    assert!(!files.contains_key("terraform/aws-west/vpn.tf"));
+    let west = parse(&files, "terraform/aws-west/vpn.tf");
+    assert!(block(&west, "resource", &["aws_vpn_gateway", "this"]).is_none());
 
     let aws = parse(&files, "terraform/aws-east/vpn.tf");
     resource(&aws, "aws_vpn_gateway", "this");

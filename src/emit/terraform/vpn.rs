@@ -5,8 +5,10 @@
 //! (DESIGN.md §4, asked of [`MeshGraph::reachable`]) and weave builds at least one side (AWS, GCP
 //! or Azure). The other side may be on-prem, Oracle or IBM: its device is described by variables
 //! (public IP, BGP ASN, CIDRs) and configured by its owner from this side's outputs. Two AWS sites
-//! get no link: an AWS VPN gateway cannot be the customer gateway of another; peer their VPCs or
-//! use a Transit Gateway instead.
+//! are joined by VPC peering instead ([`vpc_peering`]): an AWS VPN gateway cannot be the customer
+//! gateway of another. The pairs and their kind are the plan's (`plan::vpn`); a pair no link can join
+//! is W110. Each site with agents other sites dial also gets the subnet of its `ingressCidr`
+//! ([`ingress_subnet`]), where their internal load balancers sit at the plan's fixed addresses.
 //!
 //! Why BGP: GCP's HA VPN routes only with BGP, so every side speaks it; each side then learns the
 //! peer's pod range without static routes to keep in step. Every site has a private ASN
@@ -31,11 +33,13 @@ use std::net::Ipv4Addr;
 use hcl::expr::Expression;
 
 use super::{
-    Module, Output, SiteFacts, Variable, attribute_of, body, call, identifier_part, interpolate,
-    limited_name, nested, object, reference, resource, strings, template, text, types, var,
+    Module, Output, SiteFacts, Variable, attribute_of, body, call, count_when_set, identifier_part,
+    interpolate, limited_name, nested, object, one_of, reference, resource, strings, template, text, types,
+    var,
 };
 use crate::emit::EmitContext;
 use crate::model::{NetworkKind, Provider, Site};
+use crate::plan::vpn::{LinkKind, ingress_subnet_name};
 
 /// The first link network: 169.254.21.0/30.
 const FIRST_LINK_NETWORK: u32 = u32::from_be_bytes([169, 254, 21, 0]);
@@ -83,13 +87,10 @@ impl VpnPlan {
             return VpnPlan { links: Vec::new() };
         }
         let sites = &topology.sites;
-        let mut candidates: Vec<(bool, usize, usize)> = reachable_site_pairs(context)
-            .into_iter()
-            .filter(|&(left, right)| {
-                let (left, right) = (sites[left].provider, sites[right].provider);
-                (builds_side(left) || builds_side(right))
-                    && !(left == Provider::Aws && right == Provider::Aws)
-            })
+        let mut candidates: Vec<(bool, usize, usize)> = context
+            .plan
+            .vpn
+            .links(LinkKind::Ipsec)
             .map(|(left, right)| {
                 let touches_azure =
                     sites[left].provider == Provider::Azure || sites[right].provider == Provider::Azure;
@@ -138,11 +139,7 @@ fn slot_network(slot: u32) -> Option<u32> {
 
 /// Whether weave builds a VPN side for sites of this provider.
 fn builds_side(provider: Provider) -> bool {
-    matches!(provider, Provider::Aws | Provider::Gcp | Provider::Azure)
-}
-
-fn reachable_site_pairs(context: &EmitContext<'_>) -> BTreeSet<(usize, usize)> {
-    context.plan.reachable_site_pairs(context.topology)
+    crate::plan::vpn::builds_vpn_side(provider)
 }
 
 /// The private BGP ASN of a site: 64512 + its position (16-bit private range, clear of Azure's
@@ -205,6 +202,10 @@ pub(super) fn site_side(facts: &SiteFacts<'_>, plan: &VpnPlan, module: &mut Modu
             Some(PeerLink { link, site, index, name: ["peer_", stem.as_str()].concat(), stem })
         })
         .collect();
+    ingress_subnet(facts, module);
+    if facts.site.provider == Provider::Aws {
+        vpc_peering(facts, module);
+    }
     if peers.is_empty() {
         return;
     }
@@ -325,18 +326,23 @@ fn name_tag(name: String) -> Expression {
     object([("Name", Expression::from(name))])
 }
 
-fn aws_side(facts: &SiteFacts<'_>, peers: &[PeerLink<'_>], module: &mut Module) {
-    let cluster_name = facts.cluster_name();
+/// The VPC and route tables of an AWS site, which its VPN gateway, peering and ingress subnet use.
+fn aws_network_variables(module: &mut Module) {
     module.variable(Variable::new(
         "vpc_id",
         types::string(),
-        "ID of the VPC of the cluster, for the VPN gateway.",
+        "ID of the VPC of the cluster, for the VPN gateway, VPC peering and the mesh ingress subnet.",
     ));
     module.variable(Variable::new(
         "route_table_ids",
         types::list_of_strings(),
-        "IDs of the route tables of the cluster's subnets; the VPN gateway propagates the peers' routes into them.",
+        "IDs of the route tables of the cluster's subnets; the VPN gateway propagates the peers' routes into them, and peering routes are added to them.",
     ));
+}
+
+fn aws_side(facts: &SiteFacts<'_>, peers: &[PeerLink<'_>], module: &mut Module) {
+    let cluster_name = facts.cluster_name();
+    aws_network_variables(module);
     module.vpn(resource(
         "aws_vpn_gateway",
         "this",
@@ -647,4 +653,254 @@ fn azure_side(facts: &SiteFacts<'_>, peers: &[PeerLink<'_>], module: &mut Module
 /// The two site names in name order.
 fn name_order<'a>(left: &'a Site, right: &'a Site) -> (&'a str, &'a str) {
     if left.name <= right.name { (&left.name, &right.name) } else { (&right.name, &left.name) }
+}
+
+/// The subnet of the site's `ingressCidr` that holds the internal load balancers of the agents
+/// other sites dial (its name is what the Services' annotations name), with the addresses reserved
+/// where the cloud reserves them apart from the subnet: nothing else is placed in the subnet, so
+/// no node or pod takes an address the plan assigned.
+fn ingress_subnet(facts: &SiteFacts<'_>, module: &mut Module) {
+    let plan = facts.context.plan;
+    let addressed: Vec<(usize, Ipv4Addr)> = facts
+        .site
+        .agents
+        .iter()
+        .filter_map(|&agent| plan.agents[agent].vpn_ingress.map(|address| (agent, address)))
+        .collect();
+    let Some(cidr) = facts.site.cluster.ingress_cidr.as_deref() else { return };
+    if addressed.is_empty() {
+        return;
+    }
+    let cluster_name = facts.cluster_name();
+    let name = ingress_subnet_name(cluster_name);
+    match facts.site.provider {
+        Provider::Aws => {
+            aws_network_variables(module);
+            module.vpn(resource(
+                "aws_subnet",
+                "mesh_ingress",
+                body()
+                    .add_attribute(("vpc_id", var("vpc_id")))
+                    .add_attribute(("cidr_block", cidr))
+                    .add_attribute(("tags", name_tag(name))),
+            ));
+            // The peers' routes (propagated by the VPN gateway, or added for peering) reach the
+            // load balancers through the cluster's first route table.
+            module.vpn(resource(
+                "aws_route_table_association",
+                "mesh_ingress",
+                body()
+                    .add_attribute(("subnet_id", reference("aws_subnet.mesh_ingress.id")))
+                    .add_attribute(("route_table_id", reference("var.route_table_ids[0]"))),
+            ));
+        }
+        Provider::Gcp => {
+            module.vpn(resource(
+                "google_compute_subnetwork",
+                "mesh_ingress",
+                body()
+                    .add_attribute(("name", name.as_str()))
+                    .add_attribute(("region", facts.region()))
+                    .add_attribute(("network", var("network")))
+                    .add_attribute(("ip_cidr_range", cidr))
+                    .add_attribute(("private_ip_google_access", true))
+                    .add_block(
+                        nested("log_config")
+                            .add_attribute(("aggregation_interval", "INTERVAL_5_SEC"))
+                            .add_attribute(("flow_sampling", 0.5))
+                            .add_attribute(("metadata", "INCLUDE_ALL_METADATA"))
+                            .build(),
+                    ),
+            ));
+            for (agent, address) in &addressed {
+                let agent_name = &facts.context.topology.agents[*agent].name;
+                module.vpn(resource(
+                    "google_compute_address",
+                    &["mesh_ingress_", &identifier_part(agent_name)].concat(),
+                    body()
+                        .add_attribute(("name", limited_name(cluster_name, agent_name, 63)))
+                        .add_attribute(("region", facts.region()))
+                        .add_attribute(("subnetwork", reference("google_compute_subnetwork.mesh_ingress.id")))
+                        .add_attribute(("address_type", "INTERNAL"))
+                        .add_attribute(("address", address.to_string())),
+                ));
+            }
+        }
+        Provider::Azure => {
+            // The cluster's virtual network and its resource group, from the nodes' subnet ID
+            // (/subscriptions/<id>/resourceGroups/<group>/providers/Microsoft.Network/virtualNetworks/<name>/subnets/<name>).
+            let part = |index: i64| {
+                call("element", [call("split", ["/".into(), var("vnet_subnet_id")]), index.into()])
+            };
+            module.vpn(resource(
+                "azurerm_subnet",
+                "mesh_ingress",
+                body()
+                    .add_attribute(("name", name.as_str()))
+                    .add_attribute(("resource_group_name", part(4)))
+                    .add_attribute(("virtual_network_name", part(8)))
+                    .add_attribute(("address_prefixes", strings([cidr]))),
+            ));
+            // The default rules admit the virtual network and the address space its VPN connects;
+            // AKS adds the load balancers' own rules to the cluster's NSG.
+            module.vpn(resource(
+                "azurerm_network_security_group",
+                "mesh_ingress",
+                body()
+                    .add_attribute(("name", name.as_str()))
+                    .add_attribute(("location", reference("azurerm_resource_group.this.location")))
+                    .add_attribute(("resource_group_name", reference("azurerm_resource_group.this.name")))
+                    .add_attribute(("tags", facts.labels_object())),
+            ));
+            module.vpn(resource(
+                "azurerm_subnet_network_security_group_association",
+                "mesh_ingress",
+                body()
+                    .add_attribute(("subnet_id", reference("azurerm_subnet.mesh_ingress.id")))
+                    .add_attribute((
+                        "network_security_group_id",
+                        reference("azurerm_network_security_group.mesh_ingress.id"),
+                    )),
+            ));
+            // AKS places the internal load balancer's frontends in the subnet.
+            module.vpn(resource(
+                "azurerm_role_assignment",
+                "mesh_ingress",
+                body()
+                    .add_attribute(("scope", reference("azurerm_subnet.mesh_ingress.id")))
+                    .add_attribute(("role_definition_name", "Network Contributor"))
+                    .add_attribute((
+                        "principal_id",
+                        reference("azurerm_kubernetes_cluster.this.identity[0].principal_id"),
+                    ))
+                    .add_attribute(("principal_type", "ServicePrincipal")),
+            ));
+        }
+        Provider::Onprem | Provider::Oracle | Provider::Ibm => {}
+    }
+}
+
+/// VPC peering between two AWS sites (an AWS VPN gateway cannot be another's customer gateway).
+/// The site that sorts first requests it once the peer's VPC ID is set; the other accepts it once
+/// the request's ID is set (the requester's output `vpc_peering_connection_ids`). Both route the
+/// peer's pod and ingress ranges to it and open the agents' port to the peer's pods.
+fn vpc_peering(facts: &SiteFacts<'_>, module: &mut Module) {
+    let context = facts.context;
+    let topology = context.topology;
+    let mut requested = Vec::new();
+    for (left, right) in context.plan.vpn.links(LinkKind::VpcPeering) {
+        if left != facts.index && right != facts.index {
+            continue;
+        }
+        aws_network_variables(module);
+        let requester = left == facts.index;
+        let peer = &topology.sites[if requester { right } else { left }];
+        let stem = identifier_part(&peer.name);
+        let name = ["peer_", &stem].concat();
+        let cluster_name = facts.cluster_name();
+        let (variable, connection_id) = if requester {
+            let variable = ["vpc_peer_", &stem, "_vpc_id"].concat();
+            module.variable(
+                Variable::new(
+                    variable.as_str(),
+                    types::string(),
+                    ["ID of the VPC of site ", &peer.name, " (its vpc_id). Leave null until it is known; the peering is requested once it is set."]
+                        .concat(),
+                )
+                .default(Expression::Null),
+            );
+            module.vpn(resource(
+                "aws_vpc_peering_connection",
+                &name,
+                body()
+                    .add_attribute(("count", count_when_set(&variable)))
+                    .add_attribute(("vpc_id", var("vpc_id")))
+                    .add_attribute(("peer_vpc_id", var(&variable)))
+                    .add_attribute(("peer_region", peer.region.clone().unwrap_or_default()))
+                    .add_attribute(("tags", name_tag(limited_name(cluster_name, &peer.name, 255)))),
+            ));
+            requested.push((peer.name.as_str(), one_of("aws_vpc_peering_connection", &name, "id")));
+            (variable, one_of("aws_vpc_peering_connection", &name, "id"))
+        } else {
+            let variable = ["vpc_peering_", &stem, "_connection_id"].concat();
+            module.variable(
+                Variable::new(
+                    variable.as_str(),
+                    types::string(),
+                    [
+                        "ID of the VPC peering connection site ",
+                        &peer.name,
+                        " requests (its output vpc_peering_connection_ids[\"",
+                        &facts.site.name,
+                        "\"]). Leave null until it is known.",
+                    ]
+                    .concat(),
+                )
+                .default(Expression::Null),
+            );
+            module.vpn(resource(
+                "aws_vpc_peering_connection_accepter",
+                &name,
+                body()
+                    .add_attribute(("count", count_when_set(&variable)))
+                    .add_attribute(("vpc_peering_connection_id", var(&variable)))
+                    .add_attribute(("auto_accept", true))
+                    .add_attribute(("tags", name_tag(limited_name(cluster_name, &peer.name, 255)))),
+            ));
+            (variable.clone(), var(&variable))
+        };
+        let destinations: Vec<(&str, &str)> =
+            [("pods", peer.cluster.pod_cidr.as_deref()), ("ingress", peer.cluster.ingress_cidr.as_deref())]
+                .into_iter()
+                .filter_map(|(purpose, cidr)| cidr.map(|cidr| (purpose, cidr)))
+                .collect();
+        for (purpose, cidr) in destinations {
+            module.vpn(resource(
+                "aws_route",
+                &[name.as_str(), "_", purpose].concat(),
+                body()
+                    .add_attribute((
+                        "for_each",
+                        super::conditional(
+                            super::binary(var(&variable), hcl::expr::BinaryOperator::Eq, Expression::Null),
+                            call("toset", [super::list([])]),
+                            call("toset", [var("route_table_ids")]),
+                        ),
+                    ))
+                    .add_attribute(("route_table_id", reference("each.value")))
+                    .add_attribute(("destination_cidr_block", cidr))
+                    .add_attribute(("vpc_peering_connection_id", connection_id.clone())),
+            ));
+        }
+        let mut ports = vec![("agents", topology.mesh.port)];
+        if let Some(port) = crate::plan::monitoring::federation_port(topology, facts.site, peer)
+            .filter(|port| *port != topology.mesh.port)
+        {
+            ports.push(("federation", port));
+        }
+        for (purpose, port) in ports {
+            module.vpn(resource(
+                "aws_vpc_security_group_ingress_rule",
+                &[name.as_str(), "_", purpose].concat(),
+                body()
+                    .add_attribute(("for_each", call("toset", [strings(peer.cluster.pod_cidr.iter())])))
+                    .add_attribute((
+                        "security_group_id",
+                        reference("aws_eks_cluster.this.vpc_config[0].cluster_security_group_id"),
+                    ))
+                    .add_attribute(("cidr_ipv4", reference("each.value")))
+                    .add_attribute(("ip_protocol", "tcp"))
+                    .add_attribute(("from_port", port))
+                    .add_attribute(("to_port", port))
+                    .add_attribute(("description", ["weave ", purpose, " from site ", &peer.name].concat())),
+            ));
+        }
+    }
+    if !requested.is_empty() {
+        module.output(Output::new(
+            "vpc_peering_connection_ids",
+            "Per peer AWS site: the ID of the VPC peering connection this site requests (the peer's vpc_peering_<this site>_connection_id).",
+            object(requested),
+        ));
+    }
 }
