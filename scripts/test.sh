@@ -100,9 +100,16 @@ skip="$(sed -e 's/#.*//' -e 's/[[:space:]]//g' security/checkov-skip.txt | { gre
 if [[ "$checkov" == 1 ]]; then
   echo "checkov on, skipping the ids of security/checkov-skip.txt: $skip"
 fi
-# check-deploy checks that are known to fail on the current output (see the issues); every other one
-# must pass on every fixture.
-deploy_open="${WEAVE_DEPLOY_OPEN:-telemetry}"
+# check-deploy checks left open (a `|` list of check names, none by default; every other check must
+# pass on every fixture).
+deploy_open="${WEAVE_DEPLOY_OPEN:-}"
+# One check-deploy finding is the validator's, not the output's: on Tailscale without a tailnet name,
+# the central Prometheus reaches the other sites' Prometheus by their short MagicDNS names through its
+# sidecar's HTTP proxy, named in the federation jobs' `proxy_url` (Prometheus reads its proxy from
+# the scrape config, and the proxy environment variables only with `proxy_from_environment`, which
+# Prometheus 2.42 lacks); check-deploy only looks for HTTPS_PROXY/ALL_PROXY in the container's
+# environment. src/emit/k8s/monitoring.rs tests that proxy_url names the sidecar's proxy.
+proxy_url_only='^FAIL [^:]+: telemetry: (prometheus/prometheus\.yml job federate-[a-z0-9-]+ target prometheus-[a-z0-9-]+:[0-9]+: prometheus-[a-z0-9-]+:[0-9]+: single-label name prometheus-[a-z0-9-]+ is no Service in site [a-z0-9-]+ and the caller is not on the tailnet(; |$))+$'
 # A tailscale-acl failure whose every error is an accept test that "no acl allows" (see below).
 grants_only='^FAIL tailscale-acl [^:]*: (tests\[[0-9]+\]: expected [^;]* to be accepted, but no acl allows it(; |$))+$'
 failed=0
@@ -137,8 +144,9 @@ for fixture in fixtures/valid/*.yaml; do
   # must pass but those named in WEAVE_DEPLOY_OPEN, which are reported and left open.
   if [[ -x "$validate_dir/check-deploy" ]]; then
     "$validate_dir/check-deploy" "$work/$name" >"$work/$name.deploy.log" 2>/dev/null || true
-    problems="$(grep -E '^FAIL' "$work/$name.deploy.log" | grep -vE ": ($deploy_open):" || true)"
-    open="$(grep -E '^FAIL' "$work/$name.deploy.log" | grep -E ": ($deploy_open):" || true)"
+    open_checks="${deploy_open:-^$}"
+    problems="$(grep -E '^FAIL' "$work/$name.deploy.log" | grep -vE ": ($open_checks):" | grep -vE "$proxy_url_only" || true)"
+    open="$(grep -E '^FAIL' "$work/$name.deploy.log" | grep -E ": ($open_checks):|$proxy_url_only" || true)"
     if [[ -z "$problems" ]] && grep -qE '^[0-9]+ passed' "$work/$name.deploy.log"; then
       echo "ok   $fixture: check-deploy: $(tail -n 1 "$work/$name.deploy.log")"
     else
@@ -147,7 +155,7 @@ for fixture in fixtures/valid/*.yaml; do
       failed=1
     fi
     if [[ -n "$open" ]]; then
-      echo "     still open (WEAVE_DEPLOY_OPEN=$deploy_open):"
+      echo "     left open (WEAVE_DEPLOY_OPEN=$deploy_open, or the proxy_url finding explained above):"
       echo "$open" | cut -c1-160 | sed 's/^/       /'
     fi
   fi

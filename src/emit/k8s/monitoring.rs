@@ -611,4 +611,52 @@ mod tests {
             );
         }
     }
+
+    /// On Tailscale without a tailnet name, the central server's federation jobs go through its
+    /// sidecar's HTTP proxy (`proxy_url`, which Prometheus reads from its configuration; it ignores
+    /// the proxy environment variables unless `proxy_from_environment`), to each federated site's
+    /// sidecar device by its short MagicDNS name.
+    #[test]
+    fn without_a_tailnet_name_federation_goes_through_the_central_sidecar_proxy() {
+        let compiled = fixture("seed-multi-cloud-values.yaml");
+        assert!(compiled.plan.tailnet.is_none());
+        let files = all(&compiled);
+        let central = compiled.topology.central_metrics_site().expect("central site");
+        let config: prometheus::Config =
+            serde_yaml_ng::from_slice(&files[crate::plan::paths::CENTRAL_PROMETHEUS])
+                .expect("prometheus.yml");
+        let objects = documents(&files[&format!("k8s/{}/mesh/monitoring.yaml", central.name)]);
+        let pod = &find(&objects, "Deployment", "prometheus")["spec"]["template"]["spec"];
+        let sidecar = pod["containers"]
+            .as_sequence()
+            .expect("containers")
+            .iter()
+            .find(|container| container["name"] == "tailscale")
+            .expect("central sidecar");
+        let listen = sidecar["env"]
+            .as_sequence()
+            .expect("env")
+            .iter()
+            .find(|variable| variable["name"] == "TS_OUTBOUND_HTTP_PROXY_LISTEN")
+            .and_then(|variable| variable["value"].as_str())
+            .expect("proxy listener");
+        let mut federated = 0;
+        for job in config.scrape_configs.iter().filter(|job| job.job_name.starts_with("federate-")) {
+            assert_eq!(job.proxy_url.as_deref(), Some(format!("http://{listen}").as_str()));
+            let site = job.job_name.trim_start_matches("federate-");
+            assert_eq!(job.static_configs[0].targets, [format!("prometheus-{site}:9090")]);
+            let objects = documents(&files[&format!("k8s/{site}/mesh/monitoring.yaml")]);
+            let pod = &find(&objects, "Deployment", "prometheus")["spec"]["template"]["spec"];
+            let hostname = pod["containers"][1]["env"]
+                .as_sequence()
+                .expect("env")
+                .iter()
+                .find(|variable| variable["name"] == "TS_HOSTNAME")
+                .and_then(|variable| variable["value"].as_str())
+                .expect("TS_HOSTNAME");
+            assert_eq!(hostname, format!("prometheus-{site}"));
+            federated += 1;
+        }
+        assert_eq!(federated, 2);
+    }
 }
