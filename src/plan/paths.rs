@@ -33,6 +33,11 @@ pub fn network_policy(site: &str) -> String {
     k8s_stage_file(site, Stage::Mesh, "networkpolicy.yaml")
 }
 
+/// A site's Tailscale egress Services.
+pub fn tailnet_manifests(site: &str) -> String {
+    k8s_stage_file(site, Stage::Mesh, "tailnet.yaml")
+}
+
 /// A site's VPN call path objects: internal load balancers and stand-ins of remote agents.
 pub fn vpn_manifests(site: &str) -> String {
     k8s_stage_file(site, Stage::Mesh, "vpn.yaml")

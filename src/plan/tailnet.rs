@@ -115,6 +115,11 @@ impl TailnetPlan {
         Some(TailnetPlan { tailnet, egress, ingress })
     }
 
+    /// The egress Service of `site` to `target`, when an agent there dials it.
+    pub fn egress_of(&self, site: usize, target: usize) -> Option<&Egress> {
+        self.egress.get(site)?.iter().find(|route| route.target == target)
+    }
+
     /// The MagicDNS name of a device.
     pub fn fqdn(&self, host: &str) -> String {
         format!("{host}.{}.ts.net", self.tailnet)

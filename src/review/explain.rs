@@ -59,26 +59,47 @@ pub fn explain(compiled: &Compiled, from: &str, to: &str, action: &str) -> Optio
         format!("no declared call {from} → {to}, no public action and no same-trust-domain rule")
     };
     let network = match topology.networking.kind {
-        NetworkKind::Tailscale => Layer {
-            layer: "network",
-            allowed: reachable,
-            reason: if reachable {
-                format!(
-                    "a Tailscale grant accepts {} → {}:{} ({why_reachable})",
-                    conventions::tailscale_agent_tag(topology, caller_agent),
-                    conventions::tailscale_agent_tag(topology, callee_agent),
-                    topology.mesh.port
-                )
-            } else {
-                format!(
-                    "no Tailscale grant accepts {} → {}:{} ({why_reachable}); the default is deny",
-                    conventions::tailscale_agent_tag(topology, caller_agent),
-                    conventions::tailscale_agent_tag(topology, callee_agent),
-                    topology.mesh.port
-                )
-            },
-            source: paths::TAILSCALE_POLICY.to_owned(),
-        },
+        NetworkKind::Tailscale if caller_site.name != callee_site.name => {
+            let grant = format!(
+                "{} → {}:{}",
+                conventions::tailscale_agent_tag(topology, caller_agent),
+                conventions::tailscale_agent_tag(topology, callee_agent),
+                topology.mesh.port
+            );
+            let route = plan
+                .tailnet
+                .as_ref()
+                .and_then(|tailnet| Some((tailnet, tailnet.egress_of(caller_agent.site, callee)?)));
+            match route {
+                _ if !reachable => Layer {
+                    layer: "network",
+                    allowed: false,
+                    reason: format!(
+                        "no Tailscale grant accepts {grant} ({why_reachable}); the default is deny"
+                    ),
+                    source: paths::TAILSCALE_POLICY.to_owned(),
+                },
+                Some((tailnet, egress)) if egress.callers.contains(&caller) => Layer {
+                    layer: "network",
+                    allowed: true,
+                    reason: format!(
+                        "{from} dials {to} through the Tailscale operator's egress Service {to} of site {} ({}) to device {}, and a Tailscale grant accepts {grant} ({why_reachable})",
+                        caller_site.name,
+                        paths::tailnet_manifests(&caller_site.name),
+                        tailnet.fqdn(to),
+                    ),
+                    source: paths::TAILSCALE_POLICY.to_owned(),
+                },
+                _ => Layer {
+                    layer: "network",
+                    allowed: false,
+                    reason: format!(
+                        "a Tailscale grant accepts {grant} ({why_reachable}), but {from} does not dial {to}: its NetworkPolicy admits egress only to the tailnet proxies of the agents it calls"
+                    ),
+                    source: paths::network_policy(&caller_site.name),
+                },
+            }
+        }
         NetworkKind::Vpn if caller_site.name != callee_site.name => {
             use crate::plan::vpn::{LinkKind, VpnRoute};
             let route = plan.vpn_route(caller, callee);
@@ -127,7 +148,7 @@ pub fn explain(compiled: &Compiled, from: &str, to: &str, action: &str) -> Optio
             };
             Layer { layer: "network", allowed, reason, source }
         }
-        NetworkKind::Vpn | NetworkKind::Istio => {
+        NetworkKind::Tailscale | NetworkKind::Vpn | NetworkKind::Istio => {
             let path = if caller_site.name == callee_site.name {
                 "pod selector in the same cluster".to_owned()
             } else {

@@ -143,12 +143,32 @@ fn explain_agrees_with_the_generated_rego_and_tailscale_policy() {
                     let explanation =
                         explain::explain(&compiled, &caller.name, &callee.name, "never-granted").unwrap();
                     let network = explanation.layers.iter().find(|layer| layer.layer == "network").unwrap();
-                    let accepted = tailscale_accepts(
+                    let granted = tailscale_accepts(
                         policy,
                         &conventions::tailscale_tags(&compiled.topology, caller),
                         &conventions::tailscale_tags(&compiled.topology, callee),
                         compiled.topology.mesh.port,
                     );
+                    // Across sites the caller also needs the operator's egress Service (an
+                    // ExternalName Service named like the callee in its site's tailnet.yaml, tagged
+                    // with the caller's tag), which exists only for the agents it dials.
+                    let routed = caller.site == callee.site || {
+                        let site = &compiled.topology.sites[caller.site].name;
+                        let egress = artifacts
+                            .get(&format!("k8s/{site}/mesh/tailnet.yaml"))
+                            .map(|bytes| String::from_utf8_lossy(bytes).into_owned())
+                            .unwrap_or_default();
+                        let caller_tag = conventions::tailscale_agent_tag(&compiled.topology, caller);
+                        egress.split("\n---\n").any(|document| {
+                            document.contains(&format!("\n  name: {}\n", callee.name))
+                                && document.lines().any(|line| {
+                                    line.trim_start()
+                                        .strip_prefix("tailscale.com/tags: ")
+                                        .is_some_and(|tags| tags.split(',').any(|tag| tag == caller_tag))
+                                })
+                        })
+                    };
+                    let accepted = granted && routed;
                     assert_eq!(
                         network.allowed,
                         accepted,
@@ -177,14 +197,16 @@ fn explain_agrees_with_the_generated_rego_and_tailscale_policy() {
                         caller.name,
                         callee.name
                     );
-                    assert_eq!(
-                        explanation.allowed,
-                        compiled.plan.reachable_and_allowed(
-                            compiled.topology.agent_position(&caller.name).unwrap(),
-                            compiled.topology.agent_position(&callee.name).unwrap(),
-                            action,
-                        )
+                    // §4 decides, as far as the generated network carries the call: a pair §4
+                    // allows is allowed unless the network layer has no route for it (an agent
+                    // that does not dial the callee has no egress to it).
+                    let by_design = compiled.plan.reachable_and_allowed(
+                        compiled.topology.agent_position(&caller.name).unwrap(),
+                        compiled.topology.agent_position(&callee.name).unwrap(),
+                        action,
                     );
+                    let network = explanation.layers.iter().find(|layer| layer.layer == "network").unwrap();
+                    assert_eq!(explanation.allowed, by_design && network.allowed);
                 }
             }
         }

@@ -114,6 +114,20 @@ fn every_cross_site_call_resolves_to_the_callees_ingress_device() {
                     .unwrap_or_else(|| panic!("{}: no ingress device {device}", path.display()));
                 assert_eq!(ingress["spec"]["selector"]["app.kubernetes.io/name"], callee.name.as_str());
                 assert_eq!(ingress["spec"]["ports"][0]["port"].as_u64(), Some(u64::from(topology.mesh.port)));
+                // The NetworkPolicies admit the operator's proxy pods of exactly those Services:
+                // the caller's egress to the callee's egress proxy, the callee's ingress from its
+                // ingress proxy.
+                let ingress_name = ingress["metadata"]["name"].as_str().unwrap();
+                assert!(
+                    admits(&objects[agent.site], &topology.agents[caller].name, "egress", &callee.name),
+                    "{}",
+                    path.display()
+                );
+                assert!(
+                    admits(&objects[callee.site], &callee.name, "ingress", ingress_name),
+                    "{}",
+                    path.display()
+                );
                 checked += 1;
             }
         }
@@ -129,6 +143,26 @@ fn every_cross_site_call_resolves_to_the_callees_ingress_device() {
         }
     }
     assert!(checked > 0, "some cross-site call is checked");
+}
+
+/// Whether a NetworkPolicy selecting `agent` has a `direction` rule on the mesh port whose peer is
+/// the Tailscale operator's proxy of Service `service` (namespace `tailscale`, by the
+/// `tailscale.com/parent-resource` label).
+fn admits(objects: &[Value], agent: &str, direction: &str, service: &str) -> bool {
+    let peers = if direction == "egress" { "to" } else { "from" };
+    objects.iter().filter(|object| object["kind"] == "NetworkPolicy").any(|policy| {
+        let selector = &policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"];
+        (selector == agent || selector.is_null())
+            && policy["spec"][direction].as_sequence().into_iter().flatten().any(|rule| {
+                rule[peers].as_sequence().into_iter().flatten().any(|peer| {
+                    peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] == "tailscale"
+                        && (peer["podSelector"]["matchExpressions"].as_sequence().is_none()
+                            || peer["podSelector"]["matchExpressions"][0]["values"]
+                                .as_sequence()
+                                .is_some_and(|values| values.iter().any(|value| value == service)))
+                })
+            })
+    })
 }
 
 /// Whether a device carrying exactly `src` may reach `dst:port` under the policy's grants.
