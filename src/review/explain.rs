@@ -79,74 +79,41 @@ pub fn explain(compiled: &Compiled, from: &str, to: &str, action: &str) -> Optio
                     ),
                     source: paths::TAILSCALE_POLICY.to_owned(),
                 },
-                Some((tailnet, egress)) if egress.callers.contains(&caller) => Layer {
-                    layer: "network",
-                    allowed: true,
-                    reason: format!(
-                        "{from} dials {to} through the Tailscale operator's egress Service {to} of site {} ({}) to device {}, and a Tailscale grant accepts {grant} ({why_reachable})",
-                        caller_site.name,
-                        paths::tailnet_manifests(&caller_site.name),
-                        tailnet.fqdn(to),
-                    ),
-                    source: paths::TAILSCALE_POLICY.to_owned(),
-                },
-                _ => Layer {
+                // With every agent reachable, the compact NetworkPolicy admits every proxy of the
+                // namespace, so any agent of the site may use an egress Service another one dials.
+                Some((tailnet, egress))
+                    if egress.callers.contains(&caller) || plan.everything_reachable() =>
+                {
+                    Layer {
+                        layer: "network",
+                        allowed: true,
+                        reason: format!(
+                            "{from} dials {to} through the Tailscale operator's egress Service {to} of site {} ({}) to device {}, and a Tailscale grant accepts {grant} ({why_reachable})",
+                            caller_site.name,
+                            paths::tailnet_manifests(&caller_site.name),
+                            tailnet.fqdn(to),
+                        ),
+                        source: paths::TAILSCALE_POLICY.to_owned(),
+                    }
+                }
+                Some(_) => Layer {
                     layer: "network",
                     allowed: false,
                     reason: format!(
-                        "a Tailscale grant accepts {grant} ({why_reachable}), but {from} does not dial {to}: its NetworkPolicy admits egress only to the tailnet proxies of the agents it calls"
+                        "a Tailscale grant accepts {grant} ({why_reachable}), but {from} does not call {to}: its NetworkPolicy admits egress only to the tailnet proxies of the agents it calls"
                     ),
                     source: paths::network_policy(&caller_site.name),
                 },
-            }
-        }
-        NetworkKind::Vpn if caller_site.name != callee_site.name => {
-            use crate::plan::vpn::{LinkKind, VpnRoute};
-            let route = plan.vpn_route(caller, callee);
-            let (allowed, reason, source) = match route {
-                _ if !reachable => (
-                    false,
-                    format!(
-                        "the default-deny NetworkPolicy of {to} admits nothing from {from} ({why_reachable})"
-                    ),
-                    paths::network_policy(&callee_site.name),
-                ),
-                VpnRoute::Linked { kind, address } => (
-                    true,
-                    format!(
-                        "{from} dials {to} at its internal load balancer {address}:{} ({}, site {} to site {} over {}); NetworkPolicies of both sites admit it ({why_reachable})",
-                        topology.mesh.port,
-                        paths::vpn_manifests(&caller_site.name),
-                        caller_site.name,
-                        callee_site.name,
-                        match kind {
-                            LinkKind::Ipsec => "the IPsec VPN",
-                            LinkKind::VpcPeering => "VPC peering",
-                        }
-                    ),
-                    paths::network_policy(&callee_site.name),
-                ),
-                VpnRoute::Unlinked { address } => (
-                    false,
-                    format!(
-                        "no VPN link joins site {} ({}) and site {} ({}), so {address} is unreachable from {from} (W110)",
-                        caller_site.name,
-                        caller_site.provider.as_str(),
-                        callee_site.name,
-                        callee_site.provider.as_str()
-                    ),
-                    paths::vpn_manifests(&caller_site.name),
-                ),
-                VpnRoute::NotExposed => (
-                    false,
-                    format!(
-                        "site {} has no address for {to}: no agent there dials it, so it has no internal load balancer entry there ({why_reachable})",
+                None => Layer {
+                    layer: "network",
+                    allowed: false,
+                    reason: format!(
+                        "a Tailscale grant accepts {grant} ({why_reachable}), but site {} has no egress Service for {to}: no agent there calls it, so {to} has no address there",
                         caller_site.name
                     ),
-                    paths::vpn_manifests(&caller_site.name),
-                ),
-            };
-            Layer { layer: "network", allowed, reason, source }
+                    source: paths::tailnet_manifests(&caller_site.name),
+                },
+            }
         }
         NetworkKind::Tailscale | NetworkKind::Vpn | NetworkKind::Istio => {
             let path = if caller_site.name == callee_site.name {

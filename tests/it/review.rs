@@ -151,7 +151,9 @@ fn explain_agrees_with_the_generated_rego_and_tailscale_policy() {
                     );
                     // Across sites the caller also needs the operator's egress Service (an
                     // ExternalName Service named like the callee in its site's tailnet.yaml, tagged
-                    // with the caller's tag), which exists only for the agents it dials.
+                    // with the caller's tag), which exists only for the agents it dials; with every
+                    // agent reachable, the compact NetworkPolicy lets it use any egress Service of
+                    // its site.
                     let routed = caller.site == callee.site || {
                         let site = &compiled.topology.sites[caller.site].name;
                         let egress = artifacts
@@ -161,11 +163,12 @@ fn explain_agrees_with_the_generated_rego_and_tailscale_policy() {
                         let caller_tag = conventions::tailscale_agent_tag(&compiled.topology, caller);
                         egress.split("\n---\n").any(|document| {
                             document.contains(&format!("\n  name: {}\n", callee.name))
-                                && document.lines().any(|line| {
-                                    line.trim_start()
-                                        .strip_prefix("tailscale.com/tags: ")
-                                        .is_some_and(|tags| tags.split(',').any(|tag| tag == caller_tag))
-                                })
+                                && (compiled.plan.everything_reachable()
+                                    || document.lines().any(|line| {
+                                        line.trim_start()
+                                            .strip_prefix("tailscale.com/tags: ")
+                                            .is_some_and(|tags| tags.split(',').any(|tag| tag == caller_tag))
+                                    }))
                         })
                     };
                     let accepted = granted && routed;
