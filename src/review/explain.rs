@@ -115,6 +115,54 @@ pub fn explain(compiled: &Compiled, from: &str, to: &str, action: &str) -> Optio
                 },
             }
         }
+        NetworkKind::Vpn if caller_site.name != callee_site.name => {
+            use crate::plan::vpn::{LinkKind, VpnRoute};
+            let route = plan.vpn_route(caller, callee);
+            let (allowed, reason, source) = match route {
+                _ if !reachable => (
+                    false,
+                    format!(
+                        "the default-deny NetworkPolicy of {to} admits nothing from {from} ({why_reachable})"
+                    ),
+                    paths::network_policy(&callee_site.name),
+                ),
+                VpnRoute::Linked { kind, address } => (
+                    true,
+                    format!(
+                        "{from} dials {to} at its internal load balancer {address}:{} ({}, site {} to site {} over {}); NetworkPolicies of both sites admit it ({why_reachable})",
+                        topology.mesh.port,
+                        paths::vpn_manifests(&caller_site.name),
+                        caller_site.name,
+                        callee_site.name,
+                        match kind {
+                            LinkKind::Ipsec => "the IPsec VPN",
+                            LinkKind::VpcPeering => "VPC peering",
+                        }
+                    ),
+                    paths::network_policy(&callee_site.name),
+                ),
+                VpnRoute::Unlinked { address } => (
+                    false,
+                    format!(
+                        "no VPN link joins site {} ({}) and site {} ({}), so {address} is unreachable from {from} (W110)",
+                        caller_site.name,
+                        caller_site.provider.as_str(),
+                        callee_site.name,
+                        callee_site.provider.as_str()
+                    ),
+                    paths::vpn_manifests(&caller_site.name),
+                ),
+                VpnRoute::NotExposed => (
+                    false,
+                    format!(
+                        "site {} has no address for {to}: no agent there dials it, so it has no internal load balancer entry there ({why_reachable})",
+                        caller_site.name
+                    ),
+                    paths::vpn_manifests(&caller_site.name),
+                ),
+            };
+            Layer { layer: "network", allowed, reason, source }
+        }
         NetworkKind::Tailscale | NetworkKind::Vpn | NetworkKind::Istio => {
             let path = if caller_site.name == callee_site.name {
                 "pod selector in the same cluster".to_owned()
