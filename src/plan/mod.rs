@@ -24,8 +24,9 @@ pub mod prerequisites;
 pub mod tailnet;
 pub mod vpn;
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use crate::graph::MeshGraph;
 use crate::model::{FederationProfile, NetworkKind, Provider, Topology};
@@ -85,7 +86,7 @@ pub struct AgentPlan {
     /// The trust domains other than its own this agent must federate with: those of its callees and
     /// callers (and of its fallbacks), and every federated domain when public actions make everyone
     /// reachable. Sorted.
-    pub federates_with: Vec<String>,
+    pub federates_with: Arc<[String]>,
     /// The address other sites reach this agent at.
     pub advertise_address: String,
     /// For each declared call whose callee has a fallback, the fallback this agent fails over to,
@@ -253,7 +254,7 @@ impl Plan {
                 trust_domain: authorization.domains[authorization.agent_domain[position]].clone(),
                 calls,
                 callers,
-                federates_with: Vec::new(),
+                federates_with: Arc::from([]),
                 advertise_address: advertise_address(topology, position),
                 fallback_routes: Vec::new(),
                 own_fallback: agent
@@ -331,34 +332,51 @@ impl Plan {
         // Federation per agent: both ends of every connection an agent may open (its calls, the
         // fallbacks it fails over to, its own fallback) trust each other's domain; with public
         // actions every agent may be called from every federated domain.
-        let mut federates: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); plan.agents.len()];
-        {
-            let authorization = &plan.authorization;
-            let mut link = |left: usize, right: usize| {
-                let (a, b) = (authorization.agent_domain[left], authorization.agent_domain[right]);
-                if a != b && authorization.federated.contains(&(a, b)) {
-                    federates[left].insert(b);
-                    federates[right].insert(a);
-                }
-            };
-            for (position, agent) in plan.agents.iter().enumerate() {
-                agent.calls.iter().for_each(|call| link(position, call.callee));
-                agent.fallback_routes.iter().for_each(|route| link(position, route.fallback));
-                if let Some((fallback, _)) = agent.own_fallback {
-                    link(position, fallback);
-                }
-            }
-            if !authorization.public_actions.is_empty() {
+        // With public actions an agent federates with every domain its own federates with, so the
+        // agents of one domain share one list (a mesh of thousands of domains would otherwise hold
+        // agents × domains names); otherwise each has the few its connections need.
+        if plan.authorization.public_actions.is_empty() {
+            let mut federates: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); plan.agents.len()];
+            {
+                let authorization = &plan.authorization;
+                let mut link = |left: usize, right: usize| {
+                    let (a, b) = (authorization.agent_domain[left], authorization.agent_domain[right]);
+                    if a != b && authorization.federated.contains(&(a, b)) {
+                        federates[left].insert(b);
+                        federates[right].insert(a);
+                    }
+                };
                 for (position, agent) in plan.agents.iter().enumerate() {
-                    for peer in graph.federated_with(&agent.trust_domain) {
-                        federates[position].insert(domain_id[peer]);
+                    agent.calls.iter().for_each(|call| link(position, call.callee));
+                    agent.fallback_routes.iter().for_each(|route| link(position, route.fallback));
+                    if let Some((fallback, _)) = agent.own_fallback {
+                        link(position, fallback);
                     }
                 }
             }
-        }
-        for (agent, domains) in plan.agents.iter_mut().zip(federates) {
-            agent.federates_with =
-                domains.into_iter().map(|id| plan.authorization.domains[id].clone()).collect();
+            for (agent, domains) in plan.agents.iter_mut().zip(federates) {
+                agent.federates_with =
+                    domains.into_iter().map(|id| plan.authorization.domains[id].clone()).collect();
+            }
+        } else {
+            let mut shared: HashMap<usize, Arc<[String]>> = HashMap::new();
+            for (position, agent) in plan.agents.iter_mut().enumerate() {
+                let domain = plan.authorization.agent_domain[position];
+                agent.federates_with = shared
+                    .entry(domain)
+                    .or_insert_with(|| {
+                        // Domain ids are in name order, so sorting them sorts the names.
+                        let mut ids: Vec<usize> = graph
+                            .federated_with(&agent.trust_domain)
+                            .into_iter()
+                            .map(|peer| domain_id[peer])
+                            .collect();
+                        ids.sort_unstable();
+                        ids.dedup();
+                        ids.into_iter().map(|id| plan.authorization.domains[id].clone()).collect()
+                    })
+                    .clone();
+            }
         }
 
         let bundle_urls = domain_bundle_endpoints(topology);

@@ -97,7 +97,7 @@ pub fn manifests(site: &SiteContext<'_>) -> Vec<Manifest> {
                         "kubernetes.io/metadata.name".to_owned(),
                         topology.mesh.namespace.clone(),
                     )])),
-                    federates_with: agent.federates_with.clone(),
+                    federates_with: agent.federates_with.to_vec(),
                 },
             },
         });
