@@ -78,6 +78,7 @@ pub fn guide(context: &EmitContext<'_>, prerequisites: &[Prerequisite]) -> Strin
             let _ = writeln!(out, "terraform -chdir={dir} apply");
         }
         out.push_str("```\n\n");
+        vpn_rounds(context, &mut out);
     }
     let onprem: Vec<&str> = topology
         .sites
@@ -162,6 +163,99 @@ pub fn guide(context: &EmitContext<'_>, prerequisites: &[Prerequisite]) -> Strin
     }
     gitops_section(context, &mut out);
     out
+}
+
+/// With VPN links: the rounds of `terraform apply` after the first. A link's resources exist once
+/// the peer's addresses are set (they default to null), and those exist only once the peer is
+/// applied; so each round copies what the last one made into the peers' `peers.auto.tfvars`
+/// (Terraform reads it after `terraform.tfvars`) and applies the sites that received something.
+fn vpn_rounds(context: &EmitContext<'_>, out: &mut String) {
+    let sites = &context.topology.sites;
+    let inputs: Vec<(usize, crate::emit::terraform::PeerInput)> = (0..sites.len())
+        .flat_map(|index| {
+            crate::emit::terraform::peer_inputs(context, index).into_iter().map(move |input| (index, input))
+        })
+        .collect();
+    if inputs.is_empty() {
+        return;
+    }
+    let last_round = inputs.iter().map(|(_, input)| input.after_round).max().unwrap_or(1);
+    out.push_str(
+        "The VPN links and VPC peerings are built in rounds: each site's link resources exist once the\n\
+         peer's addresses are set, and those exist only once the peer is applied. The apply above is\n\
+         round 1 (gateways, addresses). Each later round copies the values the last one made into the\n\
+         peers' `peers.auto.tfvars` (Terraform loads it after `terraform.tfvars`; every variable is listed,\n\
+         with its source, in the site's `terraform.tfvars.example`), then applies the sites that received\n\
+         one. The commands need `jq`; rerunning them from the start is safe.\n\n```sh\n",
+    );
+    let mut receivers: Vec<usize> = inputs.iter().map(|(index, _)| *index).collect();
+    receivers.dedup();
+    for index in &receivers {
+        let _ = writeln!(out, ": > {}", paths::terraform(&sites[*index].name, "peers.auto.tfvars"));
+    }
+    for round in 1..=last_round {
+        let _ = writeln!(
+            out,
+            "\n# round {}: {}",
+            round + 1,
+            match round {
+                1 => "the peers' gateway addresses and VPC IDs; the VPN connections and peering requests",
+                2 => "the AWS tunnel addresses and peering IDs; the peers' tunnels, the peering accepted",
+                _ => "the peering accepted; the requester's routes",
+            }
+        );
+        let mut applied = Vec::new();
+        for (index, input) in inputs.iter().filter(|(_, input)| input.after_round == round) {
+            let file = paths::terraform(&sites[*index].name, "peers.auto.tfvars");
+            match &input.command {
+                Some(command) => {
+                    let _ = writeln!(out, "echo \"{} = $({command})\" >> {file}", input.variable);
+                }
+                None if input.device => {
+                    // The shell stops here, naming what is missing, until the address is set.
+                    let _ = writeln!(
+                        out,
+                        "echo \"{} = \\\"${{{}:?the public address of site {}'s VPN device}}\\\"\" >> {file}",
+                        input.variable,
+                        device_address_variable(&input.peer),
+                        input.peer
+                    );
+                }
+                None => {
+                    let _ = writeln!(out, "echo '{} = true' >> {file}", input.variable);
+                }
+            }
+            if !applied.contains(index) {
+                applied.push(*index);
+            }
+        }
+        for index in applied {
+            let dir = paths::terraform(&sites[index].name, "");
+            let _ = writeln!(out, "terraform -chdir={} apply", dir.trim_end_matches('/'));
+        }
+    }
+    out.push_str("```\n\n");
+    let devices: Vec<&str> = inputs
+        .iter()
+        .filter(|(_, input)| input.device)
+        .map(|(_, input)| input.peer.as_str())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if !devices.is_empty() {
+        let _ = writeln!(
+            out,
+            "Before these rounds, export the VPN device's public address of {} (the commands above stop\n\
+             until it is set), and configure the device from each linked cloud site's outputs:\n\
+             `vpn_tunnel_addresses` (AWS), `vpn_public_ips` (GCP) or `vpn_public_ip` (Azure), `vpn_bgp_asn`\n\
+             and `vpn_bgp_sessions`, IKEv2 with the link's pre-shared key.\n",
+            devices
+                .iter()
+                .map(|site| format!("site `{site}` as `{}`", device_address_variable(site)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
 }
 
 /// The heading of the GitOps section, which tests find the stage table under.
@@ -273,4 +367,11 @@ fn gitops_section(context: &EmitContext<'_>, out: &mut String) {
         );
     }
     out.push_str("```\n\nThen run step 4 once every site's `spire` stage is ready.\n");
+}
+
+/// The shell variable DEPLOY.md reads an on-prem VPN device's public address from.
+fn device_address_variable(site: &str) -> String {
+    let name: String =
+        site.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect();
+    format!("VPN_DEVICE_{name}_ADDRESS")
 }

@@ -62,10 +62,11 @@ pub(crate) const SPOT_SITE_SYSTEM_NODES: u32 = 2;
 /// StorageClass): the release line the provider-schema check covers.
 pub(crate) const KUBERNETES_PROVIDER_VERSION: &str = "~> 2.38";
 
+pub use vpn::{PeerInput, peer_inputs};
+
 fn emit(context: &EmitContext<'_>, sink: &mut dyn Sink) -> io::Result<()> {
-    let plan = vpn::VpnPlan::new(context);
     for (site_index, site) in context.topology.sites.iter().enumerate() {
-        for (file_name, text) in site_files(context, &plan, site_index)? {
+        for (file_name, text) in site_files(context, site_index)? {
             sink.put(format!("terraform/{}/{}", site.name, file_name), text.into_bytes())?;
         }
     }
@@ -74,14 +75,10 @@ fn emit(context: &EmitContext<'_>, sink: &mut dyn Sink) -> io::Result<()> {
 
 /// The Terraform files of one site, in file-name order; none for a site weave does not provision.
 pub fn render_site(context: &EmitContext<'_>, site_index: usize) -> io::Result<Vec<(&'static str, String)>> {
-    site_files(context, &vpn::VpnPlan::new(context), site_index)
+    site_files(context, site_index)
 }
 
-fn site_files(
-    context: &EmitContext<'_>,
-    plan: &vpn::VpnPlan,
-    site_index: usize,
-) -> io::Result<Vec<(&'static str, String)>> {
+fn site_files(context: &EmitContext<'_>, site_index: usize) -> io::Result<Vec<(&'static str, String)>> {
     let Some(site) = context.topology.sites.get(site_index) else { return Ok(Vec::new()) };
     let facts = SiteFacts { context, site, index: site_index };
     let mut module = Module::default();
@@ -93,7 +90,7 @@ fn site_files(
         Provider::Ibm => ibm::cluster(&facts, &mut module),
         Provider::Onprem => return Ok(Vec::new()),
     }
-    vpn::site_side(&facts, plan, &mut module);
+    vpn::site_side(&facts, &mut module);
     module
         .into_files()
         .into_iter()
@@ -252,7 +249,7 @@ impl Module {
                 File::VariablesExample(
                     self.variables
                         .iter()
-                        .filter(|variable| variable.default.is_none())
+                        .filter(|variable| variable.default.is_none() || variable.copied_from.is_some())
                         .map(Variable::example_entry)
                         .collect(),
                 ),
@@ -283,6 +280,8 @@ struct ExampleEntry {
     description: String,
     value: Expression,
     sensitive: bool,
+    /// For a value copied from a peer's outputs: where it comes from.
+    copied_from: Option<String>,
 }
 
 /// Lines of a comment (`# ...`) holding `text`, wrapped before 100 columns.
@@ -313,6 +312,9 @@ fn variables_example(entries: &[ExampleEntry]) -> Result<String, hcl::Error> {
     for entry in entries {
         out.push('\n');
         comment_lines(&entry.description, &mut out);
+        if let Some(source) = &entry.copied_from {
+            comment_lines(source, &mut out);
+        }
         if entry.sensitive {
             out.push_str("# ");
             out.push_str(&entry.name);
@@ -336,6 +338,7 @@ pub(crate) struct Variable {
     sensitive: bool,
     validations: Vec<(Expression, String)>,
     example: Option<Expression>,
+    copied_from: Option<String>,
 }
 
 impl Variable {
@@ -352,6 +355,7 @@ impl Variable {
             sensitive: false,
             validations: Vec::new(),
             example: None,
+            copied_from: None,
         }
     }
 
@@ -362,8 +366,16 @@ impl Variable {
         self
     }
 
+    /// A value copied from a peer's outputs once the peer is applied (`source` says from where):
+    /// `terraform.tfvars.example` lists it with its default and the note, although it has one.
+    pub fn copied_from(mut self, source: impl Into<String>) -> Variable {
+        self.copied_from = Some(source.into());
+        self
+    }
+
     fn example_entry(&self) -> ExampleEntry {
-        let value = self.example.clone().unwrap_or_else(|| match &self.type_expression {
+        let default = self.copied_from.as_ref().and(self.default.clone());
+        let value = default.or_else(|| self.example.clone()).unwrap_or_else(|| match &self.type_expression {
             Expression::Variable(name) if name.as_str() == "number" => 0.into(),
             Expression::Variable(name) if name.as_str() == "bool" => false.into(),
             Expression::Variable(_) => "".into(),
@@ -374,6 +386,7 @@ impl Variable {
             description: self.description.clone(),
             value,
             sensitive: self.sensitive,
+            copied_from: self.copied_from.clone(),
         }
     }
 

@@ -209,6 +209,38 @@ pub fn prerequisites(topology: &Topology) -> Vec<Prerequisite> {
                 });
             }
         }
+        if topology.networking.kind == NetworkKind::Vpn
+            && site.provider == Provider::Onprem
+            && !site.agents.is_empty()
+            && let Some(ingress_cidr) = &site.cluster.ingress_cidr
+        {
+            // The agents other sites dial are LoadBalancer Services at fixed addresses of the
+            // ingress range (`metallb.io/loadBalancerIPs`); on-prem, MetalLB assigns them.
+            list.push(Prerequisite {
+                site: site.name.clone(),
+                kind: "component",
+                namespace: None,
+                name: "metallb".to_owned(),
+                component: Some("metallb"),
+                default: None,
+                why: "the internal load balancers of the agents other sites dial over the VPN are LoadBalancer Services at fixed addresses of cluster.ingressCidr, which MetalLB assigns and announces on-prem".to_owned(),
+                how: "`helm upgrade --install metallb metallb/metallb --namespace metallb-system --create-namespace` (chart repo https://metallb.github.io/metallb), with an L2Advertisement or BGPAdvertisement for the pool below that your VPN device routes to".to_owned(),
+            });
+            list.push(Prerequisite {
+                site: site.name.clone(),
+                kind: "IPAddressPool",
+                namespace: Some("metallb-system".to_owned()),
+                name: format!("{}-ingress", topology.mesh.name),
+                component: None,
+                default: None,
+                why: format!(
+                    "MetalLB gives the agents' LoadBalancer Services the addresses weave assigned them from {ingress_cidr}"
+                ),
+                how: format!(
+                    "an `IPAddressPool` (metallb.io/v1beta1) with `spec.addresses: [{ingress_cidr}]` and `autoAssign: false`, so only the Services that ask for these addresses get them"
+                ),
+            });
+        }
         if topology.networking.kind == NetworkKind::Tailscale
             && let Some(tailnet) = &topology.networking.tailscale.tailnet
             && uses_tailnet(topology, site)

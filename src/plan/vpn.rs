@@ -14,6 +14,15 @@
 //! AWS sites (an AWS VPN gateway cannot be another's customer gateway), and nothing between two
 //! sites weave builds no side of (on-prem, Oracle, IBM): those pairs are reported (W110) and
 //! `weave explain` calls their calls blocked.
+//!
+//! Every IPsec link runs two tunnels (AWS's two, GCP HA VPN's two interfaces, two Azure
+//! connections), each with its own /30 of BGP inside addresses from 169.254.0.0/16, decided here
+//! so that both ends of a link agree ([`IpsecLink`]). A link's /30s differ from every other /30 at
+//! both of its ends (a gateway cannot hold two sessions on one range), not across the whole mesh:
+//! each link takes the lowest two slots free at both ends from 169.254.21.0, links touching Azure
+//! first, because Azure accepts custom BGP addresses only in 169.254.21.0–169.254.22.255. In a
+//! link with AWS, AWS holds the first address of each /30 (its gateway always does); otherwise
+//! the site that sorts first does.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
@@ -33,12 +42,113 @@ pub enum LinkKind {
     VpcPeering,
 }
 
+/// The first tunnel network: 169.254.21.0/30.
+const FIRST_TUNNEL_NETWORK: u32 = u32::from_be_bytes([169, 254, 21, 0]);
+/// The last /30 Azure accepts for custom BGP (APIPA) addresses: 169.254.22.252/30.
+const LAST_AZURE_TUNNEL_NETWORK: u32 = u32::from_be_bytes([169, 254, 22, 252]);
+/// The last /30 of the link-local range.
+const LAST_TUNNEL_NETWORK: u32 = u32::from_be_bytes([169, 254, 255, 252]);
+/// A /30 AWS reserves for its own use (it also reserves 169.254.0.0/30 to 169.254.5.0/30, below
+/// the range used here).
+const AWS_RESERVED_TUNNEL_NETWORK: u32 = u32::from_be_bytes([169, 254, 169, 252]);
+
 /// The links of the mesh and the agents' internal load balancer addresses.
 #[derive(Debug, Clone, Default)]
 pub struct VpnPlan {
     /// Per pair of sites (lower index first) that must be joined: how, or `None` when no link can
     /// join them.
     pairs: BTreeMap<(usize, usize), Option<LinkKind>>,
+    /// The IPsec links with their tunnels' inside addresses, links touching Azure first.
+    ipsec: Vec<IpsecLink>,
+}
+
+/// One IPsec link between two sites: two tunnels, each with a /30 of BGP inside addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpsecLink {
+    /// The two sites (indices into `Topology::sites`), lower index first.
+    pub sites: [usize; 2],
+    /// The network address of each tunnel's /30.
+    networks: [u32; 2],
+    /// The site that holds the first usable address of each /30.
+    first: usize,
+}
+
+impl IpsecLink {
+    /// The other site of the link.
+    pub fn peer_of(&self, site: usize) -> usize {
+        if self.sites[0] == site { self.sites[1] } else { self.sites[0] }
+    }
+
+    /// The BGP address of `site` in tunnel `tunnel` (0 or 1).
+    pub fn address_of(&self, site: usize, tunnel: usize) -> Ipv4Addr {
+        Ipv4Addr::from(self.networks[tunnel] + if site == self.first { 1 } else { 2 })
+    }
+
+    /// The inside /30 of tunnel `tunnel` (0 or 1).
+    pub fn inside_cidr(&self, tunnel: usize) -> String {
+        [Ipv4Addr::from(self.networks[tunnel]).to_string(), "/30".to_owned()].concat()
+    }
+}
+
+/// The network address of the `slot`-th /30 from 169.254.21.0, stepping over the one AWS
+/// reserves; `None` past the link-local range.
+fn slot_network(slot: u32) -> Option<u32> {
+    let mut network = FIRST_TUNNEL_NETWORK.checked_add(slot.checked_mul(4)?)?;
+    if network >= AWS_RESERVED_TUNNEL_NETWORK {
+        network = network.checked_add(4)?;
+    }
+    (network <= LAST_TUNNEL_NETWORK).then_some(network)
+}
+
+/// The inside addresses of every IPsec link (see the module's documentation).
+fn allocate_tunnels(
+    topology: &Topology,
+    pairs: &BTreeMap<(usize, usize), Option<LinkKind>>,
+) -> Vec<IpsecLink> {
+    let sites = &topology.sites;
+    let mut candidates: Vec<(bool, usize, usize)> = pairs
+        .iter()
+        .filter(|(_, kind)| **kind == Some(LinkKind::Ipsec))
+        .map(|(&(left, right), _)| {
+            let touches_azure =
+                sites[left].provider == Provider::Azure || sites[right].provider == Provider::Azure;
+            (!touches_azure, left, right)
+        })
+        .collect();
+    candidates.sort_unstable();
+    let mut used_slots: Vec<BTreeSet<u32>> = vec![BTreeSet::new(); sites.len()];
+    let mut links = Vec::with_capacity(candidates.len());
+    for (away_from_azure, left, right) in candidates {
+        let mut networks = [0u32; 2];
+        let mut taken = [0u32; 2];
+        let mut slot = 0;
+        let mut found = 0;
+        while found < 2 {
+            if !used_slots[left].contains(&slot) && !used_slots[right].contains(&slot) {
+                taken[found] = slot;
+                found += 1;
+            }
+            slot += 1;
+        }
+        let mut fits = true;
+        for (network, slot) in networks.iter_mut().zip(taken) {
+            match slot_network(slot) {
+                // More Azure links at these two sites than Azure has custom BGP addresses.
+                Some(value) if away_from_azure || value <= LAST_AZURE_TUNNEL_NETWORK => *network = value,
+                _ => fits = false,
+            }
+        }
+        if !fits {
+            continue;
+        }
+        for slot in taken {
+            used_slots[left].insert(slot);
+            used_slots[right].insert(slot);
+        }
+        let first = if sites[right].provider == Provider::Aws { right } else { left };
+        links.push(IpsecLink { sites: [left, right], networks, first });
+    }
+    links
 }
 
 impl VpnPlan {
@@ -54,7 +164,13 @@ impl VpnPlan {
                 ((left, right), kind)
             })
             .collect();
-        VpnPlan { pairs }
+        let ipsec = allocate_tunnels(topology, &pairs);
+        VpnPlan { pairs, ipsec }
+    }
+
+    /// The IPsec links that `site` is an end of, links touching Azure first.
+    pub fn ipsec_links_of(&self, site: usize) -> impl Iterator<Item = &IpsecLink> {
+        self.ipsec.iter().filter(move |link| link.sites.contains(&site))
     }
 
     /// How two sites are joined; `None` when they are not (or need no link).

@@ -155,3 +155,76 @@ authorization:
     let explanation = explain::explain(&compiled, "caller", "callee", "work").unwrap();
     assert!(explanation.allowed, "{explanation:?}");
 }
+
+/// Every site of vpn-mesh applies at every stage: each variable without a default is in the
+/// site's `terraform.tfvars.example`, every `vpn_peer_*` address defaults to null, and every
+/// resource that refers to one is built only once it is set (a `count` or `for_each` on it).
+#[test]
+fn every_site_of_the_vpn_mesh_applies_before_its_peers_exist() {
+    let (_, artifacts) = compile(Path::new("fixtures/valid/vpn-mesh.yaml"));
+    let sites: std::collections::BTreeSet<&str> =
+        artifacts.keys().filter_map(|path| path.strip_prefix("terraform/")?.split('/').next()).collect();
+    assert!(sites.len() >= 4, "{sites:?}");
+    let mut guarded = 0;
+    for site in sites {
+        let prefix = format!("terraform/{site}/");
+        let example =
+            String::from_utf8(artifacts[&format!("{prefix}terraform.tfvars.example")].clone()).unwrap();
+        for (path, bytes) in
+            artifacts.iter().filter(|(path, _)| path.starts_with(&prefix) && path.ends_with(".tf"))
+        {
+            let body: hcl::Body = hcl::from_slice(bytes).unwrap_or_else(|error| panic!("{path}: {error}"));
+            for block in body.blocks() {
+                let attribute =
+                    |key: &str| block.body().attributes().find(|attribute| attribute.key() == key);
+                match block.identifier() {
+                    "variable" => {
+                        let name = block.labels()[0].as_str();
+                        match attribute("default") {
+                            None => assert!(example.contains(name), "{path}: {name} is not in the example"),
+                            Some(default) if name.starts_with("vpn_peer_") => assert_eq!(
+                                default.expr(),
+                                &hcl::Expression::Null,
+                                "{path}: {name} must default to null"
+                            ),
+                            Some(_) => {}
+                        }
+                        if name.starts_with("vpn_peer_") {
+                            assert!(
+                                example.contains(&format!("{name} = null")),
+                                "{path}: {name} is not listed"
+                            );
+                            assert!(example.contains("output -json"), "{path}: the example names no source");
+                        }
+                    }
+                    "resource" => {
+                        let text = hcl::to_string(block).unwrap();
+                        let referred: Vec<&str> = text
+                            .match_indices("var.vpn_peer_")
+                            .map(|(start, _)| {
+                                let rest = &text[start + 4..];
+                                &rest[..rest
+                                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                                    .unwrap_or(rest.len())]
+                            })
+                            .collect();
+                        for name in referred {
+                            let guard = attribute("count").or_else(|| attribute("for_each"));
+                            let guard =
+                                guard.map(|guard| hcl::format::to_string(guard.expr()).unwrap_or_default());
+                            assert!(
+                                guard.is_some_and(|guard| guard.contains(&format!("var.{name} == null"))),
+                                "{path}: {} {} refers to var.{name} without a guard on it",
+                                block.labels()[0].as_str(),
+                                block.labels()[1].as_str()
+                            );
+                            guarded += 1;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    assert!(guarded > 0);
+}

@@ -66,6 +66,41 @@ const CONTROL_PLANE_LOGS: [&str; 5] = ["api", "audit", "authenticator", "control
 /// Days the control-plane logs are kept.
 const LOG_RETENTION_DAYS: u32 = 365;
 
+/// The VPC CNI add-on's configuration: NetworkPolicy enforcement, and with VPN or peering links
+/// the peers' ranges in `AWS_VPC_K8S_CNI_EXCLUDE_SNAT_CIDRS`, so that the CNI does not translate
+/// pod addresses to the node's for them: the callee's NetworkPolicy admits the caller's pod range,
+/// not the node's address, and the peers route the pod ranges back over the links.
+fn vpc_cni_configuration(facts: &SiteFacts<'_>) -> Expression {
+    let plan = &facts.context.plan.vpn;
+    let sites = &facts.context.topology.sites;
+    let mut peers: Vec<usize> =
+        plan.ipsec_links_of(facts.index).map(|link| link.peer_of(facts.index)).collect();
+    for (left, right) in plan.links(crate::plan::vpn::LinkKind::VpcPeering) {
+        if left == facts.index {
+            peers.push(right);
+        } else if right == facts.index {
+            peers.push(left);
+        }
+    }
+    let mut ranges: Vec<&str> = peers
+        .iter()
+        .flat_map(|&peer| {
+            [sites[peer].cluster.pod_cidr.as_deref(), sites[peer].cluster.ingress_cidr.as_deref()]
+        })
+        .flatten()
+        .collect();
+    ranges.sort_unstable();
+    ranges.dedup();
+    let mut configuration = vec![("enableNetworkPolicy", Expression::from("true"))];
+    if !ranges.is_empty() {
+        configuration.push((
+            "env",
+            object([("AWS_VPC_K8S_CNI_EXCLUDE_SNAT_CIDRS", Expression::from(ranges.join(",")))]),
+        ));
+    }
+    object(configuration)
+}
+
 pub(super) fn cluster(facts: &SiteFacts<'_>, module: &mut Module) {
     let cluster_name = facts.cluster_name();
     let region = facts.region();
@@ -253,17 +288,14 @@ pub(super) fn cluster(facts: &SiteFacts<'_>, module: &mut Module) {
     ));
 
     // weave's Kubernetes manifests start from a default-deny NetworkPolicy; the VPC CNI enforces
-    // NetworkPolicy only when asked to.
+    // NetworkPolicy only when asked to. With VPN links, see [`vpc_cni_configuration`].
     module.main(resource(
         "aws_eks_addon",
         "vpc_cni",
         body()
             .add_attribute(("cluster_name", reference("aws_eks_cluster.this.name")))
             .add_attribute(("addon_name", "vpc-cni"))
-            .add_attribute((
-                "configuration_values",
-                call("jsonencode", [object([("enableNetworkPolicy", Expression::from("true"))])]),
-            ))
+            .add_attribute(("configuration_values", call("jsonencode", [vpc_cni_configuration(facts)])))
             .add_attribute(("resolve_conflicts_on_create", "OVERWRITE"))
             .add_attribute(("resolve_conflicts_on_update", "OVERWRITE")),
     ));

@@ -542,18 +542,26 @@ fn vpn_links_follow_reachability_and_each_side_builds_only_its_own() {
     assert!(block(&aws, "resource", &["aws_vpn_connection", "peer_gcp_idle"]).is_none());
     // Links touching Azure take the first inside addresses; AWS holds the first address.
     assert_eq!(string(attribute(to_azure, "tunnel1_inside_cidr")), "169.254.21.0/30");
+    assert_eq!(string(attribute(to_azure, "tunnel2_inside_cidr")), "169.254.21.4/30");
+    // Built once the peer's address is set.
+    assert_eq!(attribute(to_azure, "count"), &super::count_when_set("vpn_peer_azure_public_ip"));
     let ingress = resource(&aws, "aws_vpc_security_group_ingress_rule", "peer_azure_agents");
     assert_eq!(attribute(ingress, "from_port"), &Expression::from(9443));
 
     let azure = parse(&files, "terraform/azure/vpn.tf");
-    let connection = resource(&azure, "azurerm_virtual_network_gateway_connection", "peer_aws_east");
-    assert_eq!(string(attribute(nested(connection, "custom_bgp_addresses"), "primary")), "169.254.21.2");
-    let local_gateway = resource(&azure, "azurerm_local_network_gateway", "peer_aws_east");
-    assert_eq!(
-        string(attribute(nested(local_gateway, "bgp_settings"), "bgp_peering_address")),
-        "169.254.21.1"
-    );
-    assert_eq!(attribute(local_gateway, "address_space"), &Expression::Array(vec!["10.10.0.0/16".into()]));
+    for (tunnel, azure_address, aws_address) in
+        [("1", "169.254.21.2", "169.254.21.1"), ("2", "169.254.21.6", "169.254.21.5")]
+    {
+        let name = ["peer_aws_east_", tunnel].concat();
+        let connection = resource(&azure, "azurerm_virtual_network_gateway_connection", &name);
+        assert_eq!(string(attribute(nested(connection, "custom_bgp_addresses"), "primary")), azure_address);
+        let local_gateway = resource(&azure, "azurerm_local_network_gateway", &name);
+        assert_eq!(
+            string(attribute(nested(local_gateway, "bgp_settings"), "bgp_peering_address")),
+            aws_address
+        );
+        assert_eq!(attribute(local_gateway, "count"), &super::count_when_set("vpn_peer_aws_east_tunnel_ips"));
+    }
 
     // The pre-shared key: one sensitive variable per link, without a default, named alike on both sides.
     for site in ["aws-east", "azure"] {
@@ -565,10 +573,11 @@ fn vpn_links_follow_reachability_and_each_side_builds_only_its_own() {
     }
     // The on-prem peer is described by variables, its pod range as the default.
     let variables = parse(&files, "terraform/aws-east/variables.tf");
-    let cidrs = block(&variables, "variable", &["vpn_peer_dc_cidrs"]).expect("declared");
+    let cidrs = block(&variables, "variable", &["vpn_device_dc_cidrs"]).expect("declared");
     assert_eq!(attribute(cidrs, "default"), &Expression::Array(vec!["10.40.0.0/16".into()]));
-    block(&variables, "variable", &["vpn_peer_dc_public_ip"]).expect("declared");
-    block(&variables, "variable", &["vpn_peer_dc_bgp_asn"]).expect("declared");
+    let address = block(&variables, "variable", &["vpn_peer_dc_public_ip"]).expect("declared");
+    assert_eq!(attribute(address, "default"), &Expression::Null);
+    block(&variables, "variable", &["vpn_device_dc_bgp_asn"]).expect("declared");
 }
 
 #[test]
@@ -587,7 +596,7 @@ fn the_central_metrics_site_may_scrape_across_the_vpn() {
         block(&aws, "resource", &["aws_vpc_security_group_ingress_rule", "peer_gcp_federation"]).is_none()
     );
     // The GCP router peers with the AWS gateway's inside address and ASN.
-    let peer = resource(&gcp, "google_compute_router_peer", "peer_aws_east");
+    let peer = resource(&gcp, "google_compute_router_peer", "peer_aws_east_2");
     let aws_outputs = parse(&files, "terraform/aws-east/outputs.tf");
     let asn = attribute(block(&aws_outputs, "output", &["vpn_bgp_asn"]).expect("declared"), "value");
     assert_eq!(attribute(peer, "peer_asn"), asn);
@@ -699,10 +708,12 @@ fn the_variables_example_lists_every_variable_without_a_default_and_no_secret() 
                 assert!(!listed.contains(name), "{site}: the secret {name} has no value in the example");
                 assert!(example.contains(&["# ", name, ": sensitive"].concat()), "{site}: {name} is named");
             } else {
+                // Values copied from a peer default to null or false and are listed with their source.
+                let copied = name.starts_with("vpn_peer_") || name.starts_with("vpc_peer");
                 assert_eq!(
                     listed.contains(name),
-                    !has_default,
-                    "{site}: {name} listed iff it has no default"
+                    !has_default || copied,
+                    "{site}: {name} listed iff it has no default or is copied from a peer"
                 );
             }
         }

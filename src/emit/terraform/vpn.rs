@@ -6,136 +6,43 @@
 //! or Azure). The other side may be on-prem, Oracle or IBM: its device is described by variables
 //! (public IP, BGP ASN, CIDRs) and configured by its owner from this side's outputs. Two AWS sites
 //! are joined by VPC peering instead ([`vpc_peering`]): an AWS VPN gateway cannot be the customer
-//! gateway of another. The pairs and their kind are the plan's (`plan::vpn`); a pair no link can join
-//! is W110. Each site with agents other sites dial also gets the subnet of its `ingressCidr`
-//! ([`ingress_subnet`]), where their internal load balancers sit at the plan's fixed addresses.
+//! gateway of another. The pairs, their kind and every tunnel's inside addresses are the plan's
+//! (`plan::vpn`); a pair no link can join is W110. Each site with agents other sites dial also gets
+//! the subnet of its `ingressCidr` ([`ingress_subnet`]), where their internal load balancers sit at
+//! the plan's fixed addresses.
 //!
 //! Why BGP: GCP's HA VPN routes only with BGP, so every side speaks it; each side then learns the
 //! peer's pod range without static routes to keep in step. Every site has a private ASN
-//! (64512 + its position among the sites), and every link a /30 of inside addresses from
-//! 169.254.21.0 upwards, unique at both its ends — links touching Azure first, because Azure
-//! accepts custom BGP addresses only in 169.254.21.0–169.254.22.255. In a link with AWS, AWS holds the first address of the /30
-//! (its gateway always does); otherwise the site that sorts first does.
+//! (64512 + its position among the sites).
 //!
-//! Each link has one tunnel: AWS's second tunnel stays down, and GCP's HA VPN runs on one interface
-//! (no 99.99% SLA). Firewalls: the agents' port (and the Prometheus federation port, from the central
-//! metrics site) is opened to the peers' pod ranges on AWS (cluster security group) and GCP (firewall rule);
-//! Azure's default network security rules already allow VPN-connected address space.
+//! Both tunnels of every link: AWS's connection has two tunnels to the peer's one address (GCP's
+//! first HA VPN interface, Azure's gateway, the device); GCP builds two tunnels on its first
+//! interface to AWS's two addresses, and on its two interfaces to a single-address peer; Azure
+//! (one gateway address, not active-active) builds one local network gateway and connection per
+//! peer address, so two to AWS and GCP and one to a device. Firewalls: the agents' port (and the
+//! Prometheus federation port, from the central metrics site) is opened to the peers' pod ranges on
+//! AWS (cluster security group) and GCP (firewall rule); Azure's default network security rules
+//! already allow VPN-connected address space.
 //!
-//! Values that only exist after the peer is applied (its gateway address) are variables, so the
-//! sites are applied in two rounds: gateways first, then the links. The pre-shared key of a link is
-//! one sensitive variable, named after both sites (`vpn_shared_key_<a>_<b>`), with the same name on
-//! both sides.
+//! Applying in rounds: a peer's public addresses exist only once the peer is applied, so they are
+//! variables `vpn_peer_<site>_*` that default to null, and every resource that needs one has a
+//! `count` on it being set. Every site then applies cleanly at every stage: first the gateways,
+//! then, with the copied addresses ([`peer_inputs`] names each variable and the command that
+//! prints its value; DEPLOY.md runs them), the links. The pre-shared key of a link is one
+//! sensitive variable, named after both sites (`vpn_shared_key_<a>_<b>`), with the same name on
+//! both sides, used by both tunnels.
 
-use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
 use hcl::expr::Expression;
 
 use super::{
-    Module, Output, SiteFacts, Variable, attribute_of, body, call, count_when_set, identifier_part,
-    interpolate, limited_name, nested, object, one_of, reference, resource, strings, template, text, types,
-    var,
+    Module, Output, SiteFacts, Variable, body, call, count_when_set, identifier_part, interpolate,
+    limited_name, nested, object, one_of, reference, resource, strings, template, text, types, var,
 };
 use crate::emit::EmitContext;
-use crate::model::{NetworkKind, Provider, Site};
-use crate::plan::vpn::{LinkKind, ingress_subnet_name};
-
-/// The first link network: 169.254.21.0/30.
-const FIRST_LINK_NETWORK: u32 = u32::from_be_bytes([169, 254, 21, 0]);
-/// The last /30 Azure accepts for custom BGP (APIPA) addresses: 169.254.22.252/30.
-const LAST_AZURE_LINK_NETWORK: u32 = u32::from_be_bytes([169, 254, 22, 252]);
-/// The last /30 of the link-local range.
-const LAST_LINK_NETWORK: u32 = u32::from_be_bytes([169, 254, 255, 252]);
-/// A /30 AWS reserves for its own use (it also reserves 169.254.0.0/30 to 169.254.5.0/30, below
-/// the range used here).
-const AWS_RESERVED_LINK_NETWORK: u32 = u32::from_be_bytes([169, 254, 169, 252]);
-
-/// The VPN links of the whole mesh, computed once and read by every site.
-pub(super) struct VpnPlan {
-    links: Vec<Link>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Link {
-    /// The two sites (indices into `Topology::sites`), the one that sorts first first.
-    sites: [usize; 2],
-    /// The network address of the link's /30 of BGP inside addresses.
-    network: u32,
-    /// The site that holds the first usable address of the /30.
-    first: usize,
-}
-
-impl Link {
-    fn peer_of(&self, site: usize) -> usize {
-        if self.sites[0] == site { self.sites[1] } else { self.sites[0] }
-    }
-
-    fn address_of(&self, site: usize) -> Ipv4Addr {
-        Ipv4Addr::from(self.network + if site == self.first { 1 } else { 2 })
-    }
-
-    fn cidr(&self) -> String {
-        [Ipv4Addr::from(self.network).to_string(), "/30".to_owned()].concat()
-    }
-}
-
-impl VpnPlan {
-    pub fn new(context: &EmitContext<'_>) -> VpnPlan {
-        let topology = context.topology;
-        if topology.networking.kind != NetworkKind::Vpn {
-            return VpnPlan { links: Vec::new() };
-        }
-        let sites = &topology.sites;
-        let mut candidates: Vec<(bool, usize, usize)> = context
-            .plan
-            .vpn
-            .links(LinkKind::Ipsec)
-            .map(|(left, right)| {
-                let touches_azure =
-                    sites[left].provider == Provider::Azure || sites[right].provider == Provider::Azure;
-                (!touches_azure, left, right)
-            })
-            .collect();
-        candidates.sort_unstable();
-
-        // A link's /30 must differ from every other /30 at both of its ends (a gateway cannot hold
-        // two sessions on one range), not across the whole mesh: each link takes the lowest slot
-        // free at both ends, which keeps the range small enough for Azure on large meshes too.
-        let mut used_slots: Vec<BTreeSet<u32>> = vec![BTreeSet::new(); sites.len()];
-        let mut links = Vec::with_capacity(candidates.len());
-        for (away_from_azure, left, right) in candidates {
-            let mut slot = 0;
-            while used_slots[left].contains(&slot) || used_slots[right].contains(&slot) {
-                slot += 1;
-            }
-            let Some(network) = slot_network(slot) else { continue };
-            if !away_from_azure && network > LAST_AZURE_LINK_NETWORK {
-                // More Azure links at these two sites than Azure has custom BGP addresses.
-                continue;
-            }
-            used_slots[left].insert(slot);
-            used_slots[right].insert(slot);
-            let first = if sites[right].provider == Provider::Aws { right } else { left };
-            links.push(Link { sites: [left, right], network, first });
-        }
-        VpnPlan { links }
-    }
-
-    fn links_of(&self, site: usize) -> impl Iterator<Item = &Link> {
-        self.links.iter().filter(move |link| link.sites.contains(&site))
-    }
-}
-
-/// The network address of the `slot`-th /30 from 169.254.21.0, stepping over the one AWS
-/// reserves; `None` past the link-local range.
-fn slot_network(slot: u32) -> Option<u32> {
-    let mut network = FIRST_LINK_NETWORK.checked_add(slot.checked_mul(4)?)?;
-    if network >= AWS_RESERVED_LINK_NETWORK {
-        network = network.checked_add(4)?;
-    }
-    (network <= LAST_LINK_NETWORK).then_some(network)
-}
+use crate::model::{Provider, Site};
+use crate::plan::vpn::{IpsecLink, LinkKind, ingress_subnet_name};
 
 /// Whether weave builds a VPN side for sites of this provider.
 fn builds_side(provider: Provider) -> bool {
@@ -149,15 +56,135 @@ fn bgp_asn(site_index: usize) -> u64 {
     if index < 1000 { 64_512 + index } else { 4_200_000_000 + index }
 }
 
+/// How many tunnels a link between sites of these providers runs: two, but one between Azure
+/// (one gateway address) and a device weave does not build (one address).
+fn tunnel_count(left: Provider, right: Provider) -> usize {
+    let device = |provider| !builds_side(provider);
+    if (left == Provider::Azure && device(right)) || (right == Provider::Azure && device(left)) {
+        1
+    } else {
+        2
+    }
+}
+
+/// How a site's public VPN addresses reach a peer: the variable the peer declares for them, and the
+/// output of this site that holds them.
+fn address_variable(site: &Site) -> String {
+    let suffix = match site.provider {
+        Provider::Aws => "_tunnel_ips",
+        Provider::Gcp => "_public_ips",
+        _ => "_public_ip",
+    };
+    ["vpn_peer_", &identifier_part(&site.name), suffix].concat()
+}
+
+/// A value a site's Terraform takes from a peer once the peer has been applied: the variable, the
+/// peer, the shell command that prints the value as an HCL expression (None: only the device's
+/// owner knows it), and after which apply round the value exists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerInput {
+    pub variable: String,
+    pub peer: String,
+    pub command: Option<String>,
+    pub after_round: u8,
+    /// Whether the value is the address of a VPN device weave does not build (no command).
+    pub device: bool,
+}
+
+fn output_command(site: &Site, output: &str, key: Option<&str>) -> String {
+    let dir = crate::plan::paths::terraform(&site.name, "");
+    let dir = dir.trim_end_matches('/');
+    match key {
+        Some(key) => format!("terraform -chdir={dir} output -json {output} | jq -c '.[\"{key}\"]'"),
+        None => format!("terraform -chdir={dir} output -json {output}"),
+    }
+}
+
+/// What site `index`'s Terraform takes from its peers (see [`PeerInput`]), in link order.
+pub fn peer_inputs(context: &EmitContext<'_>, index: usize) -> Vec<PeerInput> {
+    let sites = &context.topology.sites;
+    let site = &sites[index];
+    let mut inputs = Vec::new();
+    if !builds_side(site.provider) {
+        return inputs;
+    }
+    for link in context.plan.vpn.ipsec_links_of(index) {
+        let peer = &sites[link.peer_of(index)];
+        let (command, after_round) = match peer.provider {
+            Provider::Aws => (Some(output_command(peer, "vpn_tunnel_addresses", Some(&site.name))), 2),
+            Provider::Gcp => (Some(output_command(peer, "vpn_public_ips", None)), 1),
+            Provider::Azure => (Some(output_command(peer, "vpn_public_ip", None)), 1),
+            Provider::Onprem | Provider::Oracle | Provider::Ibm => (None, 1),
+        };
+        inputs.push(PeerInput {
+            variable: address_variable(peer),
+            peer: peer.name.clone(),
+            device: command.is_none(),
+            command,
+            after_round,
+        });
+    }
+    if site.provider == Provider::Aws {
+        for (left, right) in context.plan.vpn.links(LinkKind::VpcPeering) {
+            if left != index && right != index {
+                continue;
+            }
+            let requester = left == index;
+            let peer = &sites[if requester { right } else { left }];
+            let stem = identifier_part(&peer.name);
+            if requester {
+                inputs.push(PeerInput {
+                    variable: ["vpc_peer_", &stem, "_vpc_id"].concat(),
+                    peer: peer.name.clone(),
+                    command: Some(output_command(peer, "vpc_id", None)),
+                    after_round: 1,
+                    device: false,
+                });
+                inputs.push(PeerInput {
+                    variable: ["vpc_peering_", &stem, "_accepted"].concat(),
+                    peer: peer.name.clone(),
+                    command: None,
+                    after_round: 3,
+                    device: false,
+                });
+            } else {
+                inputs.push(PeerInput {
+                    variable: ["vpc_peering_", &stem, "_connection_id"].concat(),
+                    peer: peer.name.clone(),
+                    command: Some(output_command(peer, "vpc_peering_connection_ids", Some(&site.name))),
+                    after_round: 2,
+                    device: false,
+                });
+            }
+        }
+    }
+    inputs
+}
+
+/// The note `terraform.tfvars.example` and the variable's description give a copied value.
+fn source_note(input: &PeerInput) -> String {
+    match &input.command {
+        Some(command) => format!("From `{command}` once site {} is applied (DEPLOY.md, step 2).", input.peer),
+        None if input.device => {
+            format!("The public address of the VPN device of site {}, set by its owner.", input.peer)
+        }
+        None => format!("Set to true once site {} has accepted the peering (DEPLOY.md, step 2).", input.peer),
+    }
+}
+
 /// One link as this site sees it.
 struct PeerLink<'a> {
-    link: &'a Link,
+    link: &'a IpsecLink,
+    /// This site's index.
+    own: usize,
     site: &'a Site,
     index: usize,
-    /// `peer_<site>`: the Terraform name of this link's resources.
+    /// `peer_<site>`: the stem of the Terraform names of this link's resources.
     name: String,
     /// `<site>` with `_` for `-`: the stem of this link's variable names.
     stem: String,
+    /// How many tunnels the link runs.
+    tunnels: usize,
 }
 
 impl PeerLink<'_> {
@@ -166,16 +193,30 @@ impl PeerLink<'_> {
         builds_side(self.site.provider)
     }
 
-    fn public_ip_variable(&self) -> String {
-        ["vpn_peer_", &self.stem, "_public_ip"].concat()
+    /// The variable holding the peer's public address(es); null until the peer is applied.
+    fn address_variable(&self) -> String {
+        address_variable(self.site)
+    }
+
+    /// The peer's public address for tunnel `tunnel`, read from [`Self::address_variable`].
+    fn address(&self, tunnel: usize) -> Expression {
+        let variable = self.address_variable();
+        match self.site.provider {
+            Provider::Aws | Provider::Gcp => reference(&format!("var.{variable}[{tunnel}]")),
+            _ => var(&variable),
+        }
+    }
+
+    fn guard(&self) -> Expression {
+        count_when_set(&self.address_variable())
     }
 
     fn asn_variable(&self) -> String {
-        ["vpn_peer_", &self.stem, "_bgp_asn"].concat()
+        ["vpn_device_", &self.stem, "_bgp_asn"].concat()
     }
 
     fn cidrs_variable(&self) -> String {
-        ["vpn_peer_", &self.stem, "_cidrs"].concat()
+        ["vpn_device_", &self.stem, "_cidrs"].concat()
     }
 
     fn asn(&self) -> Expression {
@@ -186,20 +227,50 @@ impl PeerLink<'_> {
     fn cidrs(&self) -> Expression {
         if self.managed() { strings(self.site.cluster.pod_cidr.iter()) } else { var(&self.cidrs_variable()) }
     }
+
+    /// `peer_<site>_<n>`: the Terraform name of tunnel `tunnel`'s resources (n from 1).
+    fn tunnel_name(&self, tunnel: usize) -> String {
+        [self.name.as_str(), "_", &(tunnel + 1).to_string()].concat()
+    }
+
+    fn local_address(&self, tunnel: usize) -> Ipv4Addr {
+        self.link.address_of(self.own, tunnel)
+    }
+
+    fn peer_address(&self, tunnel: usize) -> Ipv4Addr {
+        self.link.address_of(self.index, tunnel)
+    }
 }
 
-pub(super) fn site_side(facts: &SiteFacts<'_>, plan: &VpnPlan, module: &mut Module) {
+/// `<kind>.<name>[0].<attribute>`: an attribute of a resource with a `count` of 0 or 1, where the
+/// referring resource has the same `count`.
+fn first(kind: &str, name: &str, attribute: &str) -> Expression {
+    reference(&format!("{kind}.{name}[0].{attribute}"))
+}
+
+pub(super) fn site_side(facts: &SiteFacts<'_>, module: &mut Module) {
     if !builds_side(facts.site.provider) {
         return;
     }
     let sites = &facts.context.topology.sites;
-    let peers: Vec<PeerLink<'_>> = plan
-        .links_of(facts.index)
+    let peers: Vec<PeerLink<'_>> = facts
+        .context
+        .plan
+        .vpn
+        .ipsec_links_of(facts.index)
         .filter_map(|link| {
             let index = link.peer_of(facts.index);
             let site = sites.get(index)?;
             let stem = identifier_part(&site.name);
-            Some(PeerLink { link, site, index, name: ["peer_", stem.as_str()].concat(), stem })
+            Some(PeerLink {
+                link,
+                own: facts.index,
+                site,
+                index,
+                name: ["peer_", stem.as_str()].concat(),
+                stem,
+                tunnels: tunnel_count(facts.site.provider, site.provider),
+            })
         })
         .collect();
     ingress_subnet(facts, module);
@@ -209,8 +280,9 @@ pub(super) fn site_side(facts: &SiteFacts<'_>, plan: &VpnPlan, module: &mut Modu
     if peers.is_empty() {
         return;
     }
+    let inputs = peer_inputs(facts.context, facts.index);
     for peer in &peers {
-        peer_variables(facts, peer, module);
+        peer_variables(facts, peer, &inputs, module);
     }
     match facts.site.provider {
         Provider::Aws => aws_side(facts, &peers, module),
@@ -222,46 +294,84 @@ pub(super) fn site_side(facts: &SiteFacts<'_>, plan: &VpnPlan, module: &mut Modu
     module.output(Output::new("vpn_bgp_asn", "BGP ASN of this site's VPN gateway.", bgp_asn(facts.index)));
     module.output(Output::new(
         "vpn_bgp_sessions",
-        "Per peer site: the link's inside /30, this side's and the peer's BGP addresses, and the peer's ASN.",
+        "Per peer site: the peer's ASN and, per tunnel, its inside /30 and this side's and the peer's BGP addresses.",
         object(peers.iter().map(|peer| {
             (
                 peer.site.name.as_str(),
                 object([
-                    ("inside_cidr", Expression::from(peer.link.cidr())),
-                    ("local_address", peer.link.address_of(facts.index).to_string().into()),
-                    ("peer_address", peer.link.address_of(peer.index).to_string().into()),
                     ("peer_bgp_asn", peer.asn()),
+                    (
+                        "tunnels",
+                        super::list((0..peer.tunnels).map(|tunnel| {
+                            object([
+                                ("inside_cidr", Expression::from(peer.link.inside_cidr(tunnel))),
+                                ("local_address", peer.local_address(tunnel).to_string().into()),
+                                ("peer_address", peer.peer_address(tunnel).to_string().into()),
+                            ])
+                        })),
+                    ),
                 ]),
             )
         })),
     ));
 }
 
-fn peer_variables(facts: &SiteFacts<'_>, peer: &PeerLink<'_>, module: &mut Module) {
+fn peer_variables(facts: &SiteFacts<'_>, peer: &PeerLink<'_>, inputs: &[PeerInput], module: &mut Module) {
     let own = &facts.site.name;
     let peer_name = &peer.site.name;
-    let description = match peer.site.provider {
-        Provider::Aws => [
-            "Public IP address AWS gives this site's tunnel at site ",
-            peer_name,
-            ": its output vpn_tunnel_addresses[\"",
-            own,
-            "\"].",
-        ]
-        .concat(),
-        Provider::Gcp | Provider::Azure => {
-            ["Public IP address of the VPN gateway of site ", peer_name, ": its output vpn_public_ip."]
-                .concat()
-        }
-        Provider::Onprem | Provider::Oracle | Provider::Ibm => {
-            ["Public IP address of the VPN device of site ", peer_name, "."].concat()
-        }
+    let variable = peer.address_variable();
+    let note = inputs.iter().find(|input| input.variable == variable).map(source_note).unwrap_or_default();
+    let (what, type_expression, condition) = match peer.site.provider {
+        Provider::Aws => (
+            ["The two public tunnel addresses of site ", peer_name, "'s VPN connection to this site."]
+                .concat(),
+            types::list_of_strings(),
+            call(
+                "alltrue",
+                [super::list([
+                    super::binary(call("length", [var(&variable)]), hcl::expr::BinaryOperator::Eq, 2.into()),
+                    call(
+                        "can",
+                        [super::for_list(
+                            "address",
+                            var(&variable),
+                            call(
+                                "cidrhost",
+                                [template([interpolate(reference("address")), text("/32")]), 0.into()],
+                            ),
+                            None,
+                        )],
+                    ),
+                ])],
+            ),
+        ),
+        Provider::Gcp => (
+            ["The public addresses of the two interfaces of site ", peer_name, "'s HA VPN gateway."].concat(),
+            types::list_of_strings(),
+            super::binary(call("length", [var(&variable)]), hcl::expr::BinaryOperator::Eq, 2.into()),
+        ),
+        _ => (
+            ["Public IP address of the VPN gateway or device of site ", peer_name, "."].concat(),
+            types::string(),
+            call("can", [call("cidrhost", [template([interpolate(var(&variable)), text("/32")]), 0.into()])]),
+        ),
     };
-    let public_ip = peer.public_ip_variable();
-    module.variable(Variable::new(public_ip.as_str(), types::string(), description).validation(
-        call("can", [call("cidrhost", [template([interpolate(var(&public_ip)), text("/32")]), 0.into()])]),
-        "Must be an IPv4 address.",
-    ));
+    // A conditional, not `||`: Terraform evaluates both operands of `||`, and `length(null)` fails.
+    let condition = super::conditional(
+        super::binary(var(&variable), hcl::expr::BinaryOperator::Eq, Expression::Null),
+        true.into(),
+        condition,
+    );
+    module.variable(
+        Variable::new(
+            variable.as_str(),
+            type_expression,
+            [what.as_str(), " Leave null until it exists: the link is built once it is set."].concat(),
+        )
+        .default(Expression::Null)
+        .copied_from(note.clone())
+        .validation(condition, "Must be the peer's public IPv4 address(es), as its output prints them."),
+    );
 
     let (first, second) = if facts.site.name <= peer.site.name { (own, peer_name) } else { (peer_name, own) };
     let key = shared_key_variable(first, second);
@@ -269,7 +379,7 @@ fn peer_variables(facts: &SiteFacts<'_>, peer: &PeerLink<'_>, module: &mut Modul
         Variable::new(
             key.as_str(),
             types::string(),
-            ["Pre-shared key of the VPN link between sites ", first, " and ", second, " (the same value on both sides)."]
+            ["Pre-shared key of the VPN link between sites ", first, " and ", second, " (the same value on both sides, for both tunnels)."]
                 .concat(),
         )
         .sensitive()
@@ -364,26 +474,30 @@ fn aws_side(facts: &SiteFacts<'_>, peers: &[PeerLink<'_>], module: &mut Module) 
             "aws_customer_gateway",
             &peer.name,
             body()
+                .add_attribute(("count", peer.guard()))
                 .add_attribute(("bgp_asn", peer.asn()))
-                .add_attribute(("ip_address", var(&peer.public_ip_variable())))
+                // A GCP peer: its HA VPN gateway's first interface, which both tunnels use.
+                .add_attribute(("ip_address", peer.address(0)))
                 .add_attribute(("type", "ipsec.1"))
                 .add_attribute(("tags", name_tag(limited_name(cluster_name, &peer.site.name, 255)))),
         ));
-        let (first, second) = name_order(facts.site, peer.site);
+        let (first_site, second_site) = name_order(facts.site, peer.site);
+        let key = var(&shared_key_variable(first_site, second_site));
         module.vpn(resource(
             "aws_vpn_connection",
             &peer.name,
             body()
+                .add_attribute(("count", peer.guard()))
                 .add_attribute(("vpn_gateway_id", reference("aws_vpn_gateway.this.id")))
-                .add_attribute((
-                    "customer_gateway_id",
-                    attribute_of("aws_customer_gateway", &peer.name, &["id"]),
-                ))
+                .add_attribute(("customer_gateway_id", first("aws_customer_gateway", &peer.name, "id")))
                 .add_attribute(("type", "ipsec.1"))
                 .add_attribute(("static_routes_only", false))
-                .add_attribute(("tunnel1_inside_cidr", peer.link.cidr()))
-                .add_attribute(("tunnel1_preshared_key", var(&shared_key_variable(first, second))))
+                .add_attribute(("tunnel1_inside_cidr", peer.link.inside_cidr(0)))
+                .add_attribute(("tunnel1_preshared_key", key.clone()))
                 .add_attribute(("tunnel1_ike_versions", strings(["ikev2"])))
+                .add_attribute(("tunnel2_inside_cidr", peer.link.inside_cidr(1)))
+                .add_attribute(("tunnel2_preshared_key", key))
+                .add_attribute(("tunnel2_ike_versions", strings(["ikev2"])))
                 .add_attribute(("tags", name_tag(limited_name(cluster_name, &peer.site.name, 255)))),
         ));
         for (purpose, port) in ingress_ports(facts, peer) {
@@ -409,9 +523,21 @@ fn aws_side(facts: &SiteFacts<'_>, peers: &[PeerLink<'_>], module: &mut Module) 
     }
     module.output(Output::new(
         "vpn_tunnel_addresses",
-        "Per peer site: the AWS tunnel address its VPN endpoint connects to (its vpn_peer_<this site>_public_ip).",
+        "Per peer site: the public addresses of this site's two tunnels to it, null until the link is built (the peer's vpn_peer_<this site>_tunnel_ips).",
         object(peers.iter().map(|peer| {
-            (peer.site.name.as_str(), attribute_of("aws_vpn_connection", &peer.name, &["tunnel1_address"]))
+            (
+                peer.site.name.as_str(),
+                call(
+                    "try",
+                    [
+                        super::list([
+                            first("aws_vpn_connection", &peer.name, "tunnel1_address"),
+                            first("aws_vpn_connection", &peer.name, "tunnel2_address"),
+                        ]),
+                        Expression::Null,
+                    ],
+                ),
+            )
         })),
     ));
 }
@@ -447,68 +573,83 @@ fn gcp_side(facts: &SiteFacts<'_>, peers: &[PeerLink<'_>], module: &mut Module) 
     ));
     for peer in peers {
         let link_name = limited_name(cluster_name, &peer.site.name, 63);
-        module.vpn(resource(
-            "google_compute_external_vpn_gateway",
-            &peer.name,
-            body()
-                .add_attribute(("name", link_name.as_str()))
-                .add_attribute(("redundancy_type", "SINGLE_IP_INTERNALLY_REDUNDANT"))
-                .add_block(
-                    nested("interface")
-                        .add_attribute(("id", 0))
-                        .add_attribute(("ip_address", var(&peer.public_ip_variable())))
-                        .build(),
-                ),
-        ));
-        let (first, second) = name_order(facts.site, peer.site);
-        module.vpn(resource(
-            "google_compute_vpn_tunnel",
-            &peer.name,
-            body()
-                .add_attribute(("name", link_name.as_str()))
-                .add_attribute(("region", region))
-                .add_attribute(("vpn_gateway", reference("google_compute_ha_vpn_gateway.this.id")))
-                .add_attribute(("vpn_gateway_interface", 0))
-                .add_attribute((
-                    "peer_external_gateway",
-                    attribute_of("google_compute_external_vpn_gateway", &peer.name, &["id"]),
-                ))
-                .add_attribute(("peer_external_gateway_interface", 0))
-                .add_attribute(("router", reference("google_compute_router.vpn.id")))
-                .add_attribute(("shared_secret", var(&shared_key_variable(first, second))))
-                .add_attribute(("ike_version", 2)),
-        ));
-        module.vpn(resource(
-            "google_compute_router_interface",
-            &peer.name,
-            body()
-                .add_attribute(("name", link_name.as_str()))
-                .add_attribute(("region", region))
-                .add_attribute(("router", reference("google_compute_router.vpn.name")))
-                .add_attribute((
-                    "ip_range",
-                    [peer.link.address_of(facts.index).to_string(), "/30".to_owned()].concat(),
-                ))
-                .add_attribute((
-                    "vpn_tunnel",
-                    attribute_of("google_compute_vpn_tunnel", &peer.name, &["name"]),
-                )),
-        ));
-        module.vpn(resource(
-            "google_compute_router_peer",
-            &peer.name,
-            body()
-                .add_attribute(("name", link_name.as_str()))
-                .add_attribute(("region", region))
-                .add_attribute(("router", reference("google_compute_router.vpn.name")))
-                .add_attribute((
-                    "interface",
-                    attribute_of("google_compute_router_interface", &peer.name, &["name"]),
-                ))
-                .add_attribute(("peer_ip_address", peer.link.address_of(peer.index).to_string()))
-                .add_attribute(("peer_asn", peer.asn()))
-                .add_attribute(("advertised_route_priority", 100)),
-        ));
+        // AWS: two addresses (its two tunnels), both reached from this gateway's first interface
+        // (AWS's customer gateway); any other peer: one address, reached from both interfaces.
+        let two_addresses = peer.site.provider == Provider::Aws;
+        let mut gateway = body()
+            .add_attribute(("count", peer.guard()))
+            .add_attribute(("name", link_name.as_str()))
+            .add_attribute((
+                "redundancy_type",
+                if two_addresses { "TWO_IPS_REDUNDANCY" } else { "SINGLE_IP_INTERNALLY_REDUNDANT" },
+            ));
+        for interface in 0..if two_addresses { 2 } else { 1 } {
+            gateway = gateway.add_block(
+                nested("interface")
+                    .add_attribute(("id", interface as u64))
+                    .add_attribute(("ip_address", peer.address(interface)))
+                    .build(),
+            );
+        }
+        module.vpn(resource("google_compute_external_vpn_gateway", &peer.name, gateway));
+        let (first_site, second_site) = name_order(facts.site, peer.site);
+        for tunnel in 0..peer.tunnels {
+            let tunnel_name = peer.tunnel_name(tunnel);
+            let name = limited_name(
+                cluster_name,
+                &[peer.site.name.as_str(), "-", &(tunnel + 1).to_string()].concat(),
+                63,
+            );
+            let (local_interface, peer_interface) = if two_addresses { (0, tunnel) } else { (tunnel, 0) };
+            module.vpn(resource(
+                "google_compute_vpn_tunnel",
+                &tunnel_name,
+                body()
+                    .add_attribute(("count", peer.guard()))
+                    .add_attribute(("name", name.as_str()))
+                    .add_attribute(("region", region))
+                    .add_attribute(("vpn_gateway", reference("google_compute_ha_vpn_gateway.this.id")))
+                    .add_attribute(("vpn_gateway_interface", local_interface as u64))
+                    .add_attribute((
+                        "peer_external_gateway",
+                        first("google_compute_external_vpn_gateway", &peer.name, "id"),
+                    ))
+                    .add_attribute(("peer_external_gateway_interface", peer_interface as u64))
+                    .add_attribute(("router", reference("google_compute_router.vpn.id")))
+                    .add_attribute(("shared_secret", var(&shared_key_variable(first_site, second_site))))
+                    .add_attribute(("ike_version", 2)),
+            ));
+            module.vpn(resource(
+                "google_compute_router_interface",
+                &tunnel_name,
+                body()
+                    .add_attribute(("count", peer.guard()))
+                    .add_attribute(("name", name.as_str()))
+                    .add_attribute(("region", region))
+                    .add_attribute(("router", reference("google_compute_router.vpn.name")))
+                    .add_attribute((
+                        "ip_range",
+                        [peer.local_address(tunnel).to_string(), "/30".to_owned()].concat(),
+                    ))
+                    .add_attribute(("vpn_tunnel", first("google_compute_vpn_tunnel", &tunnel_name, "name"))),
+            ));
+            module.vpn(resource(
+                "google_compute_router_peer",
+                &tunnel_name,
+                body()
+                    .add_attribute(("count", peer.guard()))
+                    .add_attribute(("name", name.as_str()))
+                    .add_attribute(("region", region))
+                    .add_attribute(("router", reference("google_compute_router.vpn.name")))
+                    .add_attribute((
+                        "interface",
+                        first("google_compute_router_interface", &tunnel_name, "name"),
+                    ))
+                    .add_attribute(("peer_ip_address", peer.peer_address(tunnel).to_string()))
+                    .add_attribute(("peer_asn", peer.asn()))
+                    .add_attribute(("advertised_route_priority", 100)),
+            ));
+        }
         let ports: Vec<String> =
             ingress_ports(facts, peer).into_iter().map(|(_, port)| port.to_string()).collect();
         module.vpn(resource(
@@ -529,9 +670,9 @@ fn gcp_side(facts: &SiteFacts<'_>, peers: &[PeerLink<'_>], module: &mut Module) 
         ));
     }
     module.output(Output::new(
-        "vpn_public_ip",
-        "Public IP address of this site's VPN gateway (the peers' vpn_peer_<this site>_public_ip).",
-        reference("google_compute_ha_vpn_gateway.this.vpn_interfaces[0].ip_address"),
+        "vpn_public_ips",
+        "Public IP addresses of the two interfaces of this site's HA VPN gateway (the peers' vpn_peer_<this site>_public_ips).",
+        reference("google_compute_ha_vpn_gateway.this.vpn_interfaces[*].ip_address"),
     ));
 }
 
@@ -560,7 +701,9 @@ fn azure_side(facts: &SiteFacts<'_>, peers: &[PeerLink<'_>], module: &mut Module
             .add_attribute(("zones", var("zones")))
             .add_attribute(("tags", facts.labels_object())),
     ));
-    let apipa_addresses = strings(peers.iter().map(|peer| peer.link.address_of(facts.index).to_string()));
+    let apipa_addresses = strings(
+        peers.iter().flat_map(|peer| (0..peer.tunnels).map(|tunnel| peer.local_address(tunnel).to_string())),
+    );
     module.vpn(resource(
         "azurerm_virtual_network_gateway",
         "this",
@@ -596,52 +739,62 @@ fn azure_side(facts: &SiteFacts<'_>, peers: &[PeerLink<'_>], module: &mut Module
             ),
     ));
     for peer in peers {
-        let link_name = limited_name(cluster_name, &peer.site.name, 80);
-        module.vpn(resource(
-            "azurerm_local_network_gateway",
-            &peer.name,
-            body()
-                .add_attribute(("name", link_name.as_str()))
-                .add_attribute(("location", location.clone()))
-                .add_attribute(("resource_group_name", resource_group.clone()))
-                .add_attribute(("gateway_address", var(&peer.public_ip_variable())))
-                .add_attribute(("address_space", peer.cidrs()))
-                .add_attribute(("tags", facts.labels_object()))
-                .add_block(
-                    nested("bgp_settings")
-                        .add_attribute(("asn", peer.asn()))
-                        .add_attribute(("bgp_peering_address", peer.link.address_of(peer.index).to_string()))
-                        .build(),
-                ),
-        ));
-        let (first, second) = name_order(facts.site, peer.site);
-        module.vpn(resource(
-            "azurerm_virtual_network_gateway_connection",
-            &peer.name,
-            body()
-                .add_attribute(("name", link_name.as_str()))
-                .add_attribute(("location", location.clone()))
-                .add_attribute(("resource_group_name", resource_group.clone()))
-                .add_attribute(("type", "IPsec"))
-                .add_attribute((
-                    "virtual_network_gateway_id",
-                    reference("azurerm_virtual_network_gateway.this.id"),
-                ))
-                .add_attribute((
-                    "local_network_gateway_id",
-                    attribute_of("azurerm_local_network_gateway", &peer.name, &["id"]),
-                ))
-                .add_attribute(("shared_key", var(&shared_key_variable(first, second))))
-                .add_attribute(("connection_protocol", "IKEv2"))
-                // `enable_bgp` in azurerm 4.55, the release the pin starts at (renamed later).
-                .add_attribute(("enable_bgp", true))
-                .add_attribute(("tags", facts.labels_object()))
-                .add_block(
-                    nested("custom_bgp_addresses")
-                        .add_attribute(("primary", peer.link.address_of(facts.index).to_string()))
-                        .build(),
-                ),
-        ));
+        let (first_site, second_site) = name_order(facts.site, peer.site);
+        for tunnel in 0..peer.tunnels {
+            let tunnel_name = peer.tunnel_name(tunnel);
+            let link_name = limited_name(
+                cluster_name,
+                &[peer.site.name.as_str(), "-", &(tunnel + 1).to_string()].concat(),
+                80,
+            );
+            // With BGP the peer's ranges are learnt from the session: the local network gateway
+            // declares no address space of its own.
+            module.vpn(resource(
+                "azurerm_local_network_gateway",
+                &tunnel_name,
+                body()
+                    .add_attribute(("count", peer.guard()))
+                    .add_attribute(("name", link_name.as_str()))
+                    .add_attribute(("location", location.clone()))
+                    .add_attribute(("resource_group_name", resource_group.clone()))
+                    .add_attribute(("gateway_address", peer.address(tunnel)))
+                    .add_attribute(("tags", facts.labels_object()))
+                    .add_block(
+                        nested("bgp_settings")
+                            .add_attribute(("asn", peer.asn()))
+                            .add_attribute(("bgp_peering_address", peer.peer_address(tunnel).to_string()))
+                            .build(),
+                    ),
+            ));
+            module.vpn(resource(
+                "azurerm_virtual_network_gateway_connection",
+                &tunnel_name,
+                body()
+                    .add_attribute(("count", peer.guard()))
+                    .add_attribute(("name", link_name.as_str()))
+                    .add_attribute(("location", location.clone()))
+                    .add_attribute(("resource_group_name", resource_group.clone()))
+                    .add_attribute(("type", "IPsec"))
+                    .add_attribute((
+                        "virtual_network_gateway_id",
+                        reference("azurerm_virtual_network_gateway.this.id"),
+                    ))
+                    .add_attribute((
+                        "local_network_gateway_id",
+                        first("azurerm_local_network_gateway", &tunnel_name, "id"),
+                    ))
+                    .add_attribute(("shared_key", var(&shared_key_variable(first_site, second_site))))
+                    .add_attribute(("connection_protocol", "IKEv2"))
+                    // `enable_bgp` in azurerm 4.55, the release the pin starts at (renamed later).
+                    .add_attribute(("enable_bgp", true))
+                    .add_attribute(("tags", facts.labels_object()))
+                    .add_block(
+                        nested("custom_bgp_addresses")
+                            .add_attribute(("primary", peer.local_address(tunnel).to_string()))
+                            .build(),
+                    ),
+            ));
+        }
     }
     module.output(Output::new(
         "vpn_public_ip",
@@ -798,6 +951,11 @@ fn vpc_peering(facts: &SiteFacts<'_>, module: &mut Module) {
         let stem = identifier_part(&peer.name);
         let name = ["peer_", &stem].concat();
         let cluster_name = facts.cluster_name();
+        let inputs = peer_inputs(context, facts.index);
+        let note = |variable: &str| {
+            inputs.iter().find(|input| input.variable == variable).map(source_note).unwrap_or_default()
+        };
+        let mut route_guard: Option<String> = None;
         let (variable, connection_id) = if requester {
             let variable = ["vpc_peer_", &stem, "_vpc_id"].concat();
             module.variable(
@@ -807,8 +965,25 @@ fn vpc_peering(facts: &SiteFacts<'_>, module: &mut Module) {
                     ["ID of the VPC of site ", &peer.name, " (its vpc_id). Leave null until it is known; the peering is requested once it is set."]
                         .concat(),
                 )
-                .default(Expression::Null),
+                .default(Expression::Null)
+                .copied_from(note(&variable)),
             );
+            let accepted = ["vpc_peering_", &stem, "_accepted"].concat();
+            module.variable(
+                Variable::new(
+                    accepted.as_str(),
+                    types::bool(),
+                    [
+                        "Whether site ",
+                        &peer.name,
+                        " has accepted the peering: its routes to the peer are added then (a route to a peering that is still pending acceptance is a blackhole).",
+                    ]
+                    .concat(),
+                )
+                .default(false)
+                .copied_from(note(&accepted)),
+            );
+            route_guard = Some(accepted);
             module.vpn(resource(
                 "aws_vpc_peering_connection",
                 &name,
@@ -836,7 +1011,8 @@ fn vpc_peering(facts: &SiteFacts<'_>, module: &mut Module) {
                     ]
                     .concat(),
                 )
-                .default(Expression::Null),
+                .default(Expression::Null)
+                .copied_from(note(&variable)),
             );
             module.vpn(resource(
                 "aws_vpc_peering_connection_accepter",
@@ -847,7 +1023,8 @@ fn vpc_peering(facts: &SiteFacts<'_>, module: &mut Module) {
                     .add_attribute(("auto_accept", true))
                     .add_attribute(("tags", name_tag(limited_name(cluster_name, &peer.name, 255)))),
             ));
-            (variable.clone(), var(&variable))
+            // The routes refer to the accepter, so they are added once the peering is active.
+            (variable, one_of("aws_vpc_peering_connection_accepter", &name, "id"))
         };
         let destinations: Vec<(&str, &str)> =
             [("pods", peer.cluster.pod_cidr.as_deref()), ("ingress", peer.cluster.ingress_cidr.as_deref())]
@@ -862,7 +1039,14 @@ fn vpc_peering(facts: &SiteFacts<'_>, module: &mut Module) {
                     .add_attribute((
                         "for_each",
                         super::conditional(
-                            super::binary(var(&variable), hcl::expr::BinaryOperator::Eq, Expression::Null),
+                            match &route_guard {
+                                Some(accepted) => super::not(var(accepted)),
+                                None => super::binary(
+                                    var(&variable),
+                                    hcl::expr::BinaryOperator::Eq,
+                                    Expression::Null,
+                                ),
+                            },
                             call("toset", [super::list([])]),
                             call("toset", [var("route_table_ids")]),
                         ),
@@ -895,6 +1079,14 @@ fn vpc_peering(facts: &SiteFacts<'_>, module: &mut Module) {
                     .add_attribute(("description", ["weave ", purpose, " from site ", &peer.name].concat())),
             ));
         }
+    }
+    if context.plan.vpn.links(LinkKind::VpcPeering).any(|(left, right)| right == facts.index && left != right)
+    {
+        module.output(Output::new(
+            "vpc_id",
+            "ID of this site's VPC (the requesting peer's vpc_peer_<this site>_vpc_id).",
+            var("vpc_id"),
+        ));
     }
     if !requested.is_empty() {
         module.output(Output::new(
