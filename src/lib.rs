@@ -99,6 +99,9 @@ pub fn analyze(source: &Source, limits: &Limits) -> Analysis {
         let topology = model::normalize(&value);
         (schema.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)), topology)
     });
+    // Nothing reads the value past the schema and the model: free it before the graph and the plan
+    // (a copy of the whole input, the largest allocation of a large topology's validation).
+    drop(value);
     let topology = match topology {
         Ok(topology) => topology,
         Err(reason) => {

@@ -327,7 +327,9 @@ impl Plan {
             agent.vpn_ingress = address;
             agent.vpn_dialing_sites = sites;
         }
-        plan.vpn = vpn::VpnPlan::new(topology, plan.reachable_site_pairs(topology));
+        if topology.networking.kind == NetworkKind::Vpn {
+            plan.vpn = vpn::VpnPlan::new(topology, plan.reachable_site_pairs(topology));
+        }
 
         // Federation per agent: both ends of every connection an agent may open (its calls, the
         // fallbacks it fails over to, its own fallback) trust each other's domain; with public
