@@ -174,6 +174,8 @@ pub struct Plan {
     pub authorization: Authorization,
     /// The operator-managed tailnet, when the mesh runs on a named tailnet.
     pub tailnet: Option<tailnet::TailnetPlan>,
+    /// The layer that carries calls between sites (`networking.type`).
+    pub cross_site: Carrier,
     /// With a VPN: which pairs of sites are linked, and how.
     pub vpn: vpn::VpnPlan,
 }
@@ -266,8 +268,19 @@ impl Plan {
                 vpn_dialing_sites: BTreeSet::new(),
             });
         }
-        let mut plan =
-            Plan { sites: Vec::new(), agents, authorization, tailnet: None, vpn: vpn::VpnPlan::default() };
+        let cross_site = match topology.networking.kind {
+            NetworkKind::Tailscale => Carrier::Tailnet,
+            NetworkKind::Vpn => Carrier::Vpn,
+            NetworkKind::Istio => Carrier::Istio,
+        };
+        let mut plan = Plan {
+            sites: Vec::new(),
+            agents,
+            authorization,
+            tailnet: None,
+            cross_site,
+            vpn: vpn::VpnPlan::default(),
+        };
         let routes: Vec<Vec<FallbackRoute>> = (0..plan.agents.len())
             .map(|caller| {
                 plan.agents[caller]
@@ -301,7 +314,7 @@ impl Plan {
         for (agent, routes) in plan.agents.iter_mut().zip(routes) {
             agent.fallback_routes = routes;
         }
-        plan.tailnet = tailnet::TailnetPlan::build(topology, &plan.agents);
+        plan.tailnet = tailnet::TailnetPlan::build(topology, &plan);
 
         // VPN: the internal load balancer address of every agent another site dials, and the
         // endpoints each call over the tunnels resolves to.
@@ -419,6 +432,21 @@ impl Plan {
             .collect();
         plan.sites = sites;
         plan
+    }
+
+    /// Every agent `agent` opens connections to, with the layer that carries each: its calls, the
+    /// fallbacks it fails over to, and its own fallback; an agent may appear more than once.
+    pub fn dialled(&self, agent: usize) -> impl Iterator<Item = (usize, Carrier)> + '_ {
+        let plan = &self.agents[agent];
+        plan.calls
+            .iter()
+            .map(|call| (call.callee, call.carrier))
+            .chain(plan.fallback_routes.iter().map(|route| (route.fallback, route.carrier)))
+            .chain(plan.own_fallback.iter().map(move |&(fallback, _)| {
+                let carrier =
+                    if self.agents[fallback].site == plan.site { Carrier::Cluster } else { self.cross_site };
+                (fallback, carrier)
+            }))
     }
 
     /// The declared calls of an agent, duplicates merged, in written order.

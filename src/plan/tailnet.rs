@@ -23,7 +23,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{AgentPlan, Carrier};
+use super::{Carrier, Plan};
 use crate::model::{NetworkKind, Topology};
 
 /// The namespace the operator runs its proxies in.
@@ -67,27 +67,18 @@ pub struct Egress {
 
 impl TailnetPlan {
     /// The operator-managed tailnet of `topology`, when it has one: `networking.type: tailscale` with
-    /// a tailnet name. `agents` must hold every agent's calls and fallbacks.
-    pub fn build(topology: &Topology, agents: &[AgentPlan]) -> Option<TailnetPlan> {
+    /// a tailnet name. `plan` must hold every agent's calls and fallbacks.
+    pub fn build(topology: &Topology, plan: &Plan) -> Option<TailnetPlan> {
         if topology.networking.kind != NetworkKind::Tailscale {
             return None;
         }
         let tailnet = topology.networking.tailscale.tailnet.clone()?;
+        let agents = &plan.agents;
         let mut dialled: Vec<BTreeMap<&str, (usize, Vec<usize>)>> =
             vec![BTreeMap::new(); topology.sites.len()];
         let mut ingress = vec![false; agents.len()];
         for (caller, agent) in agents.iter().enumerate() {
-            let targets = agent
-                .calls
-                .iter()
-                .map(|call| (call.callee, call.carrier))
-                .chain(agent.fallback_routes.iter().map(|route| (route.fallback, route.carrier)))
-                .chain(agent.own_fallback.iter().map(|&(fallback, _)| {
-                    let carrier =
-                        if agents[fallback].site == agent.site { Carrier::Cluster } else { Carrier::Tailnet };
-                    (fallback, carrier)
-                }));
-            for (target, carrier) in targets {
+            for (target, carrier) in plan.dialled(caller) {
                 if carrier != Carrier::Tailnet {
                     continue;
                 }

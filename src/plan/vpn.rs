@@ -226,20 +226,8 @@ pub fn ingress_capacity(prefix: u32) -> u64 {
 /// fallback route or their own fallback); empty for an agent no other site dials.
 pub(super) fn dialing_sites(plan: &Plan) -> Vec<BTreeSet<usize>> {
     let mut dialing = vec![BTreeSet::new(); plan.agents.len()];
-    for agent in &plan.agents {
-        let targets = agent
-            .calls
-            .iter()
-            .filter(|call| call.carrier == Carrier::Vpn)
-            .map(|call| call.callee)
-            .chain(
-                agent
-                    .fallback_routes
-                    .iter()
-                    .filter(|route| route.carrier == Carrier::Vpn)
-                    .map(|route| route.fallback),
-            )
-            .chain(agent.own_fallback.iter().map(|(fallback, _)| *fallback));
+    for (index, agent) in plan.agents.iter().enumerate() {
+        let targets = plan.dialled(index).map(|(target, _)| target);
         for target in targets {
             if plan.agents[target].site != agent.site {
                 dialing[target].insert(agent.site);
@@ -280,20 +268,9 @@ impl Plan {
     /// Services and EndpointSlices are written from these.
     pub fn vpn_remote_targets(&self, site: usize) -> BTreeMap<usize, Ipv4Addr> {
         let mut targets = BTreeMap::new();
-        for agent in self.agents.iter().filter(|agent| agent.site == site) {
-            let dialed = agent
-                .calls
-                .iter()
-                .filter(|call| call.carrier == Carrier::Vpn)
-                .map(|call| call.callee)
-                .chain(
-                    agent
-                        .fallback_routes
-                        .iter()
-                        .filter(|route| route.carrier == Carrier::Vpn)
-                        .map(|route| route.fallback),
-                )
-                .chain(agent.own_fallback.iter().map(|(fallback, _)| *fallback));
+        for (index, _) in self.agents.iter().enumerate().filter(|(_, agent)| agent.site == site) {
+            let dialed =
+                self.dialled(index).filter(|(_, carrier)| *carrier == Carrier::Vpn).map(|(target, _)| target);
             for target in dialed {
                 if self.agents[target].site != site
                     && let Some(address) = self.agents[target].vpn_ingress

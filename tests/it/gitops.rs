@@ -4,24 +4,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use crate::support::{build, documents};
 use serde_yaml_ng::Value;
-use weave::emit::MemorySink;
-
-fn build(path: &Path) -> (weave::Compiled, BTreeMap<String, Vec<u8>>) {
-    let text = std::fs::read_to_string(path).unwrap();
-    let compiled = weave::compile(&path.display().to_string(), &text)
-        .unwrap_or_else(|diagnostics| panic!("{}: {diagnostics:?}", path.display()));
-    let mut sink = MemorySink::default();
-    weave::emit(&compiled, &[], &mut sink).unwrap();
-    (compiled, sink.artifacts)
-}
-
-fn documents(bytes: &[u8]) -> Vec<Value> {
-    serde_yaml_ng::Deserializer::from_str(std::str::from_utf8(bytes).unwrap())
-        .map(|document| serde::Deserialize::deserialize(document).unwrap())
-        .filter(|document: &Value| !document.is_null())
-        .collect()
-}
 
 /// Every string under a `path` key, anywhere in the value.
 fn path_fields(value: &Value, found: &mut Vec<String>) {

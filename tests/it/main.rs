@@ -14,6 +14,7 @@ mod opa_eval;
 mod properties;
 mod review;
 mod schema;
+mod support;
 mod tailnet;
 mod vpn;
 mod write;

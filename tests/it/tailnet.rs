@@ -4,28 +4,10 @@
 //! hold against its grants (as Tailscale evaluates them).
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
+use crate::support::{build, documents};
 use serde_json::Value as Json;
 use serde_yaml_ng::Value;
-use weave::emit::MemorySink;
-
-fn build(path: &Path) -> (weave::Compiled, BTreeMap<String, Vec<u8>>) {
-    let text = std::fs::read_to_string(path).unwrap();
-    let compiled = weave::compile(&path.display().to_string(), &text)
-        .unwrap_or_else(|diagnostics| panic!("{}: {diagnostics:?}", path.display()));
-    let mut sink = MemorySink::default();
-    weave::emit(&compiled, &[], &mut sink).unwrap();
-    (compiled, sink.artifacts)
-}
-
-fn documents(bytes: &[u8]) -> Vec<Value> {
-    let text = std::str::from_utf8(bytes).unwrap();
-    serde_yaml_ng::Deserializer::from_str(text)
-        .map(|document| serde::Deserialize::deserialize(document).unwrap())
-        .filter(|value: &Value| !value.is_null())
-        .collect()
-}
 
 /// Every Kubernetes object of a site's directory.
 fn site_objects(artifacts: &BTreeMap<String, Vec<u8>>, site: &str) -> Vec<Value> {

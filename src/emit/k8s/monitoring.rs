@@ -407,22 +407,13 @@ fn federation_service(site: &SiteContext<'_>, selector: StringMap, ports: Vec<Se
     if let Some((key, value)) = internal_load_balancer(site.site.provider) {
         metadata.annotations.insert(key.to_owned(), value.to_owned());
     }
-    Manifest {
-        api_version: "v1",
-        kind: "Service",
+    Manifest::service(
         metadata,
-        body: Body::Service {
-            spec: ServiceSpec {
-                kind: "LoadBalancer",
-                cluster_ip: None,
-                load_balancer_class: None,
-                external_traffic_policy: Some("Local"),
-                external_name: None,
-                selector,
-                ports,
-            },
+        ServiceSpec {
+            external_traffic_policy: Some("Local"),
+            ..ServiceSpec::new("LoadBalancer", selector, ports)
         },
-    }
+    )
 }
 
 /// The userspace Tailscale sidecar of a Prometheus pod: a tailnet device named

@@ -965,6 +965,28 @@ pub struct ServicePort {
     pub protocol: &'static str,
 }
 
+impl ServiceSpec {
+    /// A Service of `kind` over `selector`'s pods, every optional field unset.
+    pub fn new(kind: &'static str, selector: StringMap, ports: Vec<ServicePort>) -> ServiceSpec {
+        ServiceSpec {
+            kind,
+            cluster_ip: None,
+            load_balancer_class: None,
+            external_traffic_policy: None,
+            external_name: None,
+            selector,
+            ports,
+        }
+    }
+}
+
+impl Manifest {
+    /// A core/v1 Service.
+    pub fn service(metadata: ObjectMeta, spec: ServiceSpec) -> Manifest {
+        Manifest { api_version: "v1", kind: "Service", metadata, body: Body::Service { spec } }
+    }
+}
+
 impl ServicePort {
     pub fn tcp(name: &str, port: u16, target_port: IntOrString) -> ServicePort {
         ServicePort { name: name.to_owned(), port, target_port, protocol: "TCP" }

@@ -288,24 +288,19 @@ fn server_manifests(site: &SiteContext<'_>) -> Vec<Manifest> {
     if bundle_endpoint_exposed(site) {
         let mut metadata = ObjectMeta::namespaced("spire-bundle-endpoint", namespace, labels);
         metadata.annotations = load_balancer_annotations(site.site.provider);
-        manifests.push(Manifest {
-            api_version: "v1",
-            kind: "Service",
+        manifests.push(Manifest::service(
             metadata,
-            body: Body::Service {
-                spec: ServiceSpec {
-                    kind: "LoadBalancer",
-                    cluster_ip: None,
-                    load_balancer_class: None,
-                    // Keep the fetching server's address: the bundle endpoint's only clients are the
-                    // other trust domains' servers, and their addresses belong in its logs.
-                    external_traffic_policy: Some("Local"),
-                    external_name: None,
-                    selector: selector_labels("spire-server", "spire-server"),
-                    ports: bundle_endpoint_ports(site),
-                },
+            ServiceSpec {
+                // Keep the fetching server's address: the bundle endpoint's only clients are the
+                // other trust domains' servers, and their addresses belong in its logs.
+                external_traffic_policy: Some("Local"),
+                ..ServiceSpec::new(
+                    "LoadBalancer",
+                    selector_labels("spire-server", "spire-server"),
+                    bundle_endpoint_ports(site),
+                )
             },
-        });
+        ));
     }
     manifests
 }

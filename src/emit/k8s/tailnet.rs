@@ -4,7 +4,7 @@
 //! egress Services are its `mesh/tailnet.yaml`).
 
 use super::SiteContext;
-use super::objects::{Body, IntOrString, Manifest, ObjectMeta, ServicePort, ServiceSpec, StringMap};
+use super::objects::{IntOrString, Manifest, ObjectMeta, ServicePort, ServiceSpec, StringMap};
 use crate::emit::conventions::tailscale_tags;
 use crate::plan::tailnet::{
     HOSTNAME_ANNOTATION, LOAD_BALANCER_CLASS, TAGS_ANNOTATION, TAILNET_FQDN_ANNOTATION, ingress_service,
@@ -23,22 +23,13 @@ pub fn ingress(
     let mut metadata = ObjectMeta::namespaced(&service, namespace, site.labels(name, component).build());
     metadata.annotations.insert(HOSTNAME_ANNOTATION.to_owned(), hostname.to_owned());
     metadata.annotations.insert(TAGS_ANNOTATION.to_owned(), tags.join(","));
-    Manifest {
-        api_version: "v1",
-        kind: "Service",
+    Manifest::service(
         metadata,
-        body: Body::Service {
-            spec: ServiceSpec {
-                kind: "LoadBalancer",
-                cluster_ip: None,
-                load_balancer_class: Some(LOAD_BALANCER_CLASS),
-                external_traffic_policy: None,
-                external_name: None,
-                selector,
-                ports,
-            },
+        ServiceSpec {
+            load_balancer_class: Some(LOAD_BALANCER_CLASS),
+            ..ServiceSpec::new("LoadBalancer", selector, ports)
         },
-    }
+    )
 }
 
 /// The Service `name` that the operator points at an egress proxy to tailnet device `fqdn`; the
@@ -54,22 +45,13 @@ pub fn egress(
     let mut metadata = ObjectMeta::namespaced(name, namespace, site.labels(name, component).build());
     metadata.annotations.insert(TAILNET_FQDN_ANNOTATION.to_owned(), fqdn.to_owned());
     metadata.annotations.insert(TAGS_ANNOTATION.to_owned(), tags.join(","));
-    Manifest {
-        api_version: "v1",
-        kind: "Service",
+    Manifest::service(
         metadata,
-        body: Body::Service {
-            spec: ServiceSpec {
-                kind: "ExternalName",
-                cluster_ip: None,
-                load_balancer_class: None,
-                external_traffic_policy: None,
-                external_name: Some(fqdn.to_owned()),
-                selector: StringMap::new(),
-                ports,
-            },
+        ServiceSpec {
+            external_name: Some(fqdn.to_owned()),
+            ..ServiceSpec::new("ExternalName", StringMap::new(), ports)
         },
-    }
+    )
 }
 
 /// The mesh port, as every agent Service names it.
