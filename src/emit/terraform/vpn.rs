@@ -542,6 +542,15 @@ fn aws_side(facts: &SiteFacts<'_>, peers: &[PeerLink<'_>], module: &mut Module) 
     ));
 }
 
+/// The attributes every GCP router interface and BGP peer of a link's tunnel starts with.
+fn router_child(peer: &PeerLink<'_>, name: &str, region: &str) -> hcl::structure::BlockBuilder {
+    body()
+        .add_attribute(("count", peer.guard()))
+        .add_attribute(("name", name))
+        .add_attribute(("region", region))
+        .add_attribute(("router", reference("google_compute_router.vpn.name")))
+}
+
 fn gcp_side(facts: &SiteFacts<'_>, peers: &[PeerLink<'_>], module: &mut Module) {
     let cluster_name = facts.cluster_name();
     let region = facts.region();
@@ -622,11 +631,7 @@ fn gcp_side(facts: &SiteFacts<'_>, peers: &[PeerLink<'_>], module: &mut Module) 
             module.vpn(resource(
                 "google_compute_router_interface",
                 &tunnel_name,
-                body()
-                    .add_attribute(("count", peer.guard()))
-                    .add_attribute(("name", name.as_str()))
-                    .add_attribute(("region", region))
-                    .add_attribute(("router", reference("google_compute_router.vpn.name")))
+                router_child(peer, &name, region)
                     .add_attribute((
                         "ip_range",
                         [peer.local_address(tunnel).to_string(), "/30".to_owned()].concat(),
@@ -636,11 +641,7 @@ fn gcp_side(facts: &SiteFacts<'_>, peers: &[PeerLink<'_>], module: &mut Module) 
             module.vpn(resource(
                 "google_compute_router_peer",
                 &tunnel_name,
-                body()
-                    .add_attribute(("count", peer.guard()))
-                    .add_attribute(("name", name.as_str()))
-                    .add_attribute(("region", region))
-                    .add_attribute(("router", reference("google_compute_router.vpn.name")))
+                router_child(peer, &name, region)
                     .add_attribute((
                         "interface",
                         first("google_compute_router_interface", &tunnel_name, "name"),
