@@ -112,6 +112,7 @@ pub fn manifests(site: &SiteContext<'_>) -> Vec<Manifest> {
         metadata: ObjectMeta::cluster(NAMESPACE, labels.build()),
         body: Body::Empty {},
     });
+    manifests.extend(super::network_policy::monitoring(site));
     if runs_collector(site) {
         manifests.extend(collector(site));
     }
@@ -649,5 +650,54 @@ mod tests {
             federated += 1;
         }
         assert_eq!(federated, 2);
+    }
+
+    /// The monitoring namespace denies by default and admits exactly its telemetry paths: the
+    /// collector's OTLP from the agents, Prometheus's scrapes of the agents and SPIRE.
+    #[test]
+    fn the_monitoring_namespace_denies_by_default() {
+        for name in [
+            "federated-mesh.yaml",
+            "vpn-mesh.yaml",
+            "seed-multi-cloud-values.yaml",
+            "istio-shared-domain.yaml",
+        ] {
+            let compiled = fixture(name);
+            let files = all(&compiled);
+            for site in &compiled.topology.sites {
+                let Some(bytes) = files.get(&format!("k8s/{}/mesh/monitoring.yaml", site.name)) else {
+                    continue;
+                };
+                let objects = documents(bytes);
+                let deny = find(&objects, "NetworkPolicy", "default-deny");
+                assert_eq!(
+                    deny["spec"]["policyTypes"].as_sequence().map(Vec::len),
+                    Some(2),
+                    "{name}: {}",
+                    site.name
+                );
+                if objects.iter().any(|object| {
+                    object["kind"] == "Deployment" && object["metadata"]["name"] == "prometheus"
+                }) {
+                    let prometheus = find(&objects, "NetworkPolicy", "allow-prometheus");
+                    let egress = prometheus["spec"]["egress"].as_sequence().expect("egress");
+                    assert_eq!(
+                        egress[0]["to"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+                            .as_str(),
+                        Some(compiled.topology.mesh.namespace.as_str())
+                    );
+                    assert_eq!(
+                        egress[0]["ports"][0]["port"].as_u64(),
+                        Some(u64::from(compiled.topology.mesh.metrics_port))
+                    );
+                }
+                if objects.iter().any(|object| {
+                    object["kind"] == "Deployment" && object["metadata"]["name"] == "otel-collector"
+                }) {
+                    let collector = find(&objects, "NetworkPolicy", "allow-collector");
+                    assert_eq!(collector["spec"]["ingress"][0]["ports"][0]["port"].as_u64(), Some(4317));
+                }
+            }
+        }
     }
 }

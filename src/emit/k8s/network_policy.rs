@@ -39,6 +39,9 @@ pub fn file(site: &SiteContext<'_>) -> Vec<u8> {
     yaml_documents(&manifests(site))
 }
 
+/// Private ranges left out of a Tailscale sidecar's internet egress.
+const PRIVATE_RANGES: [&str; 3] = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"];
+
 /// Egress from the agents to the site's OpenTelemetry Collector only: its pods in the monitoring
 /// namespace, on OTLP gRPC and HTTP. None without a collector.
 fn trace_export(site: &SiteContext<'_>, agents: &LabelSelector) -> Option<Manifest> {
@@ -435,14 +438,202 @@ fn policy(
     ingress: Vec<NetworkPolicyIngressRule>,
     egress: Vec<NetworkPolicyEgressRule>,
 ) -> Manifest {
+    policy_in(site, &site.topology.mesh.namespace, name, pod_selector, policy_types, ingress, egress)
+}
+
+fn policy_in(
+    site: &SiteContext<'_>,
+    namespace: &str,
+    name: &str,
+    pod_selector: LabelSelector,
+    policy_types: Vec<&'static str>,
+    ingress: Vec<NetworkPolicyIngressRule>,
+    egress: Vec<NetworkPolicyEgressRule>,
+) -> Manifest {
     Manifest {
         api_version: "networking.k8s.io/v1",
         kind: "NetworkPolicy",
-        metadata: ObjectMeta::namespaced(
-            name,
-            &site.topology.mesh.namespace,
-            site.labels(name, "network-policy").build(),
-        ),
+        metadata: ObjectMeta::namespaced(name, namespace, site.labels(name, "network-policy").build()),
         body: Body::NetworkPolicy { spec: NetworkPolicySpec { pod_selector, policy_types, ingress, egress } },
     }
+}
+
+/// The NetworkPolicies of the monitoring namespace: default deny, DNS, then exactly the telemetry
+/// paths. The collector takes OTLP from the agents and sends it to the tracing backend (a DNS name
+/// resolved at run time, so any address on its port); Prometheus scrapes the agents' metrics port
+/// and SPIRE's telemetry port, and federation crosses sites as the plan decides: through the
+/// Tailscale operator's proxies, a Tailscale sidecar (WireGuard to any public address, DERP and
+/// control over TCP 443), or the federation load balancer of a VPN or Istio site (its address is
+/// the provider's, so any address on the federation port; the federated side admits the central
+/// site's pod range).
+pub fn monitoring(site: &SiteContext<'_>) -> Vec<Manifest> {
+    use crate::plan::monitoring::{
+        COLLECTOR_NAME, NAMESPACE, OTLP_GRPC_PORT, OTLP_HTTP_PORT, PROMETHEUS_NAME, PROMETHEUS_PORT,
+        runs_collector, runs_prometheus,
+    };
+    let topology = site.topology;
+    let mut policies = vec![
+        policy_in(
+            site,
+            NAMESPACE,
+            "default-deny",
+            LabelSelector::default(),
+            vec!["Ingress", "Egress"],
+            Vec::new(),
+            Vec::new(),
+        ),
+        policy_in(
+            site,
+            NAMESPACE,
+            "allow-dns",
+            LabelSelector::default(),
+            vec!["Egress"],
+            Vec::new(),
+            vec![NetworkPolicyEgressRule {
+                to: vec![NetworkPolicyPeer::namespace_pods("kube-system", LabelSelector::default())],
+                ports: vec![NetworkPolicyPort::udp(53), NetworkPolicyPort::tcp(53)],
+            }],
+        ),
+    ];
+    let agents = NetworkPolicyPeer::namespace_pods(&topology.mesh.namespace, agents_selector());
+    if runs_collector(topology) {
+        let backend_port = topology
+            .observability
+            .tracing
+            .endpoint
+            .as_deref()
+            .and_then(endpoint_port)
+            .unwrap_or(OTLP_GRPC_PORT);
+        policies.push(policy_in(
+            site,
+            NAMESPACE,
+            "allow-collector",
+            LabelSelector::labels(super::selector_labels(COLLECTOR_NAME, COLLECTOR_NAME)),
+            vec!["Ingress", "Egress"],
+            vec![NetworkPolicyIngressRule {
+                from: vec![agents.clone()],
+                ports: vec![NetworkPolicyPort::tcp(OTLP_GRPC_PORT), NetworkPolicyPort::tcp(OTLP_HTTP_PORT)],
+            }],
+            vec![NetworkPolicyEgressRule {
+                to: vec![NetworkPolicyPeer::ip_block("0.0.0.0/0")],
+                ports: vec![NetworkPolicyPort::tcp(backend_port)],
+            }],
+        ));
+    }
+    if runs_prometheus(topology, site.site) {
+        let central = topology.central_metrics_site().is_some_and(|central| central.name == site.site.name);
+        let federated =
+            crate::emit::prometheus::federated_sites(topology).any(|other| other.name == site.site.name);
+        let mut egress = vec![
+            NetworkPolicyEgressRule {
+                to: vec![agents],
+                ports: vec![NetworkPolicyPort::tcp(topology.mesh.metrics_port)],
+            },
+            NetworkPolicyEgressRule {
+                to: vec![NetworkPolicyPeer::namespace_pods(
+                    &topology.spire.namespace,
+                    LabelSelector::default(),
+                )],
+                ports: vec![NetworkPolicyPort::tcp(crate::emit::spire::TELEMETRY_PORT)],
+            },
+        ];
+        let mut ingress = Vec::new();
+        let tailnet = site.emit.plan.tailnet.as_ref();
+        match (topology.networking.kind, tailnet) {
+            (NetworkKind::Tailscale, Some(_)) => {
+                use crate::plan::tailnet::{
+                    OPERATOR_NAMESPACE, PARENT_NAME_LABEL, PARENT_NAMESPACE_LABEL, PARENT_TYPE_LABEL,
+                    PARENT_TYPE_SERVICE, ingress_service,
+                };
+                let proxies = |names: Vec<String>| {
+                    NetworkPolicyPeer::namespace_pods(
+                        OPERATOR_NAMESPACE,
+                        LabelSelector {
+                            match_labels: StringMap::from([
+                                (PARENT_NAMESPACE_LABEL.to_owned(), NAMESPACE.to_owned()),
+                                (PARENT_TYPE_LABEL.to_owned(), PARENT_TYPE_SERVICE.to_owned()),
+                            ]),
+                            match_expressions: vec![LabelSelectorRequirement {
+                                key: PARENT_NAME_LABEL.to_owned(),
+                                operator: "In",
+                                values: names,
+                            }],
+                        },
+                    )
+                };
+                if central {
+                    let targets: Vec<String> = crate::emit::prometheus::federated_sites(topology)
+                        .map(crate::plan::monitoring::prometheus_tailscale_hostname)
+                        .collect();
+                    if !targets.is_empty() {
+                        egress.push(NetworkPolicyEgressRule {
+                            to: vec![proxies(targets)],
+                            ports: vec![NetworkPolicyPort::tcp(PROMETHEUS_PORT)],
+                        });
+                    }
+                }
+                if federated {
+                    ingress.push(NetworkPolicyIngressRule {
+                        from: vec![proxies(vec![ingress_service(PROMETHEUS_NAME)])],
+                        ports: vec![NetworkPolicyPort::tcp(PROMETHEUS_PORT)],
+                    });
+                }
+            }
+            (NetworkKind::Tailscale, None) => {
+                if central || federated {
+                    // The sidecar's WireGuard goes to the peers' NAT-mapped ports, its DERP relays
+                    // and control server are on TCP 443: public addresses only.
+                    egress.push(NetworkPolicyEgressRule {
+                        to: vec![NetworkPolicyPeer::ip_block_except("0.0.0.0/0", &PRIVATE_RANGES)],
+                        ports: vec![NetworkPolicyPort::any("UDP"), NetworkPolicyPort::tcp(443)],
+                    });
+                }
+            }
+            (NetworkKind::Vpn | NetworkKind::Istio, _) => {
+                if central && crate::emit::prometheus::federated_sites(topology).next().is_some() {
+                    egress.push(NetworkPolicyEgressRule {
+                        to: vec![NetworkPolicyPeer::ip_block("0.0.0.0/0")],
+                        ports: vec![NetworkPolicyPort::tcp(PROMETHEUS_PORT)],
+                    });
+                }
+                if federated {
+                    let from: Vec<NetworkPolicyPeer> = topology
+                        .central_metrics_site()
+                        .and_then(|central| central.cluster.pod_cidr.as_deref())
+                        .map(NetworkPolicyPeer::ip_block)
+                        .into_iter()
+                        .collect();
+                    // Without the central site's pod range, the federation port from anywhere.
+                    let from =
+                        if from.is_empty() { vec![NetworkPolicyPeer::ip_block("0.0.0.0/0")] } else { from };
+                    ingress.push(NetworkPolicyIngressRule {
+                        from,
+                        ports: vec![NetworkPolicyPort::tcp(PROMETHEUS_PORT)],
+                    });
+                }
+            }
+        }
+        let mut types = Vec::new();
+        if !ingress.is_empty() {
+            types.push("Ingress");
+        }
+        types.push("Egress");
+        policies.push(policy_in(
+            site,
+            NAMESPACE,
+            "allow-prometheus",
+            LabelSelector::labels(super::selector_labels(PROMETHEUS_NAME, "prometheus")),
+            types,
+            ingress,
+            egress,
+        ));
+    }
+    policies
+}
+
+/// The port of an endpoint written as `host:port` or `scheme://host:port/path`.
+fn endpoint_port(endpoint: &str) -> Option<u16> {
+    let rest = endpoint.split_once("://").map_or(endpoint, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    authority.rsplit_once(':').and_then(|(_, port)| port.parse().ok())
 }
