@@ -542,6 +542,20 @@ fn aws_side(facts: &SiteFacts<'_>, peers: &[PeerLink<'_>], module: &mut Module) 
     ));
 }
 
+/// The attributes every Azure local network gateway and connection of a link's tunnel starts with.
+fn azure_link_child(
+    peer: &PeerLink<'_>,
+    name: &str,
+    location: &Expression,
+    resource_group: &Expression,
+) -> hcl::structure::BlockBuilder {
+    body()
+        .add_attribute(("count", peer.guard()))
+        .add_attribute(("name", name))
+        .add_attribute(("location", location.clone()))
+        .add_attribute(("resource_group_name", resource_group.clone()))
+}
+
 /// The attributes every GCP router interface and BGP peer of a link's tunnel starts with.
 fn router_child(peer: &PeerLink<'_>, name: &str, region: &str) -> hcl::structure::BlockBuilder {
     body()
@@ -753,11 +767,7 @@ fn azure_side(facts: &SiteFacts<'_>, peers: &[PeerLink<'_>], module: &mut Module
             module.vpn(resource(
                 "azurerm_local_network_gateway",
                 &tunnel_name,
-                body()
-                    .add_attribute(("count", peer.guard()))
-                    .add_attribute(("name", link_name.as_str()))
-                    .add_attribute(("location", location.clone()))
-                    .add_attribute(("resource_group_name", resource_group.clone()))
+                azure_link_child(peer, &link_name, &location, &resource_group)
                     .add_attribute(("gateway_address", peer.address(tunnel)))
                     .add_attribute(("tags", facts.labels_object()))
                     .add_block(
@@ -770,11 +780,7 @@ fn azure_side(facts: &SiteFacts<'_>, peers: &[PeerLink<'_>], module: &mut Module
             module.vpn(resource(
                 "azurerm_virtual_network_gateway_connection",
                 &tunnel_name,
-                body()
-                    .add_attribute(("count", peer.guard()))
-                    .add_attribute(("name", link_name.as_str()))
-                    .add_attribute(("location", location.clone()))
-                    .add_attribute(("resource_group_name", resource_group.clone()))
+                azure_link_child(peer, &link_name, &location, &resource_group)
                     .add_attribute(("type", "IPsec"))
                     .add_attribute((
                         "virtual_network_gateway_id",
