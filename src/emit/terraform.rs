@@ -58,6 +58,24 @@ pub const REQUIRED_TERRAFORM_VERSION: &str = ">= 1.5.0";
 /// manager, operators) runs there, and two nodes let one be drained without stopping it.
 pub(crate) const SPOT_SITE_SYSTEM_NODES: u32 = 2;
 
+/// Adds a cluster's node pools to `main.tf`, as resources of `kind`: the on-demand pool `system`
+/// (`cluster.nodes`, or [`SPOT_SITE_SYSTEM_NODES`] on a spot site) and, on a spot site, the pool
+/// `spot_name` of `cluster.nodes` spot nodes. `pool(name, nodes, spot)` renders one pool.
+pub(crate) fn node_pools(
+    facts: &SiteFacts<'_>,
+    module: &mut Module,
+    kind: &str,
+    spot_name: &str,
+    pool: impl Fn(&str, u32, bool) -> hcl::structure::BlockBuilder,
+) {
+    let (spot, nodes) = (facts.site.cluster.spot, facts.site.cluster.nodes);
+    let system_nodes = if spot { SPOT_SITE_SYSTEM_NODES } else { nodes };
+    module.main(resource(kind, "system", pool("system", system_nodes, false)));
+    if spot {
+        module.main(resource(kind, spot_name, pool(spot_name, nodes, true)));
+    }
+}
+
 /// `hashicorp/kubernetes`, for what a site's Terraform creates inside its cluster (EKS's default
 /// StorageClass): the release line the provider-schema check covers.
 pub(crate) const KUBERNETES_PROVIDER_VERSION: &str = "~> 2.38";

@@ -233,20 +233,9 @@ pub(super) fn cluster(facts: &SiteFacts<'_>, module: &mut Module) {
             )),
     ));
 
-    let spot = facts.site.cluster.spot;
-    let system_nodes = if spot { super::SPOT_SITE_SYSTEM_NODES } else { facts.site.cluster.nodes };
-    module.main(resource(
-        "google_container_node_pool",
-        "system",
-        node_pool(facts, "system", system_nodes, false),
-    ));
-    if spot {
-        module.main(resource(
-            "google_container_node_pool",
-            "spot",
-            node_pool(facts, "spot", facts.site.cluster.nodes, true),
-        ));
-    }
+    super::node_pools(facts, module, "google_container_node_pool", "spot", |name, nodes, spot| {
+        node_pool(facts, name, nodes, spot)
+    });
 
     module.output(Output::new(
         "cluster_name",

@@ -225,20 +225,9 @@ pub(super) fn cluster(facts: &SiteFacts<'_>, module: &mut Module) {
         );
     module.main(resource("oci_containerengine_cluster", "this", cluster));
 
-    let spot = facts.site.cluster.spot;
-    let system_nodes = if spot { super::SPOT_SITE_SYSTEM_NODES } else { facts.site.cluster.nodes };
-    module.main(resource(
-        "oci_containerengine_node_pool",
-        "system",
-        node_pool(facts, "system", system_nodes, false),
-    ));
-    if spot {
-        module.main(resource(
-            "oci_containerengine_node_pool",
-            "preemptible",
-            node_pool(facts, "preemptible", facts.site.cluster.nodes, true),
-        ));
-    }
+    super::node_pools(facts, module, "oci_containerengine_node_pool", "preemptible", |name, nodes, spot| {
+        node_pool(facts, name, nodes, spot)
+    });
 
     let endpoint = conditional(
         var("api_endpoint_public"),

@@ -422,14 +422,40 @@ fn shared_key_variable(first: &str, second: &str) -> String {
 
 /// The ports a peer's pods may open here: the agents' port, and the federation port of this site's
 /// Prometheus when the peer is the central metrics site, which federates it (DESIGN.md §4).
-fn ingress_ports(facts: &SiteFacts<'_>, peer: &PeerLink<'_>) -> Vec<(&'static str, u16)> {
+fn ingress_ports(facts: &SiteFacts<'_>, peer: &Site) -> Vec<(&'static str, u16)> {
     let topology = facts.context.topology;
     let mut ports = vec![("agents", topology.mesh.port)];
-    let federated = crate::plan::monitoring::federation_port(topology, facts.site, peer.site);
+    let federated = crate::plan::monitoring::federation_port(topology, facts.site, peer);
     if let Some(port) = federated.filter(|port| *port != topology.mesh.port) {
         ports.push(("federation", port));
     }
     ports
+}
+
+/// The EKS cluster security group's rule admitting `port` from `cidrs`, the ranges of site
+/// `peer_site`; `link` names the resource (`<link>_<purpose>`).
+fn eks_ingress_rule(
+    link: &str,
+    purpose: &str,
+    port: u16,
+    cidrs: Expression,
+    peer_site: &str,
+) -> hcl::structure::Block {
+    resource(
+        "aws_vpc_security_group_ingress_rule",
+        &[link, "_", purpose].concat(),
+        body()
+            .add_attribute(("for_each", call("toset", [cidrs])))
+            .add_attribute((
+                "security_group_id",
+                reference("aws_eks_cluster.this.vpc_config[0].cluster_security_group_id"),
+            ))
+            .add_attribute(("cidr_ipv4", reference("each.value")))
+            .add_attribute(("ip_protocol", "tcp"))
+            .add_attribute(("from_port", port))
+            .add_attribute(("to_port", port))
+            .add_attribute(("description", ["weave ", purpose, " from site ", peer_site].concat())),
+    )
 }
 
 fn name_tag(name: String) -> Expression {
@@ -500,25 +526,8 @@ fn aws_side(facts: &SiteFacts<'_>, peers: &[PeerLink<'_>], module: &mut Module) 
                 .add_attribute(("tunnel2_ike_versions", strings(["ikev2"])))
                 .add_attribute(("tags", name_tag(limited_name(cluster_name, &peer.site.name, 255)))),
         ));
-        for (purpose, port) in ingress_ports(facts, peer) {
-            module.vpn(resource(
-                "aws_vpc_security_group_ingress_rule",
-                &[peer.name.as_str(), "_", purpose].concat(),
-                body()
-                    .add_attribute(("for_each", call("toset", [peer.cidrs()])))
-                    .add_attribute((
-                        "security_group_id",
-                        reference("aws_eks_cluster.this.vpc_config[0].cluster_security_group_id"),
-                    ))
-                    .add_attribute(("cidr_ipv4", reference("each.value")))
-                    .add_attribute(("ip_protocol", "tcp"))
-                    .add_attribute(("from_port", port))
-                    .add_attribute(("to_port", port))
-                    .add_attribute((
-                        "description",
-                        ["weave ", purpose, " from site ", &peer.site.name].concat(),
-                    )),
-            ));
+        for (purpose, port) in ingress_ports(facts, peer.site) {
+            module.vpn(eks_ingress_rule(&peer.name, purpose, port, peer.cidrs(), &peer.site.name));
         }
     }
     module.output(Output::new(
@@ -666,7 +675,7 @@ fn gcp_side(facts: &SiteFacts<'_>, peers: &[PeerLink<'_>], module: &mut Module) 
             ));
         }
         let ports: Vec<String> =
-            ingress_ports(facts, peer).into_iter().map(|(_, port)| port.to_string()).collect();
+            ingress_ports(facts, peer.site).into_iter().map(|(_, port)| port.to_string()).collect();
         module.vpn(resource(
             "google_compute_firewall",
             &peer.name,
@@ -1063,28 +1072,9 @@ fn vpc_peering(facts: &SiteFacts<'_>, module: &mut Module) {
                     .add_attribute(("vpc_peering_connection_id", connection_id.clone())),
             ));
         }
-        let mut ports = vec![("agents", topology.mesh.port)];
-        if let Some(port) = crate::plan::monitoring::federation_port(topology, facts.site, peer)
-            .filter(|port| *port != topology.mesh.port)
-        {
-            ports.push(("federation", port));
-        }
-        for (purpose, port) in ports {
-            module.vpn(resource(
-                "aws_vpc_security_group_ingress_rule",
-                &[name.as_str(), "_", purpose].concat(),
-                body()
-                    .add_attribute(("for_each", call("toset", [strings(peer.cluster.pod_cidr.iter())])))
-                    .add_attribute((
-                        "security_group_id",
-                        reference("aws_eks_cluster.this.vpc_config[0].cluster_security_group_id"),
-                    ))
-                    .add_attribute(("cidr_ipv4", reference("each.value")))
-                    .add_attribute(("ip_protocol", "tcp"))
-                    .add_attribute(("from_port", port))
-                    .add_attribute(("to_port", port))
-                    .add_attribute(("description", ["weave ", purpose, " from site ", &peer.name].concat())),
-            ));
+        for (purpose, port) in ingress_ports(facts, peer) {
+            let cidrs = strings(peer.cluster.pod_cidr.iter());
+            module.vpn(eks_ingress_rule(&name, purpose, port, cidrs, &peer.name));
         }
     }
     if context.plan.vpn.links(LinkKind::VpcPeering).any(|(left, right)| right == facts.index && left != right)
