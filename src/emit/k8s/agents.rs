@@ -24,9 +24,8 @@ use super::objects::{
     Affinity, Body, Container, ContainerPort, DeploymentSpec, DeploymentStrategy, EnvVar, IntOrString,
     LabelSelector, LabelSelectorRequirement, Manifest, NodeAffinity, NodeSelector, NodeSelectorTerm,
     ObjectMeta, PodDisruptionBudgetSpec, PodMeta, PodSecurityContext, PodSpec, PodTemplateSpec,
-    PreferredSchedulingTerm, Probe, ResourceRequirements, RollingUpdateDeployment, SeccompProfile,
-    SecurityContext, ServicePort, ServiceSpec, StringMap, Toleration, TopologySpreadConstraint, Volume,
-    VolumeMount, VolumeProjection,
+    PreferredSchedulingTerm, Probe, ResourceRequirements, SeccompProfile, SecurityContext, ServicePort,
+    ServiceSpec, StringMap, Toleration, TopologySpreadConstraint, Volume, VolumeMount, VolumeProjection,
 };
 use super::{AGENT_COMPONENT, SiteContext, selector_labels};
 use crate::emit::conventions::{AGENT_UID, HEALTH_PATH, METRICS_PATH, SPIRE_SOCKET_DIR, SPIRE_SOCKET_PATH};
@@ -111,53 +110,30 @@ pub fn manifests(site: &SiteContext<'_>, agent_index: usize) -> Vec<Manifest> {
             metadata: ObjectMeta::namespaced(&agent.name, namespace, labels.clone()),
             body: Body::Deployment { spec: deployment(site, agent, &labels, &config_name, digest) },
         },
-        Manifest {
-            api_version: "v1",
-            kind: "Service",
-            metadata: ObjectMeta::namespaced(&agent.name, namespace, labels.clone()),
-            body: Body::Service {
-                spec: ServiceSpec {
-                    kind: "ClusterIP",
-                    cluster_ip: None,
-                    load_balancer_class: None,
-                    external_traffic_policy: None,
-                    external_name: None,
-                    selector: selector_labels(&agent.name, AGENT_COMPONENT),
-                    ports: vec![
-                        ServicePort::tcp("mtls", topology.mesh.port, IntOrString::name("mtls")),
-                        ServicePort::tcp("metrics", topology.mesh.metrics_port, IntOrString::name("metrics")),
-                    ],
-                },
-            },
-        },
+        service(site, &agent.name, ObjectMeta::namespaced(&agent.name, namespace, labels.clone())),
     ];
     if crate::emit::prometheus::applies(site.emit) {
         // Each site's Prometheus finds the agents' pods through this headless Service's DNS name (one
         // A record per ready pod), so every replica is scraped rather than one at random.
-        manifests.push(Manifest {
-            api_version: "v1",
-            kind: "Service",
-            metadata: ObjectMeta::namespaced(
+        manifests.push(Manifest::service(
+            ObjectMeta::namespaced(
                 crate::emit::prometheus::metrics_service_name(&agent.name),
                 namespace,
                 labels.clone(),
             ),
-            body: Body::Service {
-                spec: ServiceSpec {
-                    kind: "ClusterIP",
-                    cluster_ip: Some("None"),
-                    load_balancer_class: None,
-                    external_traffic_policy: None,
-                    external_name: None,
-                    selector: selector_labels(&agent.name, AGENT_COMPONENT),
-                    ports: vec![ServicePort::tcp(
+            ServiceSpec {
+                cluster_ip: Some("None"),
+                ..ServiceSpec::new(
+                    "ClusterIP",
+                    selector_labels(&agent.name, AGENT_COMPONENT),
+                    vec![ServicePort::tcp(
                         crate::emit::prometheus::METRICS_PORT_NAME,
                         topology.mesh.metrics_port,
                         IntOrString::name("metrics"),
                     )],
-                },
+                )
             },
-        });
+        ));
     }
     if site.emit.plan.tailnet.as_ref().is_some_and(|tailnet| tailnet.ingress[agent_index]) {
         // Other sites dial this agent over the tailnet: the operator's ingress proxy, a device named
@@ -191,6 +167,23 @@ pub fn manifests(site: &SiteContext<'_>, agent_index: usize) -> Vec<Manifest> {
         });
     }
     manifests
+}
+
+/// The ClusterIP Service of agent `name` (the mesh and metrics ports over its pods): the agent's own,
+/// and with Istio the stub of a remote agent that istiod fills with its endpoints.
+pub(super) fn service(site: &SiteContext<'_>, name: &str, metadata: ObjectMeta) -> Manifest {
+    let topology = site.topology;
+    Manifest::service(
+        metadata,
+        ServiceSpec::new(
+            "ClusterIP",
+            selector_labels(name, AGENT_COMPONENT),
+            vec![
+                ServicePort::tcp("mtls", topology.mesh.port, IntOrString::name("mtls")),
+                ServicePort::tcp("metrics", topology.mesh.metrics_port, IntOrString::name("metrics")),
+            ],
+        ),
+    )
 }
 
 // ------------------------------------------------------------------------------------- agent config
@@ -460,14 +453,7 @@ fn deployment(
         replicas: agent.replicas,
         revision_history_limit: 3,
         selector: LabelSelector::labels(selector.clone()),
-        // One new pod before an old one goes: a single-replica agent never has zero ready pods.
-        strategy: DeploymentStrategy {
-            kind: "RollingUpdate",
-            rolling_update: RollingUpdateDeployment {
-                max_surge: IntOrString::Int(1),
-                max_unavailable: IntOrString::Int(0),
-            },
-        },
+        strategy: DeploymentStrategy::surge_first(),
         template: PodTemplateSpec {
             metadata: PodMeta { labels: labels.clone(), annotations },
             spec: PodSpec {

@@ -14,12 +14,11 @@ use std::collections::BTreeSet;
 
 use super::objects::{
     Body, Components, Enabled, GatewayComponent, GatewayKubernetes, GatewayService, GatewayServicePort,
-    GatewaySpec, GlobalValues, IntOrString, IstioOperatorSpec, Manifest, MultiCluster, NameValue, ObjectMeta,
-    Server, ServerPort, ServerTls, ServicePort, ServiceSpec, StringMap, Values,
+    GatewaySpec, GlobalValues, IstioOperatorSpec, Manifest, MultiCluster, NameValue, ObjectMeta, Server,
+    ServerPort, ServerTls, StringMap, Values,
 };
-use super::{AGENT_COMPONENT, SiteContext, selector_labels};
+use super::{AGENT_COMPONENT, SiteContext};
 use crate::model::Provider;
-use crate::plan::Carrier;
 
 /// The namespace Istio's control plane and gateways run in.
 pub const ISTIO_NAMESPACE: &str = "istio-system";
@@ -144,53 +143,22 @@ fn remote_service_stubs(site: &SiteContext<'_>) -> Vec<Manifest> {
     let plan = site.emit.plan;
     let mut remote: BTreeSet<usize> = BTreeSet::new();
     for &agent in &site.site.agents {
-        let agent_plan = &plan.agents[agent];
-        let targets = agent_plan
-            .calls
-            .iter()
-            .filter(|call| call.carrier == Carrier::Istio)
-            .map(|call| call.callee)
-            .chain(
-                agent_plan
-                    .fallback_routes
-                    .iter()
-                    .filter(|route| route.carrier == Carrier::Istio)
-                    .map(|route| route.fallback),
-            )
-            .chain(agent_plan.own_fallback.iter().map(|(fallback, _)| *fallback));
+        let targets = plan.dialled(agent).map(|(target, _)| target);
         remote.extend(targets.filter(|&target| plan.agents[target].site != plan.agents[agent].site));
     }
     remote
         .into_iter()
         .map(|target| {
             let name = &topology.agents[target].name;
-            Manifest {
-                api_version: "v1",
-                kind: "Service",
-                metadata: ObjectMeta::namespaced(
+            super::agents::service(
+                site,
+                name,
+                ObjectMeta::namespaced(
                     name,
                     &topology.mesh.namespace,
                     site.labels(name, AGENT_COMPONENT).build(),
                 ),
-                body: Body::Service {
-                    spec: ServiceSpec {
-                        kind: "ClusterIP",
-                        cluster_ip: None,
-                        load_balancer_class: None,
-                        external_traffic_policy: None,
-                        external_name: None,
-                        selector: selector_labels(name, AGENT_COMPONENT),
-                        ports: vec![
-                            ServicePort::tcp("mtls", topology.mesh.port, IntOrString::name("mtls")),
-                            ServicePort::tcp(
-                                "metrics",
-                                topology.mesh.metrics_port,
-                                IntOrString::name("metrics"),
-                            ),
-                        ],
-                    },
-                },
-            }
+            )
         })
         .collect()
 }

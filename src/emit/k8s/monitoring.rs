@@ -26,8 +26,8 @@
 use super::objects::{
     Body, Container, ContainerPort, DeploymentSpec, DeploymentStrategy, EnvVar, IntOrString, LabelSelector,
     Manifest, ObjectMeta, PodMeta, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
-    RollingUpdateDeployment, SeccompProfile, SecurityContext, ServicePort, ServiceSpec, StringMap, Volume,
-    VolumeMount, VolumeProjection,
+    SeccompProfile, SecurityContext, ServicePort, ServiceSpec, StringMap, Volume, VolumeMount,
+    VolumeProjection,
 };
 use super::{SiteContext, selector_labels};
 use crate::emit::conventions::tailscale_prometheus_tag;
@@ -147,22 +147,13 @@ fn service(
     ports: Vec<ServicePort>,
     headless: bool,
 ) -> Manifest {
-    Manifest {
-        api_version: "v1",
-        kind: "Service",
-        metadata: ObjectMeta::namespaced(name, namespace, site.labels(name, component).build()),
-        body: Body::Service {
-            spec: ServiceSpec {
-                kind: "ClusterIP",
-                cluster_ip: headless.then_some("None"),
-                load_balancer_class: None,
-                external_traffic_policy: None,
-                external_name: None,
-                selector,
-                ports,
-            },
+    Manifest::service(
+        ObjectMeta::namespaced(name, namespace, site.labels(name, component).build()),
+        ServiceSpec {
+            cluster_ip: headless.then_some("None"),
+            ..ServiceSpec::new("ClusterIP", selector, ports)
         },
-    }
+    )
 }
 
 fn pod_security(user: u32) -> PodSecurityContext {
@@ -192,13 +183,7 @@ fn deployment(
                 replicas: 1,
                 revision_history_limit: 3,
                 selector: LabelSelector::labels(selector),
-                strategy: DeploymentStrategy {
-                    kind: "RollingUpdate",
-                    rolling_update: RollingUpdateDeployment {
-                        max_surge: IntOrString::Int(1),
-                        max_unavailable: IntOrString::Int(0),
-                    },
-                },
+                strategy: DeploymentStrategy::surge_first(),
                 template: PodTemplateSpec {
                     metadata: PodMeta { labels: site.labels(name, component).build(), annotations },
                     spec,

@@ -259,6 +259,20 @@ pub struct DeploymentStrategy {
     pub rolling_update: RollingUpdateDeployment,
 }
 
+impl DeploymentStrategy {
+    /// A rolling update that starts one new pod before an old one goes: a single-replica workload
+    /// never has zero ready pods.
+    pub fn surge_first() -> DeploymentStrategy {
+        DeploymentStrategy {
+            kind: "RollingUpdate",
+            rolling_update: RollingUpdateDeployment {
+                max_surge: IntOrString::Int(1),
+                max_unavailable: IntOrString::Int(0),
+            },
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RollingUpdateDeployment {

@@ -250,22 +250,14 @@ fn server_manifests(site: &SiteContext<'_>) -> Vec<Manifest> {
         metadata: ObjectMeta::namespaced("spire-server", namespace, labels.clone()),
         body: Body::StatefulSet { spec: statefulset },
     });
-    manifests.push(Manifest {
-        api_version: "v1",
-        kind: "Service",
-        metadata: ObjectMeta::namespaced("spire-server", namespace, labels.clone()),
-        body: Body::Service {
-            spec: ServiceSpec {
-                kind: "ClusterIP",
-                cluster_ip: None,
-                load_balancer_class: None,
-                external_traffic_policy: None,
-                external_name: None,
-                selector: selector_labels("spire-server", "spire-server"),
-                ports: vec![ServicePort::tcp("grpc", topology.spire.server_port, IntOrString::name("grpc"))],
-            },
-        },
-    });
+    manifests.push(Manifest::service(
+        ObjectMeta::namespaced("spire-server", namespace, labels.clone()),
+        ServiceSpec::new(
+            "ClusterIP",
+            selector_labels("spire-server", "spire-server"),
+            vec![ServicePort::tcp("grpc", topology.spire.server_port, IntOrString::name("grpc"))],
+        ),
+    ));
     if topology.spire.replicas > 1 {
         // Several servers share the SQL datastore; a drain takes at most one at a time.
         manifests.push(Manifest {
