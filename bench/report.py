@@ -58,6 +58,17 @@ class Runs:
         self.files = None
         self.bytes = None
 
+    def record(self, repetition, wall, cpu, code, errors):
+        """Keeps one run's times (not the warm-up's, repetition 0); False once the command failed,
+        with its last error line kept in `failed`."""
+        if code != 0:
+            self.failed = errors.strip().splitlines()[-1] if errors.strip() else f"exit {code}"
+            return False
+        if repetition:
+            self.walls.append(wall)
+            self.cpus.append(cpu)
+        return True
+
     @property
     def wall(self):
         return statistics.median(self.walls) if self.walls else None
@@ -335,38 +346,25 @@ def rebuild(arguments, inputs):
             for repetition in range(repetitions + 1):
                 shutil.rmtree(out, ignore_errors=True)
                 subprocess.run(["sync"], check=False)
-                wall, cpu, code, errors = timed([weave, "build", str(path), "-o", str(out)])
-                if code != 0:
-                    fresh.failed = errors.strip().splitlines()[-1] if errors.strip() else f"exit {code}"
+                if not fresh.record(repetition, *timed([weave, "build", str(path), "-o", str(out)])):
                     break
-                if repetition:
-                    fresh.walls.append(wall)
-                    fresh.cpus.append(cpu)
             change = Runs()
             written = []
             # OUT holds `path`'s build: each run is a one-agent change, back and forth.
             for repetition in range(repetitions + 1):
                 topology = changed if repetition % 2 == 0 else path
                 wall, cpu, code, errors = timed([weave, "build", str(topology), "-o", str(out)])
-                if code != 0:
-                    change.failed = errors.strip().splitlines()[-1] if errors.strip() else f"exit {code}"
+                if not change.record(repetition, wall, cpu, code, errors):
                     break
                 if repetition:
-                    change.walls.append(wall)
-                    change.cpus.append(cpu)
                     found = re.search(r"(\d+) files written, (\d+) removed", errors)
                     if found:
                         written.append(int(found.group(1)) + int(found.group(2)))
             current = changed if repetitions % 2 == 0 else path
             check = Runs()
             for repetition in range(repetitions + 1):
-                wall, cpu, code, errors = timed([weave, "build", "--check", str(current), "-o", str(out)])
-                if code != 0:
-                    check.failed = errors.strip().splitlines()[-1] if errors.strip() else f"exit {code}"
+                if not check.record(repetition, *timed([weave, "build", "--check", str(current), "-o", str(out)])):
                     break
-                if repetition:
-                    check.walls.append(wall)
-                    check.cpus.append(cpu)
             files, _ = tree_size(out)
         finally:
             shutil.rmtree(work, ignore_errors=True)
