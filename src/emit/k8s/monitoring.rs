@@ -156,6 +156,20 @@ fn service(
     )
 }
 
+/// The pod of a telemetry workload: its own ServiceAccount without a token, no service links, run
+/// as `user`.
+fn pod_spec(name: &str, user: u32, containers: Vec<Container>, volumes: Vec<Volume>) -> PodSpec {
+    PodSpec {
+        service_account_name: Some(name.to_owned()),
+        automount_service_account_token: false,
+        enable_service_links: Some(false),
+        security_context: pod_security(user),
+        containers,
+        volumes,
+        ..PodSpec::default()
+    }
+}
+
 fn pod_security(user: u32) -> PodSecurityContext {
     PodSecurityContext {
         run_as_non_root: Some(true),
@@ -235,15 +249,7 @@ fn collector(site: &SiteContext<'_>) -> Vec<Manifest> {
         volumes.push(Volume::secret_items("tracing-ca", TRACING_CA_SECRET, &[("ca.crt", file)]));
         container.volume_mounts.push(VolumeMount::read_only("tracing-ca", directory));
     }
-    let spec = PodSpec {
-        service_account_name: Some(COLLECTOR_NAME.to_owned()),
-        automount_service_account_token: false,
-        enable_service_links: Some(false),
-        security_context: pod_security(COLLECTOR_UID),
-        containers: vec![container],
-        volumes,
-        ..PodSpec::default()
-    };
+    let spec = pod_spec(COLLECTOR_NAME, COLLECTOR_UID, vec![container], volumes);
     vec![
         service_account(site, COLLECTOR_NAME, component, false),
         config_map(
@@ -313,15 +319,7 @@ fn prometheus_objects(site: &SiteContext<'_>) -> Vec<Manifest> {
         containers.push(tailscale_sidecar(site));
         volumes.extend(tailscale_volumes(&tailscale_auth_secret(site)));
     }
-    let spec = PodSpec {
-        service_account_name: Some(PROMETHEUS_NAME.to_owned()),
-        automount_service_account_token: false,
-        enable_service_links: Some(false),
-        security_context: pod_security(PROMETHEUS_UID),
-        containers,
-        volumes,
-        ..PodSpec::default()
-    };
+    let spec = pod_spec(PROMETHEUS_NAME, PROMETHEUS_UID, containers, volumes);
     let selector = selector_labels(PROMETHEUS_NAME, component);
     let web = vec![ServicePort::tcp("web", PROMETHEUS_PORT, IntOrString::name("web"))];
     let mut manifests = vec![
