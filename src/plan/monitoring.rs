@@ -87,11 +87,21 @@ pub fn runs_collector(topology: &Topology) -> bool {
     tracing.enabled && tracing.endpoint.is_some()
 }
 
-/// The host of an endpoint written as `host:port`, `scheme://host:port/path` or `host`.
-pub fn endpoint_host(endpoint: &str) -> &str {
+/// The `host:port` of an endpoint written as `host:port`, `scheme://user@host:port/path` or `host`.
+fn endpoint_authority(endpoint: &str) -> &str {
     let rest = endpoint.split_once("://").map_or(endpoint, |(_, rest)| rest);
     let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
-    let authority = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    authority.rsplit_once('@').map_or(authority, |(_, host)| host)
+}
+
+/// The port of an endpoint written as `host:port` or `scheme://host:port/path`, when it names one.
+pub fn endpoint_port(endpoint: &str) -> Option<u16> {
+    endpoint_authority(endpoint).rsplit_once(':').and_then(|(_, port)| port.parse().ok())
+}
+
+/// The host of an endpoint written as `host:port`, `scheme://host:port/path` or `host`.
+pub fn endpoint_host(endpoint: &str) -> &str {
+    let authority = endpoint_authority(endpoint);
     if let Some(bracketed) = authority.strip_prefix('[') {
         return bracketed.split(']').next().unwrap_or(bracketed);
     }

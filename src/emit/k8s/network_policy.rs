@@ -328,12 +328,22 @@ impl RemoteSites {
 /// The operator's proxies of the agents' namespace: those of the Services named `names`, or all of
 /// them (ingress and egress) with `None`. Nothing without an operator-managed tailnet.
 fn tailnet_proxies(site: &SiteContext<'_>, names: Option<Vec<String>>) -> Option<NetworkPolicyPeer> {
+    operator_proxies(site, &site.topology.mesh.namespace, names)
+}
+
+/// The Tailscale operator's proxies of the Services of `namespace`: those named `names`, or all of
+/// them with `None`. Nothing without an operator-managed tailnet, or for an empty list of names.
+fn operator_proxies(
+    site: &SiteContext<'_>,
+    namespace: &str,
+    names: Option<Vec<String>>,
+) -> Option<NetworkPolicyPeer> {
     use crate::plan::tailnet::{
         OPERATOR_NAMESPACE, PARENT_NAME_LABEL, PARENT_NAMESPACE_LABEL, PARENT_TYPE_LABEL, PARENT_TYPE_SERVICE,
     };
     site.emit.plan.tailnet.as_ref()?;
     let match_labels = StringMap::from([
-        (PARENT_NAMESPACE_LABEL.to_owned(), site.topology.mesh.namespace.clone()),
+        (PARENT_NAMESPACE_LABEL.to_owned(), namespace.to_owned()),
         (PARENT_TYPE_LABEL.to_owned(), PARENT_TYPE_SERVICE.to_owned()),
     ]);
     let match_expressions = match names {
@@ -502,7 +512,7 @@ pub fn monitoring(site: &SiteContext<'_>) -> Vec<Manifest> {
             .tracing
             .endpoint
             .as_deref()
-            .and_then(endpoint_port)
+            .and_then(crate::plan::monitoring::endpoint_port)
             .unwrap_or(OTLP_GRPC_PORT);
         policies.push(policy_in(
             site,
@@ -541,40 +551,22 @@ pub fn monitoring(site: &SiteContext<'_>) -> Vec<Manifest> {
         let tailnet = site.emit.plan.tailnet.as_ref();
         match (topology.networking.kind, tailnet) {
             (NetworkKind::Tailscale, Some(_)) => {
-                use crate::plan::tailnet::{
-                    OPERATOR_NAMESPACE, PARENT_NAME_LABEL, PARENT_NAMESPACE_LABEL, PARENT_TYPE_LABEL,
-                    PARENT_TYPE_SERVICE, ingress_service,
-                };
-                let proxies = |names: Vec<String>| {
-                    NetworkPolicyPeer::namespace_pods(
-                        OPERATOR_NAMESPACE,
-                        LabelSelector {
-                            match_labels: StringMap::from([
-                                (PARENT_NAMESPACE_LABEL.to_owned(), NAMESPACE.to_owned()),
-                                (PARENT_TYPE_LABEL.to_owned(), PARENT_TYPE_SERVICE.to_owned()),
-                            ]),
-                            match_expressions: vec![LabelSelectorRequirement {
-                                key: PARENT_NAME_LABEL.to_owned(),
-                                operator: "In",
-                                values: names,
-                            }],
-                        },
-                    )
-                };
+                use crate::plan::tailnet::ingress_service;
+                let proxies = |names: Vec<String>| operator_proxies(site, NAMESPACE, Some(names));
                 if central {
                     let targets: Vec<String> = crate::emit::prometheus::federated_sites(topology)
                         .map(crate::plan::monitoring::prometheus_tailscale_hostname)
                         .collect();
                     if !targets.is_empty() {
                         egress.push(NetworkPolicyEgressRule {
-                            to: vec![proxies(targets)],
+                            to: proxies(targets).into_iter().collect(),
                             ports: vec![NetworkPolicyPort::tcp(PROMETHEUS_PORT)],
                         });
                     }
                 }
                 if federated {
                     ingress.push(NetworkPolicyIngressRule {
-                        from: vec![proxies(vec![ingress_service(PROMETHEUS_NAME)])],
+                        from: proxies(vec![ingress_service(PROMETHEUS_NAME)]).into_iter().collect(),
                         ports: vec![NetworkPolicyPort::tcp(PROMETHEUS_PORT)],
                     });
                 }
@@ -629,11 +621,4 @@ pub fn monitoring(site: &SiteContext<'_>) -> Vec<Manifest> {
         ));
     }
     policies
-}
-
-/// The port of an endpoint written as `host:port` or `scheme://host:port/path`.
-fn endpoint_port(endpoint: &str) -> Option<u16> {
-    let rest = endpoint.split_once("://").map_or(endpoint, |(_, rest)| rest);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
-    authority.rsplit_once(':').and_then(|(_, port)| port.parse().ok())
 }
