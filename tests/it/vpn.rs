@@ -228,3 +228,18 @@ fn every_site_of_the_vpn_mesh_applies_before_its_peers_exist() {
     }
     assert!(guarded > 0);
 }
+
+/// DEPLOY.md reads an on-prem VPN device's public address from a shell variable the commands
+/// require (`${VAR:?...}`), never from an address written in their place.
+#[test]
+fn deploy_guide_requires_the_on_prem_device_address() {
+    let (_, artifacts) = compile(Path::new("fixtures/valid/vpn-hybrid.yaml"));
+    let guide = String::from_utf8(artifacts["DEPLOY.md"].clone()).unwrap();
+    assert!(
+        guide.contains(r#"vpn_peer_dc1_public_ip = \"${VPN_DEVICE_DC1_ADDRESS:?"#),
+        "the device's address comes from a required variable"
+    );
+    assert!(
+        guide.contains("export the VPN device's public address of site `dc1` as `VPN_DEVICE_DC1_ADDRESS`")
+    );
+}
