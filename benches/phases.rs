@@ -337,9 +337,12 @@ fn phase_9_write(bencher: Bencher, input: Input) {
             |(directory, artifacts)| {
                 let directory = directory?;
                 let out = directory.path().join("out");
-                write::build_atomically(&out, false, &prepared.source.name, input_bytes, |sink| {
-                    put_all(sink, artifacts)
-                })
+                write::build_atomically(
+                    &out,
+                    false,
+                    write::Origin::all(&prepared.source.name, input_bytes),
+                    |sink| put_all(sink, artifacts),
+                )
                 .map_err(|error| io::Error::other(error.to_string()))?;
                 // Returned so that removing the directory happens after the timed loop.
                 Ok::<_, io::Error>(directory)
@@ -508,8 +511,7 @@ mod phase_table {
             write::build_atomically(
                 &directory.path().join("out"),
                 false,
-                &source.name,
-                source.text.as_bytes(),
+                write::Origin::all(&source.name, source.text.as_bytes()),
                 |sink| super::put_all(sink, artifacts),
             )
         })
@@ -527,8 +529,7 @@ mod phase_table {
             write::build_atomically(
                 &directory.path().join("out"),
                 false,
-                &source.name,
-                source.text.as_bytes(),
+                write::Origin::all(&source.name, source.text.as_bytes()),
                 |sink| weave::emit_parallel(&compiled, &[], sink),
             )
         })

@@ -184,6 +184,13 @@ pub fn emit_parallel<S: emit::ForkSink>(
     sink.put("graph.mmd".to_owned(), graph::to_mermaid(&compiled.topology, &compiled.graph).into_bytes())
 }
 
+/// The targets `only` selects, by name in the order of [`emit::TARGETS`], as a lock records them:
+/// empty when they are all the targets.
+pub fn target_selection(only: &[String]) -> Vec<String> {
+    let selected: Vec<String> = selected_targets(only).map(|target| target.name.to_owned()).collect();
+    if selected.len() == emit::TARGETS.len() { Vec::new() } else { selected }
+}
+
 fn selected_targets(only: &[String]) -> impl Iterator<Item = &'static emit::Target> + '_ {
     emit::TARGETS.iter().filter(move |target| only.is_empty() || only.iter().any(|name| name == target.name))
 }

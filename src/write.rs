@@ -52,8 +52,29 @@ pub const MAX_LOCK_BYTES: u64 = 256 << 20;
 pub struct Lock {
     pub weave_version: String,
     pub input: LockInput,
+    /// The targets built, when not all of them (`build --only`), in the order of `weave::emit::TARGETS`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<String>,
     /// Every file of OUT but the lock itself, by path, with its sha256 (hex).
     pub files: BTreeMap<String, String>,
+}
+
+/// What a build is made from, as its lock records it: the output is a function of these alone (and
+/// of weave's version).
+#[derive(Debug, Clone, Copy)]
+pub struct Origin<'a> {
+    /// The topology file's path or name (the lock keeps the name).
+    pub input_name: &'a str,
+    pub input: &'a [u8],
+    /// The targets built when not all of them, in the order of `weave::emit::TARGETS`; empty: all.
+    pub targets: &'a [String],
+}
+
+impl<'a> Origin<'a> {
+    /// A build of every target.
+    pub fn all(input_name: &'a str, input: &'a [u8]) -> Origin<'a> {
+        Origin { input_name, input, targets: &[] }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,14 +86,21 @@ pub struct LockInput {
 }
 
 impl Lock {
-    pub fn new(input_name: &str, input: &[u8], files: BTreeMap<String, String>) -> Lock {
+    pub fn new(origin: Origin<'_>, files: BTreeMap<String, String>) -> Lock {
+        Lock { files, ..Lock::header(origin, sha256_hex(origin.input)) }
+    }
+
+    /// The lock of `origin` without files, its input's digest given.
+    fn header(origin: Origin<'_>, input_sha256: String) -> Lock {
+        let input_name = origin.input_name;
         let file = Path::new(input_name)
             .file_name()
             .map_or_else(|| input_name.to_owned(), |name| name.to_string_lossy().into_owned());
         Lock {
             weave_version: crate::emit::WEAVE_VERSION.to_owned(),
-            input: LockInput { file, sha256: sha256_hex(input) },
-            files,
+            input: LockInput { file, sha256: input_sha256 },
+            targets: origin.targets.to_vec(),
+            files: BTreeMap::new(),
         }
     }
 
@@ -84,21 +112,103 @@ impl Lock {
     /// path stays inside OUT and every digest is a sha256.
     pub fn parse(bytes: &[u8]) -> Result<Lock, String> {
         let lock: Lock = serde_json::from_slice(bytes).map_err(|error| error.to_string())?;
-        let is_digest = |digest: &str| {
-            digest.len() == 64 && digest.bytes().all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f'))
-        };
-        if !is_digest(&lock.input.sha256) {
-            return Err("the input digest is not a sha256".to_owned());
-        }
-        for (path, digest) in &lock.files {
-            if safe_relative_path(path).is_err() || path == LOCK_FILE {
-                return Err(format!("it lists `{path}`, which weave never writes"));
-            }
-            if !is_digest(digest) {
-                return Err(format!("the digest of `{path}` is not a sha256"));
-            }
-        }
+        check_lock_entries(
+            &lock.input.sha256,
+            lock.files.iter().map(|(path, digest)| (path.as_str(), digest.as_str())),
+        )?;
         Ok(lock)
+    }
+}
+
+/// Checks that a lock describes files weave could have written: every path stays inside OUT and
+/// every digest is a sha256.
+fn check_lock_entries<'a>(
+    input_sha256: &str,
+    mut files: impl Iterator<Item = (&'a str, &'a str)>,
+) -> Result<(), String> {
+    let is_digest = |digest: &str| {
+        digest.len() == 64 && digest.bytes().all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f'))
+    };
+    if !is_digest(input_sha256) {
+        return Err("the input digest is not a sha256".to_owned());
+    }
+    files.try_for_each(|(path, digest)| {
+        if safe_relative_path(path).is_err() || path == LOCK_FILE {
+            return Err(format!("it lists `{path}`, which weave never writes"));
+        }
+        if !is_digest(digest) {
+            return Err(format!("the digest of `{path}` is not a sha256"));
+        }
+        Ok(())
+    })
+}
+
+/// A lock file read in place, its strings borrowed from the file's bytes: what `build --check` reads
+/// of a large OUT before deciding whether it needs a build at all. A lock whose strings hold JSON
+/// escapes (weave's never do) does not read this way.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LockView<'a> {
+    weave_version: &'a str,
+    #[serde(borrow)]
+    input: LockInputView<'a>,
+    #[serde(default, borrow, skip_serializing_if = "Vec::is_empty")]
+    targets: Vec<&'a str>,
+    #[serde(borrow)]
+    files: BTreeMap<&'a str, &'a str>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LockInputView<'a> {
+    file: &'a str,
+    sha256: &'a str,
+}
+
+impl<'a> LockView<'a> {
+    /// Reads a lock that is exactly in the form weave writes (the bytes [`Lock::to_bytes`] gives)
+    /// and describes files weave could have written.
+    fn read(bytes: &'a [u8]) -> Option<LockView<'a>> {
+        let view: LockView<'a> = serde_json::from_slice(bytes).ok()?;
+        check_lock_entries(view.input.sha256, view.files.iter().map(|(path, digest)| (*path, *digest)))
+            .ok()?;
+        // Written again into a comparison rather than a copy: the lock of a large OUT is tens of MB.
+        let mut same = SameBytes { expected: bytes, position: 0 };
+        serde_json::to_writer_pretty(&mut same, &view).ok()?;
+        same.write_all(b"\n").ok()?;
+        (same.position == bytes.len()).then_some(view)
+    }
+
+    /// Whether this is the lock a build of `origin` writes, whatever its files: same weave, same
+    /// input file name and bytes, same targets. Such a build writes exactly the files this lock lists
+    /// with their digests, since the output is a function of these alone.
+    fn records(&self, origin: Origin<'_>) -> bool {
+        let expected = Lock::header(origin, String::new());
+        self.weave_version == expected.weave_version
+            && self.input.file == expected.input.file
+            && self.targets.iter().copied().eq(expected.targets.iter().map(String::as_str))
+            && self.input.sha256 == sha256_hex(origin.input)
+    }
+}
+
+/// A writer that only checks that what it is given equals `expected`, from the start.
+struct SameBytes<'a> {
+    expected: &'a [u8],
+    position: usize,
+}
+
+impl io::Write for SameBytes<'_> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        let end = self.position + bytes.len();
+        if self.expected.get(self.position..end) != Some(bytes) {
+            return Err(io::Error::other("differs"));
+        }
+        self.position = end;
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
@@ -204,6 +314,109 @@ pub(crate) fn mark_lock_current(out: &Path) -> Result<(), WriteError> {
     }
 }
 
+/// Whether OUT is exactly what a build of `origin` writes, decided without building and without
+/// listing OUT (call [`open`] first): its lock records `origin`, so that build lists the same files
+/// with the same digests, and is in the form weave writes; every file it lists is a regular file
+/// vouched for by its times (or, where they leave a doubt, by its digest); and no directory holds
+/// anything else: a directory whose times are older than the lock's has had no entry added, removed
+/// or renamed since the build, any other one is listed. `false` says only that the answer needs a
+/// build to compare with.
+pub fn is_current(out: &Path, origin: Origin<'_>) -> bool {
+    let path = out.join(LOCK_FILE);
+    let Ok(Some((file, metadata))) = fsio::open_regular(&path) else { return false };
+    drop(file);
+    // The lock's times, from before its bytes are read.
+    let lock_times = PreviousLock::times(&metadata);
+    let Ok(bytes) = read_bounded(&path, MAX_LOCK_BYTES) else { return false };
+    let Some(lock) = LockView::read(&bytes) else { return false };
+    if !lock.records(origin) {
+        return false;
+    }
+    let files: Vec<(&str, &str)> = lock.files.iter().map(|(path, digest)| (*path, *digest)).collect();
+    // Every directory the lock implies, sorted, the root (``) first.
+    let mut directories: BTreeSet<&str> = BTreeSet::from([""]);
+    for (path, _) in &files {
+        let mut end = path.len();
+        while let Some(slash) = path[..end].rfind('/') {
+            if !directories.insert(&path[..slash]) {
+                break;
+            }
+            end = slash;
+        }
+    }
+    let directories: Vec<&str> = directories.into_iter().collect();
+    // The names a directory of a build holds: its files and subdirectories (both lists are sorted,
+    // so a directory's descendants are one range of each).
+    let expected_names = |directory: &str| -> BTreeSet<&str> {
+        let prefix = if directory.is_empty() { String::new() } else { format!("{directory}/") };
+        let mut names = BTreeSet::new();
+        if directory.is_empty() {
+            names.insert(LOCK_FILE);
+        }
+        let start = directories.partition_point(|path| *path < prefix.as_str());
+        let descendants = directories[start..].iter().copied();
+        let start = files.partition_point(|(path, _)| *path < prefix.as_str());
+        let files = files[start..].iter().map(|(path, _)| *path);
+        for path in descendants
+            .take_while(|path| path.starts_with(&prefix))
+            .chain(files.take_while(|path| path.starts_with(&prefix)))
+        {
+            let name = &path[prefix.len()..];
+            if !name.is_empty() && !name.contains('/') {
+                names.insert(name);
+            }
+        }
+        names
+    };
+    let Ok(anchor) = fsio::Anchor::open(out) else { return false };
+    let directory_is_current = |relative: &str| -> bool {
+        let Ok(status) = anchor.status(relative) else { return false };
+        if status.kind != fsio::Kind::Directory {
+            return false;
+        }
+        if lock_times.vouch_for(&status) {
+            return true;
+        }
+        let path = if relative.is_empty() { out.to_path_buf() } else { out.join(relative) };
+        let Ok(entries) = fs::read_dir(&path) else { return false };
+        let expected = expected_names(relative);
+        let mut found = 0;
+        for entry in entries {
+            let Ok(entry) = entry else { return false };
+            let name = entry.file_name();
+            if relative.is_empty() && name == LOST_AND_FOUND {
+                continue;
+            }
+            if !name.to_str().is_some_and(|name| expected.contains(name)) {
+                return false;
+            }
+            found += 1;
+        }
+        found == expected.len()
+    };
+    let file_is_current = |(relative, digest): (&str, &str)| -> bool {
+        let Ok(status) = anchor.status(relative) else { return false };
+        status.kind == fsio::Kind::File
+            && (lock_times.vouch_for(&status)
+                || read_bounded(&out.join(relative), status.len)
+                    .is_ok_and(|bytes| sha256_hex(&bytes) == digest))
+    };
+    // Statting is most of the cost: spread it over threads, in chunks.
+    const CHUNK: usize = 2048;
+    let directory_tasks = directories.len().div_ceil(CHUNK);
+    let tasks = directory_tasks + files.len().div_ceil(CHUNK);
+    let threads = std::thread::available_parallelism().map_or(1, usize::from).clamp(1, 8);
+    crate::work::run(vec![(); threads], tasks, |(), task| {
+        let current = if task < directory_tasks {
+            directories[task * CHUNK..].iter().take(CHUNK).all(|directory| directory_is_current(directory))
+        } else {
+            files[(task - directory_tasks) * CHUNK..].iter().take(CHUNK).all(|file| file_is_current(*file))
+        };
+        if current { Ok(()) } else { Err(()) }
+    })
+    .is_ok()
+}
+
 /// An existing OUT as the previous build left it: its files' metadata and its lock.
 #[derive(Debug)]
 pub struct Baseline {
@@ -214,9 +427,42 @@ pub struct Baseline {
 
 #[derive(Debug)]
 struct PreviousLock {
-    files: BTreeMap<String, String>,
+    lock: Lock,
     bytes: Vec<u8>,
+    times: LockTimes,
+}
+
+/// When the lock file was last modified and its status last changed: set when a build has put
+/// every file of OUT in place ([`mark_lock_current`]).
+#[derive(Debug, Clone, Copy)]
+struct LockTimes {
     modified: Option<SystemTime>,
+    changed: Option<SystemTime>,
+}
+
+impl PreviousLock {
+    fn times(metadata: &fs::Metadata) -> LockTimes {
+        LockTimes { modified: metadata.modified().ok(), changed: fsio::changed_time(metadata) }
+    }
+}
+
+impl LockTimes {
+    /// Whether an entry of OUT is trusted to be as the build that marked the lock left it, from its
+    /// times alone: modified, and its status changed, before the lock was marked current (strictly:
+    /// an entry changed within the clock's last tick before the lock is in doubt). A status change
+    /// (`st_ctime`) cannot be set back, so an edit that restores the old modification time is
+    /// still found.
+    fn vouches_for(&self, modified: Option<SystemTime>, changed: Option<SystemTime>) -> bool {
+        let before = |entry: Option<SystemTime>, lock: Option<SystemTime>| match (entry, lock) {
+            (Some(entry), Some(lock)) => entry < lock,
+            _ => false,
+        };
+        before(modified, self.modified) && (changed.is_none() || before(changed, self.changed))
+    }
+
+    fn vouch_for(&self, status: &fsio::Status) -> bool {
+        self.vouches_for(status.modified, status.changed)
+    }
 }
 
 /// How OUT's file at a path compares with an artifact.
@@ -252,11 +498,7 @@ fn read_lock(out: &Path) -> Result<LockState, WriteError> {
         Err(refused) => return Ok(LockState::Invalid(format!("{LOCK_FILE} is {refused}"))),
     };
     match Lock::parse(&bytes) {
-        Ok(lock) => Ok(LockState::Valid(PreviousLock {
-            files: lock.files,
-            bytes,
-            modified: metadata.modified().ok(),
-        })),
+        Ok(lock) => Ok(LockState::Valid(PreviousLock { lock, bytes, times: PreviousLock::times(&metadata) })),
         Err(reason) => Ok(LockState::Invalid(format!("{LOCK_FILE} is not a weave lock: {reason}"))),
     }
 }
@@ -279,7 +521,7 @@ impl Baseline {
                 let unlisted: Vec<&str> = tree
                     .entries
                     .keys()
-                    .filter(|path| path.as_str() != LOCK_FILE && !lock.files.contains_key(*path))
+                    .filter(|path| path.as_str() != LOCK_FILE && !lock.lock.files.contains_key(*path))
                     .map(String::as_str)
                     .collect();
                 if unlisted.is_empty() {
@@ -309,15 +551,24 @@ impl Baseline {
         }
     }
 
+    /// OUT as `build --check` compares with it (call [`open`] first): an OUT that does not exist as
+    /// an empty one, one that is not weave's file by file.
+    pub fn read_for_check(out: &Path) -> Result<Baseline, WriteError> {
+        Ok(Baseline::read(out, true)?.unwrap_or_else(|| Baseline {
+            root: out.to_path_buf(),
+            tree: Tree::default(),
+            lock: None,
+        }))
+    }
+
     /// Compares OUT's file at `path` with an artifact whose digest is `digest`.
     pub fn state(&self, path: &str, bytes: &[u8], digest: &str) -> FileState {
         match self.tree.entries.get(path) {
             None => FileState::Missing,
-            Some(Entry::File { len, modified }) if *len == bytes.len() as u64 => {
+            Some(Entry::File { len, modified, changed }) if *len == bytes.len() as u64 => {
                 if let Some(lock) = &self.lock
-                    && lock.files.get(path).is_some_and(|locked| locked == digest)
-                    && let (Some(file_time), Some(lock_time)) = (modified, lock.modified)
-                    && *file_time < lock_time
+                    && lock.lock.files.get(path).is_some_and(|locked| locked == digest)
+                    && lock.times.vouches_for(*modified, *changed)
                 {
                     return FileState::Current { read: false };
                 }
@@ -477,14 +728,13 @@ pub struct Written {
 pub fn build_atomically(
     out: &Path,
     force: bool,
-    input_name: &str,
-    input: &[u8],
+    origin: Origin<'_>,
     emit: impl FnOnce(&mut DirectorySink) -> io::Result<()>,
 ) -> Result<Written, WriteError> {
     let mut opened = open(out)?;
     let result = match Baseline::read(out, force)? {
-        None => build_whole(out, &mut opened, input_name, input, emit),
-        Some(baseline) => update(out, baseline, input_name, input, emit),
+        None => build_whole(out, &mut opened, origin, emit),
+        Some(baseline) => update(out, baseline, origin, emit),
     };
     drop(opened);
     result
@@ -511,8 +761,7 @@ fn with_cleanup(error: WriteError, directory: &Path) -> WriteError {
 fn build_whole(
     out: &Path,
     opened: &mut Opened,
-    input_name: &str,
-    input: &[u8],
+    origin: Origin<'_>,
     emit: impl FnOnce(&mut DirectorySink) -> io::Result<()>,
 ) -> Result<Written, WriteError> {
     let parent = fsio::parent_of(out);
@@ -526,7 +775,7 @@ fn build_whole(
     fs::create_dir(&staging).map_err(io_error(&staging))?;
     let mut sink = DirectorySink::new(staging.clone());
     let finished = emit(&mut sink).map_err(|error| emit_error(&staging, error)).and_then(|()| {
-        let lock = Lock::new(input_name, input, std::mem::take(&mut sink.files));
+        let lock = Lock::new(origin, std::mem::take(&mut sink.files));
         let lock_path = staging.join(LOCK_FILE);
         fs::write(&lock_path, lock.to_bytes()).map_err(io_error(&lock_path))?;
         mark_lock_current(&staging)?;
@@ -545,8 +794,7 @@ fn build_whole(
 fn update(
     out: &Path,
     baseline: Baseline,
-    input_name: &str,
-    input: &[u8],
+    origin: Origin<'_>,
     emit: impl FnOnce(&mut DirectorySink) -> io::Result<()>,
 ) -> Result<Written, WriteError> {
     let pending = out.join(journal::PENDING);
@@ -559,7 +807,7 @@ fn update(
     });
     let staged = emit(&mut sink).map_err(|error| emit_error(&pending, error)).and_then(|()| {
         let files = std::mem::take(&mut sink.files);
-        let lock = Lock::new(input_name, input, files);
+        let lock = Lock::new(origin, files);
         let lock_bytes = lock.to_bytes();
         let lock_changed = baseline.lock_bytes() != Some(lock_bytes.as_slice()) || !baseline.has_lock_entry();
         if lock_changed {
@@ -644,12 +892,7 @@ impl CheckSink {
     /// Compares against `out` (call [`open`] first). An OUT that does not exist is compared as an
     /// empty one; one that is not weave's is compared file by file.
     pub fn new(out: &Path) -> Result<CheckSink, WriteError> {
-        let baseline = Baseline::read(out, true)?.unwrap_or_else(|| Baseline {
-            root: out.to_path_buf(),
-            tree: Tree::default(),
-            lock: None,
-        });
-        Ok(CheckSink::with_baseline(baseline))
+        Ok(CheckSink::with_baseline(Baseline::read_for_check(out)?))
     }
 
     pub fn with_baseline(baseline: Baseline) -> CheckSink {
@@ -662,8 +905,8 @@ impl CheckSink {
     }
 
     /// Finishes the comparison: the lock file, then every file in OUT that the build would not write.
-    pub fn finish(mut self, input_name: &str, input: &[u8]) -> Staleness {
-        let lock = Lock::new(input_name, input, std::mem::take(&mut self.files));
+    pub fn finish(mut self, origin: Origin<'_>) -> Staleness {
+        let lock = Lock::new(origin, std::mem::take(&mut self.files));
         match self.baseline.lock_bytes() {
             Some(bytes) if bytes == lock.to_bytes().as_slice() => {}
             _ if self.baseline.has_lock_entry() => self.staleness.changed.push(LOCK_FILE.to_owned()),
@@ -716,7 +959,7 @@ mod tests {
     use super::*;
 
     fn build(out: &Path, input: &[u8], files: &[(&str, &str)]) -> Result<Written, WriteError> {
-        build_atomically(out, false, "t.yaml", input, |sink| {
+        build_atomically(out, false, Origin::all("t.yaml", input), |sink| {
             for (path, bytes) in files {
                 sink.put((*path).to_owned(), bytes.as_bytes().to_vec())?;
             }
@@ -730,7 +973,7 @@ mod tests {
         for (path, bytes) in files {
             sink.put((*path).to_owned(), bytes.as_bytes().to_vec()).unwrap();
         }
-        sink.finish("t.yaml", input)
+        sink.finish(Origin::all("t.yaml", input))
     }
 
     fn leftovers(parent: &Path) -> Vec<String> {
@@ -756,7 +999,7 @@ mod tests {
         let out = parent.path().join("out");
         build(&out, b"v1", &[("a/one.txt", "one")]).unwrap();
         let before = read_tree(&out).unwrap();
-        let result = build_atomically(&out, false, "t.yaml", b"v2", |sink| {
+        let result = build_atomically(&out, false, Origin::all("t.yaml", b"v2"), |sink| {
             sink.put("a/one.txt".into(), b"changed".to_vec())?;
             Err(io::Error::other("disk full"))
         });
@@ -770,7 +1013,7 @@ mod tests {
     fn a_failed_new_build_leaves_nothing() {
         let parent = tempfile::tempdir().unwrap();
         let out = parent.path().join("out");
-        let result = build_atomically(&out, false, "t.yaml", b"v", |sink| {
+        let result = build_atomically(&out, false, Origin::all("t.yaml", b"v"), |sink| {
             sink.put("a.txt".into(), b"a".to_vec())?;
             Err(io::Error::other("disk full"))
         });
@@ -843,7 +1086,7 @@ mod tests {
         for lock in [
             "not json\n".to_owned(),
             "{}".to_owned(),
-            String::from_utf8(Lock::new("t.yaml", b"v", BTreeMap::new()).to_bytes()).unwrap(),
+            String::from_utf8(Lock::new(Origin::all("t.yaml", b"v"), BTreeMap::new()).to_bytes()).unwrap(),
             r#"{"weave_version":"0","input":{"file":"t","sha256":"x"},"files":{}}"#.to_owned(),
         ] {
             fs::write(out.join(LOCK_FILE), &lock).unwrap();
@@ -852,7 +1095,10 @@ mod tests {
             assert_eq!(fs::read(out.join("src/main.c")).unwrap(), b"int main;");
         }
         // --force replaces it.
-        build_atomically(&out, true, "t.yaml", b"v", |sink| sink.put("a.txt".into(), b"a".to_vec())).unwrap();
+        build_atomically(&out, true, Origin::all("t.yaml", b"v"), |sink| {
+            sink.put("a.txt".into(), b"a".to_vec())
+        })
+        .unwrap();
         assert_eq!(read_tree(&out).unwrap().keys().collect::<Vec<_>>(), vec!["a.txt", LOCK_FILE]);
     }
 
@@ -881,7 +1127,7 @@ mod tests {
         assert_eq!(staleness.added, vec!["d/a.txt"]);
         assert_eq!(staleness.removed, vec!["d"]);
         assert!(matches!(build(&out, b"v", &[("d/a.txt", "a")]), Err(WriteError::NotOurs(..))));
-        build_atomically(&out, true, "t.yaml", b"v", |sink| {
+        build_atomically(&out, true, Origin::all("t.yaml", b"v"), |sink| {
             sink.put("d/a.txt".into(), b"a".to_vec())?;
             sink.put("b.txt".into(), b"b".to_vec())
         })
@@ -896,8 +1142,9 @@ mod tests {
         let parent = tempfile::tempdir().unwrap();
         let out = parent.path().join("out");
         for bad in ["../escape.txt", LOCK_FILE, ".weave-pending/x"] {
-            let result =
-                build_atomically(&out, false, "t.yaml", b"v", |sink| sink.put(bad.into(), b"a".to_vec()));
+            let result = build_atomically(&out, false, Origin::all("t.yaml", b"v"), |sink| {
+                sink.put(bad.into(), b"a".to_vec())
+            });
             assert!(result.is_err(), "{bad}");
             assert!(!parent.path().join("escape.txt").exists());
             assert!(!out.exists());
@@ -914,6 +1161,89 @@ mod tests {
         assert_eq!(staleness.removed, vec!["gone.txt"]);
         assert_eq!(staleness.changed, vec![LOCK_FILE]);
         assert!(check(&out, b"v", &[("same.txt", "s"), ("gone.txt", "g")]).is_fresh());
+    }
+
+    #[test]
+    fn is_current_answers_from_the_lock_and_finds_every_difference() {
+        let parent = tempfile::tempdir().unwrap();
+        let out = parent.path().join("out");
+        let files = [("a/one.txt", "one"), ("a/b/two.txt", "two"), ("three.txt", "three")];
+        build(&out, b"v", &files).unwrap();
+        let origin = Origin::all("t.yaml", b"v");
+        assert!(is_current(&out, origin));
+        // Another input, another file name, other targets, another weave: not this lock's build.
+        assert!(!is_current(&out, Origin::all("t.yaml", b"w")));
+        assert!(!is_current(&out, Origin::all("other.yaml", b"v")));
+        assert!(!is_current(&out, Origin { targets: &["k8s".to_owned()], ..origin }));
+        let lock_path = out.join(LOCK_FILE);
+        let lock_bytes = fs::read(&lock_path).unwrap();
+        let text = String::from_utf8(lock_bytes.clone()).unwrap();
+        let other_version = text.replacen(crate::emit::WEAVE_VERSION, "0.0.0-other", 1);
+        fs::write(&lock_path, other_version).unwrap();
+        assert!(!is_current(&out, origin));
+        // The same lock in another layout is not the form weave writes.
+        fs::write(&lock_path, text.replace("\n  ", "\n    ")).unwrap();
+        assert!(!is_current(&out, origin));
+        fs::write(&lock_path, &lock_bytes).unwrap();
+        mark_lock_current(&out).unwrap();
+        assert!(is_current(&out, origin));
+
+        let restore = || {
+            fs::remove_dir_all(&out).unwrap();
+            build(&out, b"v", &files).unwrap();
+            assert!(is_current(&out, origin));
+        };
+        // A file edited to the same size with its old modification time put back: its status
+        // change time gives it away (every file strictly older than the lock first, so that the
+        // times alone would vouch for it).
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        mark_lock_current(&out).unwrap();
+        let path = out.join("a/b/two.txt");
+        let modified = fs::metadata(&path).unwrap().modified().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        fs::write(&path, "TWO").unwrap();
+        fs::File::options().write(true).open(&path).unwrap().set_modified(modified).unwrap();
+        assert!(!is_current(&out, origin));
+        restore();
+        // A file removed, a file added deep down, an empty directory added, a file replaced by a link.
+        fs::remove_file(out.join("three.txt")).unwrap();
+        assert!(!is_current(&out, origin));
+        restore();
+        fs::write(out.join("a/b/extra.txt"), "x").unwrap();
+        assert!(!is_current(&out, origin));
+        restore();
+        fs::create_dir(out.join("a/b/empty")).unwrap();
+        assert!(!is_current(&out, origin));
+        restore();
+        #[cfg(unix)]
+        {
+            fs::remove_file(out.join("a/one.txt")).unwrap();
+            std::os::unix::fs::symlink("../three.txt", out.join("a/one.txt")).unwrap();
+            assert!(!is_current(&out, origin));
+            restore();
+        }
+        // Every file newer than the lock (a tree copied without its times): each is read, and the
+        // answer is still right.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        for (path, bytes) in files {
+            fs::write(out.join(path), bytes).unwrap();
+        }
+        assert!(is_current(&out, origin));
+        fs::write(out.join("a/one.txt"), "ONE").unwrap();
+        assert!(!is_current(&out, origin));
+    }
+
+    #[test]
+    fn a_lock_vouches_only_for_what_is_strictly_older() {
+        let now = SystemTime::now();
+        let earlier = now - std::time::Duration::from_secs(1);
+        let times = LockTimes { modified: Some(now), changed: Some(now) };
+        assert!(times.vouches_for(Some(earlier), Some(earlier)));
+        assert!(times.vouches_for(Some(earlier), None), "no status change time off Unix");
+        assert!(!times.vouches_for(Some(now), Some(earlier)), "the same tick is a doubt");
+        assert!(!times.vouches_for(Some(earlier), Some(now)), "a status changed since");
+        assert!(!times.vouches_for(None, Some(earlier)));
+        assert!(!LockTimes { modified: Some(now), changed: None }.vouches_for(Some(earlier), Some(earlier)));
     }
 
     #[test]

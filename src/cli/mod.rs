@@ -348,15 +348,16 @@ fn validate(args: &ValidateArgs) -> u8 {
 }
 
 fn build(args: &BuildArgs) -> u8 {
+    if args.check {
+        return build_check(args);
+    }
     let (compiled, source) = match compile_file(&args.file) {
         Ok(compiled) => compiled,
         Err(code) => return code,
     };
-    let bytes = source.text.as_bytes();
-    if args.check {
-        return build_check(args, &compiled, &source);
-    }
-    let result = write::build_atomically(&args.out, args.force, &source.name, bytes, |sink| {
+    let targets = crate::target_selection(&args.only);
+    let origin = write::Origin { input_name: &source.name, input: source.text.as_bytes(), targets: &targets };
+    let result = write::build_atomically(&args.out, args.force, origin, |sink| {
         crate::emit_parallel(&compiled, &args.only, sink)
     });
     match result {
@@ -381,10 +382,19 @@ fn build(args: &BuildArgs) -> u8 {
     }
 }
 
-/// `weave build --check`: compares OUT with what the topology produces from the lock and the files'
-/// metadata, reading a file only where its size or time leaves a doubt. Writes nothing, except that
-/// a build a stopped run left half done is finished first.
-fn build_check(args: &BuildArgs, compiled: &Compiled, source: &Source) -> u8 {
+/// `weave build --check`: compares OUT with what the topology produces. When OUT's lock records
+/// this very topology (same bytes, same weave, same targets), the answer comes from the lock and the
+/// files' metadata alone, reading a file only where its times leave a doubt; otherwise the topology
+/// is analysed and built in memory and each artifact compared (by the lock's digest where the file's
+/// size and times vouch for it). Writes nothing, except that a build a stopped run left half done is
+/// finished first.
+fn build_check(args: &BuildArgs) -> u8 {
+    let source = match read_source(&args.file) {
+        Ok(source) => source,
+        Err(code) => return code,
+    };
+    let targets = crate::target_selection(&args.only);
+    let origin = write::Origin { input_name: &source.name, input: source.text.as_bytes(), targets: &targets };
     let opened = match write::open(&args.out) {
         Ok(opened) => opened,
         Err(error) => {
@@ -395,18 +405,29 @@ fn build_check(args: &BuildArgs, compiled: &Compiled, source: &Source) -> u8 {
     if opened.rolled_forward {
         eprintln!("finished the interrupted build of {}", args.out.display());
     }
-    let mut sink = match write::CheckSink::new(&args.out) {
-        Ok(sink) => sink,
+    if write::is_current(&args.out, origin) {
+        // The lock says this topology built OUT, so it was valid; its warnings are `validate`'s.
+        eprintln!("{} is up to date with {} (as its lock records)", args.out.display(), source.name);
+        return EXIT_OK;
+    }
+    let baseline = match write::Baseline::read_for_check(&args.out) {
+        Ok(baseline) => baseline,
         Err(error) => {
             eprintln!("error: {error}");
             return EXIT_USAGE;
         }
     };
-    if let Err(error) = crate::emit_parallel(compiled, &args.only, &mut sink) {
+    let analysis = crate::analyze(&source, &Limits::default());
+    if !analysis.diagnostics.is_empty() {
+        eprint!("{}", diagnostics::render_human(&analysis.diagnostics, &source, stderr_color()));
+    }
+    let Ok(compiled) = analysis.into_compiled() else { return EXIT_INVALID };
+    let mut sink = write::CheckSink::with_baseline(baseline);
+    if let Err(error) = crate::emit_parallel(&compiled, &args.only, &mut sink) {
         eprintln!("error: {error}");
         return EXIT_USAGE;
     }
-    let staleness = sink.finish(&source.name, source.text.as_bytes());
+    let staleness = sink.finish(origin);
     drop(opened);
     if staleness.is_fresh() {
         eprintln!("{} is up to date with {}", args.out.display(), source.name);

@@ -92,7 +92,7 @@ pub fn artifacts(compiled: &Compiled, input_name: &str, input: &[u8]) -> BTreeMa
     // Emitting into memory cannot fail: the only error an emitter returns is its sink's.
     let _ = crate::emit(compiled, &[], &mut sink);
     let files = sink.artifacts.iter().map(|(path, bytes)| (path.clone(), write::sha256_hex(bytes))).collect();
-    let lock = write::Lock::new(input_name, input, files);
+    let lock = write::Lock::new(write::Origin::all(input_name, input), files);
     sink.artifacts.insert(write::LOCK_FILE.to_owned(), lock.to_bytes());
     sink.artifacts
 }

@@ -11,8 +11,9 @@ use std::time::SystemTime;
 /// What a path inside OUT holds, from its metadata alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Entry {
-    /// A regular file of this size, last modified then.
-    File { len: u64, modified: Option<SystemTime> },
+    /// A regular file of this size, last modified then, its status (content, name, mode) last
+    /// changed then (`st_ctime`, which no program can set back; unknown off Unix).
+    File { len: u64, modified: Option<SystemTime>, changed: Option<SystemTime> },
     /// Anything else that is not a directory: a symbolic link (never followed), a FIFO, a socket, a
     /// device. weave writes none of these.
     Other,
@@ -53,7 +54,11 @@ pub fn scan(root: &Path, skip: &[&str]) -> io::Result<Tree> {
                 let metadata = entry.metadata()?;
                 tree.entries.insert(
                     relative,
-                    Entry::File { len: metadata.len(), modified: metadata.modified().ok() },
+                    Entry::File {
+                        len: metadata.len(),
+                        modified: metadata.modified().ok(),
+                        changed: changed_time(&metadata),
+                    },
                 );
             } else {
                 tree.entries.insert(relative, Entry::Other);
@@ -61,6 +66,104 @@ pub fn scan(root: &Path, skip: &[&str]) -> io::Result<Tree> {
         }
     }
     Ok(tree)
+}
+
+/// What a path holds, from its metadata: the parts weave compares.
+#[derive(Debug, Clone, Copy)]
+pub struct Status {
+    pub kind: Kind,
+    pub len: u64,
+    pub modified: Option<SystemTime>,
+    /// When its status last changed (`st_ctime`); unknown off Unix.
+    pub changed: Option<SystemTime>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    File,
+    Directory,
+    /// A symbolic link (never followed), FIFO, socket or device.
+    Other,
+}
+
+/// A directory held open to look up the status of paths beneath it, each without walking the
+/// directory's own path again: the metadata of a large OUT is hundreds of thousands of lookups.
+pub struct Anchor {
+    #[cfg(unix)]
+    directory: rustix::fd::OwnedFd,
+    #[cfg(not(unix))]
+    directory: PathBuf,
+}
+
+impl Anchor {
+    pub fn open(directory: &Path) -> io::Result<Anchor> {
+        #[cfg(unix)]
+        {
+            use rustix::fs::{Mode, OFlags};
+            let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            Ok(Anchor { directory: rustix::fs::open(directory, flags, Mode::empty())? })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(Anchor { directory: directory.to_path_buf() })
+        }
+    }
+
+    /// The status of `relative` (`/`-separated, empty for the directory itself), a symbolic link
+    /// not followed.
+    pub fn status(&self, relative: &str) -> io::Result<Status> {
+        #[cfg(unix)]
+        {
+            use rustix::fs::{AtFlags, FileType};
+            let relative = if relative.is_empty() { "." } else { relative };
+            let stat = rustix::fs::statat(&self.directory, relative, AtFlags::SYMLINK_NOFOLLOW)?;
+            let time = |seconds: i64, nanoseconds: i64| {
+                let duration =
+                    std::time::Duration::new(u64::try_from(seconds).ok()?, u32::try_from(nanoseconds).ok()?);
+                SystemTime::UNIX_EPOCH.checked_add(duration)
+            };
+            let kind = match FileType::from_raw_mode(stat.st_mode as _) {
+                FileType::RegularFile => Kind::File,
+                FileType::Directory => Kind::Directory,
+                _ => Kind::Other,
+            };
+            #[allow(clippy::useless_conversion, clippy::unnecessary_cast)]
+            Ok(Status {
+                kind,
+                len: u64::try_from(stat.st_size).unwrap_or(0),
+                modified: time(stat.st_mtime as i64, stat.st_mtime_nsec as i64),
+                changed: time(stat.st_ctime as i64, stat.st_ctime_nsec as i64),
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            let metadata = fs::symlink_metadata(self.directory.join(relative))?;
+            let kind = if metadata.is_file() {
+                Kind::File
+            } else if metadata.is_dir() {
+                Kind::Directory
+            } else {
+                Kind::Other
+            };
+            Ok(Status { kind, len: metadata.len(), modified: metadata.modified().ok(), changed: None })
+        }
+    }
+}
+
+/// When a file's status last changed (`st_ctime`): its content, name or mode.
+pub fn changed_time(metadata: &fs::Metadata) -> Option<SystemTime> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        let seconds = u64::try_from(metadata.ctime()).ok()?;
+        let nanoseconds = u32::try_from(metadata.ctime_nsec()).ok()?;
+        SystemTime::UNIX_EPOCH.checked_add(std::time::Duration::new(seconds, nanoseconds))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = metadata;
+        None
+    }
 }
 
 /// Opens a file for reading only if it is a regular file: a symbolic link is not followed and a

@@ -251,3 +251,41 @@ fn builds_into_a_mount_point() {
     assert_eq!(code(&second), 0, "{}", stderr(&second));
     assert_eq!(code(&check), 0, "{}", stderr(&check));
 }
+
+#[test]
+fn check_of_an_unchanged_topology_answers_from_the_lock_and_a_partial_build_records_its_targets() {
+    let directory = tempfile::tempdir().unwrap();
+    let out = directory.path().join("out");
+    let out_arg = out.to_str().unwrap();
+    assert_eq!(code(&weave(&["build", TOPOLOGY, "-o", out_arg])), 0);
+    let check = weave(&["build", "--check", TOPOLOGY, "-o", out_arg]);
+    assert_eq!(code(&check), 0, "{}", stderr(&check));
+    assert!(
+        stderr(&check).contains("up to date") && stderr(&check).contains("as its lock records"),
+        "{}",
+        stderr(&check)
+    );
+    // A file edited by hand: the lock no longer vouches, the build in memory says what changed.
+    std::fs::write(out.join("graph.mmd"), "flowchart LR\n").unwrap();
+    let stale = weave(&["build", "--check", TOPOLOGY, "-o", out_arg]);
+    assert_eq!(code(&stale), 1, "{}", stderr(&stale));
+    assert_eq!(String::from_utf8_lossy(&stale.stdout), "changed  graph.mmd\n");
+
+    // `--only` is recorded in the lock, so a partial OUT is current only for the same targets.
+    let partial = directory.path().join("partial");
+    let partial_arg = partial.to_str().unwrap();
+    assert_eq!(code(&weave(&["build", TOPOLOGY, "--only", "opa,k8s", "-o", partial_arg])), 0);
+    let lock: weave::write::Lock =
+        serde_json::from_slice(&std::fs::read(partial.join("weave.lock.json")).unwrap()).unwrap();
+    assert_eq!(lock.targets, ["k8s", "opa"], "in the targets' order");
+    let same = weave(&["build", "--check", TOPOLOGY, "--only", "k8s,opa,k8s", "-o", partial_arg]);
+    assert!(stderr(&same).contains("as its lock records"), "{}", stderr(&same));
+    let whole = weave(&["build", "--check", TOPOLOGY, "-o", partial_arg]);
+    assert_eq!(code(&whole), 1, "{}", stderr(&whole));
+    assert!(String::from_utf8_lossy(&whole.stdout).contains("changed  weave.lock.json"));
+    // Every target named is the whole build, whose lock names none.
+    let every = "terraform,spire,k8s,tailscale,opa,prometheus,otel,image,gitops,deploy";
+    assert_eq!(code(&weave(&["build", TOPOLOGY, "--only", every, "-o", partial_arg])), 0);
+    assert_eq!(code(&weave(&["build", TOPOLOGY, "-o", out_arg])), 0);
+    assert_eq!(weave::write::read_tree(&partial).unwrap(), weave::write::read_tree(&out).unwrap());
+}
