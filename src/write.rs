@@ -731,13 +731,39 @@ pub fn build_atomically(
     origin: Origin<'_>,
     emit: impl FnOnce(&mut DirectorySink) -> io::Result<()>,
 ) -> Result<Written, WriteError> {
-    let mut opened = open(out)?;
-    let result = match Baseline::read(out, force)? {
-        None => build_whole(out, &mut opened, origin, emit),
-        Some(baseline) => update(out, baseline, origin, emit),
-    };
-    drop(opened);
-    result
+    prepare(out, force)?.build(origin, emit)
+}
+
+/// OUT opened for a build ([`open`]) and read ([`Baseline::read`]): the part of
+/// [`build_atomically`] that needs no artifact, which `weave build` does while it analyses the
+/// topology. Holds OUT's lock until built or dropped.
+pub struct Prepared {
+    out: PathBuf,
+    opened: Opened,
+    baseline: Option<Baseline>,
+}
+
+pub fn prepare(out: &Path, force: bool) -> Result<Prepared, WriteError> {
+    let opened = open(out)?;
+    let baseline = Baseline::read(out, force)?;
+    Ok(Prepared { out: out.to_path_buf(), opened, baseline })
+}
+
+impl Prepared {
+    /// The rest of [`build_atomically`].
+    pub fn build(
+        self,
+        origin: Origin<'_>,
+        emit: impl FnOnce(&mut DirectorySink) -> io::Result<()>,
+    ) -> Result<Written, WriteError> {
+        let Prepared { out, mut opened, baseline } = self;
+        let result = match baseline {
+            None => build_whole(&out, &mut opened, origin, emit),
+            Some(baseline) => update(&out, baseline, origin, emit),
+        };
+        drop(opened);
+        result
+    }
 }
 
 fn emit_error(at: &Path, error: io::Error) -> WriteError {

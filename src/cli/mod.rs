@@ -351,14 +351,21 @@ fn build(args: &BuildArgs) -> u8 {
     if args.check {
         return build_check(args);
     }
-    let (compiled, source) = match compile_file(&args.file) {
+    // OUT is opened and its metadata read while the topology is analysed; an invalid topology
+    // still reports only its diagnostics.
+    let (compiled, prepared) = std::thread::scope(|scope| {
+        let prepared = scope.spawn(|| write::prepare(&args.out, args.force));
+        let compiled = compile_file(&args.file);
+        (compiled, prepared.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+    });
+    let (compiled, source) = match compiled {
         Ok(compiled) => compiled,
         Err(code) => return code,
     };
     let targets = crate::target_selection(&args.only);
     let origin = write::Origin { input_name: &source.name, input: source.text.as_bytes(), targets: &targets };
-    let result = write::build_atomically(&args.out, args.force, origin, |sink| {
-        crate::emit_parallel(&compiled, &args.only, sink)
+    let result = prepared.and_then(|prepared| {
+        prepared.build(origin, |sink| crate::emit_parallel(&compiled, &args.only, sink))
     });
     match result {
         Ok(written) if written.whole => {
