@@ -335,31 +335,32 @@ enum Scan {
     Line { plain: bool },
 }
 
-/// Classifies a string in one pass: its bytes, its line breaks, and the indicators inside it that
-/// keep it from being plain (`: ` and ` #`); the checks at its ends are [`plain_allowed`]'s.
+/// Classifies a string: its bytes, its line breaks, and the indicators inside it that keep it from
+/// being plain (`: ` and ` #`); the checks at its ends are [`plain_allowed`]'s. The first two are
+/// passes the compiler vectorizes (the long strings are the multi-line ones, ConfigMaps' files, which
+/// need nothing more); only a single line is looked at byte by byte.
 fn scan(bytes: &[u8]) -> Scan {
-    let mut multiline = false;
+    let printable = bytes
+        .iter()
+        .fold(true, |printable, &byte| printable & (matches!(byte, b' '..=b'~') | (byte == b'\n')));
+    if !printable {
+        return Scan::Unsupported;
+    }
+    if bytes.contains(&b'\n') {
+        return Scan::Multiline;
+    }
     let mut inner_indicator = false;
     let mut previous = b' ';
     for (index, &byte) in bytes.iter().enumerate() {
-        match byte {
-            b'\n' => multiline = true,
-            b':' => {
-                if index > 0 && bytes.get(index + 1).is_none_or(|&next| next == b' ') {
-                    inner_indicator = true;
-                }
-            }
-            b'#' => {
-                if index > 0 && previous == b' ' {
-                    inner_indicator = true;
-                }
-            }
-            b' '..=b'~' => {}
-            _ => return Scan::Unsupported,
-        }
+        let indicator = match byte {
+            b':' => index > 0 && bytes.get(index + 1).is_none_or(|&next| next == b' '),
+            b'#' => index > 0 && previous == b' ',
+            _ => false,
+        };
+        inner_indicator |= indicator;
         previous = byte;
     }
-    if multiline { Scan::Multiline } else { Scan::Line { plain: !inner_indicator && plain_allowed(bytes) } }
+    Scan::Line { plain: !inner_indicator && plain_allowed(bytes) }
 }
 
 /// Whether a one-line string of printable ASCII without `: ` or ` #` inside it (see [`scan`]) can be
