@@ -334,16 +334,8 @@ pub fn is_current(out: &Path, origin: Origin<'_>) -> bool {
     }
     let files: Vec<(&str, &str)> = lock.files.iter().map(|(path, digest)| (*path, *digest)).collect();
     // Every directory the lock implies, sorted, the root (``) first.
-    let mut directories: BTreeSet<&str> = BTreeSet::from([""]);
-    for (path, _) in &files {
-        let mut end = path.len();
-        while let Some(slash) = path[..end].rfind('/') {
-            if !directories.insert(&path[..slash]) {
-                break;
-            }
-            end = slash;
-        }
-    }
+    let mut directories = directories_of(files.iter().map(|(path, _)| *path));
+    directories.insert("");
     let directories: Vec<&str> = directories.into_iter().collect();
     // The names a directory of a build holds: its files and subdirectories (both lists are sorted,
     // so a directory's descendants are one range of each).
@@ -415,6 +407,21 @@ pub fn is_current(out: &Path, origin: Origin<'_>) -> bool {
         if current { Ok(()) } else { Err(()) }
     })
     .is_ok()
+}
+
+/// The directories that hold files at these `/`-separated paths: every ancestor of each.
+fn directories_of<'a>(paths: impl Iterator<Item = &'a str>) -> BTreeSet<&'a str> {
+    let mut directories = BTreeSet::new();
+    for path in paths {
+        let mut end = path.len();
+        while let Some(slash) = path[..end].rfind('/') {
+            if !directories.insert(&path[..slash]) {
+                break;
+            }
+            end = slash;
+        }
+    }
+    directories
 }
 
 /// An existing OUT as the previous build left it: its files' metadata and its lock.
@@ -842,17 +849,7 @@ fn update(
         }
         let remove: Vec<String> =
             baseline.paths().filter(|path| !lock.files.contains_key(*path)).cloned().collect();
-        // Directories the new build has: every ancestor of one of its files.
-        let mut needed = BTreeSet::new();
-        for path in lock.files.keys() {
-            let mut end = path.len();
-            while let Some(slash) = path[..end].rfind('/') {
-                if !needed.insert(&path[..slash]) {
-                    break;
-                }
-                end = slash;
-            }
-        }
+        let needed = directories_of(lock.files.keys().map(String::as_str));
         let mut remove_directories: Vec<String> = baseline
             .tree
             .directories
