@@ -1,16 +1,25 @@
 // The Kubernetes manifests that bench/run.sh compares weave with, written the way a team would write
 // them in Jsonnet. Per site that has agents: the agents' Namespace and the default-deny
-// NetworkPolicy. Per agent: a ServiceAccount, a ConfigMap (the agent config), a Deployment (the
-// agent plus the userspace Tailscale sidecar), a Service, a headless metrics Service (when metrics
-// are on) and, with more than one replica, a PodDisruptionBudget. Objects and fields are those of
-// `weave build --only k8s` for these kinds, except the `app.kubernetes.io/managed-by` label;
+// NetworkPolicy. Per agent, the objects of weave's `agents/<agent>.yaml`: a ServiceAccount, a
+// ConfigMap with the agent config, a ConfigMap `<agent>-opa` with the agent's OPA data (the facts
+// about calls into it), a Deployment (the agent and its OPA sidecar), a Service, a headless metrics
+// Service (when metrics are on), the Tailscale operator's ingress Service `<agent>-tailnet` (when
+// an agent of another site calls it) and, with more than one replica, a PodDisruptionBudget.
+// Objects and fields are those of `weave build --only k8s` for these kinds, except the
+// `app.kubernetes.io/managed-by` label and the pod annotation `agentweave.io/inputs-sha256`;
 // `run_peers.py compare` checks that.
 //
-// It covers what gen-topology.py writes (the `sites:` form, userspace Tailscale, no fallbacks, no
-// spot or edge scheduling, no minAvailable); weave also checks the topology and renders SPIRE, OPA
-// and every allow NetworkPolicy, which this program does not.
+// The annotation is left out: weave's is the SHA-256 of the OPA policy, the OPA data and the agent
+// config, each preceded by its length as 8 little-endian bytes, and std.sha256 hashes the UTF-8 of a
+// string, which cannot hold such bytes (nor has this program the policy text, which lives in the
+// mesh-wide ConfigMap `opa-policy`). `run_peers.py compare` checks weave's annotation instead.
 //
-// Run with go-jsonnet (PyPI `gojsonnet`: std.parseYaml and std.sha256 are not in the C++ build).
+// It covers what gen-topology.py writes (the `sites:` form, Tailscale with a named tailnet, no
+// fallbacks, no spot or edge scheduling, no minAvailable); weave also checks the topology and
+// renders SPIRE, the mesh-wide OPA policy and data, the tailnet's egress Services and every allow
+// NetworkPolicy, which this program does not.
+//
+// Run with go-jsonnet (PyPI `gojsonnet`: std.parseYaml is not in the C++ build) or jrsonnet.
 // Input: the topology file's text (top-level argument `topologyYaml`). Output: an object from file
 // path (k8s/<site>/...) to that file's YAML stream, as `jsonnet -m` would write them.
 function(topologyYaml)
@@ -20,10 +29,29 @@ function(topologyYaml)
   local siteNames = std.objectFields(topology.sites);
   local tailscale = topology.networking.tailscale;
   local tailscaleOn = topology.networking.type == 'tailscale';
-  local tailnet = std.get(tailscale, 'tailnet');
+  // With a named tailnet the Tailscale operator's proxies carry calls between sites.
+  local tailnetOn = tailscaleOn && std.get(tailscale, 'tailnet') != null;
   local observability = topology.observability;
   local tracingOn = observability.tracing.enabled;
-  local metricsService = observability.metrics.enabled && std.objectHas(observability.metrics, 'central');
+  // Spans go to the site's OpenTelemetry Collector, which runs when tracing has a backend.
+  local collectorOn = tracingOn && std.objectHas(observability.tracing, 'endpoint');
+  local collectorEndpoint = 'http://otel-collector.monitoring.svc:4317';
+  // Each site's Prometheus (the central one: `metrics.central`, else the first site) scrapes the
+  // agents through a headless Service.
+  local metricsService = observability.metrics.enabled
+                         && (!std.objectHas(observability.metrics, 'central')
+                             || std.objectHas(topology.sites, observability.metrics.central));
+  local authorization = std.get(topology, 'authorization', {});
+  local publicActions = std.set(std.get(authorization, 'publicActions', []));
+  local federation = std.get(topology, 'federation', {});
+  local federationOn = std.get(federation, 'enabled', false);
+
+  // OPA's API port (on localhost) and diagnostic port: 8181 and 8282, or the next ports the agent's
+  // own do not take.
+  local freePort(port, taken) =
+    if std.member(taken, port) then freePort(if port == 65535 then 1024 else port + 1, taken) else port;
+  local opaApiPort = freePort(8181, [mesh.port, mesh.metricsPort]);
+  local opaDiagnosticPort = freePort(8282, [mesh.port, mesh.metricsPort, opaApiPort]);
 
   local spiffeId(trustDomain, name) =
     std.strReplace(std.strReplace(topology.identity.idTemplate, '{trustDomain}', trustDomain), '{name}', name);
@@ -36,9 +64,44 @@ function(topologyYaml)
   };
 
   local clusterOf(siteName) = mesh.name + '-' + siteName;
+  local regionOf(siteName) = std.get(topology.sites[siteName], 'region', siteName);
 
   // The list without repeats, in the order of first appearance.
   local orderedUnique(list) = std.foldl(function(kept, item) if std.member(kept, item) then kept else kept + [item], list, []);
+
+  // The trust domains federated with each trust domain: every other one (`pairs: all`) or those the
+  // pairs list with it.
+  local trustDomains = std.set([topology.sites[siteName].trustDomain for siteName in siteNames]);
+  local pairs = std.get(federation, 'pairs', 'all');
+  local federated(left, right) =
+    federationOn && (!std.isArray(pairs) || std.member(pairs, [left, right]) || std.member(pairs, [right, left]));
+  local federationPeers = {
+    [domain]: [other for other in trustDomains if other != domain && federated(domain, other)]
+    for domain in trustDomains
+  };
+
+  // Every declared call edge, the calls of one caller to one callee merged (their actions in
+  // written order), grouped by callee: an agent's OPA data holds the edges into it. Every agent has
+  // an entry, so that lookups index the object (go-jsonnet's std.get and std.objectHas list the
+  // fields of an object: with one lookup per agent, quadratic).
+  local edges = [
+    {
+      caller: agent.name,
+      callerSite: siteName,
+      callee: callee,
+      actions: orderedUnique(std.flattenArrays([call.actions for call in std.get(agent, 'calls', []) if call.agent == callee])),
+    }
+    for siteName in siteNames
+    for agent in topology.sites[siteName].agents
+    for callee in std.set([call.agent for call in std.get(agent, 'calls', [])])
+  ];
+  local groupBy(items, key) =
+    local sorted = std.sort(items, keyF=function(item) item[key]);
+    local count = std.length(sorted);
+    local starts = [i for i in std.range(0, count - 1) if i == 0 || sorted[i][key] != sorted[i - 1][key]];
+    local end(k) = if k + 1 < std.length(starts) then starts[k + 1] else count;
+    { [sorted[starts[k]][key]]: sorted[starts[k]:end(k)] for k in std.range(0, std.length(starts) - 1) };
+  local edgesInto = { [name]: [] for name in std.objectFields(siteOf) } + groupBy(edges, 'callee');
 
   local labels(siteName, site, name, component) = {
     'agentweave.io/provider': site.provider,
@@ -50,13 +113,14 @@ function(topologyYaml)
   };
   local selector(name) = { 'app.kubernetes.io/component': 'agent', 'app.kubernetes.io/name': name };
 
+  // A caller dials every callee at its Service name: the callee's own Service in its site, the
+  // Tailscale operator's egress Service in another.
   local serviceAddress(name) = name + '.' + namespace + '.svc.cluster.local:' + mesh.port;
-  local address(fromSite, callee) =
-    if tailscaleOn && tailnet != null && siteOf[callee] != fromSite
-    then callee + '.' + tailnet + '.ts.net:' + mesh.port
-    else serviceAddress(callee);
   local advertise(name) =
-    if tailscaleOn && tailnet != null then name + '.' + tailnet + '.ts.net:' + mesh.port else serviceAddress(name);
+    if tailnetOn then name + '.' + tailscale.tailnet + '.ts.net:' + mesh.port else serviceAddress(name);
+  local tailscaleTags(agent) =
+    ['tag:' + mesh.name + '-' + agent.name]
+    + std.set(['tag:' + (if std.startsWith(tag, 'tag:') then tag[4:] else tag) for tag in std.get(tailscale, 'tags', [mesh.name])]);
 
   local restricted = {
     runAsNonRoot: true,
@@ -82,7 +146,7 @@ function(topologyYaml)
     local observed = {
       site: siteName,
       provider: site.provider,
-      region: site.region,
+      region: regionOf(siteName),
       cluster: clusterOf(siteName),
     };
     {
@@ -98,8 +162,7 @@ function(topologyYaml)
         policy_path: 'agentweave/authz',
         opa: {
           enabled: true,
-          policy_file: '/etc/agentweave/opa/authz.rego',
-          data_file: '/etc/agentweave/opa/data.json',
+          url: 'http://127.0.0.1:' + opaApiPort,
           decision: 'data.agentweave.authz.allow',
         },
       },
@@ -113,7 +176,7 @@ function(topologyYaml)
       agent_registry: {
         [callee]: {
           spiffe_id: spiffeId(topology.sites[siteOf[callee]].trustDomain, callee),
-          address: 'https://' + address(siteName, callee),
+          address: 'https://' + serviceAddress(callee),
           actions: orderedUnique(std.flattenArrays([call.actions for call in calls if call.agent == callee])),
         }
         for callee in std.set([call.agent for call in calls])
@@ -125,7 +188,8 @@ function(topologyYaml)
           default_fields: observed,
         },
         metrics: { enabled: observability.metrics.enabled, port: mesh.metricsPort, path: '/metrics', labels: observed },
-        tracing: { enabled: tracingOn, service_name: agent.name },
+        tracing: { enabled: collectorOn, service_name: agent.name }
+                 + (if collectorOn then { endpoint: collectorEndpoint } else {}),
       },
       metadata: observed { name: agent.name, trust_domain: trustDomain },
     };
@@ -137,17 +201,16 @@ function(topologyYaml)
     env: [
       env('AGENTWEAVE_CONFIG', '/etc/agentweave/config/config.yaml'),
       env('SPIFFE_ENDPOINT_SOCKET', 'unix:///run/spire/sockets/agent.sock'),
-    ] + (if tracingOn then [
-           env('OTEL_SERVICE_NAME', agent.name),
-           env('OTEL_RESOURCE_ATTRIBUTES',
-               'cloud.provider=' + site.provider + ',cloud.region=' + site.region + ',k8s.cluster.name='
-               + clusterOf(siteName) + ',agentweave.site=' + siteName),
+    ] + (if collectorOn then [
+           env('OTEL_EXPORTER_OTLP_ENDPOINT', collectorEndpoint),
+           env('OTEL_EXPORTER_OTLP_PROTOCOL', 'grpc'),
          ] else [])
-         + (if tailscaleOn then [
-              env('HTTPS_PROXY', 'http://127.0.0.1:1055'),
-              env('ALL_PROXY', 'socks5h://127.0.0.1:1055'),
-              env('NO_PROXY', '.svc,.svc.cluster.local,localhost,127.0.0.1'),
-            ] else []),
+    + (if tracingOn then [
+         env('OTEL_SERVICE_NAME', agent.name),
+         env('OTEL_RESOURCE_ATTRIBUTES',
+             'cloud.provider=' + site.provider + ',cloud.region=' + regionOf(siteName) + ',k8s.cluster.name='
+             + clusterOf(siteName) + ',agentweave.site=' + siteName),
+       ] else []),
     ports: [
       { name: 'mtls', containerPort: mesh.port, protocol: 'TCP' },
       { name: 'metrics', containerPort: mesh.metricsPort, protocol: 'TCP' },
@@ -161,54 +224,68 @@ function(topologyYaml)
     securityContext: restricted,
     volumeMounts: [
       { name: 'config', mountPath: '/etc/agentweave/config', readOnly: true },
-      { name: 'opa', mountPath: '/etc/agentweave/opa', readOnly: true },
       { name: 'spire-agent-socket', mountPath: '/run/spire/sockets', readOnly: true },
       { name: 'tmp', mountPath: '/tmp' },
     ],
   };
 
-  local tailscaleContainer(agent) = {
-    name: 'tailscale',
-    image: 'ghcr.io/tailscale/tailscale:v1.86.5',
+  // The agent's OPA: the mesh's policy and the agent's own data, answering on localhost only; the
+  // diagnostic listener serves /health to the kubelet.
+  local opaContainer = {
+    name: 'opa',
+    image: 'openpolicyagent/opa:1.16.0-static',
     imagePullPolicy: 'Always',
-    env: [
-      env('TS_AUTHKEY', 'file:/etc/tailscale/auth/TS_AUTHKEY'),
-      env('TS_HOSTNAME', agent.name),
-      env('TS_EXTRA_ARGS', '--advertise-tags=' + std.join(',', ['tag:' + mesh.name + '-' + agent.name]
-                                                          + ['tag:' + tag for tag in std.set(tailscale.tags)])),
-      env('TS_USERSPACE', 'true'),
-      env('TS_KUBE_SECRET', ''),
-      env('TS_STATE_DIR', '/var/lib/tailscale'),
-      env('TS_AUTH_ONCE', 'true'),
-      env('TS_ENABLE_HEALTH_CHECK', 'true'),
-      env('TS_SOCKS5_SERVER', '127.0.0.1:1055'),
-      env('TS_OUTBOUND_HTTP_PROXY_LISTEN', '127.0.0.1:1055'),
+    args: [
+      'run',
+      '--server',
+      '--addr=127.0.0.1:' + opaApiPort,
+      '--diagnostic-addr=0.0.0.0:' + opaDiagnosticPort,
+      '--disable-telemetry',
+      '--log-level=error',
+      '/etc/opa/authz.rego',
+      '/etc/opa/agent-data.json',
     ],
-    ports: [{ name: 'ts-health', containerPort: 9002, protocol: 'TCP' }],
+    ports: [{ name: 'opa-diag', containerPort: opaDiagnosticPort, protocol: 'TCP' }],
     resources: {
       requests: { cpu: '50m', memory: '64Mi' },
       limits: { cpu: '500m', memory: '256Mi' },
     },
-    livenessProbe: probe('/healthz', 'ts-health', 30, 10, 6),
-    readinessProbe: probe('/healthz', 'ts-health', 5, 5, 3),
+    livenessProbe: probe('/health', 'opa-diag', 10, 10, 3),
+    readinessProbe: probe('/health', 'opa-diag', 2, 5, 3),
     securityContext: restricted,
-    volumeMounts: [
-      { name: 'tailscale-auth', mountPath: '/etc/tailscale/auth', readOnly: true },
-      { name: 'tailscale-state', mountPath: '/var/lib/tailscale' },
-      { name: 'tailscale-tmp', mountPath: '/tmp' },
-      {
-        name: 'tailscale-kube-api',
-        mountPath: '/var/run/secrets/kubernetes.io/serviceaccount',
-        readOnly: true,
-      },
-    ],
+    volumeMounts: [{ name: 'opa', mountPath: '/etc/opa', readOnly: true }],
   };
+
+  // The data of the agent's OPA, under `agentweave`: the mesh-wide settings, the agent's own SPIFFE
+  // ID and trust domain, the domains federated with it, and the declared calls into it.
+  local opaData(siteName, site, agent) =
+    local id = spiffeId(site.trustDomain, agent.name);
+    {
+      agentweave: {
+        mesh: mesh.name,
+        allow_same_trust_domain: std.get(authorization, 'allowSameTrustDomain', false),
+        public_actions: publicActions,
+        federation: { enabled: federationOn, peers: { [site.trustDomain]: federationPeers[site.trustDomain] } },
+        agents: { [id]: site.trustDomain },
+        edges: {
+          [spiffeId(topology.sites[edge.callerSite].trustDomain, edge.caller)]: { [id]: std.set(edge.actions) }
+          for edge in edgesInto[agent.name]
+        },
+      },
+    };
 
   local agentManifests(siteName, site, agent) =
     local agentLabels = labels(siteName, site, agent.name, 'agent');
     local meta(name) = { name: name, namespace: namespace, labels: agentLabels };
     local configText = std.manifestYamlDoc(agentConfig(siteName, site, agent), quote_keys=false);
     local replicas = std.get(agent, 'replicas', 1);
+    // Other sites dial the agent over the tailnet: the operator's ingress proxy, a device named like
+    // the agent, forwards to its Service.
+    local dialledFromAfar = tailnetOn && std.length([
+      edge
+      for edge in edgesInto[agent.name]
+      if edge.callerSite != siteName
+    ]) > 0;
     [
       {
         apiVersion: 'v1',
@@ -223,6 +300,12 @@ function(topologyYaml)
         data: { 'config.yaml': configText },
       },
       {
+        apiVersion: 'v1',
+        kind: 'ConfigMap',
+        metadata: meta(agent.name + '-opa'),
+        data: { 'agent-data.json': std.manifestJsonEx(opaData(siteName, site, agent), '  ') + '\n' },
+      },
+      {
         apiVersion: 'apps/v1',
         kind: 'Deployment',
         metadata: meta(agent.name),
@@ -234,10 +317,7 @@ function(topologyYaml)
           template: {
             metadata: {
               labels: agentLabels,
-              annotations: {
-                'agentweave.io/config-sha256': std.sha256(configText),
-                'kubectl.kubernetes.io/default-container': 'agent',
-              },
+              annotations: { 'kubectl.kubernetes.io/default-container': 'agent' },
             },
             spec: {
               serviceAccountName: agent.name,
@@ -254,7 +334,8 @@ function(topologyYaml)
                 {
                   maxSkew: topology.resilience.zoneMaxSkew,
                   topologyKey: 'topology.kubernetes.io/zone',
-                  whenUnsatisfiable: 'DoNotSchedule',
+                  // On-prem nodes often carry no zone label: a hard constraint would leave pods pending.
+                  whenUnsatisfiable: if site.provider == 'onprem' then 'ScheduleAnyway' else 'DoNotSchedule',
                   labelSelector: { matchLabels: selector(agent.name) },
                   matchLabelKeys: ['pod-template-hash'],
                 },
@@ -266,38 +347,19 @@ function(topologyYaml)
                   matchLabelKeys: ['pod-template-hash'],
                 },
               ],
-              containers: [agentContainer(siteName, site, agent)]
-                          + (if tailscaleOn then [tailscaleContainer(agent)] else []),
+              containers: [agentContainer(siteName, site, agent), opaContainer],
               volumes: [
                 { name: 'config', configMap: { name: agent.name + '-config' } },
                 {
                   name: 'opa',
                   projected: { sources: [
                     { configMap: { name: 'opa-policy', items: [{ key: 'authz.rego', path: 'authz.rego' }] } },
-                    { configMap: { name: 'opa-data', items: [{ key: 'data.json', path: 'data.json' }] } },
+                    { configMap: { name: agent.name + '-opa', items: [{ key: 'agent-data.json', path: 'agent-data.json' }] } },
                   ] },
                 },
                 { name: 'spire-agent-socket', csi: { driver: 'csi.spiffe.io', readOnly: true } },
                 { name: 'tmp', emptyDir: { sizeLimit: '64Mi' } },
-              ] + (if tailscaleOn then [
-                     {
-                       name: 'tailscale-auth',
-                       secret: {
-                         secretName: tailscale.authKeySecret,
-                         items: [{ key: 'TS_AUTHKEY', path: 'TS_AUTHKEY' }],
-                       },
-                     },
-                     { name: 'tailscale-state', emptyDir: { sizeLimit: '16Mi' } },
-                     { name: 'tailscale-tmp', emptyDir: { sizeLimit: '16Mi' } },
-                     {
-                       name: 'tailscale-kube-api',
-                       projected: { sources: [
-                         { serviceAccountToken: { expirationSeconds: 3607, path: 'token' } },
-                         { configMap: { name: 'kube-root-ca.crt', items: [{ key: 'ca.crt', path: 'ca.crt' }] } },
-                         { downwardAPI: { items: [{ path: 'namespace', fieldRef: { fieldPath: 'metadata.namespace' } }] } },
-                       ] },
-                     },
-                   ] else []),
+              ],
             },
           },
         },
@@ -328,6 +390,27 @@ function(topologyYaml)
              },
            },
          ] else [])
+    + (if dialledFromAfar then [
+         {
+           apiVersion: 'v1',
+           kind: 'Service',
+           metadata: {
+             name: agent.name + '-tailnet',
+             namespace: namespace,
+             labels: labels(siteName, site, agent.name, 'tailnet-ingress'),
+             annotations: {
+               'tailscale.com/hostname': agent.name,
+               'tailscale.com/tags': std.join(',', tailscaleTags(agent)),
+             },
+           },
+           spec: {
+             type: 'LoadBalancer',
+             loadBalancerClass: 'tailscale',
+             selector: selector(agent.name),
+             ports: [{ name: 'mtls', port: mesh.port, targetPort: 'mtls', protocol: 'TCP' }],
+           },
+         },
+       ] else [])
     + (if replicas > 1 then [
          {
            apiVersion: 'policy/v1',

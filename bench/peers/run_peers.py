@@ -8,12 +8,21 @@
         program, write every file under OUTDIR. Prints one JSON line: the seconds spent evaluating
         (reading and parsing the topology included) and writing, and the files and bytes written.
     run_peers.py compare WEAVE_OUT PEER_OUT
-        Compares the objects under PEER_OUT/k8s with the same objects under WEAVE_OUT/k8s (per site
-        the agents' Namespace and the default-deny NetworkPolicy; per agent its ServiceAccount,
-        ConfigMap, Deployment, Services and PodDisruptionBudget; weave writes more, which is left
-        out), field by field, with the agent config parsed and the `managed-by` label left out.
-        Checks that each Deployment's config-sha256 annotation is the digest of its ConfigMap's
-        config. Prints one JSON line of counts and exits 1 on any difference.
+        Compares the objects under PEER_OUT/k8s with the same objects under WEAVE_OUT/k8s, field by
+        field: per site the agents' Namespace and their default-deny NetworkPolicy, and per agent
+        every object of weave's `agents/<agent>.yaml` (ServiceAccount, the ConfigMaps
+        `<agent>-config` and `<agent>-opa`, Deployment, Services, PodDisruptionBudget); weave
+        writes more, which is left out. The agent config (YAML) and the agent's OPA data (JSON) are
+        compared parsed, as data; the `app.kubernetes.io/managed-by` label and the pod annotation
+        `agentweave.io/inputs-sha256` are left out of the comparison. That annotation is checked on
+        its own instead: on weave's side each Deployment's must be the digest of its inputs, the
+        SHA-256 over the OPA policy (`authz.rego` of weave's ConfigMap `opa-policy`), the agent's
+        OPA data and its agent config, each as UTF-8 preceded by its length as a little-endian u64,
+        the texts taken from weave's own ConfigMaps. The peers leave the annotation out (Jsonnet's
+        and KCL's sha256 hash text, not such bytes, and no peer renders the policy), so on the peer's
+        side it is only checked where a peer writes one: against the peer's own ConfigMaps and
+        weave's policy. Prints one JSON line of counts (the annotations checked on each side among
+        them) and exits 1 on any difference.
 
 PEER is `jsonnet` (manifests.jsonnet on go-jsonnet, PyPI `gojsonnet`), `jrsonnet` (the same
 manifests.jsonnet on jrsonnet, the Rust Jsonnet, crates.io `jrsonnet`: the binary named by
@@ -38,11 +47,20 @@ PEERS_DIRECTORY = Path(__file__).resolve().parent
 PEERS = ("jsonnet", "jrsonnet", "kcl", "jinja2")
 JRSONNET = Path(os.environ.get("WEAVE_BENCH_JRSONNET", PEERS_DIRECTORY.parent / ".jrsonnet" / "bin" / "jrsonnet"))
 
-# The kinds weave emits per agent that the peers render too.
-AGENT_KINDS = {"ServiceAccount", "ConfigMap", "Deployment", "Service", "PodDisruptionBudget"}
+# The objects the peers render: every object of an agent's file (`k8s/<site>/agents/<agent>.yaml`;
+# the directory's kustomization.yaml is not one), and per site the agents' Namespace and their
+# default-deny NetworkPolicy. An object weave adds to the agent files is one the peers lack.
+AGENT_DIRECTORY = "agents"
+KUSTOMIZATION = "kustomization.yaml"
+AGENTS_NAMESPACE_COMPONENT = "agents"
+DEFAULT_DENY = "default-deny"
 MANAGED_BY = "app.kubernetes.io/managed-by"
-CONFIG_DIGEST = "agentweave.io/config-sha256"
+INPUTS_DIGEST = "agentweave.io/inputs-sha256"
 CONFIG_KEY = "config.yaml"
+OPA_DATA_KEY = "agent-data.json"
+# The mesh-wide ConfigMap (weave's `k8s/_mesh/opa.yaml`) holding the policy every agent's OPA loads.
+OPA_POLICY_CONFIGMAP = "opa-policy"
+OPA_POLICY_KEY = "authz.rego"
 
 
 def yaml_loader():
@@ -110,7 +128,6 @@ def render_jinja2(topology_path, _work):
         undefined=jinja2.StrictUndefined,
         autoescape=False,
     )
-    environment.filters["sha256"] = lambda text: hashlib.sha256(str(text).encode()).hexdigest()
     site_of = {agent["name"]: name for name, site in topology["sites"].items() for agent in site.get("agents") or []}
     module = environment.get_template("manifests.yaml.j2").make_module({"topology": topology, "site_of": site_of})
     files = {}
@@ -195,7 +212,7 @@ def probe(peer):
 
 
 def documents(tree):
-    """Every Kubernetes object under TREE/k8s."""
+    """(path relative to TREE/k8s, object) for every Kubernetes object under TREE/k8s."""
     import yaml
 
     root = Path(tree, "k8s")
@@ -205,55 +222,101 @@ def documents(tree):
         with open(path, encoding="utf-8") as stream:
             for document in yaml.load_all(stream, Loader=yaml_loader()):
                 if isinstance(document, dict) and "kind" in document:
-                    yield document
+                    yield path.relative_to(root), document
 
 
-def in_subset(document):
+def in_subset(relative, document, agents_namespaces):
     """Whether weave's object is one of those the peers render."""
     kind = document.get("kind")
     metadata = document.get("metadata") or {}
-    labels = metadata.get("labels") or {}
-    component = labels.get("app.kubernetes.io/component")
-    if kind in AGENT_KINDS:
-        return component == "agent"
+    if len(relative.parts) == 3 and relative.parts[1] == AGENT_DIRECTORY:
+        return relative.name != KUSTOMIZATION
     if kind == "Namespace":
-        return component == "agents"
+        return is_agents_namespace(document)
     if kind == "NetworkPolicy":
-        return metadata.get("name") == "default-deny"
+        return metadata.get("name") == DEFAULT_DENY and metadata.get("namespace") in agents_namespaces
     return False
 
 
-def keyed(tree, subset_only):
-    """(kind, site, namespace, name) → object, and the config-digest mismatches found."""
-    import yaml
+def is_agents_namespace(document):
+    labels = (document.get("metadata") or {}).get("labels") or {}
+    return document.get("kind") == "Namespace" and labels.get("app.kubernetes.io/component") == AGENTS_NAMESPACE_COMPONENT
 
+
+def inputs_digest(*parts):
+    """weave's digest of a workload's inputs: SHA-256 over each part's UTF-8, each preceded by its
+    length as a little-endian u64 (src/digest.rs `sha256_hex_of_parts`)."""
+    hasher = hashlib.sha256()
+    for part in parts:
+        data = part.encode("utf-8")
+        hasher.update(len(data).to_bytes(8, "little"))
+        hasher.update(data)
+    return hasher.hexdigest()
+
+
+def policy_text(found):
+    """The OPA policy of weave's ConfigMap `opa-policy` among FOUND (None when there is none)."""
+    for _, document in found:
+        metadata = document.get("metadata") or {}
+        if document["kind"] == "ConfigMap" and metadata.get("name") == OPA_POLICY_CONFIGMAP:
+            return (document.get("data") or {}).get(OPA_POLICY_KEY)
+    return None
+
+
+def keyed(found, subset_only):
+    """(kind, site, namespace, name) → object, of every object of FOUND (`documents`) or of those of
+    weave's that the peers render."""
+    agents_namespaces = {
+        (document.get("metadata") or {}).get("name") for _, document in found if is_agents_namespace(document)
+    }
     objects = {}
-    for document in documents(tree):
-        if subset_only and not in_subset(document):
+    for relative, document in found:
+        if subset_only and not in_subset(relative, document, agents_namespaces):
             continue
         metadata = document.get("metadata") or {}
         site = (metadata.get("labels") or {}).get("agentweave.io/site")
         key = (document["kind"], site, metadata.get("namespace"), metadata.get("name"))
         objects[key] = document
-    digest_errors = []
+    return objects
+
+
+def digest_errors(objects, policy, required):
+    """(annotations checked, errors): the Deployments whose inputs-digest annotation is not the digest
+    of the OPA policy and of their own ConfigMaps' OPA data and agent config; one without the
+    annotation is an error only when REQUIRED."""
+    checked = 0
+    errors = []
     for (kind, site, namespace, name), document in objects.items():
         if kind != "Deployment":
             continue
         template = document.get("spec", {}).get("template", {}).get("metadata", {})
-        annotation = (template.get("annotations") or {}).get(CONFIG_DIGEST)
-        config_map = objects.get(("ConfigMap", site, namespace, f"{name}-config"))
-        text = ((config_map or {}).get("data") or {}).get(CONFIG_KEY)
-        if text is None or annotation != hashlib.sha256(text.encode()).hexdigest():
-            digest_errors.append(f"{site}/{name}: {CONFIG_DIGEST} is not the digest of its config")
-    # Compared as data: the config's text differs in key order and quoting between tools.
+        annotation = (template.get("annotations") or {}).get(INPUTS_DIGEST)
+        if annotation is None and not required:
+            continue
+        checked += 1
+        config = ((objects.get(("ConfigMap", site, namespace, f"{name}-config")) or {}).get("data") or {}).get(CONFIG_KEY)
+        opa_data = ((objects.get(("ConfigMap", site, namespace, f"{name}-opa")) or {}).get("data") or {}).get(OPA_DATA_KEY)
+        if None in (policy, config, opa_data) or annotation != inputs_digest(policy, opa_data, config):
+            errors.append(f"{site}/{name}: {INPUTS_DIGEST} is not the digest of the policy, its OPA data and its config")
+    return checked, errors
+
+
+def comparable(objects):
+    """OBJECTS made comparable in place: the agent config and OPA data parsed (their text differs in
+    key order, quoting and layout between tools), the managed-by label and the inputs digest gone."""
+    import yaml
+
     for document in objects.values():
-        if document["kind"] == "ConfigMap" and CONFIG_KEY in (document.get("data") or {}):
-            document["data"][CONFIG_KEY] = yaml.load(document["data"][CONFIG_KEY], Loader=yaml_loader())
+        data = document.get("data") if document["kind"] == "ConfigMap" else None
+        if isinstance(data, dict) and CONFIG_KEY in data:
+            data[CONFIG_KEY] = yaml.load(data[CONFIG_KEY], Loader=yaml_loader())
+        if isinstance(data, dict) and OPA_DATA_KEY in data:
+            data[OPA_DATA_KEY] = json.loads(data[OPA_DATA_KEY])
         for metadata in (document.get("metadata"), document.get("spec", {}).get("template", {}).get("metadata")):
             if isinstance(metadata, dict):
                 (metadata.get("labels") or {}).pop(MANAGED_BY, None)
-                (metadata.get("annotations") or {}).pop(CONFIG_DIGEST, None)
-    return objects, digest_errors
+                (metadata.get("annotations") or {}).pop(INPUTS_DIGEST, None)
+    return objects
 
 
 def differences(left, right, path=""):
@@ -276,11 +339,17 @@ def differences(left, right, path=""):
 
 
 def compare(weave_out, peer_out):
-    weave_objects, weave_digest_errors = keyed(weave_out, subset_only=True)
-    peer_objects, peer_digest_errors = keyed(peer_out, subset_only=False)
-    problems = [f"weave: {error}" for error in weave_digest_errors] + [
-        f"peer: {error}" for error in peer_digest_errors
-    ]
+    weave_documents = list(documents(weave_out))
+    policy = policy_text(weave_documents)
+    weave_objects = keyed(weave_documents, subset_only=True)
+    peer_objects = keyed(list(documents(peer_out)), subset_only=False)
+    problems = [] if policy is not None else [f"weave: no ConfigMap {OPA_POLICY_CONFIGMAP} with {OPA_POLICY_KEY}"]
+    weave_digests, weave_digest_errors = digest_errors(weave_objects, policy, required=True)
+    peer_digests, peer_digest_errors = digest_errors(peer_objects, policy, required=False)
+    problems += [f"weave: {error}" for error in weave_digest_errors]
+    problems += [f"peer: {error}" for error in peer_digest_errors]
+    comparable(weave_objects)
+    comparable(peer_objects)
     problems += [f"only in weave: {'/'.join(map(str, key))}" for key in sorted(set(weave_objects) - set(peer_objects))]
     problems += [f"only in the peer: {'/'.join(map(str, key))}" for key in sorted(set(peer_objects) - set(weave_objects))]
     identical = 0
@@ -304,6 +373,8 @@ def compare(weave_out, peer_out):
                 "peer": {kind: peer_counts[kind] for kind in kinds},
                 "identical": identical,
                 "differing": differing,
+                # Deployments whose inputs-sha256 annotation was checked (the peers write none).
+                "inputs_digests_checked": {"weave": weave_digests, "peer": peer_digests},
                 "problems": len(problems),
                 "first_problem": problems[0] if problems else None,
             }
