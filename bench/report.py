@@ -668,7 +668,8 @@ def print_peers(peer_rows, status, arguments):
                   f"| {count(runs.files)} | {mebibytes(runs.bytes)} | {versus_time} | {versus_cpu} |")
     print()
     print("Objects compared with weave's (`run_peers.py compare`: the same objects, field by field, "
-          "except the `managed-by` label; each config digest checked against its config):")
+          "except the `managed-by` label and weave's inputs digest, which is checked against weave's "
+          "own ConfigMaps):")
     print()
     for row in peer_rows:
         for peer, (same, summary) in row["checks"].items():
