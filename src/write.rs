@@ -393,18 +393,19 @@ pub fn is_current(out: &Path, origin: Origin<'_>) -> bool {
                 || read_bounded(&out.join(relative), status.len)
                     .is_ok_and(|bytes| sha256_hex(&bytes) == digest))
     };
-    // Statting is most of the cost: spread it over threads, in chunks.
-    const CHUNK: usize = 2048;
-    let directory_tasks = directories.len().div_ceil(CHUNK);
-    let tasks = directory_tasks + files.len().div_ceil(CHUNK);
+    // Statting is most of the cost: spread it over threads, in chunks. Every directory first, so
+    // that no file is read through a directory that turns out to be a link.
     let threads = std::thread::available_parallelism().map_or(1, usize::from).clamp(1, 8);
-    crate::work::run(vec![(); threads], tasks, |(), task| {
-        let current = if task < directory_tasks {
-            directories[task * CHUNK..].iter().take(CHUNK).all(|directory| directory_is_current(directory))
-        } else {
-            files[(task - directory_tasks) * CHUNK..].iter().take(CHUNK).all(|file| file_is_current(*file))
-        };
-        if current { Ok(()) } else { Err(()) }
+    all_in_chunks(&directories, threads, |directory| directory_is_current(directory))
+        && all_in_chunks(&files, threads, |file| file_is_current(*file))
+}
+
+/// Whether `test` holds for every item, the items taken in chunks by `threads` threads; stops at the
+/// first that fails.
+fn all_in_chunks<T: Sync>(items: &[T], threads: usize, test: impl Fn(&T) -> bool + Sync) -> bool {
+    const CHUNK: usize = 2048;
+    crate::work::run(vec![(); threads], items.len().div_ceil(CHUNK), |(), chunk| {
+        if items[chunk * CHUNK..].iter().take(CHUNK).all(&test) { Ok(()) } else { Err(()) }
     })
     .is_ok()
 }
@@ -1243,6 +1244,12 @@ mod tests {
             fs::remove_file(out.join("a/one.txt")).unwrap();
             std::os::unix::fs::symlink("../three.txt", out.join("a/one.txt")).unwrap();
             assert!(!is_current(&out, origin));
+            restore();
+            // A directory moved away and linked back: the same names and bytes, through a link.
+            fs::rename(out.join("a/b"), parent.path().join("b")).unwrap();
+            std::os::unix::fs::symlink(parent.path().join("b"), out.join("a/b")).unwrap();
+            assert!(!is_current(&out, origin));
+            fs::remove_dir_all(parent.path().join("b")).unwrap();
             restore();
         }
         // Every file newer than the lock (a tree copied without its times): each is read, and the
