@@ -2,7 +2,9 @@
 
 use std::path::Path;
 
-use super::{DiffArgs, EXIT_INVALID, EXIT_OK, EXIT_USAGE, compile_file, read_source, stdout_color};
+use super::{
+    DiffArgs, EXIT_INVALID, EXIT_OK, EXIT_USAGE, compile_file, open_output, read_source, stdout_color,
+};
 use crate::review::diff::{Comparison, compare_directory, compare_topologies, render};
 use crate::write;
 
@@ -16,12 +18,9 @@ pub fn run(args: &DiffArgs) -> u8 {
             Ok(source) => source,
             Err(code) => return code,
         };
-        let opened = match write::open(&args.old) {
+        let opened = match open_output(&args.old) {
             Ok(opened) => opened,
-            Err(error) => {
-                eprintln!("error: {error}");
-                return EXIT_USAGE;
-            }
+            Err(code) => return code,
         };
         if write::is_current(&args.old, write::Origin::all(&source.name, source.text.as_bytes())) {
             drop(opened);

@@ -395,6 +395,23 @@ fn build(args: &BuildArgs) -> u8 {
 /// is analysed and built in memory and each artifact compared (by the lock's digest where the file's
 /// size and times vouch for it). Writes nothing, except that a build a stopped run left half done is
 /// finished first.
+/// Opens OUT for a command that reads it ([`write::open`]), saying so when a stopped build was
+/// finished; an error is printed and becomes the exit code.
+pub(super) fn open_output(out: &Path) -> Result<write::Opened, u8> {
+    match write::open(out) {
+        Ok(opened) => {
+            if opened.rolled_forward {
+                eprintln!("finished the interrupted build of {}", out.display());
+            }
+            Ok(opened)
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            Err(EXIT_USAGE)
+        }
+    }
+}
+
 fn build_check(args: &BuildArgs) -> u8 {
     let source = match read_source(&args.file) {
         Ok(source) => source,
@@ -402,16 +419,10 @@ fn build_check(args: &BuildArgs) -> u8 {
     };
     let targets = crate::target_selection(&args.only);
     let origin = write::Origin { input_name: &source.name, input: source.text.as_bytes(), targets: &targets };
-    let opened = match write::open(&args.out) {
+    let opened = match open_output(&args.out) {
         Ok(opened) => opened,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return EXIT_USAGE;
-        }
+        Err(code) => return code,
     };
-    if opened.rolled_forward {
-        eprintln!("finished the interrupted build of {}", args.out.display());
-    }
     if write::is_current(&args.out, origin) {
         // The lock says this topology built OUT, so it was valid; its warnings are `validate`'s.
         eprintln!("{} is up to date with {} (as its lock records)", args.out.display(), source.name);
