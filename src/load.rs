@@ -218,6 +218,36 @@ impl Document {
         let mut path: Vec<PathToken<'_>> = Vec::new();
         visit_strings(&self.root, &mut path, visit);
     }
+
+    /// Calls `visit` with every mapping key of the document, its span and (on demand) the JSON
+    /// pointer of the mapping that holds it, in document order: a key names things too (a site), and
+    /// what is pasted into one must be found like what is pasted into a value.
+    pub fn visit_keys(&self, visit: &mut StringVisitor<'_>) {
+        fn walk<'a>(node: &'a Node, path: &mut Vec<PathToken<'a>>, visit: &mut StringVisitor<'_>) {
+            match &node.kind {
+                NodeKind::Sequence(items) => {
+                    for (index, item) in items.iter().enumerate() {
+                        path.push(PathToken::Index(index));
+                        walk(item, path, visit);
+                        path.pop();
+                    }
+                }
+                NodeKind::Mapping(entries) => {
+                    for (key, value) in entries {
+                        {
+                            let path: &[PathToken<'_>] = path;
+                            visit(&key.name, key.span.into(), &|| pointer_of(path));
+                        }
+                        path.push(PathToken::Key(&key.name));
+                        walk(value, path, visit);
+                        path.pop();
+                    }
+                }
+                _ => {}
+            }
+        }
+        walk(&self.root, &mut Vec::new(), visit);
+    }
 }
 
 /// What [`Document::visit_fractional_numbers`] calls: the number, its span, and a closure that
