@@ -215,38 +215,22 @@ impl Document {
     /// scalar's JSON pointer is built only when `visit` asks for it (through the closure it is
     /// handed), so a walk over a large document allocates nothing for the strings it passes over.
     pub fn visit_strings(&self, visit: &mut StringVisitor<'_>) {
-        let mut path: Vec<PathToken<'_>> = Vec::new();
-        visit_strings(&self.root, &mut path, visit);
+        walk(&self.root, &mut Vec::new(), &mut |visited, path| {
+            if let Visited::Node(Node { kind: NodeKind::String(text), span }) = visited {
+                visit(text, (*span).into(), &|| pointer_of(path));
+            }
+        });
     }
 
     /// Calls `visit` with every mapping key of the document, its span and (on demand) the JSON
     /// pointer of the mapping that holds it, in document order: a key names things too (a site), and
     /// what is pasted into one must be found like what is pasted into a value.
     pub fn visit_keys(&self, visit: &mut StringVisitor<'_>) {
-        fn walk<'a>(node: &'a Node, path: &mut Vec<PathToken<'a>>, visit: &mut StringVisitor<'_>) {
-            match &node.kind {
-                NodeKind::Sequence(items) => {
-                    for (index, item) in items.iter().enumerate() {
-                        path.push(PathToken::Index(index));
-                        walk(item, path, visit);
-                        path.pop();
-                    }
-                }
-                NodeKind::Mapping(entries) => {
-                    for (key, value) in entries {
-                        {
-                            let path: &[PathToken<'_>] = path;
-                            visit(&key.name, key.span.into(), &|| pointer_of(path));
-                        }
-                        path.push(PathToken::Key(&key.name));
-                        walk(value, path, visit);
-                        path.pop();
-                    }
-                }
-                _ => {}
+        walk(&self.root, &mut Vec::new(), &mut |visited, path| {
+            if let Visited::Key(key) = visited {
+                visit(&key.name, key.span.into(), &|| pointer_of(path));
             }
-        }
-        walk(&self.root, &mut Vec::new(), visit);
+        });
     }
 }
 
@@ -259,30 +243,13 @@ impl Document {
     /// `1e3`, or an integer too large for 64 bits), with its span and a closure that builds its JSON
     /// pointer on demand.
     pub fn visit_fractional_numbers(&self, visit: &mut NumberVisitor<'_>) {
-        fn walk<'a>(node: &'a Node, path: &mut Vec<PathToken<'a>>, visit: &mut NumberVisitor<'_>) {
-            match &node.kind {
-                NodeKind::Number(number) if number.is_f64() => {
-                    let path: &[PathToken<'_>] = path;
-                    visit(number, node.span.into(), &|| pointer_of(path));
-                }
-                NodeKind::Sequence(items) => {
-                    for (index, item) in items.iter().enumerate() {
-                        path.push(PathToken::Index(index));
-                        walk(item, path, visit);
-                        path.pop();
-                    }
-                }
-                NodeKind::Mapping(entries) => {
-                    for (key, value) in entries {
-                        path.push(PathToken::Key(&key.name));
-                        walk(value, path, visit);
-                        path.pop();
-                    }
-                }
-                _ => {}
+        walk(&self.root, &mut Vec::new(), &mut |visited, path| {
+            if let Visited::Node(Node { kind: NodeKind::Number(number), span }) = visited
+                && number.is_f64()
+            {
+                visit(number, (*span).into(), &|| pointer_of(path));
             }
-        }
-        walk(&self.root, &mut Vec::new(), visit);
+        });
     }
 }
 
@@ -309,23 +276,32 @@ fn pointer_of(path: &[PathToken<'_>]) -> String {
     pointer
 }
 
-fn visit_strings<'a>(node: &'a Node, path: &mut Vec<PathToken<'a>>, visit: &mut StringVisitor<'_>) {
+/// What [`walk`] hands its visitor: a node, or a mapping key (with the path of its mapping).
+enum Visited<'a> {
+    Node(&'a Node),
+    Key(&'a Key),
+}
+
+/// Visits every node and every mapping key under `node` in document order, each with its path.
+fn walk<'a>(
+    node: &'a Node,
+    path: &mut Vec<PathToken<'a>>,
+    visit: &mut dyn FnMut(Visited<'a>, &[PathToken<'a>]),
+) {
+    visit(Visited::Node(node), path);
     match &node.kind {
-        NodeKind::String(text) => {
-            let path: &[PathToken<'_>] = path;
-            visit(text, node.span.into(), &|| pointer_of(path));
-        }
         NodeKind::Sequence(items) => {
             for (index, item) in items.iter().enumerate() {
                 path.push(PathToken::Index(index));
-                visit_strings(item, path, visit);
+                walk(item, path, visit);
                 path.pop();
             }
         }
         NodeKind::Mapping(entries) => {
             for (key, value) in entries {
+                visit(Visited::Key(key), path);
                 path.push(PathToken::Key(&key.name));
-                visit_strings(value, path, visit);
+                walk(value, path, visit);
                 path.pop();
             }
         }
