@@ -608,13 +608,17 @@ mod tests {
             .iter()
             .find(|container| container["name"] == "tailscale")
             .expect("central sidecar");
-        let listen = sidecar["env"]
-            .as_sequence()
-            .expect("env")
-            .iter()
-            .find(|variable| variable["name"] == "TS_OUTBOUND_HTTP_PROXY_LISTEN")
-            .and_then(|variable| variable["value"].as_str())
-            .expect("proxy listener");
+        let env = |container: &serde_yaml_ng::Value, name: &str| -> String {
+            container["env"]
+                .as_sequence()
+                .expect("env")
+                .iter()
+                .find(|variable| variable["name"] == name)
+                .and_then(|variable| variable["value"].as_str())
+                .unwrap_or_else(|| panic!("{name}"))
+                .to_owned()
+        };
+        let listen = env(sidecar, "TS_OUTBOUND_HTTP_PROXY_LISTEN");
         let mut federated = 0;
         for job in config.scrape_configs.iter().filter(|job| job.job_name.starts_with("federate-")) {
             assert_eq!(job.proxy_url.as_deref(), Some(format!("http://{listen}").as_str()));
@@ -622,14 +626,7 @@ mod tests {
             assert_eq!(job.static_configs[0].targets, [format!("prometheus-{site}:9090")]);
             let objects = documents(&files[&format!("k8s/{site}/mesh/monitoring.yaml")]);
             let pod = &find(&objects, "Deployment", "prometheus")["spec"]["template"]["spec"];
-            let hostname = pod["containers"][1]["env"]
-                .as_sequence()
-                .expect("env")
-                .iter()
-                .find(|variable| variable["name"] == "TS_HOSTNAME")
-                .and_then(|variable| variable["value"].as_str())
-                .expect("TS_HOSTNAME");
-            assert_eq!(hostname, format!("prometheus-{site}"));
+            assert_eq!(env(&pod["containers"][1], "TS_HOSTNAME"), format!("prometheus-{site}"));
             federated += 1;
         }
         assert_eq!(federated, 2);

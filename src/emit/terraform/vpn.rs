@@ -233,6 +233,11 @@ impl PeerLink<'_> {
         [self.name.as_str(), "_", &(tunnel + 1).to_string()].concat()
     }
 
+    /// `<cluster>-<peer site>-<n>`: the cloud's name of tunnel `tunnel`, within the cloud's `limit`.
+    fn cloud_name(&self, cluster_name: &str, tunnel: usize, limit: usize) -> String {
+        limited_name(cluster_name, &[self.site.name.as_str(), "-", &(tunnel + 1).to_string()].concat(), limit)
+    }
+
     fn local_address(&self, tunnel: usize) -> Ipv4Addr {
         self.link.address_of(self.own, tunnel)
     }
@@ -627,11 +632,7 @@ fn gcp_side(facts: &SiteFacts<'_>, peers: &[PeerLink<'_>], module: &mut Module) 
         let (first_site, second_site) = name_order(facts.site, peer.site);
         for tunnel in 0..peer.tunnels {
             let tunnel_name = peer.tunnel_name(tunnel);
-            let name = limited_name(
-                cluster_name,
-                &[peer.site.name.as_str(), "-", &(tunnel + 1).to_string()].concat(),
-                63,
-            );
+            let name = peer.cloud_name(cluster_name, tunnel, 63);
             let (local_interface, peer_interface) = if two_addresses { (0, tunnel) } else { (tunnel, 0) };
             module.vpn(resource(
                 "google_compute_vpn_tunnel",
@@ -766,11 +767,7 @@ fn azure_side(facts: &SiteFacts<'_>, peers: &[PeerLink<'_>], module: &mut Module
         let (first_site, second_site) = name_order(facts.site, peer.site);
         for tunnel in 0..peer.tunnels {
             let tunnel_name = peer.tunnel_name(tunnel);
-            let link_name = limited_name(
-                cluster_name,
-                &[peer.site.name.as_str(), "-", &(tunnel + 1).to_string()].concat(),
-                80,
-            );
+            let link_name = peer.cloud_name(cluster_name, tunnel, 80);
             // With BGP the peer's ranges are learnt from the session: the local network gateway
             // declares no address space of its own.
             module.vpn(resource(
