@@ -322,12 +322,10 @@ pub(crate) fn mark_lock_current(out: &Path) -> Result<(), WriteError> {
 /// or renamed since the build, any other one is listed. `false` says only that the answer needs a
 /// build to compare with.
 pub fn is_current(out: &Path, origin: Origin<'_>) -> bool {
-    let path = out.join(LOCK_FILE);
-    let Ok(Some((file, metadata))) = fsio::open_regular(&path) else { return false };
-    drop(file);
-    // The lock's times, from before its bytes are read.
-    let lock_times = PreviousLock::times(&metadata);
-    let Ok(bytes) = read_bounded(&path, MAX_LOCK_BYTES) else { return false };
+    let Ok((bytes, metadata)) = fsio::read_bounded_with_metadata(&out.join(LOCK_FILE), MAX_LOCK_BYTES) else {
+        return false;
+    };
+    let lock_times = LockTimes::of(&metadata);
     let Some(lock) = LockView::read(&bytes) else { return false };
     if !lock.records(origin) {
         return false;
@@ -448,13 +446,11 @@ struct LockTimes {
     changed: Option<SystemTime>,
 }
 
-impl PreviousLock {
-    fn times(metadata: &fs::Metadata) -> LockTimes {
+impl LockTimes {
+    fn of(metadata: &fs::Metadata) -> LockTimes {
         LockTimes { modified: metadata.modified().ok(), changed: fsio::changed_time(metadata) }
     }
-}
 
-impl LockTimes {
     /// Whether an entry of OUT is trusted to be as the build that marked the lock left it, from its
     /// times alone: modified, and its status changed, before the lock was marked current (strictly:
     /// an entry changed within the clock's last tick before the lock is in doubt). A status change
@@ -493,20 +489,19 @@ enum LockState {
 
 fn read_lock(out: &Path) -> Result<LockState, WriteError> {
     let path = out.join(LOCK_FILE);
-    let (file, metadata) = match fsio::open_regular(&path) {
-        Ok(Some(opened)) => opened,
-        Ok(None) => return Ok(LockState::Invalid(format!("{LOCK_FILE} is not a regular file"))),
-        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(LockState::Missing),
-        Err(error) => return Err(WriteError::Io(path, error)),
-    };
-    drop(file);
-    let bytes = match read_bounded(&path, MAX_LOCK_BYTES) {
-        Ok(bytes) => bytes,
+    let (bytes, times) = match fsio::read_bounded_with_metadata(&path, MAX_LOCK_BYTES) {
+        Ok((bytes, metadata)) => (bytes, LockTimes::of(&metadata)),
+        Err(ReadRefused::Io(error)) if error.kind() == io::ErrorKind::NotFound => {
+            return Ok(LockState::Missing);
+        }
         Err(ReadRefused::Io(error)) => return Err(WriteError::Io(path, error)),
+        Err(ReadRefused::NotRegular) => {
+            return Ok(LockState::Invalid(format!("{LOCK_FILE} is not a regular file")));
+        }
         Err(refused) => return Ok(LockState::Invalid(format!("{LOCK_FILE} is {refused}"))),
     };
     match Lock::parse(&bytes) {
-        Ok(lock) => Ok(LockState::Valid(PreviousLock { lock, bytes, times: PreviousLock::times(&metadata) })),
+        Ok(lock) => Ok(LockState::Valid(PreviousLock { lock, bytes, times })),
         Err(reason) => Ok(LockState::Invalid(format!("{LOCK_FILE} is not a weave lock: {reason}"))),
     }
 }

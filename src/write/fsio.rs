@@ -117,11 +117,6 @@ impl Anchor {
             use rustix::fs::{AtFlags, FileType};
             let relative = if relative.is_empty() { "." } else { relative };
             let stat = rustix::fs::statat(&self.directory, relative, AtFlags::SYMLINK_NOFOLLOW)?;
-            let time = |seconds: i64, nanoseconds: i64| {
-                let duration =
-                    std::time::Duration::new(u64::try_from(seconds).ok()?, u32::try_from(nanoseconds).ok()?);
-                SystemTime::UNIX_EPOCH.checked_add(duration)
-            };
             let kind = match FileType::from_raw_mode(stat.st_mode as _) {
                 FileType::RegularFile => Kind::File,
                 FileType::Directory => Kind::Directory,
@@ -131,8 +126,8 @@ impl Anchor {
             Ok(Status {
                 kind,
                 len: u64::try_from(stat.st_size).unwrap_or(0),
-                modified: time(stat.st_mtime as i64, stat.st_mtime_nsec as i64),
-                changed: time(stat.st_ctime as i64, stat.st_ctime_nsec as i64),
+                modified: unix_time(stat.st_mtime as i64, stat.st_mtime_nsec as i64),
+                changed: unix_time(stat.st_ctime as i64, stat.st_ctime_nsec as i64),
             })
         }
         #[cfg(not(unix))]
@@ -155,15 +150,20 @@ pub fn changed_time(metadata: &fs::Metadata) -> Option<SystemTime> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt as _;
-        let seconds = u64::try_from(metadata.ctime()).ok()?;
-        let nanoseconds = u32::try_from(metadata.ctime_nsec()).ok()?;
-        SystemTime::UNIX_EPOCH.checked_add(std::time::Duration::new(seconds, nanoseconds))
+        unix_time(metadata.ctime(), metadata.ctime_nsec())
     }
     #[cfg(not(unix))]
     {
         let _ = metadata;
         None
     }
+}
+
+/// A time in seconds and nanoseconds since the epoch, as `stat` gives it; `None` before the epoch.
+#[cfg(unix)]
+fn unix_time(seconds: i64, nanoseconds: i64) -> Option<SystemTime> {
+    let duration = std::time::Duration::new(u64::try_from(seconds).ok()?, u32::try_from(nanoseconds).ok()?);
+    SystemTime::UNIX_EPOCH.checked_add(duration)
 }
 
 /// Opens a file for reading only if it is a regular file: a symbolic link is not followed and a
@@ -213,10 +213,21 @@ impl std::fmt::Display for ReadRefused {
 /// Reads a regular file of at most `limit` bytes. A file that grows while it is read is cut at
 /// `limit + 1` bytes and refused.
 pub fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, ReadRefused> {
+    match read_bounded_with_metadata(path, limit) {
+        Ok((bytes, _)) => Ok(bytes),
+        Err(ReadRefused::Io(error)) if error.kind() == io::ErrorKind::NotFound => {
+            Err(ReadRefused::NotRegular)
+        }
+        Err(refused) => Err(refused),
+    }
+}
+
+/// [`read_bounded`], with the metadata of the file it read (from the same open file); a missing
+/// file is an `Io` error of kind `NotFound` here.
+pub fn read_bounded_with_metadata(path: &Path, limit: u64) -> Result<(Vec<u8>, fs::Metadata), ReadRefused> {
     let (file, metadata) = match open_regular(path) {
         Ok(Some(opened)) => opened,
         Ok(None) => return Err(ReadRefused::NotRegular),
-        Err(error) if error.kind() == io::ErrorKind::NotFound => return Err(ReadRefused::NotRegular),
         Err(error) => return Err(ReadRefused::Io(error)),
     };
     if metadata.len() > limit {
@@ -227,7 +238,7 @@ pub fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, ReadRefused> {
     if bytes.len() as u64 > limit {
         return Err(ReadRefused::TooLarge(bytes.len() as u64));
     }
-    Ok(bytes)
+    Ok((bytes, metadata))
 }
 
 /// An exclusive advisory lock on a directory, held until dropped. Two weave processes writing the
