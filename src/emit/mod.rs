@@ -142,7 +142,9 @@ pub fn yaml_documents<T: serde::Serialize>(documents: &[T]) -> Vec<u8> {
         if position > 0 {
             out.push_str("---\n");
         }
-        out.push_str(&yaml(document));
+        if !yaml::append(&mut out, document) {
+            out.push_str(&serde_yaml_ng::to_string(document).expect("plain data serializes to YAML"));
+        }
     }
     out.into_bytes()
 }

@@ -12,9 +12,10 @@
 //!   single quotes; strings with line breaks as literal blocks (`|`, `|-`).
 //!
 //! Anything else (floats, non-ASCII or control characters, enum variants that serde_yaml_ng writes
-//! as tags, keys longer than 128 bytes, ...) makes [`to_string`] return `None`, and the caller falls
-//! back to serde_yaml_ng for that document. Invariant: whenever this writer returns `Some`, the bytes
-//! are serde_yaml_ng's (tested on every artifact of every fixture and on generated values).
+//! as tags, keys longer than 128 bytes, ...) makes [`to_string`] return `None` ([`append`]: `false`,
+//! the stream untouched), and the caller falls back to serde_yaml_ng for that document. Invariant:
+//! whenever this writer accepts a document, the bytes are serde_yaml_ng's (tested on every artifact
+//! of every fixture and on generated values).
 
 use std::fmt::{self, Display, Write as _};
 
@@ -23,15 +24,25 @@ use serde::ser::{self, Serialize};
 /// Serializes `value` as one YAML document, or `None` when it holds something this writer leaves to
 /// serde_yaml_ng.
 pub fn to_string<T: Serialize + ?Sized>(value: &T) -> Option<String> {
-    let mut writer = Writer { out: String::with_capacity(1024), stack: Vec::new(), done: false };
-    value.serialize(&mut writer).ok()?;
-    if !writer.done || !writer.stack.is_empty() {
-        return None;
-    }
-    if !writer.at_line_start() {
+    let mut out = String::with_capacity(1024);
+    append(&mut out, value).then_some(out)
+}
+
+/// Appends `value` as one YAML document to `out` and says whether it could; when it could not, `out`
+/// is as it was. Writing straight into the stream a document belongs to spares a copy of every
+/// document and the allocations a string of its own would grow through.
+pub fn append<T: Serialize + ?Sized>(out: &mut String, value: &T) -> bool {
+    let start = out.len();
+    let mut writer = Writer { out: std::mem::take(out), start, stack: Vec::new(), done: false };
+    let complete = value.serialize(&mut writer).is_ok() && writer.done && writer.stack.is_empty();
+    if complete && !writer.at_line_start() {
         writer.out.push('\n');
     }
-    Some(writer.out)
+    *out = writer.out;
+    if !complete {
+        out.truncate(start);
+    }
+    complete
 }
 
 /// Why this writer declined a value; the caller falls back to serde_yaml_ng.
@@ -88,6 +99,8 @@ enum Position {
 
 struct Writer {
     out: String,
+    /// Where this document starts in `out`.
+    start: usize,
     stack: Vec<Frame>,
     /// The root node is complete.
     done: bool,
@@ -95,7 +108,7 @@ struct Writer {
 
 impl Writer {
     fn at_line_start(&self) -> bool {
-        self.out.is_empty() || self.out.ends_with('\n')
+        self.out.len() == self.start || self.out.ends_with('\n')
     }
 
     /// A new line at `indent`, unless the last block scalar already ended its line.
@@ -211,10 +224,10 @@ impl Writer {
     fn literal(&mut self, value: &str) -> Result {
         let bytes = value.as_bytes();
         // Leading space or break: libyaml adds an indentation indicator; trailing space, or a space
-        // before a break: double quotes; more than one trailing break: `|+` and an open document.
+        // before a break (found line by line below): double quotes; more than one trailing break:
+        // `|+` and an open document.
         if matches!(bytes.first(), Some(b' ' | b'\n'))
             || bytes.last() == Some(&b' ')
-            || value.contains(" \n")
             || value.ends_with("\n\n")
         {
             return Err(Unsupported);
@@ -237,6 +250,9 @@ impl Writer {
         for (index, line) in value.split('\n').enumerate() {
             if index > 0 {
                 self.out.push('\n');
+            }
+            if line.ends_with(' ') {
+                return Err(Unsupported);
             }
             if !line.is_empty() {
                 self.pad(content_indent);
@@ -362,17 +378,22 @@ fn scan(bytes: &[u8]) -> Scan {
     Scan::Line { plain: !inner_indicator && plain_allowed(bytes) }
 }
 
-/// Whether every byte passes `test`: 16 bytes at a time without a branch inside, which the compiler
-/// turns into vector instructions, and the rest (most strings are shorter) without a branch either.
+/// Whether every byte passes `test`: 16 bytes at a time, as a fixed-size array without a branch
+/// inside, which the compiler turns into vector instructions; the rest (most strings are shorter)
+/// is copied into such an array padded with a byte that passes every test here.
 fn all_bytes(bytes: &[u8], test: impl Fn(u8) -> bool) -> bool {
-    let failures = |chunk: &[u8]| chunk.iter().fold(0u8, |failed, &byte| failed | u8::from(!test(byte)));
-    let mut chunks = bytes.chunks_exact(16);
-    for chunk in &mut chunks {
-        if failures(chunk) != 0 {
+    let failures = |chunk: &[u8; 16]| chunk.iter().fold(0u8, |failed, &byte| failed | u8::from(!test(byte)));
+    let (chunks, rest) = bytes.as_chunks::<16>();
+    let mut failed = 0;
+    for chunk in chunks {
+        failed |= failures(chunk);
+        if failed != 0 {
             return false;
         }
     }
-    failures(chunks.remainder()) == 0
+    let mut last = [b'a'; 16];
+    last[..rest.len()].copy_from_slice(rest);
+    failed | failures(&last) == 0
 }
 
 /// Whether a one-line string of printable ASCII without `: ` or ` #` inside it (see [`scan`]) can be
@@ -739,10 +760,28 @@ mod tests {
         assert_eq!(super::to_string(&json!({"x": "tab\there"})), None);
         assert_eq!(super::to_string(&json!({"x": " lead\nline"})), None);
         assert_eq!(super::to_string(&json!({"x": "keep\n\n"})), None);
+        assert_eq!(super::to_string(&json!({"x": "space \nbefore a break"})), None);
+        assert_eq!(super::to_string(&json!({"x": "first\nspace \n"})), None);
         assert_eq!(super::to_string(&json!({"multi\nline key": 1})), None);
         assert_eq!(super::to_string(&json!("root scalar")), None);
         let long_key: String = "k".repeat(129);
         assert_eq!(super::to_string(&json!({ long_key: 1 })), None);
+    }
+
+    #[test]
+    fn a_document_it_declines_leaves_the_stream_as_it_was() {
+        let mut out = "a: 1\n---\n".to_owned();
+        assert!(!super::append(&mut out, &json!({"ok": "yes", "x": "line \nbreak"})));
+        assert_eq!(out, "a: 1\n---\n");
+        assert!(super::append(&mut out, &json!({"b": ["c"]})));
+        assert_eq!(out, "a: 1\n---\nb:\n- c\n");
+        let documents = [json!({"a": 1}), json!({"x": "line \nbreak"})];
+        let expected = format!(
+            "{}---\n{}",
+            serde_yaml_ng::to_string(&documents[0]).unwrap(),
+            serde_yaml_ng::to_string(&documents[1]).unwrap()
+        );
+        assert_eq!(String::from_utf8(crate::emit::yaml_documents(&documents)).unwrap(), expected);
     }
 
     #[test]

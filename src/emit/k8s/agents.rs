@@ -68,6 +68,11 @@ pub fn file(site: &SiteContext<'_>, agent_index: usize) -> Vec<u8> {
     yaml_documents(&manifests(site, agent_index))
 }
 
+/// The digest of an agent's inputs (the pod annotation that rolls it when they change): the OPA
+/// policy, the agent's OPA data and its agent config. The policy is every agent's, digested once.
+static INPUTS_DIGEST: std::sync::LazyLock<crate::digest::PartsDigest> =
+    std::sync::LazyLock::new(|| crate::digest::PartsDigest::new(&[crate::emit::opa::POLICY.as_bytes()]));
+
 /// The objects of one agent.
 pub fn manifests(site: &SiteContext<'_>, agent_index: usize) -> Vec<Manifest> {
     let topology = site.topology;
@@ -79,11 +84,7 @@ pub fn manifests(site: &SiteContext<'_>, agent_index: usize) -> Vec<Manifest> {
     // serde_json writes UTF-8; the lossy path is never taken.
     let opa_data = String::from_utf8(crate::emit::opa::agent_data_json(site.emit, agent_index))
         .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned());
-    let digest = crate::digest::sha256_hex_of_parts(&[
-        crate::emit::opa::POLICY.as_bytes(),
-        opa_data.as_bytes(),
-        config_text.as_bytes(),
-    ]);
+    let digest = INPUTS_DIGEST.finish(&[opa_data.as_bytes(), config_text.as_bytes()]);
 
     let mut manifests = vec![
         Manifest {
