@@ -649,8 +649,8 @@ def print_peers(peer_rows, status, arguments):
           f"peers in turn; time and CPU are medians, peak RSS as above. `evaluate` is the peer's "
           f"library call alone (parsing the topology included). "
           f"weave ÷ peer below 1 means weave is faster. The peers render a subset of what weave "
-          f"writes: no SPIRE, OPA or allow NetworkPolicies, no kustomization, no lock file, and "
-          f"they check nothing; the `files` and `MiB` columns show how much each wrote.")
+          f"writes: of SPIRE only the registration (ClusterSPIFFEIDs, ClusterFederatedTrustDomains), no "
+          f"OPA policy, allow NetworkPolicies or kustomization, no lock file, and they check nothing; the `files` and `MiB` columns show how much each wrote.")
     print()
     print("| topology | tool | runs | time (ms) | CPU (ms) | peak RSS (MiB) | evaluate (ms) | files | MiB "
           "| weave ÷ tool (time) | weave ÷ tool (CPU) |")

@@ -424,10 +424,72 @@ function(topologyYaml)
          },
        ] else []);
 
+  // The bundle endpoint of each trust domain: that of the first of its sites (by name) listed in
+  // `federation.bundleEndpoints`.
+  local bundleEndpoints = std.get(federation, 'bundleEndpoints', {});
+  local bundleUrl = {
+    [domain]: urls[0]
+    for domain in trustDomains
+    for urls in [[
+      bundleEndpoints[siteName]
+      for siteName in std.sort(std.objectFields(bundleEndpoints))
+      if std.objectHas(topology.sites, siteName) && topology.sites[siteName].trustDomain == domain
+    ]]
+    if std.length(urls) > 0
+  };
+  local profile = std.get(federation, 'profile', 'https_web');
+
+  // The trust domains an agent's SVIDs federate with: with public actions every agent may be called
+  // from every domain federated with its own; otherwise those of its callers and callees.
+  local federatesWith(site, agent) =
+    if std.length(publicActions) > 0 then federationPeers[site.trustDomain]
+    else std.set([
+      domain
+      for domain in [topology.sites[edge.callerSite].trustDomain for edge in edgesInto[agent.name]]
+                    + [topology.sites[siteOf[call.agent]].trustDomain for call in std.get(agent, 'calls', [])]
+      if domain != site.trustDomain && federated(site.trustDomain, domain)
+    ]);
+
+  // spire-controller-manager's resources of a site: a ClusterSPIFFEID per agent, a
+  // ClusterFederatedTrustDomain per federated domain with a bundle endpoint.
+  local registration(siteName, site) =
+    [
+      {
+        apiVersion: 'spire.spiffe.io/v1alpha1',
+        kind: 'ClusterSPIFFEID',
+        metadata: { name: mesh.name + '-' + agent.name, labels: labels(siteName, site, agent.name, 'registration') },
+        spec: {
+          spiffeIDTemplate: spiffeId(site.trustDomain, agent.name),
+          podSelector: { matchLabels: selector(agent.name) },
+          namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': namespace } },
+        } + (
+          local domains = federatesWith(site, agent);
+          if std.length(domains) > 0 then { federatesWith: domains } else {}
+        ),
+      }
+      for agent in site.agents
+    ] + [
+      local name = std.join('', [if std.member('abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789', c) then c else '-' for c in std.stringChars(domain)]);
+      {
+        apiVersion: 'spire.spiffe.io/v1alpha1',
+        kind: 'ClusterFederatedTrustDomain',
+        metadata: { name: name, labels: labels(siteName, site, name, 'federation') },
+        spec: {
+          trustDomain: domain,
+          bundleEndpointURL: bundleUrl[domain],
+          bundleEndpointProfile: { type: profile }
+                                 + (if profile == 'https_spiffe' then { endpointSPIFFEID: 'spiffe://' + domain + '/spire/server' } else {}),
+        },
+      }
+      for domain in federationPeers[site.trustDomain]
+      if std.objectHas(bundleUrl, domain)
+    ];
+
   // One [path, text] pair per file; a single object comprehension builds the result in one pass.
   local siteFiles(siteName) =
     local site = topology.sites[siteName];
-    if std.length(site.agents) == 0 then [] else [
+    [['k8s/' + siteName + '/mesh/registration.yaml', std.manifestYamlStream(registration(siteName, site), quote_keys=false)]]
+    + if std.length(site.agents) == 0 then [] else [
       [
         'k8s/' + siteName + '/spire/namespaces.yaml',
         std.manifestYamlStream([{

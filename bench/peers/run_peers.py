@@ -9,7 +9,8 @@
         (reading and parsing the topology included) and writing, and the files and bytes written.
     run_peers.py compare WEAVE_OUT PEER_OUT
         Compares the objects under PEER_OUT/k8s with the same objects under WEAVE_OUT/k8s, field by
-        field: per site the agents' Namespace and their default-deny NetworkPolicy, and per agent
+        field: per site the agents' Namespace, their default-deny NetworkPolicy and the
+        ClusterSPIFFEIDs and ClusterFederatedTrustDomains of `mesh/registration.yaml`, and per agent
         every object of weave's `agents/<agent>.yaml` (ServiceAccount, the ConfigMaps
         `<agent>-config` and `<agent>-opa`, Deployment, Services, PodDisruptionBudget); weave
         writes more, which is left out. The agent config (YAML) and the agent's OPA data (JSON) are
@@ -35,6 +36,7 @@ process, from start to exit.
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -48,9 +50,13 @@ PEERS = ("jsonnet", "jrsonnet", "kcl", "jinja2")
 JRSONNET = Path(os.environ.get("WEAVE_BENCH_JRSONNET", PEERS_DIRECTORY.parent / ".jrsonnet" / "bin" / "jrsonnet"))
 
 # The objects the peers render: every object of an agent's file (`k8s/<site>/agents/<agent>.yaml`;
-# the directory's kustomization.yaml is not one), and per site the agents' Namespace and their
-# default-deny NetworkPolicy. An object weave adds to the agent files is one the peers lack.
+# the directory's kustomization.yaml is not one), and per site the agents' Namespace, their
+# default-deny NetworkPolicy and the SPIRE registration (a ClusterSPIFFEID per agent, a
+# ClusterFederatedTrustDomain per federated domain). An object weave adds to these is one the peers
+# lack.
 AGENT_DIRECTORY = "agents"
+# Per site, spire-controller-manager's resources of weave's `mesh/registration.yaml`.
+REGISTRATION_KINDS = ("ClusterSPIFFEID", "ClusterFederatedTrustDomain")
 KUSTOMIZATION = "kustomization.yaml"
 AGENTS_NAMESPACE_COMPONENT = "agents"
 DEFAULT_DENY = "default-deny"
@@ -128,10 +134,13 @@ def render_jinja2(topology_path, _work):
         undefined=jinja2.StrictUndefined,
         autoescape=False,
     )
+    # Ansible's filter of that name, which the template uses.
+    environment.filters["regex_replace"] = lambda text, pattern, replacement: re.sub(pattern, replacement, text)
     site_of = {agent["name"]: name for name, site in topology["sites"].items() for agent in site.get("agents") or []}
     module = environment.get_template("manifests.yaml.j2").make_module({"topology": topology, "site_of": site_of})
     files = {}
     for site_name, site in topology["sites"].items():
+        files[f"k8s/{site_name}/mesh/registration.yaml"] = str(module.registration(site_name, site))
         agents = site.get("agents") or []
         if not agents:
             continue
@@ -231,6 +240,8 @@ def in_subset(relative, document, agents_namespaces):
     metadata = document.get("metadata") or {}
     if len(relative.parts) == 3 and relative.parts[1] == AGENT_DIRECTORY:
         return relative.name != KUSTOMIZATION
+    if kind in REGISTRATION_KINDS:
+        return True
     if kind == "Namespace":
         return is_agents_namespace(document)
     if kind == "NetworkPolicy":
