@@ -352,18 +352,19 @@ enum Scan {
 }
 
 /// Classifies a string: its bytes, its line breaks, and the indicators inside it that keep it from
-/// being plain (`: ` and ` #`); the checks at its ends are [`plain_allowed`]'s. The first two are
-/// passes the compiler vectorizes (the long strings are the multi-line ones, ConfigMaps' files, which
-/// need nothing more); only a single line holding `:` or `#` is looked at byte by byte.
+/// being plain (`: ` and ` #`); the checks at its ends are [`plain_allowed`]'s. One pass the compiler
+/// vectorizes finds all three kinds of byte (the long strings are the multi-line ones, ConfigMaps'
+/// files, which need nothing more); only a single line holding `:` or `#` is looked at byte by byte.
 fn scan(bytes: &[u8]) -> Scan {
-    if !all_bytes(bytes, |byte| (byte.wrapping_sub(b' ') < 95) | (byte == b'\n')) {
+    let found = byte_classes(bytes);
+    if found & OTHER != 0 {
         return Scan::Unsupported;
     }
-    if bytes.contains(&b'\n') {
+    if found & BREAK != 0 {
         return Scan::Multiline;
     }
     let mut inner_indicator = false;
-    if !all_bytes(bytes, |byte| (byte != b':') & (byte != b'#')) {
+    if found & INDICATOR != 0 {
         let mut previous = b' ';
         for (index, &byte) in bytes.iter().enumerate() {
             let indicator = match byte {
@@ -378,22 +379,34 @@ fn scan(bytes: &[u8]) -> Scan {
     Scan::Line { plain: !inner_indicator && plain_allowed(bytes) }
 }
 
-/// Whether every byte passes `test`: 16 bytes at a time, as a fixed-size array without a branch
-/// inside, which the compiler turns into vector instructions; the rest (most strings are shorter)
-/// is copied into such an array padded with a byte that passes every test here.
-fn all_bytes(bytes: &[u8], test: impl Fn(u8) -> bool) -> bool {
-    let failures = |chunk: &[u8; 16]| chunk.iter().fold(0u8, |failed, &byte| failed | u8::from(!test(byte)));
+/// A byte outside printable ASCII that is not a line break.
+const OTHER: u8 = 1;
+/// A line break.
+const BREAK: u8 = 2;
+/// `:` or `#`.
+const INDICATOR: u8 = 4;
+
+/// The classes of byte a string holds (an OR of [`OTHER`], [`BREAK`] and [`INDICATOR`]): 16 bytes
+/// at a time, as a fixed-size array without a branch inside, which the compiler turns into vector
+/// instructions; the rest (most strings are shorter) is copied into such an array padded with a
+/// byte of no class.
+fn byte_classes(bytes: &[u8]) -> u8 {
+    fn any(chunk: &[u8; 16], test: impl Fn(u8) -> bool) -> u8 {
+        chunk.iter().fold(0u8, |found, &byte| found | u8::from(test(byte)))
+    }
+    let classes = |chunk: &[u8; 16]| {
+        any(chunk, |byte| (byte.wrapping_sub(b' ') >= 95) & (byte != b'\n'))
+            | (any(chunk, |byte| byte == b'\n') << 1)
+            | (any(chunk, |byte| (byte == b':') | (byte == b'#')) << 2)
+    };
     let (chunks, rest) = bytes.as_chunks::<16>();
-    let mut failed = 0;
+    let mut found = 0;
     for chunk in chunks {
-        failed |= failures(chunk);
-        if failed != 0 {
-            return false;
-        }
+        found |= classes(chunk);
     }
     let mut last = [b'a'; 16];
     last[..rest.len()].copy_from_slice(rest);
-    failed | failures(&last) == 0
+    found | classes(&last)
 }
 
 /// Whether a one-line string of printable ASCII without `: ` or ` #` inside it (see [`scan`]) can be
@@ -766,6 +779,23 @@ mod tests {
         assert_eq!(super::to_string(&json!("root scalar")), None);
         let long_key: String = "k".repeat(129);
         assert_eq!(super::to_string(&json!({ long_key: 1 })), None);
+    }
+
+    #[test]
+    fn byte_classes_are_found_in_every_chunk_and_in_the_tail() {
+        use super::{BREAK, INDICATOR, OTHER, byte_classes};
+        for length in [0, 1, 15, 16, 17, 31, 32, 33, 47] {
+            assert_eq!(byte_classes("a".repeat(length).as_bytes()), 0, "{length}");
+            for position in 0..length {
+                for (byte, class) in
+                    [(b'\t', OTHER), (0xc3, OTHER), (b'\n', BREAK), (b':', INDICATOR), (b'#', INDICATOR)]
+                {
+                    let mut bytes = vec![b'a'; length];
+                    bytes[position] = byte;
+                    assert_eq!(byte_classes(&bytes), class, "{byte} at {position} of {length}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -25,7 +25,8 @@ use super::objects::{
     LabelSelector, LabelSelectorRequirement, Manifest, NodeAffinity, NodeSelector, NodeSelectorTerm,
     ObjectMeta, PodDisruptionBudgetSpec, PodMeta, PodSecurityContext, PodSpec, PodTemplateSpec,
     PreferredSchedulingTerm, Probe, ResourceRequirements, SeccompProfile, SecurityContext, ServicePort,
-    ServiceSpec, StringMap, Toleration, TopologySpreadConstraint, Volume, VolumeMount, VolumeProjection,
+    ServiceSpec, SharedMap, StringMap, Toleration, TopologySpreadConstraint, Volume, VolumeMount,
+    VolumeProjection,
 };
 use super::{AGENT_COMPONENT, SiteContext, selector_labels};
 use crate::emit::conventions::{AGENT_UID, HEALTH_PATH, METRICS_PATH, SPIRE_SOCKET_DIR, SPIRE_SOCKET_PATH};
@@ -78,7 +79,7 @@ pub fn manifests(site: &SiteContext<'_>, agent_index: usize) -> Vec<Manifest> {
     let topology = site.topology;
     let agent = &topology.agents[agent_index];
     let namespace = topology.mesh.namespace.as_str();
-    let labels = site.labels(&agent.name, AGENT_COMPONENT).build();
+    let labels: SharedMap = site.labels(&agent.name, AGENT_COMPONENT).build().into();
     let config_text = crate::emit::yaml(&agent_config(site, agent_index));
     let config_name = format!("{}-config", agent.name);
     // serde_json writes UTF-8; the lossy path is never taken.
@@ -421,7 +422,7 @@ pub fn agent_config<'a>(site: &SiteContext<'a>, agent_index: usize) -> AgentConf
 fn deployment(
     site: &SiteContext<'_>,
     agent: &Agent,
-    labels: &StringMap,
+    labels: &SharedMap,
     config_name: &str,
     inputs_digest: String,
 ) -> DeploymentSpec {

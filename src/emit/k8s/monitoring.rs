@@ -199,7 +199,7 @@ fn deployment(
                 selector: LabelSelector::labels(selector),
                 strategy: DeploymentStrategy::surge_first(),
                 template: PodTemplateSpec {
-                    metadata: PodMeta { labels: site.labels(name, component).build(), annotations },
+                    metadata: PodMeta { labels: site.labels(name, component).build().into(), annotations },
                     spec,
                 },
             },

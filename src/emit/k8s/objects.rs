@@ -12,6 +12,14 @@ use serde::Serialize;
 /// Labels, annotations, ConfigMap data and node selectors: sorted string maps.
 pub type StringMap = BTreeMap<String, String>;
 
+/// A label set several objects carry (an agent's ServiceAccount, ConfigMaps, Deployment, its pods
+/// and Services): shared, not copied into each.
+pub type SharedMap = std::sync::Arc<StringMap>;
+
+fn is_empty_map(map: &SharedMap) -> bool {
+    map.is_empty()
+}
+
 /// One Kubernetes object: `apiVersion`, `kind`, `metadata`, then the kind's own top-level fields.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -166,26 +174,26 @@ pub struct ObjectMeta {
     pub name: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub labels: StringMap,
+    #[serde(skip_serializing_if = "is_empty_map")]
+    pub labels: SharedMap,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: StringMap,
 }
 
 impl ObjectMeta {
     /// Metadata of a namespaced object.
-    pub fn namespaced(name: impl Into<String>, namespace: &str, labels: StringMap) -> ObjectMeta {
+    pub fn namespaced(name: impl Into<String>, namespace: &str, labels: impl Into<SharedMap>) -> ObjectMeta {
         ObjectMeta {
             name: name.into(),
             namespace: Some(namespace.to_owned()),
-            labels,
+            labels: labels.into(),
             ..ObjectMeta::default()
         }
     }
 
     /// Metadata of a cluster-scoped object.
-    pub fn cluster(name: impl Into<String>, labels: StringMap) -> ObjectMeta {
-        ObjectMeta { name: name.into(), labels, ..ObjectMeta::default() }
+    pub fn cluster(name: impl Into<String>, labels: impl Into<SharedMap>) -> ObjectMeta {
+        ObjectMeta { name: name.into(), labels: labels.into(), ..ObjectMeta::default() }
     }
 }
 
@@ -340,8 +348,8 @@ pub struct PodTemplateSpec {
 /// Pod template metadata: labels and annotations only (the name comes from the controller).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PodMeta {
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub labels: StringMap,
+    #[serde(skip_serializing_if = "is_empty_map")]
+    pub labels: SharedMap,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: StringMap,
 }

@@ -17,8 +17,9 @@ use super::objects::{
     DaemonSetUpdateStrategy, EnvVar, IntOrString, IssuerRef, LabelSelector, Manifest, ObjectMeta,
     PersistentVolumeClaimSpec, PersistentVolumeClaimTemplate, PodDisruptionBudgetSpec, PodMeta,
     PodSecurityContext, PodSpec, PodTemplateSpec, PolicyRule, Probe, ResourceRequirements, RoleRef,
-    RollingUpdateDaemonSet, SeccompProfile, SecurityContext, ServicePort, ServiceSpec, StatefulSetSpec,
-    StringMap, Subject, Toleration, Volume, VolumeMount, VolumeProjection, VolumeResourceRequirements,
+    RollingUpdateDaemonSet, SeccompProfile, SecurityContext, ServicePort, ServiceSpec, SharedMap,
+    StatefulSetSpec, StringMap, Subject, Toleration, Volume, VolumeMount, VolumeProjection,
+    VolumeResourceRequirements,
 };
 use super::registration::{
     self, CONTROLLER_CONFIG_DIR, CONTROLLER_CONFIG_KEY, CONTROLLER_CONFIGMAP, CONTROLLER_HEALTH_PORT,
@@ -127,7 +128,7 @@ fn server_manifests(site: &SiteContext<'_>) -> Vec<Manifest> {
     let psat = configures(&conf, "NodeAttestor", "k8s_psat");
     let bundle_publisher =
         configures(&conf, "BundlePublisher", "k8s_configmap") || configures(&conf, "Notifier", "k8sbundle");
-    let labels = site.labels(SERVER_NAME, "spire-server").build();
+    let labels: SharedMap = site.labels(SERVER_NAME, "spire-server").build().into();
     let cluster_role = format!("{}-{}-spire-server", topology.mesh.name, namespace);
     let mut manifests = vec![Manifest {
         api_version: "v1",
@@ -315,7 +316,7 @@ fn uses_acme(site: &SiteContext<'_>) -> bool {
 
 /// A cert-manager Certificate for the site's `https_web` bundle endpoint when SPIRE does not get one
 /// through ACME: the Secret the server mounts, issued by the topology's ClusterIssuer.
-fn bundle_endpoint_certificate(site: &SiteContext<'_>, labels: &StringMap) -> Option<Manifest> {
+fn bundle_endpoint_certificate(site: &SiteContext<'_>, labels: &SharedMap) -> Option<Manifest> {
     let topology = site.topology;
     let federation = &topology.federation;
     if !bundle_endpoint_exposed(site) || federation.profile != FederationProfile::HttpsWeb || uses_acme(site)
@@ -371,7 +372,7 @@ fn load_balancer_annotations(provider: Provider) -> StringMap {
     pairs.iter().map(|(key, value)| ((*key).to_owned(), (*value).to_owned())).collect()
 }
 
-fn server_statefulset(site: &SiteContext<'_>, labels: &StringMap, conf: &str) -> StatefulSetSpec {
+fn server_statefulset(site: &SiteContext<'_>, labels: &SharedMap, conf: &str) -> StatefulSetSpec {
     let topology = site.topology;
     let spire = &topology.spire;
     // The datastore connection string and the cloud account facts reach server.conf through the
@@ -508,7 +509,7 @@ fn agent_manifests(site: &SiteContext<'_>) -> Vec<Manifest> {
     let namespace = topology.spire.namespace.as_str();
     let conf = spire_config::agent_conf(site.emit, site.site);
     let psat = configures(&conf, "NodeAttestor", "k8s_psat");
-    let labels = site.labels(AGENT_NAME, "spire-agent").build();
+    let labels: SharedMap = site.labels(AGENT_NAME, "spire-agent").build().into();
     let cluster_role = format!("{}-{}-spire-agent", topology.mesh.name, namespace);
     let daemonset = agent_daemonset(site, &labels, psat);
     vec![
@@ -548,7 +549,7 @@ fn agent_manifests(site: &SiteContext<'_>) -> Vec<Manifest> {
     ]
 }
 
-fn agent_daemonset(site: &SiteContext<'_>, labels: &StringMap, psat: bool) -> DaemonSetSpec {
+fn agent_daemonset(site: &SiteContext<'_>, labels: &SharedMap, psat: bool) -> DaemonSetSpec {
     // Cloud node attestors read the instance metadata service, which pods on GKE (Workload Identity)
     // and EKS (IMDSv2 hop limit) cannot reach from the pod network.
     let host_network = !psat;
@@ -635,7 +636,7 @@ fn agent_daemonset(site: &SiteContext<'_>, labels: &StringMap, psat: bool) -> Da
 
 fn csi_driver_manifests(site: &SiteContext<'_>) -> Vec<Manifest> {
     let namespace = site.topology.spire.namespace.as_str();
-    let labels = site.labels("spiffe-csi-driver", "csi-driver").build();
+    let labels: SharedMap = site.labels("spiffe-csi-driver", "csi-driver").build().into();
     let plugin_dir = format!("/var/lib/kubelet/plugins/{}", super::agents::SPIFFE_CSI_DRIVER);
     let driver = Container {
         name: "spiffe-csi-driver".to_owned(),
@@ -806,7 +807,7 @@ fn rolling_daemonset() -> DaemonSetUpdateStrategy {
     }
 }
 
-fn configmap(name: &str, namespace: &str, labels: StringMap, key: &str, value: String) -> Manifest {
+fn configmap(name: &str, namespace: &str, labels: SharedMap, key: &str, value: String) -> Manifest {
     Manifest {
         api_version: "v1",
         kind: "ConfigMap",
@@ -815,7 +816,7 @@ fn configmap(name: &str, namespace: &str, labels: StringMap, key: &str, value: S
     }
 }
 
-fn cluster_role_manifest(name: &str, labels: StringMap, rules: Vec<PolicyRule>) -> Manifest {
+fn cluster_role_manifest(name: &str, labels: SharedMap, rules: Vec<PolicyRule>) -> Manifest {
     Manifest {
         api_version: "rbac.authorization.k8s.io/v1",
         kind: "ClusterRole",
@@ -831,7 +832,7 @@ fn binding(
     role_kind: &'static str,
     service_account: &str,
     service_account_namespace: &str,
-    labels: StringMap,
+    labels: SharedMap,
 ) -> Manifest {
     let metadata = match namespace {
         Some(namespace) => ObjectMeta::namespaced(name, namespace, labels),
