@@ -753,6 +753,12 @@ pub fn prepare(out: &Path, force: bool) -> Result<Prepared, WriteError> {
 }
 
 impl Prepared {
+    /// Whether OUT is already what a build of `origin` writes ([`is_current`]), so that the build
+    /// has nothing to write; `false` for an OUT without a build in it.
+    pub fn is_current(&self, origin: Origin<'_>) -> bool {
+        self.baseline.is_some() && is_current(&self.out, origin)
+    }
+
     /// The rest of [`build_atomically`].
     pub fn build(
         self,

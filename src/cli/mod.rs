@@ -302,14 +302,16 @@ pub fn read_source(path: &Path) -> Result<Source, u8> {
 /// compiled topology, or the exit code to stop with.
 pub fn compile_file(path: &Path) -> Result<(Compiled, Source), u8> {
     let source = read_source(path)?;
-    let analysis = crate::analyze(&source, &Limits::default());
+    compile_source(&source).map(|compiled| (compiled, source))
+}
+
+/// Analyses a topology's text, printing its diagnostics; an invalid one is `EXIT_INVALID`.
+fn compile_source(source: &Source) -> Result<Compiled, u8> {
+    let analysis = crate::analyze(source, &Limits::default());
     if !analysis.diagnostics.is_empty() {
-        eprint!("{}", diagnostics::render_human(&analysis.diagnostics, &source, stderr_color()));
+        eprint!("{}", diagnostics::render_human(&analysis.diagnostics, source, stderr_color()));
     }
-    match analysis.into_compiled() {
-        Ok(compiled) => Ok((compiled, source)),
-        Err(_) => Err(EXIT_INVALID),
-    }
+    analysis.into_compiled().map_err(|_| EXIT_INVALID)
 }
 
 fn validate(args: &ValidateArgs) -> u8 {
@@ -351,20 +353,38 @@ fn build(args: &BuildArgs) -> u8 {
     if args.check {
         return build_check(args);
     }
-    // OUT is opened and its metadata read while the topology is analysed; an invalid topology
-    // still reports only its diagnostics.
-    let (compiled, prepared) = std::thread::scope(|scope| {
-        let prepared = scope.spawn(|| write::prepare(&args.out, args.force));
-        let compiled = compile_file(&args.file);
-        (compiled, prepared.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
-    });
-    let (compiled, source) = match compiled {
-        Ok(compiled) => compiled,
+    let source = match read_source(&args.file) {
+        Ok(source) => source,
         Err(code) => return code,
     };
     let targets = crate::target_selection(&args.only);
     let origin = write::Origin { input_name: &source.name, input: source.text.as_bytes(), targets: &targets };
-    let result = prepared.and_then(|prepared| {
+    // OUT is opened, its metadata read and its lock compared with this build while the topology is
+    // analysed; an invalid topology still reports only its diagnostics.
+    let (compiled, prepared) = std::thread::scope(|scope| {
+        let prepared = scope.spawn(|| {
+            write::prepare(&args.out, args.force).map(|prepared| {
+                let current = prepared.is_current(origin);
+                (prepared, current)
+            })
+        });
+        let compiled = compile_source(&source);
+        (compiled, prepared.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+    });
+    let compiled = match compiled {
+        Ok(compiled) => compiled,
+        Err(code) => return code,
+    };
+    if let Ok((_, true)) = &prepared {
+        // The lock records this very build and every file is as it wrote it: nothing to write.
+        eprintln!(
+            "{} is up to date with {} (as its lock records): nothing written",
+            args.out.display(),
+            source.name
+        );
+        return EXIT_OK;
+    }
+    let result = prepared.and_then(|(prepared, _)| {
         prepared.build(origin, |sink| crate::emit_parallel(&compiled, &args.only, sink))
     });
     match result {

@@ -113,13 +113,53 @@ fn a_one_agent_change_rewrites_only_the_files_whose_bytes_change() {
         std::fs::read_dir(directory.path()).unwrap().map(|entry| entry.unwrap().file_name()).collect();
     assert_eq!(names.len(), 4, "{names:?}");
     assert!(!out.join(".weave-pending").exists());
-    // A rebuild with no change touches nothing, and --check finds OUT fresh.
+    // A rebuild with no change answers from the lock and touches nothing, and --check finds OUT
+    // fresh.
     let unchanged = weave(&["build", &after, "-o", out_arg]);
-    assert!(stderr(&unchanged).contains("0 files written, 0 removed"), "{}", stderr(&unchanged));
+    assert_eq!(code(&unchanged), 0, "{}", stderr(&unchanged));
+    assert!(stderr(&unchanged).contains("is up to date with"), "{}", stderr(&unchanged));
+    assert!(stderr(&unchanged).contains("nothing written"), "{}", stderr(&unchanged));
     assert_eq!(identities(&out), new_identities);
     assert_eq!(code(&weave(&["build", "--check", &after, "-o", out_arg])), 0);
     let stale = weave(&["build", "--check", &before, "-o", out_arg]);
     assert_eq!(code(&stale), 1);
+}
+
+#[test]
+fn a_rebuild_of_the_same_topology_restores_an_edited_file_and_refuses_an_added_one() {
+    let directory = tempfile::tempdir().unwrap();
+    let (before, _) = one_agent_change(directory.path());
+    let out = directory.path().join("out");
+    let out_arg = out.to_str().unwrap();
+    assert_eq!(code(&weave(&["build", &before, "-o", out_arg])), 0);
+    let built = weave::write::read_tree(&out).unwrap();
+    let edited =
+        built.keys().find(|path| path.starts_with("k8s/") && path.ends_with(".yaml")).unwrap().clone();
+    std::thread::sleep(Duration::from_millis(50));
+    // The same size and the old modification time: only the bytes and the status change differ.
+    let path = out.join(&edited);
+    let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[0] = if bytes[0] == b'#' { b'x' } else { b'#' };
+    std::fs::write(&path, &bytes).unwrap();
+    std::fs::File::options().write(true).open(&path).unwrap().set_modified(modified).unwrap();
+    let rebuilt = weave(&["build", &before, "-o", out_arg]);
+    assert_eq!(code(&rebuilt), 0, "{}", stderr(&rebuilt));
+    assert!(stderr(&rebuilt).contains("1 files written, 0 removed"), "{}", stderr(&rebuilt));
+    assert_eq!(weave::write::read_tree(&out).unwrap(), built);
+    // A file added by hand is found through its directory: not up to date, and not weave's to
+    // remove without --force.
+    std::thread::sleep(Duration::from_millis(50));
+    std::fs::write(out.join("k8s/stray.yaml"), "kind: Stray\n").unwrap();
+    let refused = weave(&["build", &before, "-o", out_arg]);
+    assert_eq!(code(&refused), 2, "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("k8s/stray.yaml"), "{}", stderr(&refused));
+    assert!(out.join("k8s/stray.yaml").exists());
+    std::fs::remove_file(out.join("k8s/stray.yaml")).unwrap();
+    let again = weave(&["build", &before, "-o", out_arg]);
+    assert_eq!(code(&again), 0, "{}", stderr(&again));
+    assert!(stderr(&again).contains("nothing written"), "{}", stderr(&again));
+    assert_eq!(weave::write::read_tree(&out).unwrap(), built);
 }
 
 #[test]
