@@ -30,7 +30,7 @@ RUN_PEERS = REPOSITORY / "bench" / "peers" / "run_peers.py"
 # Runs per size: more where a run takes milliseconds and noise matters, one at 50,000 agents.
 REPETITIONS = {None: 20, 100: 10, 1_000: 5, 10_000: 3, 50_000: 1}
 # The peers take seconds where weave takes a fraction of one: fewer runs, and none at 50,000.
-PEER_REPETITIONS = {100: 5, 1_000: 3, 10_000: 1}
+PEER_REPETITIONS = {100: 5, 1_000: 3, 10_000: 3}
 # Sizes at which each peer's objects are compared with weave's, field by field.
 COMPARED_SIZES = {100, 1_000}
 # Runs of the builds also timed writing to disk, by size.
