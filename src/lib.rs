@@ -91,17 +91,14 @@ pub fn analyze(source: &Source, limits: &Limits) -> Analysis {
         Ok(document) => document,
         Err(diagnostics) => return Analysis { model: None, diagnostics },
     };
-    let value = document.to_json();
-    // The schema and the model both only read the value: the schema is checked on a second thread
-    // while the model is built.
+    // The schema reads a JSON copy of the tree, made and checked on a second thread while the model
+    // is read from the tree itself; the copy (the largest allocation of a large topology's
+    // validation) is freed there when the schema is done with it.
     let (mut diagnostics, topology) = std::thread::scope(|scope| {
-        let schema = scope.spawn(|| schema::check(&document, &value));
-        let topology = model::normalize(&value);
+        let schema = scope.spawn(|| schema::check(&document, &document.to_json()));
+        let topology = model::normalize_tree(&document.root);
         (schema.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)), topology)
     });
-    // Nothing reads the value past the schema and the model: free it before the graph and the plan
-    // (a copy of the whole input, the largest allocation of a large topology's validation).
-    drop(value);
     let topology = match topology {
         Ok(topology) => topology,
         Err(reason) => {

@@ -2,8 +2,8 @@
 //!
 //! Parsing goes through saphyr-parser's event stream, which carries a position on every event; the
 //! tree keeps those positions so that every later diagnostic (schema, semantic checks) points into
-//! the file. The tree converts to a `serde_json::Value` for the schema and the model, and answers
-//! "where is the node at this JSON pointer" for the diagnostics.
+//! the file. The tree converts to a `serde_json::Value` for the schema, is deserialized from directly
+//! by the model (`de.rs`), and answers "where is the node at this JSON pointer" for the diagnostics.
 //!
 //! What an input may cost is bounded here, before anything else runs: the file size, the nesting
 //! depth, and the number of nodes that aliases may copy (the "billion laughs" attack). Duplicate keys
@@ -18,6 +18,10 @@ use std::sync::Arc;
 
 use saphyr_parser::{Event, Parser, ScalarStyle, Span as YamlSpan};
 use serde_json::{Map, Number, Value};
+
+mod de;
+
+pub use de::NodeDeserializer;
 
 use crate::diagnostics::{Code, Diagnostic, Span};
 use crate::model::SHORTHAND_SITES;

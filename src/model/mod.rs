@@ -11,7 +11,7 @@
 
 mod normalize;
 
-pub use normalize::{SHORTHAND_SITES, normalize};
+pub use normalize::{SHORTHAND_SITES, normalize, normalize_tree};
 
 use std::collections::BTreeMap;
 

@@ -49,6 +49,14 @@ pub fn normalize(input: &Value) -> Result<Topology, String> {
     Ok(build(raw))
 }
 
+/// [`normalize`] of the loaded tree itself, without its JSON copy: the same result (the tree's
+/// deserializer behaves as the JSON value's does).
+pub fn normalize_tree(root: &crate::load::Node) -> Result<Topology, String> {
+    let raw =
+        RawTopology::deserialize(crate::load::NodeDeserializer(root)).map_err(|error| error.to_string())?;
+    Ok(build(raw))
+}
+
 /// Escapes one JSON-pointer reference token (RFC 6901).
 pub fn pointer_token(token: &str) -> String {
     token.replace('~', "~0").replace('/', "~1")
