@@ -69,6 +69,17 @@ fn visit_mapping<'a, V: Visitor<'a>>(entries: &'a [(Key, Node)], visitor: V) -> 
     }
 }
 
+/// The numeric methods: each takes a number as `serde_json::Number` visits it, and nothing else.
+macro_rules! numbers {
+    ($($method:ident)*) => {
+        $(
+            fn $method<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, Error> {
+                self.deserialize_number(visitor)
+            }
+        )*
+    };
+}
+
 impl<'a> de::Deserializer<'a> for NodeDeserializer<'a> {
     type Error = Error;
 
@@ -211,43 +222,10 @@ impl<'a> de::Deserializer<'a> for NodeDeserializer<'a> {
         visitor.visit_unit()
     }
 
-    fn deserialize_i8<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, Error> {
-        self.deserialize_number(visitor)
-    }
-    fn deserialize_i16<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, Error> {
-        self.deserialize_number(visitor)
-    }
-    fn deserialize_i32<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, Error> {
-        self.deserialize_number(visitor)
-    }
-    fn deserialize_i64<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, Error> {
-        self.deserialize_number(visitor)
-    }
-    fn deserialize_u8<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, Error> {
-        self.deserialize_number(visitor)
-    }
-    fn deserialize_u16<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, Error> {
-        self.deserialize_number(visitor)
-    }
-    fn deserialize_u32<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, Error> {
-        self.deserialize_number(visitor)
-    }
-    fn deserialize_u64<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, Error> {
-        self.deserialize_number(visitor)
-    }
-    fn deserialize_f32<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, Error> {
-        self.deserialize_number(visitor)
-    }
-    fn deserialize_f64<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, Error> {
-        self.deserialize_number(visitor)
-    }
-
-    fn deserialize_i128<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, Error> {
-        self.deserialize_number(visitor)
-    }
-
-    fn deserialize_u128<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, Error> {
-        self.deserialize_number(visitor)
+    numbers! {
+        deserialize_i8 deserialize_i16 deserialize_i32 deserialize_i64 deserialize_i128
+        deserialize_u8 deserialize_u16 deserialize_u32 deserialize_u64 deserialize_u128
+        deserialize_f32 deserialize_f64
     }
 }
 

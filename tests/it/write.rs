@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, SystemTime};
 
@@ -59,6 +59,15 @@ fn one_agent_change(directory: &Path) -> (String, String) {
     (paths[0].clone(), paths[1].clone())
 }
 
+/// [`one_agent_change`], and the topology before the change built into `<directory>/out`.
+fn built_before_the_change(directory: &Path) -> (String, String, PathBuf) {
+    let (before, after) = one_agent_change(directory);
+    let out = directory.join("out");
+    let output = weave(&["build", &before, "-o", out.to_str().unwrap()]);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    (before, after, out)
+}
+
 /// (inode, modification time) of every file under a directory.
 fn identities(root: &Path) -> BTreeMap<String, (u64, SystemTime)> {
     weave::write::scan(root, &[])
@@ -75,11 +84,9 @@ fn identities(root: &Path) -> BTreeMap<String, (u64, SystemTime)> {
 #[test]
 fn a_one_agent_change_rewrites_only_the_files_whose_bytes_change() {
     let directory = tempfile::tempdir().unwrap();
-    let (before, after) = one_agent_change(directory.path());
-    let out = directory.path().join("out");
+    let (before, after, out) = built_before_the_change(directory.path());
     let fresh = directory.path().join("fresh");
     let out_arg = out.to_str().unwrap();
-    assert_eq!(code(&weave(&["build", &before, "-o", out_arg])), 0);
     let old_tree = weave::write::read_tree(&out).unwrap();
     let old_identities = identities(&out);
     let out_inode = std::fs::metadata(&out).unwrap().ino();
@@ -128,10 +135,8 @@ fn a_one_agent_change_rewrites_only_the_files_whose_bytes_change() {
 #[test]
 fn a_rebuild_of_the_same_topology_restores_an_edited_file_and_refuses_an_added_one() {
     let directory = tempfile::tempdir().unwrap();
-    let (before, _) = one_agent_change(directory.path());
-    let out = directory.path().join("out");
+    let (before, _, out) = built_before_the_change(directory.path());
     let out_arg = out.to_str().unwrap();
-    assert_eq!(code(&weave(&["build", &before, "-o", out_arg])), 0);
     let built = weave::write::read_tree(&out).unwrap();
     let edited =
         built.keys().find(|path| path.starts_with("k8s/") && path.ends_with(".yaml")).unwrap().clone();
@@ -240,10 +245,8 @@ fn fifos_and_device_links_in_out_are_never_read() {
 #[test]
 fn diff_of_an_output_directory_reads_it_through_its_lock() {
     let directory = tempfile::tempdir().unwrap();
-    let (before, after) = one_agent_change(directory.path());
-    let out = directory.path().join("out");
+    let (before, after, out) = built_before_the_change(directory.path());
     let out_arg = out.to_str().unwrap();
-    assert_eq!(code(&weave(&["build", &before, "-o", out_arg])), 0);
     let same = weave(&["diff", out_arg, &before]);
     assert_eq!(code(&same), 0, "{}", String::from_utf8_lossy(&same.stdout));
     // The lock records `before`, so that answer came without a build; the same bytes under another
