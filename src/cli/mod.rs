@@ -100,7 +100,8 @@ pub struct ValidateArgs {
 pub struct BuildArgs {
     #[arg(default_value = DEFAULT_FILE, hide_default_value = true, help = FILE_HELP)]
     pub file: PathBuf,
-    /// The output directory (replaced as a whole)
+    /// The output directory (created whole when new; else only new and changed files are written, and
+    /// nothing when it is up to date)
     #[arg(short, long, default_value = "out")]
     pub out: PathBuf,
     /// Build only these targets (comma-separated)
