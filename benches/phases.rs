@@ -253,11 +253,11 @@ fn phase_2_schema(bencher: Bencher, input: Input) {
     });
 }
 
-/// Normalizing the JSON value into the model (defaults, SPIFFE IDs).
+/// Normalizing the loaded tree into the model (defaults, SPIFFE IDs).
 #[divan::bench(args = inputs(), max_time = MAX_SECONDS)]
 fn phase_3_model(bencher: Bencher, input: Input) {
     with_prepared(bencher, input, |bencher, prepared| {
-        bencher.bench(|| model::normalize(black_box(&prepared.value)));
+        bencher.bench(|| model::normalize(black_box(&prepared.document.root)));
     });
 }
 
@@ -480,7 +480,7 @@ mod phase_table {
         if schema_diagnostics.iter().any(|diagnostic| diagnostic.is_error()) {
             return Err("does not match the schema".to_owned());
         }
-        let topology = timed(&mut run, "model", || model::normalize(&value))?;
+        let topology = timed(&mut run, "model", || model::normalize(&document.root))?;
         let mesh_graph = timed(&mut run, "graph", || MeshGraph::build(&topology));
         let plan = timed(&mut run, "plan", || weave::plan::Plan::build(&topology, &mesh_graph));
         let context = CheckContext {

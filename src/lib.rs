@@ -96,7 +96,7 @@ pub fn analyze(source: &Source, limits: &Limits) -> Analysis {
     // validation) is freed there when the schema is done with it.
     let (mut diagnostics, topology) = std::thread::scope(|scope| {
         let schema = scope.spawn(|| schema::check(&document, &document.to_json()));
-        let topology = model::normalize_tree(&document.root);
+        let topology = model::normalize(&document.root);
         (schema.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)), topology)
     });
     let topology = match topology {

@@ -734,29 +734,36 @@ pub fn build_atomically(
     origin: Origin<'_>,
     emit: impl FnOnce(&mut DirectorySink) -> io::Result<()>,
 ) -> Result<Written, WriteError> {
-    prepare(out, force)?.build(origin, emit)
+    prepare(out, force, origin)?.build(origin, emit)
 }
 
-/// OUT opened for a build ([`open`]) and read ([`Baseline::read`]): the part of
-/// [`build_atomically`] that needs no artifact, which `weave build` does while it analyses the
-/// topology. Holds OUT's lock until built or dropped.
+/// OUT opened for a build ([`open`]) and read: the part of [`build_atomically`] that needs no
+/// artifact, which `weave build` does while it analyses the topology. Holds OUT's lock until built
+/// or dropped.
 pub struct Prepared {
     out: PathBuf,
     opened: Opened,
+    force: bool,
+    /// OUT already holds this very build ([`is_current`]).
+    current: bool,
+    /// OUT as the previous build left it ([`Baseline::read`]); not read when OUT is `current`.
     baseline: Option<Baseline>,
 }
 
-pub fn prepare(out: &Path, force: bool) -> Result<Prepared, WriteError> {
+/// Opens OUT and reads what a build of `origin` needs of it. An OUT that already holds this build
+/// is found from its lock and the files' metadata alone, and its baseline (a listing of all of
+/// OUT) is then not read.
+pub fn prepare(out: &Path, force: bool, origin: Origin<'_>) -> Result<Prepared, WriteError> {
     let opened = open(out)?;
-    let baseline = Baseline::read(out, force)?;
-    Ok(Prepared { out: out.to_path_buf(), opened, baseline })
+    let current = is_current(out, origin);
+    let baseline = if current { None } else { Baseline::read(out, force)? };
+    Ok(Prepared { out: out.to_path_buf(), opened, force, current, baseline })
 }
 
 impl Prepared {
-    /// Whether OUT is already what a build of `origin` writes ([`is_current`]), so that the build
-    /// has nothing to write; `false` for an OUT without a build in it.
-    pub fn is_current(&self, origin: Origin<'_>) -> bool {
-        self.baseline.is_some() && is_current(&self.out, origin)
+    /// Whether OUT already holds the build `prepare` was asked about: it has nothing to write.
+    pub fn is_current(&self) -> bool {
+        self.current
     }
 
     /// The rest of [`build_atomically`].
@@ -765,7 +772,9 @@ impl Prepared {
         origin: Origin<'_>,
         emit: impl FnOnce(&mut DirectorySink) -> io::Result<()>,
     ) -> Result<Written, WriteError> {
-        let Prepared { out, mut opened, baseline } = self;
+        let Prepared { out, mut opened, force, current, baseline } = self;
+        // A current OUT built all the same is updated as any other: it writes nothing.
+        let baseline = if current { Baseline::read(&out, force)? } else { baseline };
         let result = match baseline {
             None => build_whole(&out, &mut opened, origin, emit),
             Some(baseline) => update(&out, baseline, origin, emit),

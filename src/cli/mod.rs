@@ -363,12 +363,7 @@ fn build(args: &BuildArgs) -> u8 {
     // OUT is opened, its metadata read and its lock compared with this build while the topology is
     // analysed; an invalid topology still reports only its diagnostics.
     let (compiled, prepared) = std::thread::scope(|scope| {
-        let prepared = scope.spawn(|| {
-            write::prepare(&args.out, args.force).map(|prepared| {
-                let current = prepared.is_current(origin);
-                (prepared, current)
-            })
-        });
+        let prepared = scope.spawn(|| write::prepare(&args.out, args.force, origin));
         let compiled = compile_source(&source);
         (compiled, prepared.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
     });
@@ -376,7 +371,7 @@ fn build(args: &BuildArgs) -> u8 {
         Ok(compiled) => compiled,
         Err(code) => return code,
     };
-    if let Ok((_, true)) = &prepared {
+    if prepared.as_ref().is_ok_and(write::Prepared::is_current) {
         // The lock records this very build and every file is as it wrote it: nothing to write.
         eprintln!(
             "{} is up to date with {} (as its lock records): nothing written",
@@ -385,7 +380,7 @@ fn build(args: &BuildArgs) -> u8 {
         );
         return EXIT_OK;
     }
-    let result = prepared.and_then(|(prepared, _)| {
+    let result = prepared.and_then(|prepared| {
         prepared.build(origin, |sink| crate::emit_parallel(&compiled, &args.only, sink))
     });
     match result {
@@ -410,12 +405,6 @@ fn build(args: &BuildArgs) -> u8 {
     }
 }
 
-/// `weave build --check`: compares OUT with what the topology produces. When OUT's lock records
-/// this very topology (same bytes, same weave, same targets), the answer comes from the lock and the
-/// files' metadata alone, reading a file only where its times leave a doubt; otherwise the topology
-/// is analysed and built in memory and each artifact compared (by the lock's digest where the file's
-/// size and times vouch for it). Writes nothing, except that a build a stopped run left half done is
-/// finished first.
 /// Opens OUT for a command that reads it ([`write::open`]), saying so when a stopped build was
 /// finished; an error is printed and becomes the exit code.
 pub(super) fn open_output(out: &Path) -> Result<write::Opened, u8> {
@@ -433,6 +422,12 @@ pub(super) fn open_output(out: &Path) -> Result<write::Opened, u8> {
     }
 }
 
+/// `weave build --check`: compares OUT with what the topology produces. When OUT's lock records
+/// this very topology (same bytes, same weave, same targets), the answer comes from the lock and the
+/// files' metadata alone, reading a file only where its times leave a doubt; otherwise the topology
+/// is analysed and built in memory and each artifact compared (by the lock's digest where the file's
+/// size and times vouch for it). Writes nothing, except that a build a stopped run left half done is
+/// finished first.
 fn build_check(args: &BuildArgs) -> u8 {
     let source = match read_source(&args.file) {
         Ok(source) => source,

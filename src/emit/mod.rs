@@ -144,20 +144,25 @@ pub fn yaml_documents<T: serde::Serialize>(documents: &[T]) -> Vec<u8> {
         if position > 0 {
             out.push_str("---\n");
         }
-        if !yaml::append(&mut out, document) {
-            out.push_str(&serde_yaml_ng::to_string(document).expect("plain data serializes to YAML"));
-        }
+        push_yaml(&mut out, document);
     }
     out.into_bytes()
 }
 
 /// Serializes one value as YAML.
 pub fn yaml<T: serde::Serialize>(value: &T) -> String {
-    // The block writer covers the objects weave builds; anything else goes to serde_yaml_ng, whose
-    // bytes the block writer reproduces. Serializing plain data (maps, lists, strings, numbers)
-    // cannot fail.
-    yaml::to_string(value)
-        .unwrap_or_else(|| serde_yaml_ng::to_string(value).expect("plain data serializes to YAML"))
+    let mut out = String::with_capacity(1024);
+    push_yaml(&mut out, value);
+    out
+}
+
+/// Appends one value as a YAML document. The block writer covers the objects weave builds;
+/// anything else goes to serde_yaml_ng, whose bytes the block writer reproduces. Serializing plain
+/// data (maps, lists, strings, numbers) cannot fail.
+fn push_yaml<T: serde::Serialize>(out: &mut String, value: &T) {
+    if !yaml::append(out, value) {
+        out.push_str(&serde_yaml_ng::to_string(value).expect("plain data serializes to YAML"));
+    }
 }
 
 /// Serializes one value as pretty JSON with a final newline.

@@ -12,21 +12,14 @@
 //!   single quotes; strings with line breaks as literal blocks (`|`, `|-`).
 //!
 //! Anything else (floats, non-ASCII or control characters, enum variants that serde_yaml_ng writes
-//! as tags, keys longer than 128 bytes, ...) makes [`to_string`] return `None` ([`append`]: `false`,
-//! the stream untouched), and the caller falls back to serde_yaml_ng for that document. Invariant:
+//! as tags, keys longer than 128 bytes, ...) makes [`append`] return `false`, the stream untouched,
+//! and the caller falls back to serde_yaml_ng for that document. Invariant:
 //! whenever this writer accepts a document, the bytes are serde_yaml_ng's (tested on every artifact
 //! of every fixture and on generated values).
 
 use std::fmt::{self, Display, Write as _};
 
 use serde::ser::{self, Serialize};
-
-/// Serializes `value` as one YAML document, or `None` when it holds something this writer leaves to
-/// serde_yaml_ng.
-pub fn to_string<T: Serialize + ?Sized>(value: &T) -> Option<String> {
-    let mut out = String::with_capacity(1024);
-    append(&mut out, value).then_some(out)
-}
 
 /// Appends `value` as one YAML document to `out` and says whether it could; when it could not, `out`
 /// is as it was. Writing straight into the stream a document belongs to spares a copy of every
@@ -665,6 +658,12 @@ impl ser::SerializeStruct for &mut Writer {
 
 #[cfg(test)]
 mod tests {
+    /// `value` as one YAML document, or `None` when the writer leaves it to serde_yaml_ng.
+    fn to_string<T: Serialize + ?Sized>(value: &T) -> Option<String> {
+        let mut out = String::new();
+        super::append(&mut out, value).then_some(out)
+    }
+
     use std::collections::BTreeMap;
 
     use proptest::prelude::*;
@@ -673,7 +672,7 @@ mod tests {
 
     fn same_as_serde_yaml_ng<T: Serialize>(value: &T) -> Option<String> {
         let expected = serde_yaml_ng::to_string(value).unwrap();
-        let actual = super::to_string(value);
+        let actual = to_string(value);
         if let Some(actual) = &actual {
             assert_eq!(actual, &expected);
         }
@@ -782,17 +781,17 @@ mod tests {
 
     #[test]
     fn leaves_what_it_does_not_know_to_serde_yaml_ng() {
-        assert_eq!(super::to_string(&json!({"x": 1.5})), None);
-        assert_eq!(super::to_string(&json!({"x": "caf\u{e9}"})), None);
-        assert_eq!(super::to_string(&json!({"x": "tab\there"})), None);
-        assert_eq!(super::to_string(&json!({"x": " lead\nline"})), None);
-        assert_eq!(super::to_string(&json!({"x": "keep\n\n"})), None);
-        assert_eq!(super::to_string(&json!({"x": "space \nbefore a break"})), None);
-        assert_eq!(super::to_string(&json!({"x": "first\nspace \n"})), None);
-        assert_eq!(super::to_string(&json!({"multi\nline key": 1})), None);
-        assert_eq!(super::to_string(&json!("root scalar")), None);
+        assert_eq!(to_string(&json!({"x": 1.5})), None);
+        assert_eq!(to_string(&json!({"x": "caf\u{e9}"})), None);
+        assert_eq!(to_string(&json!({"x": "tab\there"})), None);
+        assert_eq!(to_string(&json!({"x": " lead\nline"})), None);
+        assert_eq!(to_string(&json!({"x": "keep\n\n"})), None);
+        assert_eq!(to_string(&json!({"x": "space \nbefore a break"})), None);
+        assert_eq!(to_string(&json!({"x": "first\nspace \n"})), None);
+        assert_eq!(to_string(&json!({"multi\nline key": 1})), None);
+        assert_eq!(to_string(&json!("root scalar")), None);
         let long_key: String = "k".repeat(129);
-        assert_eq!(super::to_string(&json!({ long_key: 1 })), None);
+        assert_eq!(to_string(&json!({ long_key: 1 })), None);
     }
 
     #[test]

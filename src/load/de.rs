@@ -5,7 +5,7 @@
 //! It behaves as `&serde_json::Value`'s deserializer does on the value [`Document::to_json`] makes of
 //! the same tree: the same visitor calls in the same order (a mapping's entries in key order, as a
 //! `serde_json::Map` holds them), the same errors with the same messages. The model cannot tell the
-//! two apart; `model::normalize` is tested to give the same result both ways on every fixture.
+//! two apart; `model::normalize` is tested against `normalize_json` on every fixture.
 //!
 //! [`Document::to_json`]: super::Document::to_json
 
@@ -396,7 +396,7 @@ mod tests {
     use std::path::Path;
 
     use super::super::{Document, Limits, Node, NodeKind, load};
-    use crate::model::{normalize, normalize_tree};
+    use crate::model::{normalize, normalize_json};
     use crate::source::Source;
 
     /// Every topology of the fixture directories that loads.
@@ -432,8 +432,8 @@ mod tests {
 
     /// Whether the model refused the tree (alike both ways).
     fn assert_same(name: &str, root: &Node) -> bool {
-        let from_json = normalize(&super::super::to_json(root));
-        let from_tree = normalize_tree(root);
+        let from_json = normalize_json(&super::super::to_json(root));
+        let from_tree = normalize(root);
         assert_eq!(from_tree, from_json, "{name}");
         from_tree.is_err()
     }
@@ -453,18 +453,13 @@ mod tests {
         }
     }
 
-    fn replaced(root: &Node, path: &[usize], kind: &NodeKind) -> Node {
-        let mut root = root.clone();
-        let mut node = &mut root;
-        for &position in path {
-            node = match &mut node.kind {
-                NodeKind::Sequence(items) => &mut items[position],
-                NodeKind::Mapping(entries) => &mut entries[position].1,
-                _ => unreachable!("a path goes through collections"),
-            };
-        }
-        node.kind = kind.clone();
-        root
+    /// The node at a path of child positions.
+    fn node_at<'a>(root: &'a mut Node, path: &[usize]) -> &'a mut Node {
+        path.iter().fold(root, |node, &position| match &mut node.kind {
+            NodeKind::Sequence(items) => &mut items[position],
+            NodeKind::Mapping(entries) => &mut entries[position].1,
+            _ => unreachable!("a path goes through collections"),
+        })
     }
 
     #[test]
@@ -504,22 +499,15 @@ mod tests {
             paths(&document.root, &mut Vec::new(), &mut found);
             for path in &found {
                 for kind in &kinds {
-                    let tree = replaced(&document.root, path, kind);
+                    let mut tree = document.root.clone();
+                    node_at(&mut tree, path).kind = kind.clone();
                     refused += usize::from(assert_same(&format!("{name} at {path:?} as {kind:?}"), &tree));
                 }
                 // Every value of a mapping wrong at once: the first refused is the same one both
                 // ways (the entries are visited in the same order).
                 for kind in &kinds {
                     let mut tree = document.root.clone();
-                    let mut node = &mut tree;
-                    for &position in path {
-                        node = match &mut node.kind {
-                            NodeKind::Sequence(items) => &mut items[position],
-                            NodeKind::Mapping(entries) => &mut entries[position].1,
-                            _ => unreachable!("a path goes through collections"),
-                        };
-                    }
-                    let NodeKind::Mapping(entries) = &mut node.kind else { break };
+                    let NodeKind::Mapping(entries) = &mut node_at(&mut tree, path).kind else { break };
                     for (_, value) in entries.iter_mut() {
                         value.kind = kind.clone();
                     }

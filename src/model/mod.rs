@@ -11,7 +11,9 @@
 
 mod normalize;
 
-pub use normalize::{SHORTHAND_SITES, normalize, normalize_tree};
+#[cfg(test)]
+pub use normalize::normalize_json;
+pub use normalize::{SHORTHAND_SITES, normalize};
 
 use std::collections::BTreeMap;
 

@@ -44,16 +44,17 @@ pub const SHORTHAND_SITES: [Provider; 3] = [Provider::Aws, Provider::Gcp, Provid
 
 /// Normalizes the input tree. Fails only when the tree does not have the shape serde needs (a
 /// wrong type somewhere); the schema stage has then already reported the reason with its place.
-pub fn normalize(input: &Value) -> Result<Topology, String> {
-    let raw = RawTopology::deserialize(input).map_err(|error| error.to_string())?;
+pub fn normalize(root: &crate::load::Node) -> Result<Topology, String> {
+    let raw =
+        RawTopology::deserialize(crate::load::NodeDeserializer(root)).map_err(|error| error.to_string())?;
     Ok(build(raw))
 }
 
-/// [`normalize`] of the loaded tree itself, without its JSON copy: the same result (the tree's
-/// deserializer behaves as the JSON value's does).
-pub fn normalize_tree(root: &crate::load::Node) -> Result<Topology, String> {
-    let raw =
-        RawTopology::deserialize(crate::load::NodeDeserializer(root)).map_err(|error| error.to_string())?;
+/// [`normalize`] of the tree's JSON copy: what the tree's deserializer is tested against (it behaves
+/// as the JSON value's does).
+#[cfg(test)]
+pub fn normalize_json(input: &Value) -> Result<Topology, String> {
+    let raw = RawTopology::deserialize(input).map_err(|error| error.to_string())?;
     Ok(build(raw))
 }
 
