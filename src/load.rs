@@ -178,13 +178,17 @@ impl Document {
         // found by it (a pointer spelt differently finds no index and falls back to the search).
         let mut prefix_length = 0;
         for raw_token in pointer.strip_prefix('/')?.split('/') {
-            let token = raw_token.replace("~1", "/").replace("~0", "~");
+            let token: Cow<'_, str> = if raw_token.contains('~') {
+                Cow::Owned(raw_token.replace("~1", "/").replace("~0", "~"))
+            } else {
+                Cow::Borrowed(raw_token)
+            };
             let prefix = &pointer[..prefix_length];
             prefix_length += 1 + raw_token.len();
             match &node.kind {
                 NodeKind::Mapping(entries) => {
                     let position = match self.large_mappings.get(prefix) {
-                        Some(positions) => *positions.get(&token)?,
+                        Some(positions) => *positions.get(token.as_ref())?,
                         None => entries.iter().position(|(entry_key, _)| *entry_key.name == *token)?,
                     };
                     let (entry_key, value) = entries.get(position)?;
@@ -436,23 +440,21 @@ fn load_document(source: &Source, limits: &Limits) -> Result<Document, Vec<Diagn
     }
     let root = loader.root.unwrap_or(Node { span: source.line_span(1).into(), kind: NodeKind::Null });
     let mut large_mappings = HashMap::new();
-    index_large_mappings(&root, &mut String::new(), &mut large_mappings);
+    index_large_mappings(&root, &mut Vec::new(), &mut large_mappings);
     Ok(Document { root, large_mappings })
 }
 
-fn index_large_mappings(
-    node: &Node,
-    pointer: &mut String,
+fn index_large_mappings<'a>(
+    node: &'a Node,
+    path: &mut Vec<PathStep<'a>>,
     index: &mut HashMap<String, HashMap<String, usize>>,
 ) {
-    let length = pointer.len();
     match &node.kind {
         NodeKind::Sequence(items) => {
             for (position, item) in items.iter().enumerate() {
-                // Writing into a String cannot fail.
-                let _ = write!(pointer, "/{position}");
-                index_large_mappings(item, pointer, index);
-                pointer.truncate(length);
+                path.push(PathStep::Item(position));
+                index_large_mappings(item, path, index);
+                path.pop();
             }
         }
         NodeKind::Mapping(entries) => {
@@ -461,21 +463,42 @@ fn index_large_mappings(
                 for (position, (key, _)) in entries.iter().enumerate() {
                     positions.entry(key.name.to_string()).or_insert(position);
                 }
-                index.insert(pointer.clone(), positions);
+                index.insert(pointer_of_steps(path), positions);
             }
             for (key, value) in entries {
-                pointer.push('/');
-                if key.name.contains(['~', '/']) {
-                    pointer.push_str(&key.name.replace('~', "~0").replace('/', "~1"));
-                } else {
-                    pointer.push_str(&key.name);
-                }
-                index_large_mappings(value, pointer, index);
-                pointer.truncate(length);
+                path.push(PathStep::Key(&key.name));
+                index_large_mappings(value, path, index);
+                path.pop();
             }
         }
         _ => {}
     }
+}
+
+/// One step of the way from the root to a node: a sequence's item or a mapping's key.
+enum PathStep<'a> {
+    Item(usize),
+    Key(&'a str),
+}
+
+/// The JSON pointer of a path (keys escaped as RFC 6901 says), made only for the nodes that need
+/// one.
+fn pointer_of_steps(path: &[PathStep<'_>]) -> String {
+    let mut pointer = String::new();
+    for step in path {
+        pointer.push('/');
+        match step {
+            // Writing into a String cannot fail.
+            PathStep::Item(position) => {
+                let _ = write!(pointer, "{position}");
+            }
+            PathStep::Key(name) if name.contains(['~', '/']) => {
+                pointer.push_str(&name.replace('~', "~0").replace('/', "~1"));
+            }
+            PathStep::Key(name) => pointer.push_str(name),
+        }
+    }
+    pointer
 }
 
 enum Frame {

@@ -17,7 +17,7 @@ fn duplicates(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
     // first is the one written first.
     let line_of = |pointer: &str| context.at(pointer).map_or(usize::MAX, |span| span.line);
     let mut site_order: Vec<&crate::model::Site> = topology.sites.iter().collect();
-    site_order.sort_by_key(|site| line_of(&site.pointer));
+    site_order.sort_by_cached_key(|site| line_of(&site.pointer));
     let mut sites: BTreeMap<&str, &str> = BTreeMap::new();
     for site in site_order {
         if let Some(first) = sites.get(site.name.as_str()) {
@@ -41,7 +41,7 @@ fn duplicates(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
         }
     }
     let mut agent_order: Vec<usize> = (0..topology.agents.len()).collect();
-    agent_order.sort_by_key(|&position| line_of(&topology.agents[position].pointer));
+    agent_order.sort_by_cached_key(|&position| line_of(&topology.agents[position].pointer));
     let mut agents: BTreeMap<&str, usize> = BTreeMap::new();
     let mut spiffe_ids: BTreeMap<&str, usize> = BTreeMap::new();
     for position in agent_order {

@@ -3,6 +3,10 @@
 //! every artifact: a secret here leaks everywhere. Secrets belong in Kubernetes Secrets, which the
 //! topology names.
 
+use std::sync::LazyLock;
+
+use memchr::memmem::Finder;
+
 use super::CheckContext;
 use crate::diagnostics::{Code, Diagnostic};
 use crate::load::Document;
@@ -145,39 +149,76 @@ const PREFIXES: [(&str, &str); 9] = [
 ];
 
 /// A value that is certainly a secret, and what kind.
+///
+/// Every string and key of the topology goes through here, so each shape is first ruled out by
+/// what it cannot lack (a byte it contains, its least length) before it is searched for; the
+/// result is that of the shapes alone (a test compares the two on generated strings).
 pub(crate) fn known_secret(text: &str) -> Option<&'static str> {
-    if text.contains("tskey-") {
+    static TAILSCALE_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new("tskey-"));
+    static PEM_BEGIN: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new("-----BEGIN"));
+    let bytes = text.as_bytes();
+    if TAILSCALE_KEY.find(bytes).is_some() {
         return Some("a Tailscale auth key");
     }
-    if text.contains("-----BEGIN") && text.contains("PRIVATE KEY") {
+    if PEM_BEGIN.find(bytes).is_some() && text.contains("PRIVATE KEY") {
         return Some("a private key");
     }
-    if has_url_password(text) {
+    // `user:password@host`: the last `@` ends the user info.
+    if memchr::memchr(b'@', bytes).is_some() && has_url_password(text) {
         return Some("a connection string with a password");
     }
-    let lowered = text.to_ascii_lowercase();
-    if ["password=", "pwd=", "passwd="].iter().any(|marker| lowered.contains(marker)) {
-        return Some("a connection string with a password");
+    // Each marker below ends in `=` or `:`, which lowering the case leaves alone.
+    if memchr::memchr2(b'=', b':', bytes).is_some() {
+        let lowered = text.to_ascii_lowercase();
+        if ["password=", "pwd=", "passwd="].iter().any(|marker| lowered.contains(marker)) {
+            return Some("a connection string with a password");
+        }
+        if ["password:", "passwd:", "password\":", "password':"].iter().any(|marker| lowered.contains(marker))
+        {
+            return Some("a password");
+        }
     }
-    if ["password:", "passwd:", "password\":", "password':"].iter().any(|marker| lowered.contains(marker)) {
-        return Some("a password");
-    }
-    for token in tokens(text) {
-        for (prefix, kind) in PREFIXES {
-            if token.starts_with(prefix)
-                && token.len() >= prefix.len() + 16
-                && token[prefix.len()..]
-                    .bytes()
-                    .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'-'))
-            {
+    // A credential token is its prefix and at least 16 more characters.
+    if bytes.len() >= MIN_PREFIXED_TOKEN {
+        for token in tokens(text) {
+            if let Some(kind) = prefixed_credential(token) {
                 return Some(kind);
             }
         }
     }
-    if has_jwt(text) {
+    if bytes.len() >= MIN_JWT && has_jwt(text) {
         return Some("a JSON Web Token");
     }
     None
+}
+
+/// The shortest token `prefixed_credential` accepts: the shortest prefix and 16 characters.
+const MIN_PREFIXED_TOKEN: usize = {
+    let mut shortest = usize::MAX;
+    let mut index = 0;
+    while index < PREFIXES.len() {
+        if PREFIXES[index].0.len() < shortest {
+            shortest = PREFIXES[index].0.len();
+        }
+        index += 1;
+    }
+    shortest + 16
+};
+
+/// The shortest JSON Web Token `has_jwt` accepts: two parts of at least 10 characters, two dots.
+const MIN_JWT: usize = 10 + 1 + 10 + 1;
+
+/// The kind of credential a token is, when it starts with a known prefix followed by at least 16
+/// token characters.
+fn prefixed_credential(token: &str) -> Option<&'static str> {
+    PREFIXES.iter().find_map(|&(prefix, kind)| {
+        (token.starts_with(prefix)
+            && token.len() >= prefix.len() + 16
+            && token[prefix.len()..]
+                .bytes()
+                .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'-')))
+        .then_some(kind)
+    })
 }
 
 /// The string split at spaces, quotes and `=,:/@;`.
@@ -226,13 +267,17 @@ fn has_jwt(text: &str) -> bool {
 
 /// A value that looks like a credential, and what kind.
 pub(crate) fn suspicious(text: &str) -> Option<&'static str> {
-    tokens(text).any(looks_random).then_some("a token or key")
+    // A random-looking token is at least `MIN_RANDOM_TOKEN` long.
+    (text.len() >= MIN_RANDOM_TOKEN && tokens(text).any(looks_random)).then_some("a token or key")
 }
+
+/// The shortest token `looks_random` accepts.
+const MIN_RANDOM_TOKEN: usize = 24;
 
 /// A long token of mixed-case letters and digits with high entropy: how generated secrets look, and
 /// how names, paths, URLs and hex digests do not.
 fn looks_random(token: &str) -> bool {
-    if token.len() < 24 || token.contains("://") || token.contains('/') || token.contains('.') {
+    if token.len() < MIN_RANDOM_TOKEN || token.contains("://") || token.contains('/') || token.contains('.') {
         return false;
     }
     let bytes = token.as_bytes();
@@ -264,6 +309,115 @@ fn looks_random(token: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// `known_secret` as the shapes alone, every search made on every string.
+    fn known_secret_reference(text: &str) -> Option<&'static str> {
+        if text.contains("tskey-") {
+            return Some("a Tailscale auth key");
+        }
+        if text.contains("-----BEGIN") && text.contains("PRIVATE KEY") {
+            return Some("a private key");
+        }
+        if has_url_password(text) {
+            return Some("a connection string with a password");
+        }
+        let lowered = text.to_ascii_lowercase();
+        if ["password=", "pwd=", "passwd="].iter().any(|marker| lowered.contains(marker)) {
+            return Some("a connection string with a password");
+        }
+        if ["password:", "passwd:", "password\":", "password':"].iter().any(|marker| lowered.contains(marker))
+        {
+            return Some("a password");
+        }
+        for token in tokens(text) {
+            for (prefix, kind) in PREFIXES {
+                if token.starts_with(prefix)
+                    && token.len() >= prefix.len() + 16
+                    && token[prefix.len()..]
+                        .bytes()
+                        .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'-'))
+                {
+                    return Some(kind);
+                }
+            }
+        }
+        if has_jwt(text) {
+            return Some("a JSON Web Token");
+        }
+        None
+    }
+
+    /// Strings made of the pieces every shape is built from, and of ordinary text around them.
+    fn secret_pieces() -> impl Strategy<Value = String> {
+        const PIECES: &[&str] = &[
+            "tskey-",
+            "tskey",
+            "-----BEGIN",
+            "PRIVATE KEY",
+            "password",
+            "PassWord",
+            "passwd",
+            "pwd",
+            "=",
+            ":",
+            "\"",
+            "'",
+            "@",
+            "://",
+            "/",
+            "?",
+            "#",
+            " ",
+            "AKIA",
+            "ASIA",
+            "ghp_",
+            "gho_",
+            "github_pat_",
+            "xoxb-",
+            "xoxp-",
+            "sk_live_",
+            "AIza",
+            "eyJ",
+            ".",
+            "-",
+            "_",
+            "+",
+            ",",
+            ";",
+            "a",
+            "Z",
+            "7",
+            "abcdefgh",
+            "QWERTYUIOPASDFGH",
+            "k9X2mQ7vL4pR8sT1",
+            "eyJabcdefg",
+            "db",
+            "é",
+            "user",
+            "host:4317",
+            "\n",
+        ];
+        // Few pieces, for strings just long enough for a shape; many, for the rest.
+        prop_oneof![
+            proptest::collection::vec(proptest::sample::select(PIECES), 0..5),
+            proptest::collection::vec(proptest::sample::select(PIECES), 0..24),
+        ]
+        .prop_map(|pieces| pieces.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+        #[test]
+        fn known_secret_is_its_shapes(text in secret_pieces()) {
+            prop_assert_eq!(known_secret(&text), known_secret_reference(&text), "{:?}", text);
+            prop_assert_eq!(
+                suspicious(&text),
+                tokens(&text).any(looks_random).then_some("a token or key"),
+                "{:?}", text
+            );
+        }
+    }
 
     #[test]
     fn known_secrets() {
@@ -286,6 +440,12 @@ mod tests {
             .is_some()
         );
         assert!(known_secret("db password: hunter2").is_some());
+        // The shortest of each shape, at the bound below which it is not searched for.
+        assert_eq!(known_secret("AIzaSyA1b2C3d4E5f6G7h8"), Some("a Google API key"));
+        assert_eq!(known_secret("ghp_0123456789abcdef"), Some("a GitHub token"));
+        assert_eq!(known_secret("ghp_0123456789abcde"), None);
+        assert_eq!(known_secret("eyJabcdefg.eyJabcdefg."), Some("a JSON Web Token"));
+        assert_eq!(known_secret("eyJabcdefg.eyJabcdef."), None);
         assert!(known_secret("{\"password\": \"hunter2\"}").is_some());
     }
 
@@ -351,5 +511,7 @@ mod tests {
             .is_none()
         );
         assert!(suspicious("admin@company.com").is_none());
+        assert!(suspicious("aB3dE5gH7jK9mN1pQ2sT4vW6").is_some());
+        assert!(suspicious("aB3dE5gH7jK9mN1pQ2sT4vW").is_none());
     }
 }
