@@ -547,7 +547,7 @@ struct Loader<'a> {
 /// almost in text order, so walking from the previous position costs next to nothing per event.
 /// The line and column are counted here too, the way editors count them (`\n` ends a line; every
 /// character, a byte order mark included, is one column), so they always agree with the byte offset.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Cursor {
     characters: usize,
     byte: usize,
@@ -566,11 +566,19 @@ impl Default for Cursor {
 impl Cursor {
     /// Moves to the character at index `target`, or to the end of the text when it is past it.
     fn seek(&mut self, text: &str, target: usize) {
+        // Forward, one leading byte at a time: its value gives the character's width, without
+        // decoding the character.
+        let bytes = text.as_bytes();
         while self.characters < target {
-            let Some(next) = text[self.byte..].chars().next() else { break };
-            self.byte += next.len_utf8();
+            let Some(&leading) = bytes.get(self.byte) else { break };
+            self.byte += match leading {
+                0..0x80 => 1,
+                0xC0..0xE0 => 2,
+                0xE0..0xF0 => 3,
+                _ => 4,
+            };
             self.characters += 1;
-            if next == '\n' {
+            if leading == b'\n' {
                 self.line += 1;
                 self.column = 0;
             } else {
@@ -973,6 +981,48 @@ fn resolve_number(text: &str) -> Option<Number> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// `Cursor::seek` as characters decoded one at a time.
+    fn seek_decoding(cursor: &mut Cursor, text: &str, target: usize) {
+        while cursor.characters < target {
+            let Some(next) = text[cursor.byte..].chars().next() else { break };
+            cursor.byte += next.len_utf8();
+            cursor.characters += 1;
+            if next == '\n' {
+                cursor.line += 1;
+                cursor.column = 0;
+            } else {
+                cursor.column += 1;
+            }
+        }
+        while cursor.characters > target {
+            let Some(previous) = text[..cursor.byte].chars().next_back() else { break };
+            cursor.byte -= previous.len_utf8();
+            cursor.characters -= 1;
+            cursor.line = 1 + text[..cursor.byte].matches('\n').count();
+            let line_start = text[..cursor.byte].rfind('\n').map_or(0, |newline| newline + 1);
+            cursor.column = text[line_start..cursor.byte].chars().count();
+        }
+    }
+
+    proptest! {
+        /// Reading a character's width from its leading byte ends where decoding it does, in any
+        /// text and from any position, forward and back.
+        #[test]
+        fn seeking_by_leading_bytes_is_decoding(
+            text in "[a-z: \\-\n\té€😀\r]{0,64}",
+            targets in proptest::collection::vec(0usize..80, 1..12),
+        ) {
+            let mut cursor = Cursor::default();
+            let mut decoding = Cursor::default();
+            for target in targets {
+                cursor.seek(&text, target);
+                seek_decoding(&mut decoding, &text, target);
+                prop_assert_eq!(cursor, decoding, "text {:?}, target {}", text, target);
+            }
+        }
+    }
 
     fn load_text(text: &str) -> Result<Document, Vec<Diagnostic>> {
         load(&Source::new("test.yaml", text), &Limits::default())
