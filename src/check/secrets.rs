@@ -163,7 +163,7 @@ pub(crate) fn known_secret(text: &str) -> Option<&'static str> {
     if PEM_BEGIN.find(bytes).is_some() && text.contains("PRIVATE KEY") {
         return Some("a private key");
     }
-    // `user:password@host`: the last `@` ends the user info.
+    // `user:password@host` cannot be written without an `@`.
     if memchr::memchr(b'@', bytes).is_some() && has_url_password(text) {
         return Some("a connection string with a password");
     }
