@@ -178,11 +178,7 @@ impl Document {
         // found by it (a pointer spelt differently finds no index and falls back to the search).
         let mut prefix_length = 0;
         for raw_token in pointer.strip_prefix('/')?.split('/') {
-            let token: Cow<'_, str> = if raw_token.contains('~') {
-                Cow::Owned(raw_token.replace("~1", "/").replace("~0", "~"))
-            } else {
-                Cow::Borrowed(raw_token)
-            };
+            let token = unescape_token(raw_token);
             let prefix = &pointer[..prefix_length];
             prefix_length += 1 + raw_token.len();
             match &node.kind {
@@ -277,11 +273,33 @@ fn pointer_of(path: &[PathToken<'_>]) -> String {
     for token in path {
         pointer.push('/');
         match token {
-            PathToken::Key(key) => pointer.push_str(&key.replace('~', "~0").replace('/', "~1")),
-            PathToken::Index(index) => pointer.push_str(&index.to_string()),
+            PathToken::Key(key) => pointer.push_str(&escape_token(key)),
+            // Writing into a String cannot fail.
+            PathToken::Index(index) => {
+                let _ = write!(pointer, "{index}");
+            }
         }
     }
     pointer
+}
+
+/// A key as one reference token of a JSON pointer (RFC 6901: `~` as `~0`, `/` as `~1`), copied
+/// only when it holds either.
+pub fn escape_token(key: &str) -> Cow<'_, str> {
+    if key.contains(['~', '/']) {
+        Cow::Owned(key.replace('~', "~0").replace('/', "~1"))
+    } else {
+        Cow::Borrowed(key)
+    }
+}
+
+/// A reference token of a JSON pointer as the key it stands for, copied only when it holds `~`.
+pub fn unescape_token(token: &str) -> Cow<'_, str> {
+    if token.contains('~') {
+        Cow::Owned(token.replace("~1", "/").replace("~0", "~"))
+    } else {
+        Cow::Borrowed(token)
+    }
 }
 
 /// What [`walk`] hands its visitor: a node, or a mapping key (with the path of its mapping).
@@ -439,66 +457,20 @@ fn load_document(source: &Source, limits: &Limits) -> Result<Document, Vec<Diagn
         return Err(loader.diagnostics);
     }
     let root = loader.root.unwrap_or(Node { span: source.line_span(1).into(), kind: NodeKind::Null });
+    // Each mapping long enough to be worth an index, by its pointer (made for those alone).
     let mut large_mappings = HashMap::new();
-    index_large_mappings(&root, &mut Vec::new(), &mut large_mappings);
+    walk(&root, &mut Vec::new(), &mut |visited, path| {
+        if let Visited::Node(Node { kind: NodeKind::Mapping(entries), .. }) = visited
+            && entries.len() >= INDEXED_MAPPING_ENTRIES
+        {
+            let mut positions = HashMap::with_capacity(entries.len());
+            for (position, (key, _)) in entries.iter().enumerate() {
+                positions.entry(key.name.to_string()).or_insert(position);
+            }
+            large_mappings.insert(pointer_of(path), positions);
+        }
+    });
     Ok(Document { root, large_mappings })
-}
-
-fn index_large_mappings<'a>(
-    node: &'a Node,
-    path: &mut Vec<PathStep<'a>>,
-    index: &mut HashMap<String, HashMap<String, usize>>,
-) {
-    match &node.kind {
-        NodeKind::Sequence(items) => {
-            for (position, item) in items.iter().enumerate() {
-                path.push(PathStep::Item(position));
-                index_large_mappings(item, path, index);
-                path.pop();
-            }
-        }
-        NodeKind::Mapping(entries) => {
-            if entries.len() >= INDEXED_MAPPING_ENTRIES {
-                let mut positions = HashMap::with_capacity(entries.len());
-                for (position, (key, _)) in entries.iter().enumerate() {
-                    positions.entry(key.name.to_string()).or_insert(position);
-                }
-                index.insert(pointer_of_steps(path), positions);
-            }
-            for (key, value) in entries {
-                path.push(PathStep::Key(&key.name));
-                index_large_mappings(value, path, index);
-                path.pop();
-            }
-        }
-        _ => {}
-    }
-}
-
-/// One step of the way from the root to a node: a sequence's item or a mapping's key.
-enum PathStep<'a> {
-    Item(usize),
-    Key(&'a str),
-}
-
-/// The JSON pointer of a path (keys escaped as RFC 6901 says), made only for the nodes that need
-/// one.
-fn pointer_of_steps(path: &[PathStep<'_>]) -> String {
-    let mut pointer = String::new();
-    for step in path {
-        pointer.push('/');
-        match step {
-            // Writing into a String cannot fail.
-            PathStep::Item(position) => {
-                let _ = write!(pointer, "{position}");
-            }
-            PathStep::Key(name) if name.contains(['~', '/']) => {
-                pointer.push_str(&name.replace('~', "~0").replace('/', "~1"));
-            }
-            PathStep::Key(name) => pointer.push_str(name),
-        }
-    }
-    pointer
 }
 
 enum Frame {
@@ -1135,6 +1107,23 @@ mod tests {
         assert_eq!((located.key.unwrap().line, located.value.line), (1000, 1000));
         assert!(document.locate("/key1000").is_none());
         assert_eq!(document.locate_nearest("/key7/missing").key.unwrap().line, 8);
+    }
+
+    #[test]
+    fn a_large_mapping_under_an_escaped_key_is_indexed_by_its_pointer() {
+        let entries: String = (0..1_000).map(|index| format!("  key{index}: {index}\n")).collect();
+        let document =
+            load_text(&format!("outer:\n  - a/b~c:\n{}", entries.replace("  key", "      key"))).unwrap();
+        assert!(
+            document.large_mappings.contains_key("/outer/0/a~1b~0c"),
+            "{:?}",
+            document.large_mappings.keys()
+        );
+        assert_eq!(document.locate("/outer/0/a~1b~0c/key999").unwrap().value.line, 1002);
+        assert_eq!(escape_token("a/b~c"), "a~1b~0c");
+        assert_eq!(unescape_token("a~1b~0c"), "a/b~c");
+        assert!(matches!(escape_token("plain"), Cow::Borrowed("plain")));
+        assert!(matches!(unescape_token("plain"), Cow::Borrowed("plain")));
     }
 
     #[test]

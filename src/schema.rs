@@ -72,7 +72,7 @@ fn shape_problems(document: &Document, value: &Value) -> Vec<Diagnostic> {
                     if diagnostics.len() > MAX_DIAGNOSTICS {
                         break;
                     }
-                    let escaped = key.replace('~', "~0").replace('/', "~1");
+                    let escaped = crate::load::escape_token(key);
                     let located = document.locate_nearest(&format!("{pointer}/{escaped}"));
                     let help = match (did_you_mean(key, &allowed), deeper_home(&schema_path, key)) {
                         (Some(suggestion), _) => format!("did you mean `{suggestion}`?"),
@@ -160,7 +160,7 @@ pub fn fractional_numbers(document: &Document) -> Vec<Diagnostic> {
 pub fn display_pointer(pointer: &str) -> String {
     let mut out = String::new();
     for token in pointer.split('/').skip(1) {
-        let token = token.replace("~1", "/").replace("~0", "~");
+        let token = crate::load::unescape_token(token);
         if token.parse::<usize>().is_ok() && !out.is_empty() {
             out.push_str(&format!("[{token}]"));
         } else {

@@ -658,17 +658,17 @@ impl ser::SerializeStruct for &mut Writer {
 
 #[cfg(test)]
 mod tests {
-    /// `value` as one YAML document, or `None` when the writer leaves it to serde_yaml_ng.
-    fn to_string<T: Serialize + ?Sized>(value: &T) -> Option<String> {
-        let mut out = String::new();
-        super::append(&mut out, value).then_some(out)
-    }
-
     use std::collections::BTreeMap;
 
     use proptest::prelude::*;
     use serde::Serialize;
     use serde_json::{Value, json};
+
+    /// `value` as one YAML document, or `None` when the writer leaves it to serde_yaml_ng.
+    fn to_string<T: Serialize + ?Sized>(value: &T) -> Option<String> {
+        let mut out = String::new();
+        super::append(&mut out, value).then_some(out)
+    }
 
     fn same_as_serde_yaml_ng<T: Serialize>(value: &T) -> Option<String> {
         let expected = serde_yaml_ng::to_string(value).unwrap();

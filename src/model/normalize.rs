@@ -58,11 +58,6 @@ pub fn normalize_json(input: &Value) -> Result<Topology, String> {
     Ok(build(raw))
 }
 
-/// Escapes one JSON-pointer reference token (RFC 6901).
-pub fn pointer_token(token: &str) -> String {
-    token.replace('~', "~0").replace('/', "~1")
-}
-
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct RawTopology {
@@ -302,7 +297,7 @@ fn build(raw: RawTopology) -> Topology {
         }
     }
     for (name, site) in raw.sites.unwrap_or_default() {
-        let pointer = format!("/sites/{}", pointer_token(&name));
+        let pointer = format!("/sites/{}", crate::load::escape_token(&name));
         written.push((name, pointer, None, site));
     }
     written.sort_by(|left, right| left.0.cmp(&right.0).then(left.1.cmp(&right.1)));
@@ -398,7 +393,7 @@ fn build(raw: RawTopology) -> Topology {
             .unwrap_or_default()
             .into_iter()
             .map(|(site, url)| BundleEndpoint {
-                pointer: format!("/federation/bundleEndpoints/{}", pointer_token(&site)),
+                pointer: format!("/federation/bundleEndpoints/{}", crate::load::escape_token(&site)),
                 site,
                 url,
             })
