@@ -57,6 +57,11 @@ pub struct Lock {
     pub targets: Vec<String>,
     /// Every file of OUT but the lock itself, by path, with its sha256 (hex).
     pub files: BTreeMap<String, String>,
+    /// The files rendered from declared inputs, by path, with their inputs digest
+    /// ([`crate::emit::inputs`]): a later build whose inputs digest to the same value would write the
+    /// same bytes.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub inputs: BTreeMap<String, String>,
 }
 
 /// What a build is made from, as its lock records it: the output is a function of these alone (and
@@ -86,8 +91,12 @@ pub struct LockInput {
 }
 
 impl Lock {
-    pub fn new(origin: Origin<'_>, files: BTreeMap<String, String>) -> Lock {
-        Lock { files, ..Lock::header(origin, sha256_hex(origin.input)) }
+    pub fn new(
+        origin: Origin<'_>,
+        files: BTreeMap<String, String>,
+        inputs: BTreeMap<String, String>,
+    ) -> Lock {
+        Lock { files, inputs, ..Lock::header(origin, sha256_hex(origin.input)) }
     }
 
     /// The lock of `origin` without files, its input's digest given.
@@ -101,6 +110,7 @@ impl Lock {
             input: LockInput { file, sha256: input_sha256 },
             targets: origin.targets.to_vec(),
             files: BTreeMap::new(),
+            inputs: BTreeMap::new(),
         }
     }
 
@@ -115,16 +125,20 @@ impl Lock {
         check_lock_entries(
             &lock.input.sha256,
             lock.files.iter().map(|(path, digest)| (path.as_str(), digest.as_str())),
+            lock.inputs.iter().map(|(path, digest)| (path.as_str(), digest.as_str())),
+            |path| lock.files.contains_key(path),
         )?;
         Ok(lock)
     }
 }
 
-/// Checks that a lock describes files weave could have written: every path stays inside OUT and
-/// every digest is a sha256.
+/// Checks that a lock describes files weave could have written: every path stays inside OUT, every
+/// digest is a sha256, and only files it lists have an inputs digest.
 fn check_lock_entries<'a>(
     input_sha256: &str,
     mut files: impl Iterator<Item = (&'a str, &'a str)>,
+    mut inputs: impl Iterator<Item = (&'a str, &'a str)>,
+    lists: impl Fn(&str) -> bool,
 ) -> Result<(), String> {
     let is_digest = |digest: &str| {
         digest.len() == 64 && digest.bytes().all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f'))
@@ -138,6 +152,15 @@ fn check_lock_entries<'a>(
         }
         if !is_digest(digest) {
             return Err(format!("the digest of `{path}` is not a sha256"));
+        }
+        Ok(())
+    })?;
+    inputs.try_for_each(|(path, digest)| {
+        if !lists(path) {
+            return Err(format!("it has the inputs of `{path}`, which it does not list"));
+        }
+        if !is_digest(digest) {
+            return Err(format!("the inputs digest of `{path}` is not a sha256"));
         }
         Ok(())
     })
@@ -156,6 +179,8 @@ struct LockView<'a> {
     targets: Vec<&'a str>,
     #[serde(borrow)]
     files: BTreeMap<&'a str, &'a str>,
+    #[serde(default, borrow, skip_serializing_if = "BTreeMap::is_empty")]
+    inputs: BTreeMap<&'a str, &'a str>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -170,8 +195,13 @@ impl<'a> LockView<'a> {
     /// and describes files weave could have written.
     fn read(bytes: &'a [u8]) -> Option<LockView<'a>> {
         let view: LockView<'a> = serde_json::from_slice(bytes).ok()?;
-        check_lock_entries(view.input.sha256, view.files.iter().map(|(path, digest)| (*path, *digest)))
-            .ok()?;
+        check_lock_entries(
+            view.input.sha256,
+            view.files.iter().map(|(path, digest)| (*path, *digest)),
+            view.inputs.iter().map(|(path, digest)| (*path, *digest)),
+            |path| view.files.contains_key(path),
+        )
+        .ok()?;
         // Written again into a comparison rather than a copy: the lock of a large OUT is tens of MB.
         let mut same = SameBytes { expected: bytes, position: 0 };
         serde_json::to_writer_pretty(&mut same, &view).ok()?;
@@ -469,6 +499,15 @@ impl LockTimes {
     }
 }
 
+/// A file of OUT that a build would render to the same bytes ([`Baseline::unchanged`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Unchanged<'a> {
+    /// The file's sha256, as the lock has it.
+    pub digest: &'a str,
+    /// Whether its bytes had to be read to know.
+    pub read: bool,
+}
+
 /// How OUT's file at a path compares with an artifact.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileState {
@@ -584,6 +623,24 @@ impl Baseline {
         }
     }
 
+    /// The digest of OUT's file at `path` when the previous build rendered it from inputs whose
+    /// digest is `inputs` and the file is as that build left it: the bytes a build would render
+    /// from those inputs again. The file's times vouch for it, or where they leave a doubt its
+    /// bytes are read and digested (`read`).
+    pub fn unchanged(&self, path: &str, inputs: &str) -> Option<Unchanged<'_>> {
+        let lock = self.lock.as_ref()?;
+        if lock.lock.inputs.get(path).is_none_or(|locked| locked != inputs) {
+            return None;
+        }
+        let digest = lock.lock.files.get(path)?;
+        let Entry::File { len, modified, changed } = self.tree.entries.get(path)? else { return None };
+        if lock.times.vouches_for(*modified, *changed) {
+            return Some(Unchanged { digest, read: false });
+        }
+        let bytes = read_bounded(&self.root.join(path), *len).ok()?;
+        (sha256_hex(&bytes) == *digest).then_some(Unchanged { digest, read: true })
+    }
+
     /// What OUT holds at a path, from its metadata.
     pub fn entry(&self, path: &str) -> Option<&Entry> {
         self.tree.entries.get(path)
@@ -619,11 +676,15 @@ enum Destination {
 pub struct DirectorySink {
     destination: Destination,
     files: BTreeMap<String, String>,
+    /// The inputs digest of each artifact rendered from declared inputs.
+    inputs: BTreeMap<String, String>,
     created: std::collections::HashSet<PathBuf>,
     /// Staged files of an update: name in the pending directory, path in OUT.
     staged: Vec<(String, String)>,
     /// Files of OUT whose bytes had to be read to know they are current.
     read: usize,
+    /// Files of OUT kept without rendering them: their inputs are the previous build's.
+    kept: usize,
 }
 
 impl DirectorySink {
@@ -636,9 +697,11 @@ impl DirectorySink {
         DirectorySink {
             destination,
             files: BTreeMap::new(),
+            inputs: BTreeMap::new(),
             created: std::collections::HashSet::new(),
             staged: Vec::new(),
             read: 0,
+            kept: 0,
         }
     }
 
@@ -683,6 +746,25 @@ impl Sink for DirectorySink {
         self.files.insert(path, digest);
         Ok(())
     }
+
+    fn put_rendered(
+        &mut self,
+        path: String,
+        inputs: String,
+        render: &mut dyn FnMut() -> Vec<u8>,
+    ) -> io::Result<()> {
+        if let Destination::Update { baseline, .. } = &self.destination
+            && let Some(unchanged) = baseline.unchanged(&path, &inputs)
+        {
+            self.files.insert(path.clone(), unchanged.digest.to_owned());
+            self.kept += 1;
+            self.read += usize::from(unchanged.read);
+        } else {
+            self.put(path.clone(), render())?;
+        }
+        self.inputs.insert(path, inputs);
+        Ok(())
+    }
 }
 
 impl crate::emit::ForkSink for DirectorySink {
@@ -692,19 +774,27 @@ impl crate::emit::ForkSink for DirectorySink {
 
     fn join(&mut self, other: Self) {
         self.files.extend(other.files);
+        self.inputs.extend(other.inputs);
         self.created.extend(other.created);
         self.staged.extend(other.staged);
         self.read += other.read;
+        self.kept += other.kept;
     }
 }
 
 impl crate::emit::ForkSink for CheckSink {
     fn fork(&self) -> Self {
-        CheckSink { baseline: self.baseline.clone(), files: BTreeMap::new(), staleness: Staleness::default() }
+        CheckSink {
+            baseline: self.baseline.clone(),
+            files: BTreeMap::new(),
+            inputs: BTreeMap::new(),
+            staleness: Staleness::default(),
+        }
     }
 
     fn join(&mut self, other: Self) {
         self.files.extend(other.files);
+        self.inputs.extend(other.inputs);
         self.staleness.added.extend(other.staleness.added);
         self.staleness.changed.extend(other.staleness.changed);
     }
@@ -722,6 +812,8 @@ pub struct Written {
     pub removed: usize,
     /// Files left as they were (the lock included).
     pub unchanged: usize,
+    /// Of those, the files not even rendered: their inputs digest to the previous build's.
+    pub kept: usize,
 }
 
 /// Builds OUT so that, whatever stops it, OUT is afterwards (once the next weave command that opens
@@ -819,7 +911,7 @@ fn build_whole(
     fs::create_dir(&staging).map_err(io_error(&staging))?;
     let mut sink = DirectorySink::new(staging.clone());
     let finished = emit(&mut sink).map_err(|error| emit_error(&staging, error)).and_then(|()| {
-        let lock = Lock::new(origin, std::mem::take(&mut sink.files));
+        let lock = Lock::new(origin, std::mem::take(&mut sink.files), std::mem::take(&mut sink.inputs));
         let lock_path = staging.join(LOCK_FILE);
         fs::write(&lock_path, lock.to_bytes()).map_err(io_error(&lock_path))?;
         mark_lock_current(&staging)?;
@@ -829,7 +921,7 @@ fn build_whole(
     match finished {
         Ok(lock) => {
             let written = lock.files.len() + 1;
-            Ok(Written { lock, whole: true, written, removed: 0, unchanged: 0 })
+            Ok(Written { lock, whole: true, written, removed: 0, unchanged: 0, kept: 0 })
         }
         Err(error) => Err(with_cleanup(error, &staging)),
     }
@@ -850,8 +942,7 @@ fn update(
         counter: Arc::new(AtomicUsize::new(0)),
     });
     let staged = emit(&mut sink).map_err(|error| emit_error(&pending, error)).and_then(|()| {
-        let files = std::mem::take(&mut sink.files);
-        let lock = Lock::new(origin, files);
+        let lock = Lock::new(origin, std::mem::take(&mut sink.files), std::mem::take(&mut sink.inputs));
         let lock_bytes = lock.to_bytes();
         let lock_changed = baseline.lock_bytes() != Some(lock_bytes.as_slice()) || !baseline.has_lock_entry();
         if lock_changed {
@@ -897,7 +988,7 @@ fn update(
     if !journal.is_empty() || sink.read > 0 {
         mark_lock_current(out)?;
     }
-    Ok(Written { lock, whole: false, written, removed, unchanged })
+    Ok(Written { lock, whole: false, written, removed, unchanged, kept: sink.kept })
 }
 
 /// How OUT differs from what a build would write (`weave build --check`).
@@ -919,6 +1010,7 @@ impl Staleness {
 pub struct CheckSink {
     baseline: Arc<Baseline>,
     files: BTreeMap<String, String>,
+    inputs: BTreeMap<String, String>,
     staleness: Staleness,
 }
 
@@ -930,7 +1022,12 @@ impl CheckSink {
     }
 
     pub fn with_baseline(baseline: Baseline) -> CheckSink {
-        CheckSink { baseline: Arc::new(baseline), files: BTreeMap::new(), staleness: Staleness::default() }
+        CheckSink {
+            baseline: Arc::new(baseline),
+            files: BTreeMap::new(),
+            inputs: BTreeMap::new(),
+            staleness: Staleness::default(),
+        }
     }
 
     /// The digest of every artifact compared so far.
@@ -940,7 +1037,7 @@ impl CheckSink {
 
     /// Finishes the comparison: the lock file, then every file in OUT that the build would not write.
     pub fn finish(mut self, origin: Origin<'_>) -> Staleness {
-        let lock = Lock::new(origin, std::mem::take(&mut self.files));
+        let lock = Lock::new(origin, std::mem::take(&mut self.files), std::mem::take(&mut self.inputs));
         match self.baseline.lock_bytes() {
             Some(bytes) if bytes == lock.to_bytes().as_slice() => {}
             _ if self.baseline.has_lock_entry() => self.staleness.changed.push(LOCK_FILE.to_owned()),
@@ -965,6 +1062,21 @@ impl Sink for CheckSink {
             FileState::Differs => self.staleness.changed.push(path.clone()),
         }
         self.files.insert(path, digest);
+        Ok(())
+    }
+
+    fn put_rendered(
+        &mut self,
+        path: String,
+        inputs: String,
+        render: &mut dyn FnMut() -> Vec<u8>,
+    ) -> io::Result<()> {
+        if let Some(unchanged) = self.baseline.unchanged(&path, &inputs) {
+            self.files.insert(path.clone(), unchanged.digest.to_owned());
+        } else {
+            self.put(path.clone(), render())?;
+        }
+        self.inputs.insert(path, inputs);
         Ok(())
     }
 }
@@ -1017,6 +1129,75 @@ mod tests {
             .collect();
         names.sort();
         names
+    }
+
+    thread_local! {
+        /// How many times [`render`] ran on this thread.
+        static RENDERS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    fn render(text: &&str) -> Vec<u8> {
+        RENDERS.with(|renders| renders.set(renders.get() + 1));
+        text.as_bytes().to_vec()
+    }
+
+    /// Builds files rendered from their texts as inputs; with the number of renders.
+    fn build_rendered(out: &Path, input: &[u8], files: &[(&str, &str)]) -> (Written, usize) {
+        RENDERS.with(|renders| renders.set(0));
+        let written = build_atomically(out, false, Origin::all("t.yaml", input), |sink| {
+            for (path, text) in files {
+                crate::emit::inputs::put(sink, (*path).to_owned(), text, render)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+        (written, RENDERS.with(std::cell::Cell::get))
+    }
+
+    #[test]
+    fn a_file_whose_inputs_are_unchanged_is_kept_without_rendering() {
+        let parent = tempfile::tempdir().unwrap();
+        let out = parent.path().join("out");
+        let files = [("a/one.txt", "one"), ("b/two.txt", "two")];
+        let (written, renders) = build_rendered(&out, b"v1", &files);
+        assert_eq!((renders, written.lock.inputs.len()), (2, 2));
+
+        // Another topology, the same inputs for both files: neither is rendered, the lock is new.
+        let (written, renders) = build_rendered(&out, b"v2", &files);
+        assert_eq!((renders, written.kept, written.written), (0, 2, 1));
+        let tree = read_tree(&out).unwrap();
+        assert_eq!((tree["a/one.txt"].as_slice(), tree["b/two.txt"].as_slice()), (&b"one"[..], &b"two"[..]));
+
+        // One file's inputs change: that one is rendered, and written.
+        let changed = [("a/one.txt", "one"), ("b/two.txt", "deux")];
+        let (written, renders) = build_rendered(&out, b"v3", &changed);
+        assert_eq!((renders, written.kept, written.written), (1, 1, 2));
+        assert_eq!(fs::read(out.join("b/two.txt")).unwrap(), b"deux");
+
+        // A file touched since the build is rendered (and restored) though its inputs are the same.
+        fs::write(out.join("a/one.txt"), "edited").unwrap();
+        let (written, renders) = build_rendered(&out, b"v4", &changed);
+        assert_eq!((renders, written.kept), (1, 1));
+        assert_eq!(fs::read(out.join("a/one.txt")).unwrap(), b"one");
+
+        // A lock whose inputs digest differs from the build's: the file is rendered.
+        let lock_path = out.join(LOCK_FILE);
+        let mut lock = Lock::parse(&fs::read(&lock_path).unwrap()).unwrap();
+        lock.inputs.insert("b/two.txt".to_owned(), "0".repeat(64));
+        fs::write(&lock_path, lock.to_bytes()).unwrap();
+        let (written, renders) = build_rendered(&out, b"v5", &changed);
+        assert_eq!((renders, written.kept), (1, 1));
+    }
+
+    #[test]
+    fn a_lock_with_the_inputs_of_a_file_it_does_not_list_is_refused() {
+        let mut lock = Lock::new(Origin::all("t.yaml", b"v"), BTreeMap::new(), BTreeMap::new());
+        lock.inputs.insert("a.txt".to_owned(), "0".repeat(64));
+        assert!(Lock::parse(&lock.to_bytes()).unwrap_err().contains("does not list"));
+        lock.files.insert("a.txt".to_owned(), "1".repeat(64));
+        assert!(Lock::parse(&lock.to_bytes()).is_ok());
+        lock.inputs.insert("a.txt".to_owned(), "x".to_owned());
+        assert!(Lock::parse(&lock.to_bytes()).unwrap_err().contains("not a sha256"));
     }
 
     #[test]
@@ -1120,7 +1301,10 @@ mod tests {
         for lock in [
             "not json\n".to_owned(),
             "{}".to_owned(),
-            String::from_utf8(Lock::new(Origin::all("t.yaml", b"v"), BTreeMap::new()).to_bytes()).unwrap(),
+            String::from_utf8(
+                Lock::new(Origin::all("t.yaml", b"v"), BTreeMap::new(), BTreeMap::new()).to_bytes(),
+            )
+            .unwrap(),
             r#"{"weave_version":"0","input":{"file":"t","sha256":"x"},"files":{}}"#.to_owned(),
         ] {
             fs::write(out.join(LOCK_FILE), &lock).unwrap();

@@ -73,35 +73,62 @@ pub struct Healthcheck {
     pub retries: u32,
 }
 
+/// Everything one agent's image files are rendered from ([`super::inputs`]).
+#[derive(Debug, Serialize)]
+pub struct ImageInputs<'a> {
+    pub agent: &'a str,
+    pub image: &'a str,
+    pub spiffe_id: &'a str,
+    pub mesh: &'a str,
+    pub site: &'a str,
+    pub trust_domain: &'a str,
+    pub port: u16,
+    pub metrics_port: u16,
+}
+
+impl<'a> ImageInputs<'a> {
+    pub fn of(topology: &'a Topology, agent: &'a Agent) -> ImageInputs<'a> {
+        let site = topology.site_of(agent);
+        ImageInputs {
+            agent: &agent.name,
+            image: &agent.image,
+            spiffe_id: &agent.spiffe_id,
+            mesh: &topology.mesh.name,
+            site: &site.name,
+            trust_domain: &site.trust_domain,
+            port: topology.mesh.port,
+            metrics_port: topology.mesh.metrics_port,
+        }
+    }
+}
+
 /// The image spec of one agent.
-pub fn spec(topology: &Topology, agent: &Agent) -> ImageSpec {
-    let site = topology.site_of(agent);
-    let mesh = &topology.mesh;
+pub fn spec(inputs: &ImageInputs<'_>) -> ImageSpec {
     let label = |name: &str| format!("{LABEL_PREFIX}.{name}");
     let labels = BTreeMap::from([
-        ("org.opencontainers.image.title".to_owned(), agent.name.clone()),
+        ("org.opencontainers.image.title".to_owned(), inputs.agent.to_owned()),
         (
             "org.opencontainers.image.description".to_owned(),
-            format!("Agent {} of the {} mesh, site {}", agent.name, mesh.name, site.name),
+            format!("Agent {} of the {} mesh, site {}", inputs.agent, inputs.mesh, inputs.site),
         ),
-        ("org.opencontainers.image.base.name".to_owned(), agent.image.clone()),
-        (label("agent"), agent.name.clone()),
-        (label("mesh"), mesh.name.clone()),
-        (label("site"), site.name.clone()),
-        (label("trust-domain"), site.trust_domain.clone()),
-        (label("spiffe-id"), agent.spiffe_id.clone()),
+        ("org.opencontainers.image.base.name".to_owned(), inputs.image.to_owned()),
+        (label("agent"), inputs.agent.to_owned()),
+        (label("mesh"), inputs.mesh.to_owned()),
+        (label("site"), inputs.site.to_owned()),
+        (label("trust-domain"), inputs.trust_domain.to_owned()),
+        (label("spiffe-id"), inputs.spiffe_id.to_owned()),
         (label("weave-version"), WEAVE_VERSION.to_owned()),
     ]);
-    let health_url = format!("http://127.0.0.1:{}{HEALTH_PATH}", mesh.metrics_port);
+    let health_url = format!("http://127.0.0.1:{}{HEALTH_PATH}", inputs.metrics_port);
     ImageSpec {
-        base: agent.image.clone(),
+        base: inputs.image.to_owned(),
         user: format!("{AGENT_UID}:{AGENT_UID}"),
         labels,
         env: vec![
             ("SPIFFE_ENDPOINT_SOCKET".to_owned(), format!("unix://{SPIRE_SOCKET_PATH}")),
-            ("OTEL_SERVICE_NAME".to_owned(), agent.name.clone()),
+            ("OTEL_SERVICE_NAME".to_owned(), inputs.agent.to_owned()),
         ],
-        exposed_ports: vec![format!("{}/tcp", mesh.port), format!("{}/tcp", mesh.metrics_port)],
+        exposed_ports: vec![format!("{}/tcp", inputs.port), format!("{}/tcp", inputs.metrics_port)],
         volumes: vec![SPIRE_SOCKET_DIR.to_owned()],
         healthcheck: Healthcheck {
             command: vec![
@@ -117,9 +144,9 @@ pub fn spec(topology: &Topology, agent: &Agent) -> ImageSpec {
     }
 }
 
-/// The Dockerfile of an image spec.
-pub fn dockerfile(topology: &Topology, agent: &Agent, spec: &ImageSpec) -> String {
-    let site = topology.site_of(agent);
+/// The Dockerfile of an agent's image.
+pub fn dockerfile(inputs: &ImageInputs<'_>) -> Vec<u8> {
+    let spec = spec(inputs);
     let mut text = String::with_capacity(2048);
     // Writing into a String cannot fail.
     let _ = write!(
@@ -128,9 +155,9 @@ pub fn dockerfile(topology: &Topology, agent: &Agent, spec: &ImageSpec) -> Strin
          # It adds no files to the base image: only the non-root user, the ports, the SPIRE Workload API\n\
          # socket mount point, labels and a health check (python3 from the agent runtime, against the\n\
          # agent's health endpoint; Kubernetes uses the pod's probes instead).\n",
-        agent.name, topology.mesh.name, site.name
+        inputs.agent, inputs.mesh, inputs.site
     );
-    for instruction in instructions(spec) {
+    for instruction in instructions(&spec) {
         text.push_str(instruction.keyword);
         for (position, argument) in instruction.arguments.iter().enumerate() {
             text.push_str(if position == 0 || !instruction.one_per_line { " " } else { " \\\n    " });
@@ -138,7 +165,12 @@ pub fn dockerfile(topology: &Topology, agent: &Agent, spec: &ImageSpec) -> Strin
         }
         text.push('\n');
     }
-    text
+    text.into_bytes()
+}
+
+/// `image.json`: the OCI image configuration of an agent's image.
+pub fn config_json(inputs: &ImageInputs<'_>) -> Vec<u8> {
+    super::json_pretty(&config(&spec(inputs)))
 }
 
 /// The OCI image configuration of an image spec.
@@ -217,10 +249,10 @@ fn emit_part(context: &EmitContext<'_>, part: usize, sink: &mut dyn Sink) -> io:
     let start = (part * AGENTS_PER_PART).min(topology.agents.len());
     let end = (start + AGENTS_PER_PART).min(topology.agents.len());
     for agent in &topology.agents[start..end] {
-        let spec = spec(topology, agent);
+        let inputs = ImageInputs::of(topology, agent);
         let directory = image_dir(agent);
-        sink.put(format!("{directory}/Dockerfile"), dockerfile(topology, agent, &spec).into_bytes())?;
-        sink.put(format!("{directory}/image.json"), super::json_pretty(&config(&spec)))?;
+        super::inputs::put(sink, format!("{directory}/Dockerfile"), &inputs, dockerfile)?;
+        super::inputs::put(sink, format!("{directory}/image.json"), &inputs, config_json)?;
     }
     Ok(())
 }

@@ -44,10 +44,11 @@ use std::io;
 
 use super::{EmitContext, Sink, Split, Target, yaml_documents};
 use crate::graph::MeshGraph;
-use crate::model::{NetworkKind, Site, Topology};
+use crate::model::{NetworkKind, Provider, Site, Topology};
 use crate::plan::delivery::{self, Stage};
 use crate::plan::paths;
 use objects::{Body, Kustomization, Manifest, ObjectMeta, StringMap};
+use serde::Serialize;
 
 pub const TARGET: Target = Target {
     name: "k8s",
@@ -127,7 +128,8 @@ fn emit_part(context: &EmitContext<'_>, part: usize, sink: &mut dyn Sink) -> io:
                     site_context.site.name,
                     agent_file(&context.topology.agents[agent_index].name)
                 );
-                sink.put(path, agents::file(&site_context, agent_index))?;
+                let inputs = agents::AgentFileInputs::of(&site_context, agent_index);
+                super::inputs::put(sink, path, &inputs, agents::file)?;
             }
             Ok(())
         }
@@ -234,13 +236,33 @@ impl<'a> SiteContext<'a> {
 
     /// The labels of an object of this site: name, component, mesh, manager, site and provider.
     pub fn labels(&self, name: &str, component: &str) -> Labels {
+        self.site_labels().labels(name, component)
+    }
+
+    /// What the labels of this site's objects are made of.
+    pub fn site_labels(&self) -> SiteLabels<'a> {
+        SiteLabels { mesh: &self.topology.mesh.name, site: &self.site.name, provider: self.site.provider }
+    }
+}
+
+/// What the labels of a site's objects are made of: the mesh, the site and its provider.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct SiteLabels<'a> {
+    pub mesh: &'a str,
+    pub site: &'a str,
+    pub provider: Provider,
+}
+
+impl SiteLabels<'_> {
+    /// The labels of an object of the site: name, component, mesh, manager, site and provider.
+    pub fn labels(&self, name: &str, component: &str) -> Labels {
         Labels(StringMap::from([
             (NAME_LABEL.to_owned(), name.to_owned()),
             (COMPONENT_LABEL.to_owned(), component.to_owned()),
-            ("app.kubernetes.io/part-of".to_owned(), self.topology.mesh.name.clone()),
+            ("app.kubernetes.io/part-of".to_owned(), self.mesh.to_owned()),
             ("app.kubernetes.io/managed-by".to_owned(), MANAGED_BY.to_owned()),
-            (SITE_LABEL.to_owned(), self.site.name.clone()),
-            (PROVIDER_LABEL.to_owned(), self.site.provider.as_str().to_owned()),
+            (SITE_LABEL.to_owned(), self.site.to_owned()),
+            (PROVIDER_LABEL.to_owned(), self.provider.as_str().to_owned()),
         ]))
     }
 }

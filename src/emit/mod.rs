@@ -11,6 +11,7 @@
 pub mod deploy;
 pub mod gitops;
 pub mod image;
+pub mod inputs;
 pub mod k8s;
 pub mod opa;
 pub mod otel;
@@ -40,6 +41,19 @@ pub struct Artifact {
 /// Where emitters put artifacts: the build's temporary directory, or memory in tests and `diff`.
 pub trait Sink {
     fn put(&mut self, path: String, bytes: Vec<u8>) -> io::Result<()>;
+
+    /// Puts the artifact `render` gives, rendered from inputs whose digest is `inputs` (see
+    /// [`inputs::put`]). A sink that writes a lock records the digest; one that holds the bytes an
+    /// earlier build rendered from the same inputs may keep them without calling `render`.
+    fn put_rendered(
+        &mut self,
+        path: String,
+        inputs: String,
+        render: &mut dyn FnMut() -> Vec<u8>,
+    ) -> io::Result<()> {
+        let _ = inputs;
+        self.put(path, render())
+    }
 }
 
 /// A sink that can be split for a second thread and joined back (see `weave::emit_parallel`).
@@ -57,6 +71,7 @@ impl ForkSink for MemorySink {
 
     fn join(&mut self, other: Self) {
         self.artifacts.extend(other.artifacts);
+        self.inputs.extend(other.inputs);
     }
 }
 
@@ -64,12 +79,24 @@ impl ForkSink for MemorySink {
 #[derive(Debug, Default)]
 pub struct MemorySink {
     pub artifacts: BTreeMap<String, Vec<u8>>,
+    /// The inputs digest of each artifact rendered from declared inputs, as the lock records it.
+    pub inputs: BTreeMap<String, String>,
 }
 
 impl Sink for MemorySink {
     fn put(&mut self, path: String, bytes: Vec<u8>) -> io::Result<()> {
         self.artifacts.insert(path, bytes);
         Ok(())
+    }
+
+    fn put_rendered(
+        &mut self,
+        path: String,
+        inputs: String,
+        render: &mut dyn FnMut() -> Vec<u8>,
+    ) -> io::Result<()> {
+        self.inputs.insert(path.clone(), inputs);
+        self.put(path, render())
     }
 }
 

@@ -92,7 +92,8 @@ pub fn artifacts(compiled: &Compiled, input_name: &str, input: &[u8]) -> BTreeMa
     // Emitting into memory cannot fail: the only error an emitter returns is its sink's.
     let _ = crate::emit(compiled, &[], &mut sink);
     let files = sink.artifacts.iter().map(|(path, bytes)| (path.clone(), write::sha256_hex(bytes))).collect();
-    let lock = write::Lock::new(write::Origin::all(input_name, input), files);
+    let lock =
+        write::Lock::new(write::Origin::all(input_name, input), files, std::mem::take(&mut sink.inputs));
     sink.artifacts.insert(write::LOCK_FILE.to_owned(), lock.to_bytes());
     sink.artifacts
 }
@@ -433,6 +434,22 @@ impl Sink for DirectorySink {
         }
         self.sizes.insert(path, bytes.len() as u64);
         Ok(())
+    }
+
+    fn put_rendered(
+        &mut self,
+        path: String,
+        inputs: String,
+        render: &mut dyn FnMut() -> Vec<u8>,
+    ) -> io::Result<()> {
+        // A file the directory's build rendered from the same inputs is current: nothing to compare.
+        if self.baseline.unchanged(&path, &inputs).is_some()
+            && let Some(write::Entry::File { len, .. }) = self.baseline.entry(&path)
+        {
+            self.sizes.insert(path, *len);
+            return Ok(());
+        }
+        self.put(path, render())
     }
 }
 

@@ -10,7 +10,11 @@
 //! 1. analysis never panics, and every diagnostic points into the text and says how to fix it;
 //! 2. a topology without errors builds: every emitter runs, every artifact path is safe and every
 //!    artifact parses back with its consumer's grammar (and a coherent topology has no errors);
-//! 3. the same text analyzes and builds to the same diagnostics and bytes twice.
+//! 3. the same text analyzes and builds to the same diagnostics and bytes twice;
+//! 4. a build into the output of a slightly different topology (one change: an agent's replicas,
+//!    tier or calls, a site's provider, nodes, spot pool or trust domain, the networking, ...)
+//!    leaves exactly what a build from scratch writes, the files it keeps without rendering them
+//!    included.
 //!
 //! Each property runs 64 cases unless `PROPTEST_CASES` says otherwise, so `cargo test` stays quick;
 //! `PROPTEST_CASES=5000 cargo test --release --test it properties::` searches harder.
@@ -582,6 +586,89 @@ fn apply_fault(root: &mut Value, fault: Fault, pick: &Index) {
     }
 }
 
+/// One change to a mesh, as a user makes between two builds.
+#[derive(Debug, Clone, Copy)]
+enum Change {
+    Replicas,
+    EdgeTier,
+    DropCalls,
+    Capabilities,
+    Provider,
+    Nodes,
+    Spot,
+    TrustDomain,
+    RemoveAgent,
+    Networking,
+    MinAvailable,
+    MetricsCentral,
+    Federation,
+}
+
+fn change() -> impl Strategy<Value = Change> {
+    prop_oneof![
+        Just(Change::Replicas),
+        Just(Change::EdgeTier),
+        Just(Change::DropCalls),
+        Just(Change::Capabilities),
+        Just(Change::Provider),
+        Just(Change::Nodes),
+        Just(Change::Spot),
+        Just(Change::TrustDomain),
+        Just(Change::RemoveAgent),
+        Just(Change::Networking),
+        Just(Change::MinAvailable),
+        Just(Change::MetricsCentral),
+        Just(Change::Federation),
+    ]
+}
+
+/// `plan` with one change, made to the site and agent `pick` chooses.
+fn changed(plan: &MeshPlan, change: Change, pick: &Index) -> MeshPlan {
+    let mut plan = plan.clone();
+    let site = pick.index(plan.sites.len());
+    let site = &mut plan.sites[site];
+    let agent = (!site.agents.is_empty()).then(|| pick.index(site.agents.len()));
+    match (change, agent) {
+        (Change::Replicas, Some(agent)) => site.agents[agent].replicas = site.agents[agent].replicas % 4 + 1,
+        (Change::EdgeTier, Some(agent)) => site.agents[agent].edge_tier = !site.agents[agent].edge_tier,
+        (Change::DropCalls, Some(agent)) => site.agents[agent].calls.clear(),
+        (Change::Capabilities, Some(agent)) => {
+            let capabilities = &mut site.agents[agent].capabilities;
+            if capabilities.pop().is_none() {
+                capabilities.push(ACTIONS[0]);
+            }
+        }
+        (Change::RemoveAgent, Some(agent)) => {
+            site.agents.remove(agent);
+        }
+        (Change::Provider, _) => site.provider = (site.provider + 1) % PROVIDERS.len(),
+        (Change::Nodes, _) => site.nodes = site.nodes % 5 + 1,
+        (Change::Spot, _) => site.spot = !site.spot,
+        (Change::TrustDomain, _) => site.trust_domain = (site.trust_domain + 1) % TRUST_DOMAINS.len(),
+        (Change::Networking, _) => plan.networking = (plan.networking + 1) % 3,
+        (Change::MinAvailable, _) => plan.min_available = !plan.min_available,
+        // The central Prometheus moves to the chosen site (the same one, sometimes: no change).
+        (Change::MetricsCentral, _) => plan.metrics_central = *pick,
+        (Change::Federation, _) => plan.federation_enabled = !plan.federation_enabled,
+        // A change to an agent of a site without agents: an agent appears instead.
+        (_, None) => site.agents.push(AgentPlan {
+            replicas: 1,
+            capabilities: vec![ACTIONS[0]],
+            calls: Vec::new(),
+            fallback: None,
+            edge_tier: false,
+        }),
+    }
+    plan
+}
+
+/// Two coherent topologies as YAML text, the second the first with one change.
+fn changed_pair() -> impl Strategy<Value = (String, String)> {
+    (mesh_plan(), change(), any::<Index>()).prop_map(|(plan, change, pick)| {
+        (to_yaml(&coherent(&plan)), to_yaml(&coherent(&changed(&plan, change, &pick))))
+    })
+}
+
 /// A coherent topology as YAML text.
 fn coherent_yaml() -> impl Strategy<Value = String> {
     mesh_plan().prop_map(|plan| to_yaml(&coherent(&plan)))
@@ -769,6 +856,40 @@ proptest! {
                 return Err(TestCaseError::fail(format!("{}\n--- input\n{text}", summary(&diagnostics))));
             }
         }
+    }
+
+    /// Property 4: a build over the output of the topology before a change writes what a build from
+    /// scratch writes: every file it keeps because its inputs digest is unchanged, it would have
+    /// rendered to the same bytes.
+    #[test]
+    fn a_build_over_an_earlier_output_writes_what_a_fresh_build_writes((before, after) in changed_pair()) {
+        let directory = tempfile::tempdir().expect("a temporary directory");
+        let out = directory.path().join("out");
+        let mut last = None;
+        for text in [&before, &after] {
+            let compiled = weave::compile("generated.yaml", text)
+                .map_err(|diagnostics| TestCaseError::fail(summary(&diagnostics)))?;
+            weave::write::build_atomically(
+                &out,
+                false,
+                weave::write::Origin::all("generated.yaml", text.as_bytes()),
+                |sink| weave::emit_parallel(&compiled, &[], sink),
+            )
+            .map_err(|error| TestCaseError::fail(error.to_string()))?;
+            last = Some(compiled);
+        }
+        let expected = weave::review::diff::artifacts(
+            &last.expect("two builds"),
+            "generated.yaml",
+            after.as_bytes(),
+        );
+        let written = weave::write::read_tree(&out).expect("the output reads back");
+        let differing: Vec<&String> = expected
+            .keys()
+            .chain(written.keys())
+            .filter(|path| expected.get(*path) != written.get(*path))
+            .collect();
+        prop_assert!(differing.is_empty(), "differs from a fresh build: {:?}\n--- before\n{}\n--- after\n{}", differing, before, after);
     }
 
     /// Property 3: the same text gives the same diagnostics, and the same bytes when it builds.

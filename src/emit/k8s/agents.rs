@@ -28,10 +28,11 @@ use super::objects::{
     ServiceSpec, SharedMap, StringMap, Toleration, TopologySpreadConstraint, Volume, VolumeMount,
     VolumeProjection,
 };
-use super::{AGENT_COMPONENT, SiteContext, selector_labels};
+use super::{AGENT_COMPONENT, SiteContext, SiteLabels, selector_labels};
 use crate::emit::conventions::{AGENT_UID, HEALTH_PATH, METRICS_PATH, SPIRE_SOCKET_DIR, SPIRE_SOCKET_PATH};
+use crate::emit::inputs::Text;
 use crate::emit::yaml_documents;
-use crate::model::{Agent, Provider, Tier};
+use crate::model::{Provider, Tier};
 
 /// The ConfigMap (in the agents' namespace, from `k8s/_mesh`) holding `authz.rego`.
 pub const OPA_POLICY_CONFIGMAP: &str = "opa-policy";
@@ -64,9 +65,79 @@ pub fn opa_data_configmap(agent: &str) -> String {
 /// The CSI driver that mounts the SPIRE agent's Workload API socket directory into pods.
 pub const SPIFFE_CSI_DRIVER: &str = "csi.spiffe.io";
 
+/// Everything one agent's file is rendered from ([`crate::emit::inputs`]): what [`manifests_of`]
+/// and the functions it calls read, and nothing else.
+#[derive(Debug, Serialize)]
+pub struct AgentFileInputs<'a> {
+    pub name: &'a str,
+    pub image: &'a str,
+    pub replicas: u32,
+    pub tier: Option<Tier>,
+    pub namespace: &'a str,
+    pub labels: SiteLabels<'a>,
+    /// The site's region, or its name when it has none.
+    pub region: &'a str,
+    pub cluster: &'a str,
+    pub spot: bool,
+    pub port: u16,
+    pub metrics_port: u16,
+    pub zone_max_skew: u32,
+    pub region_max_skew: u32,
+    pub min_available: Option<u32>,
+    /// The site runs an OpenTelemetry Collector the agent sends to.
+    pub runs_collector: bool,
+    pub tracing: bool,
+    /// Prometheus scrapes the agents (their headless metrics Service).
+    pub prometheus: bool,
+    /// The agent config (`config.yaml`) and the agent's OPA data.
+    pub config: Text,
+    pub opa_data: Text,
+    /// The agent's Tailscale tags, when other sites dial it over the tailnet.
+    pub tailnet_ingress: Option<Vec<String>>,
+}
+
+impl<'a> AgentFileInputs<'a> {
+    pub fn of(site: &SiteContext<'a>, agent_index: usize) -> AgentFileInputs<'a> {
+        let topology = site.topology;
+        let agent = &topology.agents[agent_index];
+        // serde_json writes UTF-8; the lossy path is never taken.
+        let opa_data = String::from_utf8(crate::emit::opa::agent_data_json(site.emit, agent_index))
+            .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned());
+        let resilience = &topology.resilience;
+        AgentFileInputs {
+            name: &agent.name,
+            image: &agent.image,
+            replicas: agent.replicas,
+            tier: agent.tier,
+            namespace: &topology.mesh.namespace,
+            labels: site.site_labels(),
+            region: site.site.region_or_name(),
+            cluster: &site.site.cluster.name,
+            spot: site.site.cluster.spot,
+            port: topology.mesh.port,
+            metrics_port: topology.mesh.metrics_port,
+            zone_max_skew: resilience.zone_max_skew,
+            region_max_skew: resilience.region_max_skew,
+            min_available: resilience.min_available,
+            runs_collector: crate::plan::monitoring::runs_collector(topology),
+            tracing: topology.observability.tracing.enabled,
+            prometheus: crate::emit::prometheus::applies(site.emit),
+            config: Text::new(crate::emit::yaml(&agent_config(site, agent_index))),
+            opa_data: Text::new(opa_data),
+            tailnet_ingress: site
+                .emit
+                .plan
+                .tailnet
+                .as_ref()
+                .is_some_and(|tailnet| tailnet.ingress[agent_index])
+                .then(|| crate::emit::conventions::tailscale_tags(topology, agent)),
+        }
+    }
+}
+
 /// The file of one agent: its objects as a multi-document YAML stream.
-pub fn file(site: &SiteContext<'_>, agent_index: usize) -> Vec<u8> {
-    yaml_documents(&manifests(site, agent_index))
+pub fn file(inputs: &AgentFileInputs<'_>) -> Vec<u8> {
+    yaml_documents(&manifests_of(inputs))
 }
 
 /// The digest of an agent's inputs (the pod annotation that rolls it when they change): the OPA
@@ -74,52 +145,57 @@ pub fn file(site: &SiteContext<'_>, agent_index: usize) -> Vec<u8> {
 static INPUTS_DIGEST: std::sync::LazyLock<crate::digest::PartsDigest> =
     std::sync::LazyLock::new(|| crate::digest::PartsDigest::new(&[crate::emit::opa::POLICY.as_bytes()]));
 
-/// The objects of one agent.
-pub fn manifests(site: &SiteContext<'_>, agent_index: usize) -> Vec<Manifest> {
-    let topology = site.topology;
-    let agent = &topology.agents[agent_index];
-    let namespace = topology.mesh.namespace.as_str();
-    let labels: SharedMap = site.labels(&agent.name, AGENT_COMPONENT).build().into();
-    let config_text = crate::emit::yaml(&agent_config(site, agent_index));
-    let config_name = format!("{}-config", agent.name);
-    // serde_json writes UTF-8; the lossy path is never taken.
-    let opa_data = String::from_utf8(crate::emit::opa::agent_data_json(site.emit, agent_index))
-        .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned());
-    let digest = INPUTS_DIGEST.finish(&[opa_data.as_bytes(), config_text.as_bytes()]);
+/// The objects of the agent `inputs` describe.
+fn manifests_of(inputs: &AgentFileInputs<'_>) -> Vec<Manifest> {
+    let name = inputs.name;
+    let namespace = inputs.namespace;
+    let labels: SharedMap = inputs.labels.labels(name, AGENT_COMPONENT).build().into();
+    let config_name = format!("{name}-config");
+    let digest =
+        INPUTS_DIGEST.finish(&[inputs.opa_data.as_str().as_bytes(), inputs.config.as_str().as_bytes()]);
 
     let mut manifests = vec![
         Manifest {
             api_version: "v1",
             kind: "ServiceAccount",
-            metadata: ObjectMeta::namespaced(&agent.name, namespace, labels.clone()),
+            metadata: ObjectMeta::namespaced(name, namespace, labels.clone()),
             body: Body::ServiceAccount { automount_service_account_token: false },
         },
         Manifest {
             api_version: "v1",
             kind: "ConfigMap",
             metadata: ObjectMeta::namespaced(&config_name, namespace, labels.clone()),
-            body: Body::ConfigMap { data: StringMap::from([(CONFIG_KEY.to_owned(), config_text)]) },
+            body: Body::ConfigMap {
+                data: StringMap::from([(CONFIG_KEY.to_owned(), inputs.config.as_str().to_owned())]),
+            },
         },
         Manifest {
             api_version: "v1",
             kind: "ConfigMap",
-            metadata: ObjectMeta::namespaced(opa_data_configmap(&agent.name), namespace, labels.clone()),
-            body: Body::ConfigMap { data: StringMap::from([(OPA_DATA_KEY.to_owned(), opa_data)]) },
+            metadata: ObjectMeta::namespaced(opa_data_configmap(name), namespace, labels.clone()),
+            body: Body::ConfigMap {
+                data: StringMap::from([(OPA_DATA_KEY.to_owned(), inputs.opa_data.as_str().to_owned())]),
+            },
         },
         Manifest {
             api_version: "apps/v1",
             kind: "Deployment",
-            metadata: ObjectMeta::namespaced(&agent.name, namespace, labels.clone()),
-            body: Body::Deployment { spec: deployment(site, agent, &labels, &config_name, digest) },
+            metadata: ObjectMeta::namespaced(name, namespace, labels.clone()),
+            body: Body::Deployment { spec: deployment(inputs, &labels, &config_name, digest) },
         },
-        service(site, &agent.name, ObjectMeta::namespaced(&agent.name, namespace, labels.clone())),
+        service(
+            inputs.port,
+            inputs.metrics_port,
+            name,
+            ObjectMeta::namespaced(name, namespace, labels.clone()),
+        ),
     ];
-    if crate::emit::prometheus::applies(site.emit) {
+    if inputs.prometheus {
         // Each site's Prometheus finds the agents' pods through this headless Service's DNS name (one
         // A record per ready pod), so every replica is scraped rather than one at random.
         manifests.push(Manifest::service(
             ObjectMeta::namespaced(
-                crate::emit::prometheus::metrics_service_name(&agent.name),
+                crate::emit::prometheus::metrics_service_name(name),
                 namespace,
                 labels.clone(),
             ),
@@ -127,42 +203,42 @@ pub fn manifests(site: &SiteContext<'_>, agent_index: usize) -> Vec<Manifest> {
                 cluster_ip: Some("None"),
                 ..ServiceSpec::new(
                     "ClusterIP",
-                    selector_labels(&agent.name, AGENT_COMPONENT),
+                    selector_labels(name, AGENT_COMPONENT),
                     vec![ServicePort::tcp(
                         crate::emit::prometheus::METRICS_PORT_NAME,
-                        topology.mesh.metrics_port,
+                        inputs.metrics_port,
                         IntOrString::name("metrics"),
                     )],
                 )
             },
         ));
     }
-    if site.emit.plan.tailnet.as_ref().is_some_and(|tailnet| tailnet.ingress[agent_index]) {
+    if let Some(tags) = &inputs.tailnet_ingress {
         // Other sites dial this agent over the tailnet: the operator's ingress proxy, a device named
         // like the agent, forwards to the agent's Service.
         manifests.push(super::tailnet::ingress(
-            site,
-            (&agent.name, namespace, "tailnet-ingress"),
-            &agent.name,
-            &crate::emit::conventions::tailscale_tags(topology, agent),
-            selector_labels(&agent.name, AGENT_COMPONENT),
-            super::tailnet::mesh_ports(site),
+            &inputs.labels,
+            (name, namespace, "tailnet-ingress"),
+            name,
+            tags,
+            selector_labels(name, AGENT_COMPONENT),
+            super::tailnet::mesh_ports(inputs.port),
         ));
     }
-    if agent.replicas > 1 {
-        let (min_available, max_unavailable) = match topology.resilience.min_available {
+    if inputs.replicas > 1 {
+        let (min_available, max_unavailable) = match inputs.min_available {
             Some(minimum) => (Some(IntOrString::Int(minimum)), None),
             None => (None, Some(IntOrString::Int(1))),
         };
         manifests.push(Manifest {
             api_version: "policy/v1",
             kind: "PodDisruptionBudget",
-            metadata: ObjectMeta::namespaced(&agent.name, namespace, labels),
+            metadata: ObjectMeta::namespaced(name, namespace, labels),
             body: Body::PodDisruptionBudget {
                 spec: PodDisruptionBudgetSpec {
                     min_available,
                     max_unavailable,
-                    selector: LabelSelector::labels(selector_labels(&agent.name, AGENT_COMPONENT)),
+                    selector: LabelSelector::labels(selector_labels(name, AGENT_COMPONENT)),
                     unhealthy_pod_eviction_policy: "AlwaysAllow",
                 },
             },
@@ -173,16 +249,15 @@ pub fn manifests(site: &SiteContext<'_>, agent_index: usize) -> Vec<Manifest> {
 
 /// The ClusterIP Service of agent `name` (the mesh and metrics ports over its pods): the agent's own,
 /// and with Istio the stub of a remote agent that istiod fills with its endpoints.
-pub(super) fn service(site: &SiteContext<'_>, name: &str, metadata: ObjectMeta) -> Manifest {
-    let topology = site.topology;
+pub(super) fn service(port: u16, metrics_port: u16, name: &str, metadata: ObjectMeta) -> Manifest {
     Manifest::service(
         metadata,
         ServiceSpec::new(
             "ClusterIP",
             selector_labels(name, AGENT_COMPONENT),
             vec![
-                ServicePort::tcp("mtls", topology.mesh.port, IntOrString::name("mtls")),
-                ServicePort::tcp("metrics", topology.mesh.metrics_port, IntOrString::name("metrics")),
+                ServicePort::tcp("mtls", port, IntOrString::name("mtls")),
+                ServicePort::tcp("metrics", metrics_port, IntOrString::name("metrics")),
             ],
         ),
     )
@@ -375,7 +450,10 @@ pub fn agent_config<'a>(site: &SiteContext<'a>, agent_index: usize) -> AgentConf
             policy_path: OPA_PACKAGE_PATH,
             opa: OpaConfig {
                 enabled: true,
-                url: format!("http://127.0.0.1:{}", opa_ports(site).0),
+                url: format!(
+                    "http://127.0.0.1:{}",
+                    opa_ports(topology.mesh.port, topology.mesh.metrics_port).0
+                ),
                 decision: OPA_DECISION,
             },
         },
@@ -420,13 +498,13 @@ pub fn agent_config<'a>(site: &SiteContext<'a>, agent_index: usize) -> AgentConf
 // --------------------------------------------------------------------------------------- deployment
 
 fn deployment(
-    site: &SiteContext<'_>,
-    agent: &Agent,
+    inputs: &AgentFileInputs<'_>,
     labels: &SharedMap,
     config_name: &str,
     inputs_digest: String,
 ) -> DeploymentSpec {
-    let selector = selector_labels(&agent.name, AGENT_COMPONENT);
+    let name = inputs.name;
+    let selector = selector_labels(name, AGENT_COMPONENT);
     let annotations = StringMap::from([
         ("kubectl.kubernetes.io/default-container".to_owned(), "agent".to_owned()),
         // A changed agent config, OPA policy or OPA data rolls the pods: neither the agent nor OPA
@@ -434,17 +512,14 @@ fn deployment(
         ("agentweave.io/inputs-sha256".to_owned(), inputs_digest),
     ]);
 
-    let containers = vec![agent_container(site, agent), opa_container(site)];
+    let containers = vec![agent_container(inputs), opa_container(inputs.port, inputs.metrics_port)];
     let volumes = vec![
         Volume::config_map("config", config_name),
         Volume::projected(
             "opa",
             vec![
                 VolumeProjection::config_map(OPA_POLICY_CONFIGMAP, &[(OPA_POLICY_KEY, OPA_POLICY_KEY)]),
-                VolumeProjection::config_map(
-                    &opa_data_configmap(&agent.name),
-                    &[(OPA_DATA_KEY, OPA_DATA_KEY)],
-                ),
+                VolumeProjection::config_map(&opa_data_configmap(name), &[(OPA_DATA_KEY, OPA_DATA_KEY)]),
             ],
         ),
         Volume::csi("spire-agent-socket", SPIFFE_CSI_DRIVER),
@@ -452,14 +527,14 @@ fn deployment(
     ];
 
     DeploymentSpec {
-        replicas: agent.replicas,
+        replicas: inputs.replicas,
         revision_history_limit: 3,
         selector: LabelSelector::labels(selector.clone()),
         strategy: DeploymentStrategy::surge_first(),
         template: PodTemplateSpec {
             metadata: PodMeta { labels: labels.clone(), annotations },
             spec: PodSpec {
-                service_account_name: Some(agent.name.clone()),
+                service_account_name: Some(name.to_owned()),
                 automount_service_account_token: false,
                 enable_service_links: Some(false),
                 security_context: PodSecurityContext {
@@ -469,9 +544,9 @@ fn deployment(
                     fs_group: Some(AGENT_UID),
                     seccomp_profile: SeccompProfile::default(),
                 },
-                affinity: affinity(site, agent),
-                tolerations: tolerations(site, agent),
-                topology_spread_constraints: spread(site, &selector),
+                affinity: affinity(inputs),
+                tolerations: tolerations(inputs),
+                topology_spread_constraints: spread(inputs, &selector),
                 containers,
                 volumes,
                 ..PodSpec::default()
@@ -480,38 +555,37 @@ fn deployment(
     }
 }
 
-fn agent_container(site: &SiteContext<'_>, agent: &Agent) -> Container {
-    let topology = site.topology;
+fn agent_container(inputs: &AgentFileInputs<'_>) -> Container {
     let mut env = vec![
         EnvVar::value("AGENTWEAVE_CONFIG", format!("{CONFIG_DIR}/{CONFIG_KEY}")),
         EnvVar::value("SPIFFE_ENDPOINT_SOCKET", format!("unix://{SPIRE_SOCKET_PATH}")),
     ];
-    if crate::plan::monitoring::runs_collector(topology) {
+    if inputs.runs_collector {
         env.push(EnvVar::value("OTEL_EXPORTER_OTLP_ENDPOINT", crate::plan::monitoring::collector_endpoint()));
         env.push(EnvVar::value("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"));
     }
-    if topology.observability.tracing.enabled {
-        env.push(EnvVar::value("OTEL_SERVICE_NAME", agent.name.clone()));
+    if inputs.tracing {
+        env.push(EnvVar::value("OTEL_SERVICE_NAME", inputs.name.to_owned()));
         env.push(EnvVar::value(
             "OTEL_RESOURCE_ATTRIBUTES",
             format!(
                 "cloud.provider={},cloud.region={},k8s.cluster.name={},agentweave.site={}",
-                site.site.provider.as_str(),
-                site.site.region_or_name(),
-                site.site.cluster.name,
-                site.site.name
+                inputs.labels.provider.as_str(),
+                inputs.region,
+                inputs.cluster,
+                inputs.labels.site
             ),
         ));
     }
     Container {
         name: "agent".to_owned(),
-        image: agent.image.clone(),
+        image: inputs.image.to_owned(),
         image_pull_policy: "Always",
         args: Vec::new(),
         env,
         ports: vec![
-            ContainerPort::tcp("mtls", topology.mesh.port),
-            ContainerPort::tcp("metrics", topology.mesh.metrics_port),
+            ContainerPort::tcp("mtls", inputs.port),
+            ContainerPort::tcp("metrics", inputs.metrics_port),
         ],
         resources: ResourceRequirements::new("100m", "128Mi", "1", "512Mi"),
         liveness_probe: Some(Probe::http(HEALTH_PATH, IntOrString::name("metrics"), 10, 10)),
@@ -525,9 +599,9 @@ fn agent_container(site: &SiteContext<'_>, agent: &Agent) -> Container {
     }
 }
 
-/// OPA's API port (localhost) and diagnostic port, clear of the agent's.
-fn opa_ports(site: &SiteContext<'_>) -> (u16, u16) {
-    let mut taken = vec![site.topology.mesh.port, site.topology.mesh.metrics_port];
+/// OPA's API port (localhost) and diagnostic port, clear of the agent's mesh and metrics ports.
+fn opa_ports(port: u16, metrics_port: u16) -> (u16, u16) {
+    let mut taken = vec![port, metrics_port];
     let mut free = |mut port: u16| {
         while taken.contains(&port) {
             port = port.wrapping_add(1).max(1024);
@@ -541,8 +615,8 @@ fn opa_ports(site: &SiteContext<'_>) -> (u16, u16) {
 
 /// The agent's OPA: the mesh's policy and the agent's own data, answering on localhost only; the
 /// diagnostic listener serves `/health` to the kubelet.
-fn opa_container(site: &SiteContext<'_>) -> Container {
-    let (api, diagnostic) = opa_ports(site);
+fn opa_container(port: u16, metrics_port: u16) -> Container {
+    let (api, diagnostic) = opa_ports(port, metrics_port);
     Container {
         name: "opa".to_owned(),
         image: OPA_IMAGE.to_owned(),
@@ -585,9 +659,9 @@ fn spot_label(provider: Provider) -> Option<(&'static str, &'static str)> {
     }
 }
 
-fn affinity(site: &SiteContext<'_>, agent: &Agent) -> Option<Affinity> {
+fn affinity(inputs: &AgentFileInputs<'_>) -> Option<Affinity> {
     let mut node_affinity = NodeAffinity::default();
-    if agent.tier == Some(Tier::Edge) {
+    if inputs.tier == Some(Tier::Edge) {
         node_affinity.required_during_scheduling_ignored_during_execution = Some(NodeSelector {
             node_selector_terms: vec![NodeSelectorTerm {
                 match_expressions: vec![LabelSelectorRequirement {
@@ -598,8 +672,8 @@ fn affinity(site: &SiteContext<'_>, agent: &Agent) -> Option<Affinity> {
             }],
         });
     }
-    if site.site.cluster.spot
-        && let Some((key, value)) = spot_label(site.site.provider)
+    if inputs.spot
+        && let Some((key, value)) = spot_label(inputs.labels.provider)
     {
         node_affinity.preferred_during_scheduling_ignored_during_execution.push(PreferredSchedulingTerm {
             weight: 100,
@@ -617,9 +691,9 @@ fn affinity(site: &SiteContext<'_>, agent: &Agent) -> Option<Affinity> {
     (!empty).then_some(Affinity { node_affinity })
 }
 
-fn tolerations(site: &SiteContext<'_>, agent: &Agent) -> Vec<Toleration> {
+fn tolerations(inputs: &AgentFileInputs<'_>) -> Vec<Toleration> {
     let mut tolerations = Vec::new();
-    if agent.tier == Some(Tier::Edge) {
+    if inputs.tier == Some(Tier::Edge) {
         tolerations.push(Toleration {
             key: Some(EDGE_NODE_LABEL.to_owned()),
             operator: "Exists",
@@ -627,8 +701,8 @@ fn tolerations(site: &SiteContext<'_>, agent: &Agent) -> Vec<Toleration> {
             effect: Some("NoSchedule"),
         });
     }
-    if site.site.cluster.spot
-        && let Some((key, value)) = spot_label(site.site.provider)
+    if inputs.spot
+        && let Some((key, value)) = spot_label(inputs.labels.provider)
     {
         tolerations.push(Toleration {
             key: Some(key.to_owned()),
@@ -642,19 +716,19 @@ fn tolerations(site: &SiteContext<'_>, agent: &Agent) -> Vec<Toleration> {
 
 /// Spread over zones (hard, except on-prem where nodes often carry no zone label and a hard
 /// constraint would leave the pods pending) and over regions (soft: a cluster is usually regional).
-fn spread(site: &SiteContext<'_>, selector: &StringMap) -> Vec<TopologySpreadConstraint> {
-    let resilience = &site.topology.resilience;
-    let zone_rule = if site.site.provider == Provider::Onprem { "ScheduleAnyway" } else { "DoNotSchedule" };
+fn spread(inputs: &AgentFileInputs<'_>, selector: &StringMap) -> Vec<TopologySpreadConstraint> {
+    let zone_rule =
+        if inputs.labels.provider == Provider::Onprem { "ScheduleAnyway" } else { "DoNotSchedule" };
     vec![
         TopologySpreadConstraint {
-            max_skew: resilience.zone_max_skew,
+            max_skew: inputs.zone_max_skew,
             topology_key: "topology.kubernetes.io/zone",
             when_unsatisfiable: zone_rule,
             label_selector: LabelSelector::labels(selector.clone()),
             match_label_keys: vec!["pod-template-hash"],
         },
         TopologySpreadConstraint {
-            max_skew: resilience.region_max_skew,
+            max_skew: inputs.region_max_skew,
             topology_key: "topology.kubernetes.io/region",
             when_unsatisfiable: "ScheduleAnyway",
             label_selector: LabelSelector::labels(selector.clone()),

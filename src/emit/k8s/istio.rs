@@ -151,7 +151,8 @@ fn remote_service_stubs(site: &SiteContext<'_>) -> Vec<Manifest> {
         .map(|target| {
             let name = &topology.agents[target].name;
             super::agents::service(
-                site,
+                topology.mesh.port,
+                topology.mesh.metrics_port,
                 name,
                 ObjectMeta::namespaced(
                     name,

@@ -342,7 +342,7 @@ fn prometheus_objects(site: &SiteContext<'_>) -> Vec<Manifest> {
             }
         } else if prometheus::federated_sites(topology).any(|federated| federated.name == site.site.name) {
             manifests.push(super::tailnet::ingress(
-                site,
+                &site.site_labels(),
                 (PROMETHEUS_NAME, NAMESPACE, "tailnet-ingress"),
                 &addresses::prometheus_tailscale_hostname(site.site),
                 &[tailscale_prometheus_tag(topology, site.site)],

@@ -3,8 +3,8 @@
 //! workload, and an egress `ExternalName` Service per remote device a site dials (a site's agents'
 //! egress Services are its `mesh/tailnet.yaml`).
 
-use super::SiteContext;
 use super::objects::{IntOrString, Manifest, ObjectMeta, ServicePort, ServiceSpec, StringMap};
+use super::{SiteContext, SiteLabels};
 use crate::emit::conventions::tailscale_tags;
 use crate::plan::tailnet::{
     HOSTNAME_ANNOTATION, LOAD_BALANCER_CLASS, TAGS_ANNOTATION, TAILNET_FQDN_ANNOTATION, ingress_service,
@@ -12,7 +12,7 @@ use crate::plan::tailnet::{
 
 /// The Service that exposes `selector`'s pods on the tailnet as device `hostname`, tagged `tags`.
 pub fn ingress(
-    site: &SiteContext<'_>,
+    site: &SiteLabels<'_>,
     (name, namespace, component): (&str, &str, &str),
     hostname: &str,
     tags: &[String],
@@ -54,9 +54,9 @@ pub fn egress(
     )
 }
 
-/// The mesh port, as every agent Service names it.
-pub fn mesh_ports(site: &SiteContext<'_>) -> Vec<ServicePort> {
-    vec![ServicePort::tcp("mtls", site.topology.mesh.port, IntOrString::name("mtls"))]
+/// The mesh port `port`, as every agent Service names it.
+pub fn mesh_ports(port: u16) -> Vec<ServicePort> {
+    vec![ServicePort::tcp("mtls", port, IntOrString::name("mtls"))]
 }
 
 /// The egress Services of the site's agents: one per remote agent they dial over the tailnet, named
@@ -80,7 +80,7 @@ pub fn agent_egress(site: &SiteContext<'_>) -> Vec<Manifest> {
                 (&target.name, &topology.mesh.namespace, "tailnet-egress"),
                 &tailnet.fqdn(&target.name),
                 &tags,
-                mesh_ports(site),
+                mesh_ports(topology.mesh.port),
             )
         })
         .collect()

@@ -1,0 +1,123 @@
+//! Artifacts rendered from declared inputs, which a build into an existing OUT need not render again.
+//!
+//! [`put`] hands a sink an artifact together with the digest of everything it is rendered from:
+//! the render function is a plain `fn` (not a closure, so it can read nothing but its inputs value
+//! and constants), and the value serializes to JSON. The *inputs digest* is the sha256 of weave's
+//! source digest (`build.rs`: every file the binary is built from, so other code never shares a
+//! digest), the artifact's path and that JSON. Equal inputs digests mean equal bytes. The lock
+//! records each such digest beside the file's own ([`crate::write::Lock::inputs`]), and the next
+//! build into that OUT keeps a file whose inputs digest is unchanged (and whose times vouch that it
+//! was not touched since) without rendering it.
+//!
+//! The rule that keeps it sound, for every inputs type: it serializes everything its render
+//! function reads. Derive `Serialize` with no `skip` attribute on a field the renderer reads, and
+//! put a rendered text in as a [`Text`], which serializes as its own digest.
+
+use std::io;
+
+use serde::{Serialize, Serializer};
+use sha2::{Digest, Sha256};
+
+use super::Sink;
+
+/// The digest of the files weave is built from (see `build.rs`).
+pub const SOURCE_DIGEST: &str = env!("WEAVE_SOURCE_DIGEST");
+
+/// Puts the artifact `render(inputs)` at `path`; a sink holding the bytes an earlier build rendered
+/// from equal inputs may keep them instead of calling `render`.
+pub fn put<V: Serialize>(
+    sink: &mut dyn Sink,
+    path: String,
+    inputs: &V,
+    render: fn(&V) -> Vec<u8>,
+) -> io::Result<()> {
+    let digest = digest(&path, inputs);
+    sink.put_rendered(path, digest, &mut || render(inputs))
+}
+
+/// The inputs digest of the artifact at `path` rendered from `inputs`, in lowercase hex.
+pub fn digest<V: Serialize>(path: &str, inputs: &V) -> String {
+    let mut writer = DigestWriter(Sha256::new());
+    for part in [SOURCE_DIGEST.as_bytes(), path.as_bytes()] {
+        writer.0.update((part.len() as u64).to_le_bytes());
+        writer.0.update(part);
+    }
+    // Serializing plain data (structs, strings, numbers, lists, maps with string keys) cannot fail.
+    serde_json::to_writer(&mut writer, inputs).expect("inputs serialize to JSON");
+    crate::digest::hex(&writer.0.finalize())
+}
+
+/// Feeds what serde_json writes straight into the hash.
+struct DigestWriter(Sha256);
+
+impl io::Write for DigestWriter {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.0.update(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A text an artifact embeds (a rendered config, a JSON document), which enters its inputs digest as
+/// its own sha256 rather than as JSON-escaped characters.
+#[derive(Debug, Clone)]
+pub struct Text {
+    text: String,
+    digest: [u8; 32],
+}
+
+impl Text {
+    pub fn new(text: String) -> Text {
+        let digest = Sha256::digest(text.as_bytes()).into();
+        Text { text, digest }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+impl Serialize for Text {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(&self.digest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::emit::MemorySink;
+
+    #[derive(Serialize)]
+    struct Inputs<'a> {
+        name: &'a str,
+        text: Text,
+    }
+
+    fn render(inputs: &Inputs<'_>) -> Vec<u8> {
+        format!("{}: {}\n", inputs.name, inputs.text.as_str()).into_bytes()
+    }
+
+    #[test]
+    fn the_digest_follows_every_input_and_the_path() {
+        let inputs = |name, text: &str| Inputs { name, text: Text::new(text.to_owned()) };
+        let base = digest("a.yaml", &inputs("a", "x"));
+        assert_eq!(base, digest("a.yaml", &inputs("a", "x")));
+        assert_ne!(base, digest("b.yaml", &inputs("a", "x")));
+        assert_ne!(base, digest("a.yaml", &inputs("b", "x")));
+        assert_ne!(base, digest("a.yaml", &inputs("a", "y")));
+        assert_eq!(base.len(), 64);
+    }
+
+    #[test]
+    fn a_sink_that_keeps_nothing_renders_and_records_the_digest() {
+        let mut sink = MemorySink::default();
+        let inputs = Inputs { name: "a", text: Text::new("x".to_owned()) };
+        put(&mut sink, "a.yaml".to_owned(), &inputs, render).unwrap();
+        assert_eq!(sink.artifacts["a.yaml"], b"a: x\n");
+        assert_eq!(sink.inputs["a.yaml"], digest("a.yaml", &inputs));
+    }
+}
