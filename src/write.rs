@@ -545,6 +545,34 @@ fn read_lock(out: &Path) -> Result<LockState, WriteError> {
     }
 }
 
+/// [`scan`] of an OUT with a lock: a subdirectory whose times the lock vouches for has had no entry
+/// added, removed or renamed since the build that marked the lock, so it holds what the lock says it
+/// holds (its files and subdirectories) and is not listed; only its files are statted. Any other
+/// directory is listed, and so is the root always: a lock written there by hand (into a directory
+/// that is not weave's) is newer than the root's entries without any build having put them there,
+/// and a listing finds whatever the lock does not name. On a large OUT most directories are vouched
+/// for, and their listing was most of the cost of reading it.
+fn scan_with_lock(out: &Path, skip: &[&str], lock: &PreviousLock) -> io::Result<Tree> {
+    let files = &lock.lock.files;
+    let directories = directories_of(files.keys().map(String::as_str));
+    let mut children: std::collections::HashMap<&str, fsio::KnownEntries<'_>> =
+        std::collections::HashMap::with_capacity(directories.len() + 1);
+    let parent_and_name =
+        |path: &'_ str| -> (usize, usize) { path.rfind('/').map_or((0, 0), |slash| (slash, slash + 1)) };
+    for (path, is_directory) in
+        files.keys().map(|path| (path.as_str(), false)).chain(directories.iter().map(|path| (*path, true)))
+    {
+        let (parent_end, name_start) = parent_and_name(path);
+        children.entry(&path[..parent_end]).or_default().push((&path[name_start..], is_directory));
+    }
+    fsio::scan_known(out, skip, |relative, status| {
+        if relative.is_empty() || !lock.times.vouch_for(status) {
+            return None;
+        }
+        children.get(relative).cloned()
+    })
+}
+
 impl Baseline {
     /// Reads an existing OUT (call [`open`] first). `Ok(None)` when there is no OUT. An OUT that is
     /// not weave's (no lock, a lock that does not parse, or files the lock does not list) is refused
@@ -556,8 +584,13 @@ impl Baseline {
             Ok(metadata) if !metadata.is_dir() => return Err(WriteError::NotADirectory(out.to_path_buf())),
             Ok(_) => {}
         }
-        let tree = scan(out, &[journal::PENDING, LOST_AND_FOUND]).map_err(io_error(out))?;
         let lock = read_lock(out)?;
+        let skip = [journal::PENDING, LOST_AND_FOUND];
+        let tree = match &lock {
+            LockState::Valid(lock) => scan_with_lock(out, &skip, lock),
+            _ => scan(out, &skip),
+        }
+        .map_err(io_error(out))?;
         let verdict = match &lock {
             LockState::Valid(lock) => {
                 let unlisted: Vec<&str> = tree
@@ -1198,6 +1231,44 @@ mod tests {
         assert!(Lock::parse(&lock.to_bytes()).is_ok());
         lock.inputs.insert("a.txt".to_owned(), "x".to_owned());
         assert!(Lock::parse(&lock.to_bytes()).unwrap_err().contains("not a sha256"));
+    }
+
+    #[test]
+    fn a_scan_guided_by_the_lock_finds_what_a_full_scan_finds() {
+        let parent = tempfile::tempdir().unwrap();
+        let out = parent.path().join("out");
+        let files = [("a/one.txt", "1"), ("a/b/two.txt", "2"), ("c/three.txt", "3"), ("four.txt", "4")];
+        build(&out, b"v", &files).unwrap();
+        // Marked a clock tick or more after every entry: the lock vouches for every directory.
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        mark_lock_current(&out).unwrap();
+        let compare = || {
+            let LockState::Valid(lock) = read_lock(&out).unwrap() else { panic!("a valid lock") };
+            let full = scan(&out, &[]).unwrap();
+            let guided = scan_with_lock(&out, &[], &lock).unwrap();
+            assert_eq!(guided.entries, full.entries);
+            assert_eq!(guided.directories, full.directories);
+            (lock, guided)
+        };
+        let (lock, _) = compare();
+        let anchor = fsio::Anchor::open(&out).unwrap();
+        assert!(
+            ["a", "a/b", "c"]
+                .iter()
+                .all(|directory| lock.times.vouch_for(&anchor.status(directory).unwrap()))
+        );
+
+        // Entries added, replaced and removed since: their directories are listed, and found.
+        fs::write(out.join("a/b/extra.txt"), "x").unwrap();
+        fs::remove_file(out.join("c/three.txt")).unwrap();
+        std::os::unix::fs::symlink(parent.path(), out.join("c/three.txt")).unwrap();
+        fs::create_dir(out.join("a/new")).unwrap();
+        fs::write(out.join("a/new/file.txt"), "y").unwrap();
+        let (_, guided) = compare();
+        assert_eq!(guided.entries.get("c/three.txt"), Some(&Entry::Other));
+        assert!(
+            guided.entries.contains_key("a/b/extra.txt") && guided.entries.contains_key("a/new/file.txt")
+        );
     }
 
     #[test]

@@ -36,36 +36,107 @@ impl Tree {
 /// out.
 pub fn scan(root: &Path, skip: &[&str]) -> io::Result<Tree> {
     let mut tree = Tree::default();
-    let mut pending = vec![(root.to_path_buf(), String::new())];
-    while let Some((directory, prefix)) = pending.pop() {
-        for entry in fs::read_dir(&directory)? {
-            let entry = entry?;
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            if prefix.is_empty() && skip.contains(&name.as_ref()) {
+    let mut pending = vec![String::new()];
+    while let Some(relative) = pending.pop() {
+        list(root, &relative, skip, &mut tree, &mut pending)?;
+    }
+    Ok(tree)
+}
+
+/// The entries of a directory that a walk may take on trust instead of listing it: each name with
+/// whether it is a directory.
+pub type KnownEntries<'a> = Vec<(&'a str, bool)>;
+
+/// [`scan`], but a directory for which `known` (given its path and status) answers with its entries
+/// is not listed: those are taken as its entries, each one that is not a directory statted. Every
+/// other directory is listed as `scan` lists it.
+pub fn scan_known<'a>(
+    root: &Path,
+    skip: &[&str],
+    known: impl Fn(&str, &Status) -> Option<KnownEntries<'a>>,
+) -> io::Result<Tree> {
+    let anchor = Anchor::open(root)?;
+    let mut tree = Tree::default();
+    let mut pending = vec![String::new()];
+    while let Some(relative) = pending.pop() {
+        let status = anchor.status(&relative)?;
+        if status.kind != Kind::Directory {
+            // Replaced since its parent was read: what it is now, never walked through.
+            tree.directories.remove(&relative);
+            tree.entries.insert(relative, entry_of(&status));
+            continue;
+        }
+        let Some(entries) = known(&relative, &status) else {
+            list(root, &relative, skip, &mut tree, &mut pending)?;
+            continue;
+        };
+        for (name, is_directory) in entries {
+            let path = if relative.is_empty() { name.to_owned() } else { format!("{relative}/{name}") };
+            if is_directory {
+                tree.directories.insert(path.clone());
+                pending.push(path);
                 continue;
             }
-            let relative = if prefix.is_empty() { name.into_owned() } else { format!("{prefix}/{name}") };
-            let file_type = entry.file_type()?;
-            if file_type.is_dir() {
-                tree.directories.insert(relative.clone());
-                pending.push((entry.path(), relative));
-            } else if file_type.is_file() {
-                let metadata = entry.metadata()?;
-                tree.entries.insert(
-                    relative,
-                    Entry::File {
-                        len: metadata.len(),
-                        modified: metadata.modified().ok(),
-                        changed: changed_time(&metadata),
-                    },
-                );
-            } else {
-                tree.entries.insert(relative, Entry::Other);
+            match anchor.status(&path) {
+                Ok(status) if status.kind == Kind::Directory => {
+                    tree.directories.insert(path.clone());
+                    pending.push(path);
+                }
+                Ok(status) => {
+                    tree.entries.insert(path, entry_of(&status));
+                }
+                Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+                Err(error) => return Err(error),
             }
         }
     }
     Ok(tree)
+}
+
+/// The entry of something that is not a directory, from its status.
+fn entry_of(status: &Status) -> Entry {
+    match status.kind {
+        Kind::File => Entry::File { len: status.len, modified: status.modified, changed: status.changed },
+        Kind::Directory | Kind::Other => Entry::Other,
+    }
+}
+
+/// Lists the directory `relative` of `root` into `tree`, queueing its subdirectories on `pending`.
+fn list(
+    root: &Path,
+    relative: &str,
+    skip: &[&str],
+    tree: &mut Tree,
+    pending: &mut Vec<String>,
+) -> io::Result<()> {
+    let directory = if relative.is_empty() { root.to_path_buf() } else { root.join(relative) };
+    for entry in fs::read_dir(&directory)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if relative.is_empty() && skip.contains(&name.as_ref()) {
+            continue;
+        }
+        let path = if relative.is_empty() { name.into_owned() } else { format!("{relative}/{name}") };
+        let file_type = entry.file_type()?;
+        if file_type.is_dir() {
+            tree.directories.insert(path.clone());
+            pending.push(path);
+        } else if file_type.is_file() {
+            let metadata = entry.metadata()?;
+            tree.entries.insert(
+                path,
+                Entry::File {
+                    len: metadata.len(),
+                    modified: metadata.modified().ok(),
+                    changed: changed_time(&metadata),
+                },
+            );
+        } else {
+            tree.entries.insert(path, Entry::Other);
+        }
+    }
+    Ok(())
 }
 
 /// What a path holds, from its metadata: the parts weave compares.
