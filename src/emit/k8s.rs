@@ -148,34 +148,47 @@ fn mesh_base(context: &EmitContext<'_>, sink: &mut dyn Sink) -> io::Result<()> {
 /// kustomization, which lists the stages `kubectl apply -k k8s/<site>` takes.
 fn site_files(site_context: &SiteContext<'_>, sink: &mut dyn Sink) -> io::Result<()> {
     let site = site_context.site;
-    let mut files: Vec<(Stage, String, Vec<u8>)> = vec![
-        (Stage::Spire, "namespaces.yaml".to_owned(), yaml_documents(&namespaces(site_context))),
-        (Stage::Spire, "spire-server.yaml".to_owned(), spire::server_file(site_context)),
-        (Stage::Spire, "spire-agent.yaml".to_owned(), spire::agent_file(site_context)),
-        (Stage::Spire, "spiffe-csi-driver.yaml".to_owned(), spire::csi_driver_file(site_context)),
-        (Stage::Mesh, "registration.yaml".to_owned(), yaml_documents(&registration::manifests(site_context))),
+    // The registration, rendered from its inputs (the largest file of a site), is put at once; the
+    // others when every file's stage is known. A file put already has no bytes here.
+    let registration = paths::k8s_stage_file(&site.name, Stage::Mesh, "registration.yaml");
+    super::inputs::put(
+        sink,
+        registration,
+        &registration::RegistrationInputs::of(site_context),
+        registration::file,
+    )?;
+    let mut files: Vec<(Stage, String, Option<Vec<u8>>)> = vec![
+        (Stage::Spire, "namespaces.yaml".to_owned(), Some(yaml_documents(&namespaces(site_context)))),
+        (Stage::Spire, "spire-server.yaml".to_owned(), Some(spire::server_file(site_context))),
+        (Stage::Spire, "spire-agent.yaml".to_owned(), Some(spire::agent_file(site_context))),
+        (Stage::Spire, "spiffe-csi-driver.yaml".to_owned(), Some(spire::csi_driver_file(site_context))),
+        (Stage::Mesh, "registration.yaml".to_owned(), None),
     ];
     if !site.agents.is_empty() {
-        files.push((Stage::Mesh, "networkpolicy.yaml".to_owned(), network_policy::file(site_context)));
+        files.push((Stage::Mesh, "networkpolicy.yaml".to_owned(), Some(network_policy::file(site_context))));
         let egress = tailnet::agent_egress(site_context);
         if !egress.is_empty() {
-            files.push((Stage::Mesh, "tailnet.yaml".to_owned(), yaml_documents(&egress)));
+            files.push((Stage::Mesh, "tailnet.yaml".to_owned(), Some(yaml_documents(&egress))));
         }
     }
     if monitoring::applies(site_context) {
-        files.push((Stage::Mesh, "monitoring.yaml".to_owned(), monitoring::file(site_context)));
+        files.push((Stage::Mesh, "monitoring.yaml".to_owned(), Some(monitoring::file(site_context))));
     }
     if site_context.topology.networking.kind == NetworkKind::Istio {
-        files.push((Stage::Mesh, "istio.yaml".to_owned(), yaml_documents(&istio::manifests(site_context))));
+        files.push((
+            Stage::Mesh,
+            "istio.yaml".to_owned(),
+            Some(yaml_documents(&istio::manifests(site_context))),
+        ));
     }
     let vpn_manifests = vpn::manifests(site_context);
     if !vpn_manifests.is_empty() {
-        files.push((Stage::Mesh, "vpn.yaml".to_owned(), yaml_documents(&vpn_manifests)));
+        files.push((Stage::Mesh, "vpn.yaml".to_owned(), Some(yaml_documents(&vpn_manifests))));
     }
     // The CRDs the site's custom resources use, in a kustomization of their own that DEPLOY.md
     // applies (and waits for) before the site.
     for (name, text) in registration::CRDS {
-        files.push((Stage::Crds, (*name).to_owned(), text.as_bytes().to_vec()));
+        files.push((Stage::Crds, (*name).to_owned(), Some(text.as_bytes().to_vec())));
     }
     for stage in delivery::stages(site) {
         let mut resources: Vec<String> = files
@@ -193,10 +206,12 @@ fn site_files(site_context: &SiteContext<'_>, sink: &mut dyn Sink) -> io::Result
             ),
             _ => {}
         }
-        files.push((stage, "kustomization.yaml".to_owned(), kustomization(resources)));
+        files.push((stage, "kustomization.yaml".to_owned(), Some(kustomization(resources))));
     }
     for (stage, name, bytes) in files {
-        sink.put(paths::k8s_stage_file(&site.name, stage, &name), bytes)?;
+        if let Some(bytes) = bytes {
+            sink.put(paths::k8s_stage_file(&site.name, stage, &name), bytes)?;
+        }
     }
     let stages = delivery::site_stages(site).into_iter().map(|stage| stage.as_str().to_owned()).collect();
     sink.put(paths::k8s(&site.name, "kustomization.yaml"), kustomization(stages))

@@ -20,7 +20,8 @@ use super::objects::{
     Body, BundleEndpointProfile, ClusterSpiffeIdSpec, FederatedTrustDomainSpec, LabelSelector, Manifest,
     ObjectMeta, PolicyRule, StringMap,
 };
-use super::{AGENT_COMPONENT, COMPONENT_LABEL, NAME_LABEL, SiteContext};
+use super::{AGENT_COMPONENT, COMPONENT_LABEL, NAME_LABEL, SiteContext, SiteLabels};
+use crate::emit::yaml_documents;
 use crate::model::FederationProfile;
 
 /// The pinned release of spire-controller-manager (image and CRDs).
@@ -70,54 +71,116 @@ pub fn trust_domain_object_name(trust_domain: &str) -> String {
 }
 
 /// The ClusterSPIFFEID of one agent: `<mesh>-<agent>` (cluster-scoped, so the mesh prefixes it).
-pub fn cluster_spiffe_id_name(site: &SiteContext<'_>, agent: &str) -> String {
-    format!("{}-{agent}", site.topology.mesh.name)
+pub fn cluster_spiffe_id_name(mesh: &str, agent: &str) -> String {
+    format!("{mesh}-{agent}")
+}
+
+/// Everything a site's `registration.yaml` is rendered from ([`crate::emit::inputs`]).
+#[derive(Debug, Serialize)]
+pub struct RegistrationInputs<'a> {
+    labels: SiteLabels<'a>,
+    /// The agents' namespace.
+    namespace: &'a str,
+    /// The distinct lists of trust domains the site's agents federate with (agents share them).
+    federations: Vec<&'a [String]>,
+    /// Each agent of the site: its name, SPIFFE ID and list in `federations`.
+    agents: Vec<(&'a str, &'a str, usize)>,
+    /// The federation peers of the site's server: trust domain, bundle endpoint URL, profile, and
+    /// the endpoint's SPIFFE ID for `https_spiffe`.
+    peers: Vec<(&'a str, &'a str, &'static str, Option<&'a str>)>,
+}
+
+impl<'a> RegistrationInputs<'a> {
+    pub fn of(site: &SiteContext<'a>) -> RegistrationInputs<'a> {
+        let plan = site.emit.plan;
+        let mut federations: Vec<&'a [String]> = Vec::new();
+        // The plan shares one list among the agents of a trust domain: digested once, not per agent.
+        // Lists borrowed at once from the plan are the same list when they are the same memory.
+        let mut seen: std::collections::HashMap<(*const String, usize), usize> =
+            std::collections::HashMap::new();
+        let agents = site
+            .site
+            .agents
+            .iter()
+            .map(|&agent_index| {
+                let agent = &plan.agents[agent_index];
+                let list: &'a [String] = &agent.federates_with;
+                let position = *seen.entry((list.as_ptr(), list.len())).or_insert_with(|| {
+                    federations.push(list);
+                    federations.len() - 1
+                });
+                (agent.name.as_str(), agent.spiffe_id.as_str(), position)
+            })
+            .collect();
+        let peers = plan.sites[site.site_index]
+            .federation
+            .iter()
+            .map(|peer| {
+                let profile = match peer.profile {
+                    FederationProfile::HttpsWeb => "https_web",
+                    FederationProfile::HttpsSpiffe => "https_spiffe",
+                };
+                (
+                    peer.trust_domain.as_str(),
+                    peer.bundle_endpoint_url.as_str(),
+                    profile,
+                    peer.endpoint_spiffe_id.as_deref(),
+                )
+            })
+            .collect();
+        RegistrationInputs {
+            labels: site.site_labels(),
+            namespace: &site.topology.mesh.namespace,
+            federations,
+            agents,
+            peers,
+        }
+    }
 }
 
 /// `k8s/<site>/registration.yaml`: the site's ClusterSPIFFEIDs and ClusterFederatedTrustDomains.
-pub fn manifests(site: &SiteContext<'_>) -> Vec<Manifest> {
-    let topology = site.topology;
-    let plan = site.emit.plan;
+pub fn file(inputs: &RegistrationInputs<'_>) -> Vec<u8> {
+    yaml_documents(&manifests(inputs))
+}
+
+/// The objects of `registration.yaml`.
+fn manifests(inputs: &RegistrationInputs<'_>) -> Vec<Manifest> {
     let mut manifests = Vec::new();
-    for &agent_index in &site.site.agents {
-        let agent = &plan.agents[agent_index];
-        let labels = site.labels(&agent.name, "registration").build();
+    for &(name, spiffe_id, federation) in &inputs.agents {
+        let labels = inputs.labels.labels(name, "registration").build();
         manifests.push(Manifest {
             api_version: "spire.spiffe.io/v1alpha1",
             kind: "ClusterSPIFFEID",
-            metadata: ObjectMeta::cluster(cluster_spiffe_id_name(site, &agent.name), labels),
+            metadata: ObjectMeta::cluster(cluster_spiffe_id_name(inputs.labels.mesh, name), labels),
             body: Body::ClusterSpiffeId {
                 spec: ClusterSpiffeIdSpec {
-                    spiffe_id_template: agent.spiffe_id.clone(),
+                    spiffe_id_template: spiffe_id.to_owned(),
                     pod_selector: LabelSelector::labels(StringMap::from([
                         (COMPONENT_LABEL.to_owned(), AGENT_COMPONENT.to_owned()),
-                        (NAME_LABEL.to_owned(), agent.name.clone()),
+                        (NAME_LABEL.to_owned(), name.to_owned()),
                     ])),
                     namespace_selector: LabelSelector::labels(StringMap::from([(
                         "kubernetes.io/metadata.name".to_owned(),
-                        topology.mesh.namespace.clone(),
+                        inputs.namespace.to_owned(),
                     )])),
-                    federates_with: agent.federates_with.to_vec(),
+                    federates_with: inputs.federations[federation].to_vec(),
                 },
             },
         });
     }
-    for peer in &plan.sites[site.site_index].federation {
-        let name = trust_domain_object_name(&peer.trust_domain);
+    for &(trust_domain, bundle_endpoint_url, profile, endpoint_spiffe_id) in &inputs.peers {
+        let name = trust_domain_object_name(trust_domain);
         manifests.push(Manifest {
             api_version: "spire.spiffe.io/v1alpha1",
             kind: "ClusterFederatedTrustDomain",
-            metadata: ObjectMeta::cluster(&name, site.labels(&name, "federation").build()),
+            metadata: ObjectMeta::cluster(&name, inputs.labels.labels(&name, "federation").build()),
             body: Body::ClusterFederatedTrustDomain {
                 spec: FederatedTrustDomainSpec {
-                    trust_domain: peer.trust_domain.clone(),
-                    bundle_endpoint_url: peer.bundle_endpoint_url.clone(),
+                    trust_domain: trust_domain.to_owned(),
+                    bundle_endpoint_url: bundle_endpoint_url.to_owned(),
                     bundle_endpoint_profile: BundleEndpointProfile {
-                        kind: match peer.profile {
-                            FederationProfile::HttpsWeb => "https_web",
-                            FederationProfile::HttpsSpiffe => "https_spiffe",
-                        },
-                        endpoint_spiffe_id: peer.endpoint_spiffe_id.clone(),
+                        kind: profile,
+                        endpoint_spiffe_id: endpoint_spiffe_id.map(str::to_owned),
                     },
                 },
             },
