@@ -86,6 +86,33 @@ impl Serialize for Text {
     }
 }
 
+/// A value the inputs of many artifacts share (a trust domain's federation peers, for every agent of
+/// the domain), which enters each inputs digest as its own digest, computed once.
+#[derive(Debug, Clone)]
+pub struct Shared<T> {
+    value: std::sync::Arc<T>,
+    digest: [u8; 32],
+}
+
+impl<T: Serialize> Shared<T> {
+    pub fn new(value: T) -> Shared<T> {
+        let mut writer = DigestWriter(Sha256::new());
+        // Serializing plain data cannot fail.
+        serde_json::to_writer(&mut writer, &value).expect("inputs serialize to JSON");
+        Shared { value: std::sync::Arc::new(value), digest: writer.0.finalize().into() }
+    }
+
+    pub fn get(&self) -> &T {
+        &self.value
+    }
+}
+
+impl<T> Serialize for Shared<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(&self.digest)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,6 +137,10 @@ mod tests {
         assert_ne!(base, digest("a.yaml", &inputs("b", "x")));
         assert_ne!(base, digest("a.yaml", &inputs("a", "y")));
         assert_eq!(base.len(), 64);
+        let shared = |values: &[&str]| digest("a.yaml", &Shared::new(values.to_vec()));
+        assert_eq!(shared(&["a", "b"]), shared(&["a", "b"]));
+        assert_ne!(shared(&["a", "b"]), shared(&["a", "c"]));
+        assert_ne!(shared(&["a", "b"]), shared(&["ab"]));
     }
 
     #[test]

@@ -42,6 +42,7 @@ mod vpn;
 use std::collections::BTreeMap;
 use std::io;
 
+use super::inputs::Shared;
 use super::{EmitContext, Sink, Split, Target, yaml_documents};
 use crate::graph::MeshGraph;
 use crate::model::{NetworkKind, Provider, Site, Topology};
@@ -122,13 +123,19 @@ fn emit_part(context: &EmitContext<'_>, part: usize, sink: &mut dyn Sink) -> io:
         Some(Part::Site(site_index)) => site_files(&SiteContext::new(context, site_index), sink),
         Some(Part::Agents { site, start, end }) => {
             let site_context = SiteContext::new(context, site);
+            // The federation peers of each trust domain, which every agent's OPA data of it holds.
+            let mut peers: BTreeMap<&str, Shared<Vec<&str>>> = BTreeMap::new();
             for &agent_index in &site_context.site.agents[start..end] {
+                let domain = context.plan.trust_domain_of(agent_index);
+                let peers = peers
+                    .entry(domain)
+                    .or_insert_with(|| Shared::new(super::opa::domain_peers(context, domain)));
                 let path = format!(
                     "k8s/{}/{}",
                     site_context.site.name,
                     agent_file(&context.topology.agents[agent_index].name)
                 );
-                let inputs = agents::AgentFileInputs::of(&site_context, agent_index);
+                let inputs = agents::AgentFileInputs::of(&site_context, agent_index, peers);
                 super::inputs::put(sink, path, &inputs, agents::file)?;
             }
             Ok(())

@@ -50,6 +50,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::fmt::{self, Write as _};
 use std::io;
 
+use super::inputs::Shared;
 use serde::Serialize;
 use serde::ser::{SerializeStruct, Serializer};
 
@@ -88,9 +89,80 @@ pub fn data_json(context: &EmitContext<'_>) -> Vec<u8> {
 /// The data of one agent's OPA (`data.agentweave`, as in `data.json`): only the facts about calls
 /// into `agent` (see the module documentation). Same layout as [`data_json`].
 pub fn agent_data_json(context: &EmitContext<'_>, agent: usize) -> Vec<u8> {
-    let mut root = BTreeMap::new();
-    root.insert(DATA_ROOT, callee_data(context, agent));
-    layered_json(&root, 4, 1024 + context.plan.callers_of(agent).len() * 200)
+    let domain = context.plan.trust_domain_of(agent);
+    AgentDataInputs::of(context, agent, &Shared::new(domain_peers(context, domain))).render()
+}
+
+/// The trust domains federated with `domain`, sorted: what every agent's OPA data of that domain
+/// holds, computed once for all of them.
+pub fn domain_peers<'a>(context: &EmitContext<'a>, domain: &str) -> Vec<&'a str> {
+    let mut peers = context.graph.federated_with(domain);
+    peers.sort_unstable();
+    peers.dedup();
+    peers
+}
+
+/// Everything one agent's OPA data is rendered from ([`super::inputs`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentDataInputs<'a> {
+    mesh: &'a str,
+    allow_same_trust_domain: bool,
+    public_actions: Vec<&'a str>,
+    federation_enabled: bool,
+    callee: &'a str,
+    domain: &'a str,
+    /// [`domain_peers`] of `domain`.
+    peers: Shared<Vec<&'a str>>,
+    /// Caller SPIFFE ID → the actions granted into `callee`.
+    edges: BTreeMap<&'a str, Vec<&'a str>>,
+}
+
+impl<'a> AgentDataInputs<'a> {
+    /// The inputs of `callee`'s OPA data; `peers` is [`domain_peers`] of its trust domain.
+    pub fn of(context: &EmitContext<'a>, callee: usize, peers: &Shared<Vec<&'a str>>) -> AgentDataInputs<'a> {
+        let topology = context.topology;
+        let plan = context.plan;
+        let mut edges: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for &caller in plan.callers_of(callee) {
+            let Some(actions) = plan.edge_actions(caller, callee) else { continue };
+            let mut granted: Vec<&str> = actions.iter().map(String::as_str).collect();
+            granted.sort_unstable();
+            granted.dedup();
+            edges.insert(topology.agents[caller].spiffe_id.as_str(), granted);
+        }
+        AgentDataInputs {
+            mesh: &topology.mesh.name,
+            allow_same_trust_domain: plan.allow_same_trust_domain(),
+            public_actions: plan.public_actions().iter().map(String::as_str).collect(),
+            federation_enabled: topology.federation.enabled,
+            callee: topology.agents[callee].spiffe_id.as_str(),
+            domain: plan.trust_domain_of(callee),
+            peers: peers.clone(),
+            edges,
+        }
+    }
+
+    /// The agent's OPA data (see [`agent_data_json`]).
+    pub fn render(&self) -> Vec<u8> {
+        let data = MeshData {
+            mesh: self.mesh,
+            allow_same_trust_domain: self.allow_same_trust_domain,
+            public_actions: self.public_actions.clone(),
+            federation: FederationData {
+                enabled: self.federation_enabled,
+                peers: BTreeMap::from([(self.domain, self.peers.get().clone())]),
+            },
+            agents: BTreeMap::from([(self.callee, self.domain)]),
+            edges: self
+                .edges
+                .iter()
+                .map(|(caller, granted)| (*caller, BTreeMap::from([(self.callee, granted.clone())])))
+                .collect(),
+        };
+        let mut root = BTreeMap::new();
+        root.insert(DATA_ROOT, data);
+        layered_json(&root, 4, 1024 + self.edges.len() * 200)
+    }
 }
 
 /// `authz_test.rego`: the cases of [`test_cases`] as `opa test` rules.
@@ -365,35 +437,6 @@ fn mesh_data<'a>(context: &EmitContext<'a>) -> MeshData<'a> {
         public_actions,
         federation: FederationData { enabled: topology.federation.enabled, peers: federation_peers(context) },
         agents,
-        edges,
-    }
-}
-
-fn callee_data<'a>(context: &EmitContext<'a>, callee: usize) -> MeshData<'a> {
-    let topology = context.topology;
-    let plan = context.plan;
-    let callee_id = topology.agents[callee].spiffe_id.as_str();
-    let domain = plan.trust_domain_of(callee);
-    let mut edges: BTreeMap<&str, BTreeMap<&str, Vec<&str>>> = BTreeMap::new();
-    for &caller in plan.callers_of(callee) {
-        let Some(actions) = plan.edge_actions(caller, callee) else { continue };
-        let mut granted: Vec<&str> = actions.iter().map(String::as_str).collect();
-        granted.sort_unstable();
-        granted.dedup();
-        edges.entry(topology.agents[caller].spiffe_id.as_str()).or_default().insert(callee_id, granted);
-    }
-    let mut own_peers = context.graph.federated_with(domain);
-    own_peers.sort_unstable();
-    own_peers.dedup();
-    MeshData {
-        mesh: &topology.mesh.name,
-        allow_same_trust_domain: plan.allow_same_trust_domain(),
-        public_actions: plan.public_actions().iter().map(String::as_str).collect(),
-        federation: FederationData {
-            enabled: topology.federation.enabled,
-            peers: BTreeMap::from([(domain, own_peers)]),
-        },
-        agents: BTreeMap::from([(callee_id, domain)]),
         edges,
     }
 }

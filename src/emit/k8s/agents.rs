@@ -30,7 +30,8 @@ use super::objects::{
 };
 use super::{AGENT_COMPONENT, SiteContext, SiteLabels, selector_labels};
 use crate::emit::conventions::{AGENT_UID, HEALTH_PATH, METRICS_PATH, SPIRE_SOCKET_DIR, SPIRE_SOCKET_PATH};
-use crate::emit::inputs::Text;
+use crate::emit::inputs::{Shared, Text};
+use crate::emit::opa::AgentDataInputs;
 use crate::emit::yaml_documents;
 use crate::model::{Provider, Tier};
 
@@ -89,20 +90,24 @@ pub struct AgentFileInputs<'a> {
     pub tracing: bool,
     /// Prometheus scrapes the agents (their headless metrics Service).
     pub prometheus: bool,
-    /// The agent config (`config.yaml`) and the agent's OPA data.
+    /// The agent config (`config.yaml`).
     pub config: Text,
-    pub opa_data: Text,
+    /// What the agent's OPA data is rendered from.
+    pub opa_data: AgentDataInputs<'a>,
     /// The agent's Tailscale tags, when other sites dial it over the tailnet.
     pub tailnet_ingress: Option<Vec<String>>,
 }
 
 impl<'a> AgentFileInputs<'a> {
-    pub fn of(site: &SiteContext<'a>, agent_index: usize) -> AgentFileInputs<'a> {
+    /// The inputs of an agent's file; `peers` is [`crate::emit::opa::domain_peers`] of its trust
+    /// domain.
+    pub fn of(
+        site: &SiteContext<'a>,
+        agent_index: usize,
+        peers: &Shared<Vec<&'a str>>,
+    ) -> AgentFileInputs<'a> {
         let topology = site.topology;
         let agent = &topology.agents[agent_index];
-        // serde_json writes UTF-8; the lossy path is never taken.
-        let opa_data = String::from_utf8(crate::emit::opa::agent_data_json(site.emit, agent_index))
-            .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned());
         let resilience = &topology.resilience;
         AgentFileInputs {
             name: &agent.name,
@@ -123,7 +128,7 @@ impl<'a> AgentFileInputs<'a> {
             tracing: topology.observability.tracing.enabled,
             prometheus: crate::emit::prometheus::applies(site.emit),
             config: Text::new(crate::emit::yaml(&agent_config(site, agent_index))),
-            opa_data: Text::new(opa_data),
+            opa_data: AgentDataInputs::of(site.emit, agent_index, peers),
             tailnet_ingress: site
                 .emit
                 .plan
@@ -151,8 +156,10 @@ fn manifests_of(inputs: &AgentFileInputs<'_>) -> Vec<Manifest> {
     let namespace = inputs.namespace;
     let labels: SharedMap = inputs.labels.labels(name, AGENT_COMPONENT).build().into();
     let config_name = format!("{name}-config");
-    let digest =
-        INPUTS_DIGEST.finish(&[inputs.opa_data.as_str().as_bytes(), inputs.config.as_str().as_bytes()]);
+    // serde_json writes UTF-8; the lossy path is never taken.
+    let opa_data = String::from_utf8(inputs.opa_data.render())
+        .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned());
+    let digest = INPUTS_DIGEST.finish(&[opa_data.as_bytes(), inputs.config.as_str().as_bytes()]);
 
     let mut manifests = vec![
         Manifest {
@@ -173,9 +180,7 @@ fn manifests_of(inputs: &AgentFileInputs<'_>) -> Vec<Manifest> {
             api_version: "v1",
             kind: "ConfigMap",
             metadata: ObjectMeta::namespaced(opa_data_configmap(name), namespace, labels.clone()),
-            body: Body::ConfigMap {
-                data: StringMap::from([(OPA_DATA_KEY.to_owned(), inputs.opa_data.as_str().to_owned())]),
-            },
+            body: Body::ConfigMap { data: StringMap::from([(OPA_DATA_KEY.to_owned(), opa_data)]) },
         },
         Manifest {
             api_version: "apps/v1",
