@@ -351,6 +351,11 @@ pub fn agent_conf(context: &EmitContext<'_>, site: &Site) -> String {
 /// script is not required; it is emitted all the same (and says so), because running it only makes the
 /// peers' bundles available before the first refresh.
 pub fn federation_bootstrap(context: &EmitContext<'_>) -> Option<String> {
+    bootstrap_inputs(context).map(|inputs| render_bootstrap(&inputs))
+}
+
+/// What [`federation_bootstrap`] renders; `None` when there is no federation to bootstrap.
+fn bootstrap_inputs<'a>(context: &EmitContext<'a>) -> Option<ScriptData<'a>> {
     let topology = context.topology;
     let graph = context.graph;
     if !topology.federation.enabled {
@@ -375,13 +380,15 @@ pub fn federation_bootstrap(context: &EmitContext<'_>) -> Option<String> {
         let Some(source) = sites.first().cloned() else { continue };
         domains.push(ScriptDomain { name: domain.to_owned(), source, sites });
     }
-    let position = |name: &str| domains.iter().position(|domain| domain.name == name);
+    let positions: std::collections::BTreeMap<&str, usize> =
+        domains.iter().enumerate().map(|(position, domain)| (domain.name.as_str(), position)).collect();
+    let position = |name: &str| positions.get(name).copied();
     let script_pairs: Vec<ScriptPair> = pairs
         .iter()
         .filter_map(|(left, right)| Some(ScriptPair { left: position(left)?, right: position(right)? }))
         .collect();
 
-    let data = ScriptData {
+    Some(ScriptData {
         mesh: &topology.mesh.name,
         profile: topology.federation.profile.as_str(),
         required: topology.federation.profile == FederationProfile::HttpsSpiffe,
@@ -390,9 +397,13 @@ pub fn federation_bootstrap(context: &EmitContext<'_>) -> Option<String> {
         container: SERVER_NAME,
         binary: SERVER_BINARY,
         socket: SERVER_SOCKET_PATH,
-        domains: &domains,
-        pairs: &script_pairs,
-    };
+        domains,
+        pairs: script_pairs,
+    })
+}
+
+/// Renders the federation bootstrap script from its data.
+fn render_bootstrap(data: &ScriptData<'_>) -> String {
     let mut environment = minijinja::Environment::new();
     environment.set_keep_trailing_newline(true);
     environment.set_trim_blocks(true);
@@ -400,11 +411,10 @@ pub fn federation_bootstrap(context: &EmitContext<'_>) -> Option<String> {
     environment.add_filter("shell_quote", shell_quote);
     // The template is part of the program and the data is plain strings; rendering can only fail on
     // a defect in the template itself, which the tests exercise.
-    let rendered = environment
+    environment
         .template_from_str(FEDERATION_BOOTSTRAP_TEMPLATE)
-        .and_then(|template| template.render(&data))
-        .expect("the federation bootstrap template renders");
-    Some(rendered)
+        .and_then(|template| template.render(data))
+        .expect("the federation bootstrap template renders")
 }
 
 /// Quotes a value for a POSIX shell: single quotes, with each embedded `'` written as `'\''`.
@@ -414,6 +424,7 @@ pub fn shell_quote(value: &str) -> String {
 
 const FEDERATION_BOOTSTRAP_TEMPLATE: &str = include_str!("../../targets/spire/federation-bootstrap.sh.j2");
 
+/// Everything the federation bootstrap script is rendered from ([`super::inputs`]).
 #[derive(Serialize)]
 struct ScriptData<'a> {
     mesh: &'a str,
@@ -424,8 +435,8 @@ struct ScriptData<'a> {
     container: &'a str,
     binary: &'a str,
     socket: &'a str,
-    domains: &'a [ScriptDomain],
-    pairs: &'a [ScriptPair],
+    domains: Vec<ScriptDomain>,
+    pairs: Vec<ScriptPair>,
 }
 
 #[derive(Serialize)]
@@ -448,8 +459,9 @@ fn emit(context: &EmitContext<'_>, sink: &mut dyn Sink) -> io::Result<()> {
         sink.put(paths::spire_server_conf(&site.name), server_conf(context, site).into_bytes())?;
         sink.put(paths::spire_agent_conf(&site.name), agent_conf(context, site).into_bytes())?;
     }
-    if let Some(script) = federation_bootstrap(context) {
-        sink.put(paths::FEDERATION_BOOTSTRAP.to_owned(), script.into_bytes())?;
+    if let Some(inputs) = bootstrap_inputs(context) {
+        let render = |inputs: &ScriptData<'_>| render_bootstrap(inputs).into_bytes();
+        super::inputs::put(sink, paths::FEDERATION_BOOTSTRAP.to_owned(), &inputs, render)?;
     }
     Ok(())
 }
