@@ -344,6 +344,41 @@ pub(crate) fn mark_lock_current(out: &Path) -> Result<(), WriteError> {
     }
 }
 
+/// The tree a lock describes: its files and the directories that hold them, both sorted, so that
+/// a directory's descendants are one range of each.
+struct LockTree<'a> {
+    files: Vec<&'a str>,
+    /// Every directory that holds a file, the root (``) first.
+    directories: Vec<&'a str>,
+}
+
+impl<'a> LockTree<'a> {
+    /// The tree of a lock's files, given in path order.
+    fn new(files: impl Iterator<Item = &'a str>) -> LockTree<'a> {
+        let files: Vec<&str> = files.collect();
+        let mut directories = directories_of(files.iter().copied());
+        directories.insert("");
+        LockTree { files, directories: directories.into_iter().collect() }
+    }
+
+    /// The entries the lock puts directly in `directory` (the lock file itself aside): each name,
+    /// with whether it is a directory.
+    fn children(&self, directory: &str) -> fsio::KnownEntries<'a> {
+        let prefix = if directory.is_empty() { String::new() } else { format!("{directory}/") };
+        let mut children = Vec::new();
+        for (paths, is_directory) in [(&self.directories, true), (&self.files, false)] {
+            let start = paths.partition_point(|path| *path < prefix.as_str());
+            for path in paths[start..].iter().take_while(|path| path.starts_with(&prefix)) {
+                let name = &path[prefix.len()..];
+                if !name.is_empty() && !name.contains('/') {
+                    children.push((name, is_directory));
+                }
+            }
+        }
+        children
+    }
+}
+
 /// Whether OUT is exactly what a build of `origin` writes, decided without building and without
 /// listing OUT (call [`open`] first): its lock records `origin`, so that build lists the same files
 /// with the same digests, and is in the form weave writes; every file it lists is a regular file
@@ -361,30 +396,12 @@ pub fn is_current(out: &Path, origin: Origin<'_>) -> bool {
         return false;
     }
     let files: Vec<(&str, &str)> = lock.files.iter().map(|(path, digest)| (*path, *digest)).collect();
-    // Every directory the lock implies, sorted, the root (``) first.
-    let mut directories = directories_of(files.iter().map(|(path, _)| *path));
-    directories.insert("");
-    let directories: Vec<&str> = directories.into_iter().collect();
-    // The names a directory of a build holds: its files and subdirectories (both lists are sorted,
-    // so a directory's descendants are one range of each).
+    let tree = LockTree::new(files.iter().map(|(path, _)| *path));
+    // The names a directory of a build holds: its files and subdirectories, and the lock at the root.
     let expected_names = |directory: &str| -> BTreeSet<&str> {
-        let prefix = if directory.is_empty() { String::new() } else { format!("{directory}/") };
-        let mut names = BTreeSet::new();
+        let mut names: BTreeSet<&str> = tree.children(directory).into_iter().map(|(name, _)| name).collect();
         if directory.is_empty() {
             names.insert(LOCK_FILE);
-        }
-        let start = directories.partition_point(|path| *path < prefix.as_str());
-        let descendants = directories[start..].iter().copied();
-        let start = files.partition_point(|(path, _)| *path < prefix.as_str());
-        let files = files[start..].iter().map(|(path, _)| *path);
-        for path in descendants
-            .take_while(|path| path.starts_with(&prefix))
-            .chain(files.take_while(|path| path.starts_with(&prefix)))
-        {
-            let name = &path[prefix.len()..];
-            if !name.is_empty() && !name.contains('/') {
-                names.insert(name);
-            }
         }
         names
     };
@@ -424,7 +441,7 @@ pub fn is_current(out: &Path, origin: Origin<'_>) -> bool {
     // Statting is most of the cost: spread it over threads, in chunks. Every directory first, so
     // that no file is read through a directory that turns out to be a link.
     let threads = std::thread::available_parallelism().map_or(1, usize::from).clamp(1, 8);
-    all_in_chunks(&directories, threads, |directory| directory_is_current(directory))
+    all_in_chunks(&tree.directories, threads, |directory| directory_is_current(directory))
         && all_in_chunks(&files, threads, |file| file_is_current(*file))
 }
 
@@ -553,23 +570,11 @@ fn read_lock(out: &Path) -> Result<LockState, WriteError> {
 /// and a listing finds whatever the lock does not name. On a large OUT most directories are vouched
 /// for, and their listing was most of the cost of reading it.
 fn scan_with_lock(out: &Path, skip: &[&str], lock: &PreviousLock) -> io::Result<Tree> {
-    let files = &lock.lock.files;
-    let directories = directories_of(files.keys().map(String::as_str));
-    let mut children: std::collections::HashMap<&str, fsio::KnownEntries<'_>> =
-        std::collections::HashMap::with_capacity(directories.len() + 1);
-    let parent_and_name =
-        |path: &'_ str| -> (usize, usize) { path.rfind('/').map_or((0, 0), |slash| (slash, slash + 1)) };
-    for (path, is_directory) in
-        files.keys().map(|path| (path.as_str(), false)).chain(directories.iter().map(|path| (*path, true)))
-    {
-        let (parent_end, name_start) = parent_and_name(path);
-        children.entry(&path[..parent_end]).or_default().push((&path[name_start..], is_directory));
-    }
+    let tree = LockTree::new(lock.lock.files.keys().map(String::as_str));
     fsio::scan_known(out, skip, |relative, status| {
-        if relative.is_empty() || !lock.times.vouch_for(status) {
-            return None;
-        }
-        children.get(relative).cloned()
+        // A directory the lock does not imply is not the build's: always listed.
+        let implied = tree.directories.binary_search(&relative).is_ok();
+        (!relative.is_empty() && implied && lock.times.vouch_for(status)).then(|| tree.children(relative))
     })
 }
 

@@ -76,14 +76,14 @@ pub struct Healthcheck {
 /// Everything one agent's image files are rendered from ([`super::inputs`]).
 #[derive(Debug, Serialize)]
 pub struct ImageInputs<'a> {
-    pub agent: &'a str,
-    pub image: &'a str,
-    pub spiffe_id: &'a str,
-    pub mesh: &'a str,
-    pub site: &'a str,
-    pub trust_domain: &'a str,
-    pub port: u16,
-    pub metrics_port: u16,
+    agent: &'a str,
+    image: &'a str,
+    spiffe_id: &'a str,
+    mesh: &'a str,
+    site: &'a str,
+    trust_domain: &'a str,
+    port: u16,
+    metrics_port: u16,
 }
 
 impl<'a> ImageInputs<'a> {

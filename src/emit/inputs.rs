@@ -11,7 +11,7 @@
 //!
 //! The rule that keeps it sound, for every inputs type: it serializes everything its render
 //! function reads. Derive `Serialize` with no `skip` attribute on a field the renderer reads, and
-//! put a rendered text in as a [`Text`], which serializes as its own digest.
+//! put a rendered text or a shared value in as a [`Digested`], which serializes as its own digest.
 
 use std::io;
 
@@ -61,53 +61,32 @@ impl io::Write for DigestWriter {
     }
 }
 
-/// A text an artifact embeds (a rendered config, a JSON document), which enters its inputs digest as
-/// its own sha256 rather than as JSON-escaped characters.
+/// A value that enters an inputs digest as its own digest, computed when it is made: a rendered
+/// text an artifact embeds (digested once rather than serialized into each digest), or a value the
+/// inputs of many artifacts share (a trust domain's federation peers, in an `Arc`), digested once
+/// for all of them.
 #[derive(Debug, Clone)]
-pub struct Text {
-    text: String,
+pub struct Digested<T> {
+    value: T,
     digest: [u8; 32],
 }
 
-impl Text {
-    pub fn new(text: String) -> Text {
-        let digest = Sha256::digest(text.as_bytes()).into();
-        Text { text, digest }
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.text
-    }
-}
-
-impl Serialize for Text {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_bytes(&self.digest)
-    }
-}
-
-/// A value the inputs of many artifacts share (a trust domain's federation peers, for every agent of
-/// the domain), which enters each inputs digest as its own digest, computed once.
-#[derive(Debug, Clone)]
-pub struct Shared<T> {
-    value: std::sync::Arc<T>,
-    digest: [u8; 32],
-}
-
-impl<T: Serialize> Shared<T> {
-    pub fn new(value: T) -> Shared<T> {
+impl<T: Serialize> Digested<T> {
+    pub fn new(value: T) -> Digested<T> {
         let mut writer = DigestWriter(Sha256::new());
         // Serializing plain data cannot fail.
         serde_json::to_writer(&mut writer, &value).expect("inputs serialize to JSON");
-        Shared { value: std::sync::Arc::new(value), digest: writer.0.finalize().into() }
+        Digested { value, digest: writer.0.finalize().into() }
     }
+}
 
+impl<T> Digested<T> {
     pub fn get(&self) -> &T {
         &self.value
     }
 }
 
-impl<T> Serialize for Shared<T> {
+impl<T> Serialize for Digested<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_bytes(&self.digest)
     }
@@ -121,23 +100,23 @@ mod tests {
     #[derive(Serialize)]
     struct Inputs<'a> {
         name: &'a str,
-        text: Text,
+        text: Digested<String>,
     }
 
     fn render(inputs: &Inputs<'_>) -> Vec<u8> {
-        format!("{}: {}\n", inputs.name, inputs.text.as_str()).into_bytes()
+        format!("{}: {}\n", inputs.name, inputs.text.get()).into_bytes()
     }
 
     #[test]
     fn the_digest_follows_every_input_and_the_path() {
-        let inputs = |name, text: &str| Inputs { name, text: Text::new(text.to_owned()) };
+        let inputs = |name, text: &str| Inputs { name, text: Digested::new(text.to_owned()) };
         let base = digest("a.yaml", &inputs("a", "x"));
         assert_eq!(base, digest("a.yaml", &inputs("a", "x")));
         assert_ne!(base, digest("b.yaml", &inputs("a", "x")));
         assert_ne!(base, digest("a.yaml", &inputs("b", "x")));
         assert_ne!(base, digest("a.yaml", &inputs("a", "y")));
         assert_eq!(base.len(), 64);
-        let shared = |values: &[&str]| digest("a.yaml", &Shared::new(values.to_vec()));
+        let shared = |values: &[&str]| digest("a.yaml", &Digested::new(std::sync::Arc::new(values.to_vec())));
         assert_eq!(shared(&["a", "b"]), shared(&["a", "b"]));
         assert_ne!(shared(&["a", "b"]), shared(&["a", "c"]));
         assert_ne!(shared(&["a", "b"]), shared(&["ab"]));
@@ -146,7 +125,7 @@ mod tests {
     #[test]
     fn a_sink_that_keeps_nothing_renders_and_records_the_digest() {
         let mut sink = MemorySink::default();
-        let inputs = Inputs { name: "a", text: Text::new("x".to_owned()) };
+        let inputs = Inputs { name: "a", text: Digested::new("x".to_owned()) };
         put(&mut sink, "a.yaml".to_owned(), &inputs, render).unwrap();
         assert_eq!(sink.artifacts["a.yaml"], b"a: x\n");
         assert_eq!(sink.inputs["a.yaml"], digest("a.yaml", &inputs));

@@ -42,7 +42,6 @@ mod vpn;
 use std::collections::BTreeMap;
 use std::io;
 
-use super::inputs::Shared;
 use super::{EmitContext, Sink, Split, Target, yaml_documents};
 use crate::graph::MeshGraph;
 use crate::model::{NetworkKind, Provider, Site, Topology};
@@ -124,12 +123,10 @@ fn emit_part(context: &EmitContext<'_>, part: usize, sink: &mut dyn Sink) -> io:
         Some(Part::Agents { site, start, end }) => {
             let site_context = SiteContext::new(context, site);
             // The federation peers of each trust domain, which every agent's OPA data of it holds.
-            let mut peers: BTreeMap<&str, Shared<Vec<&str>>> = BTreeMap::new();
+            let mut peers: BTreeMap<&str, super::opa::DomainPeers<'_>> = BTreeMap::new();
             for &agent_index in &site_context.site.agents[start..end] {
                 let domain = context.plan.trust_domain_of(agent_index);
-                let peers = peers
-                    .entry(domain)
-                    .or_insert_with(|| Shared::new(super::opa::domain_peers(context, domain)));
+                let peers = peers.entry(domain).or_insert_with(|| super::opa::domain_peers(context, domain));
                 let path = format!(
                     "k8s/{}/{}",
                     site_context.site.name,

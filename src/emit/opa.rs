@@ -49,8 +49,9 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::{self, Write as _};
 use std::io;
+use std::sync::Arc;
 
-use super::inputs::Shared;
+use super::inputs::Digested;
 use serde::Serialize;
 use serde::ser::{SerializeStruct, Serializer};
 
@@ -90,16 +91,19 @@ pub fn data_json(context: &EmitContext<'_>) -> Vec<u8> {
 /// into `agent` (see the module documentation). Same layout as [`data_json`].
 pub fn agent_data_json(context: &EmitContext<'_>, agent: usize) -> Vec<u8> {
     let domain = context.plan.trust_domain_of(agent);
-    AgentDataInputs::of(context, agent, &Shared::new(domain_peers(context, domain))).render()
+    AgentDataInputs::of(context, agent, &domain_peers(context, domain)).render()
 }
 
-/// The trust domains federated with `domain`, sorted: what every agent's OPA data of that domain
-/// holds, computed once for all of them.
-pub fn domain_peers<'a>(context: &EmitContext<'a>, domain: &str) -> Vec<&'a str> {
+/// The trust domains federated with one domain, sorted: what every agent's OPA data of that domain
+/// holds, made and digested once for all of them.
+pub type DomainPeers<'a> = Digested<Arc<Vec<&'a str>>>;
+
+/// The [`DomainPeers`] of `domain`.
+pub fn domain_peers<'a>(context: &EmitContext<'a>, domain: &str) -> DomainPeers<'a> {
     let mut peers = context.graph.federated_with(domain);
     peers.sort_unstable();
     peers.dedup();
-    peers
+    Digested::new(Arc::new(peers))
 }
 
 /// Everything one agent's OPA data is rendered from ([`super::inputs`]).
@@ -112,14 +116,14 @@ pub struct AgentDataInputs<'a> {
     callee: &'a str,
     domain: &'a str,
     /// [`domain_peers`] of `domain`.
-    peers: Shared<Vec<&'a str>>,
+    peers: DomainPeers<'a>,
     /// Caller SPIFFE ID → the actions granted into `callee`.
     edges: BTreeMap<&'a str, Vec<&'a str>>,
 }
 
 impl<'a> AgentDataInputs<'a> {
     /// The inputs of `callee`'s OPA data; `peers` is [`domain_peers`] of its trust domain.
-    pub fn of(context: &EmitContext<'a>, callee: usize, peers: &Shared<Vec<&'a str>>) -> AgentDataInputs<'a> {
+    pub fn of(context: &EmitContext<'a>, callee: usize, peers: &DomainPeers<'a>) -> AgentDataInputs<'a> {
         let topology = context.topology;
         let plan = context.plan;
         let mut edges: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
@@ -150,7 +154,7 @@ impl<'a> AgentDataInputs<'a> {
             public_actions: self.public_actions.clone(),
             federation: FederationData {
                 enabled: self.federation_enabled,
-                peers: BTreeMap::from([(self.domain, self.peers.get().clone())]),
+                peers: BTreeMap::from([(self.domain, self.peers.get().to_vec())]),
             },
             agents: BTreeMap::from([(self.callee, self.domain)]),
             edges: self

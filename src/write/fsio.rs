@@ -35,12 +35,7 @@ impl Tree {
 /// Walks `root` without following symbolic links. `skip` names entries of the root itself to leave
 /// out.
 pub fn scan(root: &Path, skip: &[&str]) -> io::Result<Tree> {
-    let mut tree = Tree::default();
-    let mut pending = vec![String::new()];
-    while let Some(relative) = pending.pop() {
-        list(root, &relative, skip, &mut tree, &mut pending)?;
-    }
-    Ok(tree)
+    scan_known(root, skip, |_, _| None)
 }
 
 /// The entries of a directory that a walk may take on trust instead of listing it: each name with

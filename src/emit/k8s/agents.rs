@@ -30,8 +30,8 @@ use super::objects::{
 };
 use super::{AGENT_COMPONENT, SiteContext, SiteLabels, selector_labels};
 use crate::emit::conventions::{AGENT_UID, HEALTH_PATH, METRICS_PATH, SPIRE_SOCKET_DIR, SPIRE_SOCKET_PATH};
-use crate::emit::inputs::{Shared, Text};
-use crate::emit::opa::AgentDataInputs;
+use crate::emit::inputs::Digested;
+use crate::emit::opa::{AgentDataInputs, DomainPeers};
 use crate::emit::yaml_documents;
 use crate::model::{Provider, Tier};
 
@@ -70,42 +70,38 @@ pub const SPIFFE_CSI_DRIVER: &str = "csi.spiffe.io";
 /// and the functions it calls read, and nothing else.
 #[derive(Debug, Serialize)]
 pub struct AgentFileInputs<'a> {
-    pub name: &'a str,
-    pub image: &'a str,
-    pub replicas: u32,
-    pub tier: Option<Tier>,
-    pub namespace: &'a str,
-    pub labels: SiteLabels<'a>,
+    name: &'a str,
+    image: &'a str,
+    replicas: u32,
+    tier: Option<Tier>,
+    namespace: &'a str,
+    labels: SiteLabels<'a>,
     /// The site's region, or its name when it has none.
-    pub region: &'a str,
-    pub cluster: &'a str,
-    pub spot: bool,
-    pub port: u16,
-    pub metrics_port: u16,
-    pub zone_max_skew: u32,
-    pub region_max_skew: u32,
-    pub min_available: Option<u32>,
+    region: &'a str,
+    cluster: &'a str,
+    spot: bool,
+    port: u16,
+    metrics_port: u16,
+    zone_max_skew: u32,
+    region_max_skew: u32,
+    min_available: Option<u32>,
     /// The site runs an OpenTelemetry Collector the agent sends to.
-    pub runs_collector: bool,
-    pub tracing: bool,
+    runs_collector: bool,
+    tracing: bool,
     /// Prometheus scrapes the agents (their headless metrics Service).
-    pub prometheus: bool,
+    prometheus: bool,
     /// The agent config (`config.yaml`).
-    pub config: Text,
+    config: Digested<String>,
     /// What the agent's OPA data is rendered from.
-    pub opa_data: AgentDataInputs<'a>,
+    opa_data: AgentDataInputs<'a>,
     /// The agent's Tailscale tags, when other sites dial it over the tailnet.
-    pub tailnet_ingress: Option<Vec<String>>,
+    tailnet_ingress: Option<Vec<String>>,
 }
 
 impl<'a> AgentFileInputs<'a> {
     /// The inputs of an agent's file; `peers` is [`crate::emit::opa::domain_peers`] of its trust
     /// domain.
-    pub fn of(
-        site: &SiteContext<'a>,
-        agent_index: usize,
-        peers: &Shared<Vec<&'a str>>,
-    ) -> AgentFileInputs<'a> {
+    pub fn of(site: &SiteContext<'a>, agent_index: usize, peers: &DomainPeers<'a>) -> AgentFileInputs<'a> {
         let topology = site.topology;
         let agent = &topology.agents[agent_index];
         let resilience = &topology.resilience;
@@ -127,7 +123,7 @@ impl<'a> AgentFileInputs<'a> {
             runs_collector: crate::plan::monitoring::runs_collector(topology),
             tracing: topology.observability.tracing.enabled,
             prometheus: crate::emit::prometheus::applies(site.emit),
-            config: Text::new(crate::emit::yaml(&agent_config(site, agent_index))),
+            config: Digested::new(crate::emit::yaml(&agent_config(site, agent_index))),
             opa_data: AgentDataInputs::of(site.emit, agent_index, peers),
             tailnet_ingress: site
                 .emit
@@ -159,7 +155,7 @@ fn manifests_of(inputs: &AgentFileInputs<'_>) -> Vec<Manifest> {
     // serde_json writes UTF-8; the lossy path is never taken.
     let opa_data = String::from_utf8(inputs.opa_data.render())
         .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned());
-    let digest = INPUTS_DIGEST.finish(&[opa_data.as_bytes(), inputs.config.as_str().as_bytes()]);
+    let digest = INPUTS_DIGEST.finish(&[opa_data.as_bytes(), inputs.config.get().as_bytes()]);
 
     let mut manifests = vec![
         Manifest {
@@ -173,7 +169,7 @@ fn manifests_of(inputs: &AgentFileInputs<'_>) -> Vec<Manifest> {
             kind: "ConfigMap",
             metadata: ObjectMeta::namespaced(&config_name, namespace, labels.clone()),
             body: Body::ConfigMap {
-                data: StringMap::from([(CONFIG_KEY.to_owned(), inputs.config.as_str().to_owned())]),
+                data: StringMap::from([(CONFIG_KEY.to_owned(), inputs.config.get().to_owned())]),
             },
         },
         Manifest {
