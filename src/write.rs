@@ -1228,6 +1228,31 @@ mod tests {
     }
 
     #[test]
+    fn check_takes_a_file_with_unchanged_inputs_as_current_without_rendering_it() {
+        let parent = tempfile::tempdir().unwrap();
+        let out = parent.path().join("out");
+        let files = [("a/one.txt", "one"), ("b/two.txt", "two")];
+        build_rendered(&out, b"v1", &files);
+        let check = |files: &[(&str, &str)]| {
+            let _opened = open(&out).unwrap();
+            let mut sink = CheckSink::new(&out).unwrap();
+            RENDERS.with(|renders| renders.set(0));
+            for (path, text) in files {
+                crate::emit::inputs::put(&mut sink, (*path).to_owned(), text, render).unwrap();
+            }
+            (sink.finish(Origin::all("t.yaml", b"v1")), RENDERS.with(std::cell::Cell::get))
+        };
+        // The lock's inputs digests are the build's: fresh, and nothing rendered.
+        let (staleness, renders) = check(&files);
+        assert!(staleness.is_fresh(), "{staleness:?}");
+        assert_eq!(renders, 0);
+        // One file's inputs changed: that one is rendered and found changed, with the lock.
+        let (staleness, renders) = check(&[("a/one.txt", "one"), ("b/two.txt", "deux")]);
+        assert_eq!(renders, 1);
+        assert_eq!(staleness.changed, vec!["b/two.txt".to_owned(), LOCK_FILE.to_owned()]);
+    }
+
+    #[test]
     fn a_lock_with_the_inputs_of_a_file_it_does_not_list_is_refused() {
         let mut lock = Lock::new(Origin::all("t.yaml", b"v"), BTreeMap::new(), BTreeMap::new());
         lock.inputs.insert("a.txt".to_owned(), "0".repeat(64));
