@@ -157,19 +157,28 @@ pub fn emit_parallel<S: emit::ForkSink>(
     sink: &mut S,
 ) -> io::Result<()> {
     let context = emit::EmitContext::new(&compiled.topology, &compiled.graph, &compiled.plan);
-    // Whole targets first, the largest single tasks; then the parts, longest first within a target.
-    let mut tasks: Vec<(&emit::Target, Option<usize>)> = Vec::new();
-    tasks.extend(selected_targets(only).filter(|target| target.split.is_none()).map(|target| (target, None)));
+    // Whole targets first, the largest single tasks, and `graph.mmd` (`None`); then the parts,
+    // longest first within a target.
+    let mut tasks: Vec<Option<(&emit::Target, Option<usize>)>> = Vec::new();
+    tasks.extend(
+        selected_targets(only).filter(|target| target.split.is_none()).map(|target| Some((target, None))),
+    );
+    tasks.push(None);
     for target in selected_targets(only) {
         if let Some(split) = &target.split {
-            tasks.extend((0..(split.parts)(&context)).map(|part| (target, Some(part))));
+            tasks.extend((0..(split.parts)(&context)).map(|part| Some((target, Some(part)))));
         }
     }
     let threads =
         std::thread::available_parallelism().map_or(1, usize::from).clamp(1, 8).min(tasks.len().max(1));
     let forks: Vec<S> = (0..threads).map(|_| sink.fork()).collect();
     let forks = work::run(forks, tasks.len(), |fork, index| {
-        let (target, part) = tasks[index];
+        let Some((target, part)) = tasks[index] else {
+            return fork.put(
+                "graph.mmd".to_owned(),
+                graph::to_mermaid(&compiled.topology, &compiled.graph).into_bytes(),
+            );
+        };
         match (part, &target.split) {
             (Some(part), Some(split)) => (split.emit_part)(&context, part, fork),
             _ => (target.emit)(&context, fork),
@@ -178,7 +187,7 @@ pub fn emit_parallel<S: emit::ForkSink>(
     for fork in forks {
         sink.join(fork);
     }
-    sink.put("graph.mmd".to_owned(), graph::to_mermaid(&compiled.topology, &compiled.graph).into_bytes())
+    Ok(())
 }
 
 /// The targets `only` selects, by name in the order of [`emit::TARGETS`], as a lock records them:

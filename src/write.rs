@@ -458,7 +458,14 @@ fn all_in_chunks<T: Sync>(items: &[T], threads: usize, test: impl Fn(&T) -> bool
 /// The directories that hold files at these `/`-separated paths: every ancestor of each.
 fn directories_of<'a>(paths: impl Iterator<Item = &'a str>) -> BTreeSet<&'a str> {
     let mut directories = BTreeSet::new();
+    // Paths in order put a directory's files one after another: its ancestors are known already.
+    let mut last: Option<&str> = None;
     for path in paths {
+        let parent = path.rfind('/').map(|slash| &path[..slash]);
+        if parent.is_some() && parent == last {
+            continue;
+        }
+        last = parent;
         let mut end = path.len();
         while let Some(slash) = path[..end].rfind('/') {
             if !directories.insert(&path[..slash]) {
@@ -468,6 +475,44 @@ fn directories_of<'a>(paths: impl Iterator<Item = &'a str>) -> BTreeSet<&'a str>
         }
     }
     directories
+}
+
+/// Moves the entries of `other` into `into`, where the same key takes `other`'s value (as
+/// `extend` does). Two maps of one size are merged in one pass rather than one search per entry.
+fn merge_sorted<V>(into: &mut BTreeMap<String, V>, other: BTreeMap<String, V>) {
+    if other.len() < into.len() / 8 {
+        into.extend(other);
+        return;
+    }
+    let mut left = std::mem::take(into).into_iter().peekable();
+    let mut right = other.into_iter().peekable();
+    let mut merged = Vec::with_capacity(left.len() + right.len());
+    while let (Some((left_key, _)), Some((right_key, _))) = (left.peek(), right.peek()) {
+        match left_key.cmp(right_key) {
+            std::cmp::Ordering::Less => merged.extend(left.next()),
+            std::cmp::Ordering::Greater => merged.extend(right.next()),
+            std::cmp::Ordering::Equal => {
+                left.next();
+                merged.extend(right.next());
+            }
+        }
+    }
+    merged.extend(left);
+    merged.extend(right);
+    // Sorted and without duplicates: the map is built from it without searching.
+    *into = merged.into_iter().collect();
+}
+
+/// The items of `left` not in `right`, both iterated in ascending order.
+fn sorted_difference<'a, T: Ord + 'a>(
+    left: impl Iterator<Item = &'a T>,
+    right: impl Iterator<Item = &'a T>,
+) -> impl Iterator<Item = &'a T> {
+    let mut right = right.peekable();
+    left.filter(move |item| {
+        while right.next_if(|other| other < item).is_some() {}
+        right.peek() != Some(item)
+    })
 }
 
 /// An existing OUT as the previous build left it: its files' metadata and its lock.
@@ -811,8 +856,8 @@ impl crate::emit::ForkSink for DirectorySink {
     }
 
     fn join(&mut self, other: Self) {
-        self.files.extend(other.files);
-        self.inputs.extend(other.inputs);
+        merge_sorted(&mut self.files, other.files);
+        merge_sorted(&mut self.inputs, other.inputs);
         self.created.extend(other.created);
         self.staged.extend(other.staged);
         self.read += other.read;
@@ -987,8 +1032,7 @@ fn update(
             let path = pending.join(journal::STAGED_LOCK);
             fs::write(&path, &lock_bytes).map_err(io_error(&path))?;
         }
-        let remove: Vec<String> =
-            baseline.paths().filter(|path| !lock.files.contains_key(*path)).cloned().collect();
+        let remove: Vec<String> = sorted_difference(baseline.paths(), lock.files.keys()).cloned().collect();
         let needed = directories_of(lock.files.keys().map(String::as_str));
         let mut remove_directories: Vec<String> = baseline
             .tree
@@ -1141,6 +1185,44 @@ pub fn read_tree(root: &Path) -> io::Result<BTreeMap<String, Vec<u8>>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn merged_maps_are_what_extend_gives() {
+        let map = |entries: &[(&str, u8)]| -> BTreeMap<String, u8> {
+            entries.iter().map(|(key, value)| ((*key).to_owned(), *value)).collect()
+        };
+        let cases = [
+            (map(&[]), map(&[("a", 1)])),
+            (map(&[("a", 1), ("c", 1), ("e", 1)]), map(&[("b", 2), ("c", 2), ("f", 2)])),
+            (map(&[("b", 1)]), map(&[("a", 2), ("b", 2), ("c", 2), ("d", 2), ("e", 2)])),
+            // Much smaller than the map it joins: taken entry by entry.
+            ((0..40).map(|n| (format!("k{n:02}"), 1)).collect(), map(&[("k05", 2), ("z", 2)])),
+        ];
+        for (into, other) in cases {
+            let mut expected = into.clone();
+            expected.extend(other.clone());
+            let mut merged = into;
+            merge_sorted(&mut merged, other);
+            assert_eq!(merged, expected);
+        }
+    }
+
+    #[test]
+    fn sorted_difference_is_the_set_difference() {
+        let left = ["a", "b", "c", "e", "g"];
+        let right = ["0", "b", "d", "e", "f", "h"];
+        let difference: Vec<&&str> = sorted_difference(left.iter(), right.iter()).collect();
+        assert_eq!(difference, [&"a", &"c", &"g"]);
+        assert_eq!(sorted_difference(left.iter(), [].iter()).count(), left.len());
+        assert_eq!(sorted_difference([].iter(), right.iter()).count(), 0);
+    }
+
+    #[test]
+    fn directories_of_sorted_paths() {
+        let paths = ["a.txt", "k8s/a/x.yaml", "k8s/a/y.yaml", "k8s/b/c/z.yaml", "k8s/b/w.yaml", "opa/p.rego"];
+        let directories: Vec<&str> = directories_of(paths.into_iter()).into_iter().collect();
+        assert_eq!(directories, ["k8s", "k8s/a", "k8s/b", "k8s/b/c", "opa"]);
+    }
 
     fn build(out: &Path, input: &[u8], files: &[(&str, &str)]) -> Result<Written, WriteError> {
         build_atomically(out, false, Origin::all("t.yaml", input), |sink| {
