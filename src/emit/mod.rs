@@ -229,13 +229,18 @@ pub mod conventions {
 
     /// Every Tailscale tag an agent's node advertises: its own, then the shared tags, sorted after it.
     pub fn tailscale_tags(topology: &Topology, agent: &Agent) -> Vec<String> {
+        let mut tags = vec![tailscale_agent_tag(topology, agent)];
+        tags.extend(tailscale_shared_tags(topology));
+        tags
+    }
+
+    /// The tags every agent's node advertises besides its own, sorted.
+    pub fn tailscale_shared_tags(topology: &Topology) -> Vec<String> {
         let mut shared: Vec<String> =
             topology.networking.tailscale.tags.iter().map(|tag| tailscale_tag(tag)).collect();
         shared.sort();
         shared.dedup();
-        let mut tags = vec![tailscale_agent_tag(topology, agent)];
-        tags.extend(shared);
-        tags
+        shared
     }
 
     /// A tag as Tailscale spells it: `production` and `tag:production` both become `tag:production`.

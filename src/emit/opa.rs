@@ -235,7 +235,15 @@ pub fn test_cases<'a>(context: &EmitContext<'a>) -> Vec<TestCase<'a>> {
     let plan = context.plan;
     let public = plan.public_actions();
     let undeclared: Cow<'a, str> = Cow::Owned(undeclared_action(context));
-    let mut cases = Vec::new();
+    let agents_by_domain = plan.agents_by_trust_domain();
+    // At most: each action of each edge and a wrong one, then 4 per trust domain and 2 unknown.
+    let bound = (0..topology.agents.len())
+        .flat_map(|caller| plan.calls_from(caller))
+        .map(|call| call.actions.len() + 1)
+        .sum::<usize>()
+        + 4 * agents_by_domain.len()
+        + 2;
+    let mut cases = Vec::with_capacity(bound);
     let known = |kind: CaseKind, caller: usize, callee: usize, action: Cow<'a, str>| TestCase {
         kind,
         caller: Party::Agent(caller),
@@ -265,7 +273,6 @@ pub fn test_cases<'a>(context: &EmitContext<'a>) -> Vec<TestCase<'a>> {
         }
     }
 
-    let agents_by_domain = plan.agents_by_trust_domain();
     let peers = federation_peers(context);
     let first_public: Option<Cow<'a, str>> =
         plan.public_actions_as_written().first().map(|action| Cow::Borrowed(action.as_str()));
@@ -580,7 +587,7 @@ fn render_tests(context: &EmitContext<'_>, cases: &[TestCase<'_>]) -> String {
         position.map_or("id_unknown", |position| constants[position].0.as_str())
     };
 
-    let mut out = String::with_capacity(cases.len() * 300);
+    let mut out = String::with_capacity(cases.len() * 400);
     out.push_str(
         "# Decisions authz.rego must give for this mesh, one rule per case (run with `opa test`).\n",
     );
@@ -668,7 +675,8 @@ struct CaseInput<'a> {
 
 fn render_cases(context: &EmitContext<'_>, cases: &[TestCase<'_>]) -> Vec<u8> {
     let records: Vec<CaseRecord<'_>> = cases.iter().map(|case| CaseRecord { case, context }).collect();
-    layered_json(&records, 1, cases.len() * 240)
+    // A generous bound: memory reserved and never written is not used.
+    layered_json(&records, 1, cases.len() * 400)
 }
 
 /// A Rego identifier fragment: lowercase ASCII letters, digits and `_`; anything else becomes `_`.

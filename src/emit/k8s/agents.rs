@@ -30,7 +30,6 @@ use super::objects::{
 };
 use super::{AGENT_COMPONENT, SiteContext, SiteLabels, selector_labels};
 use crate::emit::conventions::{AGENT_UID, HEALTH_PATH, METRICS_PATH, SPIRE_SOCKET_DIR, SPIRE_SOCKET_PATH};
-use crate::emit::inputs::Digested;
 use crate::emit::opa::{AgentDataInputs, DomainPeers};
 use crate::emit::yaml_documents;
 use crate::model::{Provider, Tier};
@@ -90,8 +89,8 @@ pub struct AgentFileInputs<'a> {
     tracing: bool,
     /// Prometheus scrapes the agents (their headless metrics Service).
     prometheus: bool,
-    /// The agent config (`config.yaml`).
-    config: Digested<String>,
+    /// The agent config (`config.yaml` is its YAML).
+    config: AgentConfig<'a>,
     /// What the agent's OPA data is rendered from.
     opa_data: AgentDataInputs<'a>,
     /// The agent's Tailscale tags, when other sites dial it over the tailnet.
@@ -123,7 +122,7 @@ impl<'a> AgentFileInputs<'a> {
             runs_collector: crate::plan::monitoring::runs_collector(topology),
             tracing: topology.observability.tracing.enabled,
             prometheus: crate::emit::prometheus::applies(site.emit),
-            config: Digested::new(crate::emit::yaml(&agent_config(site, agent_index))),
+            config: agent_config(site, agent_index),
             opa_data: AgentDataInputs::of(site.emit, agent_index, peers),
             tailnet_ingress: site
                 .emit
@@ -155,7 +154,8 @@ fn manifests_of(inputs: &AgentFileInputs<'_>) -> Vec<Manifest> {
     // serde_json writes UTF-8; the lossy path is never taken.
     let opa_data = String::from_utf8(inputs.opa_data.render())
         .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned());
-    let digest = INPUTS_DIGEST.finish(&[opa_data.as_bytes(), inputs.config.get().as_bytes()]);
+    let config = crate::emit::yaml(&inputs.config);
+    let digest = INPUTS_DIGEST.finish(&[opa_data.as_bytes(), config.as_bytes()]);
 
     let mut manifests = vec![
         Manifest {
@@ -168,9 +168,7 @@ fn manifests_of(inputs: &AgentFileInputs<'_>) -> Vec<Manifest> {
             api_version: "v1",
             kind: "ConfigMap",
             metadata: ObjectMeta::namespaced(&config_name, namespace, labels.clone()),
-            body: Body::ConfigMap {
-                data: StringMap::from([(CONFIG_KEY.to_owned(), inputs.config.get().to_owned())]),
-            },
+            body: Body::ConfigMap { data: StringMap::from([(CONFIG_KEY.to_owned(), config)]) },
         },
         Manifest {
             api_version: "v1",

@@ -5,7 +5,7 @@
 
 use super::objects::{IntOrString, Manifest, ObjectMeta, ServicePort, ServiceSpec, StringMap};
 use super::{SiteContext, SiteLabels};
-use crate::emit::conventions::tailscale_tags;
+use crate::emit::conventions::{tailscale_agent_tag, tailscale_shared_tags};
 use crate::plan::tailnet::{
     HOSTNAME_ANNOTATION, LOAD_BALANCER_CLASS, TAGS_ANNOTATION, TAILNET_FQDN_ANNOTATION, ingress_service,
 };
@@ -64,15 +64,20 @@ pub fn mesh_ports(port: u16) -> Vec<ServicePort> {
 pub fn agent_egress(site: &SiteContext<'_>) -> Vec<Manifest> {
     let topology = site.topology;
     let Some(tailnet) = &site.emit.plan.tailnet else { return Vec::new() };
+    let shared = tailscale_shared_tags(topology);
     tailnet.egress[site.site_index]
         .iter()
         .map(|route| {
             let target = &topology.agents[route.target];
+            // The tags of every caller's node (`tailscale_tags` of each): its own and the shared.
             let mut tags: Vec<String> = route
                 .callers
                 .iter()
-                .flat_map(|&caller| tailscale_tags(topology, &topology.agents[caller]))
+                .map(|&caller| tailscale_agent_tag(topology, &topology.agents[caller]))
                 .collect();
+            if !tags.is_empty() {
+                tags.extend(shared.iter().cloned());
+            }
             tags.sort();
             tags.dedup();
             egress(
