@@ -213,12 +213,43 @@ impl<'a> LockView<'a> {
     /// input file name and bytes, same targets. Such a build writes exactly the files this lock lists
     /// with their digests, since the output is a function of these alone.
     fn records(&self, origin: Origin<'_>) -> bool {
-        let expected = Lock::header(origin, String::new());
-        self.weave_version == expected.weave_version
-            && self.input.file == expected.input.file
-            && self.targets.iter().copied().eq(expected.targets.iter().map(String::as_str))
-            && self.input.sha256 == sha256_hex(origin.input)
+        records(self.weave_version, &self.input, &self.targets, origin)
     }
+}
+
+/// A lock's header: its files and inputs are read past (as JSON) but not kept.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LockHeaderView<'a> {
+    weave_version: &'a str,
+    #[serde(borrow)]
+    input: LockInputView<'a>,
+    #[serde(default, borrow)]
+    targets: Vec<&'a str>,
+    #[serde(rename = "files")]
+    _files: serde::de::IgnoredAny,
+    #[serde(default, rename = "inputs")]
+    _inputs: serde::de::IgnoredAny,
+}
+
+impl<'a> LockHeaderView<'a> {
+    fn read(bytes: &'a [u8]) -> Option<LockHeaderView<'a>> {
+        serde_json::from_slice(bytes).ok()
+    }
+
+    /// [`LockView::records`].
+    fn records(&self, origin: Origin<'_>) -> bool {
+        records(self.weave_version, &self.input, &self.targets, origin)
+    }
+}
+
+/// Whether a lock of this weave version, input and targets is the one a build of `origin` writes.
+fn records(weave_version: &str, input: &LockInputView<'_>, targets: &[&str], origin: Origin<'_>) -> bool {
+    let expected = Lock::header(origin, String::new());
+    weave_version == expected.weave_version
+        && input.file == expected.input.file
+        && targets.iter().copied().eq(expected.targets.iter().map(String::as_str))
+        && input.sha256 == sha256_hex(origin.input)
 }
 
 /// A writer that only checks that what it is given equals `expected`, from the start.
@@ -391,6 +422,11 @@ pub fn is_current(out: &Path, origin: Origin<'_>) -> bool {
         return false;
     };
     let lock_times = LockTimes::of(&metadata);
+    // Whether the lock records this build is read off its header first: a changed topology, the
+    // common case, does not pay for reading (and checking) every file's entry.
+    if !LockHeaderView::read(&bytes).is_some_and(|header| header.records(origin)) {
+        return false;
+    }
     let Some(lock) = LockView::read(&bytes) else { return false };
     if !lock.records(origin) {
         return false;
