@@ -191,65 +191,33 @@ struct LockInputView<'a> {
 }
 
 impl<'a> LockView<'a> {
-    /// Reads a lock that is exactly in the form weave writes (the bytes [`Lock::to_bytes`] gives)
-    /// and describes files weave could have written.
-    fn read(bytes: &'a [u8]) -> Option<LockView<'a>> {
-        let view: LockView<'a> = serde_json::from_slice(bytes).ok()?;
+    /// This view of `bytes` when they are exactly in the form weave writes (the bytes
+    /// [`Lock::to_bytes`] gives) and describe files weave could have written.
+    fn verified(self, bytes: &[u8]) -> Option<LockView<'a>> {
         check_lock_entries(
-            view.input.sha256,
-            view.files.iter().map(|(path, digest)| (*path, *digest)),
-            view.inputs.iter().map(|(path, digest)| (*path, *digest)),
-            |path| view.files.contains_key(path),
+            self.input.sha256,
+            self.files.iter().map(|(path, digest)| (*path, *digest)),
+            self.inputs.iter().map(|(path, digest)| (*path, *digest)),
+            |path| self.files.contains_key(path),
         )
         .ok()?;
         // Written again into a comparison rather than a copy: the lock of a large OUT is tens of MB.
         let mut same = SameBytes { expected: bytes, position: 0 };
-        serde_json::to_writer_pretty(&mut same, &view).ok()?;
+        serde_json::to_writer_pretty(&mut same, &self).ok()?;
         same.write_all(b"\n").ok()?;
-        (same.position == bytes.len()).then_some(view)
+        (same.position == bytes.len()).then_some(self)
     }
 
     /// Whether this is the lock a build of `origin` writes, whatever its files: same weave, same
     /// input file name and bytes, same targets. Such a build writes exactly the files this lock lists
     /// with their digests, since the output is a function of these alone.
     fn records(&self, origin: Origin<'_>) -> bool {
-        records(self.weave_version, &self.input, &self.targets, origin)
+        let expected = Lock::header(origin, String::new());
+        self.weave_version == expected.weave_version
+            && self.input.file == expected.input.file
+            && self.targets.iter().copied().eq(expected.targets.iter().map(String::as_str))
+            && self.input.sha256 == sha256_hex(origin.input)
     }
-}
-
-/// A lock's header: its files and inputs are read past (as JSON) but not kept.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LockHeaderView<'a> {
-    weave_version: &'a str,
-    #[serde(borrow)]
-    input: LockInputView<'a>,
-    #[serde(default, borrow)]
-    targets: Vec<&'a str>,
-    #[serde(rename = "files")]
-    _files: serde::de::IgnoredAny,
-    #[serde(default, rename = "inputs")]
-    _inputs: serde::de::IgnoredAny,
-}
-
-impl<'a> LockHeaderView<'a> {
-    fn read(bytes: &'a [u8]) -> Option<LockHeaderView<'a>> {
-        serde_json::from_slice(bytes).ok()
-    }
-
-    /// [`LockView::records`].
-    fn records(&self, origin: Origin<'_>) -> bool {
-        records(self.weave_version, &self.input, &self.targets, origin)
-    }
-}
-
-/// Whether a lock of this weave version, input and targets is the one a build of `origin` writes.
-fn records(weave_version: &str, input: &LockInputView<'_>, targets: &[&str], origin: Origin<'_>) -> bool {
-    let expected = Lock::header(origin, String::new());
-    weave_version == expected.weave_version
-        && input.file == expected.input.file
-        && targets.iter().copied().eq(expected.targets.iter().map(String::as_str))
-        && input.sha256 == sha256_hex(origin.input)
 }
 
 /// A writer that only checks that what it is given equals `expected`, from the start.
@@ -422,15 +390,13 @@ pub fn is_current(out: &Path, origin: Origin<'_>) -> bool {
         return false;
     };
     let lock_times = LockTimes::of(&metadata);
-    // Whether the lock records this build is read off its header first: a changed topology, the
-    // common case, does not pay for reading (and checking) every file's entry.
-    if !LockHeaderView::read(&bytes).is_some_and(|header| header.records(origin)) {
-        return false;
-    }
-    let Some(lock) = LockView::read(&bytes) else { return false };
+    // Whether the lock records this build is asked before its entries are checked: a changed
+    // topology, the common case, does not pay for checking (and writing again) every entry.
+    let Ok(lock) = serde_json::from_slice::<LockView<'_>>(&bytes) else { return false };
     if !lock.records(origin) {
         return false;
     }
+    let Some(lock) = lock.verified(&bytes) else { return false };
     let files: Vec<(&str, &str)> = lock.files.iter().map(|(path, digest)| (*path, *digest)).collect();
     let tree = LockTree::new(files.iter().map(|(path, _)| *path));
     // The names a directory of a build holds: its files and subdirectories, and the lock at the root.
