@@ -142,8 +142,8 @@ pub struct SitePlan {
     /// The namespace of the SPIRE server and agents.
     pub spire_namespace: String,
     /// The SPIRE server's federation peers, sorted by trust domain; peers without a bundle endpoint
-    /// (reported by `check`) are left out.
-    pub federation: Vec<PeerPlan>,
+    /// (reported by `check`) are left out. A peer domain's plan is one value every site shares.
+    pub federation: Vec<Arc<PeerPlan>>,
     /// The agents of the site (indices into `Topology::agents`).
     pub agents: Vec<usize>,
 }
@@ -395,6 +395,8 @@ impl Plan {
         }
 
         let bundle_urls = domain_bundle_endpoints(topology);
+        // Each peer domain's plan, made once: with every site federated, each is every site's peer.
+        let mut peer_plans: HashMap<&str, Option<Arc<PeerPlan>>> = HashMap::new();
         let sites = topology
             .sites
             .iter()
@@ -404,15 +406,20 @@ impl Plan {
                         .federated_with(&site.trust_domain)
                         .into_iter()
                         .filter_map(|peer| {
-                            let url = bundle_urls.get(peer)?;
-                            Some(PeerPlan {
-                                trust_domain: peer.to_owned(),
-                                bundle_endpoint_url: (*url).to_owned(),
-                                profile: topology.federation.profile,
-                                endpoint_spiffe_id: (topology.federation.profile
-                                    == FederationProfile::HttpsSpiffe)
-                                    .then(|| server_spiffe_id(peer)),
-                            })
+                            peer_plans
+                                .entry(peer)
+                                .or_insert_with(|| {
+                                    let url = bundle_urls.get(peer)?;
+                                    Some(Arc::new(PeerPlan {
+                                        trust_domain: peer.to_owned(),
+                                        bundle_endpoint_url: (*url).to_owned(),
+                                        profile: topology.federation.profile,
+                                        endpoint_spiffe_id: (topology.federation.profile
+                                            == FederationProfile::HttpsSpiffe)
+                                            .then(|| server_spiffe_id(peer)),
+                                    }))
+                                })
+                                .clone()
                         })
                         .collect()
                 } else {
