@@ -17,7 +17,6 @@ pub(super) fn check(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic
             ));
         }
         for call in &agent.calls {
-            let actions_pointer = format!("{}/actions", call.pointer);
             if call.actions.is_empty() {
                 diagnostics.push(Diagnostic::error(
                     Code::W107,
@@ -29,7 +28,7 @@ pub(super) fn check(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic
             let callee = topology.agent(&call.agent);
             for (position, action) in call.actions.iter().enumerate() {
                 // Locating a node walks the document; do it only for a diagnostic.
-                let span = || context.value_at(&format!("{actions_pointer}/{position}"));
+                let span = || context.value_at(&format!("{}/actions/{position}", call.pointer));
                 if action == "*" || action.contains('*') {
                     diagnostics.push(Diagnostic::error(
                         Code::W107,

@@ -190,6 +190,11 @@ impl MeshGraph {
         self.federated.contains(&(left.to_owned(), right.to_owned()))
     }
 
+    /// Whether `trust_domain` federates with any other domain.
+    pub fn is_federated(&self, trust_domain: &str) -> bool {
+        self.federation_peers.get(trust_domain).is_some_and(|peers| !peers.is_empty())
+    }
+
     /// The trust domains federated with `trust_domain`, sorted.
     pub fn federated_with(&self, trust_domain: &str) -> Vec<&str> {
         self.federation_peers
