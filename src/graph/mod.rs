@@ -7,7 +7,7 @@
 //!
 //! Architecture invariant: this module knows nothing of emitters or of the file format.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use petgraph::Direction;
 use petgraph::graph::{DiGraph, NodeIndex};
@@ -57,10 +57,12 @@ pub struct MeshGraph {
     trust_domain_nodes: BTreeMap<String, NodeIndex>,
     site_nodes: Vec<NodeIndex>,
     agent_nodes: Vec<NodeIndex>,
-    /// Unordered federated pairs, stored as (smaller, larger).
-    federated: BTreeSet<(String, String)>,
-    /// Trust domain name → the names of the domains federated with it, sorted.
-    federation_peers: BTreeMap<String, Vec<String>>,
+    /// The trust domains' names, sorted: a domain's id is its position here.
+    domains: Vec<String>,
+    /// Federated pairs of domain ids, each once as (smaller, larger), sorted.
+    federated: Vec<(usize, usize)>,
+    /// Domain id → the ids of the domains federated with it, sorted.
+    federation_peers: Vec<Vec<usize>>,
 }
 
 impl MeshGraph {
@@ -123,45 +125,42 @@ impl MeshGraph {
             }
         }
 
-        let mut federated = BTreeSet::new();
+        let domains: Vec<String> = trust_domain_nodes.keys().cloned().collect();
+        let domain_nodes: Vec<NodeIndex> = trust_domain_nodes.values().copied().collect();
+        let id = |name: &str| domains.binary_search_by(|domain| domain.as_str().cmp(name)).ok();
+        let mut federated: Vec<(usize, usize)> = Vec::new();
         if topology.federation.enabled {
-            let domains: Vec<&String> = trust_domain_nodes.keys().collect();
             match &topology.federation.pairs {
                 FederationPairs::All => {
-                    for (position, left) in domains.iter().enumerate() {
-                        for right in &domains[position + 1..] {
-                            federated.insert(((*left).clone(), (*right).clone()));
-                        }
+                    for left in 0..domains.len() {
+                        federated.extend((left + 1..domains.len()).map(|right| (left, right)));
                     }
                 }
                 FederationPairs::List(pairs) => {
                     for pair in pairs {
-                        let known = trust_domain_nodes.contains_key(&pair.a)
-                            && trust_domain_nodes.contains_key(&pair.b);
-                        if known && pair.a != pair.b {
-                            federated.insert(ordered(&pair.a, &pair.b));
+                        if let (Some(left), Some(right)) = (id(&pair.a), id(&pair.b))
+                            && left != right
+                        {
+                            federated.push((left.min(right), left.max(right)));
                         }
                     }
+                    federated.sort_unstable();
+                    federated.dedup();
                 }
             }
         }
-        for (left, right) in &federated {
-            let (left, right) = (trust_domain_nodes[left], trust_domain_nodes[right]);
-            graph.add_edge(left, right, Edge::FederatesWith);
-            graph.add_edge(right, left, Edge::FederatesWith);
+        let mut federation_peers: Vec<Vec<usize>> = vec![Vec::new(); domains.len()];
+        for &(left, right) in &federated {
+            graph.add_edge(domain_nodes[left], domain_nodes[right], Edge::FederatesWith);
+            graph.add_edge(domain_nodes[right], domain_nodes[left], Edge::FederatesWith);
+            federation_peers[left].push(right);
+            federation_peers[right].push(left);
         }
-
-        let mut federation_peers: BTreeMap<String, Vec<String>> =
-            trust_domain_nodes.keys().map(|name| (name.clone(), Vec::new())).collect();
-        for (left, right) in &federated {
-            federation_peers.entry(left.clone()).or_default().push(right.clone());
-            federation_peers.entry(right.clone()).or_default().push(left.clone());
-        }
-        for peers in federation_peers.values_mut() {
+        for peers in &mut federation_peers {
             peers.sort_unstable();
         }
 
-        MeshGraph { graph, trust_domain_nodes, site_nodes, agent_nodes, federated, federation_peers }
+        MeshGraph { graph, trust_domain_nodes, site_nodes, agent_nodes, domains, federated, federation_peers }
     }
 
     /// The distinct trust domains of the enabled sites, sorted.
@@ -186,26 +185,32 @@ impl MeshGraph {
 
     /// Whether two distinct trust domains federate (in either direction; the relation is mutual).
     pub fn federated(&self, left: &str, right: &str) -> bool {
-        let (left, right) = if left <= right { (left, right) } else { (right, left) };
-        self.federated.contains(&(left.to_owned(), right.to_owned()))
+        let (Some(left), Some(right)) = (self.domain_id(left), self.domain_id(right)) else { return false };
+        self.federated.binary_search(&(left.min(right), left.max(right))).is_ok()
+    }
+
+    /// A trust domain's position in [`MeshGraph::trust_domains`].
+    fn domain_id(&self, trust_domain: &str) -> Option<usize> {
+        self.domains.binary_search_by(|domain| domain.as_str().cmp(trust_domain)).ok()
     }
 
     /// Whether `trust_domain` federates with any other domain.
     pub fn is_federated(&self, trust_domain: &str) -> bool {
-        self.federation_peers.get(trust_domain).is_some_and(|peers| !peers.is_empty())
+        self.domain_id(trust_domain).is_some_and(|id| !self.federation_peers[id].is_empty())
     }
 
     /// The trust domains federated with `trust_domain`, sorted.
     pub fn federated_with(&self, trust_domain: &str) -> Vec<&str> {
-        self.federation_peers
-            .get(trust_domain)
-            .map(|peers| peers.iter().map(String::as_str).collect())
+        self.domain_id(trust_domain)
+            .map(|id| self.federation_peers[id].iter().map(|&peer| self.domains[peer].as_str()).collect())
             .unwrap_or_default()
     }
 
     /// Every federated pair (each once, the smaller name first), sorted.
     pub fn federated_pairs(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.federated.iter().map(|(left, right)| (left.as_str(), right.as_str()))
+        self.federated
+            .iter()
+            .map(|&(left, right)| (self.domains[left].as_str(), self.domains[right].as_str()))
     }
 
     /// The graph node of a site.
@@ -219,10 +224,59 @@ impl MeshGraph {
     }
 }
 
-fn ordered(left: &str, right: &str) -> (String, String) {
-    if left <= right { (left.to_owned(), right.to_owned()) } else { (right.to_owned(), left.to_owned()) }
-}
-
 mod render;
 
 pub use render::{to_dot, to_json, to_mermaid};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The graph of `fixtures/valid/federated-mesh.yaml` (trust domains aws, azure and gcp
+    /// `.company.com`) with `federation.pairs` as written in `pairs`; the pairs are not checked.
+    fn graph_with_pairs(pairs: &str) -> MeshGraph {
+        let path = format!("{}/fixtures/valid/federated-mesh.yaml", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let text = text.replacen(
+            "federation:\n  enabled: true\n",
+            &format!("federation:\n  enabled: true\n  pairs: {pairs}\n"),
+            1,
+        );
+        let source = crate::source::Source::new("t.yaml", &text);
+        let document = crate::load::load(&source, &crate::load::Limits::default()).unwrap();
+        MeshGraph::build(&crate::model::normalize(&document.root).unwrap())
+    }
+
+    #[test]
+    fn federation_pairs_as_listed() {
+        let graph = graph_with_pairs(
+            "[[gcp.company.com, aws.company.com], [aws.company.com, gcp.company.com], \
+             [aws.company.com, aws.company.com], [aws.company.com, elsewhere.example]]",
+        );
+        // Duplicates and orders merge, a domain with itself and an unknown domain are left out.
+        assert_eq!(graph.federated_pairs().collect::<Vec<_>>(), [("aws.company.com", "gcp.company.com")]);
+        assert!(graph.federated("gcp.company.com", "aws.company.com"));
+        assert!(!graph.federated("aws.company.com", "azure.company.com"));
+        assert!(!graph.federated("aws.company.com", "elsewhere.example"));
+        assert_eq!(graph.federated_with("aws.company.com"), ["gcp.company.com"]);
+        assert!(graph.is_federated("gcp.company.com"));
+        assert!(!graph.is_federated("azure.company.com"));
+        assert!(graph.federated_with("elsewhere.example").is_empty());
+        let edges = graph.graph.edge_weights().filter(|edge| matches!(edge, Edge::FederatesWith)).count();
+        assert_eq!(edges, 2);
+    }
+
+    #[test]
+    fn federation_pairs_all() {
+        let graph = graph_with_pairs("all");
+        assert_eq!(
+            graph.federated_pairs().collect::<Vec<_>>(),
+            [
+                ("aws.company.com", "azure.company.com"),
+                ("aws.company.com", "gcp.company.com"),
+                ("azure.company.com", "gcp.company.com")
+            ]
+        );
+        assert_eq!(graph.federated_with("azure.company.com"), ["aws.company.com", "gcp.company.com"]);
+    }
+}
