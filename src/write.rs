@@ -22,7 +22,7 @@
 mod fsio;
 pub mod journal;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
 use std::io::{self, Write as _};
 use std::path::{Component, Path, PathBuf};
@@ -523,6 +523,19 @@ pub struct Baseline {
     root: PathBuf,
     tree: Tree,
     lock: Option<PreviousLock>,
+    /// What OUT and its lock say of each path, found with one lookup (a build asks for every file).
+    known: HashMap<String, Known>,
+}
+
+/// What [`Baseline`] knows of one path.
+#[derive(Debug, Default)]
+struct Known {
+    /// OUT's entry there, from its metadata.
+    entry: Option<Entry>,
+    /// The lock's digest of the file.
+    digest: Option<String>,
+    /// The lock's digest of the file's inputs.
+    inputs: Option<String>,
 }
 
 #[derive(Debug)]
@@ -669,32 +682,53 @@ impl Baseline {
         };
         let root = out.to_path_buf();
         match (verdict, lock) {
-            (Ok(()), LockState::Valid(lock)) => Ok(Some(Baseline { root, tree, lock: Some(lock) })),
-            (Ok(()), _) => Ok(Some(Baseline { root, tree, lock: None })),
+            (Ok(()), LockState::Valid(lock)) => Ok(Some(Baseline::new(root, tree, Some(lock)))),
+            (Ok(()), _) => Ok(Some(Baseline::new(root, tree, None))),
             // Forced: whatever the lock says about the files it lists still holds.
-            (Err(_), LockState::Valid(lock)) if force => Ok(Some(Baseline { root, tree, lock: Some(lock) })),
-            (Err(_), _) if force => Ok(Some(Baseline { root, tree, lock: None })),
+            (Err(_), LockState::Valid(lock)) if force => Ok(Some(Baseline::new(root, tree, Some(lock)))),
+            (Err(_), _) if force => Ok(Some(Baseline::new(root, tree, None))),
             (Err(reason), _) => Err(WriteError::NotOurs(root, reason)),
         }
+    }
+
+    /// The baseline of OUT's `tree` and its lock; the lock's entries move into the index.
+    fn new(root: PathBuf, tree: Tree, mut lock: Option<PreviousLock>) -> Baseline {
+        let mut known: HashMap<String, Known> = HashMap::with_capacity(tree.entries.len());
+        if let Some(lock) = &mut lock {
+            // Both in path order, and every path with inputs is a file (`Lock::parse`).
+            let mut inputs = std::mem::take(&mut lock.lock.inputs).into_iter().peekable();
+            for (path, digest) in std::mem::take(&mut lock.lock.files) {
+                let inputs =
+                    inputs.next_if(|(inputs_path, _)| *inputs_path == path).map(|(_, inputs)| inputs);
+                known.insert(path, Known { entry: None, digest: Some(digest), inputs });
+            }
+        }
+        for (path, entry) in &tree.entries {
+            match known.get_mut(path.as_str()) {
+                Some(known) => known.entry = Some(*entry),
+                None => {
+                    known.insert(path.clone(), Known { entry: Some(*entry), ..Known::default() });
+                }
+            }
+        }
+        Baseline { root, tree, lock, known }
     }
 
     /// OUT as `build --check` compares with it (call [`open`] first): an OUT that does not exist as
     /// an empty one, one that is not weave's file by file.
     pub fn read_for_check(out: &Path) -> Result<Baseline, WriteError> {
-        Ok(Baseline::read(out, true)?.unwrap_or_else(|| Baseline {
-            root: out.to_path_buf(),
-            tree: Tree::default(),
-            lock: None,
-        }))
+        Ok(Baseline::read(out, true)?
+            .unwrap_or_else(|| Baseline::new(out.to_path_buf(), Tree::default(), None)))
     }
 
     /// Compares OUT's file at `path` with an artifact whose digest is `digest`.
     pub fn state(&self, path: &str, bytes: &[u8], digest: &str) -> FileState {
-        match self.tree.entries.get(path) {
+        let known = self.known.get(path);
+        match known.and_then(|known| known.entry.as_ref()) {
             None => FileState::Missing,
             Some(Entry::File { len, modified, changed }) if *len == bytes.len() as u64 => {
                 if let Some(lock) = &self.lock
-                    && lock.lock.files.get(path).is_some_and(|locked| locked == digest)
+                    && known.and_then(|known| known.digest.as_deref()) == Some(digest)
                     && lock.times.vouches_for(*modified, *changed)
                 {
                     return FileState::Current { read: false };
@@ -714,11 +748,12 @@ impl Baseline {
     /// bytes are read and digested (`read`).
     pub fn unchanged(&self, path: &str, inputs: &str) -> Option<Unchanged<'_>> {
         let lock = self.lock.as_ref()?;
-        if lock.lock.inputs.get(path).is_none_or(|locked| locked != inputs) {
+        let known = self.known.get(path)?;
+        if known.inputs.as_deref() != Some(inputs) {
             return None;
         }
-        let digest = lock.lock.files.get(path)?;
-        let Entry::File { len, modified, changed } = self.tree.entries.get(path)? else { return None };
+        let digest = known.digest.as_ref()?;
+        let Entry::File { len, modified, changed } = known.entry.as_ref()? else { return None };
         if lock.times.vouches_for(*modified, *changed) {
             return Some(Unchanged { digest, read: false });
         }
@@ -728,7 +763,7 @@ impl Baseline {
 
     /// What OUT holds at a path, from its metadata.
     pub fn entry(&self, path: &str) -> Option<&Entry> {
-        self.tree.entries.get(path)
+        self.known.get(path).and_then(|known| known.entry.as_ref())
     }
 
     /// The lock file's bytes as OUT holds them.
@@ -1128,7 +1163,7 @@ impl CheckSink {
             _ => self.staleness.added.push(LOCK_FILE.to_owned()),
         }
         self.staleness.removed =
-            self.baseline.paths().filter(|path| !lock.files.contains_key(*path)).cloned().collect();
+            sorted_difference(self.baseline.paths(), lock.files.keys()).cloned().collect();
         self.staleness.added.sort();
         self.staleness.changed.sort();
         self.staleness.removed.sort();
