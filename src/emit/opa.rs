@@ -82,9 +82,13 @@ pub fn policy(_context: &EmitContext<'_>) -> String {
 /// `data.json`: the facts `authz.rego` reads, under `agentweave`. Objects are laid out one member
 /// per line down to each caller's edges; deeper values (the actions of one edge) stay on one line.
 pub fn data_json(context: &EmitContext<'_>) -> Vec<u8> {
+    render_data(&MeshAuthz::of(context))
+}
+
+fn render_data(authz: &MeshAuthz<'_>) -> Vec<u8> {
     let mut root = BTreeMap::new();
-    root.insert(DATA_ROOT, mesh_data(context));
-    layered_json(&root, 4, context.topology.agents.len() * 400)
+    root.insert(DATA_ROOT, mesh_data(authz));
+    layered_json(&root, 4, authz.agents.len() * 400)
 }
 
 /// The data of one agent's OPA (`data.agentweave`, as in `data.json`): only the facts about calls
@@ -171,13 +175,108 @@ impl<'a> AgentDataInputs<'a> {
 
 /// `authz_test.rego`: the cases of [`test_cases`] as `opa test` rules.
 pub fn tests(context: &EmitContext<'_>) -> String {
-    render_tests(context, &test_cases(context))
+    let authz = MeshAuthz::of(context);
+    render_tests(&authz, &cases_of(&authz))
 }
 
 /// `authz.rego.cases.json`: the cases of [`test_cases`] as `{name, input, expect}` records, one per
 /// line (the query is the default, `data.agentweave.authz.allow`).
 pub fn cases_json(context: &EmitContext<'_>) -> Vec<u8> {
-    render_cases(context, &test_cases(context))
+    let authz = MeshAuthz::of(context);
+    render_cases(&authz, &cases_of(&authz))
+}
+
+/// Everything the mesh-wide OPA files (`data.json`, the tests and their cases) are rendered from,
+/// their inputs ([`super::inputs`]): the plan's authorization relations, and each agent's name,
+/// SPIFFE ID, trust domain, capabilities and declared calls. A change that leaves these alone (an
+/// agent's replicas, image or tier) leaves the three files as they are.
+#[derive(Debug, Serialize)]
+pub struct MeshAuthz<'a> {
+    mesh: &'a str,
+    allow_same_trust_domain: bool,
+    /// Sorted, without duplicates.
+    public_actions: Vec<&'a str>,
+    /// As written, without duplicates.
+    public_actions_written: Vec<&'a str>,
+    federation_enabled: bool,
+    /// Trust domain → the domains federated with it, sorted; every trust domain of the mesh.
+    peers: BTreeMap<&'a str, Vec<&'a str>>,
+    /// The federated pairs of trust domain ids ([`AgentAuthz::domain_id`]), both orders, sorted.
+    federated: Vec<(usize, usize)>,
+    agents: Vec<AgentAuthz<'a>>,
+}
+
+/// One agent, as [`MeshAuthz`] holds it.
+#[derive(Debug, Serialize)]
+struct AgentAuthz<'a> {
+    name: &'a str,
+    spiffe_id: &'a str,
+    domain: &'a str,
+    /// [`Plan::trust_domain_id_of`](crate::plan::Plan::trust_domain_id_of).
+    domain_id: usize,
+    capabilities: Vec<&'a str>,
+    /// The declared calls, duplicates merged, in written order: callee (an index into `agents`)
+    /// and the actions granted.
+    calls: Vec<(usize, Vec<&'a str>)>,
+}
+
+impl<'a> MeshAuthz<'a> {
+    pub fn of(context: &EmitContext<'a>) -> MeshAuthz<'a> {
+        let topology = context.topology;
+        let plan = context.plan;
+        let strs = |values: &'a [String]| values.iter().map(String::as_str).collect::<Vec<_>>();
+        let agents = topology
+            .agents
+            .iter()
+            .enumerate()
+            .map(|(index, agent)| AgentAuthz {
+                name: &agent.name,
+                spiffe_id: &agent.spiffe_id,
+                domain: plan.trust_domain_of(index),
+                domain_id: plan.trust_domain_id_of(index),
+                capabilities: strs(&agent.capabilities),
+                calls: plan.calls_from(index).iter().map(|call| (call.callee, strs(&call.actions))).collect(),
+            })
+            .collect();
+        MeshAuthz {
+            mesh: &topology.mesh.name,
+            allow_same_trust_domain: plan.allow_same_trust_domain(),
+            public_actions: strs(plan.public_actions()),
+            public_actions_written: strs(plan.public_actions_as_written()),
+            federation_enabled: topology.federation.enabled,
+            peers: federation_peers(context),
+            federated: plan.federated_domain_ids(),
+            agents,
+        }
+    }
+
+    fn is_public(&self, action: &str) -> bool {
+        self.public_actions.binary_search(&action).is_ok()
+    }
+
+    /// [`Plan::edge_actions`](crate::plan::Plan::edge_actions).
+    fn edge_actions(&self, caller: usize, callee: usize) -> Option<&[&'a str]> {
+        self.agents[caller].calls.iter().find(|(to, _)| *to == callee).map(|(_, actions)| actions.as_slice())
+    }
+
+    /// [`Plan::allowed`](crate::plan::Plan::allowed), on these relations.
+    pub fn allowed(&self, caller: usize, callee: usize, action: &str) -> bool {
+        let (left, right) = (self.agents[caller].domain_id, self.agents[callee].domain_id);
+        let trusted = left == right || self.federated.binary_search(&(left, right)).is_ok();
+        trusted
+            && (self.is_public(action)
+                || self.edge_actions(caller, callee).is_some_and(|actions| actions.contains(&action))
+                || (self.allow_same_trust_domain && left == right))
+    }
+
+    /// [`Plan::agents_by_trust_domain`](crate::plan::Plan::agents_by_trust_domain).
+    fn agents_by_trust_domain(&self) -> BTreeMap<&'a str, Vec<usize>> {
+        let mut groups: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (index, agent) in self.agents.iter().enumerate() {
+            groups.entry(agent.domain).or_default().push(index);
+        }
+        groups
+    }
 }
 
 /// One decision the policy must give.
@@ -221,8 +320,8 @@ pub enum Party<'a> {
 
 impl TestCase<'_> {
     /// A sentence saying what the case checks.
-    pub fn describe<'c>(&'c self, context: &'c EmitContext<'c>) -> impl fmt::Display + 'c {
-        Description { case: self, context }
+    pub fn describe<'c>(&'c self, authz: &'c MeshAuthz<'c>) -> impl fmt::Display + 'c {
+        Description { case: self, authz }
     }
 }
 
@@ -231,15 +330,20 @@ impl TestCase<'_> {
 /// action too, when there are public actions) and an untrusted pair, then an unknown caller and an
 /// unknown callee. Linear in the mesh: at most (edge actions + edges + 4 × trust domains + 2).
 pub fn test_cases<'a>(context: &EmitContext<'a>) -> Vec<TestCase<'a>> {
-    let topology = context.topology;
-    let plan = context.plan;
-    let public = plan.public_actions();
-    let undeclared: Cow<'a, str> = Cow::Owned(undeclared_action(context));
-    let agents_by_domain = plan.agents_by_trust_domain();
+    cases_of(&MeshAuthz::of(context))
+}
+
+/// [`test_cases`], from the relations they read.
+fn cases_of<'a>(authz: &MeshAuthz<'a>) -> Vec<TestCase<'a>> {
+    let public = &authz.public_actions;
+    let undeclared: Cow<'a, str> = Cow::Owned(undeclared_action(authz));
+    let agents_by_domain = authz.agents_by_trust_domain();
     // At most: each action of each edge and a wrong one, then 4 per trust domain and 2 unknown.
-    let bound = (0..topology.agents.len())
-        .flat_map(|caller| plan.calls_from(caller))
-        .map(|call| call.actions.len() + 1)
+    let bound = authz
+        .agents
+        .iter()
+        .flat_map(|agent| &agent.calls)
+        .map(|(_, actions)| actions.len() + 1)
         .sum::<usize>()
         + 4 * agents_by_domain.len()
         + 2;
@@ -248,15 +352,14 @@ pub fn test_cases<'a>(context: &EmitContext<'a>) -> Vec<TestCase<'a>> {
         kind,
         caller: Party::Agent(caller),
         callee: Party::Agent(callee),
-        expect: plan.allowed(caller, callee, &action),
+        expect: authz.allowed(caller, callee, &action),
         action,
     };
 
-    for caller in 0..topology.agents.len() {
-        for call in plan.calls_from(caller) {
-            let (callee, actions) = (&call.callee, &call.actions);
-            let callee_agent = &topology.agents[*callee];
-            let mut granted: Vec<&'a str> = actions.iter().map(String::as_str).collect();
+    for (caller, agent) in authz.agents.iter().enumerate() {
+        for (callee, actions) in &agent.calls {
+            let callee_agent = &authz.agents[*callee];
+            let mut granted: Vec<&'a str> = actions.clone();
             granted.sort_unstable();
             granted.dedup();
             for action in &granted {
@@ -267,19 +370,19 @@ pub fn test_cases<'a>(context: &EmitContext<'a>) -> Vec<TestCase<'a>> {
             let wrong = callee_agent
                 .capabilities
                 .iter()
-                .find(|action| !granted.contains(&action.as_str()) && !public.contains(action))
-                .map_or_else(|| undeclared.clone(), |action| Cow::Borrowed(action.as_str()));
+                .find(|action| !granted.contains(action) && !public.contains(action))
+                .map_or_else(|| undeclared.clone(), |action| Cow::Borrowed(*action));
             cases.push(known(CaseKind::NotGranted, caller, *callee, wrong));
         }
     }
 
-    let peers = federation_peers(context);
+    let peers = &authz.peers;
     let first_public: Option<Cow<'a, str>> =
-        plan.public_actions_as_written().first().map(|action| Cow::Borrowed(action.as_str()));
+        authz.public_actions_written.first().map(|action| Cow::Borrowed(*action));
     for (domain, members) in &agents_by_domain {
         let Some(&first) = members.first() else { continue };
         if let Some(&second) = members.get(1)
-            && plan.edge_actions(first, second).is_none()
+            && authz.edge_actions(first, second).is_none()
         {
             cases.push(known(CaseKind::SameTrustDomain, first, second, undeclared.clone()));
         }
@@ -288,7 +391,7 @@ pub fn test_cases<'a>(context: &EmitContext<'a>) -> Vec<TestCase<'a>> {
         let domain_peers = peers.get(domain).map(Vec::as_slice).unwrap_or_default();
         let federated_callee = domain_peers.iter().find_map(|peer| {
             agents_by_domain.get(peer).and_then(|peers| {
-                peers.iter().copied().find(|&callee| plan.edge_actions(first, callee).is_none())
+                peers.iter().copied().find(|&callee| authz.edge_actions(first, callee).is_none())
             })
         });
         if let Some(callee) = federated_callee {
@@ -309,9 +412,9 @@ pub fn test_cases<'a>(context: &EmitContext<'a>) -> Vec<TestCase<'a>> {
         }
     }
 
-    let unknown: Cow<'a, str> = Cow::Owned(unknown_spiffe_id(context));
+    let unknown: Cow<'a, str> = Cow::Owned(unknown_spiffe_id(authz));
     let action = first_public.unwrap_or(undeclared);
-    let member = if topology.agents.is_empty() { Party::Unknown(unknown.clone()) } else { Party::Agent(0) };
+    let member = if authz.agents.is_empty() { Party::Unknown(unknown.clone()) } else { Party::Agent(0) };
     cases.push(TestCase {
         kind: CaseKind::Unknown,
         caller: Party::Unknown(unknown.clone()),
@@ -419,56 +522,55 @@ fn federation_peers<'a>(context: &EmitContext<'a>) -> BTreeMap<&'a str, Vec<&'a 
     peers
 }
 
-fn mesh_data<'a>(context: &EmitContext<'a>) -> MeshData<'a> {
-    let topology = context.topology;
-    let plan = context.plan;
-
-    let public_actions: Vec<&str> = plan.public_actions().iter().map(String::as_str).collect();
-
+fn mesh_data<'a>(authz: &MeshAuthz<'a>) -> MeshData<'a> {
     let mut agents = BTreeMap::new();
     let mut edges: BTreeMap<&str, BTreeMap<&str, Vec<&str>>> = BTreeMap::new();
-    for (index, agent) in topology.agents.iter().enumerate() {
-        agents.insert(agent.spiffe_id.as_str(), plan.trust_domain_of(index));
-        let calls = plan.calls_from(index);
-        if calls.is_empty() {
+    for agent in &authz.agents {
+        agents.insert(agent.spiffe_id, agent.domain);
+        if agent.calls.is_empty() {
             continue;
         }
-        let callees = edges.entry(agent.spiffe_id.as_str()).or_default();
-        for call in calls {
-            let mut granted: Vec<&str> = call.actions.iter().map(String::as_str).collect();
+        let callees = edges.entry(agent.spiffe_id).or_default();
+        for (callee, actions) in &agent.calls {
+            let mut granted: Vec<&str> = actions.clone();
             granted.sort_unstable();
             granted.dedup();
-            callees.insert(topology.agents[call.callee].spiffe_id.as_str(), granted);
+            callees.insert(authz.agents[*callee].spiffe_id, granted);
         }
     }
 
     MeshData {
-        mesh: &topology.mesh.name,
-        allow_same_trust_domain: plan.allow_same_trust_domain(),
-        public_actions,
-        federation: FederationData { enabled: topology.federation.enabled, peers: federation_peers(context) },
+        mesh: authz.mesh,
+        allow_same_trust_domain: authz.allow_same_trust_domain,
+        public_actions: authz.public_actions.clone(),
+        federation: FederationData { enabled: authz.federation_enabled, peers: authz.peers.clone() },
         agents,
         edges,
     }
 }
 
 fn emit(context: &EmitContext<'_>, sink: &mut dyn Sink) -> io::Result<()> {
-    let cases = test_cases(context);
     sink.put(paths::OPA_POLICY.to_owned(), policy(context).into_bytes())?;
-    sink.put(paths::OPA_DATA.to_owned(), data_json(context))?;
-    sink.put(paths::OPA_TESTS.to_owned(), render_tests(context, &cases).into_bytes())?;
-    sink.put(paths::OPA_CASES.to_owned(), render_cases(context, &cases))?;
-    Ok(())
+    // Digested once for the three files it is the inputs of.
+    let authz = Digested::new(MeshAuthz::of(context));
+    super::inputs::put(sink, paths::OPA_DATA.to_owned(), &authz, |authz| render_data(authz.get()))?;
+    super::inputs::put(sink, paths::OPA_TESTS.to_owned(), &authz, |authz| {
+        let authz = authz.get();
+        render_tests(authz, &cases_of(authz)).into_bytes()
+    })?;
+    super::inputs::put(sink, paths::OPA_CASES.to_owned(), &authz, |authz| {
+        let authz = authz.get();
+        render_cases(authz, &cases_of(authz))
+    })
 }
 
 /// An action no agent serves, grants or makes public: `undeclared-action`, suffixed until unused.
-fn undeclared_action(context: &EmitContext<'_>) -> String {
-    let topology = context.topology;
+fn undeclared_action(authz: &MeshAuthz<'_>) -> String {
     let used = |candidate: &str| {
-        context.plan.is_public(candidate)
-            || topology.agents.iter().any(|agent| {
-                agent.capabilities.iter().any(|action| action == candidate)
-                    || agent.calls.iter().any(|call| call.actions.iter().any(|action| action == candidate))
+        authz.is_public(candidate)
+            || authz.agents.iter().any(|agent| {
+                agent.capabilities.contains(&candidate)
+                    || agent.calls.iter().any(|(_, actions)| actions.contains(&candidate))
             })
     };
     let mut candidate = "undeclared-action".to_owned();
@@ -481,8 +583,8 @@ fn undeclared_action(context: &EmitContext<'_>) -> String {
 }
 
 /// A SPIFFE ID in a reserved (`.invalid`) trust domain that no agent of the mesh has.
-fn unknown_spiffe_id(context: &EmitContext<'_>) -> String {
-    let taken = |candidate: &str| context.topology.agents.iter().any(|agent| agent.spiffe_id == candidate);
+fn unknown_spiffe_id(authz: &MeshAuthz<'_>) -> String {
+    let taken = |candidate: &str| authz.agents.iter().any(|agent| agent.spiffe_id == candidate);
     let mut candidate = "spiffe://unknown.invalid/agent/intruder".to_owned();
     let mut suffix = 1;
     while taken(&candidate) {
@@ -493,9 +595,9 @@ fn unknown_spiffe_id(context: &EmitContext<'_>) -> String {
 }
 
 /// The SPIFFE ID of one end of a case.
-fn spiffe_id<'a>(context: &EmitContext<'a>, party: &'a Party<'_>) -> &'a str {
+fn spiffe_id<'a>(authz: &'a MeshAuthz<'_>, party: &'a Party<'_>) -> &'a str {
     match party {
-        Party::Agent(index) => &context.topology.agents[*index].spiffe_id,
+        Party::Agent(index) => authz.agents[*index].spiffe_id,
         Party::Unknown(id) => id,
     }
 }
@@ -503,7 +605,7 @@ fn spiffe_id<'a>(context: &EmitContext<'a>, party: &'a Party<'_>) -> &'a str {
 /// The sentence of a case, written straight into the output (Rego comment or JSON string).
 struct Description<'c> {
     case: &'c TestCase<'c>,
-    context: &'c EmitContext<'c>,
+    authz: &'c MeshAuthz<'c>,
 }
 
 impl fmt::Display for Description<'_> {
@@ -518,7 +620,7 @@ impl Description<'_> {
     fn write_to<W: fmt::Write>(&self, out: &mut W) -> fmt::Result {
         let case = self.case;
         let name = |party: &Party<'_>| match party {
-            Party::Agent(index) => self.context.topology.agents[*index].name.as_str(),
+            Party::Agent(index) => self.authz.agents[*index].name,
             Party::Unknown(_) => "an unknown SPIFFE ID",
         };
         out.write_str(name(&case.caller))?;
@@ -550,22 +652,20 @@ impl Description<'_> {
 
 /// The cases as a Rego test module. Each SPIFFE ID a case refers to gets one constant, named after
 /// its agent, so that the rules read as names; literals are JSON strings, which are Rego strings.
-fn render_tests(context: &EmitContext<'_>, cases: &[TestCase<'_>]) -> String {
-    let topology = context.topology;
-
+fn render_tests(authz: &MeshAuthz<'_>, cases: &[TestCase<'_>]) -> String {
     let mut taken_constants: HashSet<String> = HashSet::new();
     let mut constants: Vec<(String, &str)> = Vec::new();
-    let mut agent_constant: Vec<Option<usize>> = vec![None; topology.agents.len()];
+    let mut agent_constant: Vec<Option<usize>> = vec![None; authz.agents.len()];
     let mut unknown_constant: BTreeMap<&str, usize> = BTreeMap::new();
     for case in cases {
         for party in [&case.caller, &case.callee] {
             match party {
                 Party::Agent(index) => {
                     if agent_constant[*index].is_none() {
-                        let agent = &topology.agents[*index];
-                        let name = unique(&mut taken_constants, format!("id_{}", identifier(&agent.name)));
+                        let agent = &authz.agents[*index];
+                        let name = unique(&mut taken_constants, format!("id_{}", identifier(agent.name)));
                         agent_constant[*index] = Some(constants.len());
-                        constants.push((name, &agent.spiffe_id));
+                        constants.push((name, agent.spiffe_id));
                     }
                 }
                 Party::Unknown(id) => {
@@ -623,7 +723,7 @@ fn render_tests(context: &EmitContext<'_>, cases: &[TestCase<'_>]) -> String {
         let name = unique(&mut rule_names, base.clone());
 
         out.push_str("\n# ");
-        let _ = Description { case, context }.write_to(&mut out);
+        let _ = Description { case, authz }.write_to(&mut out);
         out.push_str(": ");
         out.push_str(verdict);
         out.push_str(".\n");
@@ -646,18 +746,18 @@ fn render_tests(context: &EmitContext<'_>, cases: &[TestCase<'_>]) -> String {
 /// One record of `authz.rego.cases.json`.
 struct CaseRecord<'c> {
     case: &'c TestCase<'c>,
-    context: &'c EmitContext<'c>,
+    authz: &'c MeshAuthz<'c>,
 }
 
 impl Serialize for CaseRecord<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut record = serializer.serialize_struct("CaseRecord", 3)?;
-        record.serialize_field("name", &self.case.describe(self.context).to_string())?;
+        record.serialize_field("name", &self.case.describe(self.authz).to_string())?;
         record.serialize_field(
             "input",
             &CaseInput {
-                caller_spiffe_id: spiffe_id(self.context, &self.case.caller),
-                callee_spiffe_id: spiffe_id(self.context, &self.case.callee),
+                caller_spiffe_id: spiffe_id(self.authz, &self.case.caller),
+                callee_spiffe_id: spiffe_id(self.authz, &self.case.callee),
                 action: &self.case.action,
             },
         )?;
@@ -673,8 +773,8 @@ struct CaseInput<'a> {
     action: &'a str,
 }
 
-fn render_cases(context: &EmitContext<'_>, cases: &[TestCase<'_>]) -> Vec<u8> {
-    let records: Vec<CaseRecord<'_>> = cases.iter().map(|case| CaseRecord { case, context }).collect();
+fn render_cases(authz: &MeshAuthz<'_>, cases: &[TestCase<'_>]) -> Vec<u8> {
+    let records: Vec<CaseRecord<'_>> = cases.iter().map(|case| CaseRecord { case, authz }).collect();
     // A generous bound: memory reserved and never written is not used.
     layered_json(&records, 1, cases.len() * 400)
 }
@@ -929,7 +1029,7 @@ mod tests {
                     case.expect,
                     compiled.plan.allowed(*caller, *callee, &case.action),
                     "{}",
-                    case.describe(&context)
+                    case.describe(&MeshAuthz::of(&context))
                 );
             }
         }
@@ -1046,8 +1146,50 @@ networking:
             expect: false,
         };
         assert_eq!(
-            case.describe(&context).to_string(),
+            case.describe(&MeshAuthz::of(&context)).to_string(),
             "orchestrator calls an unknown SPIFFE ID with a b, granted on the declared edge"
         );
+    }
+
+    #[test]
+    fn the_relations_decide_as_the_plan_does() {
+        for name in [
+            "federated-mesh.yaml",
+            "seed-multi-cloud-values.yaml",
+            "single-trust-domain.yaml",
+            "istio-shared-domain.yaml",
+            "vpn-mesh.yaml",
+        ] {
+            let compiled = fixture(name);
+            let context = EmitContext::of(&compiled);
+            let authz = MeshAuthz::of(&context);
+            let mut actions: Vec<&str> = vec!["undeclared-action"];
+            for agent in &compiled.topology.agents {
+                actions.extend(agent.capabilities.iter().map(String::as_str));
+                actions.extend(agent.calls.iter().flat_map(|call| call.actions.iter().map(String::as_str)));
+            }
+            actions.extend(compiled.plan.public_actions().iter().map(String::as_str));
+            actions.sort_unstable();
+            actions.dedup();
+            let agents = compiled.topology.agents.len();
+            for caller in 0..agents {
+                for callee in 0..agents {
+                    for action in &actions {
+                        assert_eq!(
+                            authz.allowed(caller, callee, action),
+                            compiled.plan.allowed(caller, callee, action),
+                            "{name}: {caller} -> {callee} {action}"
+                        );
+                    }
+                    assert_eq!(
+                        authz.edge_actions(caller, callee).map(<[&str]>::to_vec),
+                        compiled
+                            .plan
+                            .edge_actions(caller, callee)
+                            .map(|actions| actions.iter().map(String::as_str).collect())
+                    );
+                }
+            }
+        }
     }
 }

@@ -480,6 +480,19 @@ impl Plan {
         &self.agents[agent].trust_domain
     }
 
+    /// The id of an agent's trust domain: equal ids, one domain.
+    pub fn trust_domain_id_of(&self, agent: usize) -> usize {
+        self.authorization.agent_domain[agent]
+    }
+
+    /// Every federated pair of trust domain ids ([`Plan::trust_domain_id_of`]), in both orders,
+    /// sorted.
+    pub fn federated_domain_ids(&self) -> Vec<(usize, usize)> {
+        let mut pairs: Vec<(usize, usize)> = self.authorization.federated.iter().copied().collect();
+        pairs.sort_unstable();
+        pairs
+    }
+
     /// Whether two agents share a trust domain.
     pub fn same_trust_domain(&self, caller: usize, callee: usize) -> bool {
         self.authorization.agent_domain[caller] == self.authorization.agent_domain[callee]
