@@ -42,8 +42,9 @@
 //!
 //! The tests stay linear in the mesh: one allow per action of each declared edge, one wrong action per
 //! edge, and a few undeclared pairs per trust domain (same domain, federated domain, untrusted
-//! domain), plus an unknown caller and callee. Every expectation is computed with `MeshGraph::allowed`
-//! itself, so a test named "denied" is one DESIGN.md §4 denies.
+//! domain), plus an unknown caller and callee. Every expectation is `Plan::allowed`'s verdict
+//! (computed by [`MeshAuthz::allowed`] on the relations the files are rendered from, which a test
+//! holds equal to it), so a test named "denied" is one DESIGN.md §4 denies.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
@@ -286,7 +287,7 @@ pub struct TestCase<'a> {
     pub caller: Party<'a>,
     pub callee: Party<'a>,
     pub action: Cow<'a, str>,
-    /// `MeshGraph::allowed` for two agents of the mesh; `false` when either end is unknown.
+    /// `Plan::allowed` for two agents of the mesh; `false` when either end is unknown.
     pub expect: bool,
 }
 
