@@ -118,6 +118,34 @@ impl Lock {
         crate::emit::json_pretty(self)
     }
 
+    /// Writes [`Lock::to_bytes`] into `writer` without holding them (a large mesh's lock is tens
+    /// of MB).
+    pub fn write_to(&self, mut writer: impl io::Write) -> io::Result<()> {
+        serde_json::to_writer_pretty(&mut writer, self)?;
+        writer.write_all(b"\n")
+    }
+
+    /// Whether `bytes` are this lock's [`Lock::to_bytes`], compared as they are written rather than
+    /// against a copy.
+    pub fn is_written_as(&self, bytes: &[u8]) -> bool {
+        let mut same = SameBytes { expected: bytes, position: 0 };
+        self.write_to(&mut same).is_ok() && same.position == bytes.len()
+    }
+
+    /// Writes the lock file at `path` and says whether its bytes are `previous` (when given): one
+    /// pass, through a buffer, comparing as it writes.
+    fn write_file(&self, path: &Path, previous: Option<&[u8]>) -> io::Result<bool> {
+        let mut writer = LockFileWriter {
+            file: io::BufWriter::new(fs::File::create(path)?),
+            previous,
+            position: 0,
+            same: true,
+        };
+        self.write_to(&mut writer)?;
+        writer.file.into_inner().map_err(io::IntoInnerError::into_error)?;
+        Ok(previous.is_some_and(|previous| writer.same && writer.position == previous.len()))
+    }
+
     /// Reads a lock file's bytes and checks that they describe files weave could have written: every
     /// path stays inside OUT and every digest is a sha256.
     pub fn parse(bytes: &[u8]) -> Result<Lock, String> {
@@ -217,6 +245,29 @@ impl<'a> LockView<'a> {
             && self.input.file == expected.input.file
             && self.targets.iter().copied().eq(expected.targets.iter().map(String::as_str))
             && self.input.sha256 == sha256_hex(origin.input)
+    }
+}
+
+/// The lock file being written, compared on the way with the lock it replaces.
+struct LockFileWriter<'a> {
+    file: io::BufWriter<fs::File>,
+    previous: Option<&'a [u8]>,
+    position: usize,
+    same: bool,
+}
+
+impl io::Write for LockFileWriter<'_> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.file.write_all(bytes)?;
+        let end = self.position + bytes.len();
+        self.same =
+            self.same && self.previous.and_then(|previous| previous.get(self.position..end)) == Some(bytes);
+        self.position = end;
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
     }
 }
 
@@ -1033,7 +1084,7 @@ fn build_whole(
     let finished = emit(&mut sink).map_err(|error| emit_error(&staging, error)).and_then(|()| {
         let lock = Lock::new(origin, std::mem::take(&mut sink.files), std::mem::take(&mut sink.inputs));
         let lock_path = staging.join(LOCK_FILE);
-        fs::write(&lock_path, lock.to_bytes()).map_err(io_error(&lock_path))?;
+        lock.write_file(&lock_path, None).map_err(io_error(&lock_path))?;
         mark_lock_current(&staging)?;
         fsio::rename_no_replace(&staging, out).map_err(io_error(out))?;
         Ok(lock)
@@ -1063,11 +1114,12 @@ fn update(
     });
     let staged = emit(&mut sink).map_err(|error| emit_error(&pending, error)).and_then(|()| {
         let lock = Lock::new(origin, std::mem::take(&mut sink.files), std::mem::take(&mut sink.inputs));
-        let lock_bytes = lock.to_bytes();
-        let lock_changed = baseline.lock_bytes() != Some(lock_bytes.as_slice()) || !baseline.has_lock_entry();
-        if lock_changed {
-            let path = pending.join(journal::STAGED_LOCK);
-            fs::write(&path, &lock_bytes).map_err(io_error(&path))?;
+        // Staged as it is compared with OUT's: a lock that stays as it was is not moved.
+        let path = pending.join(journal::STAGED_LOCK);
+        let same = lock.write_file(&path, baseline.lock_bytes()).map_err(io_error(&path))?;
+        let lock_changed = !same || !baseline.has_lock_entry();
+        if !lock_changed {
+            fsio::remove_file_if_present(&path).map_err(io_error(&path))?;
         }
         let remove: Vec<String> = sorted_difference(baseline.paths(), lock.files.keys()).cloned().collect();
         let needed = directories_of(lock.files.keys().map(String::as_str));
@@ -1158,7 +1210,7 @@ impl CheckSink {
     pub fn finish(mut self, origin: Origin<'_>) -> Staleness {
         let lock = Lock::new(origin, std::mem::take(&mut self.files), std::mem::take(&mut self.inputs));
         match self.baseline.lock_bytes() {
-            Some(bytes) if bytes == lock.to_bytes().as_slice() => {}
+            Some(bytes) if lock.is_written_as(bytes) => {}
             _ if self.baseline.has_lock_entry() => self.staleness.changed.push(LOCK_FILE.to_owned()),
             _ => self.staleness.added.push(LOCK_FILE.to_owned()),
         }
