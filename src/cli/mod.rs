@@ -383,7 +383,11 @@ fn build(args: &BuildArgs) -> u8 {
     let result = prepared.and_then(|prepared| {
         prepared.build(origin, |sink| crate::emit_parallel(&compiled, &args.only, sink))
     });
-    match result {
+    // The process ends next: the model, plan and lock of a large mesh are left to it rather than
+    // freed one allocation at a time (a tenth of a second at 50,000 agents).
+    std::mem::forget(compiled);
+    let result = std::mem::ManuallyDrop::new(result);
+    match &*result {
         Ok(written) if written.whole => {
             eprintln!("wrote {} files to {}", written.written, args.out.display());
             EXIT_OK
