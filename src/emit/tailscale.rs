@@ -100,7 +100,9 @@ pub fn applies(context: &EmitContext<'_>) -> bool {
 pub fn render(context: &EmitContext<'_>) -> Vec<u8> {
     let policy = policy(context);
     let mut bytes = header(context, &policy).into_bytes();
-    bytes.extend(super::json_pretty(&policy));
+    // Serialized after the header, into the same buffer (the policy of a large mesh is many MB).
+    serde_json::to_writer_pretty(&mut bytes, &policy).expect("plain data serializes to JSON");
+    bytes.push(b'\n');
     bytes
 }
 
