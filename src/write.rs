@@ -1550,6 +1550,7 @@ mod tests {
 
     #[test]
     fn a_file_edited_by_hand_is_found_and_rewritten() {
+        use std::os::unix::fs::MetadataExt as _;
         let parent = tempfile::tempdir().unwrap();
         let out = parent.path().join("out");
         build(&out, b"v", &[("a.txt", "abc")]).unwrap();
@@ -1557,9 +1558,14 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(20));
         fs::write(out.join("a.txt"), "xyz").unwrap();
         assert_eq!(check(&out, b"v", &[("a.txt", "abc")]).changed, vec!["a.txt"]);
-        build(&out, b"v", &[("a.txt", "abc")]).unwrap();
+        let lock_before = fs::metadata(out.join(LOCK_FILE)).unwrap();
+        let written = build(&out, b"v", &[("a.txt", "abc")]).unwrap();
         assert_eq!(fs::read(out.join("a.txt")).unwrap(), b"abc");
         assert!(check(&out, b"v", &[("a.txt", "abc")]).is_fresh());
+        // The lock, written again to the same bytes, is left where it was: one file written.
+        assert_eq!(written.written, 1);
+        assert_eq!(fs::metadata(out.join(LOCK_FILE)).unwrap().ino(), lock_before.ino());
+        assert!(!out.join(journal::PENDING).exists());
     }
 
     #[test]
