@@ -143,7 +143,23 @@ pub fn emit(compiled: &Compiled, only: &[String], sink: &mut dyn emit::Sink) -> 
     for target in selected_targets(only) {
         (target.emit)(&context, sink)?;
     }
+    put_graph(compiled, sink)
+}
+
+/// `graph.mmd`: the mesh as a Mermaid diagram, written with every build.
+fn put_graph(compiled: &Compiled, sink: &mut dyn emit::Sink) -> io::Result<()> {
     sink.put("graph.mmd".to_owned(), graph::to_mermaid(&compiled.topology, &compiled.graph).into_bytes())
+}
+
+/// One task of [`emit_parallel`].
+#[derive(Clone, Copy)]
+enum Task {
+    /// A target that does not split, whole.
+    Whole(&'static emit::Target),
+    /// One part of a target that splits.
+    Part(&'static emit::Split, usize),
+    /// `graph.mmd`.
+    Graph,
 }
 
 /// Like [`emit`], with the work spread over threads: every target, and every part of the targets
@@ -157,32 +173,23 @@ pub fn emit_parallel<S: emit::ForkSink>(
     sink: &mut S,
 ) -> io::Result<()> {
     let context = emit::EmitContext::new(&compiled.topology, &compiled.graph, &compiled.plan);
-    // Whole targets first, the largest single tasks, and `graph.mmd` (`None`); then the parts,
-    // longest first within a target.
-    let mut tasks: Vec<Option<(&emit::Target, Option<usize>)>> = Vec::new();
-    tasks.extend(
-        selected_targets(only).filter(|target| target.split.is_none()).map(|target| Some((target, None))),
-    );
-    tasks.push(None);
+    // Whole targets first, the largest single tasks, and `graph.mmd`; then the parts, longest first
+    // within a target.
+    let mut tasks: Vec<Task> =
+        selected_targets(only).filter(|target| target.split.is_none()).map(Task::Whole).collect();
+    tasks.push(Task::Graph);
     for target in selected_targets(only) {
         if let Some(split) = &target.split {
-            tasks.extend((0..(split.parts)(&context)).map(|part| Some((target, Some(part)))));
+            tasks.extend((0..(split.parts)(&context)).map(|part| Task::Part(split, part)));
         }
     }
     let threads =
         std::thread::available_parallelism().map_or(1, usize::from).clamp(1, 8).min(tasks.len().max(1));
     let forks: Vec<S> = (0..threads).map(|_| sink.fork()).collect();
-    let forks = work::run(forks, tasks.len(), |fork, index| {
-        let Some((target, part)) = tasks[index] else {
-            return fork.put(
-                "graph.mmd".to_owned(),
-                graph::to_mermaid(&compiled.topology, &compiled.graph).into_bytes(),
-            );
-        };
-        match (part, &target.split) {
-            (Some(part), Some(split)) => (split.emit_part)(&context, part, fork),
-            _ => (target.emit)(&context, fork),
-        }
+    let forks = work::run(forks, tasks.len(), |fork, index| match tasks[index] {
+        Task::Whole(target) => (target.emit)(&context, fork),
+        Task::Part(split, part) => (split.emit_part)(&context, part, fork),
+        Task::Graph => put_graph(compiled, fork),
     })?;
     for fork in forks {
         sink.join(fork);

@@ -128,8 +128,8 @@ impl Lock {
     /// Whether `bytes` are this lock's [`Lock::to_bytes`], compared as they are written rather than
     /// against a copy.
     pub fn is_written_as(&self, bytes: &[u8]) -> bool {
-        let mut same = SameBytes { expected: bytes, position: 0 };
-        self.write_to(&mut same).is_ok() && same.position == bytes.len()
+        let mut same = SameBytes::new(bytes);
+        self.write_to(&mut same).is_ok() && same.is_whole()
     }
 
     /// Writes the lock file at `path` and says whether its bytes are `previous` (when given): one
@@ -137,13 +137,11 @@ impl Lock {
     fn write_file(&self, path: &Path, previous: Option<&[u8]>) -> io::Result<bool> {
         let mut writer = LockFileWriter {
             file: io::BufWriter::new(fs::File::create(path)?),
-            previous,
-            position: 0,
-            same: true,
+            previous: previous.map(SameBytes::new),
         };
         self.write_to(&mut writer)?;
         writer.file.into_inner().map_err(io::IntoInnerError::into_error)?;
-        Ok(previous.is_some_and(|previous| writer.same && writer.position == previous.len()))
+        Ok(writer.previous.is_some_and(|same| same.is_whole()))
     }
 
     /// Reads a lock file's bytes and checks that they describe files weave could have written: every
@@ -230,10 +228,10 @@ impl<'a> LockView<'a> {
         )
         .ok()?;
         // Written again into a comparison rather than a copy: the lock of a large OUT is tens of MB.
-        let mut same = SameBytes { expected: bytes, position: 0 };
+        let mut same = SameBytes::new(bytes);
         serde_json::to_writer_pretty(&mut same, &self).ok()?;
         same.write_all(b"\n").ok()?;
-        (same.position == bytes.len()).then_some(self)
+        same.is_whole().then_some(self)
     }
 
     /// Whether this is the lock a build of `origin` writes, whatever its files: same weave, same
@@ -248,21 +246,19 @@ impl<'a> LockView<'a> {
     }
 }
 
-/// The lock file being written, compared on the way with the lock it replaces.
+/// The lock file being written, compared on the way with the lock it replaces (`None` once they
+/// differ).
 struct LockFileWriter<'a> {
     file: io::BufWriter<fs::File>,
-    previous: Option<&'a [u8]>,
-    position: usize,
-    same: bool,
+    previous: Option<SameBytes<'a>>,
 }
 
 impl io::Write for LockFileWriter<'_> {
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
         self.file.write_all(bytes)?;
-        let end = self.position + bytes.len();
-        self.same =
-            self.same && self.previous.and_then(|previous| previous.get(self.position..end)) == Some(bytes);
-        self.position = end;
+        if self.previous.as_mut().is_some_and(|same| same.write_all(bytes).is_err()) {
+            self.previous = None;
+        }
         Ok(bytes.len())
     }
 
@@ -271,10 +267,22 @@ impl io::Write for LockFileWriter<'_> {
     }
 }
 
-/// A writer that only checks that what it is given equals `expected`, from the start.
+/// A writer that only checks that what it is given equals `expected`, from the start; it fails at
+/// the first difference.
 struct SameBytes<'a> {
     expected: &'a [u8],
     position: usize,
+}
+
+impl<'a> SameBytes<'a> {
+    fn new(expected: &'a [u8]) -> SameBytes<'a> {
+        SameBytes { expected, position: 0 }
+    }
+
+    /// Whether all of `expected` was given: with no failed write, the bytes are equal.
+    fn is_whole(&self) -> bool {
+        self.position == self.expected.len()
+    }
 }
 
 impl io::Write for SameBytes<'_> {
@@ -964,8 +972,8 @@ impl crate::emit::ForkSink for CheckSink {
     }
 
     fn join(&mut self, other: Self) {
-        self.files.extend(other.files);
-        self.inputs.extend(other.inputs);
+        merge_sorted(&mut self.files, other.files);
+        merge_sorted(&mut self.inputs, other.inputs);
         self.staleness.added.extend(other.staleness.added);
         self.staleness.changed.extend(other.staleness.changed);
     }
