@@ -152,8 +152,9 @@ fn mesh_base(context: &EmitContext<'_>, sink: &mut dyn Sink) -> io::Result<()> {
 /// kustomization, which lists the stages `kubectl apply -k k8s/<site>` takes.
 fn site_files(site_context: &SiteContext<'_>, sink: &mut dyn Sink) -> io::Result<()> {
     let site = site_context.site;
-    // The registration, rendered from its inputs (the largest file of a site), is put at once; the
-    // others when every file's stage is known. A file put already has no bytes here.
+    // The registration and the agents' egress Services, rendered from their inputs (the largest
+    // files of a site), are put at once; the others when every file's stage is known. A file put
+    // already has no bytes here.
     let registration = paths::k8s_stage_file(&site.name, Stage::Mesh, "registration.yaml");
     super::inputs::put(
         sink,
@@ -170,9 +171,10 @@ fn site_files(site_context: &SiteContext<'_>, sink: &mut dyn Sink) -> io::Result
     ];
     if !site.agents.is_empty() {
         files.push((Stage::Mesh, "networkpolicy.yaml".to_owned(), Some(network_policy::file(site_context))));
-        let egress = tailnet::agent_egress(site_context);
-        if !egress.is_empty() {
-            files.push((Stage::Mesh, "tailnet.yaml".to_owned(), Some(yaml_documents(&egress))));
+        if let Some(inputs) = tailnet::AgentEgressInputs::of(site_context) {
+            let path = paths::k8s_stage_file(&site.name, Stage::Mesh, "tailnet.yaml");
+            super::inputs::put(sink, path, &inputs, tailnet::agent_egress_file)?;
+            files.push((Stage::Mesh, "tailnet.yaml".to_owned(), None));
         }
     }
     if monitoring::applies(site_context) {

@@ -224,7 +224,12 @@ pub mod conventions {
 
     /// The Tailscale tag of one agent: `tag:<mesh>-<agent>` (DESIGN.md §4).
     pub fn tailscale_agent_tag(topology: &Topology, agent: &Agent) -> String {
-        format!("tag:{}-{}", topology.mesh.name, agent.name)
+        tailscale_agent_tag_of(&topology.mesh.name, &agent.name)
+    }
+
+    /// The Tailscale tag of agent `agent` of mesh `mesh`: `tag:<mesh>-<agent>`.
+    pub fn tailscale_agent_tag_of(mesh: &str, agent: &str) -> String {
+        format!("tag:{mesh}-{agent}")
     }
 
     /// Every Tailscale tag an agent's node advertises: its own, then the shared tags, sorted after it.

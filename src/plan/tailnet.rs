@@ -113,8 +113,13 @@ impl TailnetPlan {
 
     /// The MagicDNS name of a device.
     pub fn fqdn(&self, host: &str) -> String {
-        format!("{host}.{}.ts.net", self.tailnet)
+        device_fqdn(host, &self.tailnet)
     }
+}
+
+/// The MagicDNS name of device `host` of tailnet `tailnet`.
+pub fn device_fqdn(host: &str, tailnet: &str) -> String {
+    format!("{host}.{tailnet}.ts.net")
 }
 
 /// The `LoadBalancer` Service that exposes an agent (or a site's Prometheus) on the tailnet.

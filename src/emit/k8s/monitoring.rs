@@ -333,7 +333,7 @@ fn prometheus_objects(site: &SiteContext<'_>) -> Vec<Manifest> {
             for federated in prometheus::federated_sites(topology) {
                 let host = addresses::prometheus_tailscale_hostname(federated);
                 manifests.push(super::tailnet::egress(
-                    site,
+                    &site.site_labels(),
                     (&host, NAMESPACE, "tailnet-egress"),
                     &tailnet.fqdn(&host),
                     &[tailscale_prometheus_tag(topology, site.site)],

@@ -3,11 +3,15 @@
 //! workload, and an egress `ExternalName` Service per remote device a site dials (a site's agents'
 //! egress Services are its `mesh/tailnet.yaml`).
 
+use serde::Serialize;
+
 use super::objects::{IntOrString, Manifest, ObjectMeta, ServicePort, ServiceSpec, StringMap};
 use super::{SiteContext, SiteLabels};
-use crate::emit::conventions::{tailscale_agent_tag, tailscale_shared_tags};
+use crate::emit::conventions::{tailscale_agent_tag_of, tailscale_shared_tags};
+use crate::emit::yaml_documents;
 use crate::plan::tailnet::{
-    HOSTNAME_ANNOTATION, LOAD_BALANCER_CLASS, TAGS_ANNOTATION, TAILNET_FQDN_ANNOTATION, ingress_service,
+    HOSTNAME_ANNOTATION, LOAD_BALANCER_CLASS, TAGS_ANNOTATION, TAILNET_FQDN_ANNOTATION, device_fqdn,
+    ingress_service,
 };
 
 /// The Service that exposes `selector`'s pods on the tailnet as device `hostname`, tagged `tags`.
@@ -36,7 +40,7 @@ pub fn ingress(
 /// proxy carries `tags`. The `externalName` is the device's own name until the operator rewrites it
 /// to the proxy's Service.
 pub fn egress(
-    site: &SiteContext<'_>,
+    site: &SiteLabels<'_>,
     (name, namespace, component): (&str, &str, &str),
     fqdn: &str,
     tags: &[String],
@@ -59,34 +63,70 @@ pub fn mesh_ports(port: u16) -> Vec<ServicePort> {
     vec![ServicePort::tcp("mtls", port, IntOrString::name("mtls"))]
 }
 
-/// The egress Services of the site's agents: one per remote agent they dial over the tailnet, named
-/// like it and tagged with the tags of the local agents that dial it. Empty without a tailnet.
-pub fn agent_egress(site: &SiteContext<'_>) -> Vec<Manifest> {
-    let topology = site.topology;
-    let Some(tailnet) = &site.emit.plan.tailnet else { return Vec::new() };
-    let shared = tailscale_shared_tags(topology);
-    tailnet.egress[site.site_index]
-        .iter()
-        .map(|route| {
-            let target = &topology.agents[route.target];
-            // The tags of every caller's node (`tailscale_tags` of each): its own and the shared.
-            let mut tags: Vec<String> = route
-                .callers
+/// Everything a site's `mesh/tailnet.yaml` is rendered from ([`crate::emit::inputs`]): the egress
+/// Services of its agents, one per remote agent they dial over the tailnet, named like it and tagged
+/// with the tags of the local agents that dial it.
+#[derive(Debug, Serialize)]
+pub struct AgentEgressInputs<'a> {
+    labels: SiteLabels<'a>,
+    mesh: &'a str,
+    namespace: &'a str,
+    tailnet: &'a str,
+    port: u16,
+    /// The tags every agent's node advertises besides its own.
+    shared_tags: Vec<String>,
+    /// Each remote agent dialled, with the names of the site's agents that dial it.
+    routes: Vec<(&'a str, Vec<&'a str>)>,
+}
+
+impl<'a> AgentEgressInputs<'a> {
+    /// The inputs of the site's agents' egress Services; `None` without a tailnet or when no agent
+    /// of the site dials another site's.
+    pub fn of(site: &SiteContext<'a>) -> Option<AgentEgressInputs<'a>> {
+        let topology = site.topology;
+        let tailnet = site.emit.plan.tailnet.as_ref()?;
+        let routes = &tailnet.egress[site.site_index];
+        if routes.is_empty() {
+            return None;
+        }
+        let name = |agent: usize| topology.agents[agent].name.as_str();
+        Some(AgentEgressInputs {
+            labels: site.site_labels(),
+            mesh: &topology.mesh.name,
+            namespace: &topology.mesh.namespace,
+            tailnet: &tailnet.tailnet,
+            port: topology.mesh.port,
+            shared_tags: tailscale_shared_tags(topology),
+            routes: routes
                 .iter()
-                .map(|&caller| tailscale_agent_tag(topology, &topology.agents[caller]))
-                .collect();
+                .map(|route| (name(route.target), route.callers.iter().map(|&caller| name(caller)).collect()))
+                .collect(),
+        })
+    }
+}
+
+/// A site's `mesh/tailnet.yaml`: its agents' egress Services.
+pub fn agent_egress_file(inputs: &AgentEgressInputs<'_>) -> Vec<u8> {
+    let services: Vec<Manifest> = inputs
+        .routes
+        .iter()
+        .map(|(target, callers)| {
+            // The tags of every caller's node (`tailscale_tags` of each): its own and the shared.
+            let mut tags: Vec<String> =
+                callers.iter().map(|caller| tailscale_agent_tag_of(inputs.mesh, caller)).collect();
             if !tags.is_empty() {
-                tags.extend(shared.iter().cloned());
+                tags.extend(inputs.shared_tags.iter().cloned());
             }
             tags.sort();
             tags.dedup();
             egress(
-                site,
-                (&target.name, &topology.mesh.namespace, "tailnet-egress"),
-                &tailnet.fqdn(&target.name),
+                &inputs.labels,
+                (target, inputs.namespace, "tailnet-egress"),
+                &device_fqdn(target, inputs.tailnet),
                 &tags,
-                mesh_ports(topology.mesh.port),
+                mesh_ports(inputs.port),
             )
         })
-        .collect()
+        .collect();
+    yaml_documents(&services)
 }
