@@ -94,11 +94,8 @@ pub fn analyze(source: &Source, limits: &Limits) -> Analysis {
     // The schema reads a JSON copy of the tree, made and checked on a second thread while the model
     // is read from the tree itself; the copy (the largest allocation of a large topology's
     // validation) is freed there when the schema is done with it.
-    let (mut diagnostics, topology) = std::thread::scope(|scope| {
-        let schema = scope.spawn(|| schema::check(&document, &document.to_json()));
-        let topology = model::normalize(&document.root);
-        (schema.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)), topology)
-    });
+    let (mut diagnostics, topology) =
+        work::join(|| schema::check(&document, &document.to_json()), || model::normalize(&document.root));
     let topology = match topology {
         Ok(topology) => topology,
         Err(reason) => {

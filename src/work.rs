@@ -1,6 +1,6 @@
 //! One work queue for the two places that spread independent tasks over threads (the check rules,
 //! and the emitters' targets and parts): each thread takes the next task not yet taken, so the
-//! result never depends on which thread ran which task.
+//! result never depends on which thread ran which task. And [`join`], for two different tasks.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -45,9 +45,44 @@ where
     results.into_iter().collect()
 }
 
+/// Runs `first` on a thread of its own and `second` on the calling thread, and returns both results
+/// (`first` runs on the calling thread too, after `second`, when no thread can be made). A panic in
+/// `first` is resumed on the calling thread.
+pub fn join<A: Send, B>(first: impl FnOnce() -> A + Send, second: impl FnOnce() -> B) -> (A, B) {
+    // Whichever thread runs `first` takes it from here: a failed spawn leaves it for this one.
+    let first = std::sync::Mutex::new(Some(first));
+    let take = || first.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+    std::thread::scope(|scope| {
+        let spawned = std::thread::Builder::new().spawn_scoped(scope, || take().map(|first| first()));
+        let second = second();
+        let done = match spawned {
+            Ok(handle) => handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            Err(_) => None,
+        };
+        // `first` is taken exactly once: by the thread, or here when there was none.
+        let first = done.or_else(|| take().map(|first| first())).expect("the first task ran");
+        (first, second)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn join_returns_both_results_in_order() {
+        let (first, second) = join(|| std::thread::current().id(), || std::thread::current().id());
+        assert_ne!(first, second, "the first task runs on a thread of its own");
+        assert_eq!(second, std::thread::current().id());
+        let (text, number) = join(|| "a".repeat(3), || 7);
+        assert_eq!((text.as_str(), number), ("aaa", 7));
+    }
+
+    #[test]
+    #[should_panic(expected = "first task failed")]
+    fn join_resumes_a_panic_of_the_first_task() {
+        let _ = join(|| -> u8 { panic!("first task failed") }, || 1);
+    }
 
     #[test]
     fn every_task_runs_once_whatever_the_threads() {

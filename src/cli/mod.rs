@@ -362,11 +362,8 @@ fn build(args: &BuildArgs) -> u8 {
     let origin = write::Origin { input_name: &source.name, input: source.text.as_bytes(), targets: &targets };
     // OUT is opened, its metadata read and its lock compared with this build while the topology is
     // analysed; an invalid topology still reports only its diagnostics.
-    let (compiled, prepared) = std::thread::scope(|scope| {
-        let prepared = scope.spawn(|| write::prepare(&args.out, args.force, origin));
-        let compiled = compile_source(&source);
-        (compiled, prepared.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
-    });
+    let (prepared, compiled) =
+        crate::work::join(|| write::prepare(&args.out, args.force, origin), || compile_source(&source));
     let compiled = match compiled {
         Ok(compiled) => compiled,
         Err(code) => return code,

@@ -523,11 +523,7 @@ pub fn compare_directory(old: &Path, new: &Compiled, stat: bool) -> Result<Compa
 /// Compares the artifacts of two topologies.
 pub fn compare_topologies(old: &Compiled, new: &Compiled, stat: bool) -> Comparison {
     let graph = Some(graph_changes(old, new));
-    let (old_digests, new_digests) = std::thread::scope(|scope| {
-        let old_digests = scope.spawn(|| digests(old));
-        let new_digests = digests(new);
-        (old_digests.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)), new_digests)
-    });
+    let (old_digests, new_digests) = crate::work::join(|| digests(old), || digests(new));
     let mut files = BTreeMap::new();
     for (path, (digest, _)) in &new_digests {
         match old_digests.get(path) {
