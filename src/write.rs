@@ -204,9 +204,60 @@ struct LockView<'a> {
     #[serde(default, borrow, skip_serializing_if = "Vec::is_empty")]
     targets: Vec<&'a str>,
     #[serde(borrow)]
-    files: BTreeMap<&'a str, &'a str>,
-    #[serde(default, borrow, skip_serializing_if = "BTreeMap::is_empty")]
-    inputs: BTreeMap<&'a str, &'a str>,
+    files: SortedPairs<'a>,
+    #[serde(default, borrow, skip_serializing_if = "SortedPairs::is_empty")]
+    inputs: SortedPairs<'a>,
+}
+
+/// A JSON object read in place whose keys are in strictly ascending order, as weave writes every map
+/// of its lock: kept as the list it is (an object out of order, or with a key twice, does not read),
+/// so reading a lock of a large OUT does not build a search tree of its entries.
+#[derive(Default)]
+struct SortedPairs<'a>(Vec<(&'a str, &'a str)>);
+
+impl SortedPairs<'_> {
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn contains_key(&self, key: &str) -> bool {
+        self.0.binary_search_by(|(entry, _)| (*entry).cmp(key)).is_ok()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().copied()
+    }
+}
+
+impl Serialize for SortedPairs<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.iter())
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for SortedPairs<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = SortedPairs<'de>;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("an object with its keys in ascending order")
+            }
+
+            fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+                let mut pairs: Vec<(&'de str, &'de str)> = Vec::with_capacity(map.size_hint().unwrap_or(0));
+                while let Some((key, value)) = map.next_entry::<&'de str, &'de str>()? {
+                    if pairs.last().is_some_and(|(last, _)| *last >= key) {
+                        return Err(serde::de::Error::custom(format!("`{key}` is out of order")));
+                    }
+                    pairs.push((key, value));
+                }
+                Ok(SortedPairs(pairs))
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -217,21 +268,23 @@ struct LockInputView<'a> {
 }
 
 impl<'a> LockView<'a> {
-    /// This view of `bytes` when they are exactly in the form weave writes (the bytes
-    /// [`Lock::to_bytes`] gives) and describe files weave could have written.
-    fn verified(self, bytes: &[u8]) -> Option<LockView<'a>> {
-        check_lock_entries(
-            self.input.sha256,
-            self.files.iter().map(|(path, digest)| (*path, *digest)),
-            self.inputs.iter().map(|(path, digest)| (*path, *digest)),
-            |path| self.files.contains_key(path),
-        )
-        .ok()?;
+    /// Whether the lock describes files weave could have written: every path inside OUT, every
+    /// digest a sha256.
+    fn is_sound(&self) -> bool {
+        check_lock_entries(self.input.sha256, self.files.iter(), self.inputs.iter(), |path| {
+            self.files.contains_key(path)
+        })
+        .is_ok()
+    }
+
+    /// Whether `bytes`, which this view was read from, are exactly in the form weave writes (the
+    /// bytes [`Lock::to_bytes`] gives).
+    fn is_written_as(&self, bytes: &[u8]) -> bool {
         // Written again into a comparison rather than a copy: the lock of a large OUT is tens of MB.
         let mut same = SameBytes::new(bytes);
-        serde_json::to_writer_pretty(&mut same, &self).ok()?;
-        same.write_all(b"\n").ok()?;
-        same.is_whole().then_some(self)
+        serde_json::to_writer_pretty(&mut same, self).is_ok()
+            && same.write_all(b"\n").is_ok()
+            && same.is_whole()
     }
 
     /// Whether this is the lock a build of `origin` writes, whatever its files: same weave, same
@@ -455,8 +508,20 @@ pub fn is_current(out: &Path, origin: Origin<'_>) -> bool {
     if !lock.records(origin) {
         return false;
     }
-    let Some(lock) = lock.verified(&bytes) else { return false };
-    let files: Vec<(&str, &str)> = lock.files.iter().map(|(path, digest)| (*path, *digest)).collect();
+    // No path is statted before every path is known to stay inside OUT; whether the lock is in
+    // weave's own form is asked beside the statting.
+    if !lock.is_sound() {
+        return false;
+    }
+    let (written_as, files_are_current) =
+        crate::work::join(|| lock.is_written_as(&bytes), || files_are_current(out, &lock, lock_times));
+    written_as && files_are_current
+}
+
+/// Whether every directory and file `lock` lists is in `out` as the lock's times or digests say,
+/// and no directory holds anything else.
+fn files_are_current(out: &Path, lock: &LockView<'_>, lock_times: LockTimes) -> bool {
+    let files = &lock.files.0;
     let tree = LockTree::new(files.iter().map(|(path, _)| *path));
     // The names a directory of a build holds: its files and subdirectories, and the lock at the root.
     let expected_names = |directory: &str| -> BTreeSet<&str> {
@@ -503,7 +568,7 @@ pub fn is_current(out: &Path, origin: Origin<'_>) -> bool {
     // that no file is read through a directory that turns out to be a link.
     let threads = std::thread::available_parallelism().map_or(1, usize::from).clamp(1, 8);
     all_in_chunks(&tree.directories, threads, |directory| directory_is_current(directory))
-        && all_in_chunks(&files, threads, |file| file_is_current(*file))
+        && all_in_chunks(files, threads, |file| file_is_current(*file))
 }
 
 /// Whether `test` holds for every item, the items taken in chunks by `threads` threads; stops at the
@@ -1715,6 +1780,15 @@ mod tests {
         // The same lock in another layout is not the form weave writes.
         fs::write(&lock_path, text.replace("\n  ", "\n    ")).unwrap();
         assert!(!is_current(&out, origin));
+        // Its entries out of order, or one of them twice: not the form weave writes either.
+        let mut lines: Vec<&str> = text.lines().collect();
+        let line_of = |lines: &[&str], path: &str| lines.iter().position(|line| line.contains(path)).unwrap();
+        let (two, one) = (line_of(&lines, "\"a/b/two.txt\""), line_of(&lines, "\"a/one.txt\""));
+        lines.swap(two, one);
+        fs::write(&lock_path, lines.join("\n") + "\n").unwrap();
+        assert!(!is_current(&out, origin));
+        fs::write(&lock_path, text.replacen("\"a/one.txt\"", "\"a/b/two.txt\"", 1)).unwrap();
+        assert!(!is_current(&out, origin));
         fs::write(&lock_path, &lock_bytes).unwrap();
         mark_lock_current(&out).unwrap();
         assert!(is_current(&out, origin));
@@ -1768,6 +1842,18 @@ mod tests {
         assert!(is_current(&out, origin));
         fs::write(out.join("a/one.txt"), "ONE").unwrap();
         assert!(!is_current(&out, origin));
+    }
+
+    #[test]
+    fn a_lock_read_in_place_takes_keys_in_ascending_order_only() {
+        let read = |text: &str| serde_json::from_str::<SortedPairs<'_>>(text).map(|pairs| pairs.0.len());
+        assert_eq!(read(r#"{"a": "1", "b": "2"}"#).unwrap(), 2);
+        assert_eq!(read("{}").unwrap(), 0);
+        assert!(read(r#"{"b": "1", "a": "2"}"#).is_err());
+        assert!(read(r#"{"a": "1", "a": "2"}"#).is_err());
+        let pairs: SortedPairs<'_> = serde_json::from_str(r#"{"a": "1", "c": "2"}"#).unwrap();
+        assert!(pairs.contains_key("a") && pairs.contains_key("c") && !pairs.contains_key("b"));
+        assert_eq!(serde_json::to_string(&pairs).unwrap(), r#"{"a":"1","c":"2"}"#);
     }
 
     #[test]
