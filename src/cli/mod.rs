@@ -307,7 +307,7 @@ pub fn compile_file(path: &Path) -> Result<(Compiled, Source), u8> {
 }
 
 /// Analyses a topology's text, printing its diagnostics; an invalid one is `EXIT_INVALID`.
-fn compile_source(source: &Source) -> Result<Compiled, u8> {
+pub(super) fn compile_source(source: &Source) -> Result<Compiled, u8> {
     let analysis = crate::analyze(source, &Limits::default());
     if !analysis.diagnostics.is_empty() {
         eprint!("{}", diagnostics::render_human(&analysis.diagnostics, source, stderr_color()));
@@ -445,14 +445,18 @@ fn build_check(args: &BuildArgs) -> u8 {
         eprintln!("{} is up to date with {} (as its lock records)", args.out.display(), source.name);
         return EXIT_OK;
     }
-    let baseline = match write::Baseline::read_for_check(&args.out) {
+    // OUT's metadata and lock are read while the topology is analysed, as a build reads them.
+    let (baseline, analysis) = crate::work::join(
+        || write::Baseline::read_for_check(&args.out),
+        || crate::analyze(&source, &Limits::default()),
+    );
+    let baseline = match baseline {
         Ok(baseline) => baseline,
         Err(error) => {
             eprintln!("error: {error}");
             return EXIT_USAGE;
         }
     };
-    let analysis = crate::analyze(&source, &Limits::default());
     if !analysis.diagnostics.is_empty() {
         eprint!("{}", diagnostics::render_human(&analysis.diagnostics, &source, stderr_color()));
     }

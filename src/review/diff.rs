@@ -467,14 +467,30 @@ impl ForkSink for DirectorySink {
 /// Compares an output directory with a topology's artifacts.
 pub fn compare_directory(old: &Path, new: &Compiled, stat: bool) -> Result<Comparison, String> {
     let _opened = write::open(old).map_err(|error| error.to_string())?;
-    let baseline = match write::Baseline::read(old, false) {
-        Ok(Some(baseline)) => baseline,
-        Ok(None) => return Err(format!("{} does not exist", old.display())),
+    compare_with_directory(old, read_directory(old)?, new, stat)
+}
+
+/// What [`compare_with_directory`] needs of the output directory `old` (call [`write::open`]
+/// first): its metadata and lock, read without the topology, so that a caller may read them while
+/// the topology is analysed.
+pub fn read_directory(old: &Path) -> Result<write::Baseline, String> {
+    match write::Baseline::read(old, false) {
+        Ok(Some(baseline)) => Ok(baseline),
+        Ok(None) => Err(format!("{} does not exist", old.display())),
         Err(write::WriteError::NotOurs(_, reason)) => {
-            return Err(format!("{} is not a weave output directory ({reason})", old.display()));
+            Err(format!("{} is not a weave output directory ({reason})", old.display()))
         }
-        Err(error) => return Err(error.to_string()),
-    };
+        Err(error) => Err(error.to_string()),
+    }
+}
+
+/// Compares the output directory `old`, as [`read_directory`] read it, with a topology's artifacts.
+pub fn compare_with_directory(
+    old: &Path,
+    baseline: write::Baseline,
+    new: &Compiled,
+    stat: bool,
+) -> Result<Comparison, String> {
     let old_sizes: BTreeMap<String, u64> = baseline
         .paths()
         .map(|path| {

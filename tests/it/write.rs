@@ -201,6 +201,12 @@ fn diff_refuses_a_directory_that_is_not_a_weave_output() {
     assert!(stderr(&output).contains("is not a weave output directory"), "{}", stderr(&output));
     let output = weave_within(30, &["diff", "/usr/lib", TOPOLOGY]);
     assert_eq!(code(&output), 2, "{}", stderr(&output));
+    // The directory is read while the topology is analysed; an invalid topology is still reported
+    // as such first, whatever the directory holds.
+    let invalid = "fixtures/invalid/action-not-served.yaml";
+    let output = weave_within(30, &["diff", directory.path().join("lib").to_str().unwrap(), invalid]);
+    assert_eq!(code(&output), 1, "{}", stderr(&output));
+    assert!(!stderr(&output).contains("is not a weave output directory"), "{}", stderr(&output));
 }
 
 #[test]
