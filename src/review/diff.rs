@@ -359,46 +359,116 @@ pub fn select_for_diff(
     (kept, held_back)
 }
 
-/// A sink that keeps the digest and size of every artifact, and the bytes of the wanted ones only.
+/// What a topology's build holds at a path, as far as a comparison needs to know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Recorded {
+    /// The artifact's sha256 and size.
+    Content(String, u64),
+    /// The digest of the declared inputs it is rendered from ([`crate::emit::inputs`]), left
+    /// unrendered: equal inputs digests mean equal bytes.
+    Inputs(String),
+}
+
+impl Recorded {
+    fn size(&self) -> u64 {
+        match self {
+            Recorded::Content(_, size) => *size,
+            Recorded::Inputs(_) => 0,
+        }
+    }
+}
+
+/// What a digest pass keeps.
+#[derive(Clone, Default)]
+enum Keep {
+    /// Every artifact, an artifact with declared inputs by their digest alone.
+    #[default]
+    All,
+    /// The sha256 and size of these artifacts only, each rendered.
+    Rendered(Arc<BTreeSet<String>>),
+    /// The bytes of these artifacts only.
+    Bytes(Arc<BTreeSet<String>>),
+}
+
+/// A sink that records each artifact as [`Keep`] says, rendering an artifact with declared inputs
+/// only when its bytes or digest are wanted.
 #[derive(Default)]
 struct DigestSink {
-    wanted: Option<Arc<BTreeSet<String>>>,
-    digests: BTreeMap<String, (String, u64)>,
+    keep: Keep,
+    recorded: BTreeMap<String, Recorded>,
     kept: BTreeMap<String, Vec<u8>>,
+}
+
+impl DigestSink {
+    fn wants(&self, path: &str) -> bool {
+        match &self.keep {
+            Keep::All => true,
+            Keep::Rendered(wanted) | Keep::Bytes(wanted) => wanted.contains(path),
+        }
+    }
 }
 
 impl Sink for DigestSink {
     fn put(&mut self, path: String, bytes: Vec<u8>) -> io::Result<()> {
         write::safe_relative_path(&path)
             .map_err(|error| io::Error::new(io::ErrorKind::InvalidInput, error.to_string()))?;
-        if let Some(wanted) = &self.wanted {
-            if wanted.contains(&path) {
-                self.kept.insert(path, bytes);
-            }
+        if !self.wants(&path) {
+            return Ok(());
+        }
+        if let Keep::Bytes(_) = self.keep {
+            self.kept.insert(path, bytes);
         } else {
-            self.digests.insert(path, (write::sha256_hex(&bytes), bytes.len() as u64));
+            self.recorded.insert(path, Recorded::Content(write::sha256_hex(&bytes), bytes.len() as u64));
         }
         Ok(())
+    }
+
+    fn put_rendered(
+        &mut self,
+        path: String,
+        inputs: String,
+        render: &mut dyn FnMut() -> Vec<u8>,
+    ) -> io::Result<()> {
+        match self.keep {
+            Keep::All => {
+                write::safe_relative_path(&path)
+                    .map_err(|error| io::Error::new(io::ErrorKind::InvalidInput, error.to_string()))?;
+                self.recorded.insert(path, Recorded::Inputs(inputs));
+                Ok(())
+            }
+            _ if self.wants(&path) => self.put(path, render()),
+            _ => Ok(()),
+        }
     }
 }
 
 impl ForkSink for DigestSink {
     fn fork(&self) -> Self {
-        DigestSink { wanted: self.wanted.clone(), ..DigestSink::default() }
+        DigestSink { keep: self.keep.clone(), ..DigestSink::default() }
     }
 
     fn join(&mut self, other: Self) {
-        self.digests.extend(other.digests);
+        self.recorded.extend(other.recorded);
         self.kept.extend(other.kept);
     }
 }
 
-/// The digest and size of every artifact of a topology (the lock file left out).
-fn digests(compiled: &Compiled) -> BTreeMap<String, (String, u64)> {
+/// Every artifact of a topology (the lock file left out), as [`Keep::All`] records it.
+fn recorded(compiled: &Compiled) -> BTreeMap<String, Recorded> {
     let mut sink = DigestSink::default();
     // Emitting into memory cannot fail: the only error an emitter returns is its sink's.
     let _ = crate::emit_parallel(compiled, &[], &mut sink);
-    sink.digests
+    sink.recorded
+}
+
+/// The sha256 and size of the wanted artifacts of a topology.
+fn rendered(compiled: &Compiled, wanted: &Arc<BTreeSet<String>>) -> BTreeMap<String, Recorded> {
+    if wanted.is_empty() {
+        return BTreeMap::new();
+    }
+    let mut sink = DigestSink { keep: Keep::Rendered(wanted.clone()), ..DigestSink::default() };
+    let _ = crate::emit_parallel(compiled, &[], &mut sink);
+    sink.recorded
 }
 
 /// The bytes of the wanted artifacts of a topology.
@@ -406,7 +476,7 @@ fn kept(compiled: &Compiled, wanted: &Arc<BTreeSet<String>>) -> BTreeMap<String,
     if wanted.is_empty() {
         return BTreeMap::new();
     }
-    let mut sink = DigestSink { wanted: Some(wanted.clone()), ..DigestSink::default() };
+    let mut sink = DigestSink { keep: Keep::Bytes(wanted.clone()), ..DigestSink::default() };
     let _ = crate::emit_parallel(compiled, &[], &mut sink);
     sink.kept
 }
@@ -536,24 +606,41 @@ pub fn compare_with_directory(
     Ok(Comparison { graph: None, files, old: old_bytes, new: new_bytes, held_back })
 }
 
-/// Compares the artifacts of two topologies.
+/// Compares the artifacts of two topologies. An artifact rendered from declared inputs is rendered
+/// only when the two inputs digests differ or one side lacks it: equal digests mean equal bytes.
 pub fn compare_topologies(old: &Compiled, new: &Compiled, stat: bool) -> Comparison {
     let graph = Some(graph_changes(old, new));
-    let (old_digests, new_digests) = crate::work::join(|| digests(old), || digests(new));
+    let (mut old_recorded, mut new_recorded) = crate::work::join(|| recorded(old), || recorded(new));
+    // Every path kept by its inputs digest whose bytes may differ: rendered on both sides.
+    let undecided: BTreeSet<String> = old_recorded
+        .iter()
+        .filter(|(path, record)| {
+            matches!(record, Recorded::Inputs(_)) && new_recorded.get(*path) != Some(record)
+        })
+        .chain(new_recorded.iter().filter(|(path, record)| {
+            matches!(record, Recorded::Inputs(_)) && old_recorded.get(*path) != Some(record)
+        }))
+        .map(|(path, _)| path.clone())
+        .collect();
+    let undecided = Arc::new(undecided);
+    let (old_rendered, new_rendered) =
+        crate::work::join(|| rendered(old, &undecided), || rendered(new, &undecided));
+    old_recorded.extend(old_rendered);
+    new_recorded.extend(new_rendered);
     let mut files = BTreeMap::new();
-    for (path, (digest, _)) in &new_digests {
-        match old_digests.get(path) {
+    for (path, record) in &new_recorded {
+        match old_recorded.get(path) {
             None => {
                 files.insert(path.clone(), FileChange::Added);
             }
-            Some((previous, _)) if previous != digest => {
+            Some(previous) if previous != record => {
                 files.insert(path.clone(), FileChange::Changed);
             }
             Some(_) => {}
         }
     }
-    for path in old_digests.keys() {
-        if !new_digests.contains_key(path) {
+    for path in old_recorded.keys() {
+        if !new_recorded.contains_key(path) {
             files.insert(path.clone(), FileChange::Removed);
         }
     }
@@ -561,11 +648,11 @@ pub fn compare_topologies(old: &Compiled, new: &Compiled, stat: bool) -> Compari
         return Comparison { graph, files, ..Comparison::default() };
     }
     let size =
-        |digests: &BTreeMap<String, (String, u64)>, path: &str| digests.get(path).map_or(0, |entry| entry.1);
+        |recorded: &BTreeMap<String, Recorded>, path: &str| recorded.get(path).map_or(0, Recorded::size);
     let (wanted, held_back) =
-        select_for_diff(&files, |path| size(&old_digests, path) + size(&new_digests, path));
+        select_for_diff(&files, |path| size(&old_recorded, path) + size(&new_recorded, path));
     let wanted = Arc::new(wanted);
-    let (old_bytes, new_bytes) = (kept(old, &wanted), kept(new, &wanted));
+    let (old_bytes, new_bytes) = crate::work::join(|| kept(old, &wanted), || kept(new, &wanted));
     Comparison { graph, files, old: old_bytes, new: new_bytes, held_back }
 }
 

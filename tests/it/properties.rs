@@ -892,6 +892,24 @@ proptest! {
         prop_assert!(differing.is_empty(), "differs from a fresh build: {:?}\n--- before\n{}\n--- after\n{}", differing, before, after);
     }
 
+    /// Property 5: `weave diff` of two topologies, which renders an artifact with declared inputs
+    /// only where the two inputs digests differ, finds what comparing every rendered byte finds.
+    #[test]
+    fn a_diff_of_two_topologies_is_the_diff_of_their_bytes((before, after) in changed_pair()) {
+        let compile = |text: &str| {
+            weave::compile("generated.yaml", text).map_err(|diagnostics| TestCaseError::fail(summary(&diagnostics)))
+        };
+        let (old, new) = (compile(&before)?, compile(&after)?);
+        let artifacts = |compiled, text: &str| weave::review::diff::artifacts(compiled, "generated.yaml", text.as_bytes());
+        let expected =
+            weave::review::diff::compare(None, artifacts(&old, &before), artifacts(&new, &after));
+        let compared = weave::review::diff::compare_topologies(&old, &new, false);
+        prop_assert_eq!(&compared.files, &expected.files, "--- before\n{}\n--- after\n{}", before, after);
+        prop_assert_eq!(&compared.old, &expected.old);
+        prop_assert_eq!(&compared.new, &expected.new);
+        prop_assert_eq!(&compared.held_back, &expected.held_back);
+    }
+
     /// Property 3: the same text gives the same diagnostics, and the same bytes when it builds.
     #[test]
     fn the_same_text_builds_to_the_same_bytes(text in arbitrary_yaml()) {
