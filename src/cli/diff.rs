@@ -3,10 +3,13 @@
 use std::path::Path;
 
 use super::{
-    DiffArgs, EXIT_INVALID, EXIT_OK, EXIT_USAGE, compile_file, compile_source, open_output, read_source,
-    stdout_color,
+    DiffArgs, EXIT_INVALID, EXIT_OK, EXIT_USAGE, Unread, compile_source, load_source, open_output,
+    read_source, report_analysis, stdout_color,
 };
+use crate::Compiled;
+use crate::load::Limits;
 use crate::review::diff::{Comparison, compare_topologies, compare_with_directory, read_directory, render};
+use crate::source::Source;
 use crate::write;
 
 /// `weave diff`.
@@ -18,11 +21,7 @@ pub fn run(args: &DiffArgs) -> u8 {
             Err(code) => return code,
         }
     } else {
-        let (new, _) = match compile_file(&args.new) {
-            Ok(compiled) => compiled,
-            Err(code) => return code,
-        };
-        let (old, _) = match compile_file(Path::new(&args.old)) {
+        let (old, new) = match two_topologies(args) {
             Ok(compiled) => compiled,
             Err(code) => return code,
         };
@@ -30,6 +29,27 @@ pub fn run(args: &DiffArgs) -> u8 {
     };
     stdout!("{}", render(&comparison, args.stat, stdout_color()));
     if comparison.is_empty() { EXIT_OK } else { EXIT_INVALID }
+}
+
+/// NEW and OLD analysed, the two on two threads. What is reported, and in which order, is what
+/// analysing NEW and then OLD reports: NEW's read error or diagnostics first, and nothing of OLD
+/// when NEW stops the command.
+fn two_topologies(args: &DiffArgs) -> Result<(Compiled, Compiled), u8> {
+    let new_source = read_source(&args.new)?;
+    let analyze = |source: &Source| crate::analyze(source, &Limits::default());
+    let (new, old) = crate::work::join(
+        || analyze(&new_source),
+        || {
+            load_source(Path::new(&args.old)).map(|source| {
+                let analysis = analyze(&source);
+                (source, analysis)
+            })
+        },
+    );
+    let new = report_analysis(new, &new_source)?;
+    let (old_source, old) = old.map_err(Unread::report)?;
+    let old = report_analysis(old, &old_source)?;
+    Ok((old, new))
 }
 
 /// The comparison of the output directory `args.old` with the topology `args.new`.

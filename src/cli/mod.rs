@@ -254,11 +254,32 @@ pub fn stdout_color() -> bool {
 
 /// Reads a topology file; an unreadable file is a usage error (exit 2).
 pub fn read_source(path: &Path) -> Result<Source, u8> {
+    load_source(path).map_err(Unread::report)
+}
+
+/// A topology file that could not be read: what to print, and the exit code to stop with.
+pub(super) struct Unread {
+    message: String,
+    code: u8,
+}
+
+impl Unread {
+    /// Prints the message and gives the exit code.
+    pub(super) fn report(self) -> u8 {
+        eprint!("{}", self.message);
+        self.code
+    }
+}
+
+/// [`read_source`] without printing: a file that cannot be read is an [`Unread`].
+pub(super) fn load_source(path: &Path) -> Result<Source, Unread> {
     let limits = Limits::default();
     let refuse = |diagnostic: Diagnostic, text: String| {
         let source = Source::new(path.display().to_string(), text);
-        eprint!("{}", diagnostics::render_human(&[diagnostic], &source, stderr_color()));
-        Err(EXIT_INVALID)
+        Err(Unread {
+            message: diagnostics::render_human(&[diagnostic], &source, stderr_color()),
+            code: EXIT_INVALID,
+        })
     };
     match crate::source::read_bounded(path, limits.max_bytes) {
         Ok(text) => Ok(Source::new(path.display().to_string(), text)),
@@ -288,13 +309,13 @@ pub fn read_source(path: &Path) -> Result<Source, u8> {
             refuse(diagnostic, source.text)
         }
         Err(crate::source::ReadError::Io(error)) => {
-            eprintln!("error: cannot read {}: {error}", path.display());
+            let mut message = format!("error: cannot read {}: {error}\n", path.display());
             if path == Path::new(DEFAULT_FILE) {
-                eprintln!(
-                    "help: pass the topology file, or run `weave init` to write a starter {DEFAULT_FILE}"
-                );
+                message.push_str(&format!(
+                    "help: pass the topology file, or run `weave init` to write a starter {DEFAULT_FILE}\n"
+                ));
             }
-            Err(EXIT_USAGE)
+            Err(Unread { message, code: EXIT_USAGE })
         }
     }
 }
@@ -308,7 +329,11 @@ pub fn compile_file(path: &Path) -> Result<(Compiled, Source), u8> {
 
 /// Analyses a topology's text, printing its diagnostics; an invalid one is `EXIT_INVALID`.
 pub(super) fn compile_source(source: &Source) -> Result<Compiled, u8> {
-    let analysis = crate::analyze(source, &Limits::default());
+    report_analysis(crate::analyze(source, &Limits::default()), source)
+}
+
+/// Prints an analysis's diagnostics (human form) to stderr; an invalid topology is `EXIT_INVALID`.
+pub(super) fn report_analysis(analysis: Analysis, source: &Source) -> Result<Compiled, u8> {
     if !analysis.diagnostics.is_empty() {
         eprint!("{}", diagnostics::render_human(&analysis.diagnostics, source, stderr_color()));
     }

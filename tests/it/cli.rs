@@ -23,6 +23,33 @@ fn validate_exit_codes() {
 }
 
 #[test]
+fn diff_of_two_topologies_reports_new_first() {
+    let (valid, invalid, missing) = (
+        "fixtures/valid/federated-mesh.yaml",
+        "fixtures/invalid/unfederated-call.yaml",
+        "fixtures/does-not-exist.yaml",
+    );
+    let stderr = |output: &Output| String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(code(&weave(&["diff", valid, valid])), 0);
+    // The two are analysed side by side, but NEW is reported first and stops the command alone.
+    let output = weave(&["diff", missing, invalid]);
+    assert_eq!(code(&output), 1, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("E0") && !stderr(&output).contains("cannot read"),
+        "{}",
+        stderr(&output)
+    );
+    let output = weave(&["diff", missing, valid]);
+    assert_eq!(code(&output), 2, "{}", stderr(&output));
+    assert!(stderr(&output).contains("cannot read fixtures/does-not-exist.yaml"), "{}", stderr(&output));
+    let output = weave(&["diff", invalid, valid]);
+    assert_eq!(code(&output), 1, "{}", stderr(&output));
+    assert!(stderr(&output).contains("unfederated-call.yaml"), "{}", stderr(&output));
+    let output = weave(&["diff", valid, missing]);
+    assert_eq!(code(&output), 2, "{}", stderr(&output));
+}
+
+#[test]
 fn validate_json_has_the_documented_shape() {
     let output = weave(&["validate", "--format", "json", "fixtures/invalid/unfederated-call.yaml"]);
     assert_eq!(code(&output), 1);
