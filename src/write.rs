@@ -405,6 +405,11 @@ fn unsafe_path_error(path: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, WriteError::UnsafePath(path.to_owned()).to_string())
 }
 
+/// What a sink answers for an artifact `path`: an error (`InvalidInput`) when it would leave OUT.
+pub fn check_artifact_path(path: &str) -> io::Result<()> {
+    safe_relative_path(path).map(|_| ()).map_err(|_| unsafe_path_error(path))
+}
+
 /// The staging directory of a new OUT, beside it.
 fn staging_path(out: &Path) -> PathBuf {
     let name = out.file_name().map_or_else(|| "out".into(), |name| name.to_string_lossy().into_owned());
@@ -1325,7 +1330,7 @@ impl CheckSink {
 
 impl Sink for CheckSink {
     fn put(&mut self, path: String, bytes: Vec<u8>) -> io::Result<()> {
-        safe_relative_path(&path).map_err(|_| unsafe_path_error(&path))?;
+        check_artifact_path(&path)?;
         let digest = sha256_hex(&bytes);
         match self.baseline.state(&path, &bytes, &digest) {
             FileState::Current { .. } => {}

@@ -410,8 +410,7 @@ impl DigestSink {
 
 impl Sink for DigestSink {
     fn put(&mut self, path: String, bytes: Vec<u8>) -> io::Result<()> {
-        write::safe_relative_path(&path)
-            .map_err(|error| io::Error::new(io::ErrorKind::InvalidInput, error.to_string()))?;
+        write::check_artifact_path(&path)?;
         if !self.wants(&path) {
             return Ok(());
         }
@@ -431,8 +430,7 @@ impl Sink for DigestSink {
     ) -> io::Result<()> {
         match self.keep {
             Keep::All => {
-                write::safe_relative_path(&path)
-                    .map_err(|error| io::Error::new(io::ErrorKind::InvalidInput, error.to_string()))?;
+                write::check_artifact_path(&path)?;
                 self.recorded.insert(path, Recorded::Inputs(inputs));
                 Ok(())
             }
@@ -490,8 +488,7 @@ struct DirectorySink {
 
 impl Sink for DirectorySink {
     fn put(&mut self, path: String, bytes: Vec<u8>) -> io::Result<()> {
-        write::safe_relative_path(&path)
-            .map_err(|error| io::Error::new(io::ErrorKind::InvalidInput, error.to_string()))?;
+        write::check_artifact_path(&path)?;
         let digest = write::sha256_hex(&bytes);
         match self.baseline.state(&path, &bytes, &digest) {
             write::FileState::Current { .. } => {}
