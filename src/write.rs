@@ -120,16 +120,14 @@ impl Lock {
 
     /// Writes [`Lock::to_bytes`] into `writer` without holding them (a large mesh's lock is tens
     /// of MB).
-    pub fn write_to(&self, mut writer: impl io::Write) -> io::Result<()> {
-        serde_json::to_writer_pretty(&mut writer, self)?;
-        writer.write_all(b"\n")
+    pub fn write_to(&self, writer: impl io::Write) -> io::Result<()> {
+        write_lock_form(self, writer)
     }
 
     /// Whether `bytes` are this lock's [`Lock::to_bytes`], compared as they are written rather than
     /// against a copy.
     pub fn is_written_as(&self, bytes: &[u8]) -> bool {
-        let mut same = SameBytes::new(bytes);
-        self.write_to(&mut same).is_ok() && same.is_whole()
+        is_in_lock_form(self, bytes)
     }
 
     /// Writes the lock file at `path` and says whether its bytes are `previous` (when given): one
@@ -280,11 +278,7 @@ impl<'a> LockView<'a> {
     /// Whether `bytes`, which this view was read from, are exactly in the form weave writes (the
     /// bytes [`Lock::to_bytes`] gives).
     fn is_written_as(&self, bytes: &[u8]) -> bool {
-        // Written again into a comparison rather than a copy: the lock of a large OUT is tens of MB.
-        let mut same = SameBytes::new(bytes);
-        serde_json::to_writer_pretty(&mut same, self).is_ok()
-            && same.write_all(b"\n").is_ok()
-            && same.is_whole()
+        is_in_lock_form(self, bytes)
     }
 
     /// Whether this is the lock a build of `origin` writes, whatever its files: same weave, same
@@ -297,6 +291,20 @@ impl<'a> LockView<'a> {
             && self.targets.iter().copied().eq(expected.targets.iter().map(String::as_str))
             && self.input.sha256 == sha256_hex(origin.input)
     }
+}
+
+/// Writes `lock` (a [`Lock`], or a [`LockView`] of one) in the lock file's form: pretty JSON and a
+/// final newline.
+fn write_lock_form(lock: &impl Serialize, mut writer: impl io::Write) -> io::Result<()> {
+    serde_json::to_writer_pretty(&mut writer, lock)?;
+    writer.write_all(b"\n")
+}
+
+/// Whether `bytes` are `lock` in the lock file's form, written again into a comparison rather than
+/// a copy (the lock of a large OUT is tens of MB).
+fn is_in_lock_form(lock: &impl Serialize, bytes: &[u8]) -> bool {
+    let mut same = SameBytes::new(bytes);
+    write_lock_form(lock, &mut same).is_ok() && same.is_whole()
 }
 
 /// The lock file being written, compared on the way with the lock it replaces (`None` once they

@@ -482,10 +482,10 @@ fn build_check(args: &BuildArgs) -> u8 {
             return EXIT_USAGE;
         }
     };
-    if !analysis.diagnostics.is_empty() {
-        eprint!("{}", diagnostics::render_human(&analysis.diagnostics, &source, stderr_color()));
-    }
-    let Ok(compiled) = analysis.into_compiled() else { return EXIT_INVALID };
+    let compiled = match report_analysis(analysis, &source) {
+        Ok(compiled) => compiled,
+        Err(code) => return code,
+    };
     let mut sink = write::CheckSink::with_baseline(baseline);
     if let Err(error) = crate::emit_parallel(&compiled, &args.only, &mut sink) {
         eprintln!("error: {error}");

@@ -531,12 +531,6 @@ impl ForkSink for DirectorySink {
     }
 }
 
-/// Compares an output directory with a topology's artifacts.
-pub fn compare_directory(old: &Path, new: &Compiled, stat: bool) -> Result<Comparison, String> {
-    let _opened = write::open(old).map_err(|error| error.to_string())?;
-    compare_with_directory(old, read_directory(old)?, new, stat)
-}
-
 /// What [`compare_with_directory`] needs of the output directory `old` (call [`write::open`]
 /// first): its metadata and lock, read without the topology, so that a caller may read them while
 /// the topology is analysed.
