@@ -2,9 +2,9 @@
 //!
 //! [`put`] hands a sink an artifact together with the digest of everything it is rendered from:
 //! the render function is a plain `fn` (not a closure, so it can read nothing but its inputs value
-//! and constants), and the value serializes to JSON. The *inputs digest* is the sha256 of weave's
-//! source digest (`build.rs`: every file the binary is built from, so other code never shares a
-//! digest), the artifact's path and that JSON. Equal inputs digests mean equal bytes. The lock
+//! and constants), and the value implements `Serialize`. The *inputs digest* is the sha256 of
+//! weave's source digest (`build.rs`: every file the binary is built from, so other code never
+//! shares a digest), the artifact's path and the value's serialization ([`encoding`]). Equal inputs digests mean equal bytes. The lock
 //! records each such digest beside the file's own ([`crate::write::Lock::inputs`]), and the next
 //! build into that OUT keeps a file whose inputs digest is unchanged (and whose times vouch that it
 //! was not touched since) without rendering it.
@@ -12,6 +12,8 @@
 //! The rule that keeps it sound, for every inputs type: it serializes everything its render
 //! function reads. Derive `Serialize` with no `skip` attribute on a field the renderer reads, and
 //! put a rendered text or a shared value in as a [`Digested`], which serializes as its own digest.
+
+mod encoding;
 
 use std::io;
 
@@ -37,28 +39,19 @@ pub fn put<V: Serialize>(
 
 /// The inputs digest of the artifact at `path` rendered from `inputs`, in lowercase hex.
 pub fn digest<V: Serialize>(path: &str, inputs: &V) -> String {
-    let mut writer = DigestWriter(Sha256::new());
+    let mut hash = Sha256::new();
     for part in [SOURCE_DIGEST.as_bytes(), path.as_bytes()] {
-        writer.0.update((part.len() as u64).to_le_bytes());
-        writer.0.update(part);
+        hash.update((part.len() as u64).to_le_bytes());
+        hash.update(part);
     }
-    // Serializing plain data (structs, strings, numbers, lists, maps with string keys) cannot fail.
-    serde_json::to_writer(&mut writer, inputs).expect("inputs serialize to JSON");
-    crate::digest::hex(&writer.0.finalize())
+    crate::digest::hex(&value_digest(hash, inputs))
 }
 
-/// Feeds what serde_json writes straight into the hash.
-struct DigestWriter(Sha256);
-
-impl io::Write for DigestWriter {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        self.0.update(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
+/// `hash` fed the encoding of `value` ([`encoding`]), finalized.
+fn value_digest<V: Serialize + ?Sized>(hash: Sha256, value: &V) -> [u8; 32] {
+    // Inputs are plain data (structs, strings, numbers, lists, maps), whose `Serialize` impls
+    // raise no errors of their own, and the encoding never fails.
+    encoding::digest(hash, value).expect("inputs serialize")
 }
 
 /// A value that enters an inputs digest as its own digest, computed when it is made: a rendered
@@ -73,10 +66,8 @@ pub struct Digested<T> {
 
 impl<T: Serialize> Digested<T> {
     pub fn new(value: T) -> Digested<T> {
-        let mut writer = DigestWriter(Sha256::new());
-        // Serializing plain data cannot fail.
-        serde_json::to_writer(&mut writer, &value).expect("inputs serialize to JSON");
-        Digested { value, digest: writer.0.finalize().into() }
+        let digest = value_digest(Sha256::new(), &value);
+        Digested { value, digest }
     }
 }
 

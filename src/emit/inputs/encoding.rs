@@ -1,0 +1,554 @@
+//! The bytes an inputs value is digested as: its serde data model written as a stream of tagged
+//! events, fed to the hash a buffer at a time.
+//!
+//! Each event (a string, an integer, the start of a struct, a field, the end of a list, ...) is one
+//! tag byte followed by a self-delimiting payload (a number in LEB128, bytes prefixed with their
+//! length in LEB128, a float's eight bytes), and every compound value has an opening and a closing
+//! tag. So the stream is prefix-free: two values whose
+//! serializations differ in any event (a field's name or presence, an enum's variant, a list's
+//! length, a string's bytes) are written as different bytes, whatever their `Serialize` impls do
+//! (fields skipped when empty, sequences of unknown length, maps with keys of any type). JSON would
+//! do the same but costs more: it escapes every string byte by byte and formats every number in
+//! decimal, and most of an inputs value is strings.
+
+use std::fmt;
+
+use serde::ser::{self, Serialize};
+use sha2::{Digest, Sha256};
+
+/// `hash` fed the encoding of `value`, finalized.
+pub fn digest<V: Serialize + ?Sized>(hash: Sha256, value: &V) -> Result<[u8; 32], Error> {
+    let mut encoder = Encoder { hash, buffer: Vec::with_capacity(BUFFER) };
+    value.serialize(&mut encoder)?;
+    encoder.hash.update(&encoder.buffer);
+    Ok(encoder.hash.finalize().into())
+}
+
+/// Bytes gathered before they are hashed: hashing a few bytes at a time costs several times
+/// hashing them in bulk.
+const BUFFER: usize = 8192;
+
+/// A `Serialize` impl's own error (`serde::ser::Error::custom`); the encoding itself never fails.
+#[derive(Debug)]
+pub struct Error(String);
+
+impl fmt::Display for Error {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl ser::Error for Error {
+    fn custom<T: fmt::Display>(message: T) -> Error {
+        Error(message.to_string())
+    }
+}
+
+pub struct Encoder {
+    hash: Sha256,
+    buffer: Vec<u8>,
+}
+
+impl Encoder {
+    fn bytes(&mut self, bytes: &[u8]) {
+        if self.buffer.len() + bytes.len() > BUFFER {
+            self.hash.update(&self.buffer);
+            self.buffer.clear();
+            if bytes.len() > BUFFER {
+                self.hash.update(bytes);
+                return;
+            }
+        }
+        self.buffer.extend_from_slice(bytes);
+    }
+
+    fn tag(&mut self, tag: u8) {
+        self.bytes(&[tag]);
+    }
+
+    /// A tag and a payload of fixed length.
+    fn fixed<const N: usize>(&mut self, tag: u8, payload: [u8; N]) {
+        self.tag(tag);
+        self.bytes(&payload);
+    }
+
+    /// A tag and an unsigned number in LEB128 (seven bits a byte, the high bit set on every byte
+    /// but the last): self-delimiting, and one byte for the lengths of most strings.
+    fn number(&mut self, tag: u8, mut value: u128) {
+        let mut bytes = [0u8; 20];
+        bytes[0] = tag;
+        let mut length = 1;
+        loop {
+            let low = (value & 0x7f) as u8;
+            value >>= 7;
+            if value == 0 {
+                bytes[length] = low;
+                length += 1;
+                break;
+            }
+            bytes[length] = low | 0x80;
+            length += 1;
+        }
+        self.bytes(&bytes[..length]);
+    }
+
+    /// A tag and a payload prefixed with its length.
+    fn sized(&mut self, tag: u8, payload: &[u8]) {
+        self.number(tag, payload.len() as u128);
+        self.bytes(payload);
+    }
+
+    /// A variant of an enum: the enum's name, the variant's index and name.
+    fn variant(&mut self, tag: u8, name: &str, index: u32, variant: &str) {
+        self.sized(tag, name.as_bytes());
+        self.number(b'#', index.into());
+        self.sized(b'=', variant.as_bytes());
+    }
+}
+
+/// The tags, one per kind of event.
+mod tag {
+    pub const BOOL: u8 = b'b';
+    pub const SIGNED: u8 = b'i';
+    pub const UNSIGNED: u8 = b'u';
+    pub const FLOAT: u8 = b'f';
+    pub const CHAR: u8 = b'c';
+    pub const STR: u8 = b's';
+    pub const BYTES: u8 = b'y';
+    pub const NONE: u8 = b'n';
+    pub const SOME: u8 = b'?';
+    pub const UNIT: u8 = b'0';
+    pub const UNIT_STRUCT: u8 = b'1';
+    pub const UNIT_VARIANT: u8 = b'2';
+    pub const NEWTYPE_STRUCT: u8 = b'3';
+    pub const NEWTYPE_VARIANT: u8 = b'4';
+    pub const SEQ: u8 = b'[';
+    pub const TUPLE: u8 = b'|';
+    pub const TUPLE_STRUCT: u8 = b'<';
+    pub const TUPLE_VARIANT: u8 = b'5';
+    pub const ELEMENT: u8 = b',';
+    pub const MAP: u8 = b'{';
+    pub const KEY: u8 = b'k';
+    pub const VALUE: u8 = b'v';
+    pub const STRUCT: u8 = b'(';
+    pub const STRUCT_VARIANT: u8 = b'6';
+    pub const FIELD: u8 = b'.';
+    pub const SKIPPED: u8 = b'-';
+    pub const END: u8 = b')';
+}
+
+impl ser::Serializer for &mut Encoder {
+    type Ok = ();
+    type Error = Error;
+    type SerializeSeq = Self;
+    type SerializeTuple = Self;
+    type SerializeTupleStruct = Self;
+    type SerializeTupleVariant = Self;
+    type SerializeMap = Self;
+    type SerializeStruct = Self;
+    type SerializeStructVariant = Self;
+
+    fn serialize_bool(self, value: bool) -> Result<(), Error> {
+        self.fixed(tag::BOOL, [u8::from(value)]);
+        Ok(())
+    }
+
+    fn serialize_i8(self, value: i8) -> Result<(), Error> {
+        self.serialize_i128(value.into())
+    }
+
+    fn serialize_i16(self, value: i16) -> Result<(), Error> {
+        self.serialize_i128(value.into())
+    }
+
+    fn serialize_i32(self, value: i32) -> Result<(), Error> {
+        self.serialize_i128(value.into())
+    }
+
+    fn serialize_i64(self, value: i64) -> Result<(), Error> {
+        self.serialize_i128(value.into())
+    }
+
+    fn serialize_i128(self, value: i128) -> Result<(), Error> {
+        // Zigzag: 0, -1, 1, -2, ... as 0, 1, 2, 3, ..., so that small magnitudes take a byte.
+        self.number(tag::SIGNED, ((value << 1) ^ (value >> 127)) as u128);
+        Ok(())
+    }
+
+    fn serialize_u8(self, value: u8) -> Result<(), Error> {
+        self.serialize_u128(value.into())
+    }
+
+    fn serialize_u16(self, value: u16) -> Result<(), Error> {
+        self.serialize_u128(value.into())
+    }
+
+    fn serialize_u32(self, value: u32) -> Result<(), Error> {
+        self.serialize_u128(value.into())
+    }
+
+    fn serialize_u64(self, value: u64) -> Result<(), Error> {
+        self.serialize_u128(value.into())
+    }
+
+    fn serialize_u128(self, value: u128) -> Result<(), Error> {
+        self.number(tag::UNSIGNED, value);
+        Ok(())
+    }
+
+    fn serialize_f32(self, value: f32) -> Result<(), Error> {
+        self.serialize_f64(value.into())
+    }
+
+    fn serialize_f64(self, value: f64) -> Result<(), Error> {
+        self.fixed(tag::FLOAT, value.to_bits().to_le_bytes());
+        Ok(())
+    }
+
+    fn serialize_char(self, value: char) -> Result<(), Error> {
+        self.number(tag::CHAR, u32::from(value).into());
+        Ok(())
+    }
+
+    fn serialize_str(self, value: &str) -> Result<(), Error> {
+        self.sized(tag::STR, value.as_bytes());
+        Ok(())
+    }
+
+    fn serialize_bytes(self, value: &[u8]) -> Result<(), Error> {
+        self.sized(tag::BYTES, value);
+        Ok(())
+    }
+
+    fn serialize_none(self) -> Result<(), Error> {
+        self.tag(tag::NONE);
+        Ok(())
+    }
+
+    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<(), Error> {
+        self.tag(tag::SOME);
+        value.serialize(self)
+    }
+
+    fn serialize_unit(self) -> Result<(), Error> {
+        self.tag(tag::UNIT);
+        Ok(())
+    }
+
+    fn serialize_unit_struct(self, name: &'static str) -> Result<(), Error> {
+        self.sized(tag::UNIT_STRUCT, name.as_bytes());
+        Ok(())
+    }
+
+    fn serialize_unit_variant(
+        self,
+        name: &'static str,
+        index: u32,
+        variant: &'static str,
+    ) -> Result<(), Error> {
+        self.variant(tag::UNIT_VARIANT, name, index, variant);
+        Ok(())
+    }
+
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        name: &'static str,
+        value: &T,
+    ) -> Result<(), Error> {
+        self.sized(tag::NEWTYPE_STRUCT, name.as_bytes());
+        value.serialize(self)
+    }
+
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        name: &'static str,
+        index: u32,
+        variant: &'static str,
+        value: &T,
+    ) -> Result<(), Error> {
+        self.variant(tag::NEWTYPE_VARIANT, name, index, variant);
+        value.serialize(self)
+    }
+
+    fn serialize_seq(self, _len: Option<usize>) -> Result<Self, Error> {
+        self.tag(tag::SEQ);
+        Ok(self)
+    }
+
+    fn serialize_tuple(self, _len: usize) -> Result<Self, Error> {
+        self.tag(tag::TUPLE);
+        Ok(self)
+    }
+
+    fn serialize_tuple_struct(self, name: &'static str, _len: usize) -> Result<Self, Error> {
+        self.sized(tag::TUPLE_STRUCT, name.as_bytes());
+        Ok(self)
+    }
+
+    fn serialize_tuple_variant(
+        self,
+        name: &'static str,
+        index: u32,
+        variant: &'static str,
+        _len: usize,
+    ) -> Result<Self, Error> {
+        self.variant(tag::TUPLE_VARIANT, name, index, variant);
+        Ok(self)
+    }
+
+    fn serialize_map(self, _len: Option<usize>) -> Result<Self, Error> {
+        self.tag(tag::MAP);
+        Ok(self)
+    }
+
+    fn serialize_struct(self, name: &'static str, _len: usize) -> Result<Self, Error> {
+        self.sized(tag::STRUCT, name.as_bytes());
+        Ok(self)
+    }
+
+    fn serialize_struct_variant(
+        self,
+        name: &'static str,
+        index: u32,
+        variant: &'static str,
+        _len: usize,
+    ) -> Result<Self, Error> {
+        self.variant(tag::STRUCT_VARIANT, name, index, variant);
+        Ok(self)
+    }
+}
+
+impl Encoder {
+    fn element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+        self.tag(tag::ELEMENT);
+        value.serialize(self)
+    }
+
+    fn field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<(), Error> {
+        self.sized(tag::FIELD, key.as_bytes());
+        value.serialize(self)
+    }
+
+    fn end(&mut self) -> Result<(), Error> {
+        self.tag(tag::END);
+        Ok(())
+    }
+}
+
+impl ser::SerializeSeq for &mut Encoder {
+    type Ok = ();
+    type Error = Error;
+
+    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+        self.element(value)
+    }
+
+    fn end(self) -> Result<(), Error> {
+        Encoder::end(self)
+    }
+}
+
+impl ser::SerializeTuple for &mut Encoder {
+    type Ok = ();
+    type Error = Error;
+
+    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+        self.element(value)
+    }
+
+    fn end(self) -> Result<(), Error> {
+        Encoder::end(self)
+    }
+}
+
+impl ser::SerializeTupleStruct for &mut Encoder {
+    type Ok = ();
+    type Error = Error;
+
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+        self.element(value)
+    }
+
+    fn end(self) -> Result<(), Error> {
+        Encoder::end(self)
+    }
+}
+
+impl ser::SerializeTupleVariant for &mut Encoder {
+    type Ok = ();
+    type Error = Error;
+
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+        self.element(value)
+    }
+
+    fn end(self) -> Result<(), Error> {
+        Encoder::end(self)
+    }
+}
+
+impl ser::SerializeMap for &mut Encoder {
+    type Ok = ();
+    type Error = Error;
+
+    fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), Error> {
+        self.tag(tag::KEY);
+        key.serialize(&mut **self)
+    }
+
+    fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+        self.tag(tag::VALUE);
+        value.serialize(&mut **self)
+    }
+
+    fn end(self) -> Result<(), Error> {
+        Encoder::end(self)
+    }
+}
+
+impl ser::SerializeStruct for &mut Encoder {
+    type Ok = ();
+    type Error = Error;
+
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<(), Error> {
+        self.field(key, value)
+    }
+
+    fn skip_field(&mut self, key: &'static str) -> Result<(), Error> {
+        self.sized(tag::SKIPPED, key.as_bytes());
+        Ok(())
+    }
+
+    fn end(self) -> Result<(), Error> {
+        Encoder::end(self)
+    }
+}
+
+impl ser::SerializeStructVariant for &mut Encoder {
+    type Ok = ();
+    type Error = Error;
+
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<(), Error> {
+        self.field(key, value)
+    }
+
+    fn skip_field(&mut self, key: &'static str) -> Result<(), Error> {
+        self.sized(tag::SKIPPED, key.as_bytes());
+        Ok(())
+    }
+
+    fn end(self) -> Result<(), Error> {
+        Encoder::end(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde::Serialize;
+
+    use super::*;
+
+    fn of<V: Serialize>(value: &V) -> [u8; 32] {
+        digest(Sha256::new(), value).unwrap()
+    }
+
+    #[derive(Serialize)]
+    struct Optional {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        a: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        b: Option<String>,
+    }
+
+    #[derive(Serialize)]
+    enum Shape {
+        Point,
+        Circle(u32),
+        Square { side: u32 },
+        Line(u32, u32),
+    }
+
+    #[test]
+    fn values_that_serialize_differently_digest_differently() {
+        let distinct = [
+            of(&("ab", "c")),
+            of(&("a", "bc")),
+            of(&vec!["ab", "c"]),
+            of(&vec![vec!["a"], vec!["b", "c"]]),
+            of(&vec![vec!["a", "b"], vec!["c"]]),
+            of(&Optional { a: Some("x".into()), b: None }),
+            of(&Optional { a: None, b: Some("x".into()) }),
+            of(&Optional { a: None, b: None }),
+            of(&Some(1u32)),
+            of(&1u32),
+            of(&1i32),
+            of(&-1i32),
+            of(&i128::MIN),
+            of(&u128::MAX),
+            of(&128u32),
+            of(&1.0f64),
+            of(&'1'),
+            of(&"1"),
+            of(&Shape::Point),
+            of(&Shape::Circle(1)),
+            of(&Shape::Square { side: 1 }),
+            of(&Shape::Line(1, 1)),
+            of(&BTreeMap::from([("a", "b")])),
+            of(&BTreeMap::from([("a", "b"), ("c", "d")])),
+            of(&BTreeMap::from([(1u32, "b")])),
+            of(&serde_bytes_like(b"ab")),
+            of(&()),
+            of(&None::<u32>),
+            of(&Vec::<u32>::new()),
+        ];
+        for (index, digest) in distinct.iter().enumerate() {
+            for other in &distinct[index + 1..] {
+                assert_ne!(digest, other, "value {index} digests like a later one");
+            }
+        }
+        assert_eq!(of(&("ab", "c")), of(&("ab", "c")));
+    }
+
+    /// A value serialized as bytes (what [`super::super::Digested`] does).
+    struct BytesLike<'a>(&'a [u8]);
+
+    impl Serialize for BytesLike<'_> {
+        fn serialize<S: ser::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            serializer.serialize_bytes(self.0)
+        }
+    }
+
+    fn serde_bytes_like(bytes: &[u8]) -> BytesLike<'_> {
+        BytesLike(bytes)
+    }
+
+    #[test]
+    fn long_values_digest_the_same_however_the_buffer_splits_them() {
+        let long = "x".repeat(3 * BUFFER + 7);
+        let many: Vec<String> = (0..2 * BUFFER).map(|index| index.to_string()).collect();
+        assert_eq!(of(&long), of(&long.clone()));
+        assert_ne!(of(&long), of(&format!("{long}x")));
+        assert_ne!(of(&many), of(&many[1..].to_vec()));
+        // The bytes hashed do not depend on where the buffer was flushed.
+        let mut expected = Sha256::new();
+        // The length, 3 * 8192 + 7 = 24583, in LEB128.
+        expected.update([tag::STR, 0x87, 0xc0, 0x01]);
+        expected.update(long.as_bytes());
+        assert_eq!(of(&long), <[u8; 32]>::from(expected.finalize()));
+    }
+
+    #[test]
+    fn a_serialize_impls_own_error_is_returned() {
+        struct Refuses;
+        impl Serialize for Refuses {
+            fn serialize<S: ser::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+                Err(ser::Error::custom("refused"))
+            }
+        }
+        assert_eq!(digest(Sha256::new(), &vec![Refuses]).unwrap_err().to_string(), "refused");
+    }
+}
