@@ -1,8 +1,6 @@
 //! Federation: calls across trust domains that do not federate (E006), an inconsistent federation
 //! block (E007), and `pairs: all` wider than the calls need (W105).
 
-use std::collections::BTreeSet;
-
 use super::CheckContext;
 use crate::diagnostics::{Code, Diagnostic};
 use crate::model::FederationPairs;
@@ -141,7 +139,9 @@ fn wide_pairs(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
     if topology.federation.pairs != FederationPairs::All || !context.written("/federation/pairs") {
         return;
     }
-    let mut called: BTreeSet<(&str, &str)> = BTreeSet::new();
+    // Collected, then sorted and deduplicated once: a call per agent or two, most of them between
+    // pairs already seen.
+    let mut called: Vec<(&str, &str)> = Vec::new();
     for (caller, agent) in topology.agents.iter().enumerate() {
         let mut targets: Vec<usize> =
             context.plan.calls_from(caller).iter().map(|call| call.callee).collect();
@@ -154,10 +154,12 @@ fn wide_pairs(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
             let (left, right) = (context.plan.trust_domain_of(caller), context.plan.trust_domain_of(callee));
             if left != right {
                 let pair = if left < right { (left, right) } else { (right, left) };
-                called.insert(pair);
+                called.push(pair);
             }
         }
     }
+    called.sort_unstable();
+    called.dedup();
     let all = graph.federated_pairs().count();
     if context.plan.everything_reachable() || called.len() == all {
         return;

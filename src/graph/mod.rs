@@ -9,9 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use petgraph::Direction;
 use petgraph::graph::{DiGraph, NodeIndex};
-use petgraph::visit::EdgeRef;
 use serde::Serialize;
 
 use crate::model::{FederationPairs, NetworkKind, Topology};
@@ -63,6 +61,10 @@ pub struct MeshGraph {
     federated: Vec<(usize, usize)>,
     /// Domain id → the ids of the domains federated with it, sorted.
     federation_peers: Vec<Vec<usize>>,
+    /// Domain id → its sites (indices), in site order: the graph's `MemberOf` edges into the
+    /// domain's node, found without walking its federation edges (every other domain's, with
+    /// `pairs: all`).
+    domain_sites: Vec<Vec<usize>>,
 }
 
 impl MeshGraph {
@@ -159,8 +161,23 @@ impl MeshGraph {
         for peers in &mut federation_peers {
             peers.sort_unstable();
         }
+        let mut domain_sites: Vec<Vec<usize>> = vec![Vec::new(); domains.len()];
+        for (position, site) in topology.sites.iter().enumerate() {
+            if let Some(domain) = id(&site.trust_domain) {
+                domain_sites[domain].push(position);
+            }
+        }
 
-        MeshGraph { graph, trust_domain_nodes, site_nodes, agent_nodes, domains, federated, federation_peers }
+        MeshGraph {
+            graph,
+            trust_domain_nodes,
+            site_nodes,
+            agent_nodes,
+            domains,
+            federated,
+            federation_peers,
+            domain_sites,
+        }
     }
 
     /// The distinct trust domains of the enabled sites, sorted.
@@ -170,17 +187,7 @@ impl MeshGraph {
 
     /// The sites (indices) that belong to a trust domain, in site order.
     pub fn sites_of_trust_domain(&self, trust_domain: &str) -> Vec<usize> {
-        let Some(&node) = self.trust_domain_nodes.get(trust_domain) else { return Vec::new() };
-        let mut sites: Vec<usize> = self
-            .graph
-            .edges_directed(node, Direction::Incoming)
-            .filter_map(|edge| match self.graph[edge.source()] {
-                Node::Site { site } => Some(site),
-                _ => None,
-            })
-            .collect();
-        sites.sort_unstable();
-        sites
+        self.domain_id(trust_domain).map(|domain| self.domain_sites[domain].clone()).unwrap_or_default()
     }
 
     /// Whether two distinct trust domains federate (in either direction; the relation is mutual).
@@ -211,6 +218,11 @@ impl MeshGraph {
         self.federated
             .iter()
             .map(|&(left, right)| (self.domains[left].as_str(), self.domains[right].as_str()))
+    }
+
+    /// [`MeshGraph::federated_pairs`] as positions in [`MeshGraph::trust_domains`].
+    pub fn federated_ids(&self) -> &[(usize, usize)] {
+        &self.federated
     }
 
     /// The graph node of a site.
@@ -278,5 +290,29 @@ mod tests {
             ]
         );
         assert_eq!(graph.federated_with("azure.company.com"), ["aws.company.com", "gcp.company.com"]);
+    }
+
+    #[test]
+    fn the_sites_of_a_domain_are_the_sites_with_an_edge_into_it() {
+        use petgraph::Direction;
+        use petgraph::visit::EdgeRef;
+
+        let graph = graph_with_pairs("all");
+        let domains: Vec<&str> = graph.trust_domains().collect();
+        for domain in domains.iter().copied().chain(["elsewhere.example"]) {
+            let mut from_edges: Vec<usize> = graph
+                .trust_domain_nodes
+                .get(domain)
+                .into_iter()
+                .flat_map(|&node| graph.graph.edges_directed(node, Direction::Incoming))
+                .filter_map(|edge| match graph.graph[edge.source()] {
+                    Node::Site { site } => Some(site),
+                    _ => None,
+                })
+                .collect();
+            from_edges.sort_unstable();
+            assert_eq!(graph.sites_of_trust_domain(domain), from_edges, "{domain}");
+        }
+        assert!(domains.iter().all(|domain| !graph.sites_of_trust_domain(domain).is_empty()));
     }
 }

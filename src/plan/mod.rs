@@ -24,7 +24,7 @@ pub mod prerequisites;
 pub mod tailnet;
 pub mod vpn;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
@@ -162,8 +162,8 @@ pub struct Authorization {
     agent_domain: Vec<usize>,
     /// Trust domain names, by id (sorted).
     domains: Vec<String>,
-    /// Federated pairs of domain ids, both orders.
-    federated: HashSet<(usize, usize)>,
+    /// Federated pairs of domain ids, both orders, sorted.
+    federated: Vec<(usize, usize)>,
 }
 
 /// The plan of one topology. See the module documentation.
@@ -192,13 +192,10 @@ impl Plan {
             .iter()
             .map(|agent| domain_id.get(&topology.sites[agent.site].trust_domain).copied().unwrap_or(0))
             .collect();
-        let federated: HashSet<(usize, usize)> = graph
-            .federated_pairs()
-            .flat_map(|(left, right)| {
-                let (left, right) = (domain_id[left], domain_id[right]);
-                [(left, right), (right, left)]
-            })
-            .collect();
+        // The graph's domain ids are positions in the same sorted list as `domains`.
+        let mut federated: Vec<(usize, usize)> =
+            graph.federated_ids().iter().flat_map(|&(left, right)| [(left, right), (right, left)]).collect();
+        federated.sort_unstable();
         let mut public_actions_written: Vec<String> = Vec::new();
         for action in &topology.authorization.public_actions {
             if !public_actions_written.contains(action) {
@@ -356,7 +353,7 @@ impl Plan {
                 let authorization = &plan.authorization;
                 let mut link = |left: usize, right: usize| {
                     let (a, b) = (authorization.agent_domain[left], authorization.agent_domain[right]);
-                    if a != b && authorization.federated.contains(&(a, b)) {
+                    if a != b && authorization.federated.binary_search(&(a, b)).is_ok() {
                         federates[left].insert(b);
                         federates[right].insert(a);
                     }
@@ -488,9 +485,7 @@ impl Plan {
     /// Every federated pair of trust domain ids ([`Plan::trust_domain_id_of`]), in both orders,
     /// sorted.
     pub fn federated_domain_ids(&self) -> Vec<(usize, usize)> {
-        let mut pairs: Vec<(usize, usize)> = self.authorization.federated.iter().copied().collect();
-        pairs.sort_unstable();
-        pairs
+        self.authorization.federated.clone()
     }
 
     /// Whether two agents share a trust domain.
@@ -534,7 +529,7 @@ impl Plan {
     pub fn trusted(&self, caller: usize, callee: usize) -> bool {
         let (left, right) =
             (self.authorization.agent_domain[caller], self.authorization.agent_domain[callee]);
-        left == right || self.authorization.federated.contains(&(left, right))
+        left == right || self.authorization.federated.binary_search(&(left, right)).is_ok()
     }
 
     /// DESIGN.md §4: `allowed(A, B, action)` — the verdict every layer together must give.
