@@ -56,12 +56,38 @@ pub struct Lock {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub targets: Vec<String>,
     /// Every file of OUT but the lock itself, by path, with its sha256 (hex).
+    #[serde(deserialize_with = "bulk_map")]
     pub files: BTreeMap<String, String>,
     /// The files rendered from declared inputs, by path, with their inputs digest
     /// ([`crate::emit::inputs`]): a later build whose inputs digest to the same value would write the
     /// same bytes.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, deserialize_with = "bulk_map", skip_serializing_if = "BTreeMap::is_empty")]
     pub inputs: BTreeMap<String, String>,
+}
+
+/// A JSON object of strings read into a map as `BTreeMap`'s own deserialization does (a key given
+/// twice keeps its last value), but built at once from the sorted entries rather than by an
+/// insertion per entry: the maps of a lock hold an entry per file of OUT, in order.
+fn bulk_map<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<BTreeMap<String, String>, D::Error> {
+    struct Visitor;
+    impl<'de> serde::de::Visitor<'de> for Visitor {
+        type Value = Vec<(String, String)>;
+
+        fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            formatter.write_str("a map")
+        }
+
+        fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+            let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0).min(1 << 16));
+            while let Some(entry) = map.next_entry()? {
+                entries.push(entry);
+            }
+            Ok(entries)
+        }
+    }
+    // Collecting sorts the entries (stably: of equal keys the last read stays last) and keeps the
+    // last of equal keys.
+    Ok(deserializer.deserialize_map(Visitor)?.into_iter().collect())
 }
 
 /// What a build is made from, as its lock records it: the output is a function of these alone (and
@@ -295,9 +321,14 @@ impl<'a> LockView<'a> {
 
 /// Writes `lock` (a [`Lock`], or a [`LockView`] of one) in the lock file's form: pretty JSON and a
 /// final newline.
-fn write_lock_form(lock: &impl Serialize, mut writer: impl io::Write) -> io::Result<()> {
+fn write_lock_form(lock: &impl Serialize, writer: impl io::Write) -> io::Result<()> {
+    // serde_json writes a token at a time; the writer (a file and a comparison) is given 64 KiB at
+    // a time.
+    let mut writer = io::BufWriter::with_capacity(64 << 10, writer);
     serde_json::to_writer_pretty(&mut writer, lock)?;
-    writer.write_all(b"\n")
+    writer.write_all(b"\n")?;
+    writer.into_inner().map_err(io::IntoInnerError::into_error)?;
+    Ok(())
 }
 
 /// Whether `bytes` are `lock` in the lock file's form, written again into a comparison rather than
@@ -1406,6 +1437,35 @@ mod tests {
             let mut merged = into;
             merge_sorted(&mut merged, other);
             assert_eq!(merged, expected);
+        }
+    }
+
+    #[test]
+    fn a_lock_reads_as_serde_reads_its_maps_in_any_order_and_with_a_key_twice() {
+        #[derive(Deserialize)]
+        struct Plain {
+            files: BTreeMap<String, String>,
+        }
+        let digest = |n: u8| format!("{n}").repeat(64);
+        for files in [
+            format!(r#"{{"b": "{}", "a": "{}", "c": "{}"}}"#, digest(1), digest(2), digest(3)),
+            format!(
+                r#"{{"b": "{}", "a": "{}", "b": "{}", "a": "{}"}}"#,
+                digest(1),
+                digest(2),
+                digest(3),
+                digest(4)
+            ),
+            "{}".to_owned(),
+        ] {
+            let text = format!(
+                r#"{{"weave_version": "0", "input": {{"file": "t.yaml", "sha256": "{}"}}, "files": {files}, "inputs": {files}}}"#,
+                digest(0)
+            );
+            let lock = Lock::parse(text.as_bytes()).unwrap();
+            let plain: Plain = serde_json::from_str(&format!(r#"{{"files": {files}}}"#)).unwrap();
+            assert_eq!(lock.files, plain.files, "{files}");
+            assert_eq!(lock.inputs, plain.files, "{files}");
         }
     }
 
