@@ -122,17 +122,24 @@ fn emit_part(context: &EmitContext<'_>, part: usize, sink: &mut dyn Sink) -> io:
         Some(Part::Site(site_index)) => site_files(&SiteContext::new(context, site_index), sink),
         Some(Part::Agents { site, start, end }) => {
             let site_context = SiteContext::new(context, site);
-            // The federation peers of each trust domain, which every agent's OPA data of it holds.
-            let mut peers: BTreeMap<&str, super::opa::DomainPeers<'_>> = BTreeMap::new();
+            // What the files of the site's agents share, per trust domain (the site's own), made and
+            // digested once.
+            let mut shared: BTreeMap<&str, agents::SharedSiteAgentInputs<'_>> = BTreeMap::new();
             for &agent_index in &site_context.site.agents[start..end] {
                 let domain = context.plan.trust_domain_of(agent_index);
-                let peers = peers.entry(domain).or_insert_with(|| super::opa::domain_peers(context, domain));
+                let shared = shared.entry(domain).or_insert_with(|| {
+                    agents::SiteAgentInputs::of(
+                        &site_context,
+                        domain,
+                        &super::opa::domain_peers(context, domain),
+                    )
+                });
                 let path = format!(
                     "k8s/{}/{}",
                     site_context.site.name,
                     agent_file(&context.topology.agents[agent_index].name)
                 );
-                let inputs = agents::AgentFileInputs::of(&site_context, agent_index, peers);
+                let inputs = agents::AgentFileInputs::of(&site_context, agent_index, shared);
                 super::inputs::put(sink, path, &inputs, agents::file)?;
             }
             Ok(())

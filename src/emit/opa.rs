@@ -96,7 +96,10 @@ fn render_data(authz: &MeshAuthz<'_>) -> Vec<u8> {
 /// into `agent` (see the module documentation). Same layout as [`data_json`].
 pub fn agent_data_json(context: &EmitContext<'_>, agent: usize) -> Vec<u8> {
     let domain = context.plan.trust_domain_of(agent);
-    AgentDataInputs::of(context, agent, &domain_peers(context, domain)).render()
+    let shared = DomainDataInputs::of(context, domain, &domain_peers(context, domain));
+    let edges = edges_into(context, agent);
+    AgentDataInputs { domain: &shared, callee: &context.topology.agents[agent].spiffe_id, edges: &edges }
+        .render()
 }
 
 /// The trust domains federated with one domain, sorted: what every agent's OPA data of that domain
@@ -111,57 +114,74 @@ pub fn domain_peers<'a>(context: &EmitContext<'a>, domain: &str) -> DomainPeers<
     Digested::new(Arc::new(peers))
 }
 
-/// Everything one agent's OPA data is rendered from ([`super::inputs`]).
+/// What the OPA data of every agent of a trust domain shares ([`super::inputs`]).
 #[derive(Debug, Clone, Serialize)]
-pub struct AgentDataInputs<'a> {
+pub struct DomainDataInputs<'a> {
     mesh: &'a str,
     allow_same_trust_domain: bool,
     public_actions: Vec<&'a str>,
     federation_enabled: bool,
-    callee: &'a str,
     domain: &'a str,
     /// [`domain_peers`] of `domain`.
     peers: DomainPeers<'a>,
-    /// Caller SPIFFE ID → the actions granted into `callee`.
-    edges: BTreeMap<&'a str, Vec<&'a str>>,
 }
 
-impl<'a> AgentDataInputs<'a> {
-    /// The inputs of `callee`'s OPA data; `peers` is [`domain_peers`] of its trust domain.
-    pub fn of(context: &EmitContext<'a>, callee: usize, peers: &DomainPeers<'a>) -> AgentDataInputs<'a> {
+impl<'a> DomainDataInputs<'a> {
+    /// The shared inputs of the OPA data of `domain`'s agents; `peers` is its [`domain_peers`].
+    pub fn of(context: &EmitContext<'a>, domain: &'a str, peers: &DomainPeers<'a>) -> DomainDataInputs<'a> {
         let topology = context.topology;
         let plan = context.plan;
-        let mut edges: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-        for &caller in plan.callers_of(callee) {
-            let Some(actions) = plan.edge_actions(caller, callee) else { continue };
-            let mut granted: Vec<&str> = actions.iter().map(String::as_str).collect();
-            granted.sort_unstable();
-            granted.dedup();
-            edges.insert(topology.agents[caller].spiffe_id.as_str(), granted);
-        }
-        AgentDataInputs {
+        DomainDataInputs {
             mesh: &topology.mesh.name,
             allow_same_trust_domain: plan.allow_same_trust_domain(),
             public_actions: plan.public_actions().iter().map(String::as_str).collect(),
             federation_enabled: topology.federation.enabled,
-            callee: topology.agents[callee].spiffe_id.as_str(),
-            domain: plan.trust_domain_of(callee),
+            domain,
             peers: peers.clone(),
-            edges,
         }
     }
+}
 
+/// Caller SPIFFE ID → the actions granted into the callee: the part of an agent's OPA data that is
+/// its own.
+pub type AgentEdges<'a> = BTreeMap<&'a str, Vec<&'a str>>;
+
+/// The [`AgentEdges`] of the calls into `callee`.
+pub fn edges_into<'a>(context: &EmitContext<'a>, callee: usize) -> AgentEdges<'a> {
+    let plan = context.plan;
+    let mut edges: AgentEdges<'a> = BTreeMap::new();
+    for &caller in plan.callers_of(callee) {
+        let Some(actions) = plan.edge_actions(caller, callee) else { continue };
+        let mut granted: Vec<&str> = actions.iter().map(String::as_str).collect();
+        granted.sort_unstable();
+        granted.dedup();
+        edges.insert(context.topology.agents[caller].spiffe_id.as_str(), granted);
+    }
+    edges
+}
+
+/// Everything one agent's OPA data is rendered from.
+#[derive(Debug, Clone)]
+pub struct AgentDataInputs<'a, 'b> {
+    pub domain: &'b DomainDataInputs<'a>,
+    /// The agent's SPIFFE ID.
+    pub callee: &'a str,
+    pub edges: &'b AgentEdges<'a>,
+}
+
+impl<'a, 'b> AgentDataInputs<'a, 'b> {
     /// The agent's OPA data (see [`agent_data_json`]).
     pub fn render(&self) -> Vec<u8> {
+        let domain = self.domain;
         let data = MeshData {
-            mesh: self.mesh,
-            allow_same_trust_domain: self.allow_same_trust_domain,
-            public_actions: self.public_actions.clone(),
+            mesh: domain.mesh,
+            allow_same_trust_domain: domain.allow_same_trust_domain,
+            public_actions: domain.public_actions.clone(),
             federation: FederationData {
-                enabled: self.federation_enabled,
-                peers: BTreeMap::from([(self.domain, self.peers.get().to_vec())]),
+                enabled: domain.federation_enabled,
+                peers: BTreeMap::from([(domain.domain, domain.peers.get().to_vec())]),
             },
-            agents: BTreeMap::from([(self.callee, self.domain)]),
+            agents: BTreeMap::from([(self.callee, domain.domain)]),
             edges: self
                 .edges
                 .iter()

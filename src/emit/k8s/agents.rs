@@ -17,6 +17,7 @@
 //!   so they still run when the spot pool is empty.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -30,7 +31,8 @@ use super::objects::{
 };
 use super::{AGENT_COMPONENT, SiteContext, SiteLabels, selector_labels};
 use crate::emit::conventions::{AGENT_UID, HEALTH_PATH, METRICS_PATH, SPIRE_SOCKET_DIR, SPIRE_SOCKET_PATH};
-use crate::emit::opa::{AgentDataInputs, DomainPeers};
+use crate::emit::inputs::Digested;
+use crate::emit::opa::{AgentDataInputs, AgentEdges, DomainDataInputs, DomainPeers, edges_into};
 use crate::emit::yaml_documents;
 use crate::model::{Provider, Tier};
 
@@ -66,13 +68,30 @@ pub fn opa_data_configmap(agent: &str) -> String {
 pub const SPIFFE_CSI_DRIVER: &str = "csi.spiffe.io";
 
 /// Everything one agent's file is rendered from ([`crate::emit::inputs`]): what [`manifests_of`]
-/// and the functions it calls read, and nothing else.
+/// and the functions it calls read, and nothing else. What every agent of the site shares is one
+/// [`SiteAgentInputs`], digested once for all of them.
 #[derive(Debug, Serialize)]
 pub struct AgentFileInputs<'a> {
+    site: SharedSiteAgentInputs<'a>,
     name: &'a str,
     image: &'a str,
     replicas: u32,
     tier: Option<Tier>,
+    spiffe_id: &'a str,
+    advertise_address: &'a str,
+    /// The agent config's registry: the agents it calls and their fallbacks.
+    registry: BTreeMap<&'a str, RegistryEntry<'a>>,
+    /// The agent config's own fallback.
+    fallback: Option<RegistryEntry<'a>>,
+    /// The calls into the agent, for its OPA data.
+    edges: AgentEdges<'a>,
+    /// The agent's Tailscale tags, when other sites dial it over the tailnet.
+    tailnet_ingress: Option<Vec<String>>,
+}
+
+/// What the files of a site's agents of one trust domain share.
+#[derive(Debug, Serialize)]
+pub struct SiteAgentInputs<'a> {
     namespace: &'a str,
     labels: SiteLabels<'a>,
     /// The site's region, or its name when it has none.
@@ -84,31 +103,34 @@ pub struct AgentFileInputs<'a> {
     zone_max_skew: u32,
     region_max_skew: u32,
     min_available: Option<u32>,
-    /// The site runs an OpenTelemetry Collector the agent sends to.
+    /// The site runs an OpenTelemetry Collector the agents send to.
     runs_collector: bool,
     tracing: bool,
     /// Prometheus scrapes the agents (their headless metrics Service).
     prometheus: bool,
-    /// The agent config (`config.yaml` is its YAML).
-    config: AgentConfig<'a>,
-    /// What the agent's OPA data is rendered from.
-    opa_data: AgentDataInputs<'a>,
-    /// The agent's Tailscale tags, when other sites dial it over the tailnet.
-    tailnet_ingress: Option<Vec<String>>,
+    trust_domain: &'a str,
+    logging_level: &'a str,
+    logging_format: &'a str,
+    metrics: bool,
+    /// What the agents' OPA data share.
+    opa_data: DomainDataInputs<'a>,
 }
 
-impl<'a> AgentFileInputs<'a> {
-    /// The inputs of an agent's file; `peers` is [`crate::emit::opa::domain_peers`] of its trust
-    /// domain.
-    pub fn of(site: &SiteContext<'a>, agent_index: usize, peers: &DomainPeers<'a>) -> AgentFileInputs<'a> {
+/// [`SiteAgentInputs`] as the inputs of every agent of the site hold them.
+pub type SharedSiteAgentInputs<'a> = Digested<Arc<SiteAgentInputs<'a>>>;
+
+impl<'a> SiteAgentInputs<'a> {
+    /// What the files of the site's agents of `trust_domain` share; `peers` is
+    /// [`crate::emit::opa::domain_peers`] of it.
+    pub fn of(
+        site: &SiteContext<'a>,
+        trust_domain: &'a str,
+        peers: &DomainPeers<'a>,
+    ) -> SharedSiteAgentInputs<'a> {
         let topology = site.topology;
-        let agent = &topology.agents[agent_index];
         let resilience = &topology.resilience;
-        AgentFileInputs {
-            name: &agent.name,
-            image: &agent.image,
-            replicas: agent.replicas,
-            tier: agent.tier,
+        let observability = &topology.observability;
+        Digested::new(Arc::new(SiteAgentInputs {
             namespace: &topology.mesh.namespace,
             labels: site.site_labels(),
             region: site.site.region_or_name(),
@@ -120,10 +142,39 @@ impl<'a> AgentFileInputs<'a> {
             region_max_skew: resilience.region_max_skew,
             min_available: resilience.min_available,
             runs_collector: crate::plan::monitoring::runs_collector(topology),
-            tracing: topology.observability.tracing.enabled,
+            tracing: observability.tracing.enabled,
             prometheus: crate::emit::prometheus::applies(site.emit),
-            config: agent_config(site, agent_index),
-            opa_data: AgentDataInputs::of(site.emit, agent_index, peers),
+            trust_domain,
+            logging_level: &observability.logging.level,
+            logging_format: &observability.logging.format,
+            metrics: observability.metrics.enabled,
+            opa_data: DomainDataInputs::of(site.emit, trust_domain, peers),
+        }))
+    }
+}
+
+impl<'a> AgentFileInputs<'a> {
+    /// The inputs of an agent's file; `site_inputs` is [`SiteAgentInputs::of`] its site and trust
+    /// domain.
+    pub fn of(
+        site: &SiteContext<'a>,
+        agent_index: usize,
+        site_inputs: &SharedSiteAgentInputs<'a>,
+    ) -> AgentFileInputs<'a> {
+        let topology = site.topology;
+        let agent = &topology.agents[agent_index];
+        let (registry, fallback) = registry_of(site, agent_index);
+        AgentFileInputs {
+            site: site_inputs.clone(),
+            name: &agent.name,
+            image: &agent.image,
+            replicas: agent.replicas,
+            tier: agent.tier,
+            spiffe_id: &agent.spiffe_id,
+            advertise_address: &site.emit.plan.agents[agent_index].advertise_address,
+            registry,
+            fallback,
+            edges: edges_into(site.emit, agent_index),
             tailnet_ingress: site
                 .emit
                 .plan
@@ -132,6 +183,10 @@ impl<'a> AgentFileInputs<'a> {
                 .is_some_and(|tailnet| tailnet.ingress[agent_index])
                 .then(|| crate::emit::conventions::tailscale_tags(topology, agent)),
         }
+    }
+
+    fn shared(&self) -> &SiteAgentInputs<'a> {
+        self.site.get()
     }
 }
 
@@ -148,13 +203,15 @@ static INPUTS_DIGEST: std::sync::LazyLock<crate::digest::PartsDigest> =
 /// The objects of the agent `inputs` describe.
 fn manifests_of(inputs: &AgentFileInputs<'_>) -> Vec<Manifest> {
     let name = inputs.name;
-    let namespace = inputs.namespace;
-    let labels: SharedMap = inputs.labels.labels(name, AGENT_COMPONENT).build().into();
+    let namespace = inputs.shared().namespace;
+    let labels: SharedMap = inputs.shared().labels.labels(name, AGENT_COMPONENT).build().into();
     let config_name = format!("{name}-config");
     // serde_json writes UTF-8; the lossy path is never taken.
-    let opa_data = String::from_utf8(inputs.opa_data.render())
+    let opa_data =
+        AgentDataInputs { domain: &inputs.shared().opa_data, callee: inputs.spiffe_id, edges: &inputs.edges };
+    let opa_data = String::from_utf8(opa_data.render())
         .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned());
-    let config = crate::emit::yaml(&inputs.config);
+    let config = crate::emit::yaml(&config_of(inputs));
     let digest = INPUTS_DIGEST.finish(&[opa_data.as_bytes(), config.as_bytes()]);
 
     let mut manifests = vec![
@@ -183,13 +240,13 @@ fn manifests_of(inputs: &AgentFileInputs<'_>) -> Vec<Manifest> {
             body: Body::Deployment { spec: deployment(inputs, &labels, &config_name, digest) },
         },
         service(
-            inputs.port,
-            inputs.metrics_port,
+            inputs.shared().port,
+            inputs.shared().metrics_port,
             name,
             ObjectMeta::namespaced(name, namespace, labels.clone()),
         ),
     ];
-    if inputs.prometheus {
+    if inputs.shared().prometheus {
         // Each site's Prometheus finds the agents' pods through this headless Service's DNS name (one
         // A record per ready pod), so every replica is scraped rather than one at random.
         manifests.push(Manifest::service(
@@ -205,7 +262,7 @@ fn manifests_of(inputs: &AgentFileInputs<'_>) -> Vec<Manifest> {
                     selector_labels(name, AGENT_COMPONENT),
                     vec![ServicePort::tcp(
                         crate::emit::prometheus::METRICS_PORT_NAME,
-                        inputs.metrics_port,
+                        inputs.shared().metrics_port,
                         IntOrString::name("metrics"),
                     )],
                 )
@@ -216,16 +273,16 @@ fn manifests_of(inputs: &AgentFileInputs<'_>) -> Vec<Manifest> {
         // Other sites dial this agent over the tailnet: the operator's ingress proxy, a device named
         // like the agent, forwards to the agent's Service.
         manifests.push(super::tailnet::ingress(
-            &inputs.labels,
+            &inputs.shared().labels,
             (name, namespace, "tailnet-ingress"),
             name,
             tags,
             selector_labels(name, AGENT_COMPONENT),
-            super::tailnet::mesh_ports(inputs.port),
+            super::tailnet::mesh_ports(inputs.shared().port),
         ));
     }
     if inputs.replicas > 1 {
-        let (min_available, max_unavailable) = match inputs.min_available {
+        let (min_available, max_unavailable) = match inputs.shared().min_available {
             Some(minimum) => (Some(IntOrString::Int(minimum)), None),
             None => (None, Some(IntOrString::Int(1))),
         };
@@ -377,12 +434,14 @@ pub struct TracingConfig<'a> {
     pub endpoint: Option<String>,
 }
 
-/// The agent config of one agent, rendered from the plan.
-pub fn agent_config<'a>(site: &SiteContext<'a>, agent_index: usize) -> AgentConfig<'a> {
+/// The registry of one agent's config (the agents it calls, and their fallbacks) and its own
+/// fallback, from the plan.
+type Registry<'a> = (BTreeMap<&'a str, RegistryEntry<'a>>, Option<RegistryEntry<'a>>);
+
+fn registry_of<'a>(site: &SiteContext<'a>, agent_index: usize) -> Registry<'a> {
     let topology = site.topology;
     let agent_plan = &site.emit.plan.agents[agent_index];
     let agent = &topology.agents[agent_index];
-    let trust_domain = agent_plan.trust_domain.as_str();
     let entry_for = |target: usize, address: &str| RegistryEntry {
         name: None,
         spiffe_id: &topology.agents[target].spiffe_id,
@@ -426,21 +485,23 @@ pub fn agent_config<'a>(site: &SiteContext<'a>, agent_index: usize) -> AgentConf
         ..entry_for(*fallback, address)
     });
 
-    let region = site.site.region_or_name();
-    let provider = site.site.provider.as_str();
-    let cluster = site.site.cluster.name.as_str();
+    (registry, own_fallback)
+}
+
+/// The agent config of the agent `inputs` describe.
+fn config_of<'a>(inputs: &AgentFileInputs<'a>) -> AgentConfig<'a> {
+    let shared = inputs.shared();
     let observed = BTreeMap::from([
-        ("site", site.site.name.as_str()),
-        ("provider", provider),
-        ("region", region),
-        ("cluster", cluster),
+        ("site", shared.labels.site),
+        ("provider", shared.labels.provider.as_str()),
+        ("region", shared.region),
+        ("cluster", shared.cluster),
     ]);
-    let observability = &topology.observability;
     AgentConfig {
         identity: IdentityConfig {
             provider: "spiffe",
-            spiffe_id: &agent.spiffe_id,
-            trust_domain,
+            spiffe_id: inputs.spiffe_id,
+            trust_domain: shared.trust_domain,
             spire_socket: SPIRE_SOCKET_PATH,
         },
         authorization: AuthorizationConfig {
@@ -449,46 +510,42 @@ pub fn agent_config<'a>(site: &SiteContext<'a>, agent_index: usize) -> AgentConf
             policy_path: OPA_PACKAGE_PATH,
             opa: OpaConfig {
                 enabled: true,
-                url: format!(
-                    "http://127.0.0.1:{}",
-                    opa_ports(topology.mesh.port, topology.mesh.metrics_port).0
-                ),
+                url: format!("http://127.0.0.1:{}", opa_ports(shared.port, shared.metrics_port).0),
                 decision: OPA_DECISION,
             },
         },
         server: ServerConfig {
             host: "0.0.0.0",
-            port: topology.mesh.port,
+            port: shared.port,
             mtls: MtlsConfig { enabled: true, cert_source: "spire" },
-            advertise_address: agent_plan.advertise_address.clone(),
-            health: HealthConfig { port: topology.mesh.metrics_port, path: HEALTH_PATH },
+            advertise_address: inputs.advertise_address.to_owned(),
+            health: HealthConfig { port: shared.metrics_port, path: HEALTH_PATH },
         },
-        agent_registry: registry,
-        fallback: own_fallback,
+        agent_registry: inputs.registry.clone(),
+        fallback: inputs.fallback.clone(),
         observability: ObservabilityConfig {
             logging: LoggingConfig {
-                level: &observability.logging.level,
-                format: &observability.logging.format,
+                level: shared.logging_level,
+                format: shared.logging_format,
                 default_fields: observed.clone(),
             },
             metrics: MetricsConfig {
-                enabled: observability.metrics.enabled,
-                port: topology.mesh.metrics_port,
+                enabled: shared.metrics,
+                port: shared.metrics_port,
                 path: METRICS_PATH,
                 labels: observed.clone(),
             },
             tracing: TracingConfig {
                 // Spans go to the site's collector; without a backend there is no collector to send to.
-                enabled: crate::plan::monitoring::runs_collector(topology),
-                service_name: &agent.name,
-                endpoint: crate::plan::monitoring::runs_collector(topology)
-                    .then(crate::plan::monitoring::collector_endpoint),
+                enabled: shared.runs_collector,
+                service_name: inputs.name,
+                endpoint: shared.runs_collector.then(crate::plan::monitoring::collector_endpoint),
             },
         },
         metadata: {
             let mut metadata = observed;
-            metadata.insert("name", &agent.name);
-            metadata.insert("trust_domain", trust_domain);
+            metadata.insert("name", inputs.name);
+            metadata.insert("trust_domain", shared.trust_domain);
             metadata
         },
     }
@@ -511,7 +568,8 @@ fn deployment(
         ("agentweave.io/inputs-sha256".to_owned(), inputs_digest),
     ]);
 
-    let containers = vec![agent_container(inputs), opa_container(inputs.port, inputs.metrics_port)];
+    let containers =
+        vec![agent_container(inputs), opa_container(inputs.shared().port, inputs.shared().metrics_port)];
     let volumes = vec![
         Volume::config_map("config", config_name),
         Volume::projected(
@@ -559,20 +617,20 @@ fn agent_container(inputs: &AgentFileInputs<'_>) -> Container {
         EnvVar::value("AGENTWEAVE_CONFIG", format!("{CONFIG_DIR}/{CONFIG_KEY}")),
         EnvVar::value("SPIFFE_ENDPOINT_SOCKET", format!("unix://{SPIRE_SOCKET_PATH}")),
     ];
-    if inputs.runs_collector {
+    if inputs.shared().runs_collector {
         env.push(EnvVar::value("OTEL_EXPORTER_OTLP_ENDPOINT", crate::plan::monitoring::collector_endpoint()));
         env.push(EnvVar::value("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"));
     }
-    if inputs.tracing {
+    if inputs.shared().tracing {
         env.push(EnvVar::value("OTEL_SERVICE_NAME", inputs.name.to_owned()));
         env.push(EnvVar::value(
             "OTEL_RESOURCE_ATTRIBUTES",
             format!(
                 "cloud.provider={},cloud.region={},k8s.cluster.name={},agentweave.site={}",
-                inputs.labels.provider.as_str(),
-                inputs.region,
-                inputs.cluster,
-                inputs.labels.site
+                inputs.shared().labels.provider.as_str(),
+                inputs.shared().region,
+                inputs.shared().cluster,
+                inputs.shared().labels.site
             ),
         ));
     }
@@ -583,8 +641,8 @@ fn agent_container(inputs: &AgentFileInputs<'_>) -> Container {
         args: Vec::new(),
         env,
         ports: vec![
-            ContainerPort::tcp("mtls", inputs.port),
-            ContainerPort::tcp("metrics", inputs.metrics_port),
+            ContainerPort::tcp("mtls", inputs.shared().port),
+            ContainerPort::tcp("metrics", inputs.shared().metrics_port),
         ],
         resources: ResourceRequirements::new("100m", "128Mi", "1", "512Mi"),
         liveness_probe: Some(Probe::http(HEALTH_PATH, IntOrString::name("metrics"), 10, 10)),
@@ -671,8 +729,8 @@ fn affinity(inputs: &AgentFileInputs<'_>) -> Option<Affinity> {
             }],
         });
     }
-    if inputs.spot
-        && let Some((key, value)) = spot_label(inputs.labels.provider)
+    if inputs.shared().spot
+        && let Some((key, value)) = spot_label(inputs.shared().labels.provider)
     {
         node_affinity.preferred_during_scheduling_ignored_during_execution.push(PreferredSchedulingTerm {
             weight: 100,
@@ -700,8 +758,8 @@ fn tolerations(inputs: &AgentFileInputs<'_>) -> Vec<Toleration> {
             effect: Some("NoSchedule"),
         });
     }
-    if inputs.spot
-        && let Some((key, value)) = spot_label(inputs.labels.provider)
+    if inputs.shared().spot
+        && let Some((key, value)) = spot_label(inputs.shared().labels.provider)
     {
         tolerations.push(Toleration {
             key: Some(key.to_owned()),
@@ -717,17 +775,17 @@ fn tolerations(inputs: &AgentFileInputs<'_>) -> Vec<Toleration> {
 /// constraint would leave the pods pending) and over regions (soft: a cluster is usually regional).
 fn spread(inputs: &AgentFileInputs<'_>, selector: &StringMap) -> Vec<TopologySpreadConstraint> {
     let zone_rule =
-        if inputs.labels.provider == Provider::Onprem { "ScheduleAnyway" } else { "DoNotSchedule" };
+        if inputs.shared().labels.provider == Provider::Onprem { "ScheduleAnyway" } else { "DoNotSchedule" };
     vec![
         TopologySpreadConstraint {
-            max_skew: inputs.zone_max_skew,
+            max_skew: inputs.shared().zone_max_skew,
             topology_key: "topology.kubernetes.io/zone",
             when_unsatisfiable: zone_rule,
             label_selector: LabelSelector::labels(selector.clone()),
             match_label_keys: vec!["pod-template-hash"],
         },
         TopologySpreadConstraint {
-            max_skew: inputs.region_max_skew,
+            max_skew: inputs.shared().region_max_skew,
             topology_key: "topology.kubernetes.io/region",
             when_unsatisfiable: "ScheduleAnyway",
             label_selector: LabelSelector::labels(selector.clone()),
