@@ -647,41 +647,33 @@ fn directories_of<'a>(paths: impl Iterator<Item = &'a str>) -> BTreeSet<&'a str>
     directories
 }
 
-/// Moves the entries of `other` into `into`, where the same key takes `other`'s value (as
-/// `extend` does). Two maps of one size are merged in one pass rather than one search per entry.
-fn merge_sorted<V>(into: &mut BTreeMap<String, V>, other: BTreeMap<String, V>) {
-    if other.len() < into.len() / 8 {
-        into.extend(other);
-        return;
+/// Paths with a digest each, as a sink collects them: appended as they come, and sorted into a map
+/// once, when the lock is made. Built at once from sorted entries, the map costs a fraction of
+/// inserting a hundred thousand paths one by one (a search each, comparing paths that share long
+/// prefixes). A path given twice keeps its last digest, as inserting into a map would.
+#[derive(Debug, Default)]
+struct PathDigests(Vec<(String, String)>);
+
+impl PathDigests {
+    fn insert(&mut self, path: String, digest: String) {
+        self.0.push((path, digest));
     }
-    let mut left = std::mem::take(into).into_iter().peekable();
-    let mut right = other.into_iter().peekable();
-    let mut merged = Vec::with_capacity(left.len() + right.len());
-    while let (Some((left_key, _)), Some((right_key, _))) = (left.peek(), right.peek()) {
-        match left_key.cmp(right_key) {
-            std::cmp::Ordering::Less => merged.extend(left.next()),
-            std::cmp::Ordering::Greater => merged.extend(right.next()),
-            std::cmp::Ordering::Equal => {
-                left.next();
-                merged.extend(right.next());
-            }
-        }
+
+    /// Another sink's entries, after these (so its digest of a path both hold is the one kept).
+    fn append(&mut self, other: PathDigests) {
+        self.0.extend(other.0);
     }
-    merged.extend(left);
-    merged.extend(right);
-    // Sorted and without duplicates: the map is built from it without searching.
-    *into = merged.into_iter().collect();
+
+    fn into_map(self) -> BTreeMap<String, String> {
+        // Collecting sorts stably and keeps the last of equal keys.
+        self.0.into_iter().collect()
+    }
 }
 
-/// [`merge_sorted`] of a sink's digests and of its inputs digests, the two on two threads (a
-/// hundred thousand entries each at 50,000 agents).
-fn merge_both(
-    files: &mut BTreeMap<String, String>,
-    other_files: BTreeMap<String, String>,
-    inputs: &mut BTreeMap<String, String>,
-    other_inputs: BTreeMap<String, String>,
-) {
-    crate::work::join(|| merge_sorted(inputs, other_inputs), || merge_sorted(files, other_files));
+/// The lock of a sink's digests and inputs digests, their maps built on two threads.
+fn lock_of(origin: Origin<'_>, files: PathDigests, inputs: PathDigests) -> Lock {
+    let (files, inputs) = crate::work::join(|| files.into_map(), || inputs.into_map());
+    Lock::new(origin, files, inputs)
 }
 
 /// The items of `left` not in `right`, both iterated in ascending order.
@@ -974,9 +966,9 @@ enum Destination {
 /// for an existing OUT), remembering the digest of each.
 pub struct DirectorySink {
     destination: Destination,
-    files: BTreeMap<String, String>,
+    files: PathDigests,
     /// The inputs digest of each artifact rendered from declared inputs.
-    inputs: BTreeMap<String, String>,
+    inputs: PathDigests,
     created: std::collections::HashSet<PathBuf>,
     /// Staged files of an update: name in the pending directory, path in OUT.
     staged: Vec<(String, String)>,
@@ -995,17 +987,13 @@ impl DirectorySink {
     fn with(destination: Destination) -> DirectorySink {
         DirectorySink {
             destination,
-            files: BTreeMap::new(),
-            inputs: BTreeMap::new(),
+            files: PathDigests::default(),
+            inputs: PathDigests::default(),
             created: std::collections::HashSet::new(),
             staged: Vec::new(),
             read: 0,
             kept: 0,
         }
-    }
-
-    pub fn files(&self) -> &BTreeMap<String, String> {
-        &self.files
     }
 }
 
@@ -1072,7 +1060,8 @@ impl crate::emit::ForkSink for DirectorySink {
     }
 
     fn join(&mut self, other: Self) {
-        merge_both(&mut self.files, other.files, &mut self.inputs, other.inputs);
+        self.files.append(other.files);
+        self.inputs.append(other.inputs);
         self.created.extend(other.created);
         self.staged.extend(other.staged);
         self.read += other.read;
@@ -1084,14 +1073,15 @@ impl crate::emit::ForkSink for CheckSink {
     fn fork(&self) -> Self {
         CheckSink {
             baseline: self.baseline.clone(),
-            files: BTreeMap::new(),
-            inputs: BTreeMap::new(),
+            files: PathDigests::default(),
+            inputs: PathDigests::default(),
             staleness: Staleness::default(),
         }
     }
 
     fn join(&mut self, other: Self) {
-        merge_both(&mut self.files, other.files, &mut self.inputs, other.inputs);
+        self.files.append(other.files);
+        self.inputs.append(other.inputs);
         self.staleness.added.extend(other.staleness.added);
         self.staleness.changed.extend(other.staleness.changed);
     }
@@ -1208,7 +1198,7 @@ fn build_whole(
     fs::create_dir(&staging).map_err(io_error(&staging))?;
     let mut sink = DirectorySink::new(staging.clone());
     let finished = emit(&mut sink).map_err(|error| emit_error(&staging, error)).and_then(|()| {
-        let lock = Lock::new(origin, std::mem::take(&mut sink.files), std::mem::take(&mut sink.inputs));
+        let lock = lock_of(origin, std::mem::take(&mut sink.files), std::mem::take(&mut sink.inputs));
         let lock_path = staging.join(LOCK_FILE);
         lock.write_file(&lock_path, None).map_err(io_error(&lock_path))?;
         mark_lock_current(&staging)?;
@@ -1239,7 +1229,7 @@ fn update(
         counter: Arc::new(AtomicUsize::new(0)),
     });
     let staged = emit(&mut sink).map_err(|error| emit_error(&pending, error)).and_then(|()| {
-        let lock = Lock::new(origin, std::mem::take(&mut sink.files), std::mem::take(&mut sink.inputs));
+        let lock = lock_of(origin, std::mem::take(&mut sink.files), std::mem::take(&mut sink.inputs));
         // Staged as it is compared with OUT's: a lock that stays as it was is not moved. What to
         // remove is worked out beside it.
         let path = pending.join(journal::STAGED_LOCK);
@@ -1324,8 +1314,8 @@ impl Staleness {
 /// its size matches and its time or the lock's digest leaves a doubt.
 pub struct CheckSink {
     baseline: Arc<Baseline>,
-    files: BTreeMap<String, String>,
-    inputs: BTreeMap<String, String>,
+    files: PathDigests,
+    inputs: PathDigests,
     staleness: Staleness,
 }
 
@@ -1339,20 +1329,16 @@ impl CheckSink {
     pub fn with_baseline(baseline: Baseline) -> CheckSink {
         CheckSink {
             baseline: Arc::new(baseline),
-            files: BTreeMap::new(),
-            inputs: BTreeMap::new(),
+            files: PathDigests::default(),
+            inputs: PathDigests::default(),
             staleness: Staleness::default(),
         }
     }
 
     /// The digest of every artifact compared so far.
-    pub fn files(&self) -> &BTreeMap<String, String> {
-        &self.files
-    }
-
     /// Finishes the comparison: the lock file, then every file in OUT that the build would not write.
     pub fn finish(mut self, origin: Origin<'_>) -> Staleness {
-        let lock = Lock::new(origin, std::mem::take(&mut self.files), std::mem::take(&mut self.inputs));
+        let lock = lock_of(origin, std::mem::take(&mut self.files), std::mem::take(&mut self.inputs));
         match self.baseline.lock_bytes() {
             Some(bytes) if lock.is_written_as(bytes) => {}
             _ if self.baseline.has_lock_entry() => self.staleness.changed.push(LOCK_FILE.to_owned()),
@@ -1420,23 +1406,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn merged_maps_are_what_extend_gives() {
-        let map = |entries: &[(&str, u8)]| -> BTreeMap<String, u8> {
-            entries.iter().map(|(key, value)| ((*key).to_owned(), *value)).collect()
+    fn collected_digests_are_what_inserting_into_a_map_gives() {
+        let entries = |entries: &[(&str, &str)]| -> Vec<(String, String)> {
+            entries.iter().map(|(key, value)| ((*key).to_owned(), (*value).to_owned())).collect()
         };
         let cases = [
-            (map(&[]), map(&[("a", 1)])),
-            (map(&[("a", 1), ("c", 1), ("e", 1)]), map(&[("b", 2), ("c", 2), ("f", 2)])),
-            (map(&[("b", 1)]), map(&[("a", 2), ("b", 2), ("c", 2), ("d", 2), ("e", 2)])),
-            // Much smaller than the map it joins: taken entry by entry.
-            ((0..40).map(|n| (format!("k{n:02}"), 1)).collect(), map(&[("k05", 2), ("z", 2)])),
+            (entries(&[]), entries(&[("a", "1")])),
+            (entries(&[("c", "1"), ("a", "1"), ("e", "1")]), entries(&[("b", "2"), ("c", "2"), ("f", "2")])),
+            (entries(&[("b", "1"), ("b", "3")]), entries(&[("e", "2"), ("b", "2"), ("a", "2"), ("e", "4")])),
         ];
-        for (into, other) in cases {
-            let mut expected = into.clone();
-            expected.extend(other.clone());
-            let mut merged = into;
-            merge_sorted(&mut merged, other);
-            assert_eq!(merged, expected);
+        for (first, second) in cases {
+            let mut expected = BTreeMap::new();
+            for (path, digest) in first.iter().chain(&second) {
+                expected.insert(path.clone(), digest.clone());
+            }
+            let (mut joined, mut other) = (PathDigests::default(), PathDigests::default());
+            for (path, digest) in first {
+                joined.insert(path, digest);
+            }
+            for (path, digest) in second {
+                other.insert(path, digest);
+            }
+            // A fork's entries join after the sink's own, as its later puts would.
+            joined.append(other);
+            assert_eq!(joined.into_map(), expected);
         }
     }
 
