@@ -139,6 +139,15 @@ mod tag {
     pub const END: u8 = b')';
 }
 
+/// Serializer methods that pass their value on widened.
+macro_rules! widened {
+    ($($method:ident($narrow:ty) => $wide:ident),*) => {$(
+        fn $method(self, value: $narrow) -> Result<(), Error> {
+            self.$wide(value.into())
+        }
+    )*};
+}
+
 impl ser::Serializer for &mut Encoder {
     type Ok = ();
     type Error = Error;
@@ -155,42 +164,22 @@ impl ser::Serializer for &mut Encoder {
         Ok(())
     }
 
-    fn serialize_i8(self, value: i8) -> Result<(), Error> {
-        self.serialize_i128(value.into())
-    }
-
-    fn serialize_i16(self, value: i16) -> Result<(), Error> {
-        self.serialize_i128(value.into())
-    }
-
-    fn serialize_i32(self, value: i32) -> Result<(), Error> {
-        self.serialize_i128(value.into())
-    }
-
-    fn serialize_i64(self, value: i64) -> Result<(), Error> {
-        self.serialize_i128(value.into())
-    }
+    // Every integer as the widest of its sign: a value is encoded alike whatever its width.
+    widened!(
+        serialize_i8(i8) => serialize_i128,
+        serialize_i16(i16) => serialize_i128,
+        serialize_i32(i32) => serialize_i128,
+        serialize_i64(i64) => serialize_i128,
+        serialize_u8(u8) => serialize_u128,
+        serialize_u16(u16) => serialize_u128,
+        serialize_u32(u32) => serialize_u128,
+        serialize_u64(u64) => serialize_u128
+    );
 
     fn serialize_i128(self, value: i128) -> Result<(), Error> {
         // Zigzag: 0, -1, 1, -2, ... as 0, 1, 2, 3, ..., so that small magnitudes take a byte.
         self.number(tag::SIGNED, ((value << 1) ^ (value >> 127)) as u128);
         Ok(())
-    }
-
-    fn serialize_u8(self, value: u8) -> Result<(), Error> {
-        self.serialize_u128(value.into())
-    }
-
-    fn serialize_u16(self, value: u16) -> Result<(), Error> {
-        self.serialize_u128(value.into())
-    }
-
-    fn serialize_u32(self, value: u32) -> Result<(), Error> {
-        self.serialize_u128(value.into())
-    }
-
-    fn serialize_u64(self, value: u64) -> Result<(), Error> {
-        self.serialize_u128(value.into())
     }
 
     fn serialize_u128(self, value: u128) -> Result<(), Error> {
@@ -337,57 +326,31 @@ impl Encoder {
     }
 }
 
-impl ser::SerializeSeq for &mut Encoder {
-    type Ok = ();
-    type Error = Error;
+/// The serializers of sequences, tuples and tuple structs and variants: an element at a time, then
+/// the end.
+macro_rules! elements {
+    ($($kind:ident :: $method:ident),*) => {$(
+        impl ser::$kind for &mut Encoder {
+            type Ok = ();
+            type Error = Error;
 
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        self.element(value)
-    }
+            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+                self.element(value)
+            }
 
-    fn end(self) -> Result<(), Error> {
-        Encoder::end(self)
-    }
+            fn end(self) -> Result<(), Error> {
+                Encoder::end(self)
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeTuple for &mut Encoder {
-    type Ok = ();
-    type Error = Error;
-
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        self.element(value)
-    }
-
-    fn end(self) -> Result<(), Error> {
-        Encoder::end(self)
-    }
-}
-
-impl ser::SerializeTupleStruct for &mut Encoder {
-    type Ok = ();
-    type Error = Error;
-
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        self.element(value)
-    }
-
-    fn end(self) -> Result<(), Error> {
-        Encoder::end(self)
-    }
-}
-
-impl ser::SerializeTupleVariant for &mut Encoder {
-    type Ok = ();
-    type Error = Error;
-
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        self.element(value)
-    }
-
-    fn end(self) -> Result<(), Error> {
-        Encoder::end(self)
-    }
-}
+elements!(
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+    SerializeTupleVariant::serialize_field
+);
 
 impl ser::SerializeMap for &mut Encoder {
     type Ok = ();
@@ -408,41 +371,31 @@ impl ser::SerializeMap for &mut Encoder {
     }
 }
 
-impl ser::SerializeStruct for &mut Encoder {
-    type Ok = ();
-    type Error = Error;
+/// The serializers of structs and struct variants: a named field at a time (a skipped one by its
+/// name alone), then the end.
+macro_rules! fields {
+    ($($kind:ident),*) => {$(
+        impl ser::$kind for &mut Encoder {
+            type Ok = ();
+            type Error = Error;
 
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<(), Error> {
-        self.field(key, value)
-    }
+            fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<(), Error> {
+                self.field(key, value)
+            }
 
-    fn skip_field(&mut self, key: &'static str) -> Result<(), Error> {
-        self.sized(tag::SKIPPED, key.as_bytes());
-        Ok(())
-    }
+            fn skip_field(&mut self, key: &'static str) -> Result<(), Error> {
+                self.sized(tag::SKIPPED, key.as_bytes());
+                Ok(())
+            }
 
-    fn end(self) -> Result<(), Error> {
-        Encoder::end(self)
-    }
+            fn end(self) -> Result<(), Error> {
+                Encoder::end(self)
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeStructVariant for &mut Encoder {
-    type Ok = ();
-    type Error = Error;
-
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<(), Error> {
-        self.field(key, value)
-    }
-
-    fn skip_field(&mut self, key: &'static str) -> Result<(), Error> {
-        self.sized(tag::SKIPPED, key.as_bytes());
-        Ok(())
-    }
-
-    fn end(self) -> Result<(), Error> {
-        Encoder::end(self)
-    }
-}
+fields!(SerializeStruct, SerializeStructVariant);
 
 #[cfg(test)]
 mod tests {
