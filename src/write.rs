@@ -66,28 +66,27 @@ pub struct Lock {
 }
 
 /// A JSON object of strings read into a map as `BTreeMap`'s own deserialization does (a key given
-/// twice keeps its last value), but built at once from the sorted entries rather than by an
-/// insertion per entry: the maps of a lock hold an entry per file of OUT, in order.
+/// twice keeps its last value), but collected as a sink collects its digests ([`PathDigests`]) and
+/// built at once rather than by an insertion per entry: the maps of a lock hold an entry per file
+/// of OUT.
 fn bulk_map<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<BTreeMap<String, String>, D::Error> {
     struct Visitor;
     impl<'de> serde::de::Visitor<'de> for Visitor {
-        type Value = Vec<(String, String)>;
+        type Value = PathDigests;
 
         fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             formatter.write_str("a map")
         }
 
         fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
-            let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0).min(1 << 16));
-            while let Some(entry) = map.next_entry()? {
-                entries.push(entry);
+            let mut entries = PathDigests::default();
+            while let Some((path, digest)) = map.next_entry()? {
+                entries.insert(path, digest);
             }
             Ok(entries)
         }
     }
-    // Collecting sorts the entries (stably: of equal keys the last read stays last) and keeps the
-    // last of equal keys.
-    Ok(deserializer.deserialize_map(Visitor)?.into_iter().collect())
+    Ok(deserializer.deserialize_map(Visitor)?.into_map())
 }
 
 /// What a build is made from, as its lock records it: the output is a function of these alone (and
@@ -159,12 +158,10 @@ impl Lock {
     /// Writes the lock file at `path` and says whether its bytes are `previous` (when given): one
     /// pass, through a buffer, comparing as it writes.
     fn write_file(&self, path: &Path, previous: Option<&[u8]>) -> io::Result<bool> {
-        let mut writer = LockFileWriter {
-            file: io::BufWriter::new(fs::File::create(path)?),
-            previous: previous.map(SameBytes::new),
-        };
+        // `write_to` buffers; the file is given its bytes 64 KiB at a time.
+        let mut writer =
+            LockFileWriter { file: fs::File::create(path)?, previous: previous.map(SameBytes::new) };
         self.write_to(&mut writer)?;
-        writer.file.into_inner().map_err(io::IntoInnerError::into_error)?;
         Ok(writer.previous.is_some_and(|same| same.is_whole()))
     }
 
@@ -341,7 +338,7 @@ fn is_in_lock_form(lock: &impl Serialize, bytes: &[u8]) -> bool {
 /// The lock file being written, compared on the way with the lock it replaces (`None` once they
 /// differ).
 struct LockFileWriter<'a> {
-    file: io::BufWriter<fs::File>,
+    file: fs::File,
     previous: Option<SameBytes<'a>>,
 }
 
@@ -1335,7 +1332,6 @@ impl CheckSink {
         }
     }
 
-    /// The digest of every artifact compared so far.
     /// Finishes the comparison: the lock file, then every file in OUT that the build would not write.
     pub fn finish(mut self, origin: Origin<'_>) -> Staleness {
         let lock = lock_of(origin, std::mem::take(&mut self.files), std::mem::take(&mut self.inputs));

@@ -4,10 +4,10 @@
 //! the render function is a plain `fn` (not a closure, so it can read nothing but its inputs value
 //! and constants), and the value implements `Serialize`. The *inputs digest* is the sha256 of
 //! weave's source digest (`build.rs`: every file the binary is built from, so other code never
-//! shares a digest), the artifact's path and the value's serialization ([`encoding`]). Equal inputs digests mean equal bytes. The lock
-//! records each such digest beside the file's own ([`crate::write::Lock::inputs`]), and the next
-//! build into that OUT keeps a file whose inputs digest is unchanged (and whose times vouch that it
-//! was not touched since) without rendering it.
+//! shares a digest), the artifact's path and the value's serialization ([`encoding`]). Equal
+//! inputs digests mean equal bytes. The lock records each such digest beside the file's own
+//! ([`crate::write::Lock::inputs`]), and the next build into that OUT keeps a file whose inputs
+//! digest is unchanged (and whose times vouch that it was not touched since) without rendering it.
 //!
 //! The rule that keeps it sound, for every inputs type: it serializes everything its render
 //! function reads. Derive `Serialize` with no `skip` attribute on a field the renderer reads, and

@@ -434,10 +434,10 @@ pub struct TracingConfig<'a> {
     pub endpoint: Option<String>,
 }
 
-/// The registry of one agent's config (the agents it calls, and their fallbacks) and its own
-/// fallback, from the plan.
+/// An agent config's registry (the agents it calls, and their fallbacks) and its own fallback.
 type Registry<'a> = (BTreeMap<&'a str, RegistryEntry<'a>>, Option<RegistryEntry<'a>>);
 
+/// The [`Registry`] of one agent, from the plan.
 fn registry_of<'a>(site: &SiteContext<'a>, agent_index: usize) -> Registry<'a> {
     let topology = site.topology;
     let agent_plan = &site.emit.plan.agents[agent_index];
