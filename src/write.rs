@@ -499,35 +499,46 @@ pub(crate) fn mark_lock_current(out: &Path) -> Result<(), WriteError> {
 /// The tree a lock describes: its files and the directories that hold them, both sorted, so that
 /// a directory's descendants are one range of each.
 struct LockTree<'a> {
-    files: Vec<&'a str>,
-    /// Every directory that holds a file, the root (``) first.
+    /// Every directory that holds a file, the root (``) first, in path order.
     directories: Vec<&'a str>,
+    /// The entries of each directory of `directories` (at the same index): its subdirectories, then
+    /// its files, each in path order, with whether it is a directory.
+    children: Vec<Vec<(&'a str, bool)>>,
 }
 
 impl<'a> LockTree<'a> {
-    /// The tree of a lock's files, given in path order.
-    fn new(files: impl Iterator<Item = &'a str>) -> LockTree<'a> {
-        let files: Vec<&str> = files.collect();
-        let mut directories = directories_of(files.iter().copied());
+    /// The tree of a lock's files, given in path order: one pass over the directories and one over
+    /// the files, each entry put under its parent.
+    fn new(files: impl Iterator<Item = &'a str> + Clone) -> LockTree<'a> {
+        let mut directories = directories_of(files.clone());
         directories.insert("");
-        LockTree { files, directories: directories.into_iter().collect() }
+        let directories: Vec<&str> = directories.into_iter().collect();
+        let mut children = vec![Vec::new(); directories.len()];
+        // Entries in path order come a directory's at a time: its index is searched once a run.
+        let mut last: Option<(&str, usize)> = None;
+        let entries = directories.iter().skip(1).map(|directory| (*directory, true));
+        for (path, is_directory) in entries.chain(files.map(|file| (file, false))) {
+            let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
+            let index = match last {
+                Some((last_parent, index)) if last_parent == parent => index,
+                _ => match directories.binary_search(&parent) {
+                    Ok(index) => index,
+                    Err(_) => continue,
+                },
+            };
+            last = Some((parent, index));
+            children[index].push((name, is_directory));
+        }
+        LockTree { directories, children }
     }
 
     /// The entries the lock puts directly in `directory` (the lock file itself aside): each name,
     /// with whether it is a directory.
-    fn children(&self, directory: &str) -> fsio::KnownEntries<'a> {
-        let prefix = if directory.is_empty() { String::new() } else { format!("{directory}/") };
-        let mut children = Vec::new();
-        for (paths, is_directory) in [(&self.directories, true), (&self.files, false)] {
-            let start = paths.partition_point(|path| *path < prefix.as_str());
-            for path in paths[start..].iter().take_while(|path| path.starts_with(&prefix)) {
-                let name = &path[prefix.len()..];
-                if !name.is_empty() && !name.contains('/') {
-                    children.push((name, is_directory));
-                }
-            }
+    fn children(&self, directory: &str) -> &[(&'a str, bool)] {
+        match self.directories.binary_search(&directory) {
+            Ok(index) => &self.children[index],
+            Err(_) => &[],
         }
-        children
     }
 }
 
@@ -566,7 +577,7 @@ fn files_are_current(out: &Path, lock: &LockView<'_>, lock_times: LockTimes) -> 
     let tree = LockTree::new(files.iter().map(|(path, _)| *path));
     // The names a directory of a build holds: its files and subdirectories, and the lock at the root.
     let expected_names = |directory: &str| -> BTreeSet<&str> {
-        let mut names: BTreeSet<&str> = tree.children(directory).into_iter().map(|(name, _)| name).collect();
+        let mut names: BTreeSet<&str> = tree.children(directory).iter().map(|(name, _)| *name).collect();
         if directory.is_empty() {
             names.insert(LOCK_FILE);
         }
@@ -1473,6 +1484,19 @@ mod tests {
         let paths = ["a.txt", "k8s/a/x.yaml", "k8s/a/y.yaml", "k8s/b/c/z.yaml", "k8s/b/w.yaml", "opa/p.rego"];
         let directories: Vec<&str> = directories_of(paths.into_iter()).into_iter().collect();
         assert_eq!(directories, ["k8s", "k8s/a", "k8s/b", "k8s/b/c", "opa"]);
+    }
+
+    #[test]
+    fn lock_tree_children() {
+        let paths =
+            ["a.txt", "k8s/a/x.yaml", "k8s/a/y.yaml", "k8s/a-b/v.yaml", "k8s/b/c/z.yaml", "k8s/b/w.yaml"];
+        let tree = LockTree::new(paths.into_iter());
+        assert_eq!(tree.children(""), [("k8s", true), ("a.txt", false)]);
+        assert_eq!(tree.children("k8s"), [("a", true), ("a-b", true), ("b", true)]);
+        assert_eq!(tree.children("k8s/a"), [("x.yaml", false), ("y.yaml", false)]);
+        assert_eq!(tree.children("k8s/b"), [("c", true), ("w.yaml", false)]);
+        assert_eq!(tree.children("k8s/b/c"), [("z.yaml", false)]);
+        assert!(tree.children("opa").is_empty());
     }
 
     fn build(out: &Path, input: &[u8], files: &[(&str, &str)]) -> Result<Written, WriteError> {

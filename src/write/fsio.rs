@@ -40,7 +40,7 @@ pub fn scan(root: &Path, skip: &[&str]) -> io::Result<Tree> {
 
 /// The entries of a directory that a walk may take on trust instead of listing it: each name with
 /// whether it is a directory.
-pub type KnownEntries<'a> = Vec<(&'a str, bool)>;
+pub type KnownEntries<'a> = &'a [(&'a str, bool)];
 
 /// [`scan`], but a directory for which `known` (given its path and status) answers with its entries
 /// is not listed: those are taken as its entries, each one that is not a directory statted. Every
@@ -65,7 +65,7 @@ pub fn scan_known<'a>(
             list(root, &relative, skip, &mut tree, &mut pending)?;
             continue;
         };
-        for (name, is_directory) in entries {
+        for &(name, is_directory) in entries {
             let path = if relative.is_empty() { name.to_owned() } else { format!("{relative}/{name}") };
             if is_directory {
                 tree.directories.insert(path.clone());
