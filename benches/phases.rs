@@ -23,7 +23,6 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use divan::{Bencher, black_box};
-use serde_json::Value;
 use weave::Compiled;
 use weave::check::{self, CheckContext};
 use weave::emit::{self, EmitContext, MemorySink, Sink, Target};
@@ -94,7 +93,6 @@ impl fmt::Display for Input {
 struct Prepared {
     source: Source,
     document: Document,
-    value: Value,
     compiled: Compiled,
     /// Every artifact of every target, as `weave build` would write them (without the lock file).
     artifacts: BTreeMap<String, Vec<u8>>,
@@ -164,7 +162,6 @@ fn prepare(input: Input) -> Option<Prepared> {
             return None;
         }
     };
-    let value = document.to_json();
     let compiled = match weave::analyze(&source, &limits).into_compiled() {
         Ok(compiled) => compiled,
         Err(diagnostics) => {
@@ -177,7 +174,7 @@ fn prepare(input: Input) -> Option<Prepared> {
         eprintln!("skipping {input}: emitting failed: {error}");
         return None;
     }
-    Some(Prepared { source, document, value, compiled, artifacts: sink.artifacts })
+    Some(Prepared { source, document, compiled, artifacts: sink.artifacts })
 }
 
 /// Where the generated topologies are kept between runs.
@@ -241,7 +238,7 @@ fn with_prepared(bencher: Bencher, input: Input, body: impl Fn(Bencher, &'static
 fn phase_1_load(bencher: Bencher, input: Input) {
     with_prepared(bencher, input, |bencher, prepared| {
         let limits = Limits::default();
-        bencher.bench(|| load::load(black_box(&prepared.source), &limits).map(|document| document.to_json()));
+        bencher.bench(|| load::load(black_box(&prepared.source), &limits));
     });
 }
 
@@ -249,7 +246,7 @@ fn phase_1_load(bencher: Bencher, input: Input) {
 #[divan::bench(args = inputs(), max_time = MAX_SECONDS)]
 fn phase_2_schema(bencher: Bencher, input: Input) {
     with_prepared(bencher, input, |bencher, prepared| {
-        bencher.bench(|| schema::check(black_box(&prepared.document), black_box(&prepared.value)));
+        bencher.bench(|| schema::check(black_box(&prepared.document)));
     });
 }
 
@@ -448,12 +445,11 @@ mod phase_table {
     fn schema_compile_time() -> Duration {
         let source = Source::new("seed-multi-cloud-values.yaml", super::SEED_TEXT);
         let Ok(document) = load::load(&source, &Limits::default()) else { return Duration::ZERO };
-        let value = document.to_json();
         let started = Instant::now();
-        schema::check(&document, &value);
+        schema::check(&document);
         let first = started.elapsed();
         let started = Instant::now();
-        schema::check(&document, &value);
+        schema::check(&document);
         first.saturating_sub(started.elapsed())
     }
 
@@ -475,8 +471,7 @@ mod phase_table {
         let limits = Limits::default();
         let document = timed(&mut run, "load (YAML → located tree)", || load::load(source, &limits))
             .map_err(|diagnostics| format!("does not load ({} diagnostics)", diagnostics.len()))?;
-        let value = timed(&mut run, "load (tree → JSON value)", || document.to_json());
-        let schema_diagnostics = timed(&mut run, "schema", || schema::check(&document, &value));
+        let schema_diagnostics = timed(&mut run, "schema", || schema::check(&document));
         if schema_diagnostics.iter().any(|diagnostic| diagnostic.is_error()) {
             return Err("does not match the schema".to_owned());
         }

@@ -91,11 +91,9 @@ pub fn analyze(source: &Source, limits: &Limits) -> Analysis {
         Ok(document) => document,
         Err(diagnostics) => return Analysis { model: None, diagnostics },
     };
-    // The schema reads a JSON copy of the tree, made and checked on a second thread while the model
-    // is read from the tree itself; the copy (the largest allocation of a large topology's
-    // validation) is freed there when the schema is done with it.
+    // The schema validates the tree on a second thread while the model is read from it.
     let (mut diagnostics, topology) =
-        work::join(|| schema::check(&document, &document.to_json()), || model::normalize(&document.root));
+        work::join(|| schema::check(&document), || model::normalize(&document.root));
     let topology = match topology {
         Ok(topology) => topology,
         Err(reason) => {

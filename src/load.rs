@@ -2,8 +2,9 @@
 //!
 //! Parsing goes through saphyr-parser's event stream, which carries a position on every event; the
 //! tree keeps those positions so that every later diagnostic (schema, semantic checks) points into
-//! the file. The tree converts to a `serde_json::Value` for the schema, is deserialized from directly
-//! by the model (`de.rs`), and answers "where is the node at this JSON pointer" for the diagnostics.
+//! the file. The schema validates the tree in place (`instance.rs`), the model is deserialized from
+//! it directly (`de.rs`), and it answers "where is the node at this JSON pointer" for the
+//! diagnostics.
 //!
 //! What an input may cost is bounded here, before anything else runs: the file size, the nesting
 //! depth, and the number of nodes that aliases may copy (the "billion laughs" attack). Duplicate keys
@@ -20,6 +21,7 @@ use saphyr_parser::{Event, Parser, ScalarStyle, Span as YamlSpan};
 use serde_json::{Map, Number, Value};
 
 mod de;
+pub mod instance;
 
 pub use de::NodeDeserializer;
 
@@ -42,7 +44,7 @@ pub struct Limits {
     /// Most agents in one topology. Counted while reading (items of a site's `agents:`).
     pub max_agents: usize,
     /// Most values (scalars, lists and mappings, keys included) in the document. The loaded tree and
-    /// its JSON copy cost a few hundred bytes per value, so this bounds the memory an input can
+    /// the model read from it cost a few hundred bytes per value, so this bounds the memory an input can
     /// claim; a topology of the largest accepted size (50,000 agents) has about a million.
     pub max_nodes: usize,
     /// Longest accepted scalar (a key or a value), in bytes. Each stage of the pipeline keeps its
@@ -81,7 +83,7 @@ pub struct Node {
 
 /// A [`Span`] as the tree stores it: half the size, since a million nodes each carry one (a file
 /// is at most a few tens of megabytes, so every offset, line and column fits in 32 bits).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Pos {
     start: u32,
     end: u32,

@@ -12,7 +12,7 @@ use jsonschema::error::ValidationErrorKind;
 use serde_json::Value;
 
 use crate::diagnostics::{Code, Diagnostic};
-use crate::load::Document;
+use crate::load::{Document, instance};
 
 /// The schema's text, as `weave schema` prints it.
 pub const SCHEMA_TEXT: &str = include_str!("../schema/topology.schema.json");
@@ -22,10 +22,15 @@ fn schema_value() -> &'static Value {
     SCHEMA.get_or_init(|| serde_json::from_str(SCHEMA_TEXT).expect("the bundled schema is valid JSON"))
 }
 
-fn validator() -> &'static jsonschema::Validator {
-    static VALIDATOR: OnceLock<jsonschema::Validator> = OnceLock::new();
-    VALIDATOR
-        .get_or_init(|| jsonschema::draft202012::new(schema_value()).expect("the bundled schema compiles"))
+/// The compiled schema, validating the loaded tree in place ([`crate::load::instance`]).
+fn validator() -> &'static jsonschema::Validator<instance::Tree> {
+    static VALIDATOR: OnceLock<jsonschema::Validator<instance::Tree>> = OnceLock::new();
+    VALIDATOR.get_or_init(|| {
+        jsonschema::options_for::<instance::Tree>()
+            .with_draft(jsonschema::Draft::Draft202012)
+            .build(schema_value())
+            .expect("the bundled schema compiles")
+    })
 }
 
 /// At most this many shape problems are reported. A file with more is not a topology with a few
@@ -35,8 +40,8 @@ const MAX_DIAGNOSTICS: usize = 200;
 
 /// Checks a loaded document's shape. Returns every problem, each located (past
 /// [`MAX_DIAGNOSTICS`], the first ones and a note where the next one is).
-pub fn check(document: &Document, value: &Value) -> Vec<Diagnostic> {
-    let mut diagnostics = shape_problems(document, value);
+pub fn check(document: &Document) -> Vec<Diagnostic> {
+    let mut diagnostics = shape_problems(document);
     for diagnostic in &mut diagnostics {
         // Messages quote the offending value, which may be megabytes long.
         crate::diagnostics::shorten(&mut diagnostic.message);
@@ -56,9 +61,9 @@ pub fn check(document: &Document, value: &Value) -> Vec<Diagnostic> {
 }
 
 /// Every shape problem, stopping soon after [`MAX_DIAGNOSTICS`].
-fn shape_problems(document: &Document, value: &Value) -> Vec<Diagnostic> {
+fn shape_problems(document: &Document) -> Vec<Diagnostic> {
     let mut diagnostics = Vec::new();
-    for error in validator().iter_errors(value) {
+    for error in validator().iter_errors(&document.root) {
         if diagnostics.len() > MAX_DIAGNOSTICS {
             break;
         }
@@ -424,7 +429,7 @@ mod tests {
         let text: String = (0..5_000).map(|index| format!("key{index}: 1\n")).collect();
         let source = crate::source::Source::new("flood.yaml", text);
         let document = crate::load::load(&source, &crate::load::Limits::default()).unwrap();
-        let diagnostics = check(&document, &document.to_json());
+        let diagnostics = check(&document);
         assert_eq!(diagnostics.len(), MAX_DIAGNOSTICS + 1);
         let last = diagnostics.last().unwrap();
         assert!(last.message.starts_with("more than 200 problems"));
