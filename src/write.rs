@@ -837,10 +837,15 @@ impl Baseline {
         .map_err(io_error(out))?;
         let verdict = match &lock {
             LockState::Valid(lock) => {
+                // Both in path order: one pass over the two.
+                let mut listed = lock.lock.files.keys().peekable();
                 let unlisted: Vec<&str> = tree
                     .entries
                     .keys()
-                    .filter(|path| path.as_str() != LOCK_FILE && !lock.lock.files.contains_key(*path))
+                    .filter(|path| {
+                        while listed.next_if(|listed| listed < path).is_some() {}
+                        path.as_str() != LOCK_FILE && listed.peek() != Some(path)
+                    })
                     .map(String::as_str)
                     .collect();
                 if unlisted.is_empty() {

@@ -28,6 +28,9 @@ pub fn digest<V: Serialize + ?Sized>(hash: Sha256, value: &V) -> Result<[u8; 32]
 /// hashing them in bulk.
 const BUFFER: usize = 8192;
 
+/// Pieces up to this length are copied byte by byte.
+const SMALL: usize = 16;
+
 /// A `Serialize` impl's own error (`serde::ser::Error::custom`); the encoding itself never fails.
 #[derive(Debug)]
 pub struct Error(String);
@@ -61,11 +64,23 @@ impl Encoder {
                 return;
             }
         }
-        self.buffer.extend_from_slice(bytes);
+        // Most pieces are a few bytes (a tag, a length, a short name): pushed one by one they cost
+        // less than a call to copy them.
+        if bytes.len() <= SMALL {
+            for &byte in bytes {
+                self.buffer.push(byte);
+            }
+        } else {
+            self.buffer.extend_from_slice(bytes);
+        }
     }
 
     fn tag(&mut self, tag: u8) {
-        self.bytes(&[tag]);
+        if self.buffer.len() == BUFFER {
+            self.hash.update(&self.buffer);
+            self.buffer.clear();
+        }
+        self.buffer.push(tag);
     }
 
     /// A tag and a payload of fixed length.
