@@ -9,12 +9,14 @@
 //!   and neither rendering prints the value of a secret diagnostic;
 //! - a topology that passes every check builds: every emitter runs, every artifact path stays inside
 //!   the output directory, and every artifact parses back with its consumer's grammar;
+//! - the schema, validating the loaded tree in place, finds what it finds in the tree's JSON copy;
 //! - the same small input builds byte-identically twice (a cheap determinism oracle; large inputs
 //!   skip it so that the fuzzer keeps its pace).
 
 #![no_main]
 
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use weave::diagnostics::{Diagnostic, SECRET_CODES, SNIPPET_WIDTH, render_human, render_json};
@@ -47,6 +49,8 @@ fn run(data: &[u8]) {
     let json = render_json(&analysis.diagnostics, &source.name, !analysis.has_errors());
     assert!(json["diagnostics"].is_array(), "the JSON rendering has no diagnostics list");
     assert_secrets_hidden(&source, &analysis.diagnostics, shown, &human, &json.to_string());
+
+    assert_schema_in_place(&source);
 
     let Ok(compiled) = analysis.into_compiled() else { return };
     let artifacts = build(&compiled);
@@ -106,6 +110,48 @@ fn assert_secrets_hidden(source: &Source, all: &[Diagnostic], shown: &[Diagnosti
             assert!(!human.contains(&piece), "{} prints the secret in its snippet", diagnostic.code);
         }
     }
+}
+
+/// The schema validates the loaded tree in place (`weave::load::instance`): it must find the
+/// problems a validator finds in the tree's JSON copy, at the same places, by the same keywords.
+fn assert_schema_in_place(source: &Source) {
+    use jsonschema::error::ValidationErrorKind;
+    use weave::load::instance::Tree;
+    static VALIDATORS: OnceLock<(jsonschema::Validator, jsonschema::Validator<Tree>)> = OnceLock::new();
+    let (by_copy, in_place) = VALIDATORS.get_or_init(|| {
+        let schema: serde_json::Value = serde_json::from_str(weave::schema::SCHEMA_TEXT).unwrap();
+        let in_place = jsonschema::options_for::<Tree>()
+            .with_draft(jsonschema::Draft::Draft202012)
+            .build(&schema)
+            .unwrap();
+        (jsonschema::draft202012::new(&schema).unwrap(), in_place)
+    });
+    let Ok(document) = weave::load::load(source, &Limits::default()) else { return };
+    // Unexpected keys come in the order members are visited: written order in place, sorted in
+    // the copy.
+    fn problems<'i>(errors: impl Iterator<Item = jsonschema::ValidationError<'i>>) -> Vec<String> {
+        let mut problems: Vec<String> = errors
+            .map(|error| {
+                let message = match error.kind() {
+                    ValidationErrorKind::AdditionalProperties { unexpected }
+                    | ValidationErrorKind::UnevaluatedProperties { unexpected } => {
+                        let mut unexpected = unexpected.clone();
+                        unexpected.sort();
+                        format!("unexpected {unexpected:?}")
+                    }
+                    _ => error.to_string(),
+                };
+                format!("{} {} {message}", error.instance_path().as_str(), error.schema_path().as_str())
+            })
+            .take(1000)
+            .collect();
+        problems.sort();
+        problems
+    }
+    let copy = document.to_json();
+    let expected = problems(by_copy.iter_errors(&copy));
+    let found = problems(in_place.iter_errors(&document.root));
+    assert!(expected.len() >= 1000 || found == expected, "in place: {found:?}\nin the copy: {expected:?}");
 }
 
 /// Every emitter into memory. A memory sink never fails, so an error here is an emitter's own.
