@@ -1,6 +1,6 @@
 //! Names: duplicates (E002) and names that become Kubernetes names or file paths (E013).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::CheckContext;
 use crate::diagnostics::{Code, Diagnostic};
@@ -42,8 +42,9 @@ fn duplicates(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
     }
     let mut agent_order: Vec<usize> = (0..topology.agents.len()).collect();
     agent_order.sort_by_cached_key(|&position| line_of(&topology.agents[position].pointer));
-    let mut agents: BTreeMap<&str, usize> = BTreeMap::new();
-    let mut spiffe_ids: BTreeMap<&str, usize> = BTreeMap::new();
+    // Looked up only, never walked in order: hashed.
+    let mut agents: HashMap<&str, usize> = HashMap::with_capacity(topology.agents.len());
+    let mut spiffe_ids: HashMap<&str, usize> = HashMap::with_capacity(topology.agents.len());
     for position in agent_order {
         let agent = &topology.agents[position];
         if let Some(&first) = agents.get(agent.name.as_str()) {

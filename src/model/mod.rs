@@ -15,7 +15,7 @@ mod normalize;
 pub use normalize::normalize_json;
 pub use normalize::{SHORTHAND_SITES, normalize};
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
@@ -39,8 +39,10 @@ pub struct Topology {
     pub observability: Observability,
     pub resilience: Resilience,
     pub delivery: Delivery,
+    /// Each agent's position in `agents` by name (the first, for a name given twice): hashed, as
+    /// every call is resolved through it several times.
     #[serde(skip)]
-    agent_index: BTreeMap<String, usize>,
+    agent_index: HashMap<String, usize>,
     #[serde(skip)]
     site_index: BTreeMap<String, usize>,
 }

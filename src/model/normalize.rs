@@ -525,7 +525,7 @@ fn build(raw: RawTopology) -> Topology {
         },
     };
 
-    let mut agent_index = BTreeMap::new();
+    let mut agent_index = HashMap::with_capacity(agents.len());
     for (position, agent) in agents.iter().enumerate() {
         agent_index.entry(agent.name.clone()).or_insert(position);
     }
