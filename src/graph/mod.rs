@@ -213,6 +213,11 @@ impl MeshGraph {
             .unwrap_or_default()
     }
 
+    /// [`MeshGraph::federated_with`] as positions in [`MeshGraph::trust_domains`], sorted.
+    pub fn federated_ids_of(&self, trust_domain: &str) -> &[usize] {
+        self.domain_id(trust_domain).map_or(&[], |id| self.federation_peers[id].as_slice())
+    }
+
     /// Every federated pair (each once, the smaller name first), sorted.
     pub fn federated_pairs(&self) -> impl Iterator<Item = (&str, &str)> {
         self.federated

@@ -86,7 +86,7 @@ pub struct AgentPlan {
     /// The trust domains other than its own this agent must federate with: those of its callees and
     /// callers (and of its fallbacks), and every federated domain when public actions make everyone
     /// reachable. Sorted.
-    pub federates_with: Arc<[String]>,
+    pub federates_with: Arc<[Arc<str>]>,
     /// The address other sites reach this agent at.
     pub advertise_address: String,
     /// For each declared call whose callee has a fallback, the fallback this agent fails over to,
@@ -347,6 +347,9 @@ impl Plan {
         // With public actions an agent federates with every domain its own federates with, so the
         // agents of one domain share one list (a mesh of thousands of domains would otherwise hold
         // agents × domains names); otherwise each has the few its connections need.
+        // Each domain's name once, shared by every list that holds it.
+        let domain_names: Vec<Arc<str>> =
+            plan.authorization.domains.iter().map(|name| Arc::from(name.as_str())).collect();
         if plan.authorization.public_actions.is_empty() {
             let mut federates: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); plan.agents.len()];
             {
@@ -367,25 +370,18 @@ impl Plan {
                 }
             }
             for (agent, domains) in plan.agents.iter_mut().zip(federates) {
-                agent.federates_with =
-                    domains.into_iter().map(|id| plan.authorization.domains[id].clone()).collect();
+                agent.federates_with = domains.into_iter().map(|id| domain_names[id].clone()).collect();
             }
         } else {
-            let mut shared: HashMap<usize, Arc<[String]>> = HashMap::new();
+            let mut shared: HashMap<usize, Arc<[Arc<str>]>> = HashMap::new();
             for (position, agent) in plan.agents.iter_mut().enumerate() {
                 let domain = plan.authorization.agent_domain[position];
                 agent.federates_with = shared
                     .entry(domain)
                     .or_insert_with(|| {
-                        // Domain ids are in name order, so sorting them sorts the names.
-                        let mut ids: Vec<usize> = graph
-                            .federated_with(&agent.trust_domain)
-                            .into_iter()
-                            .map(|peer| domain_id[peer])
-                            .collect();
-                        ids.sort_unstable();
-                        ids.dedup();
-                        ids.into_iter().map(|id| plan.authorization.domains[id].clone()).collect()
+                        // The graph's ids are positions in `domains`, sorted and distinct.
+                        let ids = graph.federated_ids_of(&agent.trust_domain);
+                        ids.iter().map(|&id| domain_names[id].clone()).collect()
                     })
                     .clone();
             }

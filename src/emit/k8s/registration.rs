@@ -14,6 +14,8 @@
 //! (`spiffe://<td>/spire/agent/k8s_psat/<cluster>/<node uid>`), so every Kubernetes site attests its
 //! nodes with `k8s_psat` and the cluster name is the same in the server, the agents and here.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 
 use super::objects::{
@@ -82,7 +84,7 @@ pub struct RegistrationInputs<'a> {
     /// The agents' namespace.
     namespace: &'a str,
     /// The distinct lists of trust domains the site's agents federate with (agents share them).
-    federations: Vec<&'a [String]>,
+    federations: Vec<&'a [Arc<str>]>,
     /// Each agent of the site: its name, SPIFFE ID and list in `federations`.
     agents: Vec<(&'a str, &'a str, usize)>,
     /// The federation peers of the site's server: trust domain, bundle endpoint URL, profile, and
@@ -93,10 +95,10 @@ pub struct RegistrationInputs<'a> {
 impl<'a> RegistrationInputs<'a> {
     pub fn of(site: &SiteContext<'a>) -> RegistrationInputs<'a> {
         let plan = site.emit.plan;
-        let mut federations: Vec<&'a [String]> = Vec::new();
+        let mut federations: Vec<&'a [Arc<str>]> = Vec::new();
         // The plan shares one list among the agents of a trust domain: digested once, not per agent.
         // Lists borrowed at once from the plan are the same list when they are the same memory.
-        let mut seen: std::collections::HashMap<(*const String, usize), usize> =
+        let mut seen: std::collections::HashMap<(*const Arc<str>, usize), usize> =
             std::collections::HashMap::new();
         let agents = site
             .site
@@ -104,7 +106,7 @@ impl<'a> RegistrationInputs<'a> {
             .iter()
             .map(|&agent_index| {
                 let agent = &plan.agents[agent_index];
-                let list: &'a [String] = &agent.federates_with;
+                let list: &'a [Arc<str>] = &agent.federates_with;
                 let position = *seen.entry((list.as_ptr(), list.len())).or_insert_with(|| {
                     federations.push(list);
                     federations.len() - 1
@@ -163,7 +165,10 @@ fn manifests(inputs: &RegistrationInputs<'_>) -> Vec<Manifest> {
                         "kubernetes.io/metadata.name".to_owned(),
                         inputs.namespace.to_owned(),
                     )])),
-                    federates_with: inputs.federations[federation].to_vec(),
+                    federates_with: inputs.federations[federation]
+                        .iter()
+                        .map(|domain| domain.to_string())
+                        .collect(),
                 },
             },
         });
