@@ -139,9 +139,13 @@ fn wide_pairs(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
     if topology.federation.pairs != FederationPairs::All || !context.written("/federation/pairs") {
         return;
     }
-    // Collected, then sorted and deduplicated once: a call per agent or two, most of them between
-    // pairs already seen.
-    let mut called: Vec<(&str, &str)> = Vec::new();
+    if context.plan.everything_reachable() {
+        return;
+    }
+    // Collected as domain ids (positions in the sorted `trust_domains`, so their order is the
+    // names' order), then sorted and deduplicated once: a call per agent or two, most of them
+    // between pairs already seen.
+    let mut called: Vec<(usize, usize)> = Vec::new();
     for (caller, agent) in topology.agents.iter().enumerate() {
         let mut targets: Vec<usize> =
             context.plan.calls_from(caller).iter().map(|call| call.callee).collect();
@@ -151,19 +155,22 @@ fn wide_pairs(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
             targets.push(fallback);
         }
         for callee in targets {
-            let (left, right) = (context.plan.trust_domain_of(caller), context.plan.trust_domain_of(callee));
+            let (left, right) =
+                (context.plan.trust_domain_id_of(caller), context.plan.trust_domain_id_of(callee));
             if left != right {
-                let pair = if left < right { (left, right) } else { (right, left) };
-                called.push(pair);
+                called.push((left.min(right), left.max(right)));
             }
         }
     }
     called.sort_unstable();
     called.dedup();
     let all = graph.federated_pairs().count();
-    if context.plan.everything_reachable() || called.len() == all {
+    if called.len() == all {
         return;
     }
+    let domains: Vec<&str> = graph.trust_domains().collect();
+    let called: Vec<(&str, &str)> =
+        called.iter().map(|&(left, right)| (domains[left], domains[right])).collect();
     let list: Vec<String> = called.iter().map(|(left, right)| format!("[{left}, {right}]")).collect();
     diagnostics.push(Diagnostic::error(
         Code::W105,
