@@ -838,15 +838,9 @@ impl Baseline {
         let verdict = match &lock {
             LockState::Valid(lock) => {
                 // Both in path order: one pass over the two.
-                let mut listed = lock.lock.files.keys().peekable();
-                let unlisted: Vec<&str> = tree
-                    .entries
-                    .keys()
-                    .filter(|path| {
-                        while listed.next_if(|listed| listed < path).is_some() {}
-                        path.as_str() != LOCK_FILE && listed.peek() != Some(path)
-                    })
+                let unlisted: Vec<&str> = sorted_difference(tree.entries.keys(), lock.lock.files.keys())
                     .map(String::as_str)
+                    .filter(|path| *path != LOCK_FILE)
                     .collect();
                 if unlisted.is_empty() {
                     Ok(())
