@@ -115,8 +115,7 @@ fn assert_secrets_hidden(source: &Source, all: &[Diagnostic], shown: &[Diagnosti
 /// The schema validates the loaded tree in place (`weave::load::instance`): it must find the
 /// problems a validator finds in the tree's JSON copy, at the same places, by the same keywords.
 fn assert_schema_in_place(source: &Source) {
-    use jsonschema::error::ValidationErrorKind;
-    use weave::load::instance::Tree;
+    use weave::load::instance::{Tree, problem_lines};
     static VALIDATORS: OnceLock<(jsonschema::Validator, jsonschema::Validator<Tree>)> = OnceLock::new();
     let (by_copy, in_place) = VALIDATORS.get_or_init(|| {
         let schema: serde_json::Value = serde_json::from_str(weave::schema::SCHEMA_TEXT).unwrap();
@@ -127,30 +126,9 @@ fn assert_schema_in_place(source: &Source) {
         (jsonschema::draft202012::new(&schema).unwrap(), in_place)
     });
     let Ok(document) = weave::load::load(source, &Limits::default()) else { return };
-    // Unexpected keys come in the order members are visited: written order in place, sorted in
-    // the copy.
-    fn problems<'i>(errors: impl Iterator<Item = jsonschema::ValidationError<'i>>) -> Vec<String> {
-        let mut problems: Vec<String> = errors
-            .map(|error| {
-                let message = match error.kind() {
-                    ValidationErrorKind::AdditionalProperties { unexpected }
-                    | ValidationErrorKind::UnevaluatedProperties { unexpected } => {
-                        let mut unexpected = unexpected.clone();
-                        unexpected.sort();
-                        format!("unexpected {unexpected:?}")
-                    }
-                    _ => error.to_string(),
-                };
-                format!("{} {} {message}", error.instance_path().as_str(), error.schema_path().as_str())
-            })
-            .take(1000)
-            .collect();
-        problems.sort();
-        problems
-    }
     let copy = document.to_json();
-    let expected = problems(by_copy.iter_errors(&copy));
-    let found = problems(in_place.iter_errors(&document.root));
+    let expected = problem_lines(by_copy.iter_errors(&copy), 1000);
+    let found = problem_lines(in_place.iter_errors(&document.root), 1000);
     assert!(expected.len() >= 1000 || found == expected, "in place: {found:?}\nin the copy: {expected:?}");
 }
 

@@ -144,36 +144,42 @@ impl<'a> Array<'a, Tree> for &'a [Node] {
     }
 }
 
+/// The problems in `errors` as lines that compare across representations, sorted: each error's
+/// instance path, schema path and message, its unexpected keys sorted (they come in the order the
+/// members are visited: written order here, key order in a JSON copy). At most `limit` errors are
+/// taken. What the tests and the fuzz target compare in-place validation with a validator of the
+/// tree's JSON copy by.
+pub fn problem_lines<'i>(
+    errors: impl Iterator<Item = jsonschema::ValidationError<'i>>,
+    limit: usize,
+) -> Vec<String> {
+    use jsonschema::error::ValidationErrorKind;
+    let mut problems: Vec<String> = errors
+        .take(limit)
+        .map(|error| {
+            let message = match error.kind() {
+                ValidationErrorKind::AdditionalProperties { unexpected }
+                | ValidationErrorKind::UnevaluatedProperties { unexpected } => {
+                    let mut unexpected = unexpected.clone();
+                    unexpected.sort();
+                    format!("unexpected {unexpected:?}")
+                }
+                _ => error.to_string(),
+            };
+            format!("{} {} {message}", error.instance_path().as_str(), error.schema_path().as_str())
+        })
+        .collect();
+    problems.sort();
+    problems
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
 
-    use super::Tree;
+    use super::{Tree, problem_lines as problems};
     use crate::load::{Limits, load};
     use crate::source::Source;
-
-    /// What a validation error says: where, by which keyword, and its message; unexpected keys
-    /// sorted (they come in the order the members are visited, which is the order written here and
-    /// the keys' order in a JSON copy).
-    fn problems<'i>(errors: impl Iterator<Item = jsonschema::ValidationError<'i>>) -> Vec<String> {
-        use jsonschema::error::ValidationErrorKind;
-        let mut problems: Vec<String> = errors
-            .map(|error| {
-                let message = match error.kind() {
-                    ValidationErrorKind::AdditionalProperties { unexpected }
-                    | ValidationErrorKind::UnevaluatedProperties { unexpected } => {
-                        let mut unexpected = unexpected.clone();
-                        unexpected.sort();
-                        format!("unexpected {unexpected:?}")
-                    }
-                    _ => error.to_string(),
-                };
-                format!("{} {} {message}", error.instance_path().as_str(), error.schema_path().as_str())
-            })
-            .collect();
-        problems.sort();
-        problems
-    }
 
     /// Every YAML file under `directory`, recursively.
     fn yaml_files(directory: &Path, files: &mut Vec<std::path::PathBuf>) {
@@ -217,8 +223,8 @@ mod tests {
                 let source = Source::new("fixture.yaml", variant);
                 let Ok(document) = load(&source, &Limits::default()) else { continue };
                 let copy = document.to_json();
-                let expected = problems(by_copy.iter_errors(&copy));
-                let found = problems(in_place.iter_errors(&document.root));
+                let expected = problems(by_copy.iter_errors(&copy), usize::MAX);
+                let found = problems(in_place.iter_errors(&document.root), usize::MAX);
                 assert_eq!(found, expected, "{}", file.display());
                 assert_eq!(in_place.is_valid(&document.root), by_copy.is_valid(&copy));
                 compared += 1;
