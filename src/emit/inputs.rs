@@ -39,11 +39,16 @@ pub fn put<V: Serialize>(
 
 /// The inputs digest of the artifact at `path` rendered from `inputs`, in lowercase hex.
 pub fn digest<V: Serialize>(path: &str, inputs: &V) -> String {
-    let mut hash = Sha256::new();
-    for part in [SOURCE_DIGEST.as_bytes(), path.as_bytes()] {
-        hash.update((part.len() as u64).to_le_bytes());
-        hash.update(part);
-    }
+    // Every digest starts with the source digest: the hash state past it is made once and copied.
+    static AFTER_SOURCE: std::sync::LazyLock<Sha256> = std::sync::LazyLock::new(|| {
+        let mut hash = Sha256::new();
+        hash.update((SOURCE_DIGEST.len() as u64).to_le_bytes());
+        hash.update(SOURCE_DIGEST.as_bytes());
+        hash
+    });
+    let mut hash = AFTER_SOURCE.clone();
+    hash.update((path.len() as u64).to_le_bytes());
+    hash.update(path.as_bytes());
     crate::digest::hex(&value_digest(hash, inputs))
 }
 
@@ -111,6 +116,13 @@ mod tests {
         assert_eq!(shared(&["a", "b"]), shared(&["a", "b"]));
         assert_ne!(shared(&["a", "b"]), shared(&["a", "c"]));
         assert_ne!(shared(&["a", "b"]), shared(&["ab"]));
+        // The source digest, then the path, each prefixed with its length, then the value.
+        let mut hash = Sha256::new();
+        for part in [SOURCE_DIGEST, "a.yaml"] {
+            hash.update((part.len() as u64).to_le_bytes());
+            hash.update(part.as_bytes());
+        }
+        assert_eq!(base, crate::digest::hex(&value_digest(hash, &inputs("a", "x"))));
     }
 
     #[test]
