@@ -303,7 +303,9 @@ fn build(raw: RawTopology) -> Topology {
     written.sort_by(|left, right| left.0.cmp(&right.0).then(left.1.cmp(&right.1)));
 
     let mut sites = Vec::new();
-    let mut agents = Vec::new();
+    // Sized at once: an agent is a large value, and growing the list by doubling copies them all.
+    let mut agents =
+        Vec::with_capacity(written.iter().map(|(.., site)| site.agents.as_ref().map_or(0, Vec::len)).sum());
     let mut disabled_sites = Vec::new();
     for (name, pointer, shorthand_provider, raw_site) in written {
         if raw_site.enabled == Some(false) {
