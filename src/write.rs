@@ -496,8 +496,7 @@ pub(crate) fn mark_lock_current(out: &Path) -> Result<(), WriteError> {
     }
 }
 
-/// The tree a lock describes: its files and the directories that hold them, both sorted, so that
-/// a directory's descendants are one range of each.
+/// The tree a lock describes: the directories that hold its files, sorted, and the entries of each.
 struct LockTree<'a> {
     /// Every directory that holds a file, the root (``) first, in path order.
     directories: Vec<&'a str>,
