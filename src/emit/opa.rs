@@ -108,10 +108,7 @@ pub type DomainPeers<'a> = Digested<Arc<Vec<&'a str>>>;
 
 /// The [`DomainPeers`] of `domain`.
 pub fn domain_peers<'a>(context: &EmitContext<'a>, domain: &str) -> DomainPeers<'a> {
-    let mut peers = context.graph.federated_with(domain);
-    peers.sort_unstable();
-    peers.dedup();
-    Digested::new(Arc::new(peers))
+    Digested::new(Arc::new(context.graph.federated_with(domain)))
 }
 
 /// What the OPA data of every agent of a trust domain shares ([`super::inputs`]).
@@ -223,7 +220,7 @@ pub struct MeshAuthz<'a> {
     /// Trust domain → the domains federated with it, sorted; every trust domain of the mesh.
     peers: BTreeMap<&'a str, Vec<&'a str>>,
     /// The federated pairs of trust domain ids ([`AgentAuthz::domain_id`]), both orders, sorted.
-    federated: Vec<(usize, usize)>,
+    federated: &'a [(usize, usize)],
     agents: Vec<AgentAuthz<'a>>,
 }
 

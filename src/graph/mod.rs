@@ -197,7 +197,7 @@ impl MeshGraph {
     }
 
     /// A trust domain's position in [`MeshGraph::trust_domains`].
-    fn domain_id(&self, trust_domain: &str) -> Option<usize> {
+    pub fn domain_id(&self, trust_domain: &str) -> Option<usize> {
         self.domains.binary_search_by(|domain| domain.as_str().cmp(trust_domain)).ok()
     }
 

@@ -160,8 +160,9 @@ pub struct Authorization {
     public_actions_written: Vec<String>,
     /// Agent index → dense trust domain id.
     agent_domain: Vec<usize>,
-    /// Trust domain names, by id (sorted).
-    domains: Vec<String>,
+    /// Trust domain names, by id (sorted), each allocated once and shared by every list that
+    /// holds it.
+    domains: Vec<Arc<str>>,
     /// Federated pairs of domain ids, both orders, sorted.
     federated: Vec<(usize, usize)>,
 }
@@ -184,15 +185,13 @@ impl Plan {
     /// Lowers a normalized topology and its graph. Never fails: references `check` rejects (a call to
     /// an unknown agent) are left out.
     pub fn build(topology: &Topology, graph: &MeshGraph) -> Plan {
-        let domains: Vec<String> = graph.trust_domains().map(str::to_owned).collect();
-        let domain_id: BTreeMap<String, usize> =
-            domains.iter().enumerate().map(|(id, name)| (name.clone(), id)).collect();
+        // The graph's domain ids are positions in this same sorted list.
+        let domains: Vec<Arc<str>> = graph.trust_domains().map(Arc::from).collect();
         let agent_domain: Vec<usize> = topology
             .agents
             .iter()
-            .map(|agent| domain_id.get(&topology.sites[agent.site].trust_domain).copied().unwrap_or(0))
+            .map(|agent| graph.domain_id(&topology.sites[agent.site].trust_domain).unwrap_or(0))
             .collect();
-        // The graph's domain ids are positions in the same sorted list as `domains`.
         let mut federated: Vec<(usize, usize)> =
             graph.federated_ids().iter().flat_map(|&(left, right)| [(left, right), (right, left)]).collect();
         federated.sort_unstable();
@@ -250,7 +249,7 @@ impl Plan {
                 name: agent.name.clone(),
                 site: agent.site,
                 spiffe_id: agent.spiffe_id.clone(),
-                trust_domain: authorization.domains[authorization.agent_domain[position]].clone(),
+                trust_domain: authorization.domains[authorization.agent_domain[position]].to_string(),
                 calls,
                 callers,
                 federates_with: Arc::from([]),
@@ -347,9 +346,6 @@ impl Plan {
         // With public actions an agent federates with every domain its own federates with, so the
         // agents of one domain share one list (a mesh of thousands of domains would otherwise hold
         // agents × domains names); otherwise each has the few its connections need.
-        // Each domain's name once, shared by every list that holds it.
-        let domain_names: Vec<Arc<str>> =
-            plan.authorization.domains.iter().map(|name| Arc::from(name.as_str())).collect();
         if plan.authorization.public_actions.is_empty() {
             let mut federates: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); plan.agents.len()];
             {
@@ -370,7 +366,8 @@ impl Plan {
                 }
             }
             for (agent, domains) in plan.agents.iter_mut().zip(federates) {
-                agent.federates_with = domains.into_iter().map(|id| domain_names[id].clone()).collect();
+                agent.federates_with =
+                    domains.into_iter().map(|id| plan.authorization.domains[id].clone()).collect();
             }
         } else {
             let mut shared: HashMap<usize, Arc<[Arc<str>]>> = HashMap::new();
@@ -381,7 +378,7 @@ impl Plan {
                     .or_insert_with(|| {
                         // The graph's ids are positions in `domains`, sorted and distinct.
                         let ids = graph.federated_ids_of(&agent.trust_domain);
-                        ids.iter().map(|&id| domain_names[id].clone()).collect()
+                        ids.iter().map(|&id| plan.authorization.domains[id].clone()).collect()
                     })
                     .clone();
             }
@@ -480,8 +477,8 @@ impl Plan {
 
     /// Every federated pair of trust domain ids ([`Plan::trust_domain_id_of`]), in both orders,
     /// sorted.
-    pub fn federated_domain_ids(&self) -> Vec<(usize, usize)> {
-        self.authorization.federated.clone()
+    pub fn federated_domain_ids(&self) -> &[(usize, usize)] {
+        &self.authorization.federated
     }
 
     /// Whether two agents share a trust domain.
