@@ -287,8 +287,57 @@ impl<'a> MeshAuthz<'a> {
                 || (self.allow_same_trust_domain && left == right))
     }
 
+    /// The mesh's name.
+    pub fn mesh(&self) -> &'a str {
+        self.mesh
+    }
+
+    /// How many agents the mesh has; an agent is its index below that.
+    pub fn agent_count(&self) -> usize {
+        self.agents.len()
+    }
+
+    /// An agent's name.
+    pub fn agent_name(&self, agent: usize) -> &'a str {
+        self.agents[agent].name
+    }
+
+    /// An agent's trust domain.
+    pub fn trust_domain_of(&self, agent: usize) -> &'a str {
+        self.agents[agent].domain
+    }
+
+    /// The callees of an agent's declared calls, in written order, duplicates merged
+    /// ([`Plan::calls_from`](crate::plan::Plan::calls_from)).
+    pub fn callees(&self, caller: usize) -> impl Iterator<Item = usize> + '_ {
+        self.agents[caller].calls.iter().map(|(callee, _)| *callee)
+    }
+
+    /// [`Plan::allow_same_trust_domain`](crate::plan::Plan::allow_same_trust_domain).
+    pub fn allow_same_trust_domain(&self) -> bool {
+        self.allow_same_trust_domain
+    }
+
+    /// [`Plan::everything_reachable`](crate::plan::Plan::everything_reachable): some action is
+    /// public.
+    pub fn everything_reachable(&self) -> bool {
+        !self.public_actions.is_empty()
+    }
+
+    /// [`Plan::same_trust_domain`](crate::plan::Plan::same_trust_domain).
+    pub fn same_trust_domain(&self, caller: usize, callee: usize) -> bool {
+        self.agents[caller].domain_id == self.agents[callee].domain_id
+    }
+
+    /// [`Plan::reachable`](crate::plan::Plan::reachable), on these relations.
+    pub fn reachable(&self, caller: usize, callee: usize) -> bool {
+        self.everything_reachable()
+            || self.edge_actions(caller, callee).is_some()
+            || (self.allow_same_trust_domain && self.same_trust_domain(caller, callee))
+    }
+
     /// [`Plan::agents_by_trust_domain`](crate::plan::Plan::agents_by_trust_domain).
-    fn agents_by_trust_domain(&self) -> BTreeMap<&'a str, Vec<usize>> {
+    pub fn agents_by_trust_domain(&self) -> BTreeMap<&'a str, Vec<usize>> {
         let mut groups: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
         for (index, agent) in self.agents.iter().enumerate() {
             groups.entry(agent.domain).or_default().push(index);
@@ -1190,7 +1239,16 @@ networking:
             actions.sort_unstable();
             actions.dedup();
             let agents = compiled.topology.agents.len();
+            assert_eq!(authz.agent_count(), agents);
+            assert_eq!(authz.everything_reachable(), compiled.plan.everything_reachable());
+            assert_eq!(authz.allow_same_trust_domain(), compiled.plan.allow_same_trust_domain());
+            assert_eq!(authz.agents_by_trust_domain(), compiled.plan.agents_by_trust_domain());
             for caller in 0..agents {
+                assert_eq!(authz.agent_name(caller), compiled.topology.agents[caller].name);
+                assert_eq!(authz.trust_domain_of(caller), compiled.plan.trust_domain_of(caller));
+                assert!(
+                    authz.callees(caller).eq(compiled.plan.calls_from(caller).iter().map(|call| call.callee))
+                );
                 for callee in 0..agents {
                     for action in &actions {
                         assert_eq!(
@@ -1199,6 +1257,15 @@ networking:
                             "{name}: {caller} -> {callee} {action}"
                         );
                     }
+                    assert_eq!(
+                        authz.reachable(caller, callee),
+                        compiled.plan.reachable(caller, callee),
+                        "{name}: {caller} -> {callee}"
+                    );
+                    assert_eq!(
+                        authz.same_trust_domain(caller, callee),
+                        compiled.plan.same_trust_domain(caller, callee)
+                    );
                     assert_eq!(
                         authz.edge_actions(caller, callee).map(<[&str]>::to_vec),
                         compiled

@@ -43,7 +43,9 @@ use std::io;
 
 use serde::{Deserialize, Serialize};
 
-use super::conventions::{tailscale_agent_tag, tailscale_prometheus_tag, tailscale_tag};
+use super::conventions::{tailscale_agent_tag_of, tailscale_prometheus_tag, tailscale_tag};
+use super::inputs::Digested;
+use super::opa::MeshAuthz;
 use super::{EmitContext, Sink, Target, WEAVE_VERSION, prometheus};
 use crate::model::NetworkKind;
 use crate::plan::tailnet::OPERATOR_TAG;
@@ -96,10 +98,67 @@ pub fn applies(context: &EmitContext<'_>) -> bool {
     context.topology.networking.kind == NetworkKind::Tailscale
 }
 
+/// Everything the policy is rendered from, its inputs ([`super::inputs`]): the authorization
+/// relations with each agent's name and trust domain ([`MeshAuthz`], the OPA files' inputs), the
+/// port, the Prometheus servers' tags, and the tags and owners of `networking.tailscale`. A change
+/// that leaves these alone (an agent's replicas, image or tier) leaves the policy as it is.
+#[derive(Debug, Serialize)]
+pub struct PolicyInputs<'a> {
+    authz: Digested<MeshAuthz<'a>>,
+    port: u16,
+    /// When the central Prometheus federates the others.
+    prometheus: Option<PrometheusTags>,
+    /// `networking.tailscale.tagOwners`, as written.
+    owners: &'a [String],
+    /// `networking.tailscale.tags`, as written.
+    shared_tags: &'a [String],
+    /// Whether the Tailscale operator makes the devices (`plan.tailnet`).
+    operator: bool,
+}
+
+/// The Prometheus servers as the policy names them.
+#[derive(Debug, Serialize)]
+struct PrometheusTags {
+    central: String,
+    /// The other sites with agents, in site order.
+    federated: Vec<String>,
+    metrics_port: u16,
+    /// The first agent of the first site that has agents: the central Prometheus's deny test.
+    first_agent: Option<usize>,
+}
+
+impl<'a> PolicyInputs<'a> {
+    pub fn of(context: &EmitContext<'a>) -> PolicyInputs<'a> {
+        let topology = context.topology;
+        let central = prometheus::applies(context).then(|| topology.central_metrics_site()).flatten();
+        let prometheus = central.map(|central| PrometheusTags {
+            central: tailscale_prometheus_tag(topology, central),
+            federated: prometheus::federated_sites(topology)
+                .map(|site| tailscale_prometheus_tag(topology, site))
+                .collect(),
+            metrics_port: topology.mesh.metrics_port,
+            first_agent: topology.sites.iter().find_map(|site| site.agents.first().copied()),
+        });
+        let tailscale = &topology.networking.tailscale;
+        PolicyInputs {
+            authz: Digested::new(MeshAuthz::of(context)),
+            port: topology.mesh.port,
+            prometheus,
+            owners: &tailscale.tag_owners,
+            shared_tags: &tailscale.tags,
+            operator: context.plan.tailnet.is_some(),
+        }
+    }
+}
+
 /// The policy file's bytes: a comment header, then the policy as JSON (HuJSON is a superset of JSON).
 pub fn render(context: &EmitContext<'_>) -> Vec<u8> {
-    let policy = policy(context);
-    let mut bytes = header(context, &policy).into_bytes();
+    render_inputs(&PolicyInputs::of(context))
+}
+
+fn render_inputs(inputs: &PolicyInputs<'_>) -> Vec<u8> {
+    let policy = policy(inputs);
+    let mut bytes = header(inputs, &policy).into_bytes();
     // Serialized after the header, into the same buffer (the policy of a large mesh is many MB).
     serde_json::to_writer_pretty(&mut bytes, &policy).expect("plain data serializes to JSON");
     bytes.push(b'\n');
@@ -107,23 +166,23 @@ pub fn render(context: &EmitContext<'_>) -> Vec<u8> {
 }
 
 /// The policy of the mesh (see the module documentation for its shape).
-pub fn policy(context: &EmitContext<'_>) -> Policy {
-    let topology = context.topology;
-    let plan = context.plan;
-    let agent_tags: Vec<String> =
-        topology.agents.iter().map(|agent| tailscale_agent_tag(topology, agent)).collect();
-    let mesh_port = topology.mesh.port;
+pub fn policy(inputs: &PolicyInputs<'_>) -> Policy {
+    let authz = inputs.authz.get();
+    let agent_tags: Vec<String> = (0..authz.agent_count())
+        .map(|agent| tailscale_agent_tag_of(authz.mesh(), authz.agent_name(agent)))
+        .collect();
+    let mesh_port = inputs.port;
     let on_port = |agent: usize, port: u16| format!("{}:{port}", agent_tags[agent]);
-    let allow_same_trust_domain = plan.allow_same_trust_domain();
+    let allow_same_trust_domain = authz.allow_same_trust_domain();
 
     let mut grants = Vec::new();
-    if plan.everything_reachable() {
+    if authz.everything_reachable() {
         if !agent_tags.is_empty() {
             grants.push(Grant::tcp(agent_tags.clone(), agent_tags.clone(), mesh_port));
         }
     } else {
         if allow_same_trust_domain {
-            for members in plan.agents_by_trust_domain().values() {
+            for members in authz.agents_by_trust_domain().values() {
                 if !members.is_empty() {
                     let tags: Vec<String> = members.iter().map(|&agent| agent_tags[agent].clone()).collect();
                     grants.push(Grant::tcp(tags.clone(), tags, mesh_port));
@@ -131,11 +190,9 @@ pub fn policy(context: &EmitContext<'_>) -> Policy {
             }
         }
         for (caller, caller_tag) in agent_tags.iter().enumerate() {
-            let callees: Vec<String> = plan
-                .calls_from(caller)
-                .iter()
-                .map(|call| call.callee)
-                .filter(|&callee| !(allow_same_trust_domain && plan.same_trust_domain(caller, callee)))
+            let callees: Vec<String> = authz
+                .callees(caller)
+                .filter(|&callee| !(allow_same_trust_domain && authz.same_trust_domain(caller, callee)))
                 .map(|callee| agent_tags[callee].clone())
                 .collect();
             if !callees.is_empty() {
@@ -146,14 +203,11 @@ pub fn policy(context: &EmitContext<'_>) -> Policy {
 
     let mut prometheus_tags = Vec::new();
     let mut tests = Vec::new();
-    let central = prometheus::applies(context).then(|| topology.central_metrics_site()).flatten();
-    if let Some(central) = central {
-        let central_tag = tailscale_prometheus_tag(topology, central);
+    if let Some(prometheus) = &inputs.prometheus {
+        let central_tag = prometheus.central.clone();
         prometheus_tags.push(central_tag.clone());
-        let metrics_port = topology.mesh.metrics_port;
-        let federated: Vec<String> = prometheus::federated_sites(topology)
-            .map(|site| tailscale_prometheus_tag(topology, site))
-            .collect();
+        let metrics_port = prometheus.metrics_port;
+        let federated = &prometheus.federated;
         if !federated.is_empty() {
             grants.push(Grant::tcp(
                 vec![central_tag.clone()],
@@ -163,27 +217,24 @@ pub fn policy(context: &EmitContext<'_>) -> Policy {
         }
         // The central Prometheus reaches each federated Prometheus, but no agent: each site's own
         // Prometheus scrapes its agents inside the cluster.
-        let first_agents: Vec<usize> =
-            topology.sites.iter().filter_map(|site| site.agents.first().copied()).collect();
         let accept: Vec<String> =
             federated.iter().map(|tag| format!("{tag}:{}", prometheus::PROMETHEUS_PORT)).collect();
-        let deny: Vec<String> = first_agents
-            .first()
-            .map(|&agent| [on_port(agent, mesh_port), on_port(agent, metrics_port)])
+        let deny: Vec<String> = prometheus
+            .first_agent
+            .map(|agent| [on_port(agent, mesh_port), on_port(agent, metrics_port)])
             .into_iter()
             .flatten()
             .collect();
         if !accept.is_empty() || !deny.is_empty() {
             tests.push(PolicyTest::tcp(central_tag, accept, deny));
         }
-        prometheus_tags.extend(federated);
+        prometheus_tags.extend(federated.iter().cloned());
     }
 
-    let sampler = UnreachableSampler::new(context);
-    let mut agent_tests = Vec::with_capacity(topology.agents.len());
+    let sampler = UnreachableSampler::new(authz);
+    let mut agent_tests = Vec::with_capacity(agent_tags.len());
     for (caller, caller_tag) in agent_tags.iter().enumerate() {
-        let accept: Vec<String> =
-            plan.calls_from(caller).iter().map(|call| on_port(call.callee, mesh_port)).collect();
+        let accept: Vec<String> = authz.callees(caller).map(|callee| on_port(callee, mesh_port)).collect();
         let deny: Vec<String> = sampler
             .sample(caller, DENY_TESTS_PER_AGENT)
             .into_iter()
@@ -195,7 +246,7 @@ pub fn policy(context: &EmitContext<'_>) -> Policy {
     }
     agent_tests.append(&mut tests);
 
-    let (tag_owners, groups) = ownership(context, agent_tags.into_iter().chain(prometheus_tags));
+    let (tag_owners, groups) = ownership(inputs, agent_tags.into_iter().chain(prometheus_tags));
     Policy { tag_owners, groups, grants, tests: agent_tests }
 }
 
@@ -203,7 +254,7 @@ fn emit(context: &EmitContext<'_>, sink: &mut dyn Sink) -> io::Result<()> {
     if !applies(context) {
         return Ok(());
     }
-    sink.put(POLICY_PATH.to_owned(), render(context))
+    super::inputs::put(sink, POLICY_PATH.to_owned(), &PolicyInputs::of(context), render_inputs)
 }
 
 impl Grant {
@@ -223,14 +274,13 @@ impl PolicyTest {
 /// puts them on its proxies; the operator's own tag, and tags and groups named as owners, declared as
 /// well.
 fn ownership(
-    context: &EmitContext<'_>,
+    inputs: &PolicyInputs<'_>,
     tags: impl Iterator<Item = String>,
 ) -> (BTreeMap<String, Vec<String>>, BTreeMap<String, Vec<String>>) {
-    let tailscale = &context.topology.networking.tailscale;
-    let configured: Vec<String> = tailscale.tag_owners.clone();
+    let configured: Vec<String> = inputs.owners.to_vec();
     let mut owners = configured.clone();
     let mut tag_owners: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    if context.plan.tailnet.is_some() {
+    if inputs.operator {
         if !owners.iter().any(|owner| owner == OPERATOR_TAG) {
             owners.push(OPERATOR_TAG.to_owned());
         }
@@ -240,7 +290,7 @@ fn ownership(
             configured.iter().filter(|owner| *owner != OPERATOR_TAG).cloned().collect(),
         );
     }
-    for tag in tags.chain(tailscale.tags.iter().map(|tag| tailscale_tag(tag))) {
+    for tag in tags.chain(inputs.shared_tags.iter().map(|tag| tailscale_tag(tag))) {
         tag_owners.insert(tag, owners.clone());
     }
     let mut groups = BTreeMap::new();
@@ -256,21 +306,17 @@ fn ownership(
 }
 
 /// The comment block at the top of the file.
-fn header(context: &EmitContext<'_>, policy: &Policy) -> String {
-    let topology = context.topology;
-    let mesh = &topology.mesh.name;
+fn header(inputs: &PolicyInputs<'_>, policy: &Policy) -> String {
+    let mesh = inputs.authz.get().mesh();
     let mut lines = vec![
         format!("Tailscale tailnet policy of the `{mesh}` agent mesh, compiled by weave {WEAVE_VERSION}."),
         String::new(),
         format!(
             "Each agent's device carries tag:{mesh}-<agent> and the mesh's shared tags. The grants allow exactly"
         ),
-        format!(
-            "the agent-to-agent connections the topology makes reachable, on port {}/tcp.",
-            topology.mesh.port
-        ),
+        format!("the agent-to-agent connections the topology makes reachable, on port {}/tcp.", inputs.port),
     ];
-    if prometheus::applies(context) {
+    if inputs.prometheus.is_some() {
         lines.push(format!(
             "The central Prometheus may federate each site's Prometheus (port {}/tcp).",
             prometheus::PROMETHEUS_PORT
@@ -303,7 +349,7 @@ fn header(context: &EmitContext<'_>, policy: &Policy) -> String {
 /// Picks, for an agent, a few agents it cannot reach, in time proportional to its declared calls
 /// rather than to the size of the mesh.
 struct UnreachableSampler<'a> {
-    context: &'a EmitContext<'a>,
+    authz: &'a MeshAuthz<'a>,
     /// Agent indices grouped by trust domain (then by index).
     order: Vec<usize>,
     /// For each agent: its position in `order` and the bounds of its trust domain's block there.
@@ -311,19 +357,18 @@ struct UnreachableSampler<'a> {
 }
 
 impl<'a> UnreachableSampler<'a> {
-    fn new(context: &'a EmitContext<'a>) -> UnreachableSampler<'a> {
-        let plan = context.plan;
-        let count = context.topology.agents.len();
+    fn new(authz: &'a MeshAuthz<'a>) -> UnreachableSampler<'a> {
+        let count = authz.agent_count();
         let mut order: Vec<usize> = (0..count).collect();
         order.sort_by(|&left, &right| {
-            plan.trust_domain_of(left).cmp(plan.trust_domain_of(right)).then(left.cmp(&right))
+            authz.trust_domain_of(left).cmp(authz.trust_domain_of(right)).then(left.cmp(&right))
         });
         let mut place = vec![(0, 0, 0); count];
         let mut start = 0;
         while start < count {
-            let trust_domain = plan.trust_domain_of(order[start]);
+            let trust_domain = authz.trust_domain_of(order[start]);
             let mut end = start;
-            while end < count && plan.trust_domain_of(order[end]) == trust_domain {
+            while end < count && authz.trust_domain_of(order[end]) == trust_domain {
                 end += 1;
             }
             for (position, &agent) in order.iter().enumerate().take(end).skip(start) {
@@ -331,20 +376,20 @@ impl<'a> UnreachableSampler<'a> {
             }
             start = end;
         }
-        UnreachableSampler { context, order, place }
+        UnreachableSampler { authz, order, place }
     }
 
     /// Up to `limit` agents `caller` cannot reach, none when public actions make everything reachable.
     /// The scan skips the caller's own trust domain when that domain is reachable as a whole, so the
     /// only agents it passes over are declared callees.
     fn sample(&self, caller: usize, limit: usize) -> Vec<usize> {
-        let plan = self.context.plan;
+        let authz = self.authz;
         let count = self.order.len();
-        if plan.everything_reachable() || count == 0 {
+        if authz.everything_reachable() || count == 0 {
             return Vec::new();
         }
         let (position, block_start, block_end) = self.place[caller];
-        let (first, steps) = if plan.allow_same_trust_domain() {
+        let (first, steps) = if authz.allow_same_trust_domain() {
             (block_end, count - (block_end - block_start))
         } else {
             (position + 1, count - 1)
@@ -355,7 +400,7 @@ impl<'a> UnreachableSampler<'a> {
                 break;
             }
             let candidate = self.order[(first + step) % count];
-            if candidate != caller && !plan.reachable(caller, candidate) {
+            if candidate != caller && !authz.reachable(caller, candidate) {
                 found.push(candidate);
             }
         }
@@ -369,6 +414,7 @@ mod tests {
 
     use super::*;
     use crate::Compiled;
+    use crate::emit::conventions::tailscale_agent_tag;
     use crate::emit::test_support::compiled;
 
     /// Parses the file back the way Tailscale does: strip the `//` comment lines of the header, then
@@ -600,7 +646,8 @@ observability:
                 SMALL.replace("allowSameTrustDomain: false", &format!("allowSameTrustDomain: {allow}"));
             let compiled = compiled(&text);
             let context = EmitContext::of(&compiled);
-            let sampler = UnreachableSampler::new(&context);
+            let authz = MeshAuthz::of(&context);
+            let sampler = UnreachableSampler::new(&authz);
             for caller in 0..compiled.topology.agents.len() {
                 let sample = sampler.sample(caller, DENY_TESTS_PER_AGENT);
                 assert!(sample.len() <= DENY_TESTS_PER_AGENT);
