@@ -217,9 +217,9 @@ pub struct MeshAuthz<'a> {
     /// As written, without duplicates.
     public_actions_written: Vec<&'a str>,
     federation_enabled: bool,
-    /// Trust domain → the domains federated with it, sorted; every trust domain of the mesh.
-    peers: BTreeMap<&'a str, Vec<&'a str>>,
-    /// The federated pairs of trust domain ids ([`AgentAuthz::domain_id`]), both orders, sorted.
+    /// The trust domains' names, sorted: an id ([`AgentAuthz::domain_id`]) is a position here.
+    domains: &'a [Arc<str>],
+    /// The federated pairs of trust domain ids, both orders, sorted.
     federated: &'a [(usize, usize)],
     agents: Vec<AgentAuthz<'a>>,
 }
@@ -229,7 +229,6 @@ pub struct MeshAuthz<'a> {
 struct AgentAuthz<'a> {
     name: &'a str,
     spiffe_id: &'a str,
-    domain: &'a str,
     /// [`Plan::trust_domain_id_of`](crate::plan::Plan::trust_domain_id_of).
     domain_id: usize,
     capabilities: Vec<&'a str>,
@@ -250,7 +249,6 @@ impl<'a> MeshAuthz<'a> {
             .map(|(index, agent)| AgentAuthz {
                 name: &agent.name,
                 spiffe_id: &agent.spiffe_id,
-                domain: plan.trust_domain_of(index),
                 domain_id: plan.trust_domain_id_of(index),
                 capabilities: strs(&agent.capabilities),
                 calls: plan.calls_from(index).iter().map(|call| (call.callee, strs(&call.actions))).collect(),
@@ -262,7 +260,7 @@ impl<'a> MeshAuthz<'a> {
             public_actions: strs(plan.public_actions()),
             public_actions_written: strs(plan.public_actions_as_written()),
             federation_enabled: topology.federation.enabled,
-            peers: federation_peers(context),
+            domains: plan.trust_domain_names(),
             federated: plan.federated_domain_ids(),
             agents,
         }
@@ -304,7 +302,18 @@ impl<'a> MeshAuthz<'a> {
 
     /// An agent's trust domain.
     pub fn trust_domain_of(&self, agent: usize) -> &'a str {
-        self.agents[agent].domain
+        &self.domains[self.agents[agent].domain_id]
+    }
+
+    /// Trust domain → the domains federated with it, sorted; every trust domain of the mesh.
+    fn peers(&self) -> BTreeMap<&'a str, Vec<&'a str>> {
+        let domains = self.domains;
+        let mut peers: Vec<Vec<&'a str>> = vec![Vec::new(); domains.len()];
+        // Ids are positions in the sorted names, and the pairs are sorted: each list comes sorted.
+        for &(left, right) in self.federated {
+            peers[left].push(&domains[right]);
+        }
+        domains.iter().map(|domain| &**domain).zip(peers).collect()
     }
 
     /// The callees of an agent's declared calls, in written order, duplicates merged
@@ -340,7 +349,7 @@ impl<'a> MeshAuthz<'a> {
     pub fn agents_by_trust_domain(&self) -> BTreeMap<&'a str, Vec<usize>> {
         let mut groups: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
         for (index, agent) in self.agents.iter().enumerate() {
-            groups.entry(agent.domain).or_default().push(index);
+            groups.entry(&self.domains[agent.domain_id]).or_default().push(index);
         }
         groups
     }
@@ -443,7 +452,7 @@ fn cases_of<'a>(authz: &MeshAuthz<'a>) -> Vec<TestCase<'a>> {
         }
     }
 
-    let peers = &authz.peers;
+    let peers = authz.peers();
     let first_public: Option<Cow<'a, str>> =
         authz.public_actions_written.first().map(|action| Cow::Borrowed(*action));
     for (domain, members) in &agents_by_domain {
@@ -574,26 +583,11 @@ struct FederationData<'a> {
 }
 
 /// Trust domain → the trust domains federated with it, sorted; every domain has an entry.
-fn federation_peers<'a>(context: &EmitContext<'a>) -> BTreeMap<&'a str, Vec<&'a str>> {
-    let graph = context.graph;
-    let mut peers: BTreeMap<&str, Vec<&str>> =
-        graph.trust_domains().map(|domain| (domain, Vec::new())).collect();
-    for (left, right) in graph.federated_pairs() {
-        peers.entry(left).or_default().push(right);
-        peers.entry(right).or_default().push(left);
-    }
-    for list in peers.values_mut() {
-        list.sort_unstable();
-        list.dedup();
-    }
-    peers
-}
-
 fn mesh_data<'a>(authz: &MeshAuthz<'a>) -> MeshData<'a> {
     let mut agents = BTreeMap::new();
     let mut edges: BTreeMap<&str, BTreeMap<&str, Vec<&str>>> = BTreeMap::new();
     for agent in &authz.agents {
-        agents.insert(agent.spiffe_id, agent.domain);
+        agents.insert(agent.spiffe_id, &*authz.domains[agent.domain_id]);
         if agent.calls.is_empty() {
             continue;
         }
@@ -610,7 +604,7 @@ fn mesh_data<'a>(authz: &MeshAuthz<'a>) -> MeshData<'a> {
         mesh: authz.mesh,
         allow_same_trust_domain: authz.allow_same_trust_domain,
         public_actions: authz.public_actions.clone(),
-        federation: FederationData { enabled: authz.federation_enabled, peers: authz.peers.clone() },
+        federation: FederationData { enabled: authz.federation_enabled, peers: authz.peers() },
         agents,
         edges,
     }
@@ -1218,6 +1212,22 @@ networking:
         );
     }
 
+    /// Each trust domain's federation peers as the graph has them, by name.
+    fn federation_peers<'a>(context: &EmitContext<'a>) -> BTreeMap<&'a str, Vec<&'a str>> {
+        let graph = context.graph;
+        let mut peers: BTreeMap<&str, Vec<&str>> =
+            graph.trust_domains().map(|domain| (domain, Vec::new())).collect();
+        for (left, right) in graph.federated_pairs() {
+            peers.entry(left).or_default().push(right);
+            peers.entry(right).or_default().push(left);
+        }
+        for list in peers.values_mut() {
+            list.sort_unstable();
+            list.dedup();
+        }
+        peers
+    }
+
     #[test]
     fn the_relations_decide_as_the_plan_does() {
         for name in [
@@ -1230,6 +1240,7 @@ networking:
             let compiled = fixture(name);
             let context = EmitContext::of(&compiled);
             let authz = MeshAuthz::of(&context);
+            assert_eq!(authz.peers(), federation_peers(&context), "{name}");
             let mut actions: Vec<&str> = vec!["undeclared-action"];
             for agent in &compiled.topology.agents {
                 actions.extend(agent.capabilities.iter().map(String::as_str));

@@ -475,6 +475,12 @@ impl Plan {
         self.authorization.agent_domain[agent]
     }
 
+    /// The trust domains' names, sorted: a domain's id ([`Plan::trust_domain_id_of`]) is its
+    /// position here.
+    pub fn trust_domain_names(&self) -> &[Arc<str>] {
+        &self.authorization.domains
+    }
+
     /// Every federated pair of trust domain ids ([`Plan::trust_domain_id_of`]), in both orders,
     /// sorted.
     pub fn federated_domain_ids(&self) -> &[(usize, usize)] {
