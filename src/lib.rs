@@ -143,7 +143,8 @@ pub fn emit(compiled: &Compiled, only: &[String], sink: &mut dyn emit::Sink) -> 
 
 /// `graph.mmd`: the mesh as a Mermaid diagram, written with every build.
 fn put_graph(compiled: &Compiled, sink: &mut dyn emit::Sink) -> io::Result<()> {
-    sink.put("graph.mmd".to_owned(), graph::to_mermaid(&compiled.topology, &compiled.graph).into_bytes())
+    let inputs = graph::MermaidInputs::of(&compiled.topology, &compiled.graph);
+    emit::inputs::put(sink, "graph.mmd".to_owned(), &inputs, graph::render_mermaid)
 }
 
 /// One task of [`emit_parallel`].

@@ -243,7 +243,7 @@ impl MeshGraph {
 
 mod render;
 
-pub use render::{to_dot, to_json, to_mermaid};
+pub use render::{MermaidInputs, render_mermaid, to_dot, to_json, to_mermaid};
 
 #[cfg(test)]
 mod tests {

@@ -6,7 +6,10 @@
 
 use std::fmt::Write as _;
 
+use petgraph::graph::DiGraph;
 use petgraph::visit::EdgeRef;
+use serde::Serialize;
+use serde::ser::{SerializeStruct, Serializer};
 use serde_json::json;
 
 use super::{Edge, MeshGraph, Node};
@@ -14,17 +17,43 @@ use crate::model::Topology;
 
 /// A Mermaid flowchart of the mesh: trust domains and sites as nodes, agents grouped per site.
 pub fn to_mermaid(topology: &Topology, graph: &MeshGraph) -> String {
+    mermaid(&MermaidInputs::of(topology, graph))
+}
+
+/// Everything the Mermaid flowchart is rendered from (`graph.mmd`'s inputs, see
+/// `crate::emit::inputs`): every node and edge of the graph, in order, and the names their labels
+/// show.
+#[derive(Debug, Serialize)]
+pub struct MermaidInputs<'a> {
+    graph: GraphView<'a>,
+    labels: Labels<'a>,
+}
+
+impl<'a> MermaidInputs<'a> {
+    pub fn of(topology: &'a Topology, graph: &'a MeshGraph) -> MermaidInputs<'a> {
+        MermaidInputs { graph: GraphView(&graph.graph), labels: Labels::of(topology) }
+    }
+}
+
+/// [`to_mermaid`] from its inputs, as bytes.
+pub fn render_mermaid(inputs: &MermaidInputs<'_>) -> Vec<u8> {
+    mermaid(inputs).into_bytes()
+}
+
+fn mermaid(inputs: &MermaidInputs<'_>) -> String {
+    let graph = inputs.graph.0;
+    let labels = &inputs.labels;
     let mut out = String::from("flowchart LR\n");
-    for node in graph.graph.node_indices() {
-        let label = mermaid_escape(&node_label(topology, &graph.graph[node]));
-        let shape = match graph.graph[node] {
+    for node in graph.node_indices() {
+        let label = mermaid_escape(&node_label(labels, &graph[node]));
+        let shape = match graph[node] {
             Node::TrustDomain { .. } => format!("n{}{{{{\"{label}\"}}}}", node.index()),
             Node::Agent { .. } => format!("n{}([\"{label}\"])", node.index()),
             _ => format!("n{}[\"{label}\"]", node.index()),
         };
         let _ = writeln!(out, "  {shape}");
     }
-    for edge in graph.graph.edge_references() {
+    for edge in graph.edge_references() {
         let label = mermaid_escape(&edge_label(edge.weight()));
         let arrow = match edge.weight() {
             Edge::Calls { .. } => "==>",
@@ -36,8 +65,65 @@ pub fn to_mermaid(topology: &Topology, graph: &MeshGraph) -> String {
     out
 }
 
+/// The graph's nodes in index order and its edges in index order (each with its ends): all a
+/// rendering of the graph reads of it.
+#[derive(Debug)]
+struct GraphView<'a>(&'a DiGraph<Node, Edge>);
+
+impl Serialize for GraphView<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let graph = self.0;
+        let mut state = serializer.serialize_struct("GraphView", 2)?;
+        state.serialize_field("nodes", &Nodes(graph))?;
+        state.serialize_field("edges", &Edges(graph))?;
+        state.end()
+    }
+}
+
+struct Nodes<'a>(&'a DiGraph<Node, Edge>);
+
+impl Serialize for Nodes<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.raw_nodes().iter().map(|node| &node.weight))
+    }
+}
+
+struct Edges<'a>(&'a DiGraph<Node, Edge>);
+
+impl Serialize for Edges<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(
+            self.0
+                .edge_references()
+                .map(|edge| (edge.source().index(), edge.target().index(), edge.weight())),
+        )
+    }
+}
+
+/// The names a node's label shows, by site and agent index.
+#[derive(Debug, Serialize)]
+struct Labels<'a> {
+    /// Each site's name, provider and region.
+    sites: Vec<(&'a str, &'static str, Option<&'a str>)>,
+    agents: Vec<&'a str>,
+}
+
+impl<'a> Labels<'a> {
+    fn of(topology: &'a Topology) -> Labels<'a> {
+        Labels {
+            sites: topology
+                .sites
+                .iter()
+                .map(|site| (site.name.as_str(), site.provider.as_str(), site.region.as_deref()))
+                .collect(),
+            agents: topology.agents.iter().map(|agent| agent.name.as_str()).collect(),
+        }
+    }
+}
+
 /// A Graphviz digraph of the mesh, accepted by `dot -Tsvg`.
 pub fn to_dot(topology: &Topology, graph: &MeshGraph) -> String {
+    let labels = Labels::of(topology);
     let mut out = String::from("digraph mesh {\n  rankdir=LR;\n  node [fontname=\"Helvetica\"];\n");
     for node in graph.graph.node_indices() {
         let weight = &graph.graph[node];
@@ -52,7 +138,7 @@ pub fn to_dot(topology: &Topology, graph: &MeshGraph) -> String {
             out,
             "  n{} [label={}, shape={shape}];",
             node.index(),
-            dot_quote(&node_label(topology, weight))
+            dot_quote(&node_label(&labels, weight))
         );
     }
     for edge in graph.graph.edge_references() {
@@ -75,6 +161,7 @@ pub fn to_dot(topology: &Topology, graph: &MeshGraph) -> String {
 
 /// The graph as JSON: `{"nodes": [{id, kind, label, ...}], "edges": [{from, to, kind, ...}]}`.
 pub fn to_json(topology: &Topology, graph: &MeshGraph) -> serde_json::Value {
+    let labels = Labels::of(topology);
     let nodes: Vec<serde_json::Value> = graph
         .graph
         .node_indices()
@@ -83,7 +170,7 @@ pub fn to_json(topology: &Topology, graph: &MeshGraph) -> serde_json::Value {
             let mut value = serde_json::to_value(weight).unwrap_or_default();
             if let Some(object) = value.as_object_mut() {
                 object.insert("id".into(), json!(format!("n{}", node.index())));
-                object.insert("label".into(), json!(node_label(topology, weight)));
+                object.insert("label".into(), json!(node_label(&labels, weight)));
             }
             value
         })
@@ -103,22 +190,23 @@ pub fn to_json(topology: &Topology, graph: &MeshGraph) -> serde_json::Value {
     json!({ "nodes": nodes, "edges": edges })
 }
 
-fn node_label(topology: &Topology, node: &Node) -> String {
+fn node_label(labels: &Labels<'_>, node: &Node) -> String {
+    let site = |site: &usize| labels.sites[*site].0;
     match node {
         Node::TrustDomain { name } => format!("trust domain {name}"),
         Node::Site { site } => {
-            let site = &topology.sites[*site];
-            match &site.region {
-                Some(region) => format!("site {} ({} {region})", site.name, site.provider.as_str()),
-                None => format!("site {} ({})", site.name, site.provider.as_str()),
+            let (name, provider, region) = labels.sites[*site];
+            match region {
+                Some(region) => format!("site {name} ({provider} {region})"),
+                None => format!("site {name} ({provider})"),
             }
         }
-        Node::SpireServer { site } => format!("SPIRE server {}", topology.sites[*site].name),
-        Node::BundleEndpoint { site } => format!("bundle endpoint {}", topology.sites[*site].name),
+        Node::SpireServer { site: index } => format!("SPIRE server {}", site(index)),
+        Node::BundleEndpoint { site: index } => format!("bundle endpoint {}", site(index)),
         Node::Network { network } => format!("network {}", network.as_str()),
-        Node::Agent { agent } => format!("agent {}", topology.agents[*agent].name),
-        Node::Collector { site } => format!("collector {}", topology.sites[*site].name),
-        Node::PrometheusHub { site } => format!("Prometheus hub {}", topology.sites[*site].name),
+        Node::Agent { agent } => format!("agent {}", labels.agents[*agent]),
+        Node::Collector { site: index } => format!("collector {}", site(index)),
+        Node::PrometheusHub { site: index } => format!("Prometheus hub {}", site(index)),
     }
 }
 
