@@ -251,8 +251,14 @@ fn emit_part(context: &EmitContext<'_>, part: usize, sink: &mut dyn Sink) -> io:
     for agent in &topology.agents[start..end] {
         let inputs = ImageInputs::of(topology, agent);
         let directory = image_dir(agent);
-        super::inputs::put(sink, format!("{directory}/Dockerfile"), &inputs, dockerfile)?;
-        super::inputs::put(sink, format!("{directory}/image.json"), &inputs, config_json)?;
+        super::inputs::put_all(
+            sink,
+            &inputs,
+            [
+                (format!("{directory}/Dockerfile"), dockerfile as super::inputs::Render<ImageInputs<'_>>),
+                (format!("{directory}/image.json"), config_json),
+            ],
+        )?;
     }
     Ok(())
 }

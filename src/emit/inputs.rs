@@ -4,8 +4,9 @@
 //! the render function is a plain `fn` (not a closure, so it can read nothing but its inputs value
 //! and constants), and the value implements `Serialize`. The *inputs digest* is the sha256 of
 //! weave's source digest (`build.rs`: every file the binary is built from, so other code never
-//! shares a digest), the artifact's path and the value's serialization ([`encoding`]). Equal
-//! inputs digests mean equal bytes. The lock records each such digest beside the file's own
+//! shares a digest), the value's serialization ([`encoding`]) and the artifact's path; artifacts
+//! rendered from one value ([`put_all`]) share the hash of the first two. Equal inputs digests
+//! mean equal bytes. The lock records each such digest beside the file's own
 //! ([`crate::write::Lock::inputs`]), and the next build into that OUT keeps a file whose inputs
 //! digest is unchanged (and whose times vouch that it was not touched since) without rendering it.
 //!
@@ -27,18 +28,35 @@ pub const SOURCE_DIGEST: &str = env!("WEAVE_SOURCE_DIGEST");
 
 /// Puts the artifact `render(inputs)` at `path`; a sink holding the bytes an earlier build rendered
 /// from equal inputs may keep them instead of calling `render`.
-pub fn put<V: Serialize>(
+pub fn put<V: Serialize>(sink: &mut dyn Sink, path: String, inputs: &V, render: Render<V>) -> io::Result<()> {
+    put_all(sink, inputs, [(path, render)])
+}
+
+/// A function that renders an artifact from its inputs value.
+pub type Render<V> = fn(&V) -> Vec<u8>;
+
+/// [`put`] for several artifacts rendered from one inputs value, which is encoded and hashed once
+/// for all of them.
+pub fn put_all<V: Serialize, const N: usize>(
     sink: &mut dyn Sink,
-    path: String,
     inputs: &V,
-    render: fn(&V) -> Vec<u8>,
+    artifacts: [(String, Render<V>); N],
 ) -> io::Result<()> {
-    let digest = digest(&path, inputs);
-    sink.put_rendered(path, digest, &mut || render(inputs))
+    let value = value_state(inputs);
+    for (path, render) in artifacts {
+        let digest = with_path(value.clone(), &path);
+        sink.put_rendered(path, digest, &mut || render(inputs))?;
+    }
+    Ok(())
 }
 
 /// The inputs digest of the artifact at `path` rendered from `inputs`, in lowercase hex.
 pub fn digest<V: Serialize>(path: &str, inputs: &V) -> String {
+    with_path(value_state(inputs), path)
+}
+
+/// The hash state past the source digest and the encoding of `inputs`.
+fn value_state<V: Serialize>(inputs: &V) -> Sha256 {
     // Every digest starts with the source digest: the hash state past it is made once and copied.
     static AFTER_SOURCE: std::sync::LazyLock<Sha256> = std::sync::LazyLock::new(|| {
         let mut hash = Sha256::new();
@@ -46,10 +64,19 @@ pub fn digest<V: Serialize>(path: &str, inputs: &V) -> String {
         hash.update(SOURCE_DIGEST.as_bytes());
         hash
     });
-    let mut hash = AFTER_SOURCE.clone();
-    hash.update((path.len() as u64).to_le_bytes());
-    hash.update(path.as_bytes());
-    crate::digest::hex(&value_digest(hash, inputs))
+    // Inputs are plain data (structs, strings, numbers, lists, maps), whose `Serialize` impls
+    // raise no errors of their own, and the encoding never fails.
+    encoding::feed(AFTER_SOURCE.clone(), inputs).expect("inputs serialize")
+}
+
+/// `value` (a [`value_state`]) finished with the path, in lowercase hex. The encoding delimits
+/// itself and the path is prefixed with its length, so no two (value, path) pairs hash the same
+/// bytes.
+fn with_path(mut value: Sha256, path: &str) -> String {
+    value.update((path.len() as u64).to_le_bytes());
+    value.update(path.as_bytes());
+    let digest: [u8; 32] = value.finalize().into();
+    crate::digest::hex(&digest)
 }
 
 /// `hash` fed the encoding of `value` ([`encoding`]), finalized.
@@ -116,13 +143,16 @@ mod tests {
         assert_eq!(shared(&["a", "b"]), shared(&["a", "b"]));
         assert_ne!(shared(&["a", "b"]), shared(&["a", "c"]));
         assert_ne!(shared(&["a", "b"]), shared(&["ab"]));
-        // The source digest, then the path, each prefixed with its length, then the value.
+        // The source digest prefixed with its length, the value, then the path prefixed with its
+        // length.
         let mut hash = Sha256::new();
-        for part in [SOURCE_DIGEST, "a.yaml"] {
-            hash.update((part.len() as u64).to_le_bytes());
-            hash.update(part.as_bytes());
-        }
-        assert_eq!(base, crate::digest::hex(&value_digest(hash, &inputs("a", "x"))));
+        hash.update((SOURCE_DIGEST.len() as u64).to_le_bytes());
+        hash.update(SOURCE_DIGEST.as_bytes());
+        let mut hash = encoding::feed(hash, &inputs("a", "x")).unwrap();
+        hash.update(("a.yaml".len() as u64).to_le_bytes());
+        hash.update("a.yaml".as_bytes());
+        let expected: [u8; 32] = hash.finalize().into();
+        assert_eq!(base, crate::digest::hex(&expected));
     }
 
     #[test]
@@ -132,5 +162,16 @@ mod tests {
         put(&mut sink, "a.yaml".to_owned(), &inputs, render).unwrap();
         assert_eq!(sink.artifacts["a.yaml"], b"a: x\n");
         assert_eq!(sink.inputs["a.yaml"], digest("a.yaml", &inputs));
+        // Several artifacts of one value: each digest as `put` would give it.
+        fn shout(inputs: &Inputs<'_>) -> Vec<u8> {
+            render(inputs).to_ascii_uppercase()
+        }
+        put_all(&mut sink, &inputs, [("b.yaml".to_owned(), render), ("c.yaml".to_owned(), shout)]).unwrap();
+        assert_eq!(sink.artifacts["b.yaml"], b"a: x\n");
+        assert_eq!(sink.artifacts["c.yaml"], b"A: X\n");
+        for path in ["b.yaml", "c.yaml"] {
+            assert_eq!(sink.inputs[path], digest(path, &inputs));
+        }
+        assert_ne!(sink.inputs["b.yaml"], sink.inputs["c.yaml"]);
     }
 }

@@ -614,15 +614,29 @@ fn emit(context: &EmitContext<'_>, sink: &mut dyn Sink) -> io::Result<()> {
     sink.put(paths::OPA_POLICY.to_owned(), policy(context).into_bytes())?;
     // Digested once for the three files it is the inputs of.
     let authz = Digested::new(MeshAuthz::of(context));
-    super::inputs::put(sink, paths::OPA_DATA.to_owned(), &authz, |authz| render_data(authz.get()))?;
-    super::inputs::put(sink, paths::OPA_TESTS.to_owned(), &authz, |authz| {
-        let authz = authz.get();
-        render_tests(authz, &cases_of(authz)).into_bytes()
-    })?;
-    super::inputs::put(sink, paths::OPA_CASES.to_owned(), &authz, |authz| {
-        let authz = authz.get();
-        render_cases(authz, &cases_of(authz))
-    })
+    super::inputs::put_all(
+        sink,
+        &authz,
+        [
+            (paths::OPA_DATA.to_owned(), data_of as super::inputs::Render<Digested<MeshAuthz<'_>>>),
+            (paths::OPA_TESTS.to_owned(), tests_of),
+            (paths::OPA_CASES.to_owned(), cases_json_of),
+        ],
+    )
+}
+
+fn data_of(authz: &Digested<MeshAuthz<'_>>) -> Vec<u8> {
+    render_data(authz.get())
+}
+
+fn tests_of(authz: &Digested<MeshAuthz<'_>>) -> Vec<u8> {
+    let authz = authz.get();
+    render_tests(authz, &cases_of(authz)).into_bytes()
+}
+
+fn cases_json_of(authz: &Digested<MeshAuthz<'_>>) -> Vec<u8> {
+    let authz = authz.get();
+    render_cases(authz, &cases_of(authz))
 }
 
 /// An action no agent serves, grants or makes public: `undeclared-action`, suffixed until unused.

@@ -18,10 +18,15 @@ use sha2::{Digest, Sha256};
 
 /// `hash` fed the encoding of `value`, finalized.
 pub fn digest<V: Serialize + ?Sized>(hash: Sha256, value: &V) -> Result<[u8; 32], Error> {
+    Ok(feed(hash, value)?.finalize().into())
+}
+
+/// `hash` fed the encoding of `value`, not finalized: more may follow.
+pub fn feed<V: Serialize + ?Sized>(hash: Sha256, value: &V) -> Result<Sha256, Error> {
     let mut encoder = Encoder { hash, buffer: Vec::with_capacity(BUFFER) };
     value.serialize(&mut encoder)?;
     encoder.hash.update(&encoder.buffer);
-    Ok(encoder.hash.finalize().into())
+    Ok(encoder.hash)
 }
 
 /// Bytes gathered before they are hashed: hashing a few bytes at a time costs several times
