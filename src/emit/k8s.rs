@@ -200,8 +200,12 @@ fn site_files(site_context: &SiteContext<'_>, sink: &mut dyn Sink) -> io::Result
     }
     // The CRDs the site's custom resources use, in a kustomization of their own that DEPLOY.md
     // applies (and waits for) before the site.
-    for (name, text) in registration::CRDS {
-        files.push((Stage::Crds, (*name).to_owned(), Some(text.as_bytes().to_vec())));
+    // Each is text compiled into weave, the same for every site: its name is all it is rendered
+    // from, so a rebuild keeps it without copying and digesting it again.
+    for (position, (name, _)) in registration::CRDS.iter().enumerate() {
+        let path = paths::k8s_stage_file(&site.name, Stage::Crds, name);
+        super::inputs::put(sink, path, &position, crd_text)?;
+        files.push((Stage::Crds, (*name).to_owned(), None));
     }
     for stage in delivery::stages(site) {
         let mut resources: Vec<String> = files
@@ -228,6 +232,11 @@ fn site_files(site_context: &SiteContext<'_>, sink: &mut dyn Sink) -> io::Result
     }
     let stages = delivery::site_stages(site).into_iter().map(|stage| stage.as_str().to_owned()).collect();
     sink.put(paths::k8s(&site.name, "kustomization.yaml"), kustomization(stages))
+}
+
+/// The bytes of the CRD at `position` in [`registration::CRDS`].
+fn crd_text(position: &usize) -> Vec<u8> {
+    registration::CRDS[*position].1.as_bytes().to_vec()
 }
 
 /// A kustomization listing `resources`.
