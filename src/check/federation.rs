@@ -168,9 +168,9 @@ fn wide_pairs(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
     if called.len() == all {
         return;
     }
-    let domains: Vec<&str> = graph.trust_domains().collect();
+    let domains = context.plan.trust_domain_names();
     let called: Vec<(&str, &str)> =
-        called.iter().map(|&(left, right)| (domains[left], domains[right])).collect();
+        called.iter().map(|&(left, right)| (&*domains[left], &*domains[right])).collect();
     let list: Vec<String> = called.iter().map(|(left, right)| format!("[{left}, {right}]")).collect();
     diagnostics.push(Diagnostic::error(
         Code::W105,

@@ -64,9 +64,7 @@ fn value_state<V: Serialize>(inputs: &V) -> Sha256 {
         hash.update(SOURCE_DIGEST.as_bytes());
         hash
     });
-    // Inputs are plain data (structs, strings, numbers, lists, maps), whose `Serialize` impls
-    // raise no errors of their own, and the encoding never fails.
-    encoding::feed(AFTER_SOURCE.clone(), inputs).expect("inputs serialize")
+    fed(AFTER_SOURCE.clone(), inputs)
 }
 
 /// `value` (a [`value_state`]) finished with the path, in lowercase hex. The encoding delimits
@@ -79,11 +77,11 @@ fn with_path(mut value: Sha256, path: &str) -> String {
     crate::digest::hex(&digest)
 }
 
-/// `hash` fed the encoding of `value` ([`encoding`]), finalized.
-fn value_digest<V: Serialize + ?Sized>(hash: Sha256, value: &V) -> [u8; 32] {
+/// `hash` fed the encoding of `value` ([`encoding`]).
+fn fed<V: Serialize + ?Sized>(hash: Sha256, value: &V) -> Sha256 {
     // Inputs are plain data (structs, strings, numbers, lists, maps), whose `Serialize` impls
     // raise no errors of their own, and the encoding never fails.
-    encoding::digest(hash, value).expect("inputs serialize")
+    encoding::feed(hash, value).expect("inputs serialize")
 }
 
 /// A value that enters an inputs digest as its own digest, computed when it is made: a rendered
@@ -98,7 +96,7 @@ pub struct Digested<T> {
 
 impl<T: Serialize> Digested<T> {
     pub fn new(value: T) -> Digested<T> {
-        let digest = value_digest(Sha256::new(), &value);
+        let digest = fed(Sha256::new(), &value).finalize().into();
         Digested { value, digest }
     }
 }

@@ -582,7 +582,6 @@ struct FederationData<'a> {
     peers: BTreeMap<&'a str, Vec<&'a str>>,
 }
 
-/// Trust domain → the trust domains federated with it, sorted; every domain has an entry.
 fn mesh_data<'a>(authz: &MeshAuthz<'a>) -> MeshData<'a> {
     let mut agents = BTreeMap::new();
     let mut edges: BTreeMap<&str, BTreeMap<&str, Vec<&str>>> = BTreeMap::new();

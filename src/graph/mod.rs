@@ -213,9 +213,9 @@ impl MeshGraph {
             .unwrap_or_default()
     }
 
-    /// [`MeshGraph::federated_with`] as positions in [`MeshGraph::trust_domains`], sorted.
-    pub fn federated_ids_of(&self, trust_domain: &str) -> &[usize] {
-        self.domain_id(trust_domain).map_or(&[], |id| self.federation_peers[id].as_slice())
+    /// The domains federated with the domain at `id` ([`MeshGraph::domain_id`]), as ids, sorted.
+    pub fn federated_ids_of(&self, id: usize) -> &[usize] {
+        &self.federation_peers[id]
     }
 
     /// Every federated pair (each once, the smaller name first), sorted.

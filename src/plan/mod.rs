@@ -377,7 +377,7 @@ impl Plan {
                     .entry(domain)
                     .or_insert_with(|| {
                         // The graph's ids are positions in `domains`, sorted and distinct.
-                        let ids = graph.federated_ids_of(&agent.trust_domain);
+                        let ids = graph.federated_ids_of(domain);
                         ids.iter().map(|&id| plan.authorization.domains[id].clone()).collect()
                     })
                     .clone();

@@ -16,11 +16,6 @@ use std::fmt;
 use serde::ser::{self, Serialize};
 use sha2::{Digest, Sha256};
 
-/// `hash` fed the encoding of `value`, finalized.
-pub fn digest<V: Serialize + ?Sized>(hash: Sha256, value: &V) -> Result<[u8; 32], Error> {
-    Ok(feed(hash, value)?.finalize().into())
-}
-
 /// `hash` fed the encoding of `value`, not finalized: more may follow.
 pub fn feed<V: Serialize + ?Sized>(hash: Sha256, value: &V) -> Result<Sha256, Error> {
     let mut encoder = Encoder { hash, buffer: Vec::with_capacity(BUFFER) };
@@ -426,7 +421,7 @@ mod tests {
     use super::*;
 
     fn of<V: Serialize>(value: &V) -> [u8; 32] {
-        digest(Sha256::new(), value).unwrap()
+        feed(Sha256::new(), value).unwrap().finalize().into()
     }
 
     #[derive(Serialize)]
@@ -522,6 +517,6 @@ mod tests {
                 Err(ser::Error::custom("refused"))
             }
         }
-        assert_eq!(digest(Sha256::new(), &vec![Refuses]).unwrap_err().to_string(), "refused");
+        assert_eq!(feed(Sha256::new(), &vec![Refuses]).unwrap_err().to_string(), "refused");
     }
 }
