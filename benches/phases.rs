@@ -281,14 +281,18 @@ fn phase_4_plan(bencher: Bencher, input: Input) {
 fn phase_5_check(bencher: Bencher, input: Input) {
     with_prepared(bencher, input, |bencher, prepared| {
         let limits = Limits::default();
-        let context = CheckContext {
-            topology: &prepared.compiled.topology,
-            graph: &prepared.compiled.graph,
-            plan: &prepared.compiled.plan,
-            document: &prepared.document,
-            limits: &limits,
-        };
-        bencher.bench(|| check::run(black_box(&context)));
+        bencher.bench(|| {
+            let secrets = check::secrets::scan(black_box(&prepared.document));
+            let context = CheckContext {
+                topology: &prepared.compiled.topology,
+                graph: &prepared.compiled.graph,
+                plan: &prepared.compiled.plan,
+                document: &prepared.document,
+                limits: &limits,
+                secrets: &secrets,
+            };
+            check::run(&context)
+        });
     });
 }
 
@@ -478,14 +482,18 @@ mod phase_table {
         let topology = timed(&mut run, "model", || model::normalize(&document.root))?;
         let mesh_graph = timed(&mut run, "graph", || MeshGraph::build(&topology));
         let plan = timed(&mut run, "plan", || weave::plan::Plan::build(&topology, &mesh_graph));
-        let context = CheckContext {
-            topology: &topology,
-            graph: &mesh_graph,
-            plan: &plan,
-            document: &document,
-            limits: &limits,
-        };
-        let diagnostics = timed(&mut run, "check", || check::run(&context));
+        let diagnostics = timed(&mut run, "check", || {
+            let secrets = check::secrets::scan(&document);
+            let context = CheckContext {
+                topology: &topology,
+                graph: &mesh_graph,
+                plan: &plan,
+                document: &document,
+                limits: &limits,
+                secrets: &secrets,
+            };
+            check::run(&context)
+        });
         if diagnostics.iter().any(|diagnostic| diagnostic.is_error()) {
             return Err("is not valid".to_owned());
         }

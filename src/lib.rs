@@ -91,9 +91,19 @@ pub fn analyze(source: &Source, limits: &Limits) -> Analysis {
         Ok(document) => document,
         Err(diagnostics) => return Analysis { model: None, diagnostics },
     };
-    // The schema validates the tree on a second thread while the model is read from it.
-    let (mut diagnostics, topology) =
-        work::join(|| schema::check(&document), || model::normalize(&document.root));
+    // The schema validates the tree, and the secrets scan reads its every string, on a second
+    // thread while the model is read from it and the graph and plan are built.
+    let (found, topology) = work::join(
+        || (schema::check(&document), check::secrets::scan(&document)),
+        || {
+            model::normalize(&document.root).map(|topology| {
+                let graph = MeshGraph::build(&topology);
+                let plan = Plan::build(&topology, &graph);
+                (topology, graph, plan)
+            })
+        },
+    );
+    let (mut diagnostics, secrets) = found;
     let topology = match topology {
         Ok(topology) => topology,
         Err(reason) => {
@@ -110,16 +120,21 @@ pub fn analyze(source: &Source, limits: &Limits) -> Analysis {
             }
             // Secrets are found in the text alone: reported (and hidden from every snippet) even
             // when the rest of the checks cannot run.
-            diagnostics.extend(check::secrets::scan(&document));
+            diagnostics.extend(secrets);
             check::sort(&mut diagnostics);
             check::secrets::redact(&mut diagnostics, &source.text);
             return Analysis { model: None, diagnostics };
         }
     };
-    let graph = MeshGraph::build(&topology);
-    let plan = Plan::build(&topology, &graph);
-    let context =
-        check::CheckContext { topology: &topology, graph: &graph, plan: &plan, document: &document, limits };
+    let (topology, graph, plan) = topology;
+    let context = check::CheckContext {
+        topology: &topology,
+        graph: &graph,
+        plan: &plan,
+        document: &document,
+        limits,
+        secrets: &secrets,
+    };
     diagnostics.extend(check::run(&context));
     check::sort(&mut diagnostics);
     check::secrets::redact(&mut diagnostics, &source.text);

@@ -16,7 +16,7 @@ mod names;
 mod networking;
 mod references;
 mod resilience;
-pub(crate) mod secrets;
+pub mod secrets;
 mod sites;
 mod values;
 
@@ -33,6 +33,8 @@ pub struct CheckContext<'a> {
     pub plan: &'a Plan,
     pub document: &'a Document,
     pub limits: &'a Limits,
+    /// [`secrets::scan`] of the document, run before the rules (beside the schema).
+    pub secrets: &'a [Diagnostic],
 }
 
 impl CheckContext<'_> {

@@ -11,8 +11,10 @@ use super::CheckContext;
 use crate::diagnostics::{Code, Diagnostic};
 use crate::load::Document;
 
+/// The rule's diagnostics are [`scan`]'s, which the analysis runs early, beside the schema (it
+/// reads every string of the document, and needs nothing else).
 pub(super) fn check(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
-    diagnostics.extend(scan(context.document));
+    diagnostics.extend_from_slice(context.secrets);
 }
 
 /// Every secret written in the document's strings: E012 for a value that is certainly a secret,
