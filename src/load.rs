@@ -12,8 +12,8 @@
 //!
 //! Scalars resolve with the YAML 1.2 core schema (`yes`/`no`/`on`/`off` are strings).
 
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::sync::Arc;
 

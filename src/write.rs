@@ -22,7 +22,9 @@
 mod fsio;
 pub mod journal;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use foldhash::{HashMap, HashMapExt};
 use std::fs;
 use std::io::{self, Write as _};
 use std::path::{Component, Path, PathBuf};
@@ -139,20 +141,38 @@ impl Lock {
         }
     }
 
+    /// The lock file's bytes: the lock as pretty JSON (serde_json's, two spaces a level) and a
+    /// final newline.
     pub fn to_bytes(&self) -> Vec<u8> {
-        crate::emit::json_pretty(self)
+        let mut bytes = Vec::new();
+        self.write_to(&mut bytes).expect("a Vec takes every write");
+        bytes
     }
 
     /// Writes [`Lock::to_bytes`] into `writer` without holding them (a large mesh's lock is tens
     /// of MB).
     pub fn write_to(&self, writer: impl io::Write) -> io::Result<()> {
-        write_lock_form(self, writer)
+        write_lock_form(&self.form(), writer)
     }
 
     /// Whether `bytes` are this lock's [`Lock::to_bytes`], compared as they are written rather than
     /// against a copy.
     pub fn is_written_as(&self, bytes: &[u8]) -> bool {
-        is_in_lock_form(self, bytes)
+        is_in_lock_form(&self.form(), bytes)
+    }
+
+    fn form(&self) -> LockForm<'_> {
+        fn pairs(map: &BTreeMap<String, String>) -> Vec<(&str, &str)> {
+            map.iter().map(|(path, digest)| (path.as_str(), digest.as_str())).collect()
+        }
+        LockForm {
+            weave_version: &self.weave_version,
+            input_file: &self.input.file,
+            input_sha256: &self.input.sha256,
+            targets: self.targets.iter().map(String::as_str).collect(),
+            files: pairs(&self.files),
+            inputs: pairs(&self.inputs),
+        }
     }
 
     /// Writes the lock file at `path` and says whether its bytes are `previous` (when given): one
@@ -301,7 +321,15 @@ impl<'a> LockView<'a> {
     /// Whether `bytes`, which this view was read from, are exactly in the form weave writes (the
     /// bytes [`Lock::to_bytes`] gives).
     fn is_written_as(&self, bytes: &[u8]) -> bool {
-        is_in_lock_form(self, bytes)
+        let form = LockForm {
+            weave_version: self.weave_version,
+            input_file: self.input.file,
+            input_sha256: self.input.sha256,
+            targets: self.targets.clone(),
+            files: self.files.0.clone(),
+            inputs: self.inputs.0.clone(),
+        };
+        is_in_lock_form(&form, bytes)
     }
 
     /// Whether this is the lock a build of `origin` writes, whatever its files: same weave, same
@@ -316,21 +344,80 @@ impl<'a> LockView<'a> {
     }
 }
 
-/// Writes `lock` (a [`Lock`], or a [`LockView`] of one) in the lock file's form: pretty JSON and a
-/// final newline.
-fn write_lock_form(lock: &impl Serialize, writer: impl io::Write) -> io::Result<()> {
-    // serde_json writes a token at a time; the writer (a file and a comparison) is given 64 KiB at
-    // a time.
+/// What the lock file says, borrowed from a [`Lock`] or a [`LockView`], in the order it is written.
+struct LockForm<'a> {
+    weave_version: &'a str,
+    input_file: &'a str,
+    input_sha256: &'a str,
+    targets: Vec<&'a str>,
+    files: Vec<(&'a str, &'a str)>,
+    inputs: Vec<(&'a str, &'a str)>,
+}
+
+/// Writes a lock in the lock file's form: what `serde_json::to_writer_pretty` writes of a [`Lock`]
+/// (a test holds the two equal), and a final newline. Written here rather than by serde_json,
+/// which escapes a string byte by byte: a large mesh's lock is a few hundred thousand paths and
+/// digests, which need no escape, and are copied whole.
+fn write_lock_form(lock: &LockForm<'_>, writer: impl io::Write) -> io::Result<()> {
+    /// A JSON string: copied between quotes when no byte needs an escape.
+    fn string(writer: &mut impl io::Write, text: &str) -> io::Result<()> {
+        // Every byte looked at, with no early exit: the loop is vectorized.
+        let plain = !text
+            .bytes()
+            .fold(false, |escape, byte| escape | (byte < 0x20) | (byte == b'"') | (byte == b'\\'));
+        if plain {
+            writer.write_all(b"\"")?;
+            writer.write_all(text.as_bytes())?;
+            writer.write_all(b"\"")
+        } else {
+            serde_json::to_writer(writer, text).map_err(io::Error::from)
+        }
+    }
+    fn object(writer: &mut impl io::Write, name: &str, pairs: &[(&str, &str)]) -> io::Result<()> {
+        writer.write_all(b",\n  ")?;
+        string(writer, name)?;
+        if pairs.is_empty() {
+            return writer.write_all(b": {}");
+        }
+        writer.write_all(b": {")?;
+        for (index, (key, value)) in pairs.iter().enumerate() {
+            writer.write_all(if index == 0 { b"\n    " } else { b",\n    " })?;
+            string(writer, key)?;
+            writer.write_all(b": ")?;
+            string(writer, value)?;
+        }
+        writer.write_all(b"\n  }")
+    }
+    // The writer (a file and a comparison) is given 64 KiB at a time.
     let mut writer = io::BufWriter::with_capacity(64 << 10, writer);
-    serde_json::to_writer_pretty(&mut writer, lock)?;
-    writer.write_all(b"\n")?;
+    let out = &mut writer;
+    out.write_all(b"{\n  \"weave_version\": ")?;
+    string(out, lock.weave_version)?;
+    out.write_all(b",\n  \"input\": {\n    \"file\": ")?;
+    string(out, lock.input_file)?;
+    out.write_all(b",\n    \"sha256\": ")?;
+    string(out, lock.input_sha256)?;
+    out.write_all(b"\n  }")?;
+    if !lock.targets.is_empty() {
+        out.write_all(b",\n  \"targets\": [")?;
+        for (index, target) in lock.targets.iter().enumerate() {
+            out.write_all(if index == 0 { b"\n    " } else { b",\n    " })?;
+            string(out, target)?;
+        }
+        out.write_all(b"\n  ]")?;
+    }
+    object(out, "files", &lock.files)?;
+    if !lock.inputs.is_empty() {
+        object(out, "inputs", &lock.inputs)?;
+    }
+    out.write_all(b"\n}\n")?;
     writer.into_inner().map_err(io::IntoInnerError::into_error)?;
     Ok(())
 }
 
 /// Whether `bytes` are `lock` in the lock file's form, written again into a comparison rather than
 /// a copy (the lock of a large OUT is tens of MB).
-fn is_in_lock_form(lock: &impl Serialize, bytes: &[u8]) -> bool {
+fn is_in_lock_form(lock: &LockForm<'_>, bytes: &[u8]) -> bool {
     let mut same = SameBytes::new(bytes);
     write_lock_form(lock, &mut same).is_ok() && same.is_whole()
 }
@@ -1409,6 +1496,38 @@ pub fn read_tree(root: &Path) -> io::Result<BTreeMap<String, Vec<u8>>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// The lock file's form, written by hand, is serde_json's pretty form of the lock: for
+        /// any strings (escapes, control characters, non-ASCII), any number of targets, files and
+        /// inputs, empty or not. A view read back from those bytes writes them again.
+        #[test]
+        fn the_lock_form_is_serde_jsons_pretty_form(
+            version in ".{0,6}",
+            file in "(?s).{0,8}",
+            sha256 in "[0-9a-f\\\\\"\n]{0,4}",
+            targets in proptest::collection::vec("(?s).{0,5}", 0..3),
+            files in proptest::collection::btree_map("(?s).{0,8}", "(?s).{0,8}", 0..5),
+            inputs in proptest::collection::btree_map("(?s).{0,8}", "(?s).{0,8}", 0..3),
+        ) {
+            let lock = Lock {
+                weave_version: version,
+                input: LockInput { file, sha256 },
+                targets,
+                files,
+                inputs,
+            };
+            let bytes = lock.to_bytes();
+            proptest::prop_assert_eq!(&bytes, &crate::emit::json_pretty(&lock));
+            proptest::prop_assert!(lock.is_written_as(&bytes));
+            if let Ok(view) = serde_json::from_slice::<LockView<'_>>(&bytes) {
+                proptest::prop_assert!(view.is_written_as(&bytes));
+            }
+            let mut other = bytes.clone();
+            other.pop();
+            proptest::prop_assert!(!lock.is_written_as(&other));
+        }
+    }
 
     #[test]
     fn collected_digests_are_what_inserting_into_a_map_gives() {

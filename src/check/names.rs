@@ -1,6 +1,8 @@
 //! Names: duplicates (E002) and names that become Kubernetes names or file paths (E013).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use foldhash::{HashMap, HashMapExt};
 
 use super::CheckContext;
 use crate::diagnostics::{Code, Diagnostic};

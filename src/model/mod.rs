@@ -15,7 +15,9 @@ mod normalize;
 pub use normalize::normalize_json;
 pub use normalize::{SHORTHAND_SITES, normalize};
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use foldhash::HashMap;
 
 use serde::Serialize;
 

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use foldhash::HashMapExt;
 use serde::Deserialize;
 use serde_json::Value;
 

@@ -24,7 +24,9 @@ pub mod prerequisites;
 pub mod tailnet;
 pub mod vpn;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use foldhash::{HashMap, HashMapExt};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
