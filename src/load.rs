@@ -15,7 +15,7 @@
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::borrow::Cow;
 use std::fmt::Write as _;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use saphyr_parser::{Event, Parser, ScalarStyle, Span as YamlSpan};
 use serde_json::{Map, Number, Value};
@@ -153,9 +153,13 @@ impl Located {
 pub struct Document {
     pub root: Node,
     /// For each large mapping, by its JSON pointer: key → entry position. Diagnostics locate nodes
-    /// by pointer, and a linear search of a 100,000-key mapping per diagnostic is quadratic.
-    large_mappings: HashMap<String, HashMap<String, usize>>,
+    /// by pointer, and a linear search of a 100,000-key mapping per diagnostic is quadratic. Made
+    /// when a node is first located ([`index_large_mappings`]): a valid topology is seldom asked.
+    large_mappings: OnceLock<LargeMappings>,
 }
+
+/// [`Document::large_mappings`].
+type LargeMappings = HashMap<String, HashMap<String, usize>>;
 
 /// Mappings with at least this many entries are indexed for [`Document::locate`].
 const INDEXED_MAPPING_ENTRIES: usize = 32;
@@ -185,7 +189,8 @@ impl Document {
             prefix_length += 1 + raw_token.len();
             match &node.kind {
                 NodeKind::Mapping(entries) => {
-                    let position = match self.large_mappings.get(prefix) {
+                    let large_mappings = self.large_mappings.get_or_init(|| index_large_mappings(&self.root));
+                    let position = match large_mappings.get(prefix) {
                         Some(positions) => *positions.get(token.as_ref())?,
                         None => entries.iter().position(|(entry_key, _)| *entry_key.name == *token)?,
                     };
@@ -459,9 +464,14 @@ fn load_document(source: &Source, limits: &Limits) -> Result<Document, Vec<Diagn
         return Err(loader.diagnostics);
     }
     let root = loader.root.unwrap_or(Node { span: source.line_span(1).into(), kind: NodeKind::Null });
-    // Each mapping long enough to be worth an index, by its pointer (made for those alone).
+    Ok(Document { root, large_mappings: OnceLock::new() })
+}
+
+/// Each mapping under `root` long enough to be worth an index, by its pointer (made for those
+/// alone).
+fn index_large_mappings(root: &Node) -> LargeMappings {
     let mut large_mappings = HashMap::new();
-    walk(&root, &mut Vec::new(), &mut |visited, path| {
+    walk(root, &mut Vec::new(), &mut |visited, path| {
         if let Visited::Node(Node { kind: NodeKind::Mapping(entries), .. }) = visited
             && entries.len() >= INDEXED_MAPPING_ENTRIES
         {
@@ -472,7 +482,7 @@ fn load_document(source: &Source, limits: &Limits) -> Result<Document, Vec<Diagn
             large_mappings.insert(pointer_of(path), positions);
         }
     });
-    Ok(Document { root, large_mappings })
+    large_mappings
 }
 
 enum Frame {
@@ -1116,12 +1126,10 @@ mod tests {
         let entries: String = (0..1_000).map(|index| format!("  key{index}: {index}\n")).collect();
         let document =
             load_text(&format!("outer:\n  - a/b~c:\n{}", entries.replace("  key", "      key"))).unwrap();
-        assert!(
-            document.large_mappings.contains_key("/outer/0/a~1b~0c"),
-            "{:?}",
-            document.large_mappings.keys()
-        );
+        assert!(document.large_mappings.get().is_none(), "indexed before a node is located");
         assert_eq!(document.locate("/outer/0/a~1b~0c/key999").unwrap().value.line, 1002);
+        let large_mappings = document.large_mappings.get().unwrap();
+        assert!(large_mappings.contains_key("/outer/0/a~1b~0c"), "{:?}", large_mappings.keys());
         assert_eq!(escape_token("a/b~c"), "a~1b~0c");
         assert_eq!(unescape_token("a~1b~0c"), "a/b~c");
         assert!(matches!(escape_token("plain"), Cow::Borrowed("plain")));

@@ -640,8 +640,15 @@ pub fn is_current(out: &Path, origin: Origin<'_>) -> bool {
         return false;
     };
     let lock_times = LockTimes::of(&metadata);
-    // Whether the lock records this build is asked before its entries are checked: a changed
-    // topology, the common case, does not pay for checking (and writing again) every entry.
+    // Whether the lock records this build is asked before its entries are read: a changed
+    // topology, the common case, does not pay for reading (and writing again) every entry. A lock
+    // in weave's form that records `origin` starts as the lock of `origin` without files does, up
+    // to the files' opening brace.
+    let header = Lock::header(origin, sha256_hex(origin.input)).to_bytes();
+    let files_at = header.len() - b"{}\n}\n".len();
+    if !bytes.starts_with(&header[..files_at]) {
+        return false;
+    }
     let Ok(lock) = serde_json::from_slice::<LockView<'_>>(&bytes) else { return false };
     if !lock.records(origin) {
         return false;
@@ -1995,6 +2002,20 @@ mod tests {
         fs::write(&lock_path, &lock_bytes).unwrap();
         mark_lock_current(&out).unwrap();
         assert!(is_current(&out, origin));
+        // A build of some targets, and one of no file at all, are current too.
+        for (targets, files) in [(vec!["k8s".to_owned(), "opa".to_owned()], &files[..1]), (vec![], &[][..])] {
+            let other = parent.path().join("other");
+            let origin = Origin { targets: &targets, ..origin };
+            build_atomically(&other, false, origin, |sink| {
+                files
+                    .iter()
+                    .try_for_each(|(path, bytes)| sink.put((*path).to_owned(), bytes.as_bytes().to_vec()))
+            })
+            .unwrap();
+            assert!(is_current(&other, origin), "{targets:?}");
+            assert!(!is_current(&other, Origin { targets: &[], ..origin }) || targets.is_empty());
+            fs::remove_dir_all(&other).unwrap();
+        }
 
         let restore = || {
             fs::remove_dir_all(&out).unwrap();
