@@ -4,8 +4,9 @@
 //! the render function is a plain `fn` (not a closure, so it can read nothing but its inputs value
 //! and constants), and the value implements `Serialize`. The *inputs digest* is the sha256 of
 //! weave's source digest (`build.rs`: every file the binary is built from, so other code never
-//! shares a digest), the value's serialization ([`encoding`]) and the artifact's path; artifacts
-//! rendered from one value ([`put_all`]) share the hash of the first two. Equal inputs digests
+//! shares a digest), the name of the value's type, its serialization ([`encoding`]) and the
+//! artifact's path; artifacts rendered from one value ([`put_all`]) share the hash of all but the
+//! path. Equal inputs digests
 //! mean equal bytes. The lock records each such digest beside the file's own
 //! ([`crate::write::Lock::inputs`]), and the next build into that OUT keeps a file whose inputs
 //! digest is unchanged (and whose times vouch that it was not touched since) without rendering it.
@@ -55,7 +56,9 @@ pub fn digest<V: Serialize>(path: &str, inputs: &V) -> String {
     with_path(value_state(inputs), path)
 }
 
-/// The hash state past the source digest and the encoding of `inputs`.
+/// The hash state past the source digest, the name of the inputs value's type and its encoding.
+/// The encoding writes a struct's name but not its fields' ([`encoding`]); the type's full name
+/// tells apart two inputs types of the same name.
 fn value_state<V: Serialize>(inputs: &V) -> Sha256 {
     // Every digest starts with the source digest: the hash state past it is made once and copied.
     static AFTER_SOURCE: std::sync::LazyLock<Sha256> = std::sync::LazyLock::new(|| {
@@ -64,7 +67,11 @@ fn value_state<V: Serialize>(inputs: &V) -> Sha256 {
         hash.update(SOURCE_DIGEST.as_bytes());
         hash
     });
-    fed(AFTER_SOURCE.clone(), inputs)
+    let mut hash = AFTER_SOURCE.clone();
+    let type_name = std::any::type_name::<V>();
+    hash.update((type_name.len() as u64).to_le_bytes());
+    hash.update(type_name.as_bytes());
+    fed(hash, inputs)
 }
 
 /// `value` (a [`value_state`]) finished with the path, in lowercase hex. The encoding delimits
@@ -141,16 +148,40 @@ mod tests {
         assert_eq!(shared(&["a", "b"]), shared(&["a", "b"]));
         assert_ne!(shared(&["a", "b"]), shared(&["a", "c"]));
         assert_ne!(shared(&["a", "b"]), shared(&["ab"]));
-        // The source digest prefixed with its length, the value, then the path prefixed with its
-        // length.
+        // The source digest and the value's type prefixed with their lengths, the value, then
+        // the path prefixed with its length.
         let mut hash = Sha256::new();
         hash.update((SOURCE_DIGEST.len() as u64).to_le_bytes());
         hash.update(SOURCE_DIGEST.as_bytes());
+        let type_name = "weave::emit::inputs::tests::Inputs<'_>";
+        hash.update((type_name.len() as u64).to_le_bytes());
+        hash.update(type_name.as_bytes());
         let mut hash = encoding::feed(hash, &inputs("a", "x")).unwrap();
         hash.update(("a.yaml".len() as u64).to_le_bytes());
         hash.update("a.yaml".as_bytes());
         let expected: [u8; 32] = hash.finalize().into();
         assert_eq!(base, crate::digest::hex(&expected));
+    }
+
+    /// Two inputs types alike but for their fields' names encode alike ([`encoding`] writes a
+    /// struct's name, not its fields'): their type's full name tells their digests apart.
+    #[test]
+    fn inputs_types_of_one_shape_digest_apart() {
+        mod other {
+            #[derive(serde::Serialize)]
+            pub struct Inputs<'a> {
+                pub label: &'a str,
+                pub body: super::Digested<String>,
+            }
+        }
+        let ours = Inputs { name: "a", text: Digested::new("x".to_owned()) };
+        let theirs = other::Inputs { label: "a", body: Digested::new("x".to_owned()) };
+        let encoded = |value: &dyn Fn(Sha256) -> Sha256| <[u8; 32]>::from(value(Sha256::new()).finalize());
+        assert_eq!(
+            encoded(&|hash| encoding::feed(hash, &ours).unwrap()),
+            encoded(&|hash| encoding::feed(hash, &theirs).unwrap())
+        );
+        assert_ne!(digest("a.yaml", &ours), digest("a.yaml", &theirs));
     }
 
     #[test]

@@ -4,12 +4,22 @@
 //! Each event (a string, an integer, the start of a struct, a field, the end of a list, ...) is one
 //! tag byte followed by a self-delimiting payload (a number in LEB128, bytes prefixed with their
 //! length in LEB128, a float's eight bytes), and every compound value has an opening and a closing
-//! tag. So the stream is prefix-free: two values whose
-//! serializations differ in any event (a field's name or presence, an enum's variant, a list's
-//! length, a string's bytes) are written as different bytes, whatever their `Serialize` impls do
-//! (fields skipped when empty, sequences of unknown length, maps with keys of any type). JSON would
-//! do the same but costs more: it escapes every string byte by byte and formats every number in
-//! decimal, and most of an inputs value is strings.
+//! tag. So the stream is prefix-free: two values whose serializations differ in any event written
+//! (a field's presence, a struct's name, an enum's variant, a list's length, a map's key, a
+//! string's bytes) are written as different bytes (fields skipped when empty, sequences of unknown
+//! length, maps with keys of any type). JSON would do the same but costs more: it escapes every
+//! string byte by byte and formats every number in decimal, and most of an inputs value is
+//! strings.
+//!
+//! A struct's field is written as its tag alone, without its name: a struct's name says which
+//! fields it has and in which order, and serde's derive hands every one of them to the serializer
+//! (`serialize_field`, or `skip_field` when it is skipped), so the names would repeat what the
+//! struct's name says, and they were most of the bytes hashed and of the events written. That
+//! holds for every inputs type, whose `Serialize` impls are derived or, where written by hand
+//! (`GraphView`, `CaseRecord`), serialize a fixed list of fields; what varies with the value is
+//! tagged (an `Option`, a list's elements, a map's entries, an enum's variant, a skipped field).
+//! An untagged enum's struct variants are structs named after their variant. The digest of an
+//! artifact also holds weave's source digest and the inputs value's type ([`super::put`]).
 
 use std::fmt;
 
@@ -330,8 +340,9 @@ impl Encoder {
         value.serialize(self)
     }
 
-    fn field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<(), Error> {
-        self.sized(tag::FIELD, key.as_bytes());
+    /// A field of a struct: its tag, then its value (not its name; see the module's doc).
+    fn field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+        self.tag(tag::FIELD);
         value.serialize(self)
     }
 
@@ -386,20 +397,20 @@ impl ser::SerializeMap for &mut Encoder {
     }
 }
 
-/// The serializers of structs and struct variants: a named field at a time (a skipped one by its
-/// name alone), then the end.
+/// The serializers of structs and struct variants: a field at a time (a skipped one by its tag
+/// alone), then the end.
 macro_rules! fields {
     ($($kind:ident),*) => {$(
         impl ser::$kind for &mut Encoder {
             type Ok = ();
             type Error = Error;
 
-            fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<(), Error> {
-                self.field(key, value)
+            fn serialize_field<T: Serialize + ?Sized>(&mut self, _key: &'static str, value: &T) -> Result<(), Error> {
+                self.field(value)
             }
 
-            fn skip_field(&mut self, key: &'static str) -> Result<(), Error> {
-                self.sized(tag::SKIPPED, key.as_bytes());
+            fn skip_field(&mut self, _key: &'static str) -> Result<(), Error> {
+                self.tag(tag::SKIPPED);
                 Ok(())
             }
 
