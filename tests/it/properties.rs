@@ -88,6 +88,8 @@ struct MeshPlan {
     public_actions: Vec<&'static str>,
     allow_same_trust_domain: bool,
     metrics_central: Index,
+    /// Metrics switched off (only by [`Change::Metrics`]).
+    metrics_off: bool,
     min_available: bool,
     region_template: bool,
     declare_trust_domains: bool,
@@ -191,6 +193,7 @@ fn mesh_plan() -> impl Strategy<Value = MeshPlan> {
                 public_actions,
                 allow_same_trust_domain,
                 metrics_central,
+                metrics_off: false,
                 min_available,
                 region_template,
                 declare_trust_domains,
@@ -421,7 +424,7 @@ fn coherent(plan: &MeshPlan) -> Value {
         "observability".into(),
         json!({
             "logging": {"level": "INFO", "format": "json"},
-            "metrics": {"enabled": true, "central": central, "scrapeInterval": "15s", "federateInterval": "30s"},
+            "metrics": {"enabled": !plan.metrics_off, "central": central, "scrapeInterval": "15s", "federateInterval": "30s"},
             "tracing": {"enabled": true, "endpoint": "otel-collector.example.com:4317"},
         }),
     );
@@ -601,6 +604,7 @@ enum Change {
     Networking,
     MinAvailable,
     MetricsCentral,
+    Metrics,
     Federation,
 }
 
@@ -618,6 +622,7 @@ fn change() -> impl Strategy<Value = Change> {
         Just(Change::Networking),
         Just(Change::MinAvailable),
         Just(Change::MetricsCentral),
+        Just(Change::Metrics),
         Just(Change::Federation),
     ]
 }
@@ -649,6 +654,7 @@ fn changed(plan: &MeshPlan, change: Change, pick: &Index) -> MeshPlan {
         (Change::MinAvailable, _) => plan.min_available = !plan.min_available,
         // The central Prometheus moves to the chosen site (the same one, sometimes: no change).
         (Change::MetricsCentral, _) => plan.metrics_central = *pick,
+        (Change::Metrics, _) => plan.metrics_off = !plan.metrics_off,
         (Change::Federation, _) => plan.federation_enabled = !plan.federation_enabled,
         // A change to an agent of a site without agents: an agent appears instead.
         (_, None) => site.agents.push(AgentPlan {

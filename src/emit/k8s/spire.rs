@@ -25,8 +25,11 @@ use super::registration::{
     self, CONTROLLER_CONFIG_DIR, CONTROLLER_CONFIG_KEY, CONTROLLER_CONFIGMAP, CONTROLLER_HEALTH_PORT,
     CONTROLLER_MANAGER_IMAGE,
 };
-use super::{SiteContext, selector_labels};
+use serde::Serialize;
+
+use super::{SiteContext, SiteLabels, selector_labels};
 use crate::emit::conventions::SPIRE_SOCKET_DIR;
+use crate::emit::inputs::Digested;
 use crate::emit::spire::{
     self as spire_config, AGENT_NAME, BUNDLE_CONFIGMAP, EnvironmentSource, HEALTH_PORT, LIVE_PATH,
     READY_PATH, SERVER_NAME, TELEMETRY_PORT,
@@ -65,14 +68,50 @@ pub fn server_file(site: &SiteContext<'_>) -> Vec<u8> {
     }
 }
 
+/// Everything `spire-agent.yaml` is rendered from ([`crate::emit::inputs`]): what
+/// [`agent_file`] and the functions it calls read, and nothing else.
+#[derive(Debug, Serialize)]
+pub struct AgentInputs<'a> {
+    namespace: &'a str,
+    labels: SiteLabels<'a>,
+    /// `spire/<site>/agent.conf`, which the ConfigMap holds and whose plugins the RBAC follows.
+    conf: Digested<String>,
+    metrics: bool,
+}
+
+impl<'a> AgentInputs<'a> {
+    pub fn of(site: &SiteContext<'a>) -> AgentInputs<'a> {
+        let topology = site.topology;
+        AgentInputs {
+            namespace: &topology.spire.namespace,
+            labels: site.site_labels(),
+            conf: Digested::new(spire_config::agent_conf(site.emit, site.site)),
+            metrics: topology.observability.metrics.enabled,
+        }
+    }
+}
+
 /// `spire-agent.yaml`.
-pub fn agent_file(site: &SiteContext<'_>) -> Vec<u8> {
-    yaml_documents(&agent_manifests(site))
+pub fn agent_file(inputs: &AgentInputs<'_>) -> Vec<u8> {
+    yaml_documents(&agent_manifests(inputs))
+}
+
+/// Everything `spiffe-csi-driver.yaml` is rendered from ([`crate::emit::inputs`]).
+#[derive(Debug, Serialize)]
+pub struct CsiDriverInputs<'a> {
+    namespace: &'a str,
+    labels: SiteLabels<'a>,
+}
+
+impl<'a> CsiDriverInputs<'a> {
+    pub fn of(site: &SiteContext<'a>) -> CsiDriverInputs<'a> {
+        CsiDriverInputs { namespace: &site.topology.spire.namespace, labels: site.site_labels() }
+    }
 }
 
 /// `spiffe-csi-driver.yaml`.
-pub fn csi_driver_file(site: &SiteContext<'_>) -> Vec<u8> {
-    yaml_documents(&csi_driver_manifests(site))
+pub fn csi_driver_file(inputs: &CsiDriverInputs<'_>) -> Vec<u8> {
+    yaml_documents(&csi_driver_manifests(inputs))
 }
 
 fn with_header(lines: &[&str], body: Vec<u8>) -> Vec<u8> {
@@ -504,14 +543,13 @@ fn controller_manager_container() -> Container {
 
 // --------------------------------------------------------------------------------------------- agent
 
-fn agent_manifests(site: &SiteContext<'_>) -> Vec<Manifest> {
-    let topology = site.topology;
-    let namespace = topology.spire.namespace.as_str();
-    let conf = spire_config::agent_conf(site.emit, site.site);
+fn agent_manifests(inputs: &AgentInputs<'_>) -> Vec<Manifest> {
+    let namespace = inputs.namespace;
+    let conf = inputs.conf.get().clone();
     let psat = configures(&conf, "NodeAttestor", "k8s_psat");
-    let labels: SharedMap = site.labels(AGENT_NAME, "spire-agent").build().into();
-    let cluster_role = format!("{}-{}-spire-agent", topology.mesh.name, namespace);
-    let daemonset = agent_daemonset(site, &labels, psat);
+    let labels: SharedMap = inputs.labels.labels(AGENT_NAME, "spire-agent").build().into();
+    let cluster_role = format!("{}-{}-spire-agent", inputs.labels.mesh, namespace);
+    let daemonset = agent_daemonset(inputs.metrics, &labels, psat);
     vec![
         Manifest {
             api_version: "v1",
@@ -549,7 +587,7 @@ fn agent_manifests(site: &SiteContext<'_>) -> Vec<Manifest> {
     ]
 }
 
-fn agent_daemonset(site: &SiteContext<'_>, labels: &SharedMap, psat: bool) -> DaemonSetSpec {
+fn agent_daemonset(metrics: bool, labels: &SharedMap, psat: bool) -> DaemonSetSpec {
     // Cloud node attestors read the instance metadata service, which pods on GKE (Workload Identity)
     // and EKS (IMDSv2 hop limit) cannot reach from the pod network.
     let host_network = !psat;
@@ -578,7 +616,7 @@ fn agent_daemonset(site: &SiteContext<'_>, labels: &SharedMap, psat: bool) -> Da
         mounts.push(VolumeMount::read_only("psat-token", token_dir));
     }
     let mut ports = vec![ContainerPort::tcp("healthz", HEALTH_PORT)];
-    if site.topology.observability.metrics.enabled {
+    if metrics {
         ports.push(ContainerPort::tcp("metrics", TELEMETRY_PORT));
     }
     let container = Container {
@@ -634,9 +672,9 @@ fn agent_daemonset(site: &SiteContext<'_>, labels: &SharedMap, psat: bool) -> Da
 
 // ---------------------------------------------------------------------------------------- CSI driver
 
-fn csi_driver_manifests(site: &SiteContext<'_>) -> Vec<Manifest> {
-    let namespace = site.topology.spire.namespace.as_str();
-    let labels: SharedMap = site.labels("spiffe-csi-driver", "csi-driver").build().into();
+fn csi_driver_manifests(inputs: &CsiDriverInputs<'_>) -> Vec<Manifest> {
+    let namespace = inputs.namespace;
+    let labels: SharedMap = inputs.labels.labels("spiffe-csi-driver", "csi-driver").build().into();
     let plugin_dir = format!("/var/lib/kubelet/plugins/{}", super::agents::SPIFFE_CSI_DRIVER);
     let driver = Container {
         name: "spiffe-csi-driver".to_owned(),
