@@ -159,7 +159,7 @@ fn mesh_base(context: &EmitContext<'_>, sink: &mut dyn Sink) -> io::Result<()> {
 /// kustomization, which lists the stages `kubectl apply -k k8s/<site>` takes.
 fn site_files(site_context: &SiteContext<'_>, sink: &mut dyn Sink) -> io::Result<()> {
     let site = site_context.site;
-    // The registration, the SPIRE agent and CSI driver and the agents' egress Services, rendered
+    // The registration, the SPIRE server, agent and CSI driver and the agents' egress Services, rendered
     // from their inputs, are put at once; the others when every file's stage is known. A file put
     // already has no bytes here.
     let registration = paths::k8s_stage_file(&site.name, Stage::Mesh, "registration.yaml");
@@ -169,13 +169,15 @@ fn site_files(site_context: &SiteContext<'_>, sink: &mut dyn Sink) -> io::Result
         &registration::RegistrationInputs::of(site_context),
         registration::file,
     )?;
+    let spire_server = paths::k8s_stage_file(&site.name, Stage::Spire, "spire-server.yaml");
+    super::inputs::put(sink, spire_server, &spire::ServerInputs::of(site_context), spire::server_file)?;
     let spire_agent = paths::k8s_stage_file(&site.name, Stage::Spire, "spire-agent.yaml");
     super::inputs::put(sink, spire_agent, &spire::AgentInputs::of(site_context), spire::agent_file)?;
     let csi_driver = paths::k8s_stage_file(&site.name, Stage::Spire, "spiffe-csi-driver.yaml");
     super::inputs::put(sink, csi_driver, &spire::CsiDriverInputs::of(site_context), spire::csi_driver_file)?;
     let mut files: Vec<(Stage, String, Option<Vec<u8>>)> = vec![
         (Stage::Spire, "namespaces.yaml".to_owned(), Some(yaml_documents(&namespaces(site_context)))),
-        (Stage::Spire, "spire-server.yaml".to_owned(), Some(spire::server_file(site_context))),
+        (Stage::Spire, "spire-server.yaml".to_owned(), None),
         (Stage::Spire, "spire-agent.yaml".to_owned(), None),
         (Stage::Spire, "spiffe-csi-driver.yaml".to_owned(), None),
         (Stage::Mesh, "registration.yaml".to_owned(), None),

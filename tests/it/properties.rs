@@ -90,6 +90,10 @@ struct MeshPlan {
     metrics_central: Index,
     /// Metrics switched off (only by [`Change::Metrics`]).
     metrics_off: bool,
+    /// The mesh renamed (only by [`Change::MeshName`]).
+    mesh_renamed: bool,
+    /// The site whose bundle endpoint moved to another host (only by [`Change::BundleEndpoint`]).
+    moved_endpoint: Option<usize>,
     min_available: bool,
     region_template: bool,
     declare_trust_domains: bool,
@@ -194,6 +198,8 @@ fn mesh_plan() -> impl Strategy<Value = MeshPlan> {
                 allow_same_trust_domain,
                 metrics_central,
                 metrics_off: false,
+                mesh_renamed: false,
+                moved_endpoint: None,
                 min_available,
                 region_template,
                 declare_trust_domains,
@@ -357,7 +363,11 @@ fn coherent(plan: &MeshPlan) -> Value {
     let mut root = Map::new();
     root.insert(
         "mesh".into(),
-        json!({"name": "mesh", "namespace": "agents", "image": "registry.example.com/agent:1.2.3"}),
+        json!({
+            "name": if plan.mesh_renamed { "mesh-b" } else { "mesh" },
+            "namespace": "agents",
+            "image": "registry.example.com/agent:1.2.3",
+        }),
     );
     if plan.region_template {
         root.insert(
@@ -375,7 +385,12 @@ fn coherent(plan: &MeshPlan) -> Value {
     if federation_enabled {
         let endpoints: Map<String, Value> = site_names
             .iter()
-            .map(|name| (name.clone(), json!(format!("https://spire-{name}.example.com:8443"))))
+            .enumerate()
+            .map(|(position, name)| {
+                let host =
+                    if plan.moved_endpoint == Some(position) { "moved.example.com" } else { "example.com" };
+                (name.clone(), json!(format!("https://spire-{name}.{host}:8443")))
+            })
             .collect();
         let mut federation = json!({
             "enabled": true,
@@ -605,6 +620,8 @@ enum Change {
     MinAvailable,
     MetricsCentral,
     Metrics,
+    MeshName,
+    BundleEndpoint,
     Federation,
 }
 
@@ -623,6 +640,8 @@ fn change() -> impl Strategy<Value = Change> {
         Just(Change::MinAvailable),
         Just(Change::MetricsCentral),
         Just(Change::Metrics),
+        Just(Change::MeshName),
+        Just(Change::BundleEndpoint),
         Just(Change::Federation),
     ]
 }
@@ -655,6 +674,8 @@ fn changed(plan: &MeshPlan, change: Change, pick: &Index) -> MeshPlan {
         // The central Prometheus moves to the chosen site (the same one, sometimes: no change).
         (Change::MetricsCentral, _) => plan.metrics_central = *pick,
         (Change::Metrics, _) => plan.metrics_off = !plan.metrics_off,
+        (Change::MeshName, _) => plan.mesh_renamed = !plan.mesh_renamed,
+        (Change::BundleEndpoint, _) => plan.moved_endpoint = Some(pick.index(plan.sites.len())),
         (Change::Federation, _) => plan.federation_enabled = !plan.federation_enabled,
         // A change to an agent of a site without agents: an agent appears instead.
         (_, None) => site.agents.push(AgentPlan {

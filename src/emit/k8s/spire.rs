@@ -58,13 +58,75 @@ pub const AGENT_SOCKET_HOST_DIR: &str = "/run/spire/agent-sockets";
 /// The non-root user the SPIRE server runs as.
 pub const SPIRE_SERVER_UID: u32 = 10002;
 
+/// Everything `spire-server.yaml` is rendered from ([`crate::emit::inputs`]): what
+/// [`server_file`] and the functions it calls read, and nothing else.
+#[derive(Debug, Serialize)]
+pub struct ServerInputs<'a> {
+    namespace: &'a str,
+    labels: SiteLabels<'a>,
+    /// `spire/<site>/server.conf`, which the ConfigMap holds and whose plugins and files the RBAC
+    /// and the volumes follow.
+    conf: Digested<String>,
+    /// spire-controller-manager's configuration, which its ConfigMap holds.
+    controller_config: Digested<String>,
+    server_port: u16,
+    bundle_port: u16,
+    replicas: u32,
+    metrics: bool,
+    /// The environment `server.conf` refers to.
+    environment: Vec<spire_config::EnvironmentVariable>,
+    /// The site's bundle endpoint, when federation exposes it.
+    bundle_endpoint: Option<BundleEndpointInputs<'a>>,
+}
+
+/// The exposed bundle endpoint of a site.
+#[derive(Debug, Serialize)]
+struct BundleEndpointInputs<'a> {
+    /// The provider's load balancer serves it.
+    provider: Provider,
+    /// SPIRE gets its certificate through ACME (`https_web` with an ACME email).
+    acme: bool,
+    /// The host and ClusterIssuer of the cert-manager Certificate, for `https_web` without ACME.
+    certificate: Option<(&'a str, String)>,
+}
+
+impl<'a> ServerInputs<'a> {
+    pub fn of(site: &SiteContext<'a>) -> ServerInputs<'a> {
+        let topology = site.topology;
+        let federation = &topology.federation;
+        let exposed = federation.enabled.then(|| federation.bundle_endpoint(&site.site.name)).flatten();
+        let acme = federation.profile == FederationProfile::HttpsWeb && federation.acme_email.is_some();
+        ServerInputs {
+            namespace: &topology.spire.namespace,
+            labels: site.site_labels(),
+            conf: Digested::new(spire_config::server_conf(site.emit, site.site)),
+            controller_config: Digested::new(registration::controller_config(site)),
+            server_port: topology.spire.server_port,
+            bundle_port: topology.spire.bundle_port,
+            replicas: topology.spire.replicas,
+            metrics: topology.observability.metrics.enabled,
+            environment: spire_config::server_environment(site.emit),
+            bundle_endpoint: exposed.map(|endpoint| BundleEndpointInputs {
+                provider: site.site.provider,
+                acme,
+                certificate: (federation.profile == FederationProfile::HttpsWeb && !acme).then(|| {
+                    let issuer = federation
+                        .certificate_issuer
+                        .clone()
+                        .unwrap_or_else(|| crate::plan::prerequisites::default_certificate_issuer(topology));
+                    (endpoint.host(), issuer)
+                }),
+            }),
+        }
+    }
+}
+
 /// `spire-server.yaml`.
-pub fn server_file(site: &SiteContext<'_>) -> Vec<u8> {
-    let documents = yaml_documents(&server_manifests(site));
-    if bundle_endpoint_exposed(site) {
-        with_header(&bundle_endpoint_header(site.site.provider), documents)
-    } else {
-        documents
+pub fn server_file(inputs: &ServerInputs<'_>) -> Vec<u8> {
+    let documents = yaml_documents(&server_manifests(inputs));
+    match &inputs.bundle_endpoint {
+        Some(endpoint) => with_header(&bundle_endpoint_header(endpoint.provider), documents),
+        None => documents,
     }
 }
 
@@ -156,19 +218,14 @@ fn configures(conf: &str, plugin_type: &str, plugin_name: &str) -> bool {
     })
 }
 
-fn bundle_endpoint_exposed(site: &SiteContext<'_>) -> bool {
-    site.topology.federation.enabled && site.topology.federation.bundle_endpoint(&site.site.name).is_some()
-}
-
-fn server_manifests(site: &SiteContext<'_>) -> Vec<Manifest> {
-    let topology = site.topology;
-    let namespace = topology.spire.namespace.as_str();
-    let conf = spire_config::server_conf(site.emit, site.site);
+fn server_manifests(inputs: &ServerInputs<'_>) -> Vec<Manifest> {
+    let namespace = inputs.namespace;
+    let conf = inputs.conf.get().clone();
     let psat = configures(&conf, "NodeAttestor", "k8s_psat");
     let bundle_publisher =
         configures(&conf, "BundlePublisher", "k8s_configmap") || configures(&conf, "Notifier", "k8sbundle");
-    let labels: SharedMap = site.labels(SERVER_NAME, "spire-server").build().into();
-    let cluster_role = format!("{}-{}-spire-server", topology.mesh.name, namespace);
+    let labels: SharedMap = inputs.labels.labels(SERVER_NAME, "spire-server").build().into();
+    let cluster_role = format!("{}-{}-spire-server", inputs.labels.mesh, namespace);
     let mut manifests = vec![Manifest {
         api_version: "v1",
         kind: "ServiceAccount",
@@ -178,7 +235,7 @@ fn server_manifests(site: &SiteContext<'_>) -> Vec<Manifest> {
     }];
     // spire-controller-manager: reads pods, nodes, namespaces and its custom resources cluster-wide;
     // leader election in the SPIRE namespace.
-    let controller_role = format!("{}-{}-spire-controller-manager", topology.mesh.name, namespace);
+    let controller_role = format!("{}-{}-spire-controller-manager", inputs.labels.mesh, namespace);
     manifests.push(cluster_role_manifest(
         &controller_role,
         labels.clone(),
@@ -263,14 +320,14 @@ fn server_manifests(site: &SiteContext<'_>) -> Vec<Manifest> {
             labels.clone(),
         ));
     }
-    let statefulset = server_statefulset(site, &labels, &conf);
+    let statefulset = server_statefulset(inputs, &labels, &conf);
     manifests.push(configmap(SERVER_NAME, namespace, labels.clone(), "server.conf", conf));
     manifests.push(configmap(
         CONTROLLER_CONFIGMAP,
         namespace,
         labels.clone(),
         CONTROLLER_CONFIG_KEY,
-        registration::controller_config(site),
+        inputs.controller_config.get().clone(),
     ));
     // The bundle publisher fills this ConfigMap; weave only creates it, without data, so that
     // re-applying the manifests never wipes the bundle.
@@ -280,7 +337,7 @@ fn server_manifests(site: &SiteContext<'_>) -> Vec<Manifest> {
         metadata: ObjectMeta::namespaced(
             BUNDLE_CONFIGMAP,
             namespace,
-            site.labels(BUNDLE_CONFIGMAP, "spire-server").build(),
+            inputs.labels.labels(BUNDLE_CONFIGMAP, "spire-server").build(),
         ),
         body: Body::ConfigMap { data: StringMap::new() },
     });
@@ -295,10 +352,10 @@ fn server_manifests(site: &SiteContext<'_>) -> Vec<Manifest> {
         ServiceSpec::new(
             "ClusterIP",
             selector_labels("spire-server", "spire-server"),
-            vec![ServicePort::tcp("grpc", topology.spire.server_port, IntOrString::name("grpc"))],
+            vec![ServicePort::tcp("grpc", inputs.server_port, IntOrString::name("grpc"))],
         ),
     ));
-    if topology.spire.replicas > 1 {
+    if inputs.replicas > 1 {
         // Several servers share the SQL datastore; a drain takes at most one at a time.
         manifests.push(Manifest {
             api_version: "policy/v1",
@@ -314,12 +371,12 @@ fn server_manifests(site: &SiteContext<'_>) -> Vec<Manifest> {
             },
         });
     }
-    if let Some(certificate) = bundle_endpoint_certificate(site, &labels) {
-        manifests.push(certificate);
-    }
-    if bundle_endpoint_exposed(site) {
+    if let Some(endpoint) = &inputs.bundle_endpoint {
+        if let Some(certificate) = bundle_endpoint_certificate(endpoint, namespace, &labels) {
+            manifests.push(certificate);
+        }
         let mut metadata = ObjectMeta::namespaced("spire-bundle-endpoint", namespace, labels);
-        metadata.annotations = load_balancer_annotations(site.site.provider);
+        metadata.annotations = load_balancer_annotations(endpoint.provider);
         manifests.push(Manifest::service(
             metadata,
             ServiceSpec {
@@ -329,7 +386,7 @@ fn server_manifests(site: &SiteContext<'_>) -> Vec<Manifest> {
                 ..ServiceSpec::new(
                     "LoadBalancer",
                     selector_labels("spire-server", "spire-server"),
-                    bundle_endpoint_ports(site),
+                    bundle_endpoint_ports(inputs.bundle_port, endpoint.acme),
                 )
             },
         ));
@@ -339,46 +396,30 @@ fn server_manifests(site: &SiteContext<'_>) -> Vec<Manifest> {
 
 /// The bundle endpoint Service's ports: `spire.bundlePort`, and 443 with ACME, where the CA validates
 /// the TLS-ALPN-01 challenge SPIRE's ACME client answers on the bundle endpoint's listener.
-fn bundle_endpoint_ports(site: &SiteContext<'_>) -> Vec<ServicePort> {
-    let topology = site.topology;
-    let mut ports = vec![ServicePort::tcp("bundle", topology.spire.bundle_port, IntOrString::name("bundle"))];
-    if uses_acme(site) && topology.spire.bundle_port != 443 {
+fn bundle_endpoint_ports(bundle_port: u16, acme: bool) -> Vec<ServicePort> {
+    let mut ports = vec![ServicePort::tcp("bundle", bundle_port, IntOrString::name("bundle"))];
+    if acme && bundle_port != 443 {
         ports.push(ServicePort::tcp("acme", 443, IntOrString::name("bundle")));
     }
     ports
 }
 
-fn uses_acme(site: &SiteContext<'_>) -> bool {
-    let federation = &site.topology.federation;
-    federation.profile == FederationProfile::HttpsWeb && federation.acme_email.is_some()
-}
-
 /// A cert-manager Certificate for the site's `https_web` bundle endpoint when SPIRE does not get one
 /// through ACME: the Secret the server mounts, issued by the topology's ClusterIssuer.
-fn bundle_endpoint_certificate(site: &SiteContext<'_>, labels: &SharedMap) -> Option<Manifest> {
-    let topology = site.topology;
-    let federation = &topology.federation;
-    if !bundle_endpoint_exposed(site) || federation.profile != FederationProfile::HttpsWeb || uses_acme(site)
-    {
-        return None;
-    }
-    let endpoint = federation.bundle_endpoint(&site.site.name)?;
-    let issuer = federation
-        .certificate_issuer
-        .clone()
-        .unwrap_or_else(|| crate::plan::prerequisites::default_certificate_issuer(topology));
+fn bundle_endpoint_certificate(
+    endpoint: &BundleEndpointInputs<'_>,
+    namespace: &str,
+    labels: &SharedMap,
+) -> Option<Manifest> {
+    let (host, issuer) = endpoint.certificate.clone()?;
     Some(Manifest {
         api_version: "cert-manager.io/v1",
         kind: "Certificate",
-        metadata: ObjectMeta::namespaced(
-            spire_config::BUNDLE_ENDPOINT_TLS_SECRET,
-            &topology.spire.namespace,
-            labels.clone(),
-        ),
+        metadata: ObjectMeta::namespaced(spire_config::BUNDLE_ENDPOINT_TLS_SECRET, namespace, labels.clone()),
         body: Body::Certificate {
             spec: CertificateSpec {
                 secret_name: spire_config::BUNDLE_ENDPOINT_TLS_SECRET.to_owned(),
-                dns_names: vec![endpoint.host().to_owned()],
+                dns_names: vec![host.to_owned()],
                 issuer_ref: IssuerRef { name: issuer, kind: "ClusterIssuer", group: "cert-manager.io" },
                 private_key: CertificatePrivateKey {
                     algorithm: "ECDSA",
@@ -411,24 +452,23 @@ fn load_balancer_annotations(provider: Provider) -> StringMap {
     pairs.iter().map(|(key, value)| ((*key).to_owned(), (*value).to_owned())).collect()
 }
 
-fn server_statefulset(site: &SiteContext<'_>, labels: &SharedMap, conf: &str) -> StatefulSetSpec {
-    let topology = site.topology;
-    let spire = &topology.spire;
+fn server_statefulset(inputs: &ServerInputs<'_>, labels: &SharedMap, conf: &str) -> StatefulSetSpec {
     // The datastore connection string and the cloud account facts reach server.conf through the
     // environment (`-expandEnv`), never inline.
-    let env = spire_config::server_environment(site.emit)
-        .into_iter()
-        .map(|variable| match variable.source {
-            EnvironmentSource::Secret { name, key } => EnvVar::secret(&variable.name, &name, &key),
-            EnvironmentSource::ConfigMap { name, key } => EnvVar::config_map(&variable.name, &name, &key),
+    let env = inputs
+        .environment
+        .iter()
+        .map(|variable| match &variable.source {
+            EnvironmentSource::Secret { name, key } => EnvVar::secret(&variable.name, name, key),
+            EnvironmentSource::ConfigMap { name, key } => EnvVar::config_map(&variable.name, name, key),
         })
         .collect();
     let mut ports =
-        vec![ContainerPort::tcp("grpc", spire.server_port), ContainerPort::tcp("healthz", HEALTH_PORT)];
-    if bundle_endpoint_exposed(site) {
-        ports.push(ContainerPort::tcp("bundle", spire.bundle_port));
+        vec![ContainerPort::tcp("grpc", inputs.server_port), ContainerPort::tcp("healthz", HEALTH_PORT)];
+    if inputs.bundle_endpoint.is_some() {
+        ports.push(ContainerPort::tcp("bundle", inputs.bundle_port));
     }
-    if topology.observability.metrics.enabled {
+    if inputs.metrics {
         ports.push(ContainerPort::tcp("metrics", TELEMETRY_PORT));
     }
     let mut volumes = vec![Volume::config_map("config", SERVER_NAME), Volume::empty_dir("tmp", "64Mi")];
@@ -458,7 +498,7 @@ fn server_statefulset(site: &SiteContext<'_>, labels: &SharedMap, conf: &str) ->
     volumes.push(Volume::config_map("controller-manager-config", CONTROLLER_CONFIGMAP));
     let selector = selector_labels(SERVER_NAME, "spire-server");
     StatefulSetSpec {
-        replicas: spire.replicas,
+        replicas: inputs.replicas,
         service_name: SERVER_NAME.to_owned(),
         selector: LabelSelector::labels(selector),
         template: PodTemplateSpec {
