@@ -93,7 +93,7 @@ pub fn analyze(source: &Source, limits: &Limits) -> Analysis {
     };
     // The schema validates the tree, and the secrets scan reads its every string, on a second
     // thread while the model is read from it and the graph and plan are built.
-    let (found, topology) = work::join(
+    let (found, built) = work::join(
         || (schema::check(&document), check::secrets::scan(&document)),
         || {
             model::normalize(&document.root).map(|topology| {
@@ -104,8 +104,8 @@ pub fn analyze(source: &Source, limits: &Limits) -> Analysis {
         },
     );
     let (mut diagnostics, secrets) = found;
-    let topology = match topology {
-        Ok(topology) => topology,
+    let (topology, graph, plan) = match built {
+        Ok(built) => built,
         Err(reason) => {
             if diagnostics.is_empty() {
                 diagnostics.extend(schema::fractional_numbers(&document));
@@ -126,7 +126,6 @@ pub fn analyze(source: &Source, limits: &Limits) -> Analysis {
             return Analysis { model: None, diagnostics };
         }
     };
-    let (topology, graph, plan) = topology;
     let context = check::CheckContext {
         topology: &topology,
         graph: &graph,

@@ -12,11 +12,11 @@
 //!
 //! Scalars resolve with the YAML 1.2 core schema (`yes`/`no`/`on`/`off` are strings).
 
-use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::sync::{Arc, OnceLock};
 
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use saphyr_parser::{Event, Parser, ScalarStyle, Span as YamlSpan};
 use serde_json::{Map, Number, Value};
 

@@ -22,9 +22,8 @@
 mod fsio;
 pub mod journal;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
-
-use foldhash::{HashMap, HashMapExt};
 use std::fs;
 use std::io::{self, Write as _};
 use std::path::{Component, Path, PathBuf};
@@ -32,6 +31,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::SystemTime;
 
+use foldhash::{HashMap, HashMapExt};
 use serde::{Deserialize, Serialize};
 
 pub use fsio::{Entry, ReadRefused, Tree, read_bounded, scan};
@@ -170,8 +170,8 @@ impl Lock {
             input_file: &self.input.file,
             input_sha256: &self.input.sha256,
             targets: self.targets.iter().map(String::as_str).collect(),
-            files: pairs(&self.files),
-            inputs: pairs(&self.inputs),
+            files: Cow::Owned(pairs(&self.files)),
+            inputs: Cow::Owned(pairs(&self.inputs)),
         }
     }
 
@@ -326,8 +326,8 @@ impl<'a> LockView<'a> {
             input_file: self.input.file,
             input_sha256: self.input.sha256,
             targets: self.targets.clone(),
-            files: self.files.0.clone(),
-            inputs: self.inputs.0.clone(),
+            files: Cow::Borrowed(&self.files.0),
+            inputs: Cow::Borrowed(&self.inputs.0),
         };
         is_in_lock_form(&form, bytes)
     }
@@ -350,8 +350,8 @@ struct LockForm<'a> {
     input_file: &'a str,
     input_sha256: &'a str,
     targets: Vec<&'a str>,
-    files: Vec<(&'a str, &'a str)>,
-    inputs: Vec<(&'a str, &'a str)>,
+    files: Cow<'a, [(&'a str, &'a str)]>,
+    inputs: Cow<'a, [(&'a str, &'a str)]>,
 }
 
 /// Writes a lock in the lock file's form: what `serde_json::to_writer_pretty` writes of a [`Lock`]

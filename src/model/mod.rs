@@ -18,7 +18,6 @@ pub use normalize::{SHORTHAND_SITES, normalize};
 use std::collections::BTreeMap;
 
 use foldhash::HashMap;
-
 use serde::Serialize;
 
 /// The whole mesh, normalized.

@@ -25,10 +25,10 @@ pub mod tailnet;
 pub mod vpn;
 
 use std::collections::{BTreeMap, BTreeSet};
-
-use foldhash::{HashMap, HashMapExt};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
+
+use foldhash::{HashMap, HashMapExt};
 
 use crate::graph::MeshGraph;
 use crate::model::{FederationProfile, NetworkKind, Provider, Topology};
