@@ -335,12 +335,12 @@ impl<'a> LockView<'a> {
     /// Whether this is the lock a build of `origin` writes, whatever its files: same weave, same
     /// input file name and bytes, same targets. Such a build writes exactly the files this lock lists
     /// with their digests, since the output is a function of these alone.
-    fn records(&self, origin: Origin<'_>) -> bool {
+    fn records(&self, origin: Origin<'_>, input_sha256: &str) -> bool {
         let expected = Lock::header(origin, String::new());
         self.weave_version == expected.weave_version
             && self.input.file == expected.input.file
             && self.targets.iter().copied().eq(expected.targets.iter().map(String::as_str))
-            && self.input.sha256 == sha256_hex(origin.input)
+            && self.input.sha256 == input_sha256
     }
 }
 
@@ -636,6 +636,11 @@ impl<'a> LockTree<'a> {
 /// or renamed since the build, any other one is listed. `false` says only that the answer needs a
 /// build to compare with.
 pub fn is_current(out: &Path, origin: Origin<'_>) -> bool {
+    is_current_as(out, origin, &sha256_hex(origin.input))
+}
+
+/// [`is_current`], the input's sha256 given.
+fn is_current_as(out: &Path, origin: Origin<'_>, input_sha256: &str) -> bool {
     let Ok((bytes, metadata)) = fsio::read_bounded_with_metadata(&out.join(LOCK_FILE), MAX_LOCK_BYTES) else {
         return false;
     };
@@ -644,13 +649,13 @@ pub fn is_current(out: &Path, origin: Origin<'_>) -> bool {
     // topology, the common case, does not pay for reading (and writing again) every entry. A lock
     // in weave's form that records `origin` starts as the lock of `origin` without files does, up
     // to the files' opening brace.
-    let header = Lock::header(origin, sha256_hex(origin.input)).to_bytes();
+    let header = Lock::header(origin, input_sha256.to_owned()).to_bytes();
     let files_at = header.len() - b"{}\n}\n".len();
     if !bytes.starts_with(&header[..files_at]) {
         return false;
     }
     let Ok(lock) = serde_json::from_slice::<LockView<'_>>(&bytes) else { return false };
-    if !lock.records(origin) {
+    if !lock.records(origin, input_sha256) {
         return false;
     }
     // No path is statted before every path is known to stay inside OUT; whether the lock is in
@@ -772,9 +777,9 @@ impl PathDigests {
 }
 
 /// The lock of a sink's digests and inputs digests, their maps built on two threads.
-fn lock_of(origin: Origin<'_>, files: PathDigests, inputs: PathDigests) -> Lock {
+fn lock_of(origin: Origin<'_>, input_sha256: String, files: PathDigests, inputs: PathDigests) -> Lock {
     let (files, inputs) = crate::work::join(|| files.into_map(), || inputs.into_map());
-    Lock::new(origin, files, inputs)
+    Lock { files, inputs, ..Lock::header(origin, input_sha256) }
 }
 
 /// The items of `left` not in `right`, both iterated in ascending order.
@@ -1213,16 +1218,20 @@ pub fn build_atomically(
     origin: Origin<'_>,
     emit: impl FnOnce(&mut DirectorySink) -> io::Result<()>,
 ) -> Result<Written, WriteError> {
-    prepare(out, force, origin)?.build(origin, emit)
+    prepare(out, force, origin)?.build(emit)
 }
 
 /// OUT opened for a build ([`open`]) and read: the part of [`build_atomically`] that needs no
 /// artifact, which `weave build` does while it analyses the topology. Holds OUT's lock until built
 /// or dropped.
-pub struct Prepared {
+pub struct Prepared<'a> {
     out: PathBuf,
     opened: Opened,
     force: bool,
+    /// What the build is made from, and its input's sha256 (worked out once, for the lock check
+    /// and the new lock).
+    origin: Origin<'a>,
+    input_sha256: String,
     /// OUT already holds this very build ([`is_current`]).
     current: bool,
     /// OUT as the previous build left it ([`Baseline::read`]); not read when OUT is `current`.
@@ -1232,31 +1241,31 @@ pub struct Prepared {
 /// Opens OUT and reads what a build of `origin` needs of it. An OUT that already holds this build
 /// is found from its lock and the files' metadata alone, and its baseline (a listing of all of
 /// OUT) is then not read.
-pub fn prepare(out: &Path, force: bool, origin: Origin<'_>) -> Result<Prepared, WriteError> {
+pub fn prepare<'a>(out: &Path, force: bool, origin: Origin<'a>) -> Result<Prepared<'a>, WriteError> {
     let opened = open(out)?;
-    let current = is_current(out, origin);
+    let input_sha256 = sha256_hex(origin.input);
+    let current = is_current_as(out, origin, &input_sha256);
     let baseline = if current { None } else { Baseline::read(out, force)? };
-    Ok(Prepared { out: out.to_path_buf(), opened, force, current, baseline })
+    Ok(Prepared { out: out.to_path_buf(), opened, force, origin, input_sha256, current, baseline })
 }
 
-impl Prepared {
+impl Prepared<'_> {
     /// Whether OUT already holds the build `prepare` was asked about: it has nothing to write.
     pub fn is_current(&self) -> bool {
         self.current
     }
 
-    /// The rest of [`build_atomically`].
+    /// The rest of [`build_atomically`], for the origin `prepare` was given.
     pub fn build(
         self,
-        origin: Origin<'_>,
         emit: impl FnOnce(&mut DirectorySink) -> io::Result<()>,
     ) -> Result<Written, WriteError> {
-        let Prepared { out, mut opened, force, current, baseline } = self;
+        let Prepared { out, mut opened, force, origin, input_sha256, current, baseline } = self;
         // A current OUT built all the same is updated as any other: it writes nothing.
         let baseline = if current { Baseline::read(&out, force)? } else { baseline };
         let result = match baseline {
-            None => build_whole(&out, &mut opened, origin, emit),
-            Some(baseline) => update(&out, baseline, origin, emit),
+            None => build_whole(&out, &mut opened, origin, input_sha256, emit),
+            Some(baseline) => update(&out, baseline, origin, input_sha256, emit),
         };
         drop(opened);
         result
@@ -1285,6 +1294,7 @@ fn build_whole(
     out: &Path,
     opened: &mut Opened,
     origin: Origin<'_>,
+    input_sha256: String,
     emit: impl FnOnce(&mut DirectorySink) -> io::Result<()>,
 ) -> Result<Written, WriteError> {
     let parent = fsio::parent_of(out);
@@ -1298,7 +1308,8 @@ fn build_whole(
     fs::create_dir(&staging).map_err(io_error(&staging))?;
     let mut sink = DirectorySink::new(staging.clone());
     let finished = emit(&mut sink).map_err(|error| emit_error(&staging, error)).and_then(|()| {
-        let lock = lock_of(origin, std::mem::take(&mut sink.files), std::mem::take(&mut sink.inputs));
+        let lock =
+            lock_of(origin, input_sha256, std::mem::take(&mut sink.files), std::mem::take(&mut sink.inputs));
         let lock_path = staging.join(LOCK_FILE);
         lock.write_file(&lock_path, None).map_err(io_error(&lock_path))?;
         mark_lock_current(&staging)?;
@@ -1318,6 +1329,7 @@ fn update(
     out: &Path,
     baseline: Baseline,
     origin: Origin<'_>,
+    input_sha256: String,
     emit: impl FnOnce(&mut DirectorySink) -> io::Result<()>,
 ) -> Result<Written, WriteError> {
     let pending = out.join(journal::PENDING);
@@ -1329,7 +1341,8 @@ fn update(
         counter: Arc::new(AtomicUsize::new(0)),
     });
     let staged = emit(&mut sink).map_err(|error| emit_error(&pending, error)).and_then(|()| {
-        let lock = lock_of(origin, std::mem::take(&mut sink.files), std::mem::take(&mut sink.inputs));
+        let lock =
+            lock_of(origin, input_sha256, std::mem::take(&mut sink.files), std::mem::take(&mut sink.inputs));
         // Staged as it is compared with OUT's: a lock that stays as it was is not moved. What to
         // remove is worked out beside it.
         let path = pending.join(journal::STAGED_LOCK);
@@ -1437,7 +1450,12 @@ impl CheckSink {
 
     /// Finishes the comparison: the lock file, then every file in OUT that the build would not write.
     pub fn finish(mut self, origin: Origin<'_>) -> Staleness {
-        let lock = lock_of(origin, std::mem::take(&mut self.files), std::mem::take(&mut self.inputs));
+        let lock = lock_of(
+            origin,
+            sha256_hex(origin.input),
+            std::mem::take(&mut self.files),
+            std::mem::take(&mut self.inputs),
+        );
         match self.baseline.lock_bytes() {
             Some(bytes) if lock.is_written_as(bytes) => {}
             _ if self.baseline.has_lock_entry() => self.staleness.changed.push(LOCK_FILE.to_owned()),

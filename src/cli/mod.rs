@@ -402,9 +402,8 @@ fn build(args: &BuildArgs) -> u8 {
         );
         return EXIT_OK;
     }
-    let result = prepared.and_then(|prepared| {
-        prepared.build(origin, |sink| crate::emit_parallel(&compiled, &args.only, sink))
-    });
+    let result = prepared
+        .and_then(|prepared| prepared.build(|sink| crate::emit_parallel(&compiled, &args.only, sink)));
     // The process ends next: the model, plan and lock of a large mesh are left to it rather than
     // freed one allocation at a time (a tenth of a second at 50,000 agents).
     std::mem::forget(compiled);
