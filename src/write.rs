@@ -331,17 +331,6 @@ impl<'a> LockView<'a> {
         };
         is_in_lock_form(&form, bytes)
     }
-
-    /// Whether this is the lock a build of `origin` writes, whatever its files: same weave, same
-    /// input file name and bytes, same targets. Such a build writes exactly the files this lock lists
-    /// with their digests, since the output is a function of these alone.
-    fn records(&self, origin: Origin<'_>, input_sha256: &str) -> bool {
-        let expected = Lock::header(origin, String::new());
-        self.weave_version == expected.weave_version
-            && self.input.file == expected.input.file
-            && self.targets.iter().copied().eq(expected.targets.iter().map(String::as_str))
-            && self.input.sha256 == input_sha256
-    }
 }
 
 /// What the lock file says, borrowed from a [`Lock`] or a [`LockView`], in the order it is written.
@@ -645,19 +634,18 @@ fn is_current_as(out: &Path, origin: Origin<'_>, input_sha256: &str) -> bool {
         return false;
     };
     let lock_times = LockTimes::of(&metadata);
-    // Whether the lock records this build is asked before its entries are read: a changed
-    // topology, the common case, does not pay for reading (and writing again) every entry. A lock
-    // in weave's form that records `origin` starts as the lock of `origin` without files does, up
-    // to the files' opening brace.
+    // Whether the lock records this build (same weave, same input file name and bytes, same
+    // targets: a build of these writes exactly the files the lock lists, with their digests, since
+    // the output is a function of them alone) is asked before its entries are read, so that a
+    // changed topology, the common case, does not pay for reading them. A lock in weave's form
+    // that records `origin` starts as the lock of `origin` without files does, up to the files'
+    // opening brace; one that starts so and parses (a field given twice does not) records it.
     let header = Lock::header(origin, input_sha256.to_owned()).to_bytes();
     let files_at = header.len() - b"{}\n}\n".len();
     if !bytes.starts_with(&header[..files_at]) {
         return false;
     }
     let Ok(lock) = serde_json::from_slice::<LockView<'_>>(&bytes) else { return false };
-    if !lock.records(origin, input_sha256) {
-        return false;
-    }
     // No path is statted before every path is known to stay inside OUT; whether the lock is in
     // weave's own form is asked beside the statting.
     if !lock.is_sound() {

@@ -159,35 +159,54 @@ fn mesh_base(context: &EmitContext<'_>, sink: &mut dyn Sink) -> io::Result<()> {
 /// kustomization, which lists the stages `kubectl apply -k k8s/<site>` takes.
 fn site_files(site_context: &SiteContext<'_>, sink: &mut dyn Sink) -> io::Result<()> {
     let site = site_context.site;
-    // The registration, the SPIRE server, agent and CSI driver and the agents' egress Services, rendered
-    // from their inputs, are put at once; the others when every file's stage is known. A file put
-    // already has no bytes here.
-    let registration = paths::k8s_stage_file(&site.name, Stage::Mesh, "registration.yaml");
-    super::inputs::put(
-        sink,
-        registration,
-        &registration::RegistrationInputs::of(site_context),
-        registration::file,
-    )?;
-    let spire_server = paths::k8s_stage_file(&site.name, Stage::Spire, "spire-server.yaml");
-    super::inputs::put(sink, spire_server, &spire::ServerInputs::of(site_context), spire::server_file)?;
-    let spire_agent = paths::k8s_stage_file(&site.name, Stage::Spire, "spire-agent.yaml");
-    super::inputs::put(sink, spire_agent, &spire::AgentInputs::of(site_context), spire::agent_file)?;
-    let csi_driver = paths::k8s_stage_file(&site.name, Stage::Spire, "spiffe-csi-driver.yaml");
-    super::inputs::put(sink, csi_driver, &spire::CsiDriverInputs::of(site_context), spire::csi_driver_file)?;
-    let mut files: Vec<(Stage, String, Option<Vec<u8>>)> = vec![
+    // The files rendered from declared inputs are put at once (`put_on_inputs`); the others when
+    // every file's stage is known. A file put already has no bytes here.
+    let mut files: Vec<SiteFile> = vec![
         (Stage::Spire, "namespaces.yaml".to_owned(), Some(yaml_documents(&namespaces(site_context)))),
-        (Stage::Spire, "spire-server.yaml".to_owned(), None),
-        (Stage::Spire, "spire-agent.yaml".to_owned(), None),
-        (Stage::Spire, "spiffe-csi-driver.yaml".to_owned(), None),
-        (Stage::Mesh, "registration.yaml".to_owned(), None),
+        put_on_inputs(
+            sink,
+            &site.name,
+            Stage::Spire,
+            "spire-server.yaml",
+            &spire::ServerInputs::of(site_context),
+            spire::server_file,
+        )?,
+        put_on_inputs(
+            sink,
+            &site.name,
+            Stage::Spire,
+            "spire-agent.yaml",
+            &spire::AgentInputs::of(site_context),
+            spire::agent_file,
+        )?,
+        put_on_inputs(
+            sink,
+            &site.name,
+            Stage::Spire,
+            "spiffe-csi-driver.yaml",
+            &spire::CsiDriverInputs::of(site_context),
+            spire::csi_driver_file,
+        )?,
+        put_on_inputs(
+            sink,
+            &site.name,
+            Stage::Mesh,
+            "registration.yaml",
+            &registration::RegistrationInputs::of(site_context),
+            registration::file,
+        )?,
     ];
     if !site.agents.is_empty() {
         files.push((Stage::Mesh, "networkpolicy.yaml".to_owned(), Some(network_policy::file(site_context))));
         if let Some(inputs) = tailnet::AgentEgressInputs::of(site_context) {
-            let path = paths::k8s_stage_file(&site.name, Stage::Mesh, "tailnet.yaml");
-            super::inputs::put(sink, path, &inputs, tailnet::agent_egress_file)?;
-            files.push((Stage::Mesh, "tailnet.yaml".to_owned(), None));
+            files.push(put_on_inputs(
+                sink,
+                &site.name,
+                Stage::Mesh,
+                "tailnet.yaml",
+                &inputs,
+                tailnet::agent_egress_file,
+            )?);
         }
     }
     if monitoring::applies(site_context) {
@@ -209,9 +228,7 @@ fn site_files(site_context: &SiteContext<'_>, sink: &mut dyn Sink) -> io::Result
     // Each is text compiled into weave, the same for every site: its name is all it is rendered
     // from, so a rebuild keeps it without copying and digesting it again.
     for (position, (name, _)) in registration::CRDS.iter().enumerate() {
-        let path = paths::k8s_stage_file(&site.name, Stage::Crds, name);
-        super::inputs::put(sink, path, &position, crd_text)?;
-        files.push((Stage::Crds, (*name).to_owned(), None));
+        files.push(put_on_inputs(sink, &site.name, Stage::Crds, name, &position, crd_text)?);
     }
     for stage in delivery::stages(site) {
         let mut resources: Vec<String> = files
@@ -238,6 +255,23 @@ fn site_files(site_context: &SiteContext<'_>, sink: &mut dyn Sink) -> io::Result
     }
     let stages = delivery::site_stages(site).into_iter().map(|stage| stage.as_str().to_owned()).collect();
     sink.put(paths::k8s(&site.name, "kustomization.yaml"), kustomization(stages))
+}
+
+/// A file of a site's stage, and its bytes unless it is put already.
+type SiteFile = (Stage, String, Option<Vec<u8>>);
+
+/// Puts the site's file `name` of `stage`, rendered from `inputs` ([`super::inputs::put`]), into
+/// the sink, and gives its entry in the site's files (without bytes: it is put already).
+fn put_on_inputs<V: Serialize>(
+    sink: &mut dyn Sink,
+    site: &str,
+    stage: Stage,
+    name: &str,
+    inputs: &V,
+    render: super::inputs::Render<V>,
+) -> io::Result<SiteFile> {
+    super::inputs::put(sink, paths::k8s_stage_file(site, stage, name), inputs, render)?;
+    Ok((stage, name.to_owned(), None))
 }
 
 /// The bytes of the CRD at `position` in [`registration::CRDS`].
