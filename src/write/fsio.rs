@@ -51,41 +51,62 @@ pub fn scan_known<'a>(
     known: impl Fn(&str, &Status) -> Option<KnownEntries<'a>>,
 ) -> io::Result<Tree> {
     let anchor = Anchor::open(root)?;
-    let mut tree = Tree::default();
+    let mut found = Found::default();
     let mut pending = vec![String::new()];
     while let Some(relative) = pending.pop() {
         let status = anchor.status(&relative)?;
         if status.kind != Kind::Directory {
             // Replaced since its parent was read: what it is now, never walked through.
-            tree.directories.remove(&relative);
-            tree.entries.insert(relative, entry_of(&status));
+            found.replaced.push(relative.clone());
+            found.entries.push((relative, entry_of(&status)));
             continue;
         }
         let Some(entries) = known(&relative, &status) else {
-            list(root, &relative, skip, &mut tree, &mut pending)?;
+            list(root, &relative, skip, &mut found, &mut pending)?;
             continue;
         };
         for &(name, is_directory) in entries {
             let path = if relative.is_empty() { name.to_owned() } else { format!("{relative}/{name}") };
             if is_directory {
-                tree.directories.insert(path.clone());
+                found.directories.push(path.clone());
                 pending.push(path);
                 continue;
             }
             match anchor.status(&path) {
                 Ok(status) if status.kind == Kind::Directory => {
-                    tree.directories.insert(path.clone());
+                    found.directories.push(path.clone());
                     pending.push(path);
                 }
-                Ok(status) => {
-                    tree.entries.insert(path, entry_of(&status));
-                }
+                Ok(status) => found.entries.push((path, entry_of(&status))),
                 Err(error) if error.kind() == io::ErrorKind::NotFound => {}
                 Err(error) => return Err(error),
             }
         }
     }
-    Ok(tree)
+    Ok(found.into_tree())
+}
+
+/// What a walk finds, in the order it finds it: sorted into a [`Tree`] once, at the end. A walk of a
+/// large OUT finds hundreds of thousands of paths that share long prefixes, and inserting each into
+/// a search tree as it comes cost several times sorting them all at once.
+#[derive(Default)]
+struct Found {
+    entries: Vec<(String, Entry)>,
+    directories: Vec<String>,
+    /// Paths found as directories that turned out not to be one when walked.
+    replaced: Vec<String>,
+}
+
+impl Found {
+    fn into_tree(self) -> Tree {
+        let Found { entries, mut directories, mut replaced } = self;
+        if !replaced.is_empty() {
+            replaced.sort_unstable();
+            directories.retain(|directory| replaced.binary_search(directory).is_err());
+        }
+        // Collecting sorts, and keeps the last of equal keys, as inserting one by one would.
+        Tree { entries: entries.into_iter().collect(), directories: directories.into_iter().collect() }
+    }
 }
 
 /// The entry of something that is not a directory, from its status.
@@ -96,12 +117,12 @@ fn entry_of(status: &Status) -> Entry {
     }
 }
 
-/// Lists the directory `relative` of `root` into `tree`, queueing its subdirectories on `pending`.
+/// Lists the directory `relative` of `root` into `found`, queueing its subdirectories on `pending`.
 fn list(
     root: &Path,
     relative: &str,
     skip: &[&str],
-    tree: &mut Tree,
+    found: &mut Found,
     pending: &mut Vec<String>,
 ) -> io::Result<()> {
     let directory = if relative.is_empty() { root.to_path_buf() } else { root.join(relative) };
@@ -115,20 +136,20 @@ fn list(
         let path = if relative.is_empty() { name.into_owned() } else { format!("{relative}/{name}") };
         let file_type = entry.file_type()?;
         if file_type.is_dir() {
-            tree.directories.insert(path.clone());
+            found.directories.push(path.clone());
             pending.push(path);
         } else if file_type.is_file() {
             let metadata = entry.metadata()?;
-            tree.entries.insert(
+            found.entries.push((
                 path,
                 Entry::File {
                     len: metadata.len(),
                     modified: metadata.modified().ok(),
                     changed: changed_time(&metadata),
                 },
-            );
+            ));
         } else {
-            tree.entries.insert(path, Entry::Other);
+            found.entries.push((path, Entry::Other));
         }
     }
     Ok(())
