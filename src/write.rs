@@ -745,12 +745,22 @@ fn directories_of<'a>(paths: impl Iterator<Item = &'a str>) -> BTreeSet<&'a str>
 /// once, when the lock is made. Built at once from sorted entries, the map costs a fraction of
 /// inserting a hundred thousand paths one by one (a search each, comparing paths that share long
 /// prefixes). A path given twice keeps its last digest, as inserting into a map would.
+///
+/// An entry may carry its path's rank in the previous build's lock ([`Baseline`] knows it): its
+/// position among that lock's files, which are in path order. An update keeps most of OUT's files,
+/// so most entries are ranked, and two of those are put in order by their ranks, numbers, rather
+/// than by their paths; only an entry without a rank (a new file) is compared by its path.
 #[derive(Debug, Default)]
-struct PathDigests(Vec<(String, String)>);
+struct PathDigests(Vec<(Option<u32>, String, String)>);
 
 impl PathDigests {
     fn insert(&mut self, path: String, digest: String) {
-        self.0.push((path, digest));
+        self.insert_ranked(None, path, digest);
+    }
+
+    /// An entry whose path has `rank` in the previous lock (`None`: it is not there).
+    fn insert_ranked(&mut self, rank: Option<u32>, path: String, digest: String) {
+        self.0.push((rank, path, digest));
     }
 
     /// Another sink's entries, after these (so its digest of a path both hold is the one kept).
@@ -759,8 +769,16 @@ impl PathDigests {
     }
 
     fn into_map(self) -> BTreeMap<String, String> {
-        // Collecting sorts stably and keeps the last of equal keys.
-        self.0.into_iter().collect()
+        let mut entries = self.0;
+        // Ranks are in path order: two ranked entries are compared by their ranks, numbers,
+        // without reading their paths. The sort is stable, so equal paths stay in the order they
+        // came, and collecting keeps the last of them.
+        entries.sort_by(|(left_rank, left, _), (right_rank, right, _)| match (left_rank, right_rank) {
+            (Some(left_rank), Some(right_rank)) => left_rank.cmp(right_rank),
+            _ => left.cmp(right),
+        });
+        debug_assert!(entries.windows(2).all(|pair| pair[0].1 <= pair[1].1));
+        entries.into_iter().map(|(_, path, digest)| (path, digest)).collect()
     }
 }
 
@@ -801,6 +819,8 @@ struct Known {
     digest: Option<String>,
     /// The lock's digest of the file's inputs.
     inputs: Option<String>,
+    /// The path's position among the lock's files ([`PathDigests`]).
+    rank: Option<u32>,
 }
 
 #[derive(Debug)]
@@ -848,6 +868,8 @@ pub struct Unchanged<'a> {
     pub digest: &'a str,
     /// Whether its bytes had to be read to know.
     pub read: bool,
+    /// Its path's position among the lock's files ([`PathDigests`]).
+    rank: Option<u32>,
 }
 
 /// How OUT's file at a path compares with an artifact.
@@ -961,10 +983,11 @@ impl Baseline {
         if let Some(lock) = &mut lock {
             // Both in path order, and every path with inputs is a file (`Lock::parse`).
             let mut inputs = std::mem::take(&mut lock.lock.inputs).into_iter().peekable();
-            for (path, digest) in std::mem::take(&mut lock.lock.files) {
+            for (rank, (path, digest)) in std::mem::take(&mut lock.lock.files).into_iter().enumerate() {
                 let inputs =
                     inputs.next_if(|(inputs_path, _)| *inputs_path == path).map(|(_, inputs)| inputs);
-                known.insert(path, Known { entry: None, digest: Some(digest), inputs });
+                let rank = u32::try_from(rank).ok();
+                known.insert(path, Known { entry: None, digest: Some(digest), inputs, rank });
             }
         }
         for (path, entry) in &tree.entries {
@@ -987,7 +1010,16 @@ impl Baseline {
 
     /// Compares OUT's file at `path` with an artifact whose digest is `digest`.
     pub fn state(&self, path: &str, bytes: &[u8], digest: &str) -> FileState {
+        self.ranked_state(path, bytes, digest).0
+    }
+
+    /// [`Baseline::state`], with the path's rank in the lock ([`PathDigests`]).
+    fn ranked_state(&self, path: &str, bytes: &[u8], digest: &str) -> (FileState, Option<u32>) {
         let known = self.known.get(path);
+        (self.state_of(known, path, bytes, digest), known.and_then(|known| known.rank))
+    }
+
+    fn state_of(&self, known: Option<&Known>, path: &str, bytes: &[u8], digest: &str) -> FileState {
         match known.and_then(|known| known.entry.as_ref()) {
             None => FileState::Missing,
             Some(Entry::File { len, modified, changed }) if *len == bytes.len() as u64 => {
@@ -1018,11 +1050,12 @@ impl Baseline {
         }
         let digest = known.digest.as_ref()?;
         let Entry::File { len, modified, changed } = known.entry.as_ref()? else { return None };
+        let rank = known.rank;
         if lock.times.vouches_for(*modified, *changed) {
-            return Some(Unchanged { digest, read: false });
+            return Some(Unchanged { digest, read: false, rank });
         }
         let bytes = read_bounded(&self.root.join(path), *len).ok()?;
-        (sha256_hex(&bytes) == *digest).then_some(Unchanged { digest, read: true })
+        (sha256_hex(&bytes) == *digest).then_some(Unchanged { digest, read: true, rank })
     }
 
     /// What OUT holds at a path, from its metadata.
@@ -1090,27 +1123,28 @@ impl DirectorySink {
     }
 }
 
-impl Sink for DirectorySink {
-    fn put(&mut self, path: String, bytes: Vec<u8>) -> io::Result<()> {
+impl DirectorySink {
+    /// [`Sink::put`], answering with the path's rank in the previous lock ([`PathDigests`]).
+    fn put_ranked(&mut self, path: String, bytes: Vec<u8>) -> io::Result<Option<u32>> {
         let relative = safe_relative_path(&path).map_err(|_| unsafe_path_error(&path))?;
         if path == LOCK_FILE || path.starts_with(journal::PENDING) {
             return Err(unsafe_path_error(&path));
         }
         let digest = sha256_hex(&bytes);
-        let target = match &self.destination {
-            Destination::Whole { root } => root.join(relative),
+        let (target, rank) = match &self.destination {
+            Destination::Whole { root } => (root.join(relative), None),
             Destination::Update { pending, baseline, counter } => {
-                match baseline.state(&path, &bytes, &digest) {
-                    FileState::Current { read } => {
+                match baseline.ranked_state(&path, &bytes, &digest) {
+                    (FileState::Current { read }, rank) => {
                         self.read += usize::from(read);
-                        self.files.insert(path, digest);
-                        return Ok(());
+                        self.files.insert_ranked(rank, path, digest);
+                        return Ok(rank);
                     }
-                    FileState::Missing | FileState::Differs => {
+                    (FileState::Missing | FileState::Differs, rank) => {
                         let name = counter.fetch_add(1, Ordering::Relaxed).to_string();
                         let target = pending.join(&name);
                         self.staged.push((name, path.clone()));
-                        target
+                        (target, rank)
                     }
                 }
             }
@@ -1123,8 +1157,14 @@ impl Sink for DirectorySink {
         }
         let mut file = fs::File::create(&target)?;
         file.write_all(&bytes)?;
-        self.files.insert(path, digest);
-        Ok(())
+        self.files.insert_ranked(rank, path, digest);
+        Ok(rank)
+    }
+}
+
+impl Sink for DirectorySink {
+    fn put(&mut self, path: String, bytes: Vec<u8>) -> io::Result<()> {
+        self.put_ranked(path, bytes).map(|_| ())
     }
 
     fn put_rendered(
@@ -1133,16 +1173,17 @@ impl Sink for DirectorySink {
         inputs: String,
         render: &mut dyn FnMut() -> Vec<u8>,
     ) -> io::Result<()> {
-        if let Destination::Update { baseline, .. } = &self.destination
+        let rank = if let Destination::Update { baseline, .. } = &self.destination
             && let Some(unchanged) = baseline.unchanged(&path, &inputs)
         {
-            self.files.insert(path.clone(), unchanged.digest.to_owned());
+            self.files.insert_ranked(unchanged.rank, path.clone(), unchanged.digest.to_owned());
             self.kept += 1;
             self.read += usize::from(unchanged.read);
+            unchanged.rank
         } else {
-            self.put(path.clone(), render())?;
-        }
-        self.inputs.insert(path, inputs);
+            self.put_ranked(path.clone(), render())?
+        };
+        self.inputs.insert_ranked(rank, path, inputs);
         Ok(())
     }
 }
@@ -1458,17 +1499,25 @@ impl CheckSink {
     }
 }
 
-impl Sink for CheckSink {
-    fn put(&mut self, path: String, bytes: Vec<u8>) -> io::Result<()> {
+impl CheckSink {
+    /// [`Sink::put`], answering with the path's rank in OUT's lock ([`PathDigests`]).
+    fn put_ranked(&mut self, path: String, bytes: Vec<u8>) -> io::Result<Option<u32>> {
         check_artifact_path(&path)?;
         let digest = sha256_hex(&bytes);
-        match self.baseline.state(&path, &bytes, &digest) {
+        let (state, rank) = self.baseline.ranked_state(&path, &bytes, &digest);
+        match state {
             FileState::Current { .. } => {}
             FileState::Missing => self.staleness.added.push(path.clone()),
             FileState::Differs => self.staleness.changed.push(path.clone()),
         }
-        self.files.insert(path, digest);
-        Ok(())
+        self.files.insert_ranked(rank, path, digest);
+        Ok(rank)
+    }
+}
+
+impl Sink for CheckSink {
+    fn put(&mut self, path: String, bytes: Vec<u8>) -> io::Result<()> {
+        self.put_ranked(path, bytes).map(|_| ())
     }
 
     fn put_rendered(
@@ -1477,12 +1526,13 @@ impl Sink for CheckSink {
         inputs: String,
         render: &mut dyn FnMut() -> Vec<u8>,
     ) -> io::Result<()> {
-        if let Some(unchanged) = self.baseline.unchanged(&path, &inputs) {
-            self.files.insert(path.clone(), unchanged.digest.to_owned());
+        let rank = if let Some(unchanged) = self.baseline.unchanged(&path, &inputs) {
+            self.files.insert_ranked(unchanged.rank, path.clone(), unchanged.digest.to_owned());
+            unchanged.rank
         } else {
-            self.put(path.clone(), render())?;
-        }
-        self.inputs.insert(path, inputs);
+            self.put_ranked(path.clone(), render())?
+        };
+        self.inputs.insert_ranked(rank, path, inputs);
         Ok(())
     }
 }
@@ -1539,6 +1589,33 @@ mod tests {
             let mut other = bytes.clone();
             other.pop();
             proptest::prop_assert!(!lock.is_written_as(&other));
+        }
+
+        /// Collected digests, ranked where the previous lock has their path (as a sink ranks
+        /// them), make the map that inserting them one by one makes: in path order, the last of
+        /// equal paths kept, whichever of two joined sinks collected them.
+        #[test]
+        fn ranked_digests_are_what_inserting_into_a_map_gives(
+            previous in proptest::collection::btree_set("[abc]{0,3}", 0..8),
+            first in proptest::collection::vec(("[abc]{0,3}", "[0-9]"), 0..10),
+            second in proptest::collection::vec(("[abc]{0,3}", "[0-9]"), 0..10),
+        ) {
+            let previous: Vec<String> = previous.into_iter().collect();
+            let rank = |path: &str| previous.binary_search_by(|known| known.as_str().cmp(path)).ok().map(|rank| rank as u32);
+            let collect = |entries: &[(String, String)]| {
+                let mut digests = PathDigests::default();
+                for (path, digest) in entries {
+                    digests.insert_ranked(rank(path), path.clone(), digest.clone());
+                }
+                digests
+            };
+            let mut expected = BTreeMap::new();
+            for (path, digest) in first.iter().chain(&second) {
+                expected.insert(path.clone(), digest.clone());
+            }
+            let mut joined = collect(&first);
+            joined.append(collect(&second));
+            proptest::prop_assert_eq!(joined.into_map(), expected);
         }
     }
 
