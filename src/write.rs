@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::SystemTime;
 
-use foldhash::{HashMap, HashMapExt};
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use serde::{Deserialize, Serialize};
 
 pub use fsio::{Entry, ReadRefused, Tree, read_bounded, scan};
@@ -722,6 +722,13 @@ fn all_in_chunks<T: Sync>(items: &[T], threads: usize, test: impl Fn(&T) -> bool
 /// The directories that hold files at these `/`-separated paths: every ancestor of each.
 fn directories_of<'a>(paths: impl Iterator<Item = &'a str>) -> BTreeSet<&'a str> {
     let mut directories = BTreeSet::new();
+    each_directory_of(paths, |directory| directories.insert(directory));
+    directories
+}
+
+/// Hands `insert` every ancestor of these `/`-separated paths; `insert` answers whether it had not
+/// seen the directory before (its ancestors then have been seen too).
+fn each_directory_of<'a>(paths: impl Iterator<Item = &'a str>, mut insert: impl FnMut(&'a str) -> bool) {
     // Paths in order put a directory's files one after another: its ancestors are known already.
     let mut last: Option<&str> = None;
     for path in paths {
@@ -732,13 +739,12 @@ fn directories_of<'a>(paths: impl Iterator<Item = &'a str>) -> BTreeSet<&'a str>
         last = parent;
         let mut end = path.len();
         while let Some(slash) = path[..end].rfind('/') {
-            if !directories.insert(&path[..slash]) {
+            if !insert(&path[..slash]) {
                 break;
             }
             end = slash;
         }
     }
-    directories
 }
 
 /// Paths with a digest each, as a sink collects them: appended as they come, and sorted into a map
@@ -1417,7 +1423,9 @@ fn update(
 /// The files and the directories (deepest first) of OUT that the build with `lock` no longer has.
 fn removals(baseline: &Baseline, lock: &Lock) -> (Vec<String>, Vec<String>) {
     let remove: Vec<String> = sorted_difference(baseline.paths(), lock.files.keys()).cloned().collect();
-    let needed = directories_of(lock.files.keys().map(String::as_str));
+    // Only looked up: hashed, rather than kept in order (tens of thousands of directories).
+    let mut needed = HashSet::with_capacity(baseline.tree.directories.len());
+    each_directory_of(lock.files.keys().map(String::as_str), |directory| needed.insert(directory));
     let mut remove_directories: Vec<String> = baseline
         .tree
         .directories
