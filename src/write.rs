@@ -193,44 +193,64 @@ impl Lock {
             &lock.input.sha256,
             lock.files.iter().map(|(path, digest)| (path.as_str(), digest.as_str())),
             lock.inputs.iter().map(|(path, digest)| (path.as_str(), digest.as_str())),
-            |path| lock.files.contains_key(path),
         )?;
         Ok(lock)
     }
 }
 
 /// Checks that a lock describes files weave could have written: every path stays inside OUT, every
-/// digest is a sha256, and only files it lists have an inputs digest.
+/// digest is a sha256, and only files it lists have an inputs digest. Both lists are in ascending
+/// order of their paths, without a path twice (as a map, or a lock read in place, holds them).
 fn check_lock_entries<'a>(
     input_sha256: &str,
-    mut files: impl Iterator<Item = (&'a str, &'a str)>,
-    mut inputs: impl Iterator<Item = (&'a str, &'a str)>,
-    lists: impl Fn(&str) -> bool,
+    files: impl Iterator<Item = (&'a str, &'a str)> + Clone,
+    inputs: impl Iterator<Item = (&'a str, &'a str)>,
 ) -> Result<(), String> {
-    let is_digest = |digest: &str| {
-        digest.len() == 64 && digest.bytes().all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f'))
-    };
-    if !is_digest(input_sha256) {
+    if !is_sha256_hex(input_sha256) {
         return Err("the input digest is not a sha256".to_owned());
     }
-    files.try_for_each(|(path, digest)| {
-        if safe_relative_path(path).is_err() || path == LOCK_FILE {
+    files.clone().try_for_each(|(path, digest)| {
+        if !is_clean_relative_path(path) || path == LOCK_FILE {
             return Err(format!("it lists `{path}`, which weave never writes"));
         }
-        if !is_digest(digest) {
+        if !is_sha256_hex(digest) {
             return Err(format!("the digest of `{path}` is not a sha256"));
         }
         Ok(())
     })?;
-    inputs.try_for_each(|(path, digest)| {
-        if !lists(path) {
+    // Both in path order: each path with inputs is looked for from where the last one was found.
+    let mut listed = files.map(|(path, _)| path).peekable();
+    inputs.into_iter().try_for_each(|(path, digest)| {
+        while listed.next_if(|listed| *listed < path).is_some() {}
+        if listed.peek() != Some(&path) {
             return Err(format!("it has the inputs of `{path}`, which it does not list"));
         }
-        if !is_digest(digest) {
+        if !is_sha256_hex(digest) {
             return Err(format!("the inputs digest of `{path}` is not a sha256"));
         }
         Ok(())
     })
+}
+
+/// Whether `digest` is a sha256 in lowercase hex. Every byte is tested, without stopping at the
+/// first that fails, so that the test runs on many bytes at once.
+fn is_sha256_hex(digest: &str) -> bool {
+    digest.len() == 64
+        && digest.bytes().fold(true, |hex, byte| hex & matches!(byte, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// [`safe_relative_path`], on the path's bytes: every component of the path a plain name. A path
+/// component by component is `Path::components`, which skips empty components and `.` ones but a
+/// leading one; a lock lists a path per file of OUT.
+fn is_clean_relative_path(path: &str) -> bool {
+    let clean = !path.is_empty()
+        && !path.starts_with('/')
+        && !path.starts_with("./")
+        && path != "."
+        && !path.contains('\\')
+        && path.split('/').all(|component| component != "..");
+    // Elsewhere than on Unix a path may have a prefix (a drive), which only `Path` knows.
+    clean && (cfg!(unix) || safe_relative_path(path).is_ok())
 }
 
 /// A lock file read in place, its strings borrowed from the file's bytes: what `build --check` reads
@@ -261,11 +281,7 @@ impl SortedPairs<'_> {
         self.0.is_empty()
     }
 
-    fn contains_key(&self, key: &str) -> bool {
-        self.0.binary_search_by(|(entry, _)| (*entry).cmp(key)).is_ok()
-    }
-
-    fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+    fn iter(&self) -> impl Iterator<Item = (&str, &str)> + Clone {
         self.0.iter().copied()
     }
 }
@@ -312,10 +328,7 @@ impl<'a> LockView<'a> {
     /// Whether the lock describes files weave could have written: every path inside OUT, every
     /// digest a sha256.
     fn is_sound(&self) -> bool {
-        check_lock_entries(self.input.sha256, self.files.iter(), self.inputs.iter(), |path| {
-            self.files.contains_key(path)
-        })
-        .is_ok()
+        check_lock_entries(self.input.sha256, self.files.iter(), self.inputs.iter()).is_ok()
     }
 
     /// Whether `bytes`, which this view was read from, are exactly in the form weave writes (the
@@ -1602,6 +1615,27 @@ mod tests {
         /// Collected digests, ranked where the previous lock has their path (as a sink ranks
         /// them), make the map that inserting them one by one makes: in path order, the last of
         /// equal paths kept, whichever of two joined sinks collected them.
+        /// The test of a lock's paths on their bytes is the test on their components.
+        #[test]
+        fn a_clean_relative_path_is_a_safe_one(path in "(a|b|\\.|\\.\\.|/|\\\\|:| ){0,6}") {
+            proptest::prop_assert_eq!(is_clean_relative_path(&path), safe_relative_path(&path).is_ok(), "{:?}", path);
+        }
+
+        /// A lock's entries are checked as looking each path with inputs up in its files does.
+        #[test]
+        fn only_listed_files_have_inputs(
+            files in proptest::collection::btree_set("[abc]{1,2}", 0..6),
+            inputs in proptest::collection::btree_set("[abc]{1,2}", 0..4),
+        ) {
+            let digest = "0".repeat(64);
+            let checked = check_lock_entries(
+                &digest,
+                files.iter().map(|path| (path.as_str(), digest.as_str())),
+                inputs.iter().map(|path| (path.as_str(), digest.as_str())),
+            );
+            proptest::prop_assert_eq!(checked.is_ok(), inputs.is_subset(&files));
+        }
+
         #[test]
         fn ranked_digests_are_what_inserting_into_a_map_gives(
             previous in proptest::collection::btree_set("[abc]{0,3}", 0..8),
@@ -2167,7 +2201,7 @@ mod tests {
         assert!(read(r#"{"b": "1", "a": "2"}"#).is_err());
         assert!(read(r#"{"a": "1", "a": "2"}"#).is_err());
         let pairs: SortedPairs<'_> = serde_json::from_str(r#"{"a": "1", "c": "2"}"#).unwrap();
-        assert!(pairs.contains_key("a") && pairs.contains_key("c") && !pairs.contains_key("b"));
+        assert_eq!(pairs.iter().collect::<Vec<_>>(), [("a", "1"), ("c", "2")]);
         assert_eq!(serde_json::to_string(&pairs).unwrap(), r#"{"a":"1","c":"2"}"#);
     }
 
