@@ -589,6 +589,9 @@ pub(crate) fn mark_lock_current(out: &Path) -> Result<(), WriteError> {
 struct LockTree<'a> {
     /// Every directory that holds a file, the root (``) first, in path order.
     directories: Vec<&'a str>,
+    /// The position of each directory in `directories`: a walk of OUT asks for every one, and a
+    /// search of tens of thousands of paths that share long prefixes costs several times a lookup.
+    positions: HashMap<&'a str, usize>,
     /// The entries of each directory of `directories` (at the same index): its subdirectories, then
     /// its files, each in path order, with whether it is a directory.
     children: Vec<Vec<(&'a str, bool)>>,
@@ -601,32 +604,36 @@ impl<'a> LockTree<'a> {
         let mut directories = directories_of(files.clone());
         directories.insert("");
         let directories: Vec<&str> = directories.into_iter().collect();
+        let positions: HashMap<&str, usize> =
+            directories.iter().enumerate().map(|(position, directory)| (*directory, position)).collect();
         let mut children = vec![Vec::new(); directories.len()];
-        // Entries in path order come a directory's at a time: its index is searched once a run.
+        // Entries in path order come a directory's at a time: its position is looked up once a run.
         let mut last: Option<(&str, usize)> = None;
         let entries = directories.iter().skip(1).map(|directory| (*directory, true));
         for (path, is_directory) in entries.chain(files.map(|file| (file, false))) {
             let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
             let index = match last {
                 Some((last_parent, index)) if last_parent == parent => index,
-                _ => match directories.binary_search(&parent) {
-                    Ok(index) => index,
-                    Err(_) => continue,
+                _ => match positions.get(parent) {
+                    Some(&index) => index,
+                    None => continue,
                 },
             };
             last = Some((parent, index));
             children[index].push((name, is_directory));
         }
-        LockTree { directories, children }
+        LockTree { directories, positions, children }
     }
 
     /// The entries the lock puts directly in `directory` (the lock file itself aside): each name,
-    /// with whether it is a directory.
+    /// with whether it is a directory; `None` when the lock has no file beneath `directory`.
+    fn entries_of(&self, directory: &str) -> Option<&[(&'a str, bool)]> {
+        self.positions.get(directory).map(|&index| self.children[index].as_slice())
+    }
+
+    /// [`LockTree::entries_of`], empty for a directory the lock does not imply.
     fn children(&self, directory: &str) -> &[(&'a str, bool)] {
-        match self.directories.binary_search(&directory) {
-            Ok(index) => &self.children[index],
-            Err(_) => &[],
-        }
+        self.entries_of(directory).unwrap_or(&[])
     }
 }
 
@@ -939,8 +946,8 @@ fn scan_with_lock(out: &Path, skip: &[&str], lock: &PreviousLock) -> io::Result<
     let tree = LockTree::new(lock.lock.files.keys().map(String::as_str));
     fsio::scan_known(out, skip, |relative, status| {
         // A directory the lock does not imply is not the build's: always listed.
-        let implied = tree.directories.binary_search(&relative).is_ok();
-        (!relative.is_empty() && implied && lock.times.vouch_for(status)).then(|| tree.children(relative))
+        let implied = tree.entries_of(relative)?;
+        (!relative.is_empty() && lock.times.vouch_for(status)).then_some(implied)
     })
 }
 
