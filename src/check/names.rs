@@ -105,35 +105,38 @@ fn all_distinct<'a>(names: impl ExactSizeIterator<Item = &'a str>) -> bool {
 
 fn labels(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
     let topology = context.topology;
-    let mut named: Vec<(String, &str, &str)> = vec![
-        ("/mesh/name".into(), topology.mesh.name.as_str(), "mesh name"),
-        ("/mesh/namespace".into(), topology.mesh.namespace.as_str(), "namespace"),
-        ("/spire/namespace".into(), topology.spire.namespace.as_str(), "namespace"),
+    // Each name with its pointer, as a written part and a fixed suffix: the pointer is put
+    // together only for a name with a problem (a mesh has tens of thousands of agents).
+    let mut named: Vec<((&str, &str), &str, &str)> = vec![
+        (("", "/mesh/name"), topology.mesh.name.as_str(), "mesh name"),
+        (("", "/mesh/namespace"), topology.mesh.namespace.as_str(), "namespace"),
+        (("", "/spire/namespace"), topology.spire.namespace.as_str(), "namespace"),
         (
-            "/networking/tailscale/authKeySecret".into(),
+            ("", "/networking/tailscale/authKeySecret"),
             topology.networking.tailscale.auth_key_secret.as_str(),
             "Secret name",
         ),
     ];
     if let Some(secret) = &topology.spire.datastore.connection_secret {
-        named.push(("/spire/datastore/connectionSecret".into(), secret.as_str(), "Secret name"));
+        named.push((("", "/spire/datastore/connectionSecret"), secret.as_str(), "Secret name"));
     }
     for site in &topology.sites {
         // A shorthand site's name is its provider key, always a valid label.
         if Provider::parse(site.pointer.trim_start_matches('/')).is_none() {
-            named.push((site.pointer.clone(), site.name.as_str(), "site name"));
+            named.push(((&site.pointer, ""), site.name.as_str(), "site name"));
         }
-        named.push((format!("{}/cluster/name", site.pointer), site.cluster.name.as_str(), "cluster name"));
+        named.push(((&site.pointer, "/cluster/name"), site.cluster.name.as_str(), "cluster name"));
     }
     for agent in &topology.agents {
-        named.push((format!("{}/name", agent.pointer), agent.name.as_str(), "agent name"));
+        named.push(((&agent.pointer, "/name"), agent.name.as_str(), "agent name"));
     }
-    for (pointer, name, what) in named {
+    for ((written, suffix), name, what) in named {
         if super::secrets::known_secret(name).is_some() {
             // A pasted secret is reported once, as E012, and never echoed back into a log.
             continue;
         }
         if let Some(problem) = label_problem(name) {
+            let pointer = format!("{written}{suffix}");
             if !context.written(&pointer) && what == "cluster name" {
                 // A defaulted cluster name is derived from the mesh and site names, which are
                 // checked themselves; one diagnostic at the source is enough.
