@@ -210,7 +210,7 @@ fn check_lock_entries<'a>(
         return Err("the input digest is not a sha256".to_owned());
     }
     files.clone().try_for_each(|(path, digest)| {
-        if !is_clean_relative_path(path) || path == LOCK_FILE {
+        if safe_relative_path(path).is_err() || path == LOCK_FILE {
             return Err(format!("it lists `{path}`, which weave never writes"));
         }
         if !is_sha256_hex(digest) {
@@ -237,20 +237,6 @@ fn check_lock_entries<'a>(
 fn is_sha256_hex(digest: &str) -> bool {
     digest.len() == 64
         && digest.bytes().fold(true, |hex, byte| hex & matches!(byte, b'0'..=b'9' | b'a'..=b'f'))
-}
-
-/// [`safe_relative_path`], on the path's bytes: every component of the path a plain name. A path
-/// component by component is `Path::components`, which skips empty components and `.` ones but a
-/// leading one; a lock lists a path per file of OUT.
-fn is_clean_relative_path(path: &str) -> bool {
-    let clean = !path.is_empty()
-        && !path.starts_with('/')
-        && !path.starts_with("./")
-        && path != "."
-        && !path.contains('\\')
-        && path.split('/').all(|component| component != "..");
-    // Elsewhere than on Unix a path may have a prefix (a drive), which only `Path` knows.
-    clean && (cfg!(unix) || safe_relative_path(path).is_ok())
 }
 
 /// A lock file read in place, its strings borrowed from the file's bytes: what `build --check` reads
@@ -519,11 +505,27 @@ fn io_error(path: &Path) -> impl FnOnce(io::Error) -> WriteError + '_ {
 
 /// Checks that an artifact path stays inside the output directory.
 pub fn safe_relative_path(path: &str) -> Result<&Path, WriteError> {
-    let relative = Path::new(path);
+    if is_clean_relative_path(path) {
+        Ok(Path::new(path))
+    } else {
+        Err(WriteError::UnsafePath(path.to_owned()))
+    }
+}
+
+/// Whether every component of `path` is a plain name, as `Path::components` reads them (it skips
+/// empty components, and `.` ones but a leading one), and it holds no backslash. Tested on the
+/// path's bytes: a lock lists a path per file of OUT, and every artifact passes here.
+fn is_clean_relative_path(path: &str) -> bool {
     let clean = !path.is_empty()
+        && !path.starts_with('/')
+        && !path.starts_with("./")
+        && path != "."
         && !path.contains('\\')
-        && relative.components().all(|component| matches!(component, Component::Normal(_)));
-    if clean { Ok(relative) } else { Err(WriteError::UnsafePath(path.to_owned())) }
+        && path.split('/').all(|component| component != "..");
+    // Elsewhere than on Unix a path may have a prefix (a drive), which only `Path` knows.
+    clean
+        && (cfg!(unix)
+            || Path::new(path).components().all(|component| matches!(component, Component::Normal(_))))
 }
 
 fn unsafe_path_error(path: &str) -> io::Error {
@@ -1622,10 +1624,13 @@ mod tests {
         /// Collected digests, ranked where the previous lock has their path (as a sink ranks
         /// them), make the map that inserting them one by one makes: in path order, the last of
         /// equal paths kept, whichever of two joined sinks collected them.
-        /// The test of a lock's paths on their bytes is the test on their components.
+        /// The test of a path on its bytes is the test on its components.
         #[test]
-        fn a_clean_relative_path_is_a_safe_one(path in "(a|b|\\.|\\.\\.|/|\\\\|:| ){0,6}") {
-            proptest::prop_assert_eq!(is_clean_relative_path(&path), safe_relative_path(&path).is_ok(), "{:?}", path);
+        fn a_clean_relative_path_has_plain_names_only(path in "(a|b|\\.|\\.\\.|/|\\\\|:| ){0,6}") {
+            let plain = !path.is_empty()
+                && !path.contains('\\')
+                && Path::new(&path).components().all(|component| matches!(component, Component::Normal(_)));
+            proptest::prop_assert_eq!(is_clean_relative_path(&path), plain, "{:?}", path);
         }
 
         /// A lock's entries are checked as looking each path with inputs up in its files does.
