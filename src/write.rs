@@ -21,21 +21,24 @@
 
 mod fsio;
 pub mod journal;
+mod previous;
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
+use std::hash::BuildHasher as _;
 use std::io::{self, Write as _};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::SystemTime;
 
-use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
+use foldhash::{HashMap, HashSet, HashSetExt};
 use serde::{Deserialize, Serialize};
 
 pub use fsio::{Entry, ReadRefused, Tree, read_bounded, scan};
 use journal::Journal;
+use previous::ReadLock;
 
 use crate::emit::Sink;
 
@@ -68,27 +71,29 @@ pub struct Lock {
 }
 
 /// A JSON object of strings read into a map as `BTreeMap`'s own deserialization does (a key given
-/// twice keeps its last value), but collected as a sink collects its digests ([`PathDigests`]) and
-/// built at once rather than by an insertion per entry: the maps of a lock hold an entry per file
-/// of OUT.
+/// twice keeps its last value), but collected into a list, sorted, and built at once rather than
+/// by an insertion per entry: the maps of a lock hold an entry per file of OUT.
 fn bulk_map<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<BTreeMap<String, String>, D::Error> {
     struct Visitor;
     impl<'de> serde::de::Visitor<'de> for Visitor {
-        type Value = PathDigests;
+        type Value = Vec<(String, String)>;
 
         fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             formatter.write_str("a map")
         }
 
         fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
-            let mut entries = PathDigests::default();
-            while let Some((path, digest)) = map.next_entry()? {
-                entries.insert(path, digest);
+            let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0));
+            while let Some(entry) = map.next_entry()? {
+                entries.push(entry);
             }
             Ok(entries)
         }
     }
-    Ok(deserializer.deserialize_map(Visitor)?.into_map())
+    let mut entries = deserializer.deserialize_map(Visitor)?;
+    // Stable: of equal paths the last stays last, and collecting keeps it.
+    entries.sort_by(|(left, _), (right, _)| left.cmp(right));
+    Ok(entries.into_iter().collect())
 }
 
 /// What a build is made from, as its lock records it: the output is a function of these alone (and
@@ -173,16 +178,6 @@ impl Lock {
             files: Cow::Owned(pairs(&self.files)),
             inputs: Cow::Owned(pairs(&self.inputs)),
         }
-    }
-
-    /// Writes the lock file at `path` and says whether its bytes are `previous` (when given): one
-    /// pass, through a buffer, comparing as it writes.
-    fn write_file(&self, path: &Path, previous: Option<&[u8]>) -> io::Result<bool> {
-        // `write_to` buffers; the file is given its bytes 64 KiB at a time.
-        let mut writer =
-            LockFileWriter { file: fs::File::create(path)?, previous: previous.map(SameBytes::new) };
-        self.write_to(&mut writer)?;
-        Ok(writer.previous.is_some_and(|same| same.is_whole()))
     }
 
     /// Reads a lock file's bytes and checks that they describe files weave could have written: every
@@ -340,6 +335,29 @@ struct LockForm<'a> {
     targets: Vec<&'a str>,
     files: Cow<'a, [(&'a str, &'a str)]>,
     inputs: Cow<'a, [(&'a str, &'a str)]>,
+}
+
+impl<'a> LockForm<'a> {
+    /// The lock of `header` (a lock without files) with these entries, each in path order.
+    fn of(header: &'a Lock, files: Vec<(&'a str, &'a str)>, inputs: Vec<(&'a str, &'a str)>) -> LockForm<'a> {
+        LockForm {
+            weave_version: &header.weave_version,
+            input_file: &header.input.file,
+            input_sha256: &header.input.sha256,
+            targets: header.targets.iter().map(String::as_str).collect(),
+            files: Cow::Owned(files),
+            inputs: Cow::Owned(inputs),
+        }
+    }
+}
+
+/// Writes the lock file at `path` and says whether its bytes are `previous` (when given): one pass,
+/// through a buffer, comparing as it writes.
+fn write_lock_file(lock: &LockForm<'_>, path: &Path, previous: Option<&[u8]>) -> io::Result<bool> {
+    // `write_lock_form` buffers; the file is given its bytes 64 KiB at a time.
+    let mut writer = LockFileWriter { file: fs::File::create(path)?, previous: previous.map(SameBytes::new) };
+    write_lock_form(lock, &mut writer)?;
+    Ok(writer.previous.is_some_and(|same| same.is_whole()))
 }
 
 /// Writes a lock in the lock file's form: what `serde_json::to_writer_pretty` writes of a [`Lock`]
@@ -594,9 +612,9 @@ struct LockTree<'a> {
     /// The position of each directory in `directories`: a walk of OUT asks for every one, and a
     /// search of tens of thousands of paths that share long prefixes costs several times a lookup.
     positions: HashMap<&'a str, usize>,
-    /// The entries of each directory of `directories` (at the same index): its subdirectories, then
-    /// its files, each in path order, with whether it is a directory.
-    children: Vec<Vec<(&'a str, bool)>>,
+    /// The entries of each directory of `directories` (at the same index): its subdirectories
+    /// (`None`), then its files with their ranks among the lock's files, each in path order.
+    children: Vec<Vec<(&'a str, Option<u32>)>>,
 }
 
 impl<'a> LockTree<'a> {
@@ -611,8 +629,10 @@ impl<'a> LockTree<'a> {
         let mut children = vec![Vec::new(); directories.len()];
         // Entries in path order come a directory's at a time: its position is looked up once a run.
         let mut last: Option<(&str, usize)> = None;
-        let entries = directories.iter().skip(1).map(|directory| (*directory, true));
-        for (path, is_directory) in entries.chain(files.map(|file| (file, false))) {
+        let entries = directories.iter().skip(1).map(|directory| (*directory, None));
+        // A lock's files are far fewer than `u32::MAX` (`MAX_LOCK_BYTES`).
+        let files = files.enumerate().map(|(rank, file)| (file, Some(rank as u32)));
+        for (path, rank) in entries.chain(files) {
             let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
             let index = match last {
                 Some((last_parent, index)) if last_parent == parent => index,
@@ -622,19 +642,19 @@ impl<'a> LockTree<'a> {
                 },
             };
             last = Some((parent, index));
-            children[index].push((name, is_directory));
+            children[index].push((name, rank));
         }
         LockTree { directories, positions, children }
     }
 
     /// The entries the lock puts directly in `directory` (the lock file itself aside): each name,
-    /// with whether it is a directory; `None` when the lock has no file beneath `directory`.
-    fn entries_of(&self, directory: &str) -> Option<&[(&'a str, bool)]> {
+    /// with its rank when it is a file; `None` when the lock has no file beneath `directory`.
+    fn entries_of(&self, directory: &str) -> Option<&[(&'a str, Option<u32>)]> {
         self.positions.get(directory).map(|&index| self.children[index].as_slice())
     }
 
     /// [`LockTree::entries_of`], empty for a directory the lock does not imply.
-    fn children(&self, directory: &str) -> &[(&'a str, bool)] {
+    fn children(&self, directory: &str) -> &[(&'a str, Option<u32>)] {
         self.entries_of(directory).unwrap_or(&[])
     }
 }
@@ -769,26 +789,50 @@ fn each_directory_of<'a>(paths: impl Iterator<Item = &'a str>, mut insert: impl 
     }
 }
 
-/// Paths with a digest each, as a sink collects them: appended as they come, and sorted into a map
-/// once, when the lock is made. Built at once from sorted entries, the map costs a fraction of
-/// inserting a hundred thousand paths one by one (a search each, comparing paths that share long
-/// prefixes). A path given twice keeps its last digest, as inserting into a map would.
+/// Paths with a digest each (of the file, or of its inputs), as a sink collects them: appended as
+/// they come, and put in path order once, when the lock is made. A path given twice keeps its last
+/// digest, as inserting into a map would.
 ///
-/// An entry may carry its path's rank in the previous build's lock ([`Baseline`] knows it): its
-/// position among that lock's files, which are in path order. An update keeps most of OUT's files,
-/// so most entries are ranked, and two of those are put in order by their ranks, numbers, rather
-/// than by their paths; only an entry without a rank (a new file) is compared by its path.
+/// Most files of an update are the previous build's, with the digests its lock gives them: such an
+/// entry is that lock's rank of the path ([`ReadLock`]), and its strings are the lock's, not copies.
+/// Ranks are in path order, so two entries with a rank are compared as numbers; only an entry
+/// without one (a new file) is compared by its path.
 #[derive(Debug, Default)]
-struct PathDigests(Vec<(Option<u32>, String, String)>);
+struct PathDigests(Vec<Digested>);
+
+#[derive(Debug)]
+enum Digested {
+    /// The path at this rank of the previous lock, with the digest that lock gives it.
+    Carried(u32),
+    /// The path at this rank of the previous lock, with another digest.
+    Ranked(u32, String),
+    /// A path the previous lock does not list.
+    New(String, String),
+}
+
+impl Digested {
+    fn rank(&self) -> Option<u32> {
+        match self {
+            Digested::Carried(rank) | Digested::Ranked(rank, _) => Some(*rank),
+            Digested::New(..) => None,
+        }
+    }
+}
 
 impl PathDigests {
-    fn insert(&mut self, path: String, digest: String) {
-        self.insert_ranked(None, path, digest);
+    /// An entry whose path has `rank` in the previous lock (`None`: it is not there), where that
+    /// lock gives it the digest `previous`.
+    fn insert_ranked(&mut self, rank: Option<u32>, previous: Option<&str>, path: String, digest: String) {
+        self.0.push(match rank {
+            Some(rank) if previous == Some(digest.as_str()) => Digested::Carried(rank),
+            Some(rank) => Digested::Ranked(rank, digest),
+            None => Digested::New(path, digest),
+        });
     }
 
-    /// An entry whose path has `rank` in the previous lock (`None`: it is not there).
-    fn insert_ranked(&mut self, rank: Option<u32>, path: String, digest: String) {
-        self.0.push((rank, path, digest));
+    /// The path at `rank` of the previous lock, with the digest that lock gives it.
+    fn carry(&mut self, rank: u32) {
+        self.0.push(Digested::Carried(rank));
     }
 
     /// Another sink's entries, after these (so its digest of a path both hold is the one kept).
@@ -796,28 +840,66 @@ impl PathDigests {
         self.0.extend(other.0);
     }
 
-    fn into_map(self) -> BTreeMap<String, String> {
-        let mut entries = self.0;
-        // Ranks are in path order: two ranked entries are compared by their ranks, numbers,
-        // without reading their paths. The sort is stable, so equal paths stay in the order they
-        // came, and collecting keeps the last of them.
-        entries.sort_by(|(left_rank, left, _), (right_rank, right, _)| match (left_rank, right_rank) {
-            (Some(left_rank), Some(right_rank)) => left_rank.cmp(right_rank),
-            _ => left.cmp(right),
+    /// The entries in path order, each path once with its last digest: what a map of them holds.
+    /// `lock` is the previous lock the ranks are of, and `carried` the digest it gives a rank.
+    fn sorted<'a>(
+        &'a mut self,
+        lock: Option<&'a ReadLock>,
+        carried: impl Fn(&'a ReadLock, u32) -> &'a str,
+    ) -> Vec<(&'a str, &'a str)> {
+        fn path_of<'b>(lock: Option<&'b ReadLock>, entry: &'b Digested) -> &'b str {
+            match entry {
+                Digested::Carried(rank) | Digested::Ranked(rank, _) => {
+                    lock.expect("a ranked path is the previous lock's").path(*rank)
+                }
+                Digested::New(path, _) => path,
+            }
+        }
+        // Stable: of equal paths the last to come stays last, and is the one kept.
+        self.0.sort_by(|left, right| match (left.rank(), right.rank()) {
+            (Some(left), Some(right)) => left.cmp(&right),
+            _ => path_of(lock, left).cmp(path_of(lock, right)),
         });
-        debug_assert!(entries.windows(2).all(|pair| pair[0].1 <= pair[1].1));
-        entries.into_iter().map(|(_, path, digest)| (path, digest)).collect()
+        let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(self.0.len());
+        for entry in &self.0 {
+            let digest = match entry {
+                Digested::Carried(rank) => {
+                    carried(lock.expect("a carried path is the previous lock's"), *rank)
+                }
+                Digested::Ranked(_, digest) | Digested::New(_, digest) => digest,
+            };
+            let path = path_of(lock, entry);
+            if pairs.last().is_some_and(|(last, _)| *last == path) {
+                pairs.pop();
+            }
+            pairs.push((path, digest));
+        }
+        debug_assert!(pairs.windows(2).all(|pair| pair[0].0 < pair[1].0));
+        pairs
     }
 }
 
-/// The lock of a sink's digests and inputs digests, their maps built on two threads.
-fn lock_of(origin: Origin<'_>, input_sha256: String, files: PathDigests, inputs: PathDigests) -> Lock {
-    let (files, inputs) = crate::work::join(|| files.into_map(), || inputs.into_map());
-    Lock { files, inputs, ..Lock::header(origin, input_sha256) }
+/// The entries of a new lock, from a sink's digests and inputs digests, each in path order
+/// ([`PathDigests::sorted`]), sorted on two threads.
+type LockEntries<'a> = (Vec<(&'a str, &'a str)>, Vec<(&'a str, &'a str)>);
+
+fn lock_entries<'a>(
+    files: &'a mut PathDigests,
+    inputs: &'a mut PathDigests,
+    lock: Option<&'a ReadLock>,
+) -> LockEntries<'a> {
+    crate::work::join(
+        || files.sorted(lock, ReadLock::digest),
+        || {
+            inputs.sorted(lock, |lock, rank| {
+                lock.inputs(rank).expect("an inputs digest is carried only from the previous lock")
+            })
+        },
+    )
 }
 
 /// The items of `left` not in `right`, both iterated in ascending order.
-fn sorted_difference<'a, T: Ord + 'a>(
+fn sorted_difference<'a, T: Ord + ?Sized + 'a>(
     left: impl Iterator<Item = &'a T>,
     right: impl Iterator<Item = &'a T>,
 ) -> impl Iterator<Item = &'a T> {
@@ -828,33 +910,40 @@ fn sorted_difference<'a, T: Ord + 'a>(
     })
 }
 
+/// The items of two iterators in ascending order, merged into one in ascending order.
+fn merged<'a>(
+    left: impl Iterator<Item = &'a str>,
+    right: impl Iterator<Item = &'a str>,
+) -> impl Iterator<Item = &'a str> {
+    let (mut left, mut right) = (left.peekable(), right.peekable());
+    std::iter::from_fn(move || match (left.peek(), right.peek()) {
+        (Some(first), Some(second)) if second < first => right.next(),
+        (Some(_), _) => left.next(),
+        (None, _) => right.next(),
+    })
+}
+
 /// An existing OUT as the previous build left it: its files' metadata and its lock.
 #[derive(Debug)]
 pub struct Baseline {
     root: PathBuf,
-    tree: Tree,
+    /// OUT's directories.
+    directories: BTreeSet<String>,
     lock: Option<PreviousLock>,
-    /// What OUT and its lock say of each path, found with one lookup (a build asks for every file).
-    known: HashMap<String, Known>,
-}
-
-/// What [`Baseline`] knows of one path.
-#[derive(Debug, Default)]
-struct Known {
-    /// OUT's entry there, from its metadata.
-    entry: Option<Entry>,
-    /// The lock's digest of the file.
-    digest: Option<String>,
-    /// The lock's digest of the file's inputs.
-    inputs: Option<String>,
-    /// The path's position among the lock's files ([`PathDigests`]).
-    rank: Option<u32>,
+    /// The rank of each of the lock's paths, found by the path's hash: a build asks for every
+    /// file.
+    ranks: hashbrown::HashTable<u32>,
+    hasher: foldhash::fast::RandomState,
+    /// OUT's entry at each path of the lock, by rank, from its metadata (`None`: nothing there).
+    present: Vec<Option<Entry>>,
+    /// OUT's entries at paths the lock does not list (the lock file itself among them), in path
+    /// order.
+    unlisted: Vec<(String, Entry)>,
 }
 
 #[derive(Debug)]
 struct PreviousLock {
-    lock: Lock,
-    bytes: Vec<u8>,
+    lock: ReadLock,
     times: LockTimes,
 }
 
@@ -891,13 +980,11 @@ impl LockTimes {
 
 /// A file of OUT that a build would render to the same bytes ([`Baseline::unchanged`]).
 #[derive(Debug, Clone, Copy)]
-pub struct Unchanged<'a> {
-    /// The file's sha256, as the lock has it.
-    pub digest: &'a str,
+pub struct Unchanged {
     /// Whether its bytes had to be read to know.
     pub read: bool,
-    /// Its path's position among the lock's files ([`PathDigests`]).
-    rank: Option<u32>,
+    /// Its path's rank among the lock's files ([`PathDigests`]).
+    rank: u32,
 }
 
 /// How OUT's file at a path compares with an artifact.
@@ -931,21 +1018,25 @@ fn read_lock(out: &Path) -> Result<LockState, WriteError> {
         }
         Err(refused) => return Ok(LockState::Invalid(format!("{LOCK_FILE} is {refused}"))),
     };
-    match Lock::parse(&bytes) {
-        Ok(lock) => Ok(LockState::Valid(PreviousLock { lock, bytes, times })),
-        Err(reason) => Ok(LockState::Invalid(format!("{LOCK_FILE} is not a weave lock: {reason}"))),
+    let invalid =
+        |reason: String| Ok(LockState::Invalid(format!("{LOCK_FILE} is not a weave lock: {reason}")));
+    let Ok(text) = String::from_utf8(bytes) else { return invalid("it is not UTF-8".to_owned()) };
+    match ReadLock::parse(text) {
+        Ok(lock) => Ok(LockState::Valid(PreviousLock { lock, times })),
+        Err(reason) => invalid(reason),
     }
 }
 
 /// [`scan`] of an OUT with a lock: a subdirectory whose times the lock vouches for has had no entry
 /// added, removed or renamed since the build that marked the lock, so it holds what the lock says it
-/// holds (its files and subdirectories) and is not listed; only its files are statted. Any other
-/// directory is listed, and so is the root always: a lock written there by hand (into a directory
-/// that is not weave's) is newer than the root's entries without any build having put them there,
-/// and a listing finds whatever the lock does not name. On a large OUT most directories are vouched
-/// for, and their listing was most of the cost of reading it.
+/// holds (its files and subdirectories) and is not listed; only its files are statted, each found
+/// by its rank in the lock ([`Tree::identified`]). Any other directory is listed, and so is the root
+/// always: a lock written there by hand (into a directory that is not weave's) is newer than the
+/// root's entries without any build having put them there, and a listing finds whatever the lock
+/// does not name. On a large OUT most directories are vouched for, and their listing was most of
+/// the cost of reading it.
 fn scan_with_lock(out: &Path, skip: &[&str], lock: &PreviousLock) -> io::Result<Tree> {
-    let tree = LockTree::new(lock.lock.files.keys().map(String::as_str));
+    let tree = LockTree::new(lock.lock.paths());
     fsio::scan_known(out, skip, |relative, status| {
         // A directory the lock does not imply is not the build's: always listed.
         let implied = tree.entries_of(relative)?;
@@ -971,62 +1062,65 @@ impl Baseline {
             _ => scan(out, &skip),
         }
         .map_err(io_error(out))?;
-        let verdict = match &lock {
-            LockState::Valid(lock) => {
-                // Both in path order: one pass over the two.
-                let unlisted: Vec<&str> = sorted_difference(tree.entries.keys(), lock.lock.files.keys())
-                    .map(String::as_str)
-                    .filter(|path| *path != LOCK_FILE)
-                    .collect();
-                if unlisted.is_empty() {
-                    Ok(())
-                } else {
-                    let examples = &unlisted[..unlisted.len().min(3)];
-                    Err(format!(
-                        "{} of its files are not in its {LOCK_FILE}: {}{}",
-                        unlisted.len(),
-                        examples.join(", "),
-                        if unlisted.len() > examples.len() { ", ..." } else { "" }
-                    ))
-                }
-            }
-            _ if tree.is_empty() => Ok(()),
-            LockState::Missing => Err(format!("it is not empty and has no {LOCK_FILE}")),
-            LockState::Invalid(reason) => Err(reason.clone()),
-        };
         let root = out.to_path_buf();
-        match (verdict, lock) {
-            (Ok(()), LockState::Valid(lock)) => Ok(Some(Baseline::new(root, tree, Some(lock)))),
-            (Ok(()), _) => Ok(Some(Baseline::new(root, tree, None))),
-            // Forced: whatever the lock says about the files it lists still holds.
-            (Err(_), LockState::Valid(lock)) if force => Ok(Some(Baseline::new(root, tree, Some(lock)))),
-            (Err(_), _) if force => Ok(Some(Baseline::new(root, tree, None))),
-            (Err(reason), _) => Err(WriteError::NotOurs(root, reason)),
+        match lock {
+            LockState::Valid(lock) => {
+                let baseline = Baseline::new(root, tree, Some(lock));
+                // Forced: whatever the lock says about the files it lists still holds.
+                let unlisted: Vec<&str> = baseline.unlisted_paths().collect();
+                if unlisted.is_empty() || force {
+                    return Ok(Some(baseline));
+                }
+                let examples = &unlisted[..unlisted.len().min(3)];
+                let reason = format!(
+                    "{} of its files are not in its {LOCK_FILE}: {}{}",
+                    unlisted.len(),
+                    examples.join(", "),
+                    if unlisted.len() > examples.len() { ", ..." } else { "" }
+                );
+                Err(WriteError::NotOurs(baseline.root, reason))
+            }
+            _ if tree.is_empty() || force => Ok(Some(Baseline::new(root, tree, None))),
+            LockState::Missing => {
+                Err(WriteError::NotOurs(root, format!("it is not empty and has no {LOCK_FILE}")))
+            }
+            LockState::Invalid(reason) => Err(WriteError::NotOurs(root, reason)),
         }
     }
 
-    /// The baseline of OUT's `tree` and its lock; the lock's entries move into the index.
-    fn new(root: PathBuf, tree: Tree, mut lock: Option<PreviousLock>) -> Baseline {
-        let mut known: HashMap<String, Known> = HashMap::with_capacity(tree.entries.len());
-        if let Some(lock) = &mut lock {
-            // Both in path order, and every path with inputs is a file (`Lock::parse`).
-            let mut inputs = std::mem::take(&mut lock.lock.inputs).into_iter().peekable();
-            for (rank, (path, digest)) in std::mem::take(&mut lock.lock.files).into_iter().enumerate() {
-                let inputs =
-                    inputs.next_if(|(inputs_path, _)| *inputs_path == path).map(|(_, inputs)| inputs);
-                let rank = u32::try_from(rank).ok();
-                known.insert(path, Known { entry: None, digest: Some(digest), inputs, rank });
+    /// The baseline of OUT's `tree` and its lock: each entry of the tree put at its rank in the
+    /// lock, or among the unlisted.
+    fn new(root: PathBuf, tree: Tree, lock: Option<PreviousLock>) -> Baseline {
+        let hasher = foldhash::fast::RandomState::default();
+        let listed = lock.as_ref().map_or(0, |lock| lock.lock.len());
+        let mut ranks = hashbrown::HashTable::with_capacity(listed);
+        if let Some(lock) = &lock {
+            let lock = &lock.lock;
+            // The lock's paths are distinct (`ReadLock::parse`).
+            for (rank, path) in (0..).zip(lock.paths()) {
+                ranks.insert_unique(hasher.hash_one(path), rank, |&rank| hasher.hash_one(lock.path(rank)));
             }
         }
-        for (path, entry) in &tree.entries {
-            match known.get_mut(path.as_str()) {
-                Some(known) => known.entry = Some(*entry),
-                None => {
-                    known.insert(path.clone(), Known { entry: Some(*entry), ..Known::default() });
-                }
+        let mut baseline = Baseline {
+            root,
+            directories: tree.directories,
+            lock,
+            ranks,
+            hasher,
+            present: vec![None; listed],
+            unlisted: Vec::new(),
+        };
+        for (rank, entry) in tree.identified {
+            baseline.present[rank as usize] = Some(entry);
+        }
+        // In path order: so are the unlisted.
+        for (path, entry) in tree.entries {
+            match baseline.rank(&path) {
+                Some(rank) => baseline.present[rank as usize] = Some(entry),
+                None => baseline.unlisted.push((path, entry)),
             }
         }
-        Baseline { root, tree, lock, known }
+        baseline
     }
 
     /// OUT as `build --check` compares with it (call [`open`] first): an OUT that does not exist as
@@ -1036,6 +1130,39 @@ impl Baseline {
             .unwrap_or_else(|| Baseline::new(out.to_path_buf(), Tree::default(), None)))
     }
 
+    /// The rank of `path` among the lock's files, when the lock lists it.
+    fn rank(&self, path: &str) -> Option<u32> {
+        let lock = &self.lock.as_ref()?.lock;
+        self.ranks.find(self.hasher.hash_one(path), |&rank| lock.path(rank) == path).copied()
+    }
+
+    /// The previous lock's files and digests, when OUT has a lock.
+    fn previous(&self) -> Option<&ReadLock> {
+        self.lock.as_ref().map(|lock| &lock.lock)
+    }
+
+    /// The previous lock's digest of the file at `rank`.
+    fn digest_at(&self, rank: Option<u32>) -> Option<&str> {
+        Some(self.previous()?.digest(rank?))
+    }
+
+    /// The previous lock's inputs digest of the file at `rank`.
+    fn inputs_at(&self, rank: Option<u32>) -> Option<&str> {
+        self.previous()?.inputs(rank?)
+    }
+
+    /// OUT's entry at `path`, its rank given.
+    fn entry_at(&self, path: &str, rank: Option<u32>) -> Option<&Entry> {
+        match rank {
+            Some(rank) => self.present[rank as usize].as_ref(),
+            None => {
+                let index =
+                    self.unlisted.binary_search_by(|(unlisted, _)| unlisted.as_str().cmp(path)).ok()?;
+                Some(&self.unlisted[index].1)
+            }
+        }
+    }
+
     /// Compares OUT's file at `path` with an artifact whose digest is `digest`.
     pub fn state(&self, path: &str, bytes: &[u8], digest: &str) -> FileState {
         self.ranked_state(path, bytes, digest).0
@@ -1043,19 +1170,15 @@ impl Baseline {
 
     /// [`Baseline::state`], with the path's rank in the lock ([`PathDigests`]).
     fn ranked_state(&self, path: &str, bytes: &[u8], digest: &str) -> (FileState, Option<u32>) {
-        let known = self.known.get(path);
-        (self.state_of(known, path, bytes, digest), known.and_then(|known| known.rank))
-    }
-
-    fn state_of(&self, known: Option<&Known>, path: &str, bytes: &[u8], digest: &str) -> FileState {
-        match known.and_then(|known| known.entry.as_ref()) {
+        let rank = self.rank(path);
+        let state = match self.entry_at(path, rank) {
             None => FileState::Missing,
             Some(Entry::File { len, modified, changed }) if *len == bytes.len() as u64 => {
                 if let Some(lock) = &self.lock
-                    && known.and_then(|known| known.digest.as_deref()) == Some(digest)
+                    && self.digest_at(rank) == Some(digest)
                     && lock.times.vouches_for(*modified, *changed)
                 {
-                    return FileState::Current { read: false };
+                    return (FileState::Current { read: false }, rank);
                 }
                 match read_bounded(&self.root.join(path), *len) {
                     Ok(existing) if existing == bytes => FileState::Current { read: true },
@@ -1063,47 +1186,56 @@ impl Baseline {
                 }
             }
             Some(_) => FileState::Differs,
-        }
+        };
+        (state, rank)
     }
 
-    /// The digest of OUT's file at `path` when the previous build rendered it from inputs whose
-    /// digest is `inputs` and the file is as that build left it: the bytes a build would render
-    /// from those inputs again. The file's times vouch for it, or where they leave a doubt its
-    /// bytes are read and digested (`read`).
-    pub fn unchanged(&self, path: &str, inputs: &str) -> Option<Unchanged<'_>> {
+    /// Whether OUT's file at `path` holds the bytes the previous build rendered from inputs whose
+    /// digest is `inputs`, as that build left them: the bytes a build would render from those inputs
+    /// again. The file's times vouch for it, or where they leave a doubt its bytes are read and
+    /// digested (`read`).
+    pub fn unchanged(&self, path: &str, inputs: &str) -> Option<Unchanged> {
         let lock = self.lock.as_ref()?;
-        let known = self.known.get(path)?;
-        if known.inputs.as_deref() != Some(inputs) {
+        let rank = self.rank(path)?;
+        if lock.lock.inputs(rank) != Some(inputs) {
             return None;
         }
-        let digest = known.digest.as_ref()?;
-        let Entry::File { len, modified, changed } = known.entry.as_ref()? else { return None };
-        let rank = known.rank;
-        if lock.times.vouches_for(*modified, *changed) {
-            return Some(Unchanged { digest, read: false, rank });
+        let Some(Entry::File { len, modified, changed }) = self.present[rank as usize] else { return None };
+        if lock.times.vouches_for(modified, changed) {
+            return Some(Unchanged { read: false, rank });
         }
-        let bytes = read_bounded(&self.root.join(path), *len).ok()?;
-        (sha256_hex(&bytes) == *digest).then_some(Unchanged { digest, read: true, rank })
+        let bytes = read_bounded(&self.root.join(path), len).ok()?;
+        (sha256_hex(&bytes) == lock.lock.digest(rank)).then_some(Unchanged { read: true, rank })
     }
 
     /// What OUT holds at a path, from its metadata.
     pub fn entry(&self, path: &str) -> Option<&Entry> {
-        self.known.get(path).and_then(|known| known.entry.as_ref())
+        self.entry_at(path, self.rank(path))
     }
 
     /// The lock file's bytes as OUT holds them.
     pub fn lock_bytes(&self) -> Option<&[u8]> {
-        self.lock.as_ref().map(|lock| lock.bytes.as_slice())
+        self.previous().map(ReadLock::bytes)
     }
 
-    /// Every file (or link, FIFO, ...) of OUT but the lock.
-    pub fn paths(&self) -> impl Iterator<Item = &String> {
-        self.tree.entries.keys().filter(|path| path.as_str() != LOCK_FILE)
+    /// Every file (or link, FIFO, ...) of OUT but the lock, in path order.
+    pub fn paths(&self) -> impl Iterator<Item = &str> {
+        let listed = self
+            .previous()
+            .into_iter()
+            .flat_map(|lock| lock.paths().zip(&self.present))
+            .filter_map(|(path, entry)| entry.is_some().then_some(path));
+        merged(listed, self.unlisted_paths())
+    }
+
+    /// The files (or links, FIFOs, ...) of OUT that its lock does not list, the lock aside.
+    fn unlisted_paths(&self) -> impl Iterator<Item = &str> {
+        self.unlisted.iter().map(|(path, _)| path.as_str()).filter(|path| *path != LOCK_FILE)
     }
 
     /// Whether the lock file exists at all.
     fn has_lock_entry(&self) -> bool {
-        self.tree.entries.contains_key(LOCK_FILE)
+        self.unlisted.binary_search_by(|(path, _)| path.as_str().cmp(LOCK_FILE)).is_ok()
     }
 }
 
@@ -1165,7 +1297,7 @@ impl DirectorySink {
                 match baseline.ranked_state(&path, &bytes, &digest) {
                     (FileState::Current { read }, rank) => {
                         self.read += usize::from(read);
-                        self.files.insert_ranked(rank, path, digest);
+                        self.files.insert_ranked(rank, baseline.digest_at(rank), path, digest);
                         return Ok(rank);
                     }
                     (FileState::Missing | FileState::Differs, rank) => {
@@ -1185,7 +1317,7 @@ impl DirectorySink {
         }
         let mut file = fs::File::create(&target)?;
         file.write_all(&bytes)?;
-        self.files.insert_ranked(rank, path, digest);
+        self.files.insert_ranked(rank, None, path, digest);
         Ok(rank)
     }
 }
@@ -1201,17 +1333,22 @@ impl Sink for DirectorySink {
         inputs: String,
         render: &mut dyn FnMut() -> Vec<u8>,
     ) -> io::Result<()> {
-        let rank = if let Destination::Update { baseline, .. } = &self.destination
+        if let Destination::Update { baseline, .. } = &self.destination
             && let Some(unchanged) = baseline.unchanged(&path, &inputs)
         {
-            self.files.insert_ranked(unchanged.rank, path.clone(), unchanged.digest.to_owned());
+            // The file and its inputs digest, both as the previous lock has them.
+            self.files.carry(unchanged.rank);
+            self.inputs.carry(unchanged.rank);
             self.kept += 1;
             self.read += usize::from(unchanged.read);
-            unchanged.rank
-        } else {
-            self.put_ranked(path.clone(), render())?
+            return Ok(());
+        }
+        let rank = self.put_ranked(path.clone(), render())?;
+        let previous = match &self.destination {
+            Destination::Update { baseline, .. } => baseline.inputs_at(rank),
+            Destination::Whole { .. } => None,
         };
-        self.inputs.insert_ranked(rank, path, inputs);
+        self.inputs.insert_ranked(rank, previous, path, inputs);
         Ok(())
     }
 }
@@ -1252,7 +1389,6 @@ impl crate::emit::ForkSink for CheckSink {
 /// What a finished build did.
 #[derive(Debug)]
 pub struct Written {
-    pub lock: Lock,
     /// Whether OUT was written whole (it did not exist) rather than updated.
     pub whole: bool,
     /// Files written (the lock included).
@@ -1365,19 +1501,17 @@ fn build_whole(
     fs::create_dir(&staging).map_err(io_error(&staging))?;
     let mut sink = DirectorySink::new(staging.clone());
     let finished = emit(&mut sink).map_err(|error| emit_error(&staging, error)).and_then(|()| {
-        let lock =
-            lock_of(origin, input_sha256, std::mem::take(&mut sink.files), std::mem::take(&mut sink.inputs));
+        let header = Lock::header(origin, input_sha256);
+        let (files, inputs) = lock_entries(&mut sink.files, &mut sink.inputs, None);
+        let form = LockForm::of(&header, files, inputs);
         let lock_path = staging.join(LOCK_FILE);
-        lock.write_file(&lock_path, None).map_err(io_error(&lock_path))?;
+        write_lock_file(&form, &lock_path, None).map_err(io_error(&lock_path))?;
         mark_lock_current(&staging)?;
         fsio::rename_no_replace(&staging, out).map_err(io_error(out))?;
-        Ok(lock)
+        Ok(form.files.len())
     });
     match finished {
-        Ok(lock) => {
-            let written = lock.files.len() + 1;
-            Ok(Written { lock, whole: true, written, removed: 0, unchanged: 0, kept: 0 })
-        }
+        Ok(files) => Ok(Written { whole: true, written: files + 1, removed: 0, unchanged: 0, kept: 0 }),
         Err(error) => Err(with_cleanup(error, &staging)),
     }
 }
@@ -1398,14 +1532,15 @@ fn update(
         counter: Arc::new(AtomicUsize::new(0)),
     });
     let staged = emit(&mut sink).map_err(|error| emit_error(&pending, error)).and_then(|()| {
-        let lock =
-            lock_of(origin, input_sha256, std::mem::take(&mut sink.files), std::mem::take(&mut sink.inputs));
+        let header = Lock::header(origin, input_sha256);
+        let (files, inputs) = lock_entries(&mut sink.files, &mut sink.inputs, baseline.previous());
+        let form = LockForm::of(&header, files, inputs);
         // Staged as it is compared with OUT's: a lock that stays as it was is not moved. What to
         // remove is worked out beside it.
         let path = pending.join(journal::STAGED_LOCK);
         let ((remove, remove_directories), same) = crate::work::join(
-            || removals(&baseline, &lock),
-            || lock.write_file(&path, baseline.lock_bytes()),
+            || removals(&baseline, &form.files),
+            || write_lock_file(&form, &path, baseline.lock_bytes()),
         );
         let same = same.map_err(io_error(&path))?;
         let lock_changed = !same || !baseline.has_lock_entry();
@@ -1416,14 +1551,14 @@ fn update(
         put.sort_by(|left, right| left.1.cmp(&right.1));
         let journal =
             Journal { weave_journal: Journal::VERSION, remove, remove_directories, put, lock: lock_changed };
-        Ok((lock, journal))
+        Ok((form.files.len(), journal))
     });
-    let (lock, journal) = match staged {
+    let (files, journal) = match staged {
         Ok(staged) => staged,
         Err(error) => return Err(with_cleanup(error, &pending)),
     };
     let written = journal.put.len() + usize::from(journal.lock);
-    let unchanged = (lock.files.len() + 1).saturating_sub(written);
+    let unchanged = (files + 1).saturating_sub(written);
     let removed = journal.remove.len();
     let (read, kept) = (sink.read, sink.kept);
     retire((sink, baseline));
@@ -1439,17 +1574,18 @@ fn update(
     if !journal.is_empty() || read > 0 {
         mark_lock_current(out)?;
     }
-    Ok(Written { lock, whole: false, written, removed, unchanged, kept })
+    Ok(Written { whole: false, written, removed, unchanged, kept })
 }
 
-/// The files and the directories (deepest first) of OUT that the build with `lock` no longer has.
-fn removals(baseline: &Baseline, lock: &Lock) -> (Vec<String>, Vec<String>) {
-    let remove: Vec<String> = sorted_difference(baseline.paths(), lock.files.keys()).cloned().collect();
+/// The files and the directories (deepest first) of OUT that the build whose lock lists `files`
+/// (in path order) no longer has.
+fn removals(baseline: &Baseline, files: &[(&str, &str)]) -> (Vec<String>, Vec<String>) {
+    let paths = || files.iter().map(|(path, _)| *path);
+    let remove: Vec<String> = sorted_difference(baseline.paths(), paths()).map(str::to_owned).collect();
     // Only looked up: hashed, rather than kept in order (tens of thousands of directories).
-    let mut needed = HashSet::with_capacity(baseline.tree.directories.len());
-    each_directory_of(lock.files.keys().map(String::as_str), |directory| needed.insert(directory));
+    let mut needed = HashSet::with_capacity(baseline.directories.len());
+    each_directory_of(paths(), |directory| needed.insert(directory));
     let mut remove_directories: Vec<String> = baseline
-        .tree
         .directories
         .iter()
         .filter(|directory| !needed.contains(directory.as_str()))
@@ -1509,19 +1645,19 @@ impl CheckSink {
 
     /// Finishes the comparison: the lock file, then every file in OUT that the build would not write.
     pub fn finish(mut self, origin: Origin<'_>) -> Staleness {
-        let lock = lock_of(
-            origin,
-            sha256_hex(origin.input),
-            std::mem::take(&mut self.files),
-            std::mem::take(&mut self.inputs),
-        );
-        match self.baseline.lock_bytes() {
-            Some(bytes) if lock.is_written_as(bytes) => {}
-            _ if self.baseline.has_lock_entry() => self.staleness.changed.push(LOCK_FILE.to_owned()),
+        let header = Lock::header(origin, sha256_hex(origin.input));
+        let baseline = &self.baseline;
+        let (files, inputs) = lock_entries(&mut self.files, &mut self.inputs, baseline.previous());
+        let form = LockForm::of(&header, files, inputs);
+        match baseline.lock_bytes() {
+            Some(bytes) if is_in_lock_form(&form, bytes) => {}
+            _ if baseline.has_lock_entry() => self.staleness.changed.push(LOCK_FILE.to_owned()),
             _ => self.staleness.added.push(LOCK_FILE.to_owned()),
         }
         self.staleness.removed =
-            sorted_difference(self.baseline.paths(), lock.files.keys()).cloned().collect();
+            sorted_difference(baseline.paths(), form.files.iter().map(|(path, _)| *path))
+                .map(str::to_owned)
+                .collect();
         self.staleness.added.sort();
         self.staleness.changed.sort();
         self.staleness.removed.sort();
@@ -1540,7 +1676,7 @@ impl CheckSink {
             FileState::Missing => self.staleness.added.push(path.clone()),
             FileState::Differs => self.staleness.changed.push(path.clone()),
         }
-        self.files.insert_ranked(rank, path, digest);
+        self.files.insert_ranked(rank, self.baseline.digest_at(rank), path, digest);
         Ok(rank)
     }
 }
@@ -1556,13 +1692,13 @@ impl Sink for CheckSink {
         inputs: String,
         render: &mut dyn FnMut() -> Vec<u8>,
     ) -> io::Result<()> {
-        let rank = if let Some(unchanged) = self.baseline.unchanged(&path, &inputs) {
-            self.files.insert_ranked(unchanged.rank, path.clone(), unchanged.digest.to_owned());
-            unchanged.rank
-        } else {
-            self.put_ranked(path.clone(), render())?
-        };
-        self.inputs.insert_ranked(rank, path, inputs);
+        if let Some(unchanged) = self.baseline.unchanged(&path, &inputs) {
+            self.files.carry(unchanged.rank);
+            self.inputs.carry(unchanged.rank);
+            return Ok(());
+        }
+        let rank = self.put_ranked(path.clone(), render())?;
+        self.inputs.insert_ranked(rank, self.baseline.inputs_at(rank), path, inputs);
         Ok(())
     }
 }
@@ -1621,9 +1757,6 @@ mod tests {
             proptest::prop_assert!(!lock.is_written_as(&other));
         }
 
-        /// Collected digests, ranked where the previous lock has their path (as a sink ranks
-        /// them), make the map that inserting them one by one makes: in path order, the last of
-        /// equal paths kept, whichever of two joined sinks collected them.
         /// The test of a path on its bytes is the test on its components.
         #[test]
         fn a_clean_relative_path_has_plain_names_only(path in "(a|b|\\.|\\.\\.|/|\\\\|:| ){0,6}") {
@@ -1648,28 +1781,44 @@ mod tests {
             proptest::prop_assert_eq!(checked.is_ok(), inputs.is_subset(&files));
         }
 
+        /// Collected digests, ranked where the previous lock has their path (as a sink ranks
+        /// them, and carried where that lock gives the same digest), make the map that inserting
+        /// them one by one makes: in path order, the last of equal paths kept, whichever of two
+        /// joined sinks collected them.
         #[test]
         fn ranked_digests_are_what_inserting_into_a_map_gives(
-            previous in proptest::collection::btree_set("[abc]{0,3}", 0..8),
-            first in proptest::collection::vec(("[abc]{0,3}", "[0-9]"), 0..10),
-            second in proptest::collection::vec(("[abc]{0,3}", "[0-9]"), 0..10),
+            previous in proptest::collection::btree_set("[abc]{1,3}", 0..8),
+            first in proptest::collection::vec(("[abc]{1,3}", 0..3u8), 0..10),
+            second in proptest::collection::vec(("[abc]{1,3}", 0..3u8), 0..10),
         ) {
-            let previous: Vec<String> = previous.into_iter().collect();
-            let rank = |path: &str| previous.binary_search_by(|known| known.as_str().cmp(path)).ok().map(|rank| rank as u32);
-            let collect = |entries: &[(String, String)]| {
+            let digest = |n: u8| format!("{n}").repeat(64);
+            let text = Lock {
+                files: previous.iter().map(|path| (path.clone(), digest(0))).collect(),
+                ..Lock::header(Origin::all("t.yaml", b""), digest(0))
+            }
+            .to_bytes();
+            let lock = ReadLock::parse(String::from_utf8(text).unwrap()).unwrap();
+            let rank = |path: &str| (0..lock.len() as u32).find(|rank| lock.path(*rank) == path);
+            let collect = |entries: &[(String, u8)]| {
                 let mut digests = PathDigests::default();
-                for (path, digest) in entries {
-                    digests.insert_ranked(rank(path), path.clone(), digest.clone());
+                for (path, n) in entries {
+                    let rank = rank(path);
+                    digests.insert_ranked(rank, rank.map(|rank| lock.digest(rank)), path.clone(), digest(*n));
                 }
                 digests
             };
             let mut expected = BTreeMap::new();
-            for (path, digest) in first.iter().chain(&second) {
-                expected.insert(path.clone(), digest.clone());
+            for (path, n) in first.iter().chain(&second) {
+                expected.insert(path.clone(), digest(*n));
             }
             let mut joined = collect(&first);
             joined.append(collect(&second));
-            proptest::prop_assert_eq!(joined.into_map(), expected);
+            let sorted: BTreeMap<String, String> = joined
+                .sorted(Some(&lock), ReadLock::digest)
+                .into_iter()
+                .map(|(path, digest)| (path.to_owned(), digest.to_owned()))
+                .collect();
+            proptest::prop_assert_eq!(sorted, expected);
         }
     }
 
@@ -1684,20 +1833,23 @@ mod tests {
             (entries(&[("b", "1"), ("b", "3")]), entries(&[("e", "2"), ("b", "2"), ("a", "2"), ("e", "4")])),
         ];
         for (first, second) in cases {
-            let mut expected = BTreeMap::new();
-            for (path, digest) in first.iter().chain(&second) {
-                expected.insert(path.clone(), digest.clone());
+            let mut expected = Vec::<(String, String)>::new();
+            for (path, digest) in BTreeMap::<_, _>::from_iter(first.iter().chain(&second).cloned()) {
+                expected.push((path, digest));
             }
             let (mut joined, mut other) = (PathDigests::default(), PathDigests::default());
             for (path, digest) in first {
-                joined.insert(path, digest);
+                joined.insert_ranked(None, None, path, digest);
             }
             for (path, digest) in second {
-                other.insert(path, digest);
+                other.insert_ranked(None, None, path, digest);
             }
             // A fork's entries join after the sink's own, as its later puts would.
             joined.append(other);
-            assert_eq!(joined.into_map(), expected);
+            let sorted = joined.sorted(None, ReadLock::digest);
+            let sorted: Vec<(String, String)> =
+                sorted.into_iter().map(|(path, digest)| (path.to_owned(), digest.to_owned())).collect();
+            assert_eq!(sorted, expected);
         }
     }
 
@@ -1750,13 +1902,14 @@ mod tests {
     #[test]
     fn lock_tree_children() {
         let paths =
-            ["a.txt", "k8s/a/x.yaml", "k8s/a/y.yaml", "k8s/a-b/v.yaml", "k8s/b/c/z.yaml", "k8s/b/w.yaml"];
+            ["a.txt", "k8s/a-b/v.yaml", "k8s/a/x.yaml", "k8s/a/y.yaml", "k8s/b/c/z.yaml", "k8s/b/w.yaml"];
         let tree = LockTree::new(paths.into_iter());
-        assert_eq!(tree.children(""), [("k8s", true), ("a.txt", false)]);
-        assert_eq!(tree.children("k8s"), [("a", true), ("a-b", true), ("b", true)]);
-        assert_eq!(tree.children("k8s/a"), [("x.yaml", false), ("y.yaml", false)]);
-        assert_eq!(tree.children("k8s/b"), [("c", true), ("w.yaml", false)]);
-        assert_eq!(tree.children("k8s/b/c"), [("z.yaml", false)]);
+        assert_eq!(tree.children(""), [("k8s", None), ("a.txt", Some(0))]);
+        assert_eq!(tree.children("k8s"), [("a", None), ("a-b", None), ("b", None)]);
+        assert_eq!(tree.children("k8s/a"), [("x.yaml", Some(2)), ("y.yaml", Some(3))]);
+        assert_eq!(tree.children("k8s/a-b"), [("v.yaml", Some(1))]);
+        assert_eq!(tree.children("k8s/b"), [("c", None), ("w.yaml", Some(5))]);
+        assert_eq!(tree.children("k8s/b/c"), [("z.yaml", Some(4))]);
         assert!(tree.children("opa").is_empty());
     }
 
@@ -1816,7 +1969,9 @@ mod tests {
         let out = parent.path().join("out");
         let files = [("a/one.txt", "one"), ("b/two.txt", "two")];
         let (written, renders) = build_rendered(&out, b"v1", &files);
-        assert_eq!((renders, written.lock.inputs.len()), (2, 2));
+        assert!(written.whole);
+        let lock = Lock::parse(&fs::read(out.join(LOCK_FILE)).unwrap()).unwrap();
+        assert_eq!((renders, lock.inputs.len()), (2, 2));
 
         // Another topology, the same inputs for both files: neither is rendered, the lock is new.
         let (written, renders) = build_rendered(&out, b"v2", &files);
@@ -1893,7 +2048,11 @@ mod tests {
         let compare = || {
             let LockState::Valid(lock) = read_lock(&out).unwrap() else { panic!("a valid lock") };
             let full = scan(&out, &[]).unwrap();
-            let guided = scan_with_lock(&out, &[], &lock).unwrap();
+            let mut guided = scan_with_lock(&out, &[], &lock).unwrap();
+            // Files found by their rank in the lock are its files.
+            for (rank, entry) in std::mem::take(&mut guided.identified) {
+                assert!(guided.entries.insert(lock.lock.path(rank).to_owned(), entry).is_none());
+            }
             assert_eq!(guided.entries, full.entries);
             assert_eq!(guided.directories, full.directories);
             (lock, guided)

@@ -559,7 +559,7 @@ pub fn compare_with_directory(
                 Some(write::Entry::File { len, .. }) => *len,
                 _ => 0,
             };
-            (path.clone(), size)
+            (path.to_owned(), size)
         })
         .collect();
     let baseline = Arc::new(baseline);

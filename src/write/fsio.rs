@@ -24,11 +24,14 @@ pub enum Entry {
 pub struct Tree {
     pub entries: BTreeMap<String, Entry>,
     pub directories: BTreeSet<String>,
+    /// The files of directories a walk took on trust ([`scan_known`]), by the number it was given
+    /// for each, in no order.
+    pub identified: Vec<(u32, Entry)>,
 }
 
 impl Tree {
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty() && self.directories.is_empty()
+        self.entries.is_empty() && self.directories.is_empty() && self.identified.is_empty()
     }
 }
 
@@ -38,13 +41,15 @@ pub fn scan(root: &Path, skip: &[&str]) -> io::Result<Tree> {
     scan_known(root, skip, |_, _| None)
 }
 
-/// The entries of a directory that a walk may take on trust instead of listing it: each name with
-/// whether it is a directory.
-pub type KnownEntries<'a> = &'a [(&'a str, bool)];
+/// The entries of a directory that a walk may take on trust instead of listing it: each name, with
+/// `None` for a directory and a number for a file, by which the walk reports it
+/// ([`Tree::identified`]).
+pub type KnownEntries<'a> = &'a [(&'a str, Option<u32>)];
 
 /// [`scan`], but a directory for which `known` (given its path and status) answers with its entries
-/// is not listed: those are taken as its entries, each one that is not a directory statted. Every
-/// other directory is listed as `scan` lists it.
+/// is not listed: those are taken as its entries, each one that is not a directory statted and
+/// reported by its number (one found to be a directory now is walked). Every other directory is
+/// listed as `scan` lists it.
 pub fn scan_known<'a>(
     root: &Path,
     skip: &[&str],
@@ -53,6 +58,7 @@ pub fn scan_known<'a>(
     let anchor = Anchor::open(root)?;
     let mut found = Found::default();
     let mut pending = vec![String::new()];
+    let mut path = String::new();
     while let Some(relative) = pending.pop() {
         let status = anchor.status(&relative)?;
         if status.kind != Kind::Directory {
@@ -65,19 +71,25 @@ pub fn scan_known<'a>(
             list(root, &relative, skip, &mut found, &mut pending)?;
             continue;
         };
-        for &(name, is_directory) in entries {
-            let path = if relative.is_empty() { name.to_owned() } else { format!("{relative}/{name}") };
-            if is_directory {
-                found.directories.push(path.clone());
-                pending.push(path);
-                continue;
+        for &(name, file) in entries {
+            // A file's path is put together in one buffer, to be statted: it is reported by number.
+            path.clear();
+            if !relative.is_empty() {
+                path.push_str(&relative);
+                path.push('/');
             }
+            path.push_str(name);
+            let Some(number) = file else {
+                found.directories.push(path.clone());
+                pending.push(path.clone());
+                continue;
+            };
             match anchor.status(&path) {
                 Ok(status) if status.kind == Kind::Directory => {
                     found.directories.push(path.clone());
-                    pending.push(path);
+                    pending.push(path.clone());
                 }
-                Ok(status) => found.entries.push((path, entry_of(&status))),
+                Ok(status) => found.identified.push((number, entry_of(&status))),
                 Err(error) if error.kind() == io::ErrorKind::NotFound => {}
                 Err(error) => return Err(error),
             }
@@ -93,19 +105,24 @@ pub fn scan_known<'a>(
 struct Found {
     entries: Vec<(String, Entry)>,
     directories: Vec<String>,
+    identified: Vec<(u32, Entry)>,
     /// Paths found as directories that turned out not to be one when walked.
     replaced: Vec<String>,
 }
 
 impl Found {
     fn into_tree(self) -> Tree {
-        let Found { entries, mut directories, mut replaced } = self;
+        let Found { entries, mut directories, identified, mut replaced } = self;
         if !replaced.is_empty() {
             replaced.sort_unstable();
             directories.retain(|directory| replaced.binary_search(directory).is_err());
         }
         // Collecting sorts, and keeps the last of equal keys, as inserting one by one would.
-        Tree { entries: entries.into_iter().collect(), directories: directories.into_iter().collect() }
+        Tree {
+            entries: entries.into_iter().collect(),
+            directories: directories.into_iter().collect(),
+            identified,
+        }
     }
 }
 
