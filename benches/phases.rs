@@ -24,7 +24,7 @@ use std::sync::OnceLock;
 
 use divan::{Bencher, black_box};
 use weave::Compiled;
-use weave::check::{self, CheckContext};
+use weave::check::{self, CheckContext, ModelContext};
 use weave::emit::{self, EmitContext, MemorySink, Sink, Target};
 use weave::graph::MeshGraph;
 use weave::load::{self, Document, Limits};
@@ -283,15 +283,15 @@ fn phase_5_check(bencher: Bencher, input: Input) {
         let limits = Limits::default();
         bencher.bench(|| {
             let secrets = check::secrets::scan(black_box(&prepared.document));
-            let context = CheckContext {
+            let model = ModelContext {
                 topology: &prepared.compiled.topology,
                 graph: &prepared.compiled.graph,
-                plan: &prepared.compiled.plan,
                 document: &prepared.document,
                 limits: &limits,
                 secrets: &secrets,
             };
-            check::run(&context)
+            let found = check::run_model_rules(&model);
+            check::run(&CheckContext { model, plan: &prepared.compiled.plan }, found)
         });
     });
 }
@@ -366,7 +366,7 @@ mod phase_table {
     use std::path::{Path, PathBuf};
     use std::time::{Duration, Instant};
 
-    use weave::check::{self, CheckContext};
+    use weave::check::{self, CheckContext, ModelContext};
     use weave::emit::{self, EmitContext, MemorySink};
     use weave::graph::{self, MeshGraph};
     use weave::load::{self, Limits};
@@ -484,15 +484,15 @@ mod phase_table {
         let plan = timed(&mut run, "plan", || weave::plan::Plan::build(&topology, &mesh_graph));
         let diagnostics = timed(&mut run, "check", || {
             let secrets = check::secrets::scan(&document);
-            let context = CheckContext {
+            let model = ModelContext {
                 topology: &topology,
                 graph: &mesh_graph,
-                plan: &plan,
                 document: &document,
                 limits: &limits,
                 secrets: &secrets,
             };
-            check::run(&context)
+            let found = check::run_model_rules(&model);
+            check::run(&CheckContext { model, plan: &plan }, found)
         });
         if diagnostics.iter().any(|diagnostic| diagnostic.is_error()) {
             return Err("is not valid".to_owned());

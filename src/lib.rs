@@ -92,19 +92,18 @@ pub fn analyze(source: &Source, limits: &Limits) -> Analysis {
         Err(diagnostics) => return Analysis { model: None, diagnostics },
     };
     // The schema validates the tree, and the secrets scan reads its every string, on a second
-    // thread while the model is read from it and the graph and plan are built.
+    // thread while the model is read from it and the graph is built.
     let (found, built) = work::join(
         || (schema::check(&document), check::secrets::scan(&document)),
         || {
             model::normalize(&document.root).map(|topology| {
                 let graph = MeshGraph::build(&topology);
-                let plan = Plan::build(&topology, &graph);
-                (topology, graph, plan)
+                (topology, graph)
             })
         },
     );
     let (mut diagnostics, secrets) = found;
-    let (topology, graph, plan) = match built {
+    let (topology, graph) = match built {
         Ok(built) => built,
         Err(reason) => {
             if diagnostics.is_empty() {
@@ -126,15 +125,16 @@ pub fn analyze(source: &Source, limits: &Limits) -> Analysis {
             return Analysis { model: None, diagnostics };
         }
     };
-    let context = check::CheckContext {
+    let model = check::ModelContext {
         topology: &topology,
         graph: &graph,
-        plan: &plan,
         document: &document,
         limits,
         secrets: &secrets,
     };
-    diagnostics.extend(check::run(&context));
+    // The rules that read no plan run while it is built.
+    let (plan, found) = work::join(|| Plan::build(&topology, &graph), || check::run_model_rules(&model));
+    diagnostics.extend(check::run(&check::CheckContext { model, plan: &plan }, found));
     check::sort(&mut diagnostics);
     check::secrets::redact(&mut diagnostics, &source.text);
     Analysis { model: Some((topology, graph, plan)), diagnostics }

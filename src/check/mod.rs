@@ -26,18 +26,31 @@ use crate::load::{Document, Limits};
 use crate::model::Topology;
 use crate::plan::Plan;
 
-/// What every rule reads.
-pub struct CheckContext<'a> {
+/// What the rules that read no plan read: the model, the graph and the document.
+pub struct ModelContext<'a> {
     pub topology: &'a Topology,
     pub graph: &'a MeshGraph,
-    pub plan: &'a Plan,
     pub document: &'a Document,
     pub limits: &'a Limits,
     /// [`secrets::scan`] of the document, run before the rules (beside the schema).
     pub secrets: &'a [Diagnostic],
 }
 
-impl CheckContext<'_> {
+/// What every rule reads: the [`ModelContext`] and the plan.
+pub struct CheckContext<'a> {
+    pub model: ModelContext<'a>,
+    pub plan: &'a Plan,
+}
+
+impl<'a> std::ops::Deref for CheckContext<'a> {
+    type Target = ModelContext<'a>;
+
+    fn deref(&self) -> &ModelContext<'a> {
+        &self.model
+    }
+}
+
+impl ModelContext<'_> {
     /// The span to underline for the element at `pointer`: its key when it is a mapping entry,
     /// else its value; the nearest written ancestor when the element is a default.
     pub fn at(&self, pointer: &str) -> Option<Span> {
@@ -55,31 +68,56 @@ impl CheckContext<'_> {
     }
 }
 
-/// A rule family: appends its diagnostics.
-type Rule = fn(&CheckContext<'_>, &mut Vec<Diagnostic>);
+/// A rule family: appends its diagnostics. Most read the model alone, and run while the plan is
+/// built ([`run_model_rules`]); the others read the plan too.
+enum Rule {
+    Model(fn(&ModelContext<'_>, &mut Vec<Diagnostic>)),
+    Plan(PlanRule),
+}
 
 /// Every rule family, in the order of DESIGN.md §5.
 const RULES: &[Rule] = &[
-    sites::check,
-    names::check,
-    references::check,
-    identity::check,
-    federation::check,
-    actions::check,
-    resilience::check,
-    networking::check,
-    secrets::check,
-    values::check,
+    Rule::Model(sites::check),
+    Rule::Model(names::check),
+    Rule::Model(references::check),
+    Rule::Plan(identity::check),
+    Rule::Plan(federation::check),
+    Rule::Plan(actions::check),
+    Rule::Model(resilience::check),
+    Rule::Plan(networking::check),
+    Rule::Model(secrets::check),
+    Rule::Model(values::check),
 ];
+
+/// The diagnostics of the rules that read no plan, each with its rule's position in [`RULES`].
+pub struct ModelFindings(Vec<(usize, Vec<Diagnostic>)>);
+
+/// Runs the rules that read no plan (`analyze` runs them while it builds the plan).
+pub fn run_model_rules(context: &ModelContext<'_>) -> ModelFindings {
+    let findings = RULES
+        .iter()
+        .enumerate()
+        .filter_map(|(index, rule)| match rule {
+            Rule::Model(rule) => {
+                let mut diagnostics = Vec::new();
+                rule(context, &mut diagnostics);
+                Some((index, diagnostics))
+            }
+            Rule::Plan(_) => None,
+        })
+        .collect();
+    ModelFindings(findings)
+}
 
 /// At most this many semantic diagnostics are reported; the rest are counted in one last
 /// diagnostic. 100,000 calls to a misspelt agent would otherwise print a 30 MB report.
 const MAX_DIAGNOSTICS: usize = 200;
 
-/// Runs every rule. Diagnostics come back sorted by position, then code (past [`MAX_DIAGNOSTICS`],
-/// the first ones and a count of the rest).
-pub fn run(context: &CheckContext<'_>) -> Vec<Diagnostic> {
-    let mut diagnostics: Vec<Diagnostic> = run_rules(context).into_iter().flatten().collect();
+/// Runs the rules that read the plan, and gathers every rule's diagnostics with `model`'s (what
+/// [`run_model_rules`] found of the same model). Diagnostics come back sorted by position, then code
+/// (past [`MAX_DIAGNOSTICS`], the first ones and a count of the rest).
+pub fn run(context: &CheckContext<'_>, model: ModelFindings) -> Vec<Diagnostic> {
+    let mut diagnostics: Vec<Diagnostic> = run_rules(context, model).into_iter().flatten().collect();
     sort(&mut diagnostics);
     for diagnostic in &mut diagnostics {
         shorten(&mut diagnostic.message);
@@ -99,26 +137,37 @@ pub fn run(context: &CheckContext<'_>) -> Vec<Diagnostic> {
     diagnostics
 }
 
-/// Each rule's diagnostics, in the order of [`RULES`]. The rules only read the context, so they run
-/// on two threads, each taking the next rule not yet taken; the result does not depend on which
-/// thread ran which rule.
-fn run_rules(context: &CheckContext<'_>) -> Vec<Vec<Diagnostic>> {
+/// Each rule's diagnostics, in the order of [`RULES`]: `model`'s, and those of the rules that read
+/// the plan. Those only read the context, so they run on two threads, each taking the next rule not
+/// yet taken; the result does not depend on which thread ran which rule.
+fn run_rules(context: &CheckContext<'_>, model: ModelFindings) -> Vec<Vec<Diagnostic>> {
+    let plan_rules: Vec<(usize, PlanRule)> = RULES
+        .iter()
+        .enumerate()
+        .filter_map(|(index, rule)| match rule {
+            Rule::Plan(rule) => Some((index, *rule)),
+            Rule::Model(_) => None,
+        })
+        .collect();
     let done = crate::work::run(
         vec![Vec::new(), Vec::new()],
-        RULES.len(),
-        |done: &mut Vec<(usize, Vec<Diagnostic>)>, index| {
+        plan_rules.len(),
+        |done: &mut Vec<(usize, Vec<Diagnostic>)>, task| {
+            let (index, rule) = plan_rules[task];
             let mut diagnostics = Vec::new();
-            RULES[index](context, &mut diagnostics);
+            rule(context, &mut diagnostics);
             done.push((index, diagnostics));
             Ok::<(), std::convert::Infallible>(())
         },
     );
     let mut by_rule: Vec<Vec<Diagnostic>> = vec![Vec::new(); RULES.len()];
-    for (index, diagnostics) in done.unwrap_or_default().into_iter().flatten() {
+    for (index, diagnostics) in model.0.into_iter().chain(done.unwrap_or_default().into_iter().flatten()) {
         by_rule[index] = diagnostics;
     }
     by_rule
 }
+
+type PlanRule = fn(&CheckContext<'_>, &mut Vec<Diagnostic>);
 
 /// Sorts diagnostics by line, column and code, and drops exact duplicates.
 pub fn sort(diagnostics: &mut Vec<Diagnostic>) {

@@ -4,16 +4,16 @@ use std::collections::BTreeMap;
 
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
-use super::CheckContext;
+use super::ModelContext;
 use crate::diagnostics::{Code, Diagnostic};
 use crate::model::Provider;
 
-pub(super) fn check(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
+pub(super) fn check(context: &ModelContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
     duplicates(context, diagnostics);
     labels(context, diagnostics);
 }
 
-fn duplicates(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
+fn duplicates(context: &ModelContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
     let topology = context.topology;
     // The model holds sites sorted by name; a duplicate is the later one in the file, and the
     // first is the one written first.
@@ -103,7 +103,7 @@ fn all_distinct<'a>(names: impl ExactSizeIterator<Item = &'a str>) -> bool {
     names.into_iter().all(|name| seen.insert(name))
 }
 
-fn labels(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
+fn labels(context: &ModelContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
     let topology = context.topology;
     // Each name with its pointer, as a written part and a fixed suffix: the pointer is put
     // together only for a name with a problem (a mesh has tens of thousands of agents).

@@ -1,11 +1,11 @@
 //! References (E003): every name that points at something else must name something that exists.
 
-use super::CheckContext;
+use super::ModelContext;
 use crate::diagnostics::{Code, Diagnostic};
 use crate::model::FederationPairs;
 use crate::schema::did_you_mean;
 
-pub(super) fn check(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
+pub(super) fn check(context: &ModelContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
     let topology = context.topology;
     let agent_names: Vec<String> = topology.agents.iter().map(|agent| agent.name.clone()).collect();
     let site_names: Vec<String> = topology.sites.iter().map(|site| site.name.clone()).collect();

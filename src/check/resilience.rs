@@ -1,10 +1,10 @@
 //! Resilience: fallbacks that do not fail over (E009) and disruption budgets that block every drain
 //! (E011).
 
-use super::CheckContext;
+use super::ModelContext;
 use crate::diagnostics::{Code, Diagnostic};
 
-pub(super) fn check(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
+pub(super) fn check(context: &ModelContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
     let topology = context.topology;
     for agent in &topology.agents {
         let Some(fallback) = &agent.fallback else { continue };

@@ -7,13 +7,13 @@ use std::sync::LazyLock;
 
 use memchr::memmem::Finder;
 
-use super::CheckContext;
+use super::ModelContext;
 use crate::diagnostics::{Code, Diagnostic};
 use crate::load::Document;
 
 /// The rule's diagnostics are [`scan`]'s, which the analysis runs early, beside the schema (it
 /// reads every string of the document, and needs nothing else).
-pub(super) fn check(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
+pub(super) fn check(context: &ModelContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
     diagnostics.extend_from_slice(context.secrets);
 }
 

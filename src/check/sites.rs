@@ -1,9 +1,9 @@
 //! Sites: the count limits (E000) and sites without agents (W103).
 
-use super::CheckContext;
+use super::ModelContext;
 use crate::diagnostics::{Code, Diagnostic};
 
-pub(super) fn check(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
+pub(super) fn check(context: &ModelContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
     let topology = context.topology;
     if topology.sites.len() > context.limits.max_sites {
         diagnostics.push(Diagnostic::error(

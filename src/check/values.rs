@@ -2,15 +2,15 @@
 //! (E016): a SPIRE TTL of zero, an SVID TTL not shorter than the CA TTL that signs it, and the agent
 //! port equal to the metrics port.
 
-use super::CheckContext;
+use super::ModelContext;
 use crate::diagnostics::{Code, Diagnostic};
 
-pub(super) fn check(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
+pub(super) fn check(context: &ModelContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
     ttls(context, diagnostics);
     ports(context, diagnostics);
 }
 
-fn ttls(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
+fn ttls(context: &ModelContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
     let spire = &context.topology.spire;
     let ca = duration_ms(&spire.ca_ttl);
     let svid = duration_ms(&spire.svid_ttl);
@@ -46,7 +46,7 @@ fn ttls(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
     }
 }
 
-fn ports(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
+fn ports(context: &ModelContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
     let mesh = &context.topology.mesh;
     if mesh.port == mesh.metrics_port {
         let pointer = if context.written("/mesh/metricsPort") { "/mesh/metricsPort" } else { "/mesh/port" };
