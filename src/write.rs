@@ -795,8 +795,8 @@ fn each_directory_of<'a>(paths: impl Iterator<Item = &'a str>, mut insert: impl 
 ///
 /// Most files of an update are the previous build's, with the digests its lock gives them: such an
 /// entry is that lock's rank of the path ([`ReadLock`]), and its strings are the lock's, not copies.
-/// Ranks are in path order, so two entries with a rank are compared as numbers; only an entry
-/// without one (a new file) is compared by its path.
+/// Ranks are in path order, so entries with a rank are put in order by their ranks, numbers; only
+/// an entry without one (a new file) is compared by its path.
 #[derive(Debug, Default)]
 struct PathDigests(Vec<Digested>);
 
@@ -808,15 +808,6 @@ enum Digested {
     Ranked(u32, String),
     /// A path the previous lock does not list.
     New(String, String),
-}
-
-impl Digested {
-    fn rank(&self) -> Option<u32> {
-        match self {
-            Digested::Carried(rank) | Digested::Ranked(rank, _) => Some(*rank),
-            Digested::New(..) => None,
-        }
-    }
 }
 
 impl PathDigests {
@@ -841,39 +832,74 @@ impl PathDigests {
     }
 
     /// The entries in path order, each path once with its last digest: what a map of them holds.
-    /// `lock` is the previous lock the ranks are of, and `carried` the digest it gives a rank.
+    /// `lock` is the previous lock the ranks are of (an entry has a rank exactly when that lock
+    /// lists its path), and `carried` the digest it gives a rank.
+    ///
+    /// Ranks are placed rather than sorted: each entry with a rank goes into a slot per rank of the
+    /// lock, a later one of the same rank taking its place. Only new paths are sorted, and each is
+    /// put before the rank its path would have in the lock (a search of the lock's sorted paths).
     fn sorted<'a>(
-        &'a mut self,
+        &'a self,
         lock: Option<&'a ReadLock>,
         carried: impl Fn(&'a ReadLock, u32) -> &'a str,
     ) -> Vec<(&'a str, &'a str)> {
-        fn path_of<'b>(lock: Option<&'b ReadLock>, entry: &'b Digested) -> &'b str {
+        const EMPTY: u32 = u32::MAX;
+        let mut at_rank: Vec<u32> = vec![EMPTY; lock.map_or(0, ReadLock::len)];
+        let mut new: Vec<(&str, &str)> = Vec::new();
+        // Entries of a sink number far fewer than `u32::MAX` (a lock lists at most `MAX_LOCK_BYTES`
+        // worth of them).
+        for (index, entry) in self.0.iter().enumerate() {
             match entry {
-                Digested::Carried(rank) | Digested::Ranked(rank, _) => {
-                    lock.expect("a ranked path is the previous lock's").path(*rank)
-                }
-                Digested::New(path, _) => path,
+                Digested::Carried(rank) | Digested::Ranked(rank, _) => at_rank[*rank as usize] = index as u32,
+                Digested::New(path, digest) => new.push((path, digest)),
             }
         }
         // Stable: of equal paths the last to come stays last, and is the one kept.
-        self.0.sort_by(|left, right| match (left.rank(), right.rank()) {
-            (Some(left), Some(right)) => left.cmp(&right),
-            _ => path_of(lock, left).cmp(path_of(lock, right)),
-        });
-        let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(self.0.len());
-        for entry in &self.0 {
-            let digest = match entry {
-                Digested::Carried(rank) => {
-                    carried(lock.expect("a carried path is the previous lock's"), *rank)
-                }
-                Digested::Ranked(_, digest) | Digested::New(_, digest) => digest,
-            };
-            let path = path_of(lock, entry);
-            if pairs.last().is_some_and(|(last, _)| *last == path) {
-                pairs.pop();
+        new.sort_by(|left, right| left.0.cmp(right.0));
+        new.dedup_by(|later, earlier| {
+            let same = later.0 == earlier.0;
+            if same {
+                *earlier = *later;
             }
-            pairs.push((path, digest));
+            same
+        });
+        let resolve = |index: u32| -> (&'a str, &'a str) {
+            match &self.0[index as usize] {
+                Digested::Carried(rank) => {
+                    let lock = lock.expect("a carried path is the previous lock's");
+                    (lock.path(*rank), carried(lock, *rank))
+                }
+                Digested::Ranked(rank, digest) => {
+                    (lock.expect("a ranked path is the previous lock's").path(*rank), digest)
+                }
+                Digested::New(path, digest) => (path, digest),
+            }
+        };
+        // Each new path with the rank it comes before: the number of the lock's paths before it.
+        let mut new = new
+            .into_iter()
+            .map(|(path, digest)| {
+                let before = lock.map_or(0, |lock| {
+                    let (mut low, mut high) = (0, at_rank.len() as u32);
+                    while low < high {
+                        let middle = low + (high - low) / 2;
+                        if lock.path(middle) < path { low = middle + 1 } else { high = middle }
+                    }
+                    low
+                });
+                (before, (path, digest))
+            })
+            .peekable();
+        let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(self.0.len());
+        for (rank, &index) in (0u32..).zip(&at_rank) {
+            while let Some((_, entry)) = new.next_if(|(before, _)| *before <= rank) {
+                pairs.push(entry);
+            }
+            if index != EMPTY {
+                pairs.push(resolve(index));
+            }
         }
+        pairs.extend(new.map(|(_, entry)| entry));
         debug_assert!(pairs.windows(2).all(|pair| pair[0].0 < pair[1].0));
         pairs
     }
@@ -884,8 +910,8 @@ impl PathDigests {
 type LockEntries<'a> = (Vec<(&'a str, &'a str)>, Vec<(&'a str, &'a str)>);
 
 fn lock_entries<'a>(
-    files: &'a mut PathDigests,
-    inputs: &'a mut PathDigests,
+    files: &'a PathDigests,
+    inputs: &'a PathDigests,
     lock: Option<&'a ReadLock>,
 ) -> LockEntries<'a> {
     crate::work::join(
@@ -1502,7 +1528,7 @@ fn build_whole(
     let mut sink = DirectorySink::new(staging.clone());
     let finished = emit(&mut sink).map_err(|error| emit_error(&staging, error)).and_then(|()| {
         let header = Lock::header(origin, input_sha256);
-        let (files, inputs) = lock_entries(&mut sink.files, &mut sink.inputs, None);
+        let (files, inputs) = lock_entries(&sink.files, &sink.inputs, None);
         let form = LockForm::of(&header, files, inputs);
         let lock_path = staging.join(LOCK_FILE);
         write_lock_file(&form, &lock_path, None).map_err(io_error(&lock_path))?;
@@ -1533,7 +1559,7 @@ fn update(
     });
     let staged = emit(&mut sink).map_err(|error| emit_error(&pending, error)).and_then(|()| {
         let header = Lock::header(origin, input_sha256);
-        let (files, inputs) = lock_entries(&mut sink.files, &mut sink.inputs, baseline.previous());
+        let (files, inputs) = lock_entries(&sink.files, &sink.inputs, baseline.previous());
         let form = LockForm::of(&header, files, inputs);
         // Staged as it is compared with OUT's: a lock that stays as it was is not moved. What to
         // remove is worked out beside it.
@@ -1647,7 +1673,7 @@ impl CheckSink {
     pub fn finish(mut self, origin: Origin<'_>) -> Staleness {
         let header = Lock::header(origin, sha256_hex(origin.input));
         let baseline = &self.baseline;
-        let (files, inputs) = lock_entries(&mut self.files, &mut self.inputs, baseline.previous());
+        let (files, inputs) = lock_entries(&self.files, &self.inputs, baseline.previous());
         let form = LockForm::of(&header, files, inputs);
         match baseline.lock_bytes() {
             Some(bytes) if is_in_lock_form(&form, bytes) => {}
