@@ -361,15 +361,18 @@ fn bootstrap_inputs<'a>(context: &EmitContext<'a>) -> Option<ScriptData<'a>> {
     if !topology.federation.enabled {
         return None;
     }
-    let pairs: Vec<(&str, &str)> = graph.federated_pairs().collect();
+    let pairs = graph.federated_ids();
     if pairs.is_empty() {
         return None;
     }
 
-    // Each federated domain's bundle is read once, from the first of its sites.
+    // Each federated domain's bundle is read once, from the first of its sites. The pairs name the
+    // domains by their ids in the graph: each id's position among `domains`, when it is there.
     let mut domains: Vec<ScriptDomain> = Vec::new();
+    let mut positions: Vec<Option<usize>> = Vec::new();
     for domain in graph.trust_domains() {
-        if graph.federated_with(domain).is_empty() {
+        positions.push(None);
+        if !graph.is_federated(domain) {
             continue;
         }
         let sites: Vec<String> = graph
@@ -378,14 +381,15 @@ fn bootstrap_inputs<'a>(context: &EmitContext<'a>) -> Option<ScriptData<'a>> {
             .map(|index| topology.sites[index].name.clone())
             .collect();
         let Some(source) = sites.first().cloned() else { continue };
+        if let Some(position) = positions.last_mut() {
+            *position = Some(domains.len());
+        }
         domains.push(ScriptDomain { name: domain.to_owned(), source, sites });
     }
-    let positions: std::collections::BTreeMap<&str, usize> =
-        domains.iter().enumerate().map(|(position, domain)| (domain.name.as_str(), position)).collect();
-    let position = |name: &str| positions.get(name).copied();
+    let position = |id: usize| positions.get(id).copied().flatten();
     let script_pairs: Vec<ScriptPair> = pairs
         .iter()
-        .filter_map(|(left, right)| Some(ScriptPair { left: position(left)?, right: position(right)? }))
+        .filter_map(|&(left, right)| Some(ScriptPair { left: position(left)?, right: position(right)? }))
         .collect();
 
     Some(ScriptData {
