@@ -1157,9 +1157,26 @@ impl Baseline {
     }
 
     /// The rank of `path` among the lock's files, when the lock lists it.
+    ///
+    /// The rank after the one a thread found last is tried first: an emitter puts a run of files
+    /// whose paths follow each other in the lock (a site's agent files, an agent's two image
+    /// files), and the next entry of the lock is likely in the cache where a probe of the index is
+    /// not. A guess counts only when the path at it is `path`.
     fn rank(&self, path: &str) -> Option<u32> {
+        thread_local! {
+            static NEXT: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+        }
         let lock = &self.lock.as_ref()?.lock;
-        self.ranks.find(self.hasher.hash_one(path), |&rank| lock.path(rank) == path).copied()
+        let guess = NEXT.get();
+        let rank = if (guess as usize) < lock.len() && lock.path(guess) == path {
+            Some(guess)
+        } else {
+            self.ranks.find(self.hasher.hash_one(path), |&rank| lock.path(rank) == path).copied()
+        };
+        if let Some(rank) = rank {
+            NEXT.set(rank.wrapping_add(1));
+        }
+        rank
     }
 
     /// The previous lock's files and digests, when OUT has a lock.
