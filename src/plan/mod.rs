@@ -236,36 +236,50 @@ impl Plan {
             }
         }
 
-        let mut agents = Vec::with_capacity(topology.agents.len());
-        for ((position, agent), (calls, callers)) in
-            topology.agents.iter().enumerate().zip(merged.into_iter().zip(callers))
-        {
-            let calls = calls
-                .into_iter()
-                .map(|(callee, actions)| {
-                    let (address, carrier) = call_address(topology, position, callee);
-                    CallPlan { callee, actions, address, carrier, endpoints: Vec::new() }
-                })
-                .collect();
-            agents.push(AgentPlan {
-                name: agent.name.clone(),
-                site: agent.site,
-                spiffe_id: agent.spiffe_id.clone(),
-                trust_domain: authorization.domains[authorization.agent_domain[position]].to_string(),
-                calls,
-                callers,
-                federates_with: Arc::from([]),
-                advertise_address: advertise_address(topology, position),
-                fallback_routes: Vec::new(),
-                own_fallback: agent
-                    .fallback
-                    .as_ref()
-                    .and_then(|fallback| topology.agent_position(&fallback.name))
-                    .map(|fallback| (fallback, call_address(topology, position, fallback).0)),
-                vpn_ingress: None,
-                vpn_dialing_sites: BTreeSet::new(),
-            });
-        }
+        // Each agent's plan is its own (its calls' addresses, its own): the first half of the agents
+        // is planned on a thread of its own, beside the second.
+        let agent_plans = |start: usize, merged: Vec<Vec<(usize, Vec<String>)>>, callers: Vec<Vec<usize>>| {
+            let mut agents = Vec::with_capacity(merged.len());
+            for ((position, agent), (calls, callers)) in
+                topology.agents.iter().enumerate().skip(start).zip(merged.into_iter().zip(callers))
+            {
+                let calls = calls
+                    .into_iter()
+                    .map(|(callee, actions)| {
+                        let (address, carrier) = call_address(topology, position, callee);
+                        CallPlan { callee, actions, address, carrier, endpoints: Vec::new() }
+                    })
+                    .collect();
+                agents.push(AgentPlan {
+                    name: agent.name.clone(),
+                    site: agent.site,
+                    spiffe_id: agent.spiffe_id.clone(),
+                    trust_domain: authorization.domains[authorization.agent_domain[position]].to_string(),
+                    calls,
+                    callers,
+                    federates_with: Arc::from([]),
+                    advertise_address: advertise_address(topology, position),
+                    fallback_routes: Vec::new(),
+                    own_fallback: agent
+                        .fallback
+                        .as_ref()
+                        .and_then(|fallback| topology.agent_position(&fallback.name))
+                        .map(|fallback| (fallback, call_address(topology, position, fallback).0)),
+                    vpn_ingress: None,
+                    vpn_dialing_sites: BTreeSet::new(),
+                });
+            }
+            agents
+        };
+        let half = topology.agents.len() / 2;
+        let (mut merged_second, mut callers_second) = (merged, callers);
+        let (merged_first, callers_first): (Vec<_>, Vec<_>) =
+            (merged_second.drain(..half).collect(), callers_second.drain(..half).collect());
+        let (mut agents, second) = crate::work::join(
+            || agent_plans(0, merged_first, callers_first),
+            || agent_plans(half, merged_second, callers_second),
+        );
+        agents.extend(second);
         let cross_site = match topology.networking.kind {
             NetworkKind::Tailscale => Carrier::Tailnet,
             NetworkKind::Vpn => Carrier::Vpn,
@@ -312,7 +326,16 @@ impl Plan {
         for (agent, routes) in plan.agents.iter_mut().zip(routes) {
             agent.fallback_routes = routes;
         }
-        plan.tailnet = tailnet::TailnetPlan::build(topology, &plan);
+        // The tailnet, each agent's federated domains and the sites' plans read what is planned so
+        // far, and are made beside each other.
+        let (tailnet, (federations, sites)) = crate::work::join(
+            || tailnet::TailnetPlan::build(topology, &plan),
+            || (federations(&plan, graph), site_plans(topology, graph)),
+        );
+        plan.tailnet = tailnet;
+        for (agent, domains) in plan.agents.iter_mut().zip(federations) {
+            agent.federates_with = domains;
+        }
 
         // VPN: the internal load balancer address of every agent another site dials, and the
         // endpoints each call over the tunnels resolves to.
@@ -342,93 +365,6 @@ impl Plan {
             plan.vpn = vpn::VpnPlan::new(topology, plan.reachable_site_pairs(topology));
         }
 
-        // Federation per agent: both ends of every connection an agent may open (its calls, the
-        // fallbacks it fails over to, its own fallback) trust each other's domain; with public
-        // actions every agent may be called from every federated domain.
-        // With public actions an agent federates with every domain its own federates with, so the
-        // agents of one domain share one list (a mesh of thousands of domains would otherwise hold
-        // agents × domains names); otherwise each has the few its connections need.
-        if plan.authorization.public_actions.is_empty() {
-            let mut federates: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); plan.agents.len()];
-            {
-                let authorization = &plan.authorization;
-                let mut link = |left: usize, right: usize| {
-                    let (a, b) = (authorization.agent_domain[left], authorization.agent_domain[right]);
-                    if a != b && authorization.federated.binary_search(&(a, b)).is_ok() {
-                        federates[left].insert(b);
-                        federates[right].insert(a);
-                    }
-                };
-                for (position, agent) in plan.agents.iter().enumerate() {
-                    agent.calls.iter().for_each(|call| link(position, call.callee));
-                    agent.fallback_routes.iter().for_each(|route| link(position, route.fallback));
-                    if let Some((fallback, _)) = agent.own_fallback {
-                        link(position, fallback);
-                    }
-                }
-            }
-            for (agent, domains) in plan.agents.iter_mut().zip(federates) {
-                agent.federates_with =
-                    domains.into_iter().map(|id| plan.authorization.domains[id].clone()).collect();
-            }
-        } else {
-            let mut shared: HashMap<usize, Arc<[Arc<str>]>> = HashMap::new();
-            for (position, agent) in plan.agents.iter_mut().enumerate() {
-                let domain = plan.authorization.agent_domain[position];
-                agent.federates_with = shared
-                    .entry(domain)
-                    .or_insert_with(|| {
-                        // The graph's ids are positions in `domains`, sorted and distinct.
-                        let ids = graph.federated_ids_of(domain);
-                        ids.iter().map(|&id| plan.authorization.domains[id].clone()).collect()
-                    })
-                    .clone();
-            }
-        }
-
-        let bundle_urls = domain_bundle_endpoints(topology);
-        // Each peer domain's plan, made once: with every site federated, each is every site's peer.
-        let mut peer_plans: HashMap<&str, Option<Arc<PeerPlan>>> = HashMap::new();
-        let sites = topology
-            .sites
-            .iter()
-            .map(|site| {
-                let federation = if topology.federation.enabled {
-                    graph
-                        .federated_with(&site.trust_domain)
-                        .into_iter()
-                        .filter_map(|peer| {
-                            peer_plans
-                                .entry(peer)
-                                .or_insert_with(|| {
-                                    let url = bundle_urls.get(peer)?;
-                                    Some(Arc::new(PeerPlan {
-                                        trust_domain: peer.to_owned(),
-                                        bundle_endpoint_url: (*url).to_owned(),
-                                        profile: topology.federation.profile,
-                                        endpoint_spiffe_id: (topology.federation.profile
-                                            == FederationProfile::HttpsSpiffe)
-                                            .then(|| server_spiffe_id(peer)),
-                                    }))
-                                })
-                                .clone()
-                        })
-                        .collect()
-                } else {
-                    Vec::new()
-                };
-                SitePlan {
-                    name: site.name.clone(),
-                    provider: site.provider,
-                    trust_domain: site.trust_domain.clone(),
-                    cluster_name: site.cluster.name.clone(),
-                    agents_namespace: topology.mesh.namespace.clone(),
-                    spire_namespace: topology.spire.namespace.clone(),
-                    federation,
-                    agents: site.agents.clone(),
-                }
-            })
-            .collect();
         plan.sites = sites;
         plan
     }
@@ -635,4 +571,97 @@ fn advertise_address(topology: &Topology, agent: usize) -> String {
 
 fn service_address(topology: &Topology, name: &str) -> String {
     format!("{name}.{}.svc.cluster.local:{}", topology.mesh.namespace, topology.mesh.port)
+}
+
+/// Each agent's federated trust domains, in agent order: both ends of every connection an agent
+/// may open (its calls, the fallbacks it fails over to, its own fallback) trust each other's
+/// domain; with public actions every agent may be called from every federated domain. With public
+/// actions an agent federates with every domain its own federates with, so the agents of one
+/// domain share one list (a mesh of thousands of domains would otherwise hold agents × domains
+/// names); otherwise each has the few its connections need.
+fn federations(plan: &Plan, graph: &MeshGraph) -> Vec<Arc<[Arc<str>]>> {
+    let authorization = &plan.authorization;
+    if authorization.public_actions.is_empty() {
+        let mut federates: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); plan.agents.len()];
+        let mut link = |left: usize, right: usize| {
+            let (a, b) = (authorization.agent_domain[left], authorization.agent_domain[right]);
+            if a != b && authorization.federated.binary_search(&(a, b)).is_ok() {
+                federates[left].insert(b);
+                federates[right].insert(a);
+            }
+        };
+        for (position, agent) in plan.agents.iter().enumerate() {
+            agent.calls.iter().for_each(|call| link(position, call.callee));
+            agent.fallback_routes.iter().for_each(|route| link(position, route.fallback));
+            if let Some((fallback, _)) = agent.own_fallback {
+                link(position, fallback);
+            }
+        }
+        federates
+            .into_iter()
+            .map(|domains| domains.into_iter().map(|id| authorization.domains[id].clone()).collect())
+            .collect()
+    } else {
+        let mut shared: HashMap<usize, Arc<[Arc<str>]>> = HashMap::new();
+        (0..plan.agents.len())
+            .map(|position| {
+                let domain = authorization.agent_domain[position];
+                shared
+                    .entry(domain)
+                    .or_insert_with(|| {
+                        // The graph's ids are positions in `domains`, sorted and distinct.
+                        let ids = graph.federated_ids_of(domain);
+                        ids.iter().map(|&id| authorization.domains[id].clone()).collect()
+                    })
+                    .clone()
+            })
+            .collect()
+    }
+}
+
+/// Each site's plan: its names and the peers its SPIRE server federates with.
+fn site_plans(topology: &Topology, graph: &MeshGraph) -> Vec<SitePlan> {
+    let bundle_urls = domain_bundle_endpoints(topology);
+    // Each peer domain's plan, made once: with every site federated, each is every site's peer.
+    let mut peer_plans: HashMap<&str, Option<Arc<PeerPlan>>> = HashMap::new();
+    topology
+        .sites
+        .iter()
+        .map(|site| {
+            let federation = if topology.federation.enabled {
+                graph
+                    .federated_with(&site.trust_domain)
+                    .into_iter()
+                    .filter_map(|peer| {
+                        peer_plans
+                            .entry(peer)
+                            .or_insert_with(|| {
+                                let url = bundle_urls.get(peer)?;
+                                Some(Arc::new(PeerPlan {
+                                    trust_domain: peer.to_owned(),
+                                    bundle_endpoint_url: (*url).to_owned(),
+                                    profile: topology.federation.profile,
+                                    endpoint_spiffe_id: (topology.federation.profile
+                                        == FederationProfile::HttpsSpiffe)
+                                        .then(|| server_spiffe_id(peer)),
+                                }))
+                            })
+                            .clone()
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            SitePlan {
+                name: site.name.clone(),
+                provider: site.provider,
+                trust_domain: site.trust_domain.clone(),
+                cluster_name: site.cluster.name.clone(),
+                agents_namespace: topology.mesh.namespace.clone(),
+                spire_namespace: topology.spire.namespace.clone(),
+                federation,
+                agents: site.agents.clone(),
+            }
+        })
+        .collect()
 }
