@@ -2083,7 +2083,12 @@ mod tests {
     fn a_scan_guided_by_the_lock_finds_what_a_full_scan_finds() {
         let parent = tempfile::tempdir().unwrap();
         let out = parent.path().join("out");
-        let files = [("a/one.txt", "1"), ("a/b/two.txt", "2"), ("c/three.txt", "3"), ("four.txt", "4")];
+        // `many` holds enough files for the walk to open it and stat each by its name.
+        let many: Vec<(String, String)> =
+            (0..12).map(|index| (format!("many/{index:02}.txt"), index.to_string())).collect();
+        let mut files =
+            vec![("a/one.txt", "1"), ("a/b/two.txt", "2"), ("c/three.txt", "3"), ("four.txt", "4")];
+        files.extend(many.iter().map(|(path, text)| (path.as_str(), text.as_str())));
         build(&out, b"v", &files).unwrap();
         // Marked a clock tick or more after every entry: the lock vouches for every directory.
         std::thread::sleep(std::time::Duration::from_millis(30));
@@ -2103,10 +2108,20 @@ mod tests {
         let (lock, _) = compare();
         let anchor = fsio::Anchor::open(&out).unwrap();
         assert!(
-            ["a", "a/b", "c"]
+            ["a", "a/b", "c", "many"]
                 .iter()
                 .all(|directory| lock.times.vouch_for(&anchor.status(directory).unwrap()))
         );
+        // A file of a vouched-for directory rewritten in place (its entries unchanged, so the
+        // directory is still not listed): found as it is now. Then one replaced by a link.
+        fs::write(out.join("many/04.txt"), "changed").unwrap();
+        let (lock, guided) = compare();
+        assert!(lock.times.vouch_for(&anchor.status("many").unwrap()));
+        assert!(guided.entries.get("many/04.txt").is_some_and(|entry| *entry != Entry::Other));
+        fs::remove_file(out.join("many/03.txt")).unwrap();
+        std::os::unix::fs::symlink(parent.path(), out.join("many/03.txt")).unwrap();
+        let (_, guided) = compare();
+        assert_eq!(guided.entries.get("many/03.txt"), Some(&Entry::Other));
 
         // Entries added, replaced and removed since: their directories are listed, and found.
         fs::write(out.join("a/b/extra.txt"), "x").unwrap();

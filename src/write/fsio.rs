@@ -71,6 +71,10 @@ pub fn scan_known<'a>(
             list(root, &relative, skip, &mut found, &mut pending)?;
             continue;
         };
+        // A directory of many files is opened, and each file looked up in it by its name alone
+        // rather than by its path from the root, a lookup per directory on the way.
+        let files = entries.iter().filter(|(_, file)| file.is_some()).count();
+        let beneath = if files >= MANY_FILES { anchor.open_beneath(&relative).ok() } else { None };
         for &(name, file) in entries {
             // A file's path is put together in one buffer, to be statted: it is reported by number.
             path.clear();
@@ -84,7 +88,11 @@ pub fn scan_known<'a>(
                 pending.push(path.clone());
                 continue;
             };
-            match anchor.status(&path) {
+            let status = match &beneath {
+                Some(beneath) => beneath.status(name),
+                None => anchor.status(&path),
+            };
+            match status {
                 Ok(status) if status.kind == Kind::Directory => {
                     found.directories.push(path.clone());
                     pending.push(path.clone());
@@ -97,6 +105,9 @@ pub fn scan_known<'a>(
     }
     Ok(found.into_tree())
 }
+
+/// The files a directory taken on trust holds from which [`scan_known`] opens it to stat them.
+const MANY_FILES: usize = 8;
 
 /// What a walk finds, in the order it finds it: sorted into a [`Tree`] once, at the end. A walk of a
 /// large OUT finds hundreds of thousands of paths that share long prefixes, and inserting each into
@@ -210,6 +221,21 @@ impl Anchor {
         #[cfg(not(unix))]
         {
             Ok(Anchor { directory: directory.to_path_buf() })
+        }
+    }
+
+    /// The directory `relative` (`/`-separated) beneath this one, itself held open; a symbolic link
+    /// there is not followed (an error).
+    pub fn open_beneath(&self, relative: &str) -> io::Result<Anchor> {
+        #[cfg(unix)]
+        {
+            use rustix::fs::{Mode, OFlags};
+            let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            Ok(Anchor { directory: rustix::fs::openat(&self.directory, relative, flags, Mode::empty())? })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(Anchor { directory: self.directory.join(relative) })
         }
     }
 
