@@ -137,6 +137,8 @@ pub fn analyze(source: &Source, limits: &Limits) -> Analysis {
     diagnostics.extend(check::run(&check::CheckContext { model, plan: &plan }, found));
     check::sort(&mut diagnostics);
     check::secrets::redact(&mut diagnostics, &source.text);
+    // The loaded tree is freed beside what comes next (the build's emission).
+    work::retire(document);
     Analysis { model: Some((topology, graph, plan)), diagnostics }
 }
 

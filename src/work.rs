@@ -65,6 +65,14 @@ pub fn join<A: Send, B>(first: impl FnOnce() -> A + Send, second: impl FnOnce() 
     })
 }
 
+/// Frees what is no longer needed on a thread of its own, beside the work that remains (a large
+/// mesh's loaded document or OUT's baseline is hundreds of thousands of allocations). Inline when
+/// no thread can be made.
+pub fn retire<T: Send + 'static>(value: T) {
+    // A failed spawn hands the closure, and so the value, back to be dropped here.
+    let _ = std::thread::Builder::new().name("weave-free".to_owned()).spawn(move || drop(value));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

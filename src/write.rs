@@ -1604,7 +1604,8 @@ fn update(
     let unchanged = (files + 1).saturating_sub(written);
     let removed = journal.remove.len();
     let (read, kept) = (sink.read, sink.kept);
-    retire((sink, baseline));
+    // The baseline of a 50,000-agent OUT is half a million allocations.
+    crate::work::retire((sink, baseline));
     if journal.is_empty() {
         fsio::remove_tree_if_present(&pending).map_err(io_error(&pending))?;
     } else {
@@ -1638,13 +1639,6 @@ fn removals(baseline: &Baseline, files: &[(&str, &str)]) -> (Vec<String>, Vec<St
         right.matches('/').count().cmp(&left.matches('/').count()).then_with(|| right.cmp(left))
     });
     (remove, remove_directories)
-}
-
-/// Frees what a build no longer needs on a thread of its own, beside the work that remains: the
-/// baseline of a 50,000-agent OUT is half a million allocations. Inline when no thread can be made.
-fn retire<T: Send + 'static>(value: T) {
-    // A failed spawn hands the closure, and so the value, back to be dropped here.
-    let _ = std::thread::Builder::new().name("weave-free".to_owned()).spawn(move || drop(value));
 }
 
 /// How OUT differs from what a build would write (`weave build --check`).
