@@ -365,13 +365,14 @@ fn write_lock_file(lock: &LockForm<'_>, path: &Path, previous: Option<&[u8]>) ->
 /// which escapes a string byte by byte: a large mesh's lock is a few hundred thousand paths and
 /// digests, which need no escape, and are copied whole.
 fn write_lock_form(lock: &LockForm<'_>, writer: impl io::Write) -> io::Result<()> {
+    /// Whether a JSON string needs no escape. Every byte looked at, with no early exit: the loop is
+    /// vectorized.
+    fn is_plain(text: &str) -> bool {
+        !text.bytes().fold(false, |escape, byte| escape | (byte < 0x20) | (byte == b'"') | (byte == b'\\'))
+    }
     /// A JSON string: copied between quotes when no byte needs an escape.
     fn string(writer: &mut impl io::Write, text: &str) -> io::Result<()> {
-        // Every byte looked at, with no early exit: the loop is vectorized.
-        let plain = !text
-            .bytes()
-            .fold(false, |escape, byte| escape | (byte < 0x20) | (byte == b'"') | (byte == b'\\'));
-        if plain {
+        if is_plain(text) {
             writer.write_all(b"\"")?;
             writer.write_all(text.as_bytes())?;
             writer.write_all(b"\"")
@@ -386,11 +387,26 @@ fn write_lock_form(lock: &LockForm<'_>, writer: impl io::Write) -> io::Result<()
             return writer.write_all(b": {}");
         }
         writer.write_all(b": {")?;
+        // An entry of plain strings is put together in one buffer and written at once: a lock has
+        // an entry per file of OUT, and seven writes each were most of the cost of writing it.
+        let mut line: Vec<u8> = Vec::with_capacity(256);
         for (index, (key, value)) in pairs.iter().enumerate() {
-            writer.write_all(if index == 0 { b"\n    " } else { b",\n    " })?;
-            string(writer, key)?;
-            writer.write_all(b": ")?;
-            string(writer, value)?;
+            let separator: &[u8] = if index == 0 { b"\n    " } else { b",\n    " };
+            if is_plain(key) && is_plain(value) {
+                line.clear();
+                line.extend_from_slice(separator);
+                line.push(b'"');
+                line.extend_from_slice(key.as_bytes());
+                line.extend_from_slice(b"\": \"");
+                line.extend_from_slice(value.as_bytes());
+                line.push(b'"');
+                writer.write_all(&line)?;
+            } else {
+                writer.write_all(separator)?;
+                string(writer, key)?;
+                writer.write_all(b": ")?;
+                string(writer, value)?;
+            }
         }
         writer.write_all(b"\n  }")
     }
@@ -798,7 +814,7 @@ fn each_directory_of<'a>(paths: impl Iterator<Item = &'a str>, mut insert: impl 
 /// Ranks are in path order, so entries with a rank are put in order by their ranks, numbers; only
 /// an entry without one (a new file) is compared by its path.
 #[derive(Debug, Default)]
-struct PathDigests(Vec<Digested>);
+struct PathDigests(Vec<Vec<Digested>>);
 
 #[derive(Debug)]
 enum Digested {
@@ -814,7 +830,7 @@ impl PathDigests {
     /// An entry whose path has `rank` in the previous lock (`None`: it is not there), where that
     /// lock gives it the digest `previous`.
     fn insert_ranked(&mut self, rank: Option<u32>, previous: Option<&str>, path: String, digest: String) {
-        self.0.push(match rank {
+        self.push(match rank {
             Some(rank) if previous == Some(digest.as_str()) => Digested::Carried(rank),
             Some(rank) => Digested::Ranked(rank, digest),
             None => Digested::New(path, digest),
@@ -823,11 +839,28 @@ impl PathDigests {
 
     /// The path at `rank` of the previous lock, with the digest that lock gives it.
     fn carry(&mut self, rank: u32) {
-        self.0.push(Digested::Carried(rank));
+        self.push(Digested::Carried(rank));
+    }
+
+    fn push(&mut self, entry: Digested) {
+        match self.0.last_mut() {
+            Some(last) => last.push(entry),
+            None => self.0.push(vec![entry]),
+        }
+    }
+
+    /// Every entry, in the order they came.
+    fn entries(&self) -> impl Iterator<Item = &Digested> {
+        self.0.iter().flatten()
+    }
+
+    fn len(&self) -> usize {
+        self.0.iter().map(Vec::len).sum()
     }
 
     /// Another sink's entries, after these (so its digest of a path both hold is the one kept).
     fn append(&mut self, other: PathDigests) {
+        // Kept as the other's lists, after these: a fork's hundred thousand entries are not moved.
         self.0.extend(other.0);
     }
 
@@ -843,14 +876,11 @@ impl PathDigests {
         lock: Option<&'a ReadLock>,
         carried: impl Fn(&'a ReadLock, u32) -> &'a str,
     ) -> Vec<(&'a str, &'a str)> {
-        const EMPTY: u32 = u32::MAX;
-        let mut at_rank: Vec<u32> = vec![EMPTY; lock.map_or(0, ReadLock::len)];
+        let mut at_rank: Vec<Option<&Digested>> = vec![None; lock.map_or(0, ReadLock::len)];
         let mut new: Vec<(&str, &str)> = Vec::new();
-        // Entries of a sink number far fewer than `u32::MAX` (a lock lists at most `MAX_LOCK_BYTES`
-        // worth of them).
-        for (index, entry) in self.0.iter().enumerate() {
+        for entry in self.entries() {
             match entry {
-                Digested::Carried(rank) | Digested::Ranked(rank, _) => at_rank[*rank as usize] = index as u32,
+                Digested::Carried(rank) | Digested::Ranked(rank, _) => at_rank[*rank as usize] = Some(entry),
                 Digested::New(path, digest) => new.push((path, digest)),
             }
         }
@@ -863,8 +893,8 @@ impl PathDigests {
             }
             same
         });
-        let resolve = |index: u32| -> (&'a str, &'a str) {
-            match &self.0[index as usize] {
+        let resolve = |entry: &'a Digested| -> (&'a str, &'a str) {
+            match entry {
                 Digested::Carried(rank) => {
                     let lock = lock.expect("a carried path is the previous lock's");
                     (lock.path(*rank), carried(lock, *rank))
@@ -890,13 +920,13 @@ impl PathDigests {
                 (before, (path, digest))
             })
             .peekable();
-        let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(self.0.len());
-        for (rank, &index) in (0u32..).zip(&at_rank) {
-            while let Some((_, entry)) = new.next_if(|(before, _)| *before <= rank) {
-                pairs.push(entry);
+        let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(self.len());
+        for (rank, &entry) in (0u32..).zip(&at_rank) {
+            while let Some((_, new_entry)) = new.next_if(|(before, _)| *before <= rank) {
+                pairs.push(new_entry);
             }
-            if index != EMPTY {
-                pairs.push(resolve(index));
+            if let Some(entry) = entry {
+                pairs.push(resolve(entry));
             }
         }
         pairs.extend(new.map(|(_, entry)| entry));
