@@ -172,6 +172,8 @@ enum Task {
     Part(&'static emit::Split, usize),
     /// `graph.mmd`.
     Graph,
+    /// The OPA and Tailscale targets, both rendered from the mesh's authorization, made once.
+    Authz,
 }
 
 /// Like [`emit`], with the work spread over threads: every target, and every part of the targets
@@ -187,8 +189,21 @@ pub fn emit_parallel<S: emit::ForkSink>(
     let context = emit::EmitContext::new(&compiled.topology, &compiled.graph, &compiled.plan);
     // Whole targets first, the largest single tasks, and `graph.mmd`; then the parts, longest first
     // within a target.
-    let mut tasks: Vec<Task> =
-        selected_targets(only).filter(|target| target.split.is_none()).map(Task::Whole).collect();
+    let selected = |name: &str| selected_targets(only).any(|target| target.name == name);
+    let authz_together = selected(emit::opa::TARGET.name) && selected(emit::tailscale::TARGET.name);
+    let mut tasks: Vec<Task> = Vec::new();
+    if authz_together {
+        tasks.push(Task::Authz);
+    }
+    tasks.extend(
+        selected_targets(only)
+            .filter(|target| target.split.is_none())
+            .filter(|target| {
+                !(authz_together
+                    && [emit::opa::TARGET.name, emit::tailscale::TARGET.name].contains(&target.name))
+            })
+            .map(Task::Whole),
+    );
     tasks.push(Task::Graph);
     for target in selected_targets(only) {
         if let Some(split) = &target.split {
@@ -202,6 +217,11 @@ pub fn emit_parallel<S: emit::ForkSink>(
         Task::Whole(target) => (target.emit)(&context, fork),
         Task::Part(split, part) => (split.emit_part)(&context, part, fork),
         Task::Graph => put_graph(compiled, fork),
+        Task::Authz => {
+            let authz = std::sync::Arc::new(emit::inputs::Digested::new(emit::opa::MeshAuthz::of(&context)));
+            emit::opa::emit_with(&context, fork, &authz)?;
+            emit::tailscale::emit_with(&context, fork, &authz)
+        }
     })?;
     for fork in forks {
         sink.join(fork);

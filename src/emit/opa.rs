@@ -610,30 +610,43 @@ fn mesh_data<'a>(authz: &MeshAuthz<'a>) -> MeshData<'a> {
 }
 
 fn emit(context: &EmitContext<'_>, sink: &mut dyn Sink) -> io::Result<()> {
+    emit_with(context, sink, &Arc::new(Digested::new(MeshAuthz::of(context))))
+}
+
+/// [`MeshAuthz`] digested, shared by the artifacts rendered from it (the OPA files and the
+/// Tailscale policy): made and digested once.
+pub type SharedAuthz<'a> = Arc<Digested<MeshAuthz<'a>>>;
+
+/// [`TARGET`]'s artifacts, the mesh's authorization given (the Tailscale policy's as well:
+/// `weave::emit_parallel` makes it once for both).
+pub fn emit_with<'a>(
+    context: &EmitContext<'a>,
+    sink: &mut dyn Sink,
+    authz: &SharedAuthz<'a>,
+) -> io::Result<()> {
     sink.put(paths::OPA_POLICY.to_owned(), policy(context).into_bytes())?;
     // Digested once for the three files it is the inputs of.
-    let authz = Digested::new(MeshAuthz::of(context));
     super::inputs::put_all(
         sink,
-        &authz,
+        authz,
         [
-            (paths::OPA_DATA.to_owned(), data_of as super::inputs::Render<Digested<MeshAuthz<'_>>>),
+            (paths::OPA_DATA.to_owned(), data_of as super::inputs::Render<SharedAuthz<'_>>),
             (paths::OPA_TESTS.to_owned(), tests_of),
             (paths::OPA_CASES.to_owned(), cases_json_of),
         ],
     )
 }
 
-fn data_of(authz: &Digested<MeshAuthz<'_>>) -> Vec<u8> {
+fn data_of(authz: &SharedAuthz<'_>) -> Vec<u8> {
     render_data(authz.get())
 }
 
-fn tests_of(authz: &Digested<MeshAuthz<'_>>) -> Vec<u8> {
+fn tests_of(authz: &SharedAuthz<'_>) -> Vec<u8> {
     let authz = authz.get();
     render_tests(authz, &cases_of(authz)).into_bytes()
 }
 
-fn cases_json_of(authz: &Digested<MeshAuthz<'_>>) -> Vec<u8> {
+fn cases_json_of(authz: &SharedAuthz<'_>) -> Vec<u8> {
     let authz = authz.get();
     render_cases(authz, &cases_of(authz))
 }

@@ -40,12 +40,13 @@
 
 use std::collections::BTreeMap;
 use std::io;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use super::conventions::{tailscale_agent_tag_of, tailscale_prometheus_tag, tailscale_tag};
 use super::inputs::Digested;
-use super::opa::MeshAuthz;
+use super::opa::{MeshAuthz, SharedAuthz};
 use super::{EmitContext, Sink, Target, WEAVE_VERSION, prometheus};
 use crate::model::NetworkKind;
 use crate::plan::tailnet::OPERATOR_TAG;
@@ -104,7 +105,7 @@ pub fn applies(context: &EmitContext<'_>) -> bool {
 /// that leaves these alone (an agent's replicas, image or tier) leaves the policy as it is.
 #[derive(Debug, Serialize)]
 pub struct PolicyInputs<'a> {
-    authz: Digested<MeshAuthz<'a>>,
+    authz: SharedAuthz<'a>,
     port: u16,
     /// When the central Prometheus federates the others.
     prometheus: Option<PrometheusTags>,
@@ -129,6 +130,11 @@ struct PrometheusTags {
 
 impl<'a> PolicyInputs<'a> {
     pub fn of(context: &EmitContext<'a>) -> PolicyInputs<'a> {
+        PolicyInputs::with(context, Arc::new(Digested::new(MeshAuthz::of(context))))
+    }
+
+    /// The inputs, the mesh's authorization given ([`MeshAuthz::of`] the context, digested).
+    pub fn with(context: &EmitContext<'a>, authz: SharedAuthz<'a>) -> PolicyInputs<'a> {
         let topology = context.topology;
         let central = prometheus::applies(context).then(|| topology.central_metrics_site()).flatten();
         let prometheus = central.map(|central| PrometheusTags {
@@ -141,7 +147,7 @@ impl<'a> PolicyInputs<'a> {
         });
         let tailscale = &topology.networking.tailscale;
         PolicyInputs {
-            authz: Digested::new(MeshAuthz::of(context)),
+            authz,
             port: topology.mesh.port,
             prometheus,
             owners: &tailscale.tag_owners,
@@ -255,6 +261,20 @@ fn emit(context: &EmitContext<'_>, sink: &mut dyn Sink) -> io::Result<()> {
         return Ok(());
     }
     super::inputs::put(sink, POLICY_PATH.to_owned(), &PolicyInputs::of(context), render_inputs)
+}
+
+/// [`TARGET`]'s artifacts, the mesh's authorization given (the OPA files' as well:
+/// `weave::emit_parallel` makes it once for both).
+pub fn emit_with<'a>(
+    context: &EmitContext<'a>,
+    sink: &mut dyn Sink,
+    authz: &SharedAuthz<'a>,
+) -> io::Result<()> {
+    if !applies(context) {
+        return Ok(());
+    }
+    let inputs = PolicyInputs::with(context, authz.clone());
+    super::inputs::put(sink, POLICY_PATH.to_owned(), &inputs, render_inputs)
 }
 
 impl Grant {
