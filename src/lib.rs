@@ -218,7 +218,7 @@ pub fn emit_parallel<S: emit::ForkSink>(
         Task::Part(split, part) => (split.emit_part)(&context, part, fork),
         Task::Graph => put_graph(compiled, fork),
         Task::Authz => {
-            let authz = std::sync::Arc::new(emit::inputs::Digested::new(emit::opa::MeshAuthz::of(&context)));
+            let authz = emit::opa::MeshAuthz::shared(&context);
             emit::opa::emit_with(&context, fork, &authz)?;
             emit::tailscale::emit_with(&context, fork, &authz)
         }

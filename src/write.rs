@@ -365,14 +365,13 @@ fn write_lock_file(lock: &LockForm<'_>, path: &Path, previous: Option<&[u8]>) ->
 /// which escapes a string byte by byte: a large mesh's lock is a few hundred thousand paths and
 /// digests, which need no escape, and are copied whole.
 fn write_lock_form(lock: &LockForm<'_>, writer: impl io::Write) -> io::Result<()> {
-    /// Whether a JSON string needs no escape. Every byte looked at, with no early exit: the loop is
-    /// vectorized.
-    fn is_plain(text: &str) -> bool {
-        !text.bytes().fold(false, |escape, byte| escape | (byte < 0x20) | (byte == b'"') | (byte == b'\\'))
-    }
     /// A JSON string: copied between quotes when no byte needs an escape.
     fn string(writer: &mut impl io::Write, text: &str) -> io::Result<()> {
-        if is_plain(text) {
+        // Every byte looked at, with no early exit: the loop is vectorized.
+        let plain = !text
+            .bytes()
+            .fold(false, |escape, byte| escape | (byte < 0x20) | (byte == b'"') | (byte == b'\\'));
+        if plain {
             writer.write_all(b"\"")?;
             writer.write_all(text.as_bytes())?;
             writer.write_all(b"\"")
@@ -387,26 +386,16 @@ fn write_lock_form(lock: &LockForm<'_>, writer: impl io::Write) -> io::Result<()
             return writer.write_all(b": {}");
         }
         writer.write_all(b": {")?;
-        // An entry of plain strings is put together in one buffer and written at once: a lock has
-        // an entry per file of OUT, and seven writes each were most of the cost of writing it.
+        // Each entry is put together in one buffer and written at once: a lock has an entry per
+        // file of OUT, and seven writes each were most of the cost of writing it.
         let mut line: Vec<u8> = Vec::with_capacity(256);
         for (index, (key, value)) in pairs.iter().enumerate() {
-            let separator: &[u8] = if index == 0 { b"\n    " } else { b",\n    " };
-            if is_plain(key) && is_plain(value) {
-                line.clear();
-                line.extend_from_slice(separator);
-                line.push(b'"');
-                line.extend_from_slice(key.as_bytes());
-                line.extend_from_slice(b"\": \"");
-                line.extend_from_slice(value.as_bytes());
-                line.push(b'"');
-                writer.write_all(&line)?;
-            } else {
-                writer.write_all(separator)?;
-                string(writer, key)?;
-                writer.write_all(b": ")?;
-                string(writer, value)?;
-            }
+            line.clear();
+            line.extend_from_slice(if index == 0 { b"\n    " } else { b",\n    " });
+            string(&mut line, key)?;
+            line.extend_from_slice(b": ");
+            string(&mut line, value)?;
+            writer.write_all(&line)?;
         }
         writer.write_all(b"\n  }")
     }
@@ -884,15 +873,7 @@ impl PathDigests {
                 Digested::New(path, digest) => new.push((path, digest)),
             }
         }
-        // Stable: of equal paths the last to come stays last, and is the one kept.
-        new.sort_by(|left, right| left.0.cmp(right.0));
-        new.dedup_by(|later, earlier| {
-            let same = later.0 == earlier.0;
-            if same {
-                *earlier = *later;
-            }
-            same
-        });
+        sort_keeping_last(&mut new, |entry: &(&str, &str)| entry.0);
         let resolve = |entry: &'a Digested| -> (&'a str, &'a str) {
             match entry {
                 Digested::Carried(rank) => {
@@ -908,17 +889,7 @@ impl PathDigests {
         // Each new path with the rank it comes before: the number of the lock's paths before it.
         let mut new = new
             .into_iter()
-            .map(|(path, digest)| {
-                let before = lock.map_or(0, |lock| {
-                    let (mut low, mut high) = (0, at_rank.len() as u32);
-                    while low < high {
-                        let middle = low + (high - low) / 2;
-                        if lock.path(middle) < path { low = middle + 1 } else { high = middle }
-                    }
-                    low
-                });
-                (before, (path, digest))
-            })
+            .map(|(path, digest)| (lock.map_or(0, |lock| lock.paths_before(path)), (path, digest)))
             .peekable();
         let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(self.len());
         for (rank, &entry) in (0u32..).zip(&at_rank) {
@@ -935,23 +906,57 @@ impl PathDigests {
     }
 }
 
-/// The entries of a new lock, from a sink's digests and inputs digests, each in path order
-/// ([`PathDigests::sorted`]), sorted on two threads.
-type LockEntries<'a> = (Vec<(&'a str, &'a str)>, Vec<(&'a str, &'a str)>);
+/// Puts `items` in the order of their keys, each key once: stably, so that of equal keys the last
+/// is kept, as inserting them one by one into a map keeps it. Items already in strictly ascending
+/// order (as weave writes a lock's maps) are left as they are.
+fn sort_keeping_last<T>(items: &mut Vec<T>, key: impl Fn(&T) -> &str) {
+    if items.windows(2).all(|pair| key(&pair[0]) < key(&pair[1])) {
+        return;
+    }
+    items.sort_by(|left, right| key(left).cmp(key(right)));
+    items.dedup_by(|later, earlier| {
+        let same = key(later) == key(earlier);
+        if same {
+            std::mem::swap(later, earlier);
+        }
+        same
+    });
+}
 
-fn lock_entries<'a>(
-    files: &'a PathDigests,
-    inputs: &'a PathDigests,
-    lock: Option<&'a ReadLock>,
-) -> LockEntries<'a> {
-    crate::work::join(
-        || files.sorted(lock, ReadLock::digest),
-        || {
-            inputs.sorted(lock, |lock, rank| {
-                lock.inputs(rank).expect("an inputs digest is carried only from the previous lock")
-            })
-        },
-    )
+/// A new lock's entries as a sink collects them: each file's digest, and the inputs digest of each
+/// file rendered from declared inputs.
+#[derive(Debug, Default)]
+struct LockDigests {
+    files: PathDigests,
+    inputs: PathDigests,
+}
+
+impl LockDigests {
+    /// A file kept as the previous lock has it, at `rank`: its digest and inputs digest carried.
+    fn keep(&mut self, rank: u32) {
+        self.files.carry(rank);
+        self.inputs.carry(rank);
+    }
+
+    /// Another sink's entries, after these.
+    fn append(&mut self, other: LockDigests) {
+        self.files.append(other.files);
+        self.inputs.append(other.inputs);
+    }
+
+    /// The lock of `header` (a lock without files) with these entries, each in path order
+    /// ([`PathDigests::sorted`], the two lists on two threads); their ranks are of `previous`.
+    fn form<'a>(&'a self, header: &'a Lock, previous: Option<&'a ReadLock>) -> LockForm<'a> {
+        let (files, inputs) = crate::work::join(
+            || self.files.sorted(previous, ReadLock::digest),
+            || {
+                self.inputs.sorted(previous, |lock, rank| {
+                    lock.inputs(rank).expect("an inputs digest is carried only from the previous lock")
+                })
+            },
+        );
+        LockForm::of(header, files, inputs)
+    }
 }
 
 /// The items of `left` not in `right`, both iterated in ascending order.
@@ -1325,9 +1330,7 @@ enum Destination {
 /// for an existing OUT), remembering the digest of each.
 pub struct DirectorySink {
     destination: Destination,
-    files: PathDigests,
-    /// The inputs digest of each artifact rendered from declared inputs.
-    inputs: PathDigests,
+    digests: LockDigests,
     created: std::collections::HashSet<PathBuf>,
     /// Staged files of an update: name in the pending directory, path in OUT.
     staged: Vec<(String, String)>,
@@ -1346,8 +1349,7 @@ impl DirectorySink {
     fn with(destination: Destination) -> DirectorySink {
         DirectorySink {
             destination,
-            files: PathDigests::default(),
-            inputs: PathDigests::default(),
+            digests: LockDigests::default(),
             created: std::collections::HashSet::new(),
             staged: Vec::new(),
             read: 0,
@@ -1370,7 +1372,7 @@ impl DirectorySink {
                 match baseline.ranked_state(&path, &bytes, &digest) {
                     (FileState::Current { read }, rank) => {
                         self.read += usize::from(read);
-                        self.files.insert_ranked(rank, baseline.digest_at(rank), path, digest);
+                        self.digests.files.insert_ranked(rank, baseline.digest_at(rank), path, digest);
                         return Ok(rank);
                     }
                     (FileState::Missing | FileState::Differs, rank) => {
@@ -1390,7 +1392,7 @@ impl DirectorySink {
         }
         let mut file = fs::File::create(&target)?;
         file.write_all(&bytes)?;
-        self.files.insert_ranked(rank, None, path, digest);
+        self.digests.files.insert_ranked(rank, None, path, digest);
         Ok(rank)
     }
 }
@@ -1409,9 +1411,7 @@ impl Sink for DirectorySink {
         if let Destination::Update { baseline, .. } = &self.destination
             && let Some(unchanged) = baseline.unchanged(&path, &inputs)
         {
-            // The file and its inputs digest, both as the previous lock has them.
-            self.files.carry(unchanged.rank);
-            self.inputs.carry(unchanged.rank);
+            self.digests.keep(unchanged.rank);
             self.kept += 1;
             self.read += usize::from(unchanged.read);
             return Ok(());
@@ -1421,7 +1421,7 @@ impl Sink for DirectorySink {
             Destination::Update { baseline, .. } => baseline.inputs_at(rank),
             Destination::Whole { .. } => None,
         };
-        self.inputs.insert_ranked(rank, previous, path, inputs);
+        self.digests.inputs.insert_ranked(rank, previous, path, inputs);
         Ok(())
     }
 }
@@ -1432,8 +1432,7 @@ impl crate::emit::ForkSink for DirectorySink {
     }
 
     fn join(&mut self, other: Self) {
-        self.files.append(other.files);
-        self.inputs.append(other.inputs);
+        self.digests.append(other.digests);
         self.created.extend(other.created);
         self.staged.extend(other.staged);
         self.read += other.read;
@@ -1445,15 +1444,13 @@ impl crate::emit::ForkSink for CheckSink {
     fn fork(&self) -> Self {
         CheckSink {
             baseline: self.baseline.clone(),
-            files: PathDigests::default(),
-            inputs: PathDigests::default(),
+            digests: LockDigests::default(),
             staleness: Staleness::default(),
         }
     }
 
     fn join(&mut self, other: Self) {
-        self.files.append(other.files);
-        self.inputs.append(other.inputs);
+        self.digests.append(other.digests);
         self.staleness.added.extend(other.staleness.added);
         self.staleness.changed.extend(other.staleness.changed);
     }
@@ -1575,8 +1572,7 @@ fn build_whole(
     let mut sink = DirectorySink::new(staging.clone());
     let finished = emit(&mut sink).map_err(|error| emit_error(&staging, error)).and_then(|()| {
         let header = Lock::header(origin, input_sha256);
-        let (files, inputs) = lock_entries(&sink.files, &sink.inputs, None);
-        let form = LockForm::of(&header, files, inputs);
+        let form = sink.digests.form(&header, None);
         let lock_path = staging.join(LOCK_FILE);
         write_lock_file(&form, &lock_path, None).map_err(io_error(&lock_path))?;
         mark_lock_current(&staging)?;
@@ -1606,8 +1602,7 @@ fn update(
     });
     let staged = emit(&mut sink).map_err(|error| emit_error(&pending, error)).and_then(|()| {
         let header = Lock::header(origin, input_sha256);
-        let (files, inputs) = lock_entries(&sink.files, &sink.inputs, baseline.previous());
-        let form = LockForm::of(&header, files, inputs);
+        let form = sink.digests.form(&header, baseline.previous());
         // Staged as it is compared with OUT's: a lock that stays as it was is not moved. What to
         // remove is worked out beside it.
         let path = pending.join(journal::STAGED_LOCK);
@@ -1689,8 +1684,7 @@ impl Staleness {
 /// its size matches and its time or the lock's digest leaves a doubt.
 pub struct CheckSink {
     baseline: Arc<Baseline>,
-    files: PathDigests,
-    inputs: PathDigests,
+    digests: LockDigests,
     staleness: Staleness,
 }
 
@@ -1704,8 +1698,7 @@ impl CheckSink {
     pub fn with_baseline(baseline: Baseline) -> CheckSink {
         CheckSink {
             baseline: Arc::new(baseline),
-            files: PathDigests::default(),
-            inputs: PathDigests::default(),
+            digests: LockDigests::default(),
             staleness: Staleness::default(),
         }
     }
@@ -1714,8 +1707,7 @@ impl CheckSink {
     pub fn finish(mut self, origin: Origin<'_>) -> Staleness {
         let header = Lock::header(origin, sha256_hex(origin.input));
         let baseline = &self.baseline;
-        let (files, inputs) = lock_entries(&self.files, &self.inputs, baseline.previous());
-        let form = LockForm::of(&header, files, inputs);
+        let form = self.digests.form(&header, baseline.previous());
         match baseline.lock_bytes() {
             Some(bytes) if is_in_lock_form(&form, bytes) => {}
             _ if baseline.has_lock_entry() => self.staleness.changed.push(LOCK_FILE.to_owned()),
@@ -1743,7 +1735,7 @@ impl CheckSink {
             FileState::Missing => self.staleness.added.push(path.clone()),
             FileState::Differs => self.staleness.changed.push(path.clone()),
         }
-        self.files.insert_ranked(rank, self.baseline.digest_at(rank), path, digest);
+        self.digests.files.insert_ranked(rank, self.baseline.digest_at(rank), path, digest);
         Ok(rank)
     }
 }
@@ -1760,12 +1752,11 @@ impl Sink for CheckSink {
         render: &mut dyn FnMut() -> Vec<u8>,
     ) -> io::Result<()> {
         if let Some(unchanged) = self.baseline.unchanged(&path, &inputs) {
-            self.files.carry(unchanged.rank);
-            self.inputs.carry(unchanged.rank);
+            self.digests.keep(unchanged.rank);
             return Ok(());
         }
         let rank = self.put_ranked(path.clone(), render())?;
-        self.inputs.insert_ranked(rank, self.baseline.inputs_at(rank), path, inputs);
+        self.digests.inputs.insert_ranked(rank, self.baseline.inputs_at(rank), path, inputs);
         Ok(())
     }
 }

@@ -238,6 +238,11 @@ struct AgentAuthz<'a> {
 }
 
 impl<'a> MeshAuthz<'a> {
+    /// [`MeshAuthz::of`] the context, digested, to be shared by the artifacts rendered from it.
+    pub fn shared(context: &EmitContext<'a>) -> SharedAuthz<'a> {
+        Arc::new(Digested::new(MeshAuthz::of(context)))
+    }
+
     pub fn of(context: &EmitContext<'a>) -> MeshAuthz<'a> {
         let topology = context.topology;
         let plan = context.plan;
@@ -610,7 +615,7 @@ fn mesh_data<'a>(authz: &MeshAuthz<'a>) -> MeshData<'a> {
 }
 
 fn emit(context: &EmitContext<'_>, sink: &mut dyn Sink) -> io::Result<()> {
-    emit_with(context, sink, &Arc::new(Digested::new(MeshAuthz::of(context))))
+    emit_with(context, sink, &MeshAuthz::shared(context))
 }
 
 /// [`MeshAuthz`] digested, shared by the artifacts rendered from it (the OPA files and the

@@ -40,12 +40,10 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use super::conventions::{tailscale_agent_tag_of, tailscale_prometheus_tag, tailscale_tag};
-use super::inputs::Digested;
 use super::opa::{MeshAuthz, SharedAuthz};
 use super::{EmitContext, Sink, Target, WEAVE_VERSION, prometheus};
 use crate::model::NetworkKind;
@@ -130,7 +128,7 @@ struct PrometheusTags {
 
 impl<'a> PolicyInputs<'a> {
     pub fn of(context: &EmitContext<'a>) -> PolicyInputs<'a> {
-        PolicyInputs::with(context, Arc::new(Digested::new(MeshAuthz::of(context))))
+        PolicyInputs::with(context, MeshAuthz::shared(context))
     }
 
     /// The inputs, the mesh's authorization given ([`MeshAuthz::of`] the context, digested).

@@ -272,11 +272,9 @@ impl Plan {
             agents
         };
         let half = topology.agents.len() / 2;
-        let (mut merged_second, mut callers_second) = (merged, callers);
-        let (merged_first, callers_first): (Vec<_>, Vec<_>) =
-            (merged_second.drain(..half).collect(), callers_second.drain(..half).collect());
+        let (merged_second, callers_second) = (merged.split_off(half), callers.split_off(half));
         let (mut agents, second) = crate::work::join(
-            || agent_plans(0, merged_first, callers_first),
+            || agent_plans(0, merged, callers),
             || agent_plans(half, merged_second, callers_second),
         );
         agents.extend(second);

@@ -75,27 +75,34 @@ pub fn scan_known<'a>(
         // rather than by its path from the root, a lookup per directory on the way.
         let files = entries.iter().filter(|(_, file)| file.is_some()).count();
         let beneath = if files >= MANY_FILES { anchor.open_beneath(&relative).ok() } else { None };
+        let child =
+            |name: &str| if relative.is_empty() { name.to_owned() } else { format!("{relative}/{name}") };
         for &(name, file) in entries {
-            // A file's path is put together in one buffer, to be statted: it is reported by number.
-            path.clear();
-            if !relative.is_empty() {
-                path.push_str(&relative);
-                path.push('/');
-            }
-            path.push_str(name);
             let Some(number) = file else {
+                let path = child(name);
                 found.directories.push(path.clone());
-                pending.push(path.clone());
+                pending.push(path);
                 continue;
             };
             let status = match &beneath {
                 Some(beneath) => beneath.status(name),
-                None => anchor.status(&path),
+                None => {
+                    // The file's path from the root, put together in one buffer: it is reported by
+                    // number.
+                    path.clear();
+                    if !relative.is_empty() {
+                        path.push_str(&relative);
+                        path.push('/');
+                    }
+                    path.push_str(name);
+                    anchor.status(&path)
+                }
             };
             match status {
                 Ok(status) if status.kind == Kind::Directory => {
+                    let path = child(name);
                     found.directories.push(path.clone());
-                    pending.push(path.clone());
+                    pending.push(path);
                 }
                 Ok(status) => found.identified.push((number, entry_of(&status))),
                 Err(error) if error.kind() == io::ErrorKind::NotFound => {}

@@ -113,18 +113,8 @@ impl<'de: 'a, 'a> Deserialize<'de> for Pairs<'a> {
                     pairs.push(pair);
                 }
                 // weave writes its maps in ascending order of their keys; any other order is put
-                // in it (stably: of equal keys, the last is kept, as a map keeps it).
-                if !pairs.windows(2).all(|pair| pair[0].0.0 < pair[1].0.0) {
-                    pairs.sort_by(|left, right| left.0.0.cmp(&right.0.0));
-                    let mut kept: Vec<(Text<'de>, Text<'de>)> = Vec::with_capacity(pairs.len());
-                    for pair in pairs {
-                        if kept.last().is_some_and(|last| last.0.0 == pair.0.0) {
-                            kept.pop();
-                        }
-                        kept.push(pair);
-                    }
-                    pairs = kept;
-                }
+                // in it.
+                super::sort_keeping_last(&mut pairs, |pair: &(Text<'de>, Text<'de>)| &pair.0.0);
                 Ok(Pairs(pairs))
             }
         }
@@ -208,6 +198,12 @@ impl ReadLock {
     /// The inputs digest of the file at `rank`, when it has one.
     pub fn inputs(&self, rank: u32) -> Option<&str> {
         self.files[rank as usize].inputs.map(|span| self.get(span))
+    }
+
+    /// How many of the lock's paths come before `path` (its rank when the lock lists it).
+    pub fn paths_before(&self, path: &str) -> u32 {
+        // A lock's files are far fewer than `u32::MAX` (`MAX_LOCK_BYTES`).
+        self.files.partition_point(|file| self.get(file.path) < path) as u32
     }
 
     /// Every path the lock lists, in order.
