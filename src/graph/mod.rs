@@ -71,7 +71,13 @@ impl MeshGraph {
     /// Builds the graph of a normalized topology. Unknown references (a call to an agent that does
     /// not exist) are left out here; `check` reports them.
     pub fn build(topology: &Topology) -> MeshGraph {
-        let mut graph = DiGraph::new();
+        // Room for every node and for every edge but the federation's (reserved when their number
+        // is known): a large mesh's graph is never copied to grow. At most four nodes and eight
+        // edges per site; per agent a node, its site's edge, its calls and its fallback.
+        let calls: usize = topology.agents.iter().map(|agent| agent.calls.len()).sum();
+        let nodes = topology.sites.len() * 5 + 2 + topology.agents.len();
+        let mut graph =
+            DiGraph::with_capacity(nodes, topology.sites.len() * 8 + topology.agents.len() * 2 + calls);
         let mut trust_domain_nodes = BTreeMap::new();
         for site in &topology.sites {
             trust_domain_nodes
@@ -152,6 +158,7 @@ impl MeshGraph {
             }
         }
         let mut federation_peers: Vec<Vec<usize>> = vec![Vec::new(); domains.len()];
+        graph.reserve_edges(2 * federated.len());
         for &(left, right) in &federated {
             graph.add_edge(domain_nodes[left], domain_nodes[right], Edge::FederatesWith);
             graph.add_edge(domain_nodes[right], domain_nodes[left], Edge::FederatesWith);

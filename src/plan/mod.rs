@@ -189,14 +189,13 @@ impl Plan {
     pub fn build(topology: &Topology, graph: &MeshGraph) -> Plan {
         // The graph's domain ids are positions in this same sorted list.
         let domains: Vec<Arc<str>> = graph.trust_domains().map(Arc::from).collect();
-        let agent_domain: Vec<usize> = topology
-            .agents
-            .iter()
-            .map(|agent| graph.domain_id(&topology.sites[agent.site].trust_domain).unwrap_or(0))
+        let site_domain: Vec<usize> =
+            topology.sites.iter().map(|site| graph.domain_id(&site.trust_domain).unwrap_or(0)).collect();
+        let agent_domain: Vec<usize> = topology.agents.iter().map(|agent| site_domain[agent.site]).collect();
+        // Every federated pair in both orders, sorted: each domain's peers, sorted, in domain order.
+        let federated: Vec<(usize, usize)> = (0..domains.len())
+            .flat_map(|domain| graph.federated_ids_of(domain).iter().map(move |&peer| (domain, peer)))
             .collect();
-        let mut federated: Vec<(usize, usize)> =
-            graph.federated_ids().iter().flat_map(|&(left, right)| [(left, right), (right, left)]).collect();
-        federated.sort_unstable();
         let mut public_actions_written: Vec<String> = Vec::new();
         for action in &topology.authorization.public_actions {
             if !public_actions_written.contains(action) {
@@ -214,36 +213,28 @@ impl Plan {
             federated,
         };
 
-        // Calls: one grant per (caller, callee), in written order.
-        let mut merged: Vec<Vec<(usize, Vec<String>)>> = vec![Vec::new(); topology.agents.len()];
-        let mut callers: Vec<Vec<usize>> = vec![Vec::new(); topology.agents.len()];
-        for (position, agent) in topology.agents.iter().enumerate() {
-            for call in &agent.calls {
-                let Some(callee) = topology.agent_position(&call.agent) else { continue };
-                match merged[position].iter_mut().find(|(existing, _)| *existing == callee) {
-                    Some((_, actions)) => {
-                        for action in &call.actions {
-                            if !actions.contains(action) {
-                                actions.push(action.clone());
+        // Each agent's plan is its own (its calls, one grant per callee in written order, their
+        // addresses, its own): the first half of the agents is planned on a thread of its own,
+        // beside the second.
+        let agent_plans = |range: std::ops::Range<usize>| {
+            let mut agents = Vec::with_capacity(range.len());
+            for position in range {
+                let agent = &topology.agents[position];
+                let mut merged: Vec<(usize, Vec<String>)> = Vec::with_capacity(agent.calls.len());
+                for call in &agent.calls {
+                    let Some(callee) = topology.agent_position(&call.agent) else { continue };
+                    match merged.iter_mut().find(|(existing, _)| *existing == callee) {
+                        Some((_, actions)) => {
+                            for action in &call.actions {
+                                if !actions.contains(action) {
+                                    actions.push(action.clone());
+                                }
                             }
                         }
-                    }
-                    None => {
-                        merged[position].push((callee, call.actions.clone()));
-                        callers[callee].push(position);
+                        None => merged.push((callee, call.actions.clone())),
                     }
                 }
-            }
-        }
-
-        // Each agent's plan is its own (its calls' addresses, its own): the first half of the agents
-        // is planned on a thread of its own, beside the second.
-        let agent_plans = |start: usize, merged: Vec<Vec<(usize, Vec<String>)>>, callers: Vec<Vec<usize>>| {
-            let mut agents = Vec::with_capacity(merged.len());
-            for ((position, agent), (calls, callers)) in
-                topology.agents.iter().enumerate().skip(start).zip(merged.into_iter().zip(callers))
-            {
-                let calls = calls
+                let calls = merged
                     .into_iter()
                     .map(|(callee, actions)| {
                         let (address, carrier) = call_address(topology, position, callee);
@@ -256,7 +247,7 @@ impl Plan {
                     spiffe_id: agent.spiffe_id.clone(),
                     trust_domain: authorization.domains[authorization.agent_domain[position]].to_string(),
                     calls,
-                    callers,
+                    callers: Vec::new(),
                     federates_with: Arc::from([]),
                     advertise_address: advertise_address(topology, position),
                     fallback_routes: Vec::new(),
@@ -271,13 +262,19 @@ impl Plan {
             }
             agents
         };
-        let half = topology.agents.len() / 2;
-        let (merged_second, callers_second) = (merged.split_off(half), callers.split_off(half));
-        let (mut agents, second) = crate::work::join(
-            || agent_plans(0, merged, callers),
-            || agent_plans(half, merged_second, callers_second),
-        );
+        let (count, half) = (topology.agents.len(), topology.agents.len() / 2);
+        let (mut agents, second) = crate::work::join(|| agent_plans(0..half), || agent_plans(half..count));
         agents.extend(second);
+        // The callers of each agent, in caller order.
+        let mut callers: Vec<Vec<usize>> = vec![Vec::new(); count];
+        for (position, agent) in agents.iter().enumerate() {
+            for call in &agent.calls {
+                callers[call.callee].push(position);
+            }
+        }
+        for (agent, callers) in agents.iter_mut().zip(callers) {
+            agent.callers = callers;
+        }
         let cross_site = match topology.networking.kind {
             NetworkKind::Tailscale => Carrier::Tailnet,
             NetworkKind::Vpn => Carrier::Vpn,

@@ -21,8 +21,6 @@
 //! Without a tailnet name no device name is known; `check` (E015) refuses cross-site agent calls
 //! then, and only the Prometheus servers join the tailnet, with a sidecar each.
 
-use std::collections::BTreeMap;
-
 use super::{Carrier, Plan};
 use crate::model::{NetworkKind, Topology};
 
@@ -74,33 +72,34 @@ impl TailnetPlan {
         }
         let tailnet = topology.networking.tailscale.tailnet.clone()?;
         let agents = &plan.agents;
-        let mut dialled: Vec<BTreeMap<&str, (usize, Vec<usize>)>> =
-            vec![BTreeMap::new(); topology.sites.len()];
+        // Per site, every (remote agent, local caller) pair the tailnet carries; sorted, each remote
+        // agent's pairs are together with its callers in order. Every dialled agent is found by its
+        // name (`Topology::agent_position`), so one agent index is one name.
+        let mut dialled: Vec<Vec<(usize, usize)>> = vec![Vec::new(); topology.sites.len()];
         let mut ingress = vec![false; agents.len()];
         for (caller, agent) in agents.iter().enumerate() {
             for (target, carrier) in plan.dialled(caller) {
-                if carrier != Carrier::Tailnet {
-                    continue;
-                }
-                ingress[target] = true;
-                let entry = dialled[agent.site]
-                    .entry(agents[target].name.as_str())
-                    .or_insert_with(|| (target, Vec::new()));
-                if !entry.1.contains(&caller) {
-                    entry.1.push(caller);
+                if carrier == Carrier::Tailnet {
+                    ingress[target] = true;
+                    dialled[agent.site].push((target, caller));
                 }
             }
         }
         let egress = dialled
             .into_iter()
-            .map(|targets| {
-                targets
-                    .into_values()
-                    .map(|(target, mut callers)| {
-                        callers.sort_unstable();
-                        Egress { target, callers }
+            .map(|mut pairs| {
+                pairs.sort_unstable();
+                pairs.dedup();
+                let mut routes: Vec<Egress> = pairs
+                    .chunk_by(|left, right| left.0 == right.0)
+                    .map(|group| Egress {
+                        target: group[0].0,
+                        callers: group.iter().map(|pair| pair.1).collect(),
                     })
-                    .collect()
+                    .collect();
+                routes
+                    .sort_unstable_by(|left, right| agents[left.target].name.cmp(&agents[right.target].name));
+                routes
             })
             .collect();
         Some(TailnetPlan { tailnet, egress, ingress })
