@@ -271,7 +271,10 @@ fn phase_4_graph(bencher: Bencher, input: Input) {
 fn phase_4_plan(bencher: Bencher, input: Input) {
     with_prepared(bencher, input, |bencher, prepared| {
         bencher.bench(|| {
-            weave::plan::Plan::build(black_box(&prepared.compiled.topology), &prepared.compiled.graph)
+            weave::plan::Plan::build(
+                black_box(&prepared.compiled.topology),
+                prepared.compiled.graph.domains(),
+            )
         });
     });
 }
@@ -481,7 +484,7 @@ mod phase_table {
         }
         let topology = timed(&mut run, "model", || model::normalize(&document.root))?;
         let mesh_graph = timed(&mut run, "graph", || MeshGraph::build(&topology));
-        let plan = timed(&mut run, "plan", || weave::plan::Plan::build(&topology, &mesh_graph));
+        let plan = timed(&mut run, "plan", || weave::plan::Plan::build(&topology, mesh_graph.domains()));
         let diagnostics = timed(&mut run, "check", || {
             let secrets = check::secrets::scan(&document);
             let model = ModelContext {

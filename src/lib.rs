@@ -92,19 +92,14 @@ pub fn analyze(source: &Source, limits: &Limits) -> Analysis {
         Err(diagnostics) => return Analysis { model: None, diagnostics },
     };
     // The schema validates the tree, and the secrets scan reads its every string, on a second
-    // thread while the model is read from it and the graph is built.
-    let (found, built) = work::join(
+    // thread while the model is read from it.
+    let (found, normalized) = work::join(
         || (schema::check(&document), check::secrets::scan(&document)),
-        || {
-            model::normalize(&document.root).map(|topology| {
-                let graph = MeshGraph::build(&topology);
-                (topology, graph)
-            })
-        },
+        || model::normalize(&document.root),
     );
     let (mut diagnostics, secrets) = found;
-    let (topology, graph) = match built {
-        Ok(built) => built,
+    let topology = match normalized {
+        Ok(topology) => topology,
         Err(reason) => {
             if diagnostics.is_empty() {
                 diagnostics.extend(schema::fractional_numbers(&document));
@@ -125,6 +120,23 @@ pub fn analyze(source: &Source, limits: &Limits) -> Analysis {
             return Analysis { model: None, diagnostics };
         }
     };
+    // The plan reads only the trust domains of the graph: it is built beside the graph's nodes and
+    // edges, and the rules that read no plan, which run once the graph is there.
+    let domains = std::sync::Arc::new(graph::TrustDomains::build(&topology));
+    let (plan, (graph, found)) = work::join(
+        || Plan::build(&topology, &domains),
+        || {
+            let graph = MeshGraph::with_domains(&topology, domains.clone());
+            let found = check::run_model_rules(&check::ModelContext {
+                topology: &topology,
+                graph: &graph,
+                document: &document,
+                limits,
+                secrets: &secrets,
+            });
+            (graph, found)
+        },
+    );
     let model = check::ModelContext {
         topology: &topology,
         graph: &graph,
@@ -132,8 +144,6 @@ pub fn analyze(source: &Source, limits: &Limits) -> Analysis {
         limits,
         secrets: &secrets,
     };
-    // The rules that read no plan run while it is built.
-    let (plan, found) = work::join(|| Plan::build(&topology, &graph), || check::run_model_rules(&model));
     diagnostics.extend(check::run(&check::CheckContext { model, plan: &plan }, found));
     check::sort(&mut diagnostics);
     check::secrets::redact(&mut diagnostics, &source.text);

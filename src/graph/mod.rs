@@ -8,6 +8,7 @@
 //! Architecture invariant: this module knows nothing of emitters or of the file format.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use petgraph::graph::{DiGraph, NodeIndex};
 use serde::Serialize;
@@ -52,9 +53,15 @@ pub enum Edge {
 #[derive(Debug)]
 pub struct MeshGraph {
     pub graph: DiGraph<Node, Edge>,
-    trust_domain_nodes: BTreeMap<String, NodeIndex>,
     site_nodes: Vec<NodeIndex>,
     agent_nodes: Vec<NodeIndex>,
+    domains: Arc<TrustDomains>,
+}
+
+/// The mesh's trust domains and which of them federate: what the plan reads of the graph, made
+/// without (and so beside) the graph's nodes and edges.
+#[derive(Debug)]
+pub struct TrustDomains {
     /// The trust domains' names, sorted: a domain's id is its position here.
     domains: Vec<String>,
     /// Federated pairs of domain ids, each once as (smaller, larger), sorted.
@@ -67,10 +74,111 @@ pub struct MeshGraph {
     domain_sites: Vec<Vec<usize>>,
 }
 
+impl TrustDomains {
+    /// The trust domains of a normalized topology's sites and their federation.
+    pub fn build(topology: &Topology) -> TrustDomains {
+        let mut domains: Vec<String> = topology.sites.iter().map(|site| site.trust_domain.clone()).collect();
+        domains.sort_unstable();
+        domains.dedup();
+        let id = |name: &str| domains.binary_search_by(|domain| domain.as_str().cmp(name)).ok();
+        let mut federated: Vec<(usize, usize)> = Vec::new();
+        if topology.federation.enabled {
+            match &topology.federation.pairs {
+                FederationPairs::All => {
+                    for left in 0..domains.len() {
+                        federated.extend((left + 1..domains.len()).map(|right| (left, right)));
+                    }
+                }
+                FederationPairs::List(pairs) => {
+                    for pair in pairs {
+                        if let (Some(left), Some(right)) = (id(&pair.a), id(&pair.b))
+                            && left != right
+                        {
+                            federated.push((left.min(right), left.max(right)));
+                        }
+                    }
+                    federated.sort_unstable();
+                    federated.dedup();
+                }
+            }
+        }
+        let mut federation_peers: Vec<Vec<usize>> = vec![Vec::new(); domains.len()];
+        for &(left, right) in &federated {
+            federation_peers[left].push(right);
+            federation_peers[right].push(left);
+        }
+        for peers in &mut federation_peers {
+            peers.sort_unstable();
+        }
+        let mut domain_sites: Vec<Vec<usize>> = vec![Vec::new(); domains.len()];
+        for (position, site) in topology.sites.iter().enumerate() {
+            if let Some(domain) = id(&site.trust_domain) {
+                domain_sites[domain].push(position);
+            }
+        }
+        TrustDomains { domains, federated, federation_peers, domain_sites }
+    }
+
+    /// The distinct trust domains of the enabled sites, sorted.
+    pub fn trust_domains(&self) -> impl Iterator<Item = &str> {
+        self.domains.iter().map(String::as_str)
+    }
+
+    /// The sites (indices) that belong to a trust domain, in site order.
+    pub fn sites_of_trust_domain(&self, trust_domain: &str) -> Vec<usize> {
+        self.domain_id(trust_domain).map(|domain| self.domain_sites[domain].clone()).unwrap_or_default()
+    }
+
+    /// Whether two distinct trust domains federate (in either direction; the relation is mutual).
+    pub fn federated(&self, left: &str, right: &str) -> bool {
+        let (Some(left), Some(right)) = (self.domain_id(left), self.domain_id(right)) else { return false };
+        self.federated.binary_search(&(left.min(right), left.max(right))).is_ok()
+    }
+
+    /// A trust domain's position in [`TrustDomains::trust_domains`].
+    pub fn domain_id(&self, trust_domain: &str) -> Option<usize> {
+        self.domains.binary_search_by(|domain| domain.as_str().cmp(trust_domain)).ok()
+    }
+
+    /// Whether `trust_domain` federates with any other domain.
+    pub fn is_federated(&self, trust_domain: &str) -> bool {
+        self.domain_id(trust_domain).is_some_and(|id| !self.federation_peers[id].is_empty())
+    }
+
+    /// The trust domains federated with `trust_domain`, sorted.
+    pub fn federated_with(&self, trust_domain: &str) -> Vec<&str> {
+        self.domain_id(trust_domain)
+            .map(|id| self.federation_peers[id].iter().map(|&peer| self.domains[peer].as_str()).collect())
+            .unwrap_or_default()
+    }
+
+    /// The domains federated with the domain at `id` ([`TrustDomains::domain_id`]), as ids, sorted.
+    pub fn federated_ids_of(&self, id: usize) -> &[usize] {
+        &self.federation_peers[id]
+    }
+
+    /// Every federated pair (each once, the smaller name first), sorted.
+    pub fn federated_pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.federated
+            .iter()
+            .map(|&(left, right)| (self.domains[left].as_str(), self.domains[right].as_str()))
+    }
+
+    /// [`TrustDomains::federated_pairs`] as positions in [`TrustDomains::trust_domains`].
+    pub fn federated_ids(&self) -> &[(usize, usize)] {
+        &self.federated
+    }
+}
+
 impl MeshGraph {
     /// Builds the graph of a normalized topology. Unknown references (a call to an agent that does
     /// not exist) are left out here; `check` reports them.
     pub fn build(topology: &Topology) -> MeshGraph {
+        MeshGraph::with_domains(topology, Arc::new(TrustDomains::build(topology)))
+    }
+
+    /// [`MeshGraph::build`] of a topology whose [`TrustDomains`] are made already.
+    pub fn with_domains(topology: &Topology, domains: Arc<TrustDomains>) -> MeshGraph {
         // Room for every node and for every edge but the federation's (reserved when their number
         // is known): a large mesh's graph is never copied to grow. At most four nodes and eight
         // edges per site; per agent a node, its site's edge, its calls and its fallback.
@@ -133,108 +241,65 @@ impl MeshGraph {
             }
         }
 
-        let domains: Vec<String> = trust_domain_nodes.keys().cloned().collect();
+        // The trust domain nodes in name order: a domain's id is its position.
         let domain_nodes: Vec<NodeIndex> = trust_domain_nodes.values().copied().collect();
-        let id = |name: &str| domains.binary_search_by(|domain| domain.as_str().cmp(name)).ok();
-        let mut federated: Vec<(usize, usize)> = Vec::new();
-        if topology.federation.enabled {
-            match &topology.federation.pairs {
-                FederationPairs::All => {
-                    for left in 0..domains.len() {
-                        federated.extend((left + 1..domains.len()).map(|right| (left, right)));
-                    }
-                }
-                FederationPairs::List(pairs) => {
-                    for pair in pairs {
-                        if let (Some(left), Some(right)) = (id(&pair.a), id(&pair.b))
-                            && left != right
-                        {
-                            federated.push((left.min(right), left.max(right)));
-                        }
-                    }
-                    federated.sort_unstable();
-                    federated.dedup();
-                }
-            }
-        }
-        let mut federation_peers: Vec<Vec<usize>> = vec![Vec::new(); domains.len()];
-        graph.reserve_edges(2 * federated.len());
-        for &(left, right) in &federated {
+        graph.reserve_edges(2 * domains.federated.len());
+        for &(left, right) in &domains.federated {
             graph.add_edge(domain_nodes[left], domain_nodes[right], Edge::FederatesWith);
             graph.add_edge(domain_nodes[right], domain_nodes[left], Edge::FederatesWith);
-            federation_peers[left].push(right);
-            federation_peers[right].push(left);
-        }
-        for peers in &mut federation_peers {
-            peers.sort_unstable();
-        }
-        let mut domain_sites: Vec<Vec<usize>> = vec![Vec::new(); domains.len()];
-        for (position, site) in topology.sites.iter().enumerate() {
-            if let Some(domain) = id(&site.trust_domain) {
-                domain_sites[domain].push(position);
-            }
         }
 
-        MeshGraph {
-            graph,
-            trust_domain_nodes,
-            site_nodes,
-            agent_nodes,
-            domains,
-            federated,
-            federation_peers,
-            domain_sites,
-        }
+        MeshGraph { graph, site_nodes, agent_nodes, domains }
     }
 
-    /// The distinct trust domains of the enabled sites, sorted.
+    /// The mesh's trust domains and their federation.
+    pub fn domains(&self) -> &Arc<TrustDomains> {
+        &self.domains
+    }
+
+    /// [`TrustDomains::trust_domains`].
     pub fn trust_domains(&self) -> impl Iterator<Item = &str> {
-        self.trust_domain_nodes.keys().map(String::as_str)
+        self.domains.trust_domains()
     }
 
-    /// The sites (indices) that belong to a trust domain, in site order.
+    /// [`TrustDomains::sites_of_trust_domain`].
     pub fn sites_of_trust_domain(&self, trust_domain: &str) -> Vec<usize> {
-        self.domain_id(trust_domain).map(|domain| self.domain_sites[domain].clone()).unwrap_or_default()
+        self.domains.sites_of_trust_domain(trust_domain)
     }
 
-    /// Whether two distinct trust domains federate (in either direction; the relation is mutual).
+    /// [`TrustDomains::federated`].
     pub fn federated(&self, left: &str, right: &str) -> bool {
-        let (Some(left), Some(right)) = (self.domain_id(left), self.domain_id(right)) else { return false };
-        self.federated.binary_search(&(left.min(right), left.max(right))).is_ok()
+        self.domains.federated(left, right)
     }
 
-    /// A trust domain's position in [`MeshGraph::trust_domains`].
+    /// [`TrustDomains::domain_id`].
     pub fn domain_id(&self, trust_domain: &str) -> Option<usize> {
-        self.domains.binary_search_by(|domain| domain.as_str().cmp(trust_domain)).ok()
+        self.domains.domain_id(trust_domain)
     }
 
-    /// Whether `trust_domain` federates with any other domain.
+    /// [`TrustDomains::is_federated`].
     pub fn is_federated(&self, trust_domain: &str) -> bool {
-        self.domain_id(trust_domain).is_some_and(|id| !self.federation_peers[id].is_empty())
+        self.domains.is_federated(trust_domain)
     }
 
-    /// The trust domains federated with `trust_domain`, sorted.
+    /// [`TrustDomains::federated_with`].
     pub fn federated_with(&self, trust_domain: &str) -> Vec<&str> {
-        self.domain_id(trust_domain)
-            .map(|id| self.federation_peers[id].iter().map(|&peer| self.domains[peer].as_str()).collect())
-            .unwrap_or_default()
+        self.domains.federated_with(trust_domain)
     }
 
-    /// The domains federated with the domain at `id` ([`MeshGraph::domain_id`]), as ids, sorted.
+    /// [`TrustDomains::federated_ids_of`].
     pub fn federated_ids_of(&self, id: usize) -> &[usize] {
-        &self.federation_peers[id]
+        self.domains.federated_ids_of(id)
     }
 
-    /// Every federated pair (each once, the smaller name first), sorted.
+    /// [`TrustDomains::federated_pairs`].
     pub fn federated_pairs(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.federated
-            .iter()
-            .map(|&(left, right)| (self.domains[left].as_str(), self.domains[right].as_str()))
+        self.domains.federated_pairs()
     }
 
-    /// [`MeshGraph::federated_pairs`] as positions in [`MeshGraph::trust_domains`].
+    /// [`TrustDomains::federated_ids`].
     pub fn federated_ids(&self) -> &[(usize, usize)] {
-        &self.federated
+        self.domains.federated_ids()
     }
 
     /// The graph node of a site.
@@ -312,11 +377,13 @@ mod tests {
         let graph = graph_with_pairs("all");
         let domains: Vec<&str> = graph.trust_domains().collect();
         for domain in domains.iter().copied().chain(["elsewhere.example"]) {
-            let mut from_edges: Vec<usize> = graph
-                .trust_domain_nodes
-                .get(domain)
+            let node = graph
+                .graph
+                .node_indices()
+                .find(|&node| matches!(&graph.graph[node], Node::TrustDomain { name } if name == domain));
+            let mut from_edges: Vec<usize> = node
                 .into_iter()
-                .flat_map(|&node| graph.graph.edges_directed(node, Direction::Incoming))
+                .flat_map(|node| graph.graph.edges_directed(node, Direction::Incoming))
                 .filter_map(|edge| match graph.graph[edge.source()] {
                     Node::Site { site } => Some(site),
                     _ => None,

@@ -30,7 +30,7 @@ use std::sync::Arc;
 
 use foldhash::{HashMap, HashMapExt};
 
-use crate::graph::MeshGraph;
+use crate::graph::TrustDomains;
 use crate::model::{FederationProfile, NetworkKind, Provider, Topology};
 
 /// The layer that carries a call from the caller's pod to the callee's.
@@ -184,10 +184,10 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// Lowers a normalized topology and its graph. Never fails: references `check` rejects (a call to
-    /// an unknown agent) are left out.
-    pub fn build(topology: &Topology, graph: &MeshGraph) -> Plan {
-        // The graph's domain ids are positions in this same sorted list.
+    /// Lowers a normalized topology, knowing its trust domains (the part of its graph the plan
+    /// reads). Never fails: references `check` rejects (a call to an unknown agent) are left out.
+    pub fn build(topology: &Topology, graph: &TrustDomains) -> Plan {
+        // The domain ids are positions in this same sorted list.
         let domains: Vec<Arc<str>> = graph.trust_domains().map(Arc::from).collect();
         let site_domain: Vec<usize> =
             topology.sites.iter().map(|site| graph.domain_id(&site.trust_domain).unwrap_or(0)).collect();
@@ -574,7 +574,7 @@ fn service_address(topology: &Topology, name: &str) -> String {
 /// actions an agent federates with every domain its own federates with, so the agents of one
 /// domain share one list (a mesh of thousands of domains would otherwise hold agents × domains
 /// names); otherwise each has the few its connections need.
-fn federations(plan: &Plan, graph: &MeshGraph) -> Vec<Arc<[Arc<str>]>> {
+fn federations(plan: &Plan, graph: &TrustDomains) -> Vec<Arc<[Arc<str>]>> {
     let authorization = &plan.authorization;
     if authorization.public_actions.is_empty() {
         let mut federates: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); plan.agents.len()];
@@ -615,7 +615,7 @@ fn federations(plan: &Plan, graph: &MeshGraph) -> Vec<Arc<[Arc<str>]>> {
 }
 
 /// Each site's plan: its names and the peers its SPIRE server federates with.
-fn site_plans(topology: &Topology, graph: &MeshGraph) -> Vec<SitePlan> {
+fn site_plans(topology: &Topology, graph: &TrustDomains) -> Vec<SitePlan> {
     let bundle_urls = domain_bundle_endpoints(topology);
     // Each peer domain's plan, made once: with every site federated, each is every site's peer.
     let mut peer_plans: HashMap<&str, Option<Arc<PeerPlan>>> = HashMap::new();
