@@ -677,10 +677,6 @@ pub fn is_current(out: &Path, origin: Origin<'_>) -> bool {
 
 /// [`is_current`], the input's sha256 given.
 fn is_current_as(out: &Path, origin: Origin<'_>, input_sha256: &str) -> bool {
-    let Ok((bytes, metadata)) = fsio::read_bounded_with_metadata(&out.join(LOCK_FILE), MAX_LOCK_BYTES) else {
-        return false;
-    };
-    let lock_times = LockTimes::of(&metadata);
     // Whether the lock records this build (same weave, same input file name and bytes, same
     // targets: a build of these writes exactly the files the lock lists, with their digests, since
     // the output is a function of them alone) is asked before its entries are read, so that a
@@ -689,9 +685,12 @@ fn is_current_as(out: &Path, origin: Origin<'_>, input_sha256: &str) -> bool {
     // opening brace; one that starts so and parses (a field given twice does not) records it.
     let header = Lock::header(origin, input_sha256.to_owned()).to_bytes();
     let files_at = header.len() - b"{}\n}\n".len();
-    if !bytes.starts_with(&header[..files_at]) {
+    let Ok(Some((bytes, metadata))) =
+        fsio::read_bounded_if_prefixed(&out.join(LOCK_FILE), MAX_LOCK_BYTES, &header[..files_at])
+    else {
         return false;
-    }
+    };
+    let lock_times = LockTimes::of(&metadata);
     let Ok(lock) = serde_json::from_slice::<LockView<'_>>(&bytes) else { return false };
     // No path is statted before every path is known to stay inside OUT; whether the lock is in
     // weave's own form is asked beside the statting.

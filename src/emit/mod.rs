@@ -234,8 +234,14 @@ pub mod conventions {
 
     /// Every Tailscale tag an agent's node advertises: its own, then the shared tags, sorted after it.
     pub fn tailscale_tags(topology: &Topology, agent: &Agent) -> Vec<String> {
-        let mut tags = vec![tailscale_agent_tag(topology, agent)];
-        tags.extend(tailscale_shared_tags(topology));
+        tailscale_tags_of(&topology.mesh.name, &agent.name, &tailscale_shared_tags(topology))
+    }
+
+    /// [`tailscale_tags`] of agent `agent` of mesh `mesh`, given the mesh's
+    /// [`tailscale_shared_tags`].
+    pub fn tailscale_tags_of(mesh: &str, agent: &str, shared: &[String]) -> Vec<String> {
+        let mut tags = vec![tailscale_agent_tag_of(mesh, agent)];
+        tags.extend(shared.iter().cloned());
         tags
     }
 

@@ -378,6 +378,34 @@ pub fn read_bounded_with_metadata(path: &Path, limit: u64) -> Result<(Vec<u8>, f
     Ok((bytes, metadata))
 }
 
+/// [`read_bounded_with_metadata`] of a file that starts with `prefix`: `None`, having read no more
+/// than the prefix's length, when it does not.
+pub fn read_bounded_if_prefixed(
+    path: &Path,
+    limit: u64,
+    prefix: &[u8],
+) -> Result<Option<(Vec<u8>, fs::Metadata)>, ReadRefused> {
+    let (file, metadata) = match open_regular(path) {
+        Ok(Some(opened)) => opened,
+        Ok(None) => return Err(ReadRefused::NotRegular),
+        Err(error) => return Err(ReadRefused::Io(error)),
+    };
+    if metadata.len() > limit {
+        return Err(ReadRefused::TooLarge(metadata.len()));
+    }
+    let mut file = file.take(limit + 1);
+    let mut bytes = Vec::with_capacity(metadata.len().max(prefix.len() as u64) as usize);
+    (&mut file).take(prefix.len() as u64).read_to_end(&mut bytes).map_err(ReadRefused::Io)?;
+    if bytes != prefix {
+        return Ok(None);
+    }
+    file.read_to_end(&mut bytes).map_err(ReadRefused::Io)?;
+    if bytes.len() as u64 > limit {
+        return Err(ReadRefused::TooLarge(bytes.len() as u64));
+    }
+    Ok(Some((bytes, metadata)))
+}
+
 /// An exclusive advisory lock on a directory, held until dropped. Two weave processes writing the
 /// same OUT (or creating it in the same parent) take turns instead of mixing their files.
 pub struct DirectoryLock {

@@ -85,8 +85,8 @@ pub struct AgentFileInputs<'a> {
     fallback: Option<RegistryEntry<'a>>,
     /// The calls into the agent, for its OPA data.
     edges: AgentEdges<'a>,
-    /// The agent's Tailscale tags, when other sites dial it over the tailnet.
-    tailnet_ingress: Option<Vec<String>>,
+    /// Whether other sites dial the agent over the tailnet.
+    tailnet_ingress: bool,
 }
 
 /// What the files of a site's agents of one trust domain share.
@@ -112,6 +112,8 @@ pub struct SiteAgentInputs<'a> {
     logging_level: &'a str,
     logging_format: &'a str,
     metrics: bool,
+    /// The Tailscale tags every agent's device advertises besides its own, sorted.
+    shared_tags: Vec<String>,
     /// What the agents' OPA data share.
     opa_data: DomainDataInputs<'a>,
 }
@@ -148,6 +150,7 @@ impl<'a> SiteAgentInputs<'a> {
             logging_level: &observability.logging.level,
             logging_format: &observability.logging.format,
             metrics: observability.metrics.enabled,
+            shared_tags: crate::emit::conventions::tailscale_shared_tags(topology),
             opa_data: DomainDataInputs::of(site.emit, trust_domain, peers),
         }))
     }
@@ -180,8 +183,7 @@ impl<'a> AgentFileInputs<'a> {
                 .plan
                 .tailnet
                 .as_ref()
-                .is_some_and(|tailnet| tailnet.ingress[agent_index])
-                .then(|| crate::emit::conventions::tailscale_tags(topology, agent)),
+                .is_some_and(|tailnet| tailnet.ingress[agent_index]),
         }
     }
 
@@ -269,14 +271,16 @@ fn manifests_of(inputs: &AgentFileInputs<'_>) -> Vec<Manifest> {
             },
         ));
     }
-    if let Some(tags) = &inputs.tailnet_ingress {
+    if inputs.tailnet_ingress {
         // Other sites dial this agent over the tailnet: the operator's ingress proxy, a device named
-        // like the agent, forwards to the agent's Service.
+        // like the agent, forwards to the agent's Service. It carries the agent's tags.
+        let shared = inputs.shared();
+        let tags = crate::emit::conventions::tailscale_tags_of(shared.labels.mesh, name, &shared.shared_tags);
         manifests.push(super::tailnet::ingress(
-            &inputs.shared().labels,
+            &shared.labels,
             (name, namespace, "tailnet-ingress"),
             name,
-            tags,
+            &tags,
             selector_labels(name, AGENT_COMPONENT),
             super::tailnet::mesh_ports(inputs.shared().port),
         ));
@@ -333,10 +337,10 @@ pub struct AgentConfig<'a> {
     pub authorization: AuthorizationConfig,
     pub server: ServerConfig,
     /// Callees and their fallbacks, by agent name.
-    pub agent_registry: BTreeMap<&'a str, RegistryEntry<'a>>,
+    pub agent_registry: BTreeMap<&'a str, RegistryEntry<'a, String>>,
     /// The agent that takes over this agent's actions when this one is down.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub fallback: Option<RegistryEntry<'a>>,
+    pub fallback: Option<RegistryEntry<'a, String>>,
     pub observability: ObservabilityConfig<'a>,
     pub metadata: BTreeMap<&'static str, &'a str>,
 }
@@ -386,13 +390,15 @@ pub struct HealthConfig {
     pub path: &'static str,
 }
 
+/// An agent of an agent config's registry. `A` is its address: the `host:port` the plan gives in an
+/// agent file's inputs, its `https://` URL in the config.
 #[derive(Debug, Clone, Serialize)]
-pub struct RegistryEntry<'a> {
+pub struct RegistryEntry<'a, A = &'a str> {
     /// The agent's name; left out inside `agent_registry`, whose keys are the names.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<&'a str>,
     pub spiffe_id: &'a str,
-    pub address: String,
+    pub address: A,
     /// The actions this agent may invoke there.
     pub actions: Vec<&'a str>,
     /// The agent to call when this one is down.
@@ -434,6 +440,20 @@ pub struct TracingConfig<'a> {
     pub endpoint: Option<String>,
 }
 
+impl<'a> RegistryEntry<'a> {
+    /// The entry as the config holds it, its address an `https://` URL.
+    fn as_url(&self) -> RegistryEntry<'a, String> {
+        RegistryEntry {
+            name: self.name,
+            spiffe_id: self.spiffe_id,
+            address: format!("https://{}", self.address),
+            actions: self.actions.clone(),
+            fallback: self.fallback,
+            fallback_for: self.fallback_for.clone(),
+        }
+    }
+}
+
 /// An agent config's registry (the agents it calls, and their fallbacks) and its own fallback.
 type Registry<'a> = (BTreeMap<&'a str, RegistryEntry<'a>>, Option<RegistryEntry<'a>>);
 
@@ -442,10 +462,10 @@ fn registry_of<'a>(site: &SiteContext<'a>, agent_index: usize) -> Registry<'a> {
     let topology = site.topology;
     let agent_plan = &site.emit.plan.agents[agent_index];
     let agent = &topology.agents[agent_index];
-    let entry_for = |target: usize, address: &str| RegistryEntry {
+    let entry_for = |target: usize, address: &'a str| RegistryEntry {
         name: None,
         spiffe_id: &topology.agents[target].spiffe_id,
-        address: format!("https://{address}"),
+        address,
         actions: Vec::new(),
         fallback: None,
         fallback_for: Vec::new(),
@@ -521,8 +541,8 @@ fn config_of<'a>(inputs: &AgentFileInputs<'a>) -> AgentConfig<'a> {
             advertise_address: inputs.advertise_address.to_owned(),
             health: HealthConfig { port: shared.metrics_port, path: HEALTH_PATH },
         },
-        agent_registry: inputs.registry.clone(),
-        fallback: inputs.fallback.clone(),
+        agent_registry: inputs.registry.iter().map(|(name, entry)| (*name, entry.as_url())).collect(),
+        fallback: inputs.fallback.as_ref().map(RegistryEntry::as_url),
         observability: ObservabilityConfig {
             logging: LoggingConfig {
                 level: shared.logging_level,
