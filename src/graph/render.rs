@@ -13,7 +13,7 @@ use serde::ser::{SerializeStruct, Serializer};
 use serde_json::json;
 
 use super::{Edge, MeshGraph, Node};
-use crate::model::Topology;
+use crate::model::{NetworkKind, Topology};
 
 /// A Mermaid flowchart of the mesh: trust domains and sites as nodes, agents grouped per site.
 pub fn to_mermaid(topology: &Topology, graph: &MeshGraph) -> String {
@@ -66,37 +66,77 @@ fn mermaid(inputs: &MermaidInputs<'_>) -> String {
 }
 
 /// The graph's nodes in index order and its edges in index order (each with its ends): all a
-/// rendering of the graph reads of it.
+/// rendering of the graph reads of it. A mesh's graph has hundreds of thousands of edges (every
+/// federated pair of domains is two), so they are written packed: per node its kind and index
+/// (sites and agents by their position, trust domains by their names, listed apart), per edge its
+/// ends and kind; the actions of the `Calls` edges follow in edge order. Every field has a fixed
+/// width and every list its length, so two graphs that differ are written differently.
 #[derive(Debug)]
 struct GraphView<'a>(&'a DiGraph<Node, Edge>);
 
 impl Serialize for GraphView<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let graph = self.0;
-        let mut state = serializer.serialize_struct("GraphView", 2)?;
-        state.serialize_field("nodes", &Nodes(graph))?;
-        state.serialize_field("edges", &Edges(graph))?;
+        let id = |index: usize| u32::try_from(index).map_err(serde::ser::Error::custom);
+        let mut nodes = Vec::with_capacity(graph.node_count() * 5);
+        let mut domain_names: Vec<&str> = Vec::new();
+        for node in graph.raw_nodes() {
+            let (kind, index) = match &node.weight {
+                Node::TrustDomain { name } => {
+                    domain_names.push(name);
+                    (0, 0)
+                }
+                Node::Site { site } => (1, *site),
+                Node::SpireServer { site } => (2, *site),
+                Node::BundleEndpoint { site } => (3, *site),
+                Node::Network { network } => (
+                    4,
+                    match network {
+                        NetworkKind::Tailscale => 0,
+                        NetworkKind::Vpn => 1,
+                        NetworkKind::Istio => 2,
+                    },
+                ),
+                Node::Agent { agent } => (5, *agent),
+                Node::Collector { site } => (6, *site),
+                Node::PrometheusHub { site } => (7, *site),
+            };
+            nodes.push(kind);
+            nodes.extend_from_slice(&id(index)?.to_le_bytes());
+        }
+        let mut edges = Vec::with_capacity(graph.edge_count() * 9);
+        let mut actions: Vec<&Vec<String>> = Vec::new();
+        for edge in graph.raw_edges() {
+            edges.extend_from_slice(&id(edge.source().index())?.to_le_bytes());
+            edges.extend_from_slice(&id(edge.target().index())?.to_le_bytes());
+            edges.push(match &edge.weight {
+                Edge::MemberOf => 0,
+                Edge::FederatesWith => 1,
+                Edge::RunsIn => 2,
+                Edge::Calls { actions: granted } => {
+                    actions.push(granted);
+                    3
+                }
+                Edge::FallsBackTo => 4,
+                Edge::Scrapes => 5,
+                Edge::ExportsTo => 6,
+            });
+        }
+        let mut state = serializer.serialize_struct("GraphView", 4)?;
+        state.serialize_field("nodes", &Bytes(&nodes))?;
+        state.serialize_field("domain_names", &domain_names)?;
+        state.serialize_field("edges", &Bytes(&edges))?;
+        state.serialize_field("actions", &actions)?;
         state.end()
     }
 }
 
-struct Nodes<'a>(&'a DiGraph<Node, Edge>);
+/// Bytes that serialize as bytes (not as a list of numbers).
+struct Bytes<'a>(&'a [u8]);
 
-impl Serialize for Nodes<'_> {
+impl Serialize for Bytes<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.0.raw_nodes().iter().map(|node| &node.weight))
-    }
-}
-
-struct Edges<'a>(&'a DiGraph<Node, Edge>);
-
-impl Serialize for Edges<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(
-            self.0
-                .edge_references()
-                .map(|edge| (edge.source().index(), edge.target().index(), edge.weight())),
-        )
+        serializer.serialize_bytes(self.0)
     }
 }
 
@@ -242,4 +282,45 @@ fn dot_quote(text: &str) -> String {
     }
     quoted.push('"');
     quoted
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::emit::inputs::digest;
+
+    /// A change to a topology's text.
+    type Edit = fn(String) -> String;
+
+    /// `graph.mmd` of `fixtures/valid/federated-mesh.yaml` with `edit` applied: its inputs digest
+    /// and its bytes.
+    fn mermaid_of(edit: Edit) -> (String, String) {
+        let path = format!("{}/fixtures/valid/federated-mesh.yaml", env!("CARGO_MANIFEST_DIR"));
+        let text = edit(std::fs::read_to_string(path).unwrap());
+        let compiled = crate::compile("federated-mesh.yaml", &text).unwrap();
+        let inputs = MermaidInputs::of(&compiled.topology, &compiled.graph);
+        (digest("graph.mmd", &inputs), mermaid(&inputs))
+    }
+
+    #[test]
+    fn the_mermaid_digest_follows_every_node_and_edge() {
+        let base = mermaid_of(|text| text);
+        assert_eq!(base, mermaid_of(|text| text), "the same graph, the same digest");
+        let edits: [(&str, Edit); 5] = [
+            ("an action", |text| text.replace("[search]", "[find]")),
+            ("a call's target", |text| text.replacen("agent: processor", "agent: worker-gcp", 1)),
+            ("a fallback", |text| text.replacen("fallback: worker-gcp", "fallback: processor", 1)),
+            ("a trust domain", |text| text.replace("azure.company.com", "azure.example.com")),
+            ("the federation", |text| {
+                let pairs = "  pairs:\n    - [aws.company.com, gcp.company.com]\n    - [aws.company.com, azure.company.com]\n";
+                text.replacen("  acmeEmail:", &format!("{pairs}  acmeEmail:"), 1)
+            }),
+        ];
+        for (what, edit) in edits {
+            let (digest, drawn) = mermaid_of(edit);
+            // Each edit changes what is drawn, and so the digest.
+            assert_ne!(drawn, base.1, "{what}");
+            assert_ne!(digest, base.0, "{what}");
+        }
+    }
 }

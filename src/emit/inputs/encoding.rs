@@ -28,10 +28,20 @@ use sha2::{Digest, Sha256};
 
 /// `hash` fed the encoding of `value`, not finalized: more may follow.
 pub fn feed<V: Serialize + ?Sized>(hash: Sha256, value: &V) -> Result<Sha256, Error> {
-    let mut encoder = Encoder { hash, buffer: Vec::with_capacity(BUFFER) };
-    value.serialize(&mut encoder)?;
-    encoder.hash.update(&encoder.buffer);
-    Ok(encoder.hash)
+    // Each thread's buffer is made once and lent to each encoding in turn (an encoding inside
+    // another, which none is, would make its own).
+    thread_local! {
+        static BUFFERS: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+    }
+    let mut buffer = BUFFERS.take();
+    if buffer.len() != BUFFER {
+        buffer = vec![0; BUFFER];
+    }
+    let mut encoder = Encoder { hash, length: 0, buffer };
+    let encoded = value.serialize(&mut encoder);
+    encoder.flush();
+    BUFFERS.set(encoder.buffer);
+    encoded.map(|()| encoder.hash)
 }
 
 /// Bytes gathered before they are hashed: hashing a few bytes at a time costs several times
@@ -59,38 +69,49 @@ impl ser::Error for Error {
     }
 }
 
+/// The encoder: the hash, and the bytes not yet fed to it (the first `length` of `buffer`, which
+/// holds [`BUFFER`] bytes).
 pub struct Encoder {
     hash: Sha256,
+    length: usize,
     buffer: Vec<u8>,
 }
 
 impl Encoder {
+    /// Feeds the gathered bytes to the hash.
+    fn flush(&mut self) {
+        self.hash.update(&self.buffer[..self.length]);
+        self.length = 0;
+    }
+
     fn bytes(&mut self, bytes: &[u8]) {
-        if self.buffer.len() + bytes.len() > BUFFER {
-            self.hash.update(&self.buffer);
-            self.buffer.clear();
+        if bytes.len() > BUFFER - self.length {
+            self.flush();
             if bytes.len() > BUFFER {
                 self.hash.update(bytes);
                 return;
             }
         }
-        // Most pieces are a few bytes (a tag, a length, a short name): pushed one by one they cost
+        let end = self.length + bytes.len();
+        let free = &mut self.buffer[self.length..end];
+        // Most pieces are a few bytes (a tag, a length, a short name): copied one by one they cost
         // less than a call to copy them.
         if bytes.len() <= SMALL {
-            for &byte in bytes {
-                self.buffer.push(byte);
+            for (slot, &byte) in free.iter_mut().zip(bytes) {
+                *slot = byte;
             }
         } else {
-            self.buffer.extend_from_slice(bytes);
+            free.copy_from_slice(bytes);
         }
+        self.length = end;
     }
 
     fn tag(&mut self, tag: u8) {
-        if self.buffer.len() == BUFFER {
-            self.hash.update(&self.buffer);
-            self.buffer.clear();
+        if self.length == BUFFER {
+            self.flush();
         }
-        self.buffer.push(tag);
+        self.buffer[self.length] = tag;
+        self.length += 1;
     }
 
     /// A tag and a payload of fixed length.
