@@ -152,7 +152,8 @@ pub fn edges_into<'a>(context: &EmitContext<'a>, callee: usize) -> AgentEdges<'a
         let mut granted: Vec<&str> = actions.iter().map(String::as_str).collect();
         granted.sort_unstable();
         granted.dedup();
-        edges.insert(context.topology.agents[caller].spiffe_id.as_str(), granted);
+        // The caller's plan, just read for its calls, holds its SPIFFE ID too.
+        edges.insert(plan.agents[caller].spiffe_id.as_str(), granted);
     }
     edges
 }
