@@ -359,9 +359,8 @@ pub fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, ReadRefused> {
     }
 }
 
-/// [`read_bounded`], with the metadata of the file it read (from the same open file); a missing
-/// file is an `Io` error of kind `NotFound` here.
-pub fn read_bounded_with_metadata(path: &Path, limit: u64) -> Result<(Vec<u8>, fs::Metadata), ReadRefused> {
+/// The regular file at `path` and its metadata, refused when it is larger than `limit` bytes.
+fn open_bounded(path: &Path, limit: u64) -> Result<(fs::File, fs::Metadata), ReadRefused> {
     let (file, metadata) = match open_regular(path) {
         Ok(Some(opened)) => opened,
         Ok(None) => return Err(ReadRefused::NotRegular),
@@ -370,6 +369,13 @@ pub fn read_bounded_with_metadata(path: &Path, limit: u64) -> Result<(Vec<u8>, f
     if metadata.len() > limit {
         return Err(ReadRefused::TooLarge(metadata.len()));
     }
+    Ok((file, metadata))
+}
+
+/// [`read_bounded`], with the metadata of the file it read (from the same open file); a missing
+/// file is an `Io` error of kind `NotFound` here.
+pub fn read_bounded_with_metadata(path: &Path, limit: u64) -> Result<(Vec<u8>, fs::Metadata), ReadRefused> {
+    let (file, metadata) = open_bounded(path, limit)?;
     let mut bytes = Vec::with_capacity(metadata.len() as usize);
     file.take(limit + 1).read_to_end(&mut bytes).map_err(ReadRefused::Io)?;
     if bytes.len() as u64 > limit {
@@ -385,14 +391,7 @@ pub fn read_bounded_if_prefixed(
     limit: u64,
     prefix: &[u8],
 ) -> Result<Option<(Vec<u8>, fs::Metadata)>, ReadRefused> {
-    let (file, metadata) = match open_regular(path) {
-        Ok(Some(opened)) => opened,
-        Ok(None) => return Err(ReadRefused::NotRegular),
-        Err(error) => return Err(ReadRefused::Io(error)),
-    };
-    if metadata.len() > limit {
-        return Err(ReadRefused::TooLarge(metadata.len()));
-    }
+    let (file, metadata) = open_bounded(path, limit)?;
     let mut file = file.take(limit + 1);
     let mut bytes = Vec::with_capacity(metadata.len().max(prefix.len() as u64) as usize);
     (&mut file).take(prefix.len() as u64).read_to_end(&mut bytes).map_err(ReadRefused::Io)?;
