@@ -65,11 +65,12 @@ fn consistency(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
     }
 
     // Every federated trust domain needs a bundle endpoint its peers can fetch from.
-    for domain in graph.trust_domains() {
-        if !graph.is_federated(domain) {
+    let domains = graph.domains();
+    for domain in domains.trust_domains() {
+        if !domains.is_federated(domain) {
             continue;
         }
-        let sites = graph.sites_of_trust_domain(domain);
+        let sites = domains.sites_of_trust_domain(domain);
         let has_endpoint =
             sites.iter().any(|&site| federation.bundle_endpoint(&topology.sites[site].name).is_some());
         if !has_endpoint {
@@ -122,7 +123,7 @@ fn consistency(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
         }
     }
 
-    if graph.trust_domains().count() < 2 {
+    if graph.domains().trust_domains().count() < 2 {
         diagnostics.push(Diagnostic::error(
             Code::E007,
             "federation is enabled, but every site is in one trust domain",
@@ -164,7 +165,7 @@ fn wide_pairs(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
     }
     called.sort_unstable();
     called.dedup();
-    let all = graph.federated_pairs().count();
+    let all = graph.domains().federated_pairs().count();
     if called.len() == all {
         return;
     }

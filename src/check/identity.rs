@@ -206,8 +206,8 @@ fn declared_domains(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic
 
 fn shared_domains(context: &CheckContext<'_>, diagnostics: &mut Vec<Diagnostic>) {
     let topology = context.topology;
-    for domain in context.graph.trust_domains() {
-        let sites = context.graph.sites_of_trust_domain(domain);
+    for domain in context.graph.domains().trust_domains() {
+        let sites = context.graph.domains().sites_of_trust_domain(domain);
         if sites.len() < 2 {
             continue;
         }

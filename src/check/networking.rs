@@ -211,8 +211,9 @@ fn crosses_sites(context: &CheckContext<'_>) -> bool {
         return true;
     }
     if context.plan.allow_same_trust_domain()
-        && graph.trust_domains().any(|domain| {
+        && graph.domains().trust_domains().any(|domain| {
             graph
+                .domains()
                 .sites_of_trust_domain(domain)
                 .iter()
                 .filter(|&&site| !topology.sites[site].agents.is_empty())

@@ -84,7 +84,7 @@ pub(super) fn check(context: &ModelContext<'_>, diagnostics: &mut Vec<Diagnostic
     }
 
     if let FederationPairs::List(pairs) = &topology.federation.pairs {
-        let domains: Vec<String> = context.graph.trust_domains().map(str::to_owned).collect();
+        let domains: Vec<String> = context.graph.domains().trust_domains().map(str::to_owned).collect();
         for pair in pairs {
             for (position, domain) in [&pair.a, &pair.b].into_iter().enumerate() {
                 if !domains.iter().any(|known| known == domain) {

@@ -135,7 +135,7 @@ pub fn guide(context: &EmitContext<'_>, prerequisites: &[Prerequisite]) -> Strin
     out.push_str("```\n\n");
 
     out.push_str("## 4. Federation bootstrap\n\n");
-    if topology.federation.enabled && context.graph.federated_pairs().next().is_some() {
+    if topology.federation.enabled && context.graph.domains().federated_pairs().next().is_some() {
         let needed = topology.federation.profile == FederationProfile::HttpsSpiffe;
         let _ = writeln!(
             out,

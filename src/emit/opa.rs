@@ -108,7 +108,7 @@ pub type DomainPeers<'a> = Digested<Arc<Vec<&'a str>>>;
 
 /// The [`DomainPeers`] of `domain`.
 pub fn domain_peers<'a>(context: &EmitContext<'a>, domain: &str) -> DomainPeers<'a> {
-    Digested::new(Arc::new(context.graph.federated_with(domain)))
+    Digested::new(Arc::new(context.graph.domains().federated_with(domain)))
 }
 
 /// What the OPA data of every agent of a trust domain shares ([`super::inputs`]).
@@ -1086,9 +1086,13 @@ mod tests {
             let context = EmitContext::of(&compiled);
             let data = data(&context);
             let peers = data["federation"]["peers"].as_object().unwrap();
-            assert_eq!(peers.len(), compiled.graph.trust_domains().count());
-            for domain in compiled.graph.trust_domains() {
-                assert_eq!(peers[domain], serde_json::json!(compiled.graph.federated_with(domain)), "{name}");
+            assert_eq!(peers.len(), compiled.graph.domains().trust_domains().count());
+            for domain in compiled.graph.domains().trust_domains() {
+                assert_eq!(
+                    peers[domain],
+                    serde_json::json!(compiled.graph.domains().federated_with(domain)),
+                    "{name}"
+                );
             }
         }
     }
@@ -1248,8 +1252,8 @@ networking:
     fn federation_peers<'a>(context: &EmitContext<'a>) -> BTreeMap<&'a str, Vec<&'a str>> {
         let graph = context.graph;
         let mut peers: BTreeMap<&str, Vec<&str>> =
-            graph.trust_domains().map(|domain| (domain, Vec::new())).collect();
-        for (left, right) in graph.federated_pairs() {
+            graph.domains().trust_domains().map(|domain| (domain, Vec::new())).collect();
+        for (left, right) in graph.domains().federated_pairs() {
             peers.entry(left).or_default().push(right);
             peers.entry(right).or_default().push(left);
         }

@@ -357,7 +357,7 @@ pub fn federation_bootstrap(context: &EmitContext<'_>) -> Option<String> {
 /// What [`federation_bootstrap`] renders; `None` when there is no federation to bootstrap.
 fn bootstrap_inputs<'a>(context: &EmitContext<'a>) -> Option<ScriptData<'a>> {
     let topology = context.topology;
-    let graph = context.graph;
+    let graph = context.graph.domains();
     if !topology.federation.enabled {
         return None;
     }
@@ -367,11 +367,10 @@ fn bootstrap_inputs<'a>(context: &EmitContext<'a>) -> Option<ScriptData<'a>> {
     }
 
     // Each federated domain's bundle is read once, from the first of its sites. The pairs name the
-    // domains by their ids in the graph: each id's position among `domains`, when it is there.
+    // domains by their ids: each id's position among `domains`, when it is there.
     let mut domains: Vec<ScriptDomain> = Vec::new();
-    let mut positions: Vec<Option<usize>> = Vec::new();
-    for domain in graph.trust_domains() {
-        positions.push(None);
+    let mut positions: Vec<Option<usize>> = vec![None; graph.trust_domains().count()];
+    for (id, domain) in graph.trust_domains().enumerate() {
         if !graph.is_federated(domain) {
             continue;
         }
@@ -381,9 +380,7 @@ fn bootstrap_inputs<'a>(context: &EmitContext<'a>) -> Option<ScriptData<'a>> {
             .map(|index| topology.sites[index].name.clone())
             .collect();
         let Some(source) = sites.first().cloned() else { continue };
-        if let Some(position) = positions.last_mut() {
-            *position = Some(domains.len());
-        }
+        positions[id] = Some(domains.len());
         domains.push(ScriptDomain { name: domain.to_owned(), source, sites });
     }
     let position = |id: usize| positions.get(id).copied().flatten();
@@ -813,7 +810,7 @@ networking:
                 .iter()
                 .map(|peer| peer.trust_domain.as_str())
                 .collect();
-            assert_eq!(peers, compiled.graph.federated_with(&site.trust_domain));
+            assert_eq!(peers, compiled.graph.domains().federated_with(&site.trust_domain));
             for peer in &compiled.plan.sites[position].federation {
                 assert!(peer.bundle_endpoint_url.starts_with("https://"), "{}", peer.bundle_endpoint_url);
                 assert_eq!(

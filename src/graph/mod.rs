@@ -257,51 +257,6 @@ impl MeshGraph {
         &self.domains
     }
 
-    /// [`TrustDomains::trust_domains`].
-    pub fn trust_domains(&self) -> impl Iterator<Item = &str> {
-        self.domains.trust_domains()
-    }
-
-    /// [`TrustDomains::sites_of_trust_domain`].
-    pub fn sites_of_trust_domain(&self, trust_domain: &str) -> Vec<usize> {
-        self.domains.sites_of_trust_domain(trust_domain)
-    }
-
-    /// [`TrustDomains::federated`].
-    pub fn federated(&self, left: &str, right: &str) -> bool {
-        self.domains.federated(left, right)
-    }
-
-    /// [`TrustDomains::domain_id`].
-    pub fn domain_id(&self, trust_domain: &str) -> Option<usize> {
-        self.domains.domain_id(trust_domain)
-    }
-
-    /// [`TrustDomains::is_federated`].
-    pub fn is_federated(&self, trust_domain: &str) -> bool {
-        self.domains.is_federated(trust_domain)
-    }
-
-    /// [`TrustDomains::federated_with`].
-    pub fn federated_with(&self, trust_domain: &str) -> Vec<&str> {
-        self.domains.federated_with(trust_domain)
-    }
-
-    /// [`TrustDomains::federated_ids_of`].
-    pub fn federated_ids_of(&self, id: usize) -> &[usize] {
-        self.domains.federated_ids_of(id)
-    }
-
-    /// [`TrustDomains::federated_pairs`].
-    pub fn federated_pairs(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.domains.federated_pairs()
-    }
-
-    /// [`TrustDomains::federated_ids`].
-    pub fn federated_ids(&self) -> &[(usize, usize)] {
-        self.domains.federated_ids()
-    }
-
     /// The graph node of a site.
     pub fn site_node(&self, site: usize) -> NodeIndex {
         self.site_nodes[site]
@@ -343,14 +298,17 @@ mod tests {
              [aws.company.com, aws.company.com], [aws.company.com, elsewhere.example]]",
         );
         // Duplicates and orders merge, a domain with itself and an unknown domain are left out.
-        assert_eq!(graph.federated_pairs().collect::<Vec<_>>(), [("aws.company.com", "gcp.company.com")]);
-        assert!(graph.federated("gcp.company.com", "aws.company.com"));
-        assert!(!graph.federated("aws.company.com", "azure.company.com"));
-        assert!(!graph.federated("aws.company.com", "elsewhere.example"));
-        assert_eq!(graph.federated_with("aws.company.com"), ["gcp.company.com"]);
-        assert!(graph.is_federated("gcp.company.com"));
-        assert!(!graph.is_federated("azure.company.com"));
-        assert!(graph.federated_with("elsewhere.example").is_empty());
+        assert_eq!(
+            graph.domains().federated_pairs().collect::<Vec<_>>(),
+            [("aws.company.com", "gcp.company.com")]
+        );
+        assert!(graph.domains().federated("gcp.company.com", "aws.company.com"));
+        assert!(!graph.domains().federated("aws.company.com", "azure.company.com"));
+        assert!(!graph.domains().federated("aws.company.com", "elsewhere.example"));
+        assert_eq!(graph.domains().federated_with("aws.company.com"), ["gcp.company.com"]);
+        assert!(graph.domains().is_federated("gcp.company.com"));
+        assert!(!graph.domains().is_federated("azure.company.com"));
+        assert!(graph.domains().federated_with("elsewhere.example").is_empty());
         let edges = graph.graph.edge_weights().filter(|edge| matches!(edge, Edge::FederatesWith)).count();
         assert_eq!(edges, 2);
     }
@@ -359,14 +317,17 @@ mod tests {
     fn federation_pairs_all() {
         let graph = graph_with_pairs("all");
         assert_eq!(
-            graph.federated_pairs().collect::<Vec<_>>(),
+            graph.domains().federated_pairs().collect::<Vec<_>>(),
             [
                 ("aws.company.com", "azure.company.com"),
                 ("aws.company.com", "gcp.company.com"),
                 ("azure.company.com", "gcp.company.com")
             ]
         );
-        assert_eq!(graph.federated_with("azure.company.com"), ["aws.company.com", "gcp.company.com"]);
+        assert_eq!(
+            graph.domains().federated_with("azure.company.com"),
+            ["aws.company.com", "gcp.company.com"]
+        );
     }
 
     #[test]
@@ -375,7 +336,7 @@ mod tests {
         use petgraph::visit::EdgeRef;
 
         let graph = graph_with_pairs("all");
-        let domains: Vec<&str> = graph.trust_domains().collect();
+        let domains: Vec<&str> = graph.domains().trust_domains().collect();
         for domain in domains.iter().copied().chain(["elsewhere.example"]) {
             let node = graph
                 .graph
@@ -390,8 +351,8 @@ mod tests {
                 })
                 .collect();
             from_edges.sort_unstable();
-            assert_eq!(graph.sites_of_trust_domain(domain), from_edges, "{domain}");
+            assert_eq!(graph.domains().sites_of_trust_domain(domain), from_edges, "{domain}");
         }
-        assert!(domains.iter().all(|domain| !graph.sites_of_trust_domain(domain).is_empty()));
+        assert!(domains.iter().all(|domain| !graph.domains().sites_of_trust_domain(domain).is_empty()));
     }
 }

@@ -186,15 +186,18 @@ pub struct Plan {
 impl Plan {
     /// Lowers a normalized topology, knowing its trust domains (the part of its graph the plan
     /// reads). Never fails: references `check` rejects (a call to an unknown agent) are left out.
-    pub fn build(topology: &Topology, graph: &TrustDomains) -> Plan {
+    pub fn build(topology: &Topology, trust_domains: &TrustDomains) -> Plan {
         // The domain ids are positions in this same sorted list.
-        let domains: Vec<Arc<str>> = graph.trust_domains().map(Arc::from).collect();
-        let site_domain: Vec<usize> =
-            topology.sites.iter().map(|site| graph.domain_id(&site.trust_domain).unwrap_or(0)).collect();
+        let domains: Vec<Arc<str>> = trust_domains.trust_domains().map(Arc::from).collect();
+        let site_domain: Vec<usize> = topology
+            .sites
+            .iter()
+            .map(|site| trust_domains.domain_id(&site.trust_domain).unwrap_or(0))
+            .collect();
         let agent_domain: Vec<usize> = topology.agents.iter().map(|agent| site_domain[agent.site]).collect();
         // Every federated pair in both orders, sorted: each domain's peers, sorted, in domain order.
         let federated: Vec<(usize, usize)> = (0..domains.len())
-            .flat_map(|domain| graph.federated_ids_of(domain).iter().map(move |&peer| (domain, peer)))
+            .flat_map(|domain| trust_domains.federated_ids_of(domain).iter().map(move |&peer| (domain, peer)))
             .collect();
         let mut public_actions_written: Vec<String> = Vec::new();
         for action in &topology.authorization.public_actions {
@@ -325,7 +328,7 @@ impl Plan {
         // far, and are made beside each other.
         let (tailnet, (federations, sites)) = crate::work::join(
             || tailnet::TailnetPlan::build(topology, &plan),
-            || (federations(&plan, graph), site_plans(topology, graph)),
+            || (federations(&plan, trust_domains), site_plans(topology, trust_domains)),
         );
         plan.tailnet = tailnet;
         for (agent, domains) in plan.agents.iter_mut().zip(federations) {
@@ -574,7 +577,7 @@ fn service_address(topology: &Topology, name: &str) -> String {
 /// actions an agent federates with every domain its own federates with, so the agents of one
 /// domain share one list (a mesh of thousands of domains would otherwise hold agents × domains
 /// names); otherwise each has the few its connections need.
-fn federations(plan: &Plan, graph: &TrustDomains) -> Vec<Arc<[Arc<str>]>> {
+fn federations(plan: &Plan, trust_domains: &TrustDomains) -> Vec<Arc<[Arc<str>]>> {
     let authorization = &plan.authorization;
     if authorization.public_actions.is_empty() {
         let mut federates: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); plan.agents.len()];
@@ -604,8 +607,8 @@ fn federations(plan: &Plan, graph: &TrustDomains) -> Vec<Arc<[Arc<str>]>> {
                 shared
                     .entry(domain)
                     .or_insert_with(|| {
-                        // The graph's ids are positions in `domains`, sorted and distinct.
-                        let ids = graph.federated_ids_of(domain);
+                        // The ids are positions in `domains`, sorted and distinct.
+                        let ids = trust_domains.federated_ids_of(domain);
                         ids.iter().map(|&id| authorization.domains[id].clone()).collect()
                     })
                     .clone()
@@ -615,7 +618,7 @@ fn federations(plan: &Plan, graph: &TrustDomains) -> Vec<Arc<[Arc<str>]>> {
 }
 
 /// Each site's plan: its names and the peers its SPIRE server federates with.
-fn site_plans(topology: &Topology, graph: &TrustDomains) -> Vec<SitePlan> {
+fn site_plans(topology: &Topology, trust_domains: &TrustDomains) -> Vec<SitePlan> {
     let bundle_urls = domain_bundle_endpoints(topology);
     // Each peer domain's plan, made once: with every site federated, each is every site's peer.
     let mut peer_plans: HashMap<&str, Option<Arc<PeerPlan>>> = HashMap::new();
@@ -624,7 +627,7 @@ fn site_plans(topology: &Topology, graph: &TrustDomains) -> Vec<SitePlan> {
         .iter()
         .map(|site| {
             let federation = if topology.federation.enabled {
-                graph
+                trust_domains
                     .federated_with(&site.trust_domain)
                     .into_iter()
                     .filter_map(|peer| {

@@ -136,7 +136,7 @@ pub fn graph_changes(old: &Compiled, new: &Compiled) -> GraphChanges {
         edges
     };
     let pairs = |compiled: &Compiled| -> BTreeSet<String> {
-        compiled.graph.federated_pairs().map(|(left, right)| format!("{left} ↔ {right}")).collect()
+        compiled.graph.domains().federated_pairs().map(|(left, right)| format!("{left} ↔ {right}")).collect()
     };
     let mut changes = GraphChanges::default();
     keyed(

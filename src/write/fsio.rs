@@ -58,7 +58,6 @@ pub fn scan_known<'a>(
     let anchor = Anchor::open(root)?;
     let mut found = Found::default();
     let mut pending = vec![String::new()];
-    let mut path = String::new();
     while let Some(relative) = pending.pop() {
         let status = anchor.status(&relative)?;
         if status.kind != Kind::Directory {
@@ -79,31 +78,15 @@ pub fn scan_known<'a>(
             |name: &str| if relative.is_empty() { name.to_owned() } else { format!("{relative}/{name}") };
         for &(name, file) in entries {
             let Some(number) = file else {
-                let path = child(name);
-                found.directories.push(path.clone());
-                pending.push(path);
+                found.descend(child(name), &mut pending);
                 continue;
             };
             let status = match &beneath {
                 Some(beneath) => beneath.status(name),
-                None => {
-                    // The file's path from the root, put together in one buffer: it is reported by
-                    // number.
-                    path.clear();
-                    if !relative.is_empty() {
-                        path.push_str(&relative);
-                        path.push('/');
-                    }
-                    path.push_str(name);
-                    anchor.status(&path)
-                }
+                None => anchor.status(&child(name)),
             };
             match status {
-                Ok(status) if status.kind == Kind::Directory => {
-                    let path = child(name);
-                    found.directories.push(path.clone());
-                    pending.push(path);
-                }
+                Ok(status) if status.kind == Kind::Directory => found.descend(child(name), &mut pending),
                 Ok(status) => found.identified.push((number, entry_of(&status))),
                 Err(error) if error.kind() == io::ErrorKind::NotFound => {}
                 Err(error) => return Err(error),
@@ -129,6 +112,12 @@ struct Found {
 }
 
 impl Found {
+    /// A directory found, to be walked into.
+    fn descend(&mut self, directory: String, pending: &mut Vec<String>) {
+        self.directories.push(directory.clone());
+        pending.push(directory);
+    }
+
     fn into_tree(self) -> Tree {
         let Found { entries, mut directories, identified, mut replaced } = self;
         if !replaced.is_empty() {
@@ -171,8 +160,7 @@ fn list(
         let path = if relative.is_empty() { name.into_owned() } else { format!("{relative}/{name}") };
         let file_type = entry.file_type()?;
         if file_type.is_dir() {
-            found.directories.push(path.clone());
-            pending.push(path);
+            found.descend(path, pending);
         } else if file_type.is_file() {
             let metadata = entry.metadata()?;
             found.entries.push((

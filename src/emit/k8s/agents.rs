@@ -282,7 +282,7 @@ fn manifests_of(inputs: &AgentFileInputs<'_>) -> Vec<Manifest> {
             name,
             &tags,
             selector_labels(name, AGENT_COMPONENT),
-            super::tailnet::mesh_ports(inputs.shared().port),
+            super::tailnet::mesh_ports(shared.port),
         ));
     }
     if inputs.replicas > 1 {

@@ -266,6 +266,7 @@ impl RemoteSites {
             .collect();
         let same_trust_domain = site
             .graph
+            .domains()
             .sites_of_trust_domain(&site.site.trust_domain)
             .into_iter()
             .filter(|&index| index != site.site_index && !topology.sites[index].agents.is_empty())
